@@ -1,0 +1,64 @@
+"""The one `segbot` entry point. Commands live beside the code they drive and are imported
+only when used, so `segbot --help` stays fast and never loads torch."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from segbot import __version__
+
+# name -> "module:attribute" of a click command
+COMMANDS: dict[str, str] = {
+    "migrate": "storage.cli:migrate",
+    "demo": "segbot.demo:demo",
+    "train": "trainer.cli:train",
+    "weights": "trainer.cli:weights",
+    "predict": "inference.cli:predict",
+    "inspect": "annotations.cli:inspect_cmd",
+    "stats": "annotations.cli:stats",
+    "eval": "annotations.cli:eval_cmd",
+    "worker": "trainer.queue_cli:worker",
+    "run": "bot.cli:run",
+    "backup": "storage.ops_cli:backup",
+    "restore": "storage.ops_cli:restore",
+    "health": "storage.ops_cli:health",
+    "clean": "storage.ops_cli:clean",
+    "admin": "storage.ops_cli:admin",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in COMMANDS if self._load(name) is not None)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self._load(name)
+
+    @staticmethod
+    def _load(name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            # A command whose module is not there yet is simply not offered.
+            if error.name and module_name.startswith(error.name):
+                return None
+            raise
+        return getattr(module, attr, None)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="segbot")
+def main() -> None:
+    """segbot: train a personal Cascade Mask R-CNN from a few labelled crops, then find,
+    outline and measure every particle on new microscope images."""
+
+
+def run() -> None:  # pragma: no cover - console entry
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Database, content-addressed file store and settings: everything segbot keeps."""

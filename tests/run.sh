@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# The whole test suite, slow tests included; PostgreSQL and Redis are required when CI=true.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
