@@ -1,0 +1,3 @@
+from segbot.cli import main
+
+main()

@@ -1,0 +1,98 @@
+"""Shared fixtures: a private data dir and settings, migrated SQLite and PostgreSQL databases,
+Redis. Under CI=true a missing PostgreSQL or Redis fails the test instead of skipping it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get("SEGBOT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SEGBOT_TEST_REDIS", "redis://127.0.0.1:6379")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _unavailable(what: str, error: Exception) -> None:
+    message = f"{what} is not reachable ({error.__class__.__name__}: {error})"
+    if IN_CI:
+        pytest.fail(message + " - CI must run against it")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(data_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """Settings pointing at a private data dir (SQLite, embedded broker) for this test."""
+    from storage import settings as settings_module
+
+    for name in ("DATABASE_URL", "SEGBOT_BROKER_URL", "BROKER_URL", "TELEGRAM_BOT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SEGBOT_DATA_DIR", str(data_dir))
+    monkeypatch.chdir(data_dir)  # no stray .env from the developer's checkout
+    settings_module.get_settings.cache_clear()
+    current = settings_module.get_settings()
+    current.ensure_dirs()
+    yield current
+    settings_module.get_settings.cache_clear()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"segbot_t_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # noqa: BLE001 - any connection problem means "not there"
+        admin.dispose()
+        _unavailable("PostgreSQL at " + PG_ADMIN_URL.split("@")[-1], error)
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    yield url
+    from storage.db import engine_for
+
+    engine_for(url).dispose()
+    engine_for.cache_clear()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated database URL, once on SQLite and once on PostgreSQL."""
+    from storage.migrate import upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'segbot.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """Redis on 127.0.0.1:6379 (required under CI); each test gets a distinct key prefix via db 0."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except Exception as error:  # noqa: BLE001
+        _unavailable("Redis at " + REDIS_URL, error)
+    finally:
+        client.close()
+    return REDIS_URL

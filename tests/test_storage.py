@@ -1,0 +1,222 @@
+"""Settings, models on both databases, migrations and drift, the file store."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from storage.db import make_engine, session_scope
+from storage.files import FileStore, StoreError
+from storage.migrate import current_revision, downgrade, head_revision, upgrade
+from storage.models import Base, Job, JobState, Notice, TrainedModel, Upload, User
+from storage.settings import SettingsError, load_settings
+
+# Settings
+
+
+def test_defaults_need_no_service(settings) -> None:
+    assert settings.database_url.startswith("sqlite:///")
+    assert settings.broker_is_embedded and settings.broker_url.startswith("sqla+sqlite:///")
+    assert settings.device == "cpu"
+    assert str(settings.data_dir) in settings.database_url
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("SEGBOT_DEVICE", "tpu", "setting SEGBOT_DEVICE: must be 'cpu', 'cuda' or 'cuda:N'"),
+        ("DATABASE_URL", "mysql://x", "setting DATABASE_URL: must be a sqlite:/// or postgresql:// URL"),
+        ("TELEGRAM_API_BASE_URL", "ftp://x", "setting TELEGRAM_API_BASE_URL: must start with http"),
+        ("SEGBOT_MAX_UPLOAD_MB", "-1", "setting SEGBOT_MAX_UPLOAD_MB: Input should be greater than 0"),
+    ],
+)
+def test_bad_setting_is_one_line_naming_it(settings, monkeypatch, name, value, expected) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith(expected)
+    assert "\n" not in message
+
+
+def test_token_is_never_shown(settings, monkeypatch) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:SECRET-token-value")
+    loaded = load_settings()
+    assert loaded.token == "123456:SECRET-token-value"
+    assert "SECRET" not in repr(loaded) and "SECRET" not in str(loaded.model_dump())
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "no-colon-SECRET")
+    with pytest.raises(SettingsError) as caught:
+        load_settings().token  # noqa: B018
+    assert "SECRET" not in str(caught.value)
+
+
+def test_postgres_url_gets_psycopg_driver(settings, monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1/test")
+    assert load_settings().database_url == "postgresql+psycopg://postgres@127.0.0.1/test"
+
+
+def test_cli_bad_setting_exits_with_one_line(settings, monkeypatch) -> None:
+    env = dict(os.environ, SEGBOT_DEVICE="gpu0", TELEGRAM_BOT_TOKEN="42:VERYSECRET")
+    proc = subprocess.run([sys.executable, "-m", "segbot", "migrate"], env=env, capture_output=True,
+                          text=True, cwd=settings.data_dir)
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == "Error: setting SEGBOT_DEVICE: must be 'cpu', 'cuda' or 'cuda:N'"
+    assert "Traceback" not in proc.stderr and "VERYSECRET" not in proc.stderr + proc.stdout
+
+
+# Database and migrations
+
+
+def test_migrations_reach_head_without_drift(db_url: str) -> None:
+    assert current_revision(db_url) == head_revision(db_url)
+    engine = make_engine(db_url)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
+
+
+def test_downgrade_to_base_and_back(db_url: str) -> None:
+    downgrade(db_url, "base")
+    assert current_revision(db_url) is None
+    upgrade(db_url)
+    assert current_revision(db_url) == head_revision(db_url)
+
+
+def test_models_round_trip_and_cascade(db_url: str) -> None:
+    with session_scope(db_url) as session:
+        user = User(telegram_id=10**12 + 7, username="chemist", language="ru", nm_per_px=7.34)
+        session.add(user)
+        session.flush()
+        session.add(Upload(user_id=user.id, kind="labelme", original_name="a.json", sha256="a" * 64, size=3))
+        job = Job(user_id=user.id, kind="train", params={"arch": "tiny"})
+        session.add(job)
+        session.flush()
+        model = TrainedModel(user_id=user.id, version=1, classes=["particle"], job_id=job.id,
+                             metrics={"f1": 0.8})
+        session.add(model)
+        session.flush()
+        user.active_model_id = model.id
+        session.add(Notice(user_id=user.id, job_id=job.id, kind="finished", payload={"x": 1}))
+    with session_scope(db_url) as session:
+        user = session.scalar(select(User).where(User.telegram_id == 10**12 + 7))
+        assert user.nm_per_px == pytest.approx(7.34) and user.language == "ru"
+        assert session.get(TrainedModel, user.active_model_id).metrics == {"f1": 0.8}
+        assert session.scalar(select(Job)).state == JobState.QUEUED
+        session.delete(user)
+    with session_scope(db_url) as session:
+        for table in (Upload, Job, TrainedModel, Notice):
+            assert session.scalar(select(func.count()).select_from(table)) == 0
+
+
+def test_model_versions_unique_per_user(db_url: str) -> None:
+    with pytest.raises(IntegrityError):
+        with session_scope(db_url) as session:
+            user = User(telegram_id=1)
+            session.add(user)
+            session.flush()
+            session.add_all([TrainedModel(user_id=user.id, version=1), TrainedModel(user_id=user.id, version=1)])
+    with pytest.raises(IntegrityError):
+        with session_scope(db_url) as session:
+            user = User(telegram_id=2)
+            session.add(user)
+            session.flush()
+            job = Job(user_id=user.id, kind="train")
+            session.add(job)
+            session.flush()
+            session.add_all([Notice(user_id=user.id, job_id=job.id, kind="done"),
+                             Notice(user_id=user.id, job_id=job.id, kind="done")])
+
+
+def test_segbot_migrate_command(tmp_path: Path, postgres_url: str) -> None:
+    for url in (f"sqlite:///{tmp_path / 'cli.db'}", postgres_url):
+        env = dict(os.environ, DATABASE_URL=url, SEGBOT_DATA_DIR=str(tmp_path / "d"))
+        proc = subprocess.run([sys.executable, "-m", "segbot", "migrate"], env=env, capture_output=True,
+                              text=True, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == f"database at revision {head_revision(url)}"
+        assert current_revision(url) == head_revision(url)
+
+
+# File store
+
+
+def test_store_is_content_addressed_and_atomic(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "files")
+    sha = store.put_bytes(b"particle")
+    assert sha == hashlib.sha256(b"particle").hexdigest()
+    assert store.path_for(sha).relative_to(store.root).parts == ("blobs", sha[:2], sha)
+    assert store.read_bytes(sha) == b"particle"
+    assert store.put_bytes(b"particle") == sha  # same content, same name, one file
+    assert list(store.iter_digests()) == [sha]
+    assert not any(store.tmp.iterdir())  # no temp files left behind
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "files")
+    with pytest.raises(StoreError):
+        store.put_stream(io.BytesIO(b"x" * 5000), max_bytes=1000)
+    assert list(store.iter_digests()) == [] and not any(store.tmp.iterdir())
+
+
+def test_concurrent_writes_of_same_content(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "files")
+    payload = os.urandom(1 << 20)
+    digests: list[str] = []
+    threads = [threading.Thread(target=lambda: digests.append(store.put_bytes(payload))) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(digests)) == 1 and store.read_bytes(digests[0]) == payload
+
+
+@pytest.mark.parametrize(
+    "name", ["../escape", "/etc/passwd", "a/../../b", "~/x", "models/../../../etc", "..", "a/.."]
+)
+def test_paths_outside_store_are_refused(tmp_path: Path, name: str) -> None:
+    store = FileStore(tmp_path / "files")
+    with pytest.raises(StoreError):
+        target = store.resolve(name)
+        if target == store.root:  # "a/.." resolves to the root itself: never a place to write
+            raise StoreError("root")
+
+
+def test_symlink_out_of_store_is_refused(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "files")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (store.root / "link").symlink_to(outside)
+    with pytest.raises(StoreError):
+        store.resolve("link/secret")
+
+
+@pytest.mark.parametrize("digest", ["", "abc", "../" + "a" * 61, "G" * 64, "a" * 63 + "/"])
+def test_bad_digests_refused(tmp_path: Path, digest: str) -> None:
+    with pytest.raises(StoreError):
+        FileStore(tmp_path / "files").path_for(digest)
+
+
+def test_install_dir_is_all_or_nothing(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "files")
+    source = tmp_path / "bundle"
+    source.mkdir()
+    (source / "weights.pt").write_bytes(b"w")
+    target = store.install_dir(source, "models/u1/v1")
+    assert (target / "weights.pt").read_bytes() == b"w"
+    with pytest.raises(StoreError):
+        store.install_dir(source, "models/u1/v1")
+    with pytest.raises(StoreError):
+        store.install_dir(source, "../v2")
+
