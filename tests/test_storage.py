@@ -126,7 +126,8 @@ def test_model_versions_unique_per_user(db_url: str) -> None:
             user = User(telegram_id=1)
             session.add(user)
             session.flush()
-            session.add_all([TrainedModel(user_id=user.id, version=1), TrainedModel(user_id=user.id, version=1)])
+            session.add_all([TrainedModel(user_id=user.id, version=1),
+                             TrainedModel(user_id=user.id, version=1)])
     with pytest.raises(IntegrityError):
         with session_scope(db_url) as session:
             user = User(telegram_id=2)
