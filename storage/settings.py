@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, validation_alias=_env("SEGBOT_LOG_JSON"))
     log_level: str = Field("INFO", validation_alias=_env("SEGBOT_LOG_LEVEL"))
     metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias=_env("SEGBOT_METRICS_PORT"))
+    # Queue
+    heartbeat_s: float = Field(10.0, gt=0, validation_alias=_env("SEGBOT_HEARTBEAT_S"))
+    stale_after_s: float = Field(120.0, gt=0, validation_alias=_env("SEGBOT_STALE_AFTER_S"))
+    sweep_interval_s: float = Field(30.0, gt=0, validation_alias=_env("SEGBOT_SWEEP_INTERVAL_S"))
+    visibility_timeout_s: float = Field(12 * 3600, gt=0, validation_alias=_env("SEGBOT_VISIBILITY_TIMEOUT_S"))
+    broker_poll_s: float = Field(0.2, gt=0, validation_alias=_env("SEGBOT_BROKER_POLL_S"))
+    redis_key_prefix: str = Field("", validation_alias=_env("SEGBOT_REDIS_PREFIX"))
 
     @field_validator("device")
     @classmethod

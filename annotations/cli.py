@@ -1,0 +1,150 @@
+"""`segbot inspect`, `segbot stats`, `segbot eval`: thin click adapters over the annotations package."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from segbot.errors import user_errors
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+HEIGHT_MAP_SUFFIXES = {".txt", ".asc", ".xyz", ".dat", ".csv"}
+
+
+def _json_files(paths: tuple[Path, ...] | list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() == ".json" and q.is_file())
+            if not found:
+                raise click.ClickException(f"{p} holds no LabelMe .json files.")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+def _unique_stem(stem: str, used: set[str]) -> str:
+    candidate, k = stem, 2
+    while candidate in used:
+        candidate, k = f"{stem}_{k}", k + 1
+    used.add(candidate)
+    return candidate
+
+
+def _inspect_one(path: Path, lang: str) -> str:
+    from annotations.crops import format_summary, summarize_annotation
+    from annotations.images import read_image
+    from annotations.labelme import read_labelme
+
+    if path.suffix.lower() == ".json":
+        return format_summary(summarize_annotation(read_labelme(path)), lang)
+    loaded = read_image(path)
+    h, w = loaded.image.shape[:2]
+    line = f"{path.name}: image {w}x{h} px"
+    if loaded.nm_per_px:
+        line += f", scale {loaded.nm_per_px:.4g} nm/px"
+    return "\n".join([line, *(f"note: {n}" for n in loaded.notes)])
+
+
+@click.command("inspect")
+@click.argument("target", type=click.Path(exists=True, path_type=Path))
+@click.option("--lang", type=click.Choice(["en", "ru"]), default="en", show_default=True)
+@user_errors
+def inspect_cmd(target: Path, lang: str) -> None:
+    """Validate and summarise a LabelMe file, an image, or every such file in a folder."""
+    if not target.is_dir():
+        click.echo(_inspect_one(target, lang))
+        return
+    from annotations.model import AnnotationError
+
+    files = sorted(
+        p for p in target.iterdir()
+        if p.is_file() and p.suffix.lower() in {".json"} | IMAGE_SUFFIXES | HEIGHT_MAP_SUFFIXES
+    )
+    if not files:
+        raise click.ClickException(f"{target} holds no LabelMe files or images.")
+    bad = 0
+    for path in files:
+        try:
+            click.echo(_inspect_one(path, lang))
+        except AnnotationError as error:
+            bad += 1
+            click.echo(f"Error: {error}", err=True)
+        click.echo("")
+    if bad:
+        raise click.ClickException(f"{bad} of {len(files)} file(s) refused.")
+
+
+@click.command("stats")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for CSV, summaries, histograms, overlays.")
+@click.option("--nm-per-px", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Scale; overrides a scale found in the files.")
+@click.option("--log", "log_hist", is_flag=True, help="Logarithmic histogram bins.")
+@click.option("--ids/--no-ids", default=None, help="Number objects on the overlay (default: up to 300 objects).")
+@click.option("--lang", type=click.Choice(["en", "ru"]), default="en", show_default=True)
+@user_errors
+def stats(files: tuple[Path, ...], out_dir: Path, nm_per_px: float | None, log_hist: bool, ids: bool | None,
+          lang: str) -> None:
+    """Measure every object of LabelMe FILES (or folders of them): CSV, summary, histograms, overlay.
+
+    With crops in a file only objects inside the crops count, and density is per crop area.
+    Several files are also pooled (pooled_*).
+    """
+    from annotations.crops import assign
+    from annotations.export import write_outputs, write_pooled
+    from annotations.labelme import read_labelme
+    from annotations.measure import measure_arrays
+
+    paths = _json_files(list(files))
+    anns = [read_labelme(p) for p in paths]  # everything is checked before anything is written
+    used: set[str] = set()
+    pooled = []
+    for path, ann in zip(paths, anns, strict=True):
+        scale = nm_per_px or ann.nm_per_px
+        region_area = None
+        instances = ann.instances
+        if ann.crops:
+            regions, _ = assign(ann)
+            instances = [i for r in regions for i in r.instances]
+            region_area = sum(r.crop.width * r.crop.height for r in regions)
+        stem = _unique_stem(path.stem, used)
+        written = write_outputs(out_dir, stem, ann.image, instances, scale, title=stem, region_area_px=region_area,
+                                show_ids=ids, log_hist=log_hist, lang=lang, image_name=ann.name)
+        click.echo(written["text"].read_text(encoding="utf-8").rstrip())
+        click.echo(f"-> {out_dir / stem}_*")
+        pooled.append((stem, measure_arrays(instances), ann.image.shape, scale, region_area))
+    if len(pooled) > 1:
+        written = write_pooled(out_dir, pooled, log_hist=log_hist)
+        click.echo("")
+        click.echo("pooled: " + written["text"].read_text(encoding="utf-8").rstrip())
+
+
+@click.command("eval")
+@click.argument("pred", type=click.Path(exists=True, path_type=Path))
+@click.argument("gt", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@click.option("--coco/--no-coco", default=True, show_default=True, help="Also compute COCO AP (segm, bbox).")
+@click.option("--max-dets", type=click.IntRange(min=500), default=1000, show_default=True)
+@user_errors
+def eval_cmd(pred: Path, gt: Path, as_json: bool, coco: bool, max_dets: int) -> None:
+    """Score predictions PRED against ground truth GT (LabelMe files or folders paired by image name)."""
+    from annotations.evaluate import evaluate, format_evaluation
+    from annotations.labelme import read_labelme
+
+    pred_anns = [read_labelme(p) for p in _json_files([pred])]
+    gt_anns = [read_labelme(p) for p in _json_files([gt])]
+    if pred.is_dir() or gt.is_dir():  # pair by file stem, not by the image name inside
+        for path, ann in zip(_json_files([pred]), pred_anns, strict=True):
+            ann.name = path.stem
+        for path, ann in zip(_json_files([gt]), gt_anns, strict=True):
+            ann.name = path.stem
+    result = evaluate(pred_anns, gt_anns, coco=coco, max_dets=max_dets)
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+    else:
+        click.echo(format_evaluation(result))

@@ -1,0 +1,409 @@
+"""Prediction quality against ground truth.
+
+- Counting by the centre rule of seed 001: a prediction whose centre lies inside a ground-truth contour
+  is a TP, one GT is matched at most once (further predictions on it are FP), GTs left unmatched (also
+  extra GTs under one big prediction) are FN. Centre-in-contour lookups go through an STRtree.
+- COCO AP (segm and bbox) with pycocotools, maxDets raised (default 1000). pycocotools' per-image matching
+  loops over every (detection, GT) pair in Python, hopeless for thousands of objects in one image; the
+  IoUs here are computed only for pairs whose boxes overlap and the matching walks only those, which
+  gives exactly COCOeval's result (pairs with IoU 0 can never match).
+- Size accuracy as in seed 001 Table 4: 1 - |mean D_pred - mean D_gt| / mean D_gt, per class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from annotations import geometry
+from annotations.errors import NothingToEvaluate
+from annotations.model import AnnotatedImage, Instance
+
+
+@dataclass(frozen=True)
+class CountScore:
+    tp: int
+    fp: int
+    fn: int
+    precision: float
+    recall: float
+    f1: float
+
+    @classmethod
+    def from_counts(cls, tp: int, fp: int, fn: int) -> CountScore:
+        precision = tp / (tp + fp) if tp + fp else (1.0 if fn == 0 else 0.0)
+        recall = tp / (tp + fn) if tp + fn else (1.0 if fp == 0 else 0.0)
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return cls(int(tp), int(fp), int(fn), float(precision), float(recall), float(f1))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _geoms(instances: Sequence[Instance]):
+    import shapely
+
+    if not instances:
+        return np.empty(0, dtype=object)
+    verts, starts = geometry.pack([i.polygon for i in instances])
+    index = np.repeat(np.arange(len(instances)), np.diff(np.concatenate([starts, [len(verts)]])))
+    # close each ring explicitly: shapely.linearrings with indices closes rings itself
+    rings = shapely.linearrings(verts, indices=index)
+    geoms = shapely.polygons(rings)
+    bad = ~shapely.is_valid(geoms)
+    if bad.any():
+        geoms[bad] = shapely.make_valid(geoms[bad])
+    return geoms
+
+
+def match_centre_rule(pred: Sequence[Instance], gt: Sequence[Instance]) -> CountScore:
+    """TP/FP/FN by the centre rule (class-agnostic; call per class for per-class scores)."""
+    return _match(pred, gt)[0]
+
+
+def _match(pred: Sequence[Instance], gt: Sequence[Instance]) -> tuple[CountScore, np.ndarray]:
+    """(score, matched GT index per prediction or -1)."""
+    n_pred, n_gt = len(pred), len(gt)
+    matched = np.full(n_pred, -1, dtype=np.int64)
+    if n_pred == 0 or n_gt == 0:
+        return CountScore.from_counts(0, n_pred, n_gt), matched
+    import shapely
+
+    centres = geometry.area_centroid_perimeter([p.polygon for p in pred])[1]
+    tree = shapely.STRtree(_geoms(gt))
+    pairs = tree.query(shapely.points(centres), predicate="within")  # (2, k): pred index, gt index
+    if pairs.shape[1]:
+        scores = np.array([-1.0 if p.score is None else p.score for p in pred])
+        # most confident predictions claim their GT first; ties keep input order
+        order = np.lexsort((pairs[1], pairs[0], -scores[pairs[0]]))
+        taken = np.zeros(n_gt, dtype=bool)
+        for p_idx, g_idx in zip(pairs[0][order].tolist(), pairs[1][order].tolist(), strict=True):
+            if matched[p_idx] < 0 and not taken[g_idx]:
+                matched[p_idx] = g_idx
+                taken[g_idx] = True
+    tp = int((matched >= 0).sum())
+    return CountScore.from_counts(tp, n_pred - tp, n_gt - tp), matched
+
+
+def mean_d(instances: Sequence[Instance]) -> float | None:
+    if not instances:
+        return None
+    area = geometry.area_centroid_perimeter([i.polygon for i in instances])[0]
+    return float(np.mean(2 * np.sqrt(area / np.pi)))
+
+
+def size_accuracy(pred: Sequence[Instance], gt: Sequence[Instance], nm_per_px: float | None = None) -> dict:
+    """Seed 001 Table 4 per class and for all objects: {class: {mean_d_pred_px, mean_d_gt_px, accuracy}}."""
+    out: dict = {}
+    labels = sorted({i.label for i in gt} | {i.label for i in pred})
+    for label, p, g in [("all", pred, gt)] + [
+        (lab, [i for i in pred if i.label == lab], [i for i in gt if i.label == lab]) for lab in labels
+    ]:
+        dp, dg = mean_d(p), mean_d(g)
+        acc = None
+        if dp is not None and dg:
+            acc = 1.0 - abs(dp - dg) / dg
+        entry = {"mean_d_pred_px": dp, "mean_d_gt_px": dg, "accuracy": acc, "n_pred": len(p), "n_gt": len(g)}
+        if nm_per_px:
+            entry["mean_d_pred_nm"] = dp * nm_per_px if dp is not None else None
+            entry["mean_d_gt_nm"] = dg * nm_per_px if dg is not None else None
+        out[label] = entry
+    return out
+
+
+# ---------------------------------------------------------------- COCO AP
+
+def _coco_eval_class():
+    from pycocotools import mask as mask_utils
+    from pycocotools.cocoeval import COCOeval
+
+    class SparseCOCOeval(COCOeval):
+        """COCOeval with IoUs only for box-overlapping pairs and matching over those pairs only."""
+
+        def computeIoU(self, imgId, catId):  # noqa: N802 - pycocotools' name
+            p = self.params
+            gt = self._gts[imgId, catId] if p.useCats else [g for c in p.catIds for g in self._gts[imgId, c]]
+            dt = self._dts[imgId, catId] if p.useCats else [d for c in p.catIds for d in self._dts[imgId, c]]
+            if not gt or not dt:
+                return []
+            order = np.argsort([-d["score"] for d in dt], kind="mergesort")
+            dt = [dt[i] for i in order[: p.maxDets[-1]]]
+            gb = np.array([g["bbox"] for g in gt], dtype=np.float64)
+            db = np.array([d["bbox"] for d in dt], dtype=np.float64)
+            import shapely
+
+            tree = shapely.STRtree(shapely.box(gb[:, 0], gb[:, 1], gb[:, 0] + gb[:, 2], gb[:, 1] + gb[:, 3]))
+            qd, qg = tree.query(shapely.box(db[:, 0], db[:, 1], db[:, 0] + db[:, 2], db[:, 1] + db[:, 3]))
+            crowd = np.array([int(g["iscrowd"]) for g in gt])
+            if p.iouType == "bbox":
+                x0 = np.maximum(db[qd, 0], gb[qg, 0])
+                y0 = np.maximum(db[qd, 1], gb[qg, 1])
+                x1 = np.minimum(db[qd, 0] + db[qd, 2], gb[qg, 0] + gb[qg, 2])
+                y1 = np.minimum(db[qd, 1] + db[qd, 3], gb[qg, 1] + gb[qg, 3])
+                inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+                area_d = db[qd, 2] * db[qd, 3]
+                area_g = gb[qg, 2] * gb[qg, 3]
+                union = np.where(crowd[qg] == 1, area_d, area_d + area_g - inter)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    iou = np.where(union > 0, inter / union, 0.0)
+            else:
+                iou = np.zeros(len(qd))
+                for d_idx in np.unique(qd):
+                    sel = np.nonzero(qd == d_idx)[0]
+                    g_sel = qg[sel]
+                    iou[sel] = np.asarray(mask_utils.iou(
+                        [dt[d_idx]["segmentation"]], [gt[g]["segmentation"] for g in g_sel], crowd[g_sel].tolist()
+                    )).reshape(-1)
+            keep = iou > 0
+            return {"d": qd[keep], "g": qg[keep], "iou": iou[keep], "nd": len(dt), "ng": len(gt)}
+
+        def evaluateImg(self, imgId, catId, aRng, maxDet):  # noqa: N802, N803
+            p = self.params
+            if p.useCats:
+                gt, dt = self._gts[imgId, catId], self._dts[imgId, catId]
+            else:
+                gt = [g for c in p.catIds for g in self._gts[imgId, c]]
+                dt = [d for c in p.catIds for d in self._dts[imgId, c]]
+            if not gt and not dt:
+                return None
+            for g in gt:
+                g["_ignore"] = 1 if (g["ignore"] or g["area"] < aRng[0] or g["area"] > aRng[1]) else 0
+            gtind = np.argsort([g["_ignore"] for g in gt], kind="mergesort")
+            gt = [gt[i] for i in gtind]
+            dtind = np.argsort([-d["score"] for d in dt], kind="mergesort")
+            dt = [dt[i] for i in dtind[0:maxDet]]
+            iscrowd = [int(o["iscrowd"]) for o in gt]
+            T, G, D = len(p.iouThrs), len(gt), len(dt)  # noqa: N806
+            gtm, dtm = np.zeros((T, G)), np.zeros((T, D))
+            gtIg = np.array([g["_ignore"] for g in gt])  # noqa: N806
+            dtIg = np.zeros((T, D))  # noqa: N806
+            sparse = self.ious[imgId, catId]
+            if len(sparse) and D and G:
+                position = np.empty(len(gtind), dtype=np.int64)
+                position[gtind] = np.arange(len(gtind))
+                cand: list[list[tuple[int, float]]] = [[] for _ in range(D)]
+                for d_i, g_i, v in zip(sparse["d"].tolist(), position[sparse["g"]].tolist(),
+                                       sparse["iou"].tolist(), strict=True):
+                    if d_i < D:
+                        cand[d_i].append((g_i, v))
+                for c in cand:
+                    c.sort()  # COCOeval walks GTs in (non-ignored first) order
+                for tind, t in enumerate(p.iouThrs):
+                    for dind, d in enumerate(dt):
+                        iou = min([t, 1 - 1e-10])
+                        m = -1
+                        for gind, value in cand[dind]:
+                            if gtm[tind, gind] > 0 and not iscrowd[gind]:
+                                continue
+                            if m > -1 and gtIg[m] == 0 and gtIg[gind] == 1:
+                                break
+                            if value < iou:
+                                continue
+                            iou = value
+                            m = gind
+                        if m == -1:
+                            continue
+                        dtIg[tind, dind] = gtIg[m]
+                        dtm[tind, dind] = gt[m]["id"]
+                        gtm[tind, m] = d["id"]
+            a = np.array([d["area"] < aRng[0] or d["area"] > aRng[1] for d in dt]).reshape((1, len(dt)))
+            dtIg = np.logical_or(dtIg, np.logical_and(dtm == 0, np.repeat(a, T, 0)))  # noqa: N806
+            return {
+                "image_id": imgId, "category_id": catId, "aRng": aRng, "maxDet": maxDet,
+                "dtIds": [d["id"] for d in dt], "gtIds": [g["id"] for g in gt], "dtMatches": dtm,
+                "gtMatches": gtm, "dtScores": [d["score"] for d in dt], "gtIgnore": gtIg, "dtIgnore": dtIg,
+            }
+
+    return SparseCOCOeval
+
+
+def _coco_datasets(pairs: Sequence[tuple[Sequence[Instance], Sequence[Instance], tuple[int, int]]]):
+    from pycocotools import mask as mask_utils
+
+    labels = sorted({i.label for _, gt, _ in pairs for i in gt} | {i.label for pred, _, _ in pairs for i in pred})
+    cat = {label: k + 1 for k, label in enumerate(labels)}
+    images, gts, dts = [], [], []
+    for image_id, (pred, gt, (h, w)) in enumerate(pairs, 1):
+        images.append({"id": image_id, "height": int(h), "width": int(w)})
+        for kind, items, out in (("gt", gt, gts), ("dt", pred, dts)):
+            if not items:
+                continue
+            polys = [i.polygon for i in items]
+            area = geometry.area_centroid_perimeter(polys)[0]
+            boxes = geometry.bboxes(polys)
+            rles = mask_utils.frPyObjects([p.reshape(-1).tolist() for p in polys], int(h), int(w))
+            for k, inst in enumerate(items):
+                x0, y0, x1, y1 = boxes[k]
+                ann = {
+                    "id": len(out) + 1, "image_id": image_id, "category_id": cat[inst.label],
+                    "segmentation": rles[k], "area": float(area[k]),
+                    "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], "iscrowd": 0,
+                }
+                if kind == "dt":
+                    ann["score"] = 1.0 if inst.score is None else float(inst.score)
+                out.append(ann)
+    categories = [{"id": v, "name": k} for k, v in cat.items()]
+    return {"images": images, "annotations": gts, "categories": categories}, dts
+
+
+def coco_ap(
+    pairs: Sequence[tuple[Sequence[Instance], Sequence[Instance], tuple[int, int]]],
+    *,
+    max_dets: int = 1000,
+    iou_types: Sequence[str] = ("segm", "bbox"),
+) -> dict:
+    """COCO AP over (pred, gt, (height, width)) per image: {iou_type: {AP, AP50, AP75, AR}}.
+
+    Classes are matched by label (pycocotools' useCats); AP is averaged over the GT classes.
+    """
+    from pycocotools.coco import COCO
+
+    if max_dets < 500:
+        raise ValueError("max_dets must be at least 500 (microscope images hold hundreds of objects)")
+    gt_ds, dts = _coco_datasets(pairs)
+    out: dict = {}
+    if not gt_ds["annotations"]:
+        return {t: {"AP": None, "AP50": None, "AP75": None, "AR": None} for t in iou_types}
+    evaluator = _coco_eval_class()
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink):
+        coco_gt = COCO()
+        coco_gt.dataset = gt_ds
+        coco_gt.createIndex()
+        for iou_type in iou_types:
+            if not dts:
+                out[iou_type] = {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "AR": 0.0}
+                continue
+            if iou_type == "bbox":  # boxes as drawn (a box from the rasterised mask would be shifted)
+                coco_dt = coco_gt.loadRes([{k: v for k, v in d.items() if k != "segmentation"} for d in dts])
+            else:
+                coco_dt = coco_gt.loadRes([dict(d) for d in dts])
+            ev = evaluator(coco_gt, coco_dt, iou_type)
+            ev.params.maxDets = [1, 100, max_dets]
+            ev.params.catIds = sorted({a["category_id"] for a in gt_ds["annotations"]})
+            ev.evaluate()
+            ev.accumulate()
+            # read the arrays ourselves: COCOeval.summarize() reports AP at maxDets=100 whatever is set
+            precision = ev.eval["precision"][:, :, :, 0, -1]  # (T, R, K) for area 'all', largest maxDets
+            recall = ev.eval["recall"][:, :, 0, -1]
+            thresholds = np.asarray(ev.params.iouThrs)
+
+            def mean_valid(x: np.ndarray) -> float | None:
+                x = x[x > -1]
+                return float(x.mean()) if x.size else None
+
+            ap50 = precision[np.isclose(thresholds, 0.5)]
+            ap75 = precision[np.isclose(thresholds, 0.75)]
+            out[iou_type] = {"AP": mean_valid(precision), "AP50": mean_valid(ap50), "AP75": mean_valid(ap75),
+                             "AR": mean_valid(recall)}
+    return out
+
+
+# ---------------------------------------------------------------- whole sets
+
+def _stem(name: str) -> str:
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return base.rsplit(".", 1)[0] if "." in base else base
+
+
+def _in_crops(instances: Sequence[Instance], ann: AnnotatedImage) -> list[Instance]:
+    if not ann.crops or not instances:
+        return list(instances)
+    cents = geometry.area_centroid_perimeter([i.polygon for i in instances])[1]
+    keep = np.zeros(len(instances), dtype=bool)
+    for c in ann.crops:
+        keep |= (cents[:, 0] >= c.x0) & (cents[:, 0] < c.x1) & (cents[:, 1] >= c.y0) & (cents[:, 1] < c.y1)
+    return [inst for inst, k in zip(instances, keep, strict=True) if k]
+
+
+def pair_by_name(pred_anns: Sequence[AnnotatedImage], gt_anns: Sequence[AnnotatedImage],
+                 ) -> tuple[list[tuple[AnnotatedImage, AnnotatedImage]], list[str], list[str]]:
+    """(pairs, GT names without prediction, prediction names without GT), matched by image stem."""
+    preds = {_stem(a.name): a for a in pred_anns}
+    gts = {_stem(a.name): a for a in gt_anns}
+    if len(pred_anns) == 1 and len(gt_anns) == 1:  # two files given explicitly: pair them whatever the names
+        return [(pred_anns[0], gt_anns[0])], [], []
+    pairs = [(preds[k], gts[k]) for k in sorted(gts) if k in preds]
+    return pairs, sorted(k for k in gts if k not in preds), sorted(k for k in preds if k not in gts)
+
+
+def evaluate(
+    pred_anns: Sequence[AnnotatedImage],
+    gt_anns: Sequence[AnnotatedImage],
+    *,
+    coco: bool = True,
+    max_dets: int = 1000,
+) -> dict:
+    """Pooled counting scores (all classes and per class), size accuracy, COCO AP; and per image.
+
+    Images are paired by name. When the GT marks crops, only objects (GT and predicted) whose centre lies
+    in a crop count: the rest of the image is not labelled.
+    """
+    pairs, missing_pred, missing_gt = pair_by_name(pred_anns, gt_anns)
+    if not pairs:
+        raise NothingToEvaluate(
+            "No prediction matches a ground-truth image by name; name the files alike (e.g. img1.json in both)."
+        )
+    per_image = []
+    totals = np.zeros(3, dtype=np.int64)
+    class_totals: dict[str, np.ndarray] = {}
+    all_pred: list[Instance] = []
+    all_gt: list[Instance] = []
+    coco_pairs = []
+    for pred_ann, gt_ann in pairs:
+        pred = _in_crops(pred_ann.instances, gt_ann)
+        gt = _in_crops(gt_ann.instances, gt_ann)
+        score = match_centre_rule(pred, gt)
+        totals += (score.tp, score.fp, score.fn)
+        for label in sorted({i.label for i in pred} | {i.label for i in gt}):
+            s = match_centre_rule([i for i in pred if i.label == label], [i for i in gt if i.label == label])
+            class_totals.setdefault(label, np.zeros(3, dtype=np.int64))
+            class_totals[label] += (s.tp, s.fp, s.fn)
+        per_image.append({"name": gt_ann.name, **score.as_dict(), "n_pred": len(pred), "n_gt": len(gt)})
+        all_pred.extend(pred)
+        all_gt.extend(gt)
+        coco_pairs.append((pred, gt, (gt_ann.height, gt_ann.width)))
+    scales = {a.nm_per_px for _, a in pairs}
+    nm = scales.pop() if len(scales) == 1 else None
+    result = {
+        "n_images": len(pairs),
+        "count": CountScore.from_counts(*totals.tolist()).as_dict(),
+        "per_class": {k: CountScore.from_counts(*v.tolist()).as_dict() for k, v in class_totals.items()},
+        "size_accuracy": size_accuracy(all_pred, all_gt, nm),
+        "images": per_image,
+        "unpaired_gt": missing_pred,
+        "unpaired_pred": missing_gt,
+    }
+    if coco:
+        result["coco"] = coco_ap(coco_pairs, max_dets=max_dets)
+    return result
+
+
+def format_evaluation(result: dict) -> str:
+    """`precision 0.930` style lines."""
+    c = result["count"]
+    lines = [
+        f"images {result['n_images']}",
+        f"tp {c['tp']}", f"fp {c['fp']}", f"fn {c['fn']}",
+        f"precision {c['precision']:.3f}", f"recall {c['recall']:.3f}", f"f1 {c['f1']:.3f}",
+    ]
+    if len(result["per_class"]) > 1:
+        for label, s in result["per_class"].items():
+            lines.append(f"{label}: precision {s['precision']:.3f} recall {s['recall']:.3f} f1 {s['f1']:.3f}")
+    for label, s in result["size_accuracy"].items():
+        if s["accuracy"] is not None:
+            name = "size_accuracy" if label == "all" else f"{label}: size_accuracy"
+            lines.append(f"{name} {s['accuracy']:.3f}")
+    for iou_type, s in (result.get("coco") or {}).items():
+        for key in ("AP", "AP50", "AP75"):
+            if s[key] is not None:
+                lines.append(f"{iou_type}_{key} {s[key]:.3f}")
+    for name in result.get("unpaired_gt", []):
+        lines.append(f"note: no prediction for {name}")
+    for name in result.get("unpaired_pred", []):
+        lines.append(f"note: no ground truth for {name}")
+    return "\n".join(lines)

@@ -1,0 +1,398 @@
+"""What the scientist takes home for one image: LabelMe JSON, overlay PNG, per-object CSV, summary
+JSON + text, size histograms. Also the pooled tables over several images."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from annotations.labelme import write_labelme
+from annotations.measure import MeasureArrays, measure_arrays
+from annotations.model import Instance
+from annotations.stats import ImageMeasures, image_stats, nearest_neighbour, pooled_stats
+
+# matplotlib's tab10, RGB
+PALETTE = [
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+]
+IDS_UP_TO = 300  # object ids are drawn on the overlay when there are at most this many objects
+
+
+def class_colours(labels: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+    return {label: PALETTE[k % len(PALETTE)] for k, label in enumerate(sorted(set(labels)))}
+
+
+def summary_for(
+    image: np.ndarray,
+    instances: list[Instance],
+    nm_per_px: float | None = None,
+    *,
+    name: str | None = None,
+    title: str | None = None,
+    region_area_px: float | None = None,
+    arrays: MeasureArrays | None = None,
+) -> dict:
+    """The summary dict: n_objects, counts, mean/std/median/percentiles of D (px, nm), density, coverage..."""
+    a = arrays if arrays is not None else measure_arrays(instances)
+    out = {"name": name, "title": title}
+    out.update(image_stats(a, image.shape, nm_per_px, region_area_px))
+    return out
+
+
+# ---------------------------------------------------------------- CSV
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.{digits}f}"
+
+
+def csv_columns(scaled: bool, with_image: bool = False) -> list[str]:
+    cols = ["image"] if with_image else []
+    cols += [
+        "id", "class", "score", "cx_px", "cy_px", "area_px", "d_px", "perimeter_px", "circularity",
+        "feret_min_px", "feret_max_px", "bbox_x0_px", "bbox_y0_px", "bbox_x1_px", "bbox_y1_px", "nnd_px",
+    ]
+    if scaled:
+        cols += ["nm_per_px", "cx_nm", "cy_nm", "area_nm2", "d_nm", "perimeter_nm", "feret_min_nm", "feret_max_nm",
+                 "nnd_nm"]
+    return cols
+
+
+def csv_rows(a: MeasureArrays, nm_per_px: float | None, image: str | None = None) -> list[list[str]]:
+    nnd = nearest_neighbour(a.centroid)
+    rows = []
+    nm = nm_per_px
+    for k in range(len(a)):
+        row = [image] if image is not None else []
+        cx, cy = a.centroid[k]
+        b = a.bbox[k]
+        row += [
+            str(k + 1), a.labels[k], _fmt(a.score[k], 4), _fmt(cx, 2), _fmt(cy, 2), _fmt(a.area_px[k], 2),
+            _fmt(a.d_px[k]), _fmt(a.perimeter_px[k]), _fmt(a.circularity[k], 4), _fmt(a.feret_min_px[k]),
+            _fmt(a.feret_max_px[k]), _fmt(b[0], 2), _fmt(b[1], 2), _fmt(b[2], 2), _fmt(b[3], 2), _fmt(nnd[k]),
+        ]
+        if nm:
+            row += [
+                f"{nm:.6g}", _fmt(cx * nm), _fmt(cy * nm), _fmt(a.area_px[k] * nm * nm), _fmt(a.d_px[k] * nm, 4),
+                _fmt(a.perimeter_px[k] * nm), _fmt(a.feret_min_px[k] * nm), _fmt(a.feret_max_px[k] * nm),
+                _fmt(nnd[k] * nm),
+            ]
+        rows.append(row)
+    return rows
+
+
+def write_csv(path: Path, a: MeasureArrays, nm_per_px: float | None) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(csv_columns(bool(nm_per_px)))
+        writer.writerows(csv_rows(a, nm_per_px))
+    return path
+
+
+# ---------------------------------------------------------------- overlay
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        import matplotlib
+
+        path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        return ImageFont.truetype(str(path), size)  # has Cyrillic, Greek (µ)
+    except Exception:  # noqa: BLE001 - any font problem: Pillow's own font
+        return ImageFont.load_default(size)
+
+
+def nice_scale_bar(width_px: int, nm_per_px: float) -> tuple[float, str]:
+    """(length in nm, label) of a 1/2/5 x 10^k bar about a fifth of the image wide."""
+    target = width_px * nm_per_px / 5
+    exp = math.floor(math.log10(target))
+    length = max((m * 10**exp for m in (1, 2, 5) if m * 10**exp <= target), default=10**exp)
+    if length >= 1000:
+        value = length / 1000
+        label = f"{value:g} µm"
+    else:
+        label = f"{length:g} nm"
+    return length, label
+
+
+def render_overlay(
+    image: np.ndarray,
+    instances: list[Instance],
+    nm_per_px: float | None = None,
+    *,
+    show_ids: bool | None = None,
+    title: str | None = None,
+) -> np.ndarray:
+    """Contours coloured by class, optional ids, a legend, and a scale bar when scaled; RGB uint8."""
+    import cv2
+    from PIL import Image, ImageDraw
+
+    canvas = np.ascontiguousarray(image.copy())
+    h, w = canvas.shape[:2]
+    thick = max(1, round(min(h, w) / 700))
+    colours = class_colours([i.label for i in instances])
+    for label, colour in colours.items():
+        polys = [np.round(i.polygon).astype(np.int32).reshape(-1, 1, 2) for i in instances if i.label == label]
+        cv2.polylines(canvas, polys, True, colour, thick, cv2.LINE_AA)
+    if show_ids is None:
+        show_ids = len(instances) <= IDS_UP_TO
+    if show_ids and instances:
+        a = measure_arrays(instances)
+        scale = max(0.3, min(h, w) / 1500)
+        for k, (cx, cy) in enumerate(a.centroid):
+            cv2.putText(canvas, str(k + 1), (int(cx) - 4, int(cy) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                        (255, 255, 255), max(1, thick), cv2.LINE_AA)
+
+    pil = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(pil)
+    size = max(10, round(min(h, w) / 40))
+    font = _font(size)
+    pad = max(3, size // 3)
+    # legend, top left
+    counts: dict[str, int] = {}
+    for inst in instances:
+        counts[inst.label] = counts.get(inst.label, 0) + 1
+    lines = [(f"{label} ({counts[label]})", colours[label]) for label in colours]
+    if title:
+        lines.insert(0, (title, (255, 255, 255)))
+    if not instances:
+        lines.append(("no objects", (255, 255, 255)))
+    y = pad
+    width = max((draw.textlength(text, font=font) for text, _ in lines), default=0) + size + 3 * pad
+    draw.rectangle([0, 0, width, pad + len(lines) * (size + pad)], fill=(0, 0, 0))
+    for text, colour in lines:
+        if text.endswith(")") and colour in colours.values():
+            draw.rectangle([pad, y + size // 5, pad + size * 0.7, y + size * 0.9], fill=colour)
+            draw.text((2 * pad + size, y), text, fill=(255, 255, 255), font=font)
+        else:
+            draw.text((pad, y), text, fill=colour, font=font)
+        y += size + pad
+    # scale bar, bottom right
+    if nm_per_px:
+        length_nm, label = nice_scale_bar(w, nm_per_px)
+        bar = length_nm / nm_per_px
+        x1, y1 = w - 2 * pad, h - 2 * pad
+        x0 = x1 - bar
+        bar_h = max(3, size // 3)
+        text_w = draw.textlength(label, font=font)
+        draw.rectangle([min(x0, x1 - text_w) - pad, y1 - bar_h - size - 2 * pad, w - pad, h - pad], fill=(0, 0, 0))
+        draw.rectangle([x0, y1 - bar_h, x1, y1], fill=(255, 255, 255))
+        draw.text((x1 - (bar + text_w) / 2, y1 - bar_h - size - pad), label, fill=(255, 255, 255), font=font)
+    return np.asarray(pil)
+
+
+def write_png(path: Path, rgb: np.ndarray) -> Path:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
+    if not ok:  # pragma: no cover
+        raise OSError(f"could not encode {path.name}")
+    Path(path).write_bytes(buf.tobytes())
+    return Path(path)
+
+
+# ---------------------------------------------------------------- histograms
+
+def bin_edges(values: np.ndarray, log: bool = False) -> np.ndarray:
+    """Rice rule (2 n^(1/3) bins, 1..40): a handful of bins for a handful of objects, more for thousands."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v) & (v > 0)] if log else v[np.isfinite(v)]
+    n = len(v)
+    if n == 0:
+        return np.array([0.0, 1.0])
+    k = 1 if n < 2 else int(np.clip(np.ceil(2 * n ** (1 / 3)), 2, 40))
+    lo, hi = float(v.min()), float(v.max())
+    if log:
+        if hi <= lo:
+            lo, hi = lo / 1.2, hi * 1.2
+        return np.geomspace(lo, hi, k + 1)
+    if hi <= lo:
+        half = max(abs(lo) * 0.05, 0.5)
+        lo, hi = lo - half, hi + half
+    return np.linspace(lo, hi, k + 1)
+
+
+def render_histogram(path: Path, a: MeasureArrays, nm_per_px: float | None = None, *, log: bool = False,
+                     title: str | None = None) -> Path:
+    """D and area histograms per class (matplotlib, Agg canvas: no display, no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), dpi=110)
+    FigureCanvasAgg(fig)
+    unit_d, unit_a = ("nm", "nm²") if nm_per_px else ("px", "px²")
+    k = nm_per_px or 1.0
+    d = a.d_px * k
+    area = a.area_px * k * k
+    labels = sorted(set(a.labels.tolist()))
+    colours = class_colours(labels)
+    for pos, (values, xlabel) in enumerate(((d, f"D, {unit_d}"), (area, f"area, {unit_a}")), 1):
+        ax = fig.add_subplot(1, 2, pos)
+        edges = bin_edges(values, log)
+        for label in labels:
+            sel = values[a.labels == label]
+            if log:
+                sel = sel[sel > 0]
+            colour = tuple(c / 255 for c in colours[label])
+            ax.hist(sel, bins=edges, histtype="stepfilled" if len(labels) == 1 else "step", color=colour,
+                    alpha=0.8, linewidth=1.5, label=f"{label} (n={len(sel)})")
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("count")
+        if labels:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no objects", ha="center", va="center", transform=ax.transAxes)
+        ax.yaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return Path(path)
+
+
+# ---------------------------------------------------------------- summary text
+
+def format_stats(summary: dict, lang: str = "en") -> str:
+    """A short human summary of image_stats/pooled_stats output (lang 'en' or 'ru')."""
+    ru = lang == "ru"
+    n = summary["n_objects"]
+    head = summary.get("title") or summary.get("name")
+    lines = [head] if head else []
+    counts = ", ".join(f"{k} {v}" for k, v in summary.get("counts", {}).items())
+    if ru:
+        lines.append(f"объектов: {n}" + (f" ({counts})" if counts else ""))
+    else:
+        lines.append(f"{n} object(s)" + (f": {counts}" if counts else ""))
+    if n:
+        if summary.get("mean_d_nm") is not None:
+            unit = "нм" if ru else "nm"
+            d = (summary["mean_d_nm"], summary["std_d_nm"], summary["median_d_nm"])
+        else:
+            unit = "пикс." if ru else "px"
+            d = (summary["mean_d_px"], summary["std_d_px"], summary["median_d_px"])
+        if ru:
+            lines.append(f"средний D {d[0]:.2f} ± {d[1]:.2f} {unit} (медиана {d[2]:.2f})")
+        else:
+            lines.append(f"mean D {d[0]:.2f} ± {d[1]:.2f} {unit} (median {d[2]:.2f})")
+        for label, block in summary.get("classes", {}).items():
+            if len(summary["classes"]) < 2:
+                break
+            dv = block.get("mean_d_nm") if block.get("mean_d_nm") is not None else block.get("mean_d_px")
+            if dv is not None:
+                lines.append(f"  {label}: {'D' if not ru else 'средний D'} {dv:.2f} {unit} (n={block['n_objects']})")
+    if summary.get("density") is not None:
+        unit = summary["density_unit"]
+        if ru:
+            unit = "на мкм²" if unit == "per um2" else "на Мпикс."
+        else:
+            unit = "per µm²" if unit == "per um2" else "per Mpx"
+        lines.append(f"{'плотность' if ru else 'density'} {summary['density']:.4g} {unit}")
+    if summary.get("coverage") is not None:
+        lines.append(f"{'покрытие' if ru else 'coverage'} {100 * summary['coverage']:.1f} %")
+    nnd_nm, nnd_px = summary.get("mean_nnd_nm"), summary.get("mean_nnd_px")
+    if nnd_nm is not None or nnd_px is not None:
+        value, unit = (nnd_nm, "nm") if nnd_nm is not None else (nnd_px, "px")
+        if ru:
+            unit = {"nm": "нм", "px": "пикс."}[unit]
+            lines.append(f"среднее расстояние до ближайшего соседа {value:.2f} {unit}")
+        else:
+            lines.append(f"mean nearest-neighbour distance {value:.2f} {unit}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- all outputs
+
+def write_outputs(
+    out_dir: Path,
+    stem: str,
+    image: np.ndarray,
+    instances: list[Instance],
+    nm_per_px: float | None = None,
+    title: str | None = None,
+    *,
+    region_area_px: float | None = None,
+    show_ids: bool | None = None,
+    log_hist: bool = False,
+    lang: str = "en",
+    image_name: str | None = None,
+) -> dict[str, Path]:
+    """Write every output for one image; returns {role: path} for labelme, overlay, csv, summary,
+    histogram, text."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    a = measure_arrays(instances)
+    paths = {
+        "labelme": out_dir / f"{stem}.json",
+        "overlay": out_dir / f"{stem}_overlay.png",
+        "csv": out_dir / f"{stem}_objects.csv",
+        "summary": out_dir / f"{stem}_summary.json",
+        "histogram": out_dir / f"{stem}_hist.png",
+        "text": out_dir / f"{stem}_summary.txt",
+    }
+    write_labelme(paths["labelme"], image, instances, image_name or f"{stem}.png", nm_per_px=nm_per_px)
+    write_png(paths["overlay"], render_overlay(image, instances, nm_per_px, show_ids=show_ids, title=title))
+    write_csv(paths["csv"], a, nm_per_px)
+    summary = summary_for(image, instances, nm_per_px, name=stem, title=title, region_area_px=region_area_px,
+                          arrays=a)
+    paths["summary"].write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
+    render_histogram(paths["histogram"], a, nm_per_px, log=log_hist, title=title or stem)
+    paths["text"].write_text(format_stats(summary, lang) + "\n", encoding="utf-8")
+    return paths
+
+
+def write_pooled(out_dir: Path, items: Sequence[tuple[str, MeasureArrays, tuple[int, ...], float | None,
+                                                       float | None]], *, log_hist: bool = False,
+                 stem: str = "pooled") -> dict[str, Path]:
+    """Pooled CSV (with an image column), summary JSON/text and histogram over several images.
+
+    items: (name, arrays, image_shape, nm_per_px, region_area_px) per image.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = pooled_stats([ImageMeasures(n, a, shape, nm, reg) for n, a, shape, nm, reg in items])
+    summary["name"] = stem
+    paths = {
+        "csv": out_dir / f"{stem}_objects.csv",
+        "summary": out_dir / f"{stem}_summary.json",
+        "histogram": out_dir / f"{stem}_hist.png",
+        "text": out_dir / f"{stem}_summary.txt",
+    }
+    all_scaled = all(nm for _, _, _, nm, _ in items)
+    with open(paths["csv"], "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(csv_columns(all_scaled, with_image=True))
+        for name, a, _, nm, _ in items:
+            writer.writerows(csv_rows(a, nm if all_scaled else None, image=name))
+    paths["summary"].write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
+    paths["text"].write_text(format_stats(summary) + "\n", encoding="utf-8")
+    # histogram in nm when every image is scaled (each with its own scale), else px
+    merged = _concat([a for _, a, _, _, _ in items], [nm if all_scaled else 1.0 for _, _, _, nm, _ in items])
+    render_histogram(paths["histogram"], merged, 1.0 if all_scaled else None, log=log_hist,
+                     title=f"{len(items)} images")
+    return paths
+
+
+def _concat(arrays: Sequence[MeasureArrays], factors: Sequence[float]) -> MeasureArrays:
+    def cat(get, power=1):
+        parts = [get(a) * (f**power) for a, f in zip(arrays, factors, strict=True)]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    return MeasureArrays(
+        labels=np.concatenate([a.labels for a in arrays]) if arrays else np.zeros(0, dtype=object),
+        area_px=cat(lambda a: a.area_px, 2), d_px=cat(lambda a: a.d_px),
+        centroid=np.concatenate([a.centroid for a in arrays]) if arrays else np.zeros((0, 2)),
+        perimeter_px=cat(lambda a: a.perimeter_px), circularity=cat(lambda a: a.circularity, 0),
+        feret_min_px=cat(lambda a: a.feret_min_px), feret_max_px=cat(lambda a: a.feret_max_px),
+        bbox=np.concatenate([a.bbox for a in arrays]) if arrays else np.zeros((0, 4)),
+        score=cat(lambda a: a.score, 0),
+    )

@@ -1,0 +1,358 @@
+"""Microscope images in: PNG/JPEG/BMP/TIFF (8/16-bit, float, multi-page) and ASCII height maps -> uint8 RGB.
+
+The pixel count is checked from the header before any decoding (decompression bombs), the byte count
+before reading. A physical scale is taken from the file where it carries one: FEI/Thermo and Zeiss SEM
+TIFF metadata, ImageJ/TIFF resolution tags, WSxM-style ASCII headers.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from annotations.errors import (
+    BadHeightMap,
+    EmptyFile,
+    FileTooLarge,
+    ImageMissing,
+    ImageUndecodable,
+    TooManyPixels,
+    UnknownFileType,
+)
+
+DEFAULT_MAX_PIXELS = 120_000_000
+DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".txt", ".asc", ".xyz", ".dat", ".csv")
+
+_UNIT_NM = {
+    "m": 1e9, "meter": 1e9, "cm": 1e7, "mm": 1e6, "um": 1e3, "µm": 1e3, "μm": 1e3, "micron": 1e3,
+    "microns": 1e3, "\\u00b5m": 1e3, "nm": 1.0, "nanometer": 1.0, "a": 0.1, "å": 0.1, "angstrom": 0.1,
+    "pm": 1e-3, "inch": 2.54e7,
+}
+
+
+@dataclass
+class LoadedImage:
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    nm_per_px: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_source(source: Path | str | bytes, max_bytes: int, name: str) -> bytes:
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            raise ImageMissing(f"Image file '{name}' was not found.") from None
+        if size > max_bytes:
+            raise FileTooLarge(
+                f"'{name}' is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. "
+                "Send a smaller file or crop the image."
+            )
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise ImageMissing(f"Image file '{name}' cannot be read ({error.strerror}).") from None
+    if len(data) > max_bytes:
+        raise FileTooLarge(
+            f"'{name}' is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. "
+            "Send a smaller file or crop the image."
+        )
+    if not data:
+        raise EmptyFile(f"'{name}' is empty (0 bytes).")
+    return data
+
+
+def sniff_kind(data: bytes) -> str | None:
+    """'png' | 'jpeg' | 'bmp' | 'tiff' | 'text' | None, from the first bytes (never from the name)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data.startswith(b"BM"):
+        return "bmp"
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    head = data[:4096]
+    if b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError:
+            try:
+                head.decode("latin-1")
+            except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes anything
+                return None
+        if re.search(rb"[-+]?\d", head):
+            return "text"
+    return None
+
+
+def _check_pixels(width: int, height: int, max_pixels: int, name: str) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageUndecodable(f"'{name}' has an empty image ({width}x{height} pixels).")
+    if width * height > max_pixels:
+        raise TooManyPixels(
+            f"'{name}' is {width}x{height} = {width * height / 1e6:.0f} Mpx; the limit is "
+            f"{max_pixels / 1e6:.0f} Mpx. Crop or downscale the image."
+        )
+
+
+def to_uint8_rgb(array: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
+    """Any 2-D/3-D numeric array -> (H, W, 3) uint8; non-8-bit data is stretched min..max (eq. 1 of seed 001)."""
+    notes = notes if notes is not None else []
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[0] in (3, 4) and a.shape[-1] not in (3, 4):  # planar RGB(A)
+        a = np.moveaxis(a, 0, -1)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim == 3 and a.shape[-1] == 2:  # grey + alpha
+        a = a[..., 0]
+    if a.ndim == 3 and a.shape[-1] == 4:
+        a = a[..., :3]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] != 3):
+        raise ImageUndecodable(f"Unsupported image layout {a.shape}; send a grey or RGB image.")
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype != np.uint8:
+        kind = "float" if a.dtype.kind == "f" else f"{a.dtype.itemsize * 8}-bit"
+        f = a.astype(np.float64)
+        finite = np.isfinite(f)
+        if not finite.any():
+            raise ImageUndecodable("The image holds no finite values.")
+        lo, hi = float(f[finite].min()), float(f[finite].max())
+        f = np.where(finite, f, lo)
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        a = np.clip(np.rint((f - lo) * scale), 0, 255).astype(np.uint8)
+        notes.append(f"{kind} image stretched to 8 bit (range {lo:g}..{hi:g}).")
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    return np.ascontiguousarray(a)
+
+
+def _unit_factor(unit: str) -> float | None:
+    return _UNIT_NM.get(unit.strip().lower())
+
+
+def _tiff_scale(tif, page, notes: list[str]) -> float | None:
+    # FEI / Thermo Fisher SEM: [Scan] PixelWidth in metres
+    try:
+        fei = tif.fei_metadata
+    except Exception:  # noqa: BLE001 - malformed vendor tag: just no scale
+        fei = None
+    if fei:
+        for section in ("Scan", "EScan", "Image"):
+            value = (fei.get(section) or {}).get("PixelWidth")
+            if isinstance(value, int | float) and 0 < value < 1e-3:
+                notes.append("Scale read from FEI/Thermo metadata.")
+                return float(value) * 1e9
+    # Zeiss SEM: ap_image_pixel_size = ('Image Pixel Size', value, unit)
+    try:
+        sem = tif.sem_metadata
+    except Exception:  # noqa: BLE001
+        sem = None
+    if sem:
+        entry = sem.get("ap_image_pixel_size") or sem.get("ap_pixel_size")
+        if isinstance(entry, tuple | list) and len(entry) >= 3:
+            factor = _unit_factor(str(entry[2]))
+            if factor and isinstance(entry[1], int | float) and entry[1] > 0:
+                notes.append("Scale read from Zeiss SEM metadata.")
+                return float(entry[1]) * factor
+    # ImageJ: pixels per `unit` in XResolution
+    tags = page.tags
+    xres = tags.get("XResolution")
+    if xres is None:
+        return None
+    num, den = xres.value if isinstance(xres.value, tuple) else (xres.value, 1)
+    if not num or not den:
+        return None
+    px_per_unit = num / den
+    ij = getattr(tif, "imagej_metadata", None) or {}
+    unit = ij.get("unit")
+    if unit:
+        factor = _unit_factor(str(unit))
+        if factor:
+            notes.append("Scale read from ImageJ resolution tags.")
+            return factor / px_per_unit
+        return None
+    res_unit = tags.get("ResolutionUnit")
+    unit_code = int(res_unit.value) if res_unit is not None else 2
+    per = {2: 2.54e7, 3: 1e7}.get(unit_code)
+    if per is None:
+        return None
+    nm = per / px_per_unit
+    if nm < 1000:  # finer than 1 um/px: a microscope's calibration, not a print resolution (72 dpi ...)
+        notes.append("Scale read from TIFF resolution tags.")
+        return nm
+    return None
+
+
+def _read_tiff(data: bytes, name: str, max_pixels: int, notes: list[str]) -> tuple[np.ndarray, float | None]:
+    import logging
+
+    import tifffile
+
+    log = logging.getLogger("tifffile")
+    level = log.level
+    log.setLevel(logging.CRITICAL)  # corrupt files are reported to the user, not logged as warnings
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            pages = tif.pages
+            if len(pages) == 0:
+                raise ImageUndecodable(f"'{name}' is a TIFF without images.")
+            page = pages.first
+            shape = page.shape
+            dims = [d for d in shape]
+            if page.samplesperpixel > 1 and len(dims) >= 3:
+                height, width = (dims[-3], dims[-2]) if dims[-1] == page.samplesperpixel else dims[-2:]
+            else:
+                height, width = dims[-2], dims[-1]
+            _check_pixels(int(width), int(height), max_pixels, name)
+            if len(pages) > 1:
+                notes.append(f"Multi-page TIFF ({len(pages)} pages): only the first page is used.")
+            array = page.asarray()
+            scale = _tiff_scale(tif, page, notes)
+    except (TooManyPixels, ImageUndecodable):
+        raise
+    except Exception as error:  # noqa: BLE001 - tifffile raises many kinds on corrupt input
+        raise ImageUndecodable(f"'{name}' is not a readable TIFF ({error.__class__.__name__}).") from None
+    finally:
+        log.setLevel(level)
+    while array.ndim > 3 or (array.ndim == 3 and array.shape[-1] not in (1, 2, 3, 4)
+                             and array.shape[0] not in (3, 4)):
+        array = array[0]
+    return array, scale
+
+
+def _read_pillow(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                _check_pixels(img.width, img.height, max_pixels, name)
+                if img.mode == "P":
+                    img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+                elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                    img = img.convert("RGB")
+                elif img.mode == "1":
+                    img = img.convert("L")
+                array = np.asarray(img)
+    except TooManyPixels:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise TooManyPixels(f"'{name}' declares too many pixels; crop or downscale the image.") from None
+    except Exception as error:  # noqa: BLE001 - Pillow raises many kinds on corrupt input
+        raise ImageUndecodable(
+            f"'{name}' cannot be decoded as an image ({error.__class__.__name__}); "
+            "send a PNG, JPEG, BMP or TIFF file."
+        ) from None
+    return array  # 16-bit ('I;16') and 32-bit ('I', 'F') modes are stretched by to_uint8_rgb
+
+
+_NUM = re.compile(r"^[\s,;]*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?([\s,;]+[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)*[\s,;]*$")
+
+
+def read_height_map(text: str, name: str = "height map", max_pixels: int = DEFAULT_MAX_PIXELS,
+                    notes: list[str] | None = None) -> tuple[np.ndarray, float | None]:
+    """ASCII matrix of heights (optional header lines) -> uint8 grey by eq. (1) of seed 001, and nm/px.
+
+    I = (H - Hmin) / (Hmax - Hmin) * 255. A WSxM-style header line `X Amplitude: 100 nm` gives the scale.
+    """
+    notes = notes if notes is not None else []
+    rows: list[list[float]] = []
+    header: list[str] = []
+    for line_no, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not rows and (stripped.startswith(("#", "%", "/", ";")) or not _NUM.match(stripped)):
+            header.append(stripped)
+            if len(header) > 200:
+                break
+            continue
+        if not _NUM.match(stripped):
+            raise BadHeightMap(f"'{name}': line {line_no} is not a row of numbers; expected a plain height matrix.")
+        rows.append([float(v) for v in re.split(r"[\s,;]+", stripped.strip(" ,;\t"))])
+        if len(rows) * len(rows[0]) > max_pixels:
+            _check_pixels(len(rows[0]), len(rows), max_pixels, name)
+    if len(rows) < 2:
+        raise BadHeightMap(f"'{name}' holds no height matrix (need at least 2 rows of numbers).")
+    widths = {len(r) for r in rows}
+    if len(widths) != 1:
+        raise BadHeightMap(
+            f"'{name}': rows have different lengths ({min(widths)}..{max(widths)} values); "
+            "export the height map as a full matrix."
+        )
+    heights = np.asarray(rows, dtype=np.float64)
+    if heights.shape[1] < 2:
+        raise BadHeightMap(f"'{name}' has a single column; expected a height matrix.")
+    _check_pixels(heights.shape[1], heights.shape[0], max_pixels, name)
+    finite = np.isfinite(heights)
+    if not finite.all():
+        raise BadHeightMap(f"'{name}' contains NaN or infinite heights.")
+    lo, hi = float(heights.min()), float(heights.max())
+    if hi <= lo:
+        raise BadHeightMap(f"'{name}' is flat (all heights are {lo:g}); nothing to see.")
+    grey = np.rint((heights - lo) / (hi - lo) * 255.0).astype(np.uint8)  # eq. (1)
+    notes.append(f"Height map {heights.shape[1]}x{heights.shape[0]} converted to 8 bit by eq. 1 "
+                 f"(range {lo:g}..{hi:g}).")
+    scale = None
+    for line in header:
+        m = re.search(r"x[ _-]*(amplitude|range|size|length)\s*[:=]\s*([-+\d.eE]+)\s*([a-zA-Zµμå]+)", line, re.I)
+        if m:
+            factor = _unit_factor(m.group(3))
+            try:
+                value = float(m.group(2))
+            except ValueError:
+                continue
+            if factor and value > 0:
+                scale = value * factor / heights.shape[1]
+                notes.append("Scale read from the height map header.")
+                break
+    return grey, scale
+
+
+def read_image(source: Path | str | bytes, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int = DEFAULT_MAX_BYTES) -> LoadedImage:
+    """Decode an image file (path or bytes) into uint8 RGB; raises AnnotationError subclasses."""
+    if name is None:
+        name = Path(source).name if isinstance(source, str | Path) else "image"
+    data = _read_source(source, max_bytes, name)
+    kind = sniff_kind(data)
+    notes: list[str] = []
+    scale = None
+    if kind == "tiff":
+        array, scale = _read_tiff(data, name, max_pixels, notes)
+    elif kind in ("png", "jpeg", "bmp"):
+        array = _read_pillow(data, name, max_pixels)
+    elif kind == "text":
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+        grey, scale = read_height_map(text, name, max_pixels, notes)
+        return LoadedImage(to_uint8_rgb(grey), scale, notes)
+    else:
+        raise UnknownFileType(
+            f"'{name}' is not a supported image; send PNG, JPEG, BMP, TIFF or an ASCII height map."
+        )
+    return LoadedImage(to_uint8_rgb(array, notes), scale, notes)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Lossless PNG bytes of an (H, W, 3) uint8 RGB image."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
+    if not ok:  # pragma: no cover - cv2 encodes any uint8 array
+        raise ImageUndecodable("The image could not be encoded as PNG.")
+    return buf.tobytes()

@@ -1,0 +1,537 @@
+"""LabelMe JSON (3.x .. 5.x) in and out.
+
+Reading checks everything a user can get wrong and raises one typed AnnotationError per problem (see
+annotations.errors); nothing is written anywhere. The image comes from `imageData` (base64) or from
+`imagePath`, resolved only inside `base_dir` or in the `files` the user sent along: no absolute paths,
+no '..', no symlink leading out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from annotations import geometry
+from annotations.errors import (
+    BadLabel,
+    BadMask,
+    BadPolygon,
+    BadScale,
+    DuplicateId,
+    DuplicateShape,
+    EmptyCrop,
+    FileTooLarge,
+    ImageMissing,
+    ImageSizeMismatch,
+    ImageUndecodable,
+    NotJson,
+    NotLabelMe,
+    ShapeOutsideImage,
+    UnknownShapeType,
+    UnsafeImagePath,
+)
+from annotations.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, encode_png, read_image
+from annotations.model import AnnotatedImage, Crop, Instance
+
+LABELME_VERSION = "5.5.0"
+SKIPPED_TYPES = {"point", "points", "line", "linestrip"}
+OBJECT_TYPES = {"polygon", "rectangle", "circle", "ellipse", "mask", "oriented_rectangle"}
+MAX_LABEL_LENGTH = 100
+_SCORE = re.compile(r"score\s*[=:]\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)")
+
+
+def _load_json(source: Path | str | bytes, name: str, max_bytes: int) -> Any:
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            raise ImageMissing(f"File '{name}' was not found.") from None
+        if size > max_bytes:
+            raise FileTooLarge(
+                f"'{name}' is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. "
+                "Save it without image data (and send the image separately) or split the image."
+            )
+        data = path.read_bytes()
+    if len(data) > max_bytes:
+        raise FileTooLarge(
+            f"'{name}' is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. "
+            "Save it without image data (and send the image separately) or split the image."
+        )
+    if not data.strip():
+        raise NotJson(f"'{name}' is empty; send the .json file that LabelMe saved.")
+    try:
+        return json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise NotJson(f"'{name}' is not UTF-8 text; send the .json file exactly as LabelMe saved it.") from None
+    except json.JSONDecodeError as error:
+        raise NotJson(
+            f"'{name}' is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); "
+            "send the .json file exactly as LabelMe saved it."
+        ) from None
+    except RecursionError:
+        raise NotJson(f"'{name}' nests too deeply to be a LabelMe file.") from None
+
+
+def _safe_relative(image_path: str, name: str) -> PurePosixPath:
+    normalized = image_path.replace("\\", "/")
+    if (
+        normalized.startswith("/")
+        or re.match(r"^[A-Za-z]:", normalized)
+        or normalized.startswith("~")
+        or "\x00" in normalized
+    ):
+        raise UnsafeImagePath(
+            f"'{name}': imagePath '{image_path}' is absolute. Embed the image (LabelMe: File > Save "
+            "With Image Data) or send the image file together with the JSON."
+        )
+    rel = PurePosixPath(normalized)
+    if ".." in rel.parts:
+        raise UnsafeImagePath(
+            f"'{name}': imagePath '{image_path}' points outside the folder. Embed the image (LabelMe: "
+            "File > Save With Image Data) or put the image next to the JSON."
+        )
+    return rel
+
+
+def _find_image(
+    image_path: str, name: str, base_dir: Path | None, files: Mapping[str, bytes] | None
+) -> tuple[bytes | Path, str]:
+    basename = PurePosixPath(image_path.replace("\\", "/")).name
+    if files is not None:
+        # the files the user sent: exact relative path, then the bare file name (harmless: nothing
+        # on disk is touched, so even a '..' path may match a file that came along)
+        normalized = image_path.replace("\\", "/").lstrip("./")
+        for key in (image_path, normalized, basename):
+            if key in files:
+                return files[key], key
+        by_name = {PurePosixPath(k.replace("\\", "/")).name: k for k in files}
+        if basename in by_name:
+            return files[by_name[basename]], basename
+    rel = _safe_relative(image_path, name)
+    if base_dir is not None:
+        root = Path(base_dir).resolve()
+        candidate = (root / rel).resolve()
+        if not candidate.is_relative_to(root):
+            raise UnsafeImagePath(
+                f"'{name}': imagePath '{image_path}' leads outside the folder (through a link). "
+                "Embed the image or put the file itself next to the JSON."
+            )
+        if candidate.is_file():
+            return candidate, str(rel)
+    raise ImageMissing(
+        f"'{name}' does not embed its image and '{image_path}' was not sent along. Send the image file "
+        "too, or save the JSON in LabelMe with File > Save With Image Data."
+    )
+
+
+def _points(shape: dict, index: int, name: str) -> np.ndarray:
+    raw = shape.get("points")
+    if not isinstance(raw, list):
+        raise NotLabelMe(f"'{name}': shape #{index + 1} has no list of points.")
+    try:
+        pts = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BadPolygon(
+            f"'{name}': shape #{index + 1} ('{shape.get('label')}') has points that are not number pairs."
+        ) from None
+    if pts.size == 0:
+        pts = pts.reshape(0, 2)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise BadPolygon(
+            f"'{name}': shape #{index + 1} ('{shape.get('label')}') has points that are not [x, y] pairs."
+        )
+    if not np.isfinite(pts).all():
+        raise BadPolygon(f"'{name}': shape #{index + 1} ('{shape.get('label')}') has NaN or infinite points.")
+    return pts
+
+
+def _decode_mask(shape: dict, pts: np.ndarray, index: int, name: str, label: str) -> np.ndarray:
+    import cv2
+
+    encoded = shape.get("mask")
+    if not isinstance(encoded, str) or not encoded:
+        raise BadMask(f"'{name}': mask shape #{index + 1} ('{label}') has no mask data.")
+    try:
+        raw = base64.b64decode(encoded, validate=False)
+        buf = np.frombuffer(raw, dtype=np.uint8)
+        mask = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    except (binascii.Error, ValueError, cv2.error):
+        mask = None
+    if mask is None:
+        raise BadMask(f"'{name}': mask shape #{index + 1} ('{label}') holds no readable PNG mask.")
+    if mask.ndim == 3:
+        mask = mask[..., 0] if mask.shape[2] < 4 else mask[..., 3]
+    if len(pts) != 2:
+        raise BadMask(f"'{name}': mask shape #{index + 1} ('{label}') needs 2 corner points, has {len(pts)}.")
+    (x1, y1), (x2, y2) = pts.astype(int)
+    if mask.shape != (y2 - y1 + 1, x2 - x1 + 1):
+        raise BadMask(
+            f"'{name}': mask shape #{index + 1} ('{label}') is {mask.shape[1]}x{mask.shape[0]} px but its "
+            f"box is {x2 - x1 + 1}x{y2 - y1 + 1} px."
+        )
+    polygon = geometry.mask_to_polygon(mask > 0, offset=(x1, y1))
+    if polygon is None:
+        raise BadMask(f"'{name}': mask shape #{index + 1} ('{label}') is empty.")
+    return polygon
+
+
+def _shape_polygon(shape: dict, shape_type: str, pts: np.ndarray, index: int, name: str, label: str) -> np.ndarray:
+    where = f"'{name}': shape #{index + 1} ('{label}', {shape_type})"
+    if shape_type == "mask":
+        return _decode_mask(shape, pts, index, name, label)
+    if shape_type == "rectangle":
+        if len(pts) == 4:  # some writers store all four corners
+            x0, y0 = pts.min(axis=0)
+            x1, y1 = pts.max(axis=0)
+        elif len(pts) == 2:
+            (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+        else:
+            raise BadPolygon(f"{where} needs 2 corner points, has {len(pts)}.")
+        if x1 - x0 <= 0 or y1 - y0 <= 0:
+            raise BadPolygon(f"{where} has zero width or height; redraw it.")
+        return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+    if shape_type == "circle":
+        if len(pts) != 2:
+            raise BadPolygon(f"{where} needs a centre and a rim point, has {len(pts)} points.")
+        r = float(np.hypot(*(pts[1] - pts[0])))
+        if r <= 0:
+            raise BadPolygon(f"{where} has zero radius; redraw it.")
+        return geometry.circle_polygon(pts[0, 0], pts[0, 1], r)
+    if shape_type == "ellipse" and len(pts) == 2:
+        (x0, y0), (x1, y1) = pts
+        if abs(x1 - x0) <= 0 or abs(y1 - y0) <= 0:
+            raise BadPolygon(f"{where} has zero width or height; redraw it.")
+        return geometry.ellipse_polygon(x0, y0, x1, y1)
+    # polygon, oriented_rectangle, ellipse stored as a polygon
+    if len(pts) < 3:
+        raise BadPolygon(f"{where} has {len(pts)} point(s); an outline needs at least 3. Redraw or delete it.")
+    if len(pts) > 3 and np.allclose(pts[0], pts[-1]):
+        pts = pts[:-1]  # closed ring written with the first point repeated
+    return pts
+
+
+def _score_of(shape: dict) -> float | None:
+    flags = shape.get("flags")
+    if isinstance(flags, dict) and isinstance(flags.get("score"), int | float) and not isinstance(
+        flags.get("score"), bool
+    ):
+        return float(flags["score"])
+    if isinstance(shape.get("score"), int | float) and not isinstance(shape.get("score"), bool):
+        return float(shape["score"])
+    description = shape.get("description")
+    if isinstance(description, str):
+        m = _SCORE.search(description)
+        if m:
+            return float(m.group(1))
+    return None
+
+
+def parse_labelme(
+    doc: Any,
+    *,
+    name: str = "annotation.json",
+    base_dir: Path | None = None,
+    files: Mapping[str, bytes] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    crop_label: str = "crop",
+) -> AnnotatedImage:
+    """An already-parsed LabelMe document -> AnnotatedImage (see read_labelme)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list):
+        raise NotLabelMe(
+            f"'{name}' is JSON but not a LabelMe annotation (no 'shapes' list). Open the image in LabelMe, "
+            "outline the particles and save; send that .json file."
+        )
+    if "imageData" not in doc and "imagePath" not in doc:
+        raise NotLabelMe(f"'{name}' is not a LabelMe annotation (neither 'imageData' nor 'imagePath').")
+    notes: list[str] = []
+
+    # -- the image
+    image_data = doc.get("imageData")
+    image_path = doc.get("imagePath")
+    image_name = PurePosixPath(str(image_path or name).replace("\\", "/")).name or name
+    if image_data:
+        if not isinstance(image_data, str):
+            raise ImageUndecodable(f"'{name}': imageData is not base64 text.")
+        try:
+            image_bytes = base64.b64decode(image_data, validate=False)
+        except (binascii.Error, ValueError):
+            raise ImageUndecodable(f"'{name}': the embedded image (imageData) is not valid base64.") from None
+        loaded = read_image(image_bytes, name=f"{name} (embedded image)", max_pixels=max_pixels, max_bytes=max_bytes)
+    elif isinstance(image_path, str) and image_path.strip():
+        source, _found = _find_image(image_path, name, base_dir, files)
+        loaded = read_image(source, name=image_name, max_pixels=max_pixels, max_bytes=max_bytes)
+    else:
+        raise ImageMissing(
+            f"'{name}' has neither embedded image data nor an image path. Save it in LabelMe with "
+            "File > Save With Image Data."
+        )
+    notes.extend(loaded.notes)
+    image = loaded.image
+    height, width = image.shape[:2]
+    declared = (doc.get("imageHeight"), doc.get("imageWidth"))
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in declared):
+        if (int(declared[0]), int(declared[1])) != (height, width):
+            raise ImageSizeMismatch(
+                f"'{name}' says the image is {int(declared[1])}x{int(declared[0])} px but the image is "
+                f"{width}x{height} px. Is it the right image? Re-open and save it in LabelMe."
+            )
+
+    # -- scale: our own writer stores it; a value in the image metadata otherwise
+    nm_per_px = loaded.nm_per_px
+    declared_scale = doc.get("nm_per_px")
+    if declared_scale is not None:
+        if (
+            not isinstance(declared_scale, int | float)
+            or isinstance(declared_scale, bool)
+            or not math.isfinite(declared_scale)
+            or declared_scale <= 0
+        ):
+            raise BadScale(f"'{name}': nm_per_px must be a positive number, not {declared_scale!r}.")
+        nm_per_px = float(declared_scale)
+
+    # -- shapes
+    crop_key = crop_label.casefold()
+    raw: list[tuple[int, str, np.ndarray, float | None, Any]] = []
+    crops: list[Crop] = []
+    skipped: dict[str, int] = {}
+    for index, shape in enumerate(doc["shapes"]):
+        if not isinstance(shape, dict):
+            raise NotLabelMe(f"'{name}': shape #{index + 1} is not an object.")
+        label = shape.get("label")
+        if not isinstance(label, str) or not label.strip():
+            raise BadLabel(f"'{name}': shape #{index + 1} has no label; give every outline a class name.")
+        label = label.strip()
+        if len(label) > MAX_LABEL_LENGTH or any(ord(c) < 32 for c in label):
+            raise BadLabel(f"'{name}': shape #{index + 1} has an unusable label; use a short class name.")
+        shape_type = shape.get("shape_type") or "polygon"  # labelme 3.x wrote no shape_type
+        if not isinstance(shape_type, str):
+            raise UnknownShapeType(f"'{name}': shape #{index + 1} has a shape_type that is not text.")
+        shape_type = shape_type.lower()
+        if shape_type in SKIPPED_TYPES:
+            skipped[shape_type] = skipped.get(shape_type, 0) + 1
+            continue
+        if shape_type not in OBJECT_TYPES:
+            raise UnknownShapeType(
+                f"'{name}': shape #{index + 1} ('{label}') has unknown type '{shape_type}'. Use polygons, "
+                "rectangles, circles or masks."
+            )
+        pts = _points(shape, index, name)
+        where = f"'{name}': shape #{index + 1} ('{label}')"
+        polygon = _shape_polygon(shape, shape_type, pts, index, name, label)
+
+        if label.casefold() == crop_key:
+            x0, y0 = polygon.min(axis=0)
+            x1, y1 = polygon.max(axis=0)
+            if shape_type != "rectangle":
+                notes.append(f"Crop #{len(crops) + 1} is a {shape_type}; its bounding box is used.")
+            x0, y0, x1, y1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))
+            if x1 - x0 <= 0 or y1 - y0 <= 0:
+                raise ShapeOutsideImage(
+                    f"{where} lies outside the {width}x{height} image; redraw the crop on the image."
+                )
+            crops.append(Crop(float(x0), float(y0), float(x1), float(y1)))
+            continue
+
+        raw.append((index, label, polygon, _score_of(shape), shape.get("group_id")))
+
+    instances = _finish_objects(raw, name, width, height, notes)
+    for kind, count in sorted(skipped.items()):
+        notes.append(f"{count} {kind} shape(s) skipped: only outlines (polygon, rectangle, circle, mask) count.")
+
+    if crops:
+        _check_crops(crops, instances, name)
+    return AnnotatedImage(
+        name=image_name, image=image, instances=instances, crops=crops, nm_per_px=nm_per_px, notes=notes
+    )
+
+
+def _largest_part(geom) -> np.ndarray | None:
+    parts = [g for g in getattr(geom, "geoms", [geom]) if g.geom_type == "Polygon" and g.area > 0]
+    if not parts:
+        return None
+    return np.asarray(max(parts, key=lambda g: g.area).exterior.coords)[:-1]
+
+
+def _finish_objects(
+    raw: list[tuple[int, str, np.ndarray, float | None, Any]], name: str, width: int, height: int,
+    notes: list[str],
+) -> list[Instance]:
+    """Validity, area, position, duplicates and groups of all object outlines, checked in bulk."""
+    import shapely
+
+    if not raw:
+        return []
+    polys = [r[2] for r in raw]
+    geoms = shapely.polygons([shapely.linearrings(p) for p in polys])
+    valid = shapely.is_valid(geoms)
+    for k in np.nonzero(~valid)[0]:
+        index, label = raw[k][0], raw[k][1]
+        fixed = _largest_part(shapely.make_valid(geoms[k]))
+        if fixed is None:
+            raise BadPolygon(f"'{name}': shape #{index + 1} ('{label}') has zero area (its points lie on a line); "
+                             "redraw or delete it.")
+        polys[k] = fixed
+        notes.append(f"Shape #{index + 1} ('{label}') crosses itself; its largest part was kept.")
+    areas, centroids, _ = geometry.area_centroid_perimeter(polys)
+    boxes = geometry.bboxes(polys)
+    for k in np.nonzero(areas <= 1e-9)[0]:
+        raise BadPolygon(f"'{name}': shape #{raw[k][0] + 1} ('{raw[k][1]}') has zero area; redraw or delete it.")
+    outside = (centroids[:, 0] < 0) | (centroids[:, 0] > width) | (centroids[:, 1] < 0) | (centroids[:, 1] > height)
+    for k in np.nonzero(outside)[0]:
+        cx, cy = centroids[k]
+        raise ShapeOutsideImage(
+            f"'{name}': shape #{raw[k][0] + 1} ('{raw[k][1]}') lies outside the {width}x{height} image "
+            f"(centre at {cx:.0f}, {cy:.0f}). Was it drawn on another image?"
+        )
+    over = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width) | (boxes[:, 3] > height)
+    for k in np.nonzero(over)[0]:
+        clipped = _largest_part(shapely.clip_by_rect(shapely.Polygon(polys[k]), 0, 0, width, height))
+        if clipped is None:
+            raise ShapeOutsideImage(f"'{name}': shape #{raw[k][0] + 1} lies outside the {width}x{height} image.")
+        polys[k] = clipped
+        notes.append(f"Shape #{raw[k][0] + 1} reached past the image border and was clipped.")
+
+    seen: dict[bytes, int] = {}
+    groups: dict[Any, tuple[str, int]] = {}  # group_id -> (label, position in instances)
+    instances: list[Instance] = []
+    for k, (index, label, _, score, group_id) in enumerate(raw):
+        polygon = polys[k]
+        key = label.encode() + b"|" + (np.round(polygon, 6) + 0.0).tobytes()
+        if key in seen:
+            raise DuplicateShape(
+                f"'{name}': shape #{index + 1} ('{label}') is an exact copy of shape #{seen[key] + 1}; "
+                "delete one of them."
+            )
+        seen[key] = index
+        if group_id is not None:
+            if not isinstance(group_id, int | str) or isinstance(group_id, bool):
+                raise DuplicateId(f"'{name}': shape #{index + 1} has a group_id that is neither a number nor text.")
+            if group_id in groups:
+                other_label, pos = groups[group_id]
+                if other_label != label:
+                    raise DuplicateId(
+                        f"'{name}': shape #{index + 1} ('{label}') has group_id {group_id!r}, already used by a "
+                        f"'{other_label}' shape. A group is one object of one class; give the shapes different "
+                        "group ids."
+                    )
+                # same label and group: parts of one object (labelme's convention) -> their union
+                merged = shapely.union_all([shapely.Polygon(instances[pos].polygon), shapely.Polygon(polygon)])
+                if getattr(merged, "geoms", None) is not None and len(merged.geoms) > 1:
+                    notes.append(f"Group {group_id!r} has separate parts; the largest is used.")
+                old = instances[pos]
+                instances[pos] = Instance(old.label, _largest_part(merged), old.score)
+                continue
+            groups[group_id] = (label, len(instances))
+        instances.append(Instance(label, polygon, score))
+    return instances
+
+
+def _check_crops(crops: list[Crop], instances: list[Instance], name: str) -> None:
+    _, centroids, _ = geometry.area_centroid_perimeter([i.polygon for i in instances])
+    for number, crop in enumerate(crops, 1):
+        inside = (
+            (centroids[:, 0] >= crop.x0) & (centroids[:, 0] < crop.x1)
+            & (centroids[:, 1] >= crop.y0) & (centroids[:, 1] < crop.y1)
+        ) if len(instances) else np.zeros(0, dtype=bool)
+        if not inside.any():
+            raise EmptyCrop(
+                f"'{name}': crop #{number} ({crop.width:.0f}x{crop.height:.0f} px at {crop.x0:.0f}, "
+                f"{crop.y0:.0f}) contains no labelled object. A crop must be fully labelled: outline its "
+                "particles or delete the crop."
+            )
+
+
+def read_labelme(
+    source: Path | str | bytes,
+    *,
+    name: str | None = None,
+    base_dir: Path | None = None,
+    files: Mapping[str, bytes] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    crop_label: str = "crop",
+) -> AnnotatedImage:
+    """Read a LabelMe file (path or bytes). For a path, `base_dir` defaults to the file's folder.
+
+    Raises an AnnotationError subclass with a user-facing message on any bad input.
+    """
+    if isinstance(source, str | Path):
+        path = Path(source)
+        name = name or path.name
+        if base_dir is None:
+            base_dir = path.parent
+    name = name or "annotation.json"
+    doc = _load_json(source, name, max_bytes)
+    return parse_labelme(
+        doc, name=name, base_dir=base_dir, files=files, max_pixels=max_pixels, max_bytes=max_bytes,
+        crop_label=crop_label,
+    )
+
+
+def _shape_dict(label: str, points: np.ndarray, shape_type: str = "polygon", score: float | None = None) -> dict:
+    return {
+        "label": label,
+        "points": [[float(x), float(y)] for x, y in points],
+        "group_id": None,
+        "description": "" if score is None else f"score={score:.4f}",
+        "shape_type": shape_type,
+        "flags": {},
+        "mask": None,
+    }
+
+
+def to_labelme(
+    image: np.ndarray,
+    instances: list[Instance],
+    image_name: str,
+    embed_image: bool = True,
+    *,
+    crops: list[Crop] | None = None,
+    nm_per_px: float | None = None,
+    crop_label: str = "crop",
+) -> dict:
+    """A LabelMe 5.x document; scores go to each shape's `description` as `score=0.9530`."""
+    height, width = image.shape[:2]
+    shapes = [
+        _shape_dict(crop_label, np.array([[c.x0, c.y0], [c.x1, c.y1]]), "rectangle") for c in crops or []
+    ]
+    shapes += [_shape_dict(inst.label, inst.polygon, "polygon", inst.score) for inst in instances]
+    doc: dict[str, Any] = {
+        "version": LABELME_VERSION,
+        "flags": {},
+        "shapes": shapes,
+        "imagePath": PurePosixPath(image_name.replace("\\", "/")).name,
+        "imageData": base64.b64encode(encode_png(image)).decode("ascii") if embed_image else None,
+        "imageHeight": int(height),
+        "imageWidth": int(width),
+    }
+    if nm_per_px is not None:
+        doc["nm_per_px"] = float(nm_per_px)  # labelme keeps unknown top-level keys when it re-saves
+    return doc
+
+
+def write_labelme(
+    path: Path,
+    image: np.ndarray,
+    instances: list[Instance],
+    image_name: str,
+    embed_image: bool = True,
+    **kwargs: Any,
+) -> Path:
+    """Write to_labelme(...) to `path` (UTF-8, labels kept readable)."""
+    path = Path(path)
+    doc = to_labelme(image, instances, image_name, embed_image, **kwargs)
+    path.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path

@@ -1,0 +1,178 @@
+"""Statistics per image, per class and pooled over images: count, density, coverage, D distribution,
+nearest-neighbour distance (KD-tree, not O(n^2))."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from annotations.measure import MeasureArrays, ObjectMeasure, to_arrays
+
+PERCENTILES = (5, 10, 25, 75, 90, 95)
+
+
+@dataclass
+class ImageMeasures:
+    """One image's objects as measured, with what statistics need to know about the image."""
+
+    name: str
+    measures: list[ObjectMeasure] | MeasureArrays
+    image_shape: tuple[int, ...]
+    nm_per_px: float | None = None
+    region_area_px: float | None = None  # the labelled area (crops); whole image when None
+
+
+def nearest_neighbour(points: np.ndarray) -> np.ndarray:
+    """Distance from each point to its nearest other point (nan when alone)."""
+    n = len(points)
+    if n < 2:
+        return np.full(n, np.nan)
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(points).query(points, k=2)
+    return dist[:, 1]
+
+
+def _dist(values: np.ndarray, prefix: str, unit: str) -> dict:
+    out: dict = {}
+    if len(values) == 0:
+        for key in ("mean", "median", "std", "min", "max", *(f"p{p}" for p in PERCENTILES)):
+            out[f"{key}_{prefix}_{unit}"] = None
+        return out
+    out[f"mean_{prefix}_{unit}"] = float(np.mean(values))
+    out[f"median_{prefix}_{unit}"] = float(np.median(values))
+    out[f"std_{prefix}_{unit}"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    out[f"min_{prefix}_{unit}"] = float(np.min(values))
+    out[f"max_{prefix}_{unit}"] = float(np.max(values))
+    for p, v in zip(PERCENTILES, np.percentile(values, PERCENTILES), strict=True):
+        out[f"p{p}_{prefix}_{unit}"] = float(v)
+    return out
+
+
+def _block(d: np.ndarray, area: np.ndarray, nnd: np.ndarray, region_px: float, nm: float | None) -> dict:
+    n = len(d)
+    out: dict = {"n_objects": int(n)}
+    if nm:
+        region_um2 = region_px * (nm / 1000.0) ** 2
+        out["density"] = n / region_um2 if region_um2 > 0 else None
+        out["density_unit"] = "per um2"
+    else:
+        out["density"] = n / (region_px / 1e6) if region_px > 0 else None
+        out["density_unit"] = "per Mpx"
+    out["coverage"] = float(min(1.0, area.sum() / region_px)) if region_px > 0 else None
+    out.update(_dist(d, "d", "px"))
+    out["mean_area_px"] = float(area.mean()) if n else None
+    finite = nnd[np.isfinite(nnd)]
+    out["mean_nnd_px"] = float(finite.mean()) if len(finite) else None
+    out["median_nnd_px"] = float(np.median(finite)) if len(finite) else None
+    if nm:
+        out.update(_dist(d * nm, "d", "nm"))
+        out["mean_area_nm2"] = float(area.mean() * nm * nm) if n else None
+        out["mean_nnd_nm"] = out["mean_nnd_px"] * nm if out["mean_nnd_px"] is not None else None
+        out["median_nnd_nm"] = out["median_nnd_px"] * nm if out["median_nnd_px"] is not None else None
+    return out
+
+
+def _as_arrays(measures: list[ObjectMeasure] | MeasureArrays) -> MeasureArrays:
+    return measures if isinstance(measures, MeasureArrays) else to_arrays(list(measures))
+
+
+def _prepared(item: ImageMeasures) -> tuple[MeasureArrays, np.ndarray, dict[str, np.ndarray], float]:
+    a = _as_arrays(item.measures)
+    nnd_all = nearest_neighbour(a.centroid)
+    nnd_class = {}
+    for label in sorted(set(a.labels.tolist())):
+        mask = a.labels == label
+        nnd_class[label] = nearest_neighbour(a.centroid[mask])
+    h, w = item.image_shape[:2]
+    region = float(item.region_area_px) if item.region_area_px else float(h * w)
+    return a, nnd_all, nnd_class, region
+
+
+def _with_classes(a: MeasureArrays, nnd_all: np.ndarray, nnd_class: dict[str, np.ndarray], region: float,
+                  nm: float | None) -> dict:
+    out = _block(a.d_px, a.area_px, nnd_all, region, nm)
+    labels = sorted(set(a.labels.tolist()))
+    out["counts"] = {label: int((a.labels == label).sum()) for label in labels}
+    out["classes"] = {}
+    for label in labels:
+        mask = a.labels == label
+        out["classes"][label] = _block(a.d_px[mask], a.area_px[mask], nnd_class[label], region, nm)
+    out["nm_per_px"] = nm
+    out["region_area_px"] = region
+    if nm:
+        out["region_area_um2"] = region * (nm / 1000.0) ** 2
+    return out
+
+
+def image_stats(
+    measures: list[ObjectMeasure] | MeasureArrays,
+    image_shape: tuple[int, ...],
+    nm_per_px: float | None = None,
+    region_area_px: float | None = None,
+) -> dict:
+    """Statistics of one image: totals at the top level, the same per class under 'classes'."""
+    item = ImageMeasures("image", measures, image_shape, nm_per_px, region_area_px)
+    a, nnd_all, nnd_class, region = _prepared(item)
+    out = _with_classes(a, nnd_all, nnd_class, region, nm_per_px)
+    out["image_width_px"], out["image_height_px"] = int(image_shape[1]), int(image_shape[0])
+    return out
+
+
+def pooled_stats(items: Sequence[ImageMeasures | tuple]) -> dict:
+    """The same tables pooled over images: all objects together, density over the summed area.
+
+    nm values appear only when every image has the same scale (otherwise sizes in nm are pooled from
+    per-object nm values where all images are scaled, and density is per um^2 then too).
+    """
+    prepared = []
+    for item in items:
+        if not isinstance(item, ImageMeasures):
+            item = ImageMeasures(f"image{len(prepared) + 1}", *item)
+        prepared.append((item, *_prepared(item)))
+    scales = [it.nm_per_px for it, *_ in prepared]
+    all_scaled = bool(prepared) and all(s for s in scales)
+
+    def pooled(scaled: bool) -> dict:
+        # scaled: every image's values converted with its own nm/px, pooled as if 1 px were 1 nm
+        parts_d, parts_area, parts_nnd, labels, region = [], [], [], [], 0.0
+        class_nnd: dict[str, list[np.ndarray]] = {}
+        for item, a, nnd_all, nnd_class, reg in prepared:
+            k = float(item.nm_per_px) if scaled else 1.0
+            parts_d.append(a.d_px * k)
+            parts_area.append(a.area_px * k * k)
+            parts_nnd.append(nnd_all * k)
+            region += reg * k * k
+            labels.append(a.labels)
+            for label, v in nnd_class.items():
+                class_nnd.setdefault(label, []).append(v * k)
+        d = np.concatenate(parts_d) if parts_d else np.zeros(0)
+        area = np.concatenate(parts_area) if parts_area else np.zeros(0)
+        nnd = np.concatenate(parts_nnd) if parts_nnd else np.zeros(0)
+        lab = np.concatenate(labels) if labels else np.zeros(0, dtype=object)
+        nm = 1.0 if scaled else None
+        out = _block(d, area, nnd, region, nm)
+        names = sorted(set(lab.tolist()))
+        out["counts"] = {label: int((lab == label).sum()) for label in names}
+        out["classes"] = {
+            label: _block(d[lab == label], area[lab == label], np.concatenate(class_nnd[label]), region, nm)
+            for label in names
+        }
+        out["region_area_px"] = region
+        return out
+
+    out = pooled(False)
+    if all_scaled:
+        nm_out = pooled(True)
+        keep = ("density", "density_unit")
+        for block, nm_block in [(out, nm_out), *((out["classes"][k], nm_out["classes"][k]) for k in out["classes"])]:
+            for key, value in nm_block.items():
+                if key.endswith(("_nm", "_nm2")) or key in keep:
+                    block[key] = value
+        out["region_area_um2"] = nm_out["region_area_px"] / 1e6
+    out["n_images"] = len(prepared)
+    out["images"] = [it.name for it, *_ in prepared]
+    out["nm_per_px"] = scales[0] if all_scaled and len(set(scales)) == 1 else None
+    return out

@@ -1,0 +1,140 @@
+"""The one Application factory (used by `segbot run` and by the tests) and an async runner."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from telegram import BotCommand, Update
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from bot import handlers as h
+from bot.delivery import Deliverer
+from bot.logsafe import install_redaction
+from bot.services import Services
+from storage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+COMMANDS = {
+    "start": h.cmd_start, "help": h.cmd_help, "example": h.cmd_example, "lang": h.cmd_lang,
+    "train": h.cmd_train, "status": h.cmd_status, "cancel": h.cmd_cancel, "models": h.cmd_models,
+    "scale": h.cmd_scale, "threshold": h.cmd_threshold, "stats": h.cmd_stats, "export": h.cmd_export,
+    "forget_me": h.cmd_forget, "admin": h.cmd_admin,
+}
+MENU = [("start", "what segbot does"), ("help", "how to label, commands"), ("example", "a labelled sample"),
+        ("train", "train on your labels"), ("status", "your jobs"), ("cancel", "stop a job"),
+        ("models", "your models"), ("scale", "nm per pixel"), ("threshold", "score threshold"),
+        ("stats", "pooled statistics"), ("export", "all your files"), ("lang", "English/Русский"),
+        ("forget_me", "delete everything of yours")]
+
+
+def build_application(settings: Settings, *, tick_interval: float = 1.0, progress_interval: float = 3.0,
+                      spam_max: int = 20, spam_window_s: float = 10.0) -> Application:
+    """The bot: handlers, the outbox/progress job every tick_interval s, edits >= progress_interval s
+    apart, at most spam_max updates per user in spam_window_s (the rest is dropped after one warning)."""
+    token = settings.token
+    install_redaction(token)
+    services = Services.create(settings)
+    services.throttle.min_interval = progress_interval
+    services.spam_max, services.spam_window_s = spam_max, spam_window_s
+    app = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(settings.telegram_api_base_url)
+        .base_file_url(settings.telegram_api_base_file_url)
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .concurrent_updates(True)  # one slow download must not hold up other users (per-user locks keep order)
+        .post_init(on_startup)
+        .build()
+    )
+    app.bot_data["services"] = services
+    deliverer = Deliverer(services)
+    app.bot_data["deliverer"] = deliverer
+
+    app.add_handler(TypeHandler(Update, h.gate), group=-1)
+    for name, callback in COMMANDS.items():
+        app.add_handler(CommandHandler(name, callback))
+    app.add_handler(CallbackQueryHandler(h.on_button))
+    app.add_handler(MessageHandler(filters.Document.ALL | filters.PHOTO, h.on_file))
+    app.add_handler(MessageHandler(filters.COMMAND, h.cmd_unknown))
+    app.add_handler(MessageHandler(filters.TEXT, h.on_text))
+    app.add_handler(MessageHandler(filters.ALL, h.on_other))
+    app.add_error_handler(h.on_error)
+    app.job_queue.run_repeating(deliverer.tick, interval=tick_interval, first=tick_interval / 2, name="outbox",
+                                job_kwargs={"max_instances": 1, "coalesce": True})
+    return app
+
+
+async def on_startup(app: Application) -> None:
+    try:
+        await app.bot.set_my_commands([BotCommand(c, d) for c, d in MENU])
+    except Exception as error:  # noqa: BLE001 - the menu is a convenience, never a reason not to start
+        log.warning("could not set the command menu: %s", error)
+
+
+async def run_until(app: Application, stop: threading.Event | asyncio.Event, poll_timeout: float = 10.0) -> None:
+    """Poll until `stop` is set (the tests' and the benchmark's way; `segbot run` uses run_polling)."""
+    async with app:
+        await on_startup(app)
+        await app.start()
+        await app.updater.start_polling(timeout=int(poll_timeout), poll_interval=0.0,
+                                        allowed_updates=Update.ALL_TYPES)
+        try:
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+        finally:
+            await app.updater.stop()
+            await app.stop()
+
+
+class BotThread:
+    """The real Application polling in a background thread with its own event loop."""
+
+    def __init__(self, settings: Settings, poll_timeout: float = 1.0, **build_kwargs: object) -> None:
+        self.settings = settings
+        self.poll_timeout = poll_timeout
+        self.build_kwargs = build_kwargs
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self.app: Application | None = None
+        self._thread = threading.Thread(target=self._main, name="segbot-bot", daemon=True)
+        self._ready = threading.Event()
+
+    def _main(self) -> None:
+        try:
+            self.app = build_application(self.settings, **self.build_kwargs)  # type: ignore[arg-type]
+            self._ready.set()
+            asyncio.run(run_until(self.app, self.stop_event, self.poll_timeout))
+        except BaseException as error:  # noqa: BLE001 - surfaced to the caller in stop()
+            self.error = error
+            self._ready.set()
+
+    def start(self) -> BotThread:
+        self._thread.start()
+        self._ready.wait(30)
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stop_event.set()
+        self._thread.join(timeout)
+        if self.error is not None:
+            raise self.error
+
+    def __enter__(self) -> BotThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,84 @@
+"""`segbot run`: check the database, start a worker beside the bot on the embedded queue, poll."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from segbot.errors import user_errors
+
+log = logging.getLogger("bot")
+
+
+def _check_database(settings, migrate: bool) -> None:  # type: ignore[no-untyped-def]
+    from storage.migrate import current_revision, head_revision, upgrade
+
+    url = settings.database_url
+    current = None
+    try:
+        current = current_revision(url)
+    except Exception as error:  # noqa: BLE001 - any connection problem is reported the same way
+        raise click.ClickException(f"cannot open the database ({type(error).__name__}); check DATABASE_URL")
+    head = head_revision(url)
+    if current != head:
+        if not migrate:
+            raise click.ClickException(f"the database is at revision {current or 'none'}, not {head}: "
+                                       "run `segbot migrate` first (or `segbot run --migrate`)")
+        upgrade(url)
+
+
+@click.command()
+@click.option("--migrate", "do_migrate", is_flag=True, help="Upgrade the database first if it is behind.")
+@click.option("--worker/--no-worker", default=True, show_default=True,
+              help="Start a worker process beside the bot when the queue is embedded.")
+@click.option("--webhook-url", default=None, help="Use a webhook at this public URL instead of polling.")
+@click.option("--listen", default="127.0.0.1", show_default=True, help="Webhook listen address.")
+@click.option("--port", default=8443, show_default=True, type=int, help="Webhook port.")
+@user_errors
+def run(do_migrate: bool, worker: bool, webhook_url: str | None, listen: str, port: int) -> None:
+    """Run the Telegram bot (polling by default)."""
+    from telegram import Update
+
+    from bot.app import build_application
+    from bot.logsafe import setup_logging
+    from storage.settings import get_settings
+
+    settings = get_settings()
+    settings.token  # noqa: B018 - fail early with the settings message when the token is missing
+    setup_logging(settings)
+    settings.ensure_dirs()
+    _check_database(settings, do_migrate)
+    process = None
+    if worker and settings.broker_is_embedded:
+        try:
+            from trainer.worker import start_worker_process
+        except ImportError:
+            log.warning("no worker module (trainer.worker): jobs stay queued until a worker runs")
+        else:
+            process = start_worker_process(settings)
+            log.info("worker process %s started (embedded queue)", process.pid)
+    if settings.metrics_port:
+        try:
+            from storage.metrics import start_metrics_server
+        except ImportError:
+            pass
+        else:
+            start_metrics_server(settings.metrics_port)
+    app = build_application(settings)
+    try:
+        if webhook_url:
+            import secrets
+
+            secret = secrets.token_hex(16)  # Telegram echoes it; set anew at each start
+            app.run_webhook(listen=listen, port=port, url_path="telegram", webhook_url=webhook_url.rstrip("/")
+                            + "/telegram", secret_token=secret, allowed_updates=Update.ALL_TYPES)
+        else:
+            app.run_polling(allowed_updates=Update.ALL_TYPES)
+    finally:
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(30)
+            except Exception:  # noqa: BLE001
+                process.kill()

@@ -1,0 +1,307 @@
+"""The bot's periodic work (a PTB job every ~1 s): deliver outbox notices exactly once and keep
+each job's progress message up to date, throttled.
+
+Exactly once: a notice is marked sent right after Telegram accepted it, by the only process that
+delivers (one bot), one notice at a time; a notice that failed transiently stays pending for the next
+tick, one Telegram refuses for good (user blocked the bot) is marked sent so it never loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+import zipfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from telegram import InputMediaDocument
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.ext import ContextTypes
+
+from bot import adapters
+from bot.i18n import t
+from bot.services import Services
+from storage.files import StoreError
+from storage.models import Job, JobState, ModelStatus, Notice, Result, TrainedModel, User
+
+log = logging.getLogger(__name__)
+FILE_ROLES = (("labelme", ".json"), ("csv", "_objects.csv"), ("histogram", "_hist.png"))
+ROLE_EXT = {"labelme": ".json", "overlay": ".png", "csv": ".csv", "histogram": ".png", "summary": ".json",
+            "text": ".txt"}
+BIG_SET = 4  # more results than this in one job -> one zip
+
+
+@dataclass
+class NoticeView:
+    id: int
+    kind: str
+    chat_id: int
+    lang: str
+    job_id: int | None
+    payload: dict[str, Any]
+    model: dict[str, Any] | None = None
+    results: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+def _load_pending(session, limit: int) -> list[NoticeView]:  # type: ignore[no-untyped-def]
+    views = []
+    for notice in adapters.pending_notices(session, limit):
+        user = session.get(User, notice.user_id)
+        if user is None:
+            continue
+        job = session.get(Job, notice.job_id) if notice.job_id else None
+        view = NoticeView(notice.id, notice.kind, (job.chat_id if job and job.chat_id else user.telegram_id),
+                          user.language or "en", notice.job_id, dict(notice.payload or {}),
+                          error=(job.error if job else None))
+        if notice.kind == "train_done":
+            model = None
+            if notice.payload and notice.payload.get("model_id"):
+                model = session.get(TrainedModel, int(notice.payload["model_id"]))
+            if model is None and notice.job_id:
+                model = session.scalar(select(TrainedModel).where(TrainedModel.job_id == notice.job_id))
+            if model is not None and model.user_id == user.id:
+                view.model = {"id": model.id, "version": model.version, "metrics": dict(model.metrics or {})}
+                if model.status == ModelStatus.READY:
+                    user.active_model_id = model.id
+        elif notice.kind == "predict_done" and notice.job_id:
+            for result in session.scalars(select(Result).where(Result.job_id == notice.job_id).order_by(Result.id)):
+                view.results.append({"id": result.id, "name": result.image_name or f"image_{result.id}",
+                                     "files": dict(result.files or {}), "summary": dict(result.summary or {})})
+        views.append(view)
+    return views
+
+
+def fmt_num(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "?"
+    return f"{number:.3g}" if abs(number) < 1000 else f"{number:.0f}"
+
+
+def metrics_text(metrics: dict[str, Any]) -> str:
+    keys = [k for k in ("f1", "precision", "recall", "segm_mAP", "bbox_mAP", "mAP", "ap50") if k in metrics]
+    keys += [k for k, v in metrics.items() if k not in keys and isinstance(v, int | float)]
+    shown = [f"{k} {fmt_num(metrics[k])}" for k in keys[:3]]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def counts_text(counts: dict[str, Any]) -> str:
+    if not counts or len(counts) < 2 and not any(k not in ("object", "particle") for k in counts):
+        return ""
+    return " (" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + ")"
+
+
+def size_of(summary: dict[str, Any]) -> tuple[Any, Any, str]:
+    if summary.get("mean_d_nm") is not None:
+        return summary.get("mean_d_nm"), summary.get("std_d_nm"), "nm"
+    return summary.get("mean_d_px"), summary.get("std_d_px"), "px"
+
+
+def caption_for(result: dict[str, Any], lang: str) -> str:
+    s = result["summary"]
+    mean, std, unit = size_of(s)
+    density = s.get("density")
+    dens = ""
+    if density is not None:
+        dens = f"\ndensity {fmt_num(density)} {s.get('density_unit', '')}".rstrip()
+    return t(lang, "predict_caption", name=result["name"], n=s.get("n_objects", 0),
+             counts=counts_text(s.get("counts") or {}), mean=fmt_num(mean), std=fmt_num(std), unit=unit,
+             density=dens)[:1024]
+
+
+def pooled(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pool per-image (n, mean, std) into one mean and std (exact for the union of objects)."""
+    total, counts = 0, {}
+    unit = "nm" if summaries and all(s.get("mean_d_nm") is not None for s in summaries) else "px"
+    sum_x, sum_x2 = 0.0, 0.0
+    for s in summaries:
+        n = int(s.get("n_objects") or 0)
+        total += n
+        for key, value in (s.get("counts") or {}).items():
+            counts[key] = counts.get(key, 0) + int(value)
+        mean = s.get(f"mean_d_{unit}")
+        std = s.get(f"std_d_{unit}") or 0.0
+        if n and mean is not None:
+            sum_x += n * float(mean)
+            sum_x2 += n * (float(std) ** 2 + float(mean) ** 2)
+    mean_all = sum_x / total if total else None
+    std_all = max(sum_x2 / total - mean_all**2, 0.0) ** 0.5 if total and mean_all is not None else None
+    return {"n_images": len(summaries), "total": total, "counts": counts, "mean": mean_all, "std": std_all,
+            "unit": unit}
+
+
+class Deliverer:
+    """Holds the outbox lock and the progress throttle for one bot process."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.lock = asyncio.Lock()
+
+    async def tick(self, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if self.lock.locked():
+            return  # the previous tick is still sending
+        async with self.lock:
+            for step in (self.deliver_notices, self.update_progress):
+                try:
+                    await step(context)
+                except Exception:  # noqa: BLE001 - one bad tick must not stop the next
+                    log.exception("delivery step %s failed", step.__name__)
+
+    # Outbox
+
+    async def deliver_notices(self, context: ContextTypes.DEFAULT_TYPE) -> int:
+        views = await self.services.db(_load_pending, 20)
+        sent = 0
+        for view in views:
+            try:
+                await self._send(context, view)
+            except (Forbidden, BadRequest) as error:
+                log.warning("notice %s to chat %s refused for good: %s", view.id, view.chat_id, error)
+            except TelegramError as error:  # network, timeouts, RetryAfter: keep it for the next tick
+                log.warning("notice %s not delivered yet: %s", view.id, error)
+                return sent
+            await self.services.db(lambda s, nid=view.id: adapters.mark_sent(s, nid))
+            sent += 1
+        return sent
+
+    async def _send(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> None:
+        bot, lang = context.bot, view.lang
+        if view.kind == "train_done":
+            model = view.model or {"version": view.payload.get("version", "?"), "metrics": {}}
+            await bot.send_message(view.chat_id, t(lang, "train_done", version=model["version"],
+                                                   metrics=metrics_text(model.get("metrics") or {})))
+        elif view.kind == "predict_done":
+            await self._send_results(context, view)
+        elif view.kind in ("job_failed", "job_cancelled"):
+            reason = view.payload.get("reason") or view.payload.get("error") or view.error or view.kind
+            await bot.send_message(view.chat_id, t(lang, "job_failed", job=view.job_id, reason=reason))
+        else:
+            text = view.payload.get("text") or view.payload.get("message") or f"{view.kind} (job #{view.job_id})"
+            await bot.send_message(view.chat_id, str(text)[:4000])
+
+    async def _send_results(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> None:
+        bot, lang, store = context.bot, view.lang, self.services.store
+        if not view.results:
+            await bot.send_message(view.chat_id, t(lang, "job_failed", job=view.job_id, reason="no results"))
+            return
+        if len(view.results) > BIG_SET:
+            data = await asyncio.to_thread(_zip_results, store, view.results)
+            p = pooled([r["summary"] for r in view.results])
+            caption = t(lang, "predict_big", n=p["n_images"], total=p["total"], counts=counts_text(p["counts"]),
+                        mean=fmt_num(p["mean"]), std=fmt_num(p["std"]), unit=p["unit"])
+            await bot.send_document(view.chat_id, data, filename=f"segbot_job{view.job_id}.zip",
+                                    caption=caption[:1024])
+            return
+        for result in view.results:
+            stem = result["name"].rsplit(".", 1)[0]
+            files = result["files"]
+            caption = caption_for(result, lang)
+            overlay = await asyncio.to_thread(_read, store, files.get("overlay"))
+            if overlay is not None and len(overlay) < 10 * 2**20:
+                await bot.send_photo(view.chat_id, overlay, caption=caption, filename=f"{stem}_overlay.png")
+            elif overlay is not None:
+                await bot.send_document(view.chat_id, overlay, caption=caption, filename=f"{stem}_overlay.png")
+            else:
+                await bot.send_message(view.chat_id, caption)
+            media = []
+            for role, suffix in FILE_ROLES:
+                data = await asyncio.to_thread(_read, store, files.get(role))
+                if data is not None:
+                    media.append(InputMediaDocument(data, filename=f"{stem}{suffix}"))
+            if len(media) >= 2:
+                await bot.send_media_group(view.chat_id, media)
+            elif media:
+                await bot.send_document(view.chat_id, media[0].media)
+
+    # Progress messages
+
+    async def update_progress(self, context: ContextTypes.DEFAULT_TYPE) -> None:
+        rows = await self.services.db(_progress_rows)
+        throttle = self.services.throttle
+        for row in rows:
+            now = time.monotonic()
+            if not throttle.should_edit(row["id"], row["text"], now):
+                continue
+            try:
+                # max_retries=0: a RetryAfter comes back to us instead of sleeping in the rate limiter
+                await context.bot.edit_message_text(row["text"], chat_id=row["chat_id"],
+                                                    message_id=row["message_id"],
+                                                    rate_limit_args=0)
+            except RetryAfter as error:
+                delay = error.retry_after.total_seconds() if isinstance(error.retry_after, timedelta) else float(
+                    error.retry_after)
+                throttle.retry_after(row["id"], delay, time.monotonic())
+                continue
+            except BadRequest as error:
+                if "not modified" not in str(error).lower():
+                    log.info("progress message of job %s: %s", row["id"], error)
+            except TelegramError as error:
+                log.info("progress message of job %s not edited: %s", row["id"], error)
+                continue
+            throttle.edited(row["id"], row["text"], time.monotonic())
+
+
+def _progress_rows(session) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    recent = datetime.now(UTC) - timedelta(minutes=10)
+    active = (JobState.QUEUED, JobState.RUNNING)
+    stmt = (select(Job, User.language).join(User, User.id == Job.user_id)
+            .where(Job.progress_message_id.is_not(None), Job.chat_id.is_not(None),
+                   or_(Job.state.in_(active), Job.finished_at >= recent))
+            .order_by(Job.id).limit(100))
+    rows = []
+    for job, lang in session.execute(stmt):
+        rows.append({"id": job.id, "chat_id": job.chat_id, "message_id": job.progress_message_id,
+                     "text": progress_text(job, lang or "en", adapters.queue_position(session, job)
+                                           if job.state == JobState.QUEUED else None)})
+    return rows
+
+
+def progress_text(job: Job, lang: str, position: int | None = None) -> str:
+    if job.state == JobState.SUCCEEDED:
+        return t(lang, "progress_done", job=job.id, kind=job.kind)
+    if job.state == JobState.FAILED:
+        return t(lang, "progress_failed", job=job.id, kind=job.kind)
+    if job.state == JobState.CANCELLED:
+        return t(lang, "progress_cancelled", job=job.id, kind=job.kind)
+    if job.state == JobState.QUEUED:
+        stage = t(lang, "queued_state") + (f" (#{position})" if position else "")
+        return t(lang, "progress", job=job.id, kind=job.kind, stage=stage, pct=0, loss="", eta="")
+    loss = (job.result or {}).get("loss") if isinstance(job.result, dict) else None
+    eta = f", ETA {int(job.eta_s) // 60}:{int(job.eta_s) % 60:02d}" if job.eta_s else ""
+    return t(lang, "progress", job=job.id, kind=job.kind, stage=job.stage or "", pct=int(round(100 * (job.progress or 0))),
+             loss=f", loss {float(loss):.3f}" if isinstance(loss, int | float) else "", eta=eta)
+
+
+def _read(store, sha: str | None) -> bytes | None:  # type: ignore[no-untyped-def]
+    if not sha:
+        return None
+    try:
+        return store.read_bytes(sha)
+    except StoreError:
+        return None
+
+
+def _zip_results(store, results: list[dict[str, Any]]) -> bytes:  # type: ignore[no-untyped-def]
+    buffer = io.BytesIO()
+    used: set[str] = set()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for result in results:
+            stem = result["name"].rsplit(".", 1)[0]
+            while stem in used:
+                stem += "_"
+            used.add(stem)
+            for role, sha in sorted(result["files"].items()):
+                data = _read(store, sha)
+                if data is not None:
+                    archive.writestr(f"{stem}/{stem}_{role}{ROLE_EXT.get(role, '')}", data)
+    return buffer.getvalue()
+
+
+def pending_count(session) -> int:  # type: ignore[no-untyped-def]
+    return len(list(session.scalars(select(Notice.id).where(Notice.sent_at.is_(None)))))

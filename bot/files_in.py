@@ -1,0 +1,211 @@
+"""Incoming files without Telegram: what kind a file is, zip expansion with limits, LabelMe
+validation and storage of accepted uploads. Everything here is blocking and runs in threads."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from bot import adapters
+from bot.services import Services, UserInfo, update_preferences
+from storage.models import Result, Upload, User
+
+IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".asc", ".txt", ".dat")
+ZIP_MAX_ENTRIES = 200
+
+
+@dataclass
+class Incoming:
+    name: str
+    data: bytes
+    photo: bool = False  # a compressed Telegram photo
+
+
+@dataclass
+class Accepted:
+    upload_id: int
+    name: str
+    summary_text: str
+    correction_of: dict[str, Any] | None = None  # {"result_id", "image_name", "n"}
+
+
+@dataclass
+class LabelsOutcome:
+    accepted: list[Accepted] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason)
+    need_image: list[tuple[str, str, bytes]] = field(default_factory=list)  # (json name, image name, json)
+    used_images: set[str] = field(default_factory=set)
+    pending_count: int = 0
+
+
+def basename(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def kind_of(name: str, data: bytes) -> str:
+    """'json' | 'zip' | 'image' | 'unknown': a .json name is meant as labels (its reader says what is
+    wrong with it); otherwise the content decides, then the name."""
+    head = data[:16]
+    lower = name.lower()
+    if lower.endswith(".json"):
+        return "json"
+    if head.startswith(b"PK\x03\x04") or lower.endswith(".zip"):
+        return "zip"
+    if head.startswith((b"\x89PNG", b"\xff\xd8", b"II*\x00", b"MM\x00*", b"BM", b"GIF8")) or (
+            head.startswith(b"RIFF") and data[8:12] == b"WEBP"):
+        return "image"
+    if lower.endswith(".json") or data.lstrip()[:1] == b"{":
+        return "json"
+    if lower.endswith(IMAGE_EXT):
+        return "image"
+    return "unknown"
+
+
+def expand_zip(name: str, data: bytes, max_total: int) -> list[Incoming]:
+    """The usable members of a zip (base names only, never paths), with size and count limits."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as error:
+        raise ValueError(str(error) or "damaged archive") from None
+    members = [m for m in archive.infolist() if not m.is_dir() and "__MACOSX" not in m.filename
+               and not basename(m.filename).startswith(".")]
+    if len(members) > ZIP_MAX_ENTRIES:
+        raise ValueError(f"more than {ZIP_MAX_ENTRIES} files")
+    if sum(m.file_size for m in members) > max_total:
+        raise ValueError(f"unpacks to more than {max_total // 2**20} MB")
+    out: list[Incoming] = []
+    for member in members:
+        if member.flag_bits & 0x1:
+            raise ValueError("encrypted archives are not supported")
+        try:
+            content = archive.read(member)
+        except (zipfile.BadZipFile, OSError, NotImplementedError) as error:
+            raise ValueError(f"{basename(member.filename)}: {error}") from None
+        out.append(Incoming(basename(member.filename), content))
+    return out
+
+
+def image_path_of(data: bytes) -> str | None:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return None
+    path = doc.get("imagePath") if isinstance(doc, dict) else None
+    return basename(path) if isinstance(path, str) and path.strip() else None
+
+
+def _is_missing_image(error: BaseException) -> bool:
+    return type(error).__name__ == "ImageMissing" or "missing" in str(getattr(error, "code", ""))
+
+
+def _json_safe(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
+def _embed(doc: dict[str, Any], image_name: str, image: bytes) -> bytes:
+    doc = dict(doc)
+    doc["imagePath"] = image_name
+    doc["imageData"] = base64.b64encode(image).decode("ascii")
+    return json.dumps(doc).encode("utf-8")
+
+
+def process_labels(services: Services, user: UserInfo, jsons: list[Incoming], images: dict[str, bytes],
+                   lang: str) -> LabelsOutcome:
+    """Validate LabelMe files; store the good ones as uploads in the user's pending training set."""
+    outcome = LabelsOutcome()
+    lowered = {name.lower(): data for name, data in images.items()}
+    errors = adapters.annotation_error_types()
+    for item in jsons:
+        try:
+            ann = adapters.read_labelme(item.data, item.name, images, services.settings.max_image_pixels)
+        except errors as error:
+            wanted = image_path_of(item.data)
+            if _is_missing_image(error) and wanted:
+                outcome.need_image.append((item.name, wanted, item.data))
+            else:
+                outcome.errors.append((item.name, str(error)))
+            continue
+        doc = json.loads(item.data)
+        stored = item.data
+        image_bytes: bytes | None = None
+        if doc.get("imageData"):
+            try:
+                image_bytes = base64.b64decode(doc["imageData"])
+            except ValueError:
+                image_bytes = None
+        else:
+            wanted = image_path_of(item.data) or ""
+            image_bytes = lowered.get(wanted.lower())
+            if image_bytes is not None:
+                stored = _embed(doc, wanted, image_bytes)  # self-contained for the trainer
+                outcome.used_images.add(wanted.lower())
+        summary = _json_safe(adapters.summarize(ann))
+        text = adapters.format_summary(summary, lang)
+        image_sha = hashlib.sha256(image_bytes).hexdigest() if image_bytes else None
+        sha = services.store.put_bytes(stored)
+        accepted = services.run_db(_save_labels, user.id, item.name, sha, len(stored), summary, image_sha,
+                                   doc.get("imagePath"))
+        outcome.accepted.append(Accepted(accepted[0], item.name, text, accepted[1]))
+        outcome.pending_count = accepted[2]
+    return outcome
+
+
+def _save_labels(session, user_id: int, name: str, sha: str, size: int, summary: dict[str, Any],  # type: ignore[no-untyped-def]
+                 image_sha: str | None, image_path: str | None):
+    correction = None
+    result = None
+    if image_sha:
+        result = session.scalar(select(Result).where(Result.user_id == user_id, Result.image_sha256 == image_sha)
+                                .order_by(Result.id.desc()))
+    if result is None and image_path:
+        stem = basename(image_path).rsplit(".", 1)[0]
+        candidates = session.scalars(select(Result).where(Result.user_id == user_id).order_by(Result.id.desc())
+                                     .limit(200))
+        result = next((r for r in candidates if r.image_name and r.image_name.rsplit(".", 1)[0] == stem), None)
+    upload = Upload(user_id=user_id, kind="correction" if result else "labelme", original_name=name[:255],
+                    sha256=sha, size=size, summary=summary, corrects_result_id=result.id if result else None)
+    session.add(upload)
+    session.flush()
+    if result is not None:
+        correction = {"result_id": result.id, "image_name": result.image_name,
+                      "n": int((result.summary or {}).get("n_objects", 0))}
+    user = session.get(User, user_id)
+    pending = list((user.preferences or {}).get("pending_uploads") or [])
+    pending.append(upload.id)
+    update_preferences(session, user_id, pending_uploads=pending)
+    return upload.id, correction, len(pending)
+
+
+def check_image(services: Services, item: Incoming) -> str | None:
+    """None when the image decodes (annotations.images), else the user-facing reason."""
+    try:
+        from annotations.images import read_image
+    except ImportError:
+        return None
+    try:
+        read_image(item.data, name=item.name, max_pixels=services.settings.max_image_pixels)
+    except adapters.annotation_error_types() as error:
+        return str(error)
+    return None
+
+
+def store_images(services: Services, user_id: int, items: list[Incoming]) -> list[int]:
+    ids = []
+    for item in items:
+        sha = services.store.put_bytes(item.data)
+        ids.append(services.run_db(_save_image, user_id, item.name, sha, len(item.data)))
+    return ids
+
+
+def _save_image(session, user_id: int, name: str, sha: str, size: int) -> int:  # type: ignore[no-untyped-def]
+    upload = Upload(user_id=user_id, kind="image", original_name=name[:255], sha256=sha, size=size, summary={})
+    session.add(upload)
+    session.flush()
+    return upload.id

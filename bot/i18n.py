@@ -1,0 +1,264 @@
+"""User-facing texts in English and Russian; `t(lang, key, **values)`.
+
+Every key exists in both languages (a test checks it); unknown languages fall back to English.
+"""
+
+from __future__ import annotations
+
+LANGS = ("en", "ru")
+
+EN: dict[str, str] = {
+    "start": (
+        "Hi! I am segbot. You label a few particles of one microscope image in LabelMe, send me the "
+        "file, and I train your personal Cascade Mask R-CNN model. Then send me new images and I find, "
+        "outline and measure every particle: overlay, LabelMe JSON, CSV in px or nm and a size histogram.\n\n"
+        "{howto}\n\nTry it now: /example sends a labelled sample you can forward back to me."
+    ),
+    "howto": (
+        "How to label in LabelMe: draw one or more rectangles labelled 'crop' around the areas you "
+        "labelled completely, then outline every object inside them with polygons (or circles). The "
+        "label of a shape is its class (e.g. 'particle', 'rod'). Save with the image embedded "
+        "(File > Save With Image Data) and send the .json as a file — or send the image right after it."
+    ),
+    "help": (
+        "{howto}\n\nCommands:\n/example – a labelled sample\n/train – train on what you sent\n"
+        "/status – your jobs\n/cancel – stop a job\n/models – your models\n"
+        "/scale 7.34 – nm per pixel (or 'scale=7.34nm' in a caption; /scale off)\n"
+        "/threshold 0.5 – score threshold\n/stats – pooled statistics\n/export – all your files as a zip\n"
+        "/lang – English/Русский\n/forget_me – delete everything of yours"
+    ),
+    "example_caption": (
+        "A labelled sample: one crop rectangle and {n} outlined particles, image embedded. "
+        "Forward it back to me to try training."
+    ),
+    "lang_choose": "Choose your language:",
+    "lang_set": "Language: English.",
+    "denied": "Sorry, this bot is private. Ask the admin to add your id {id} to the allowlist.",
+    "slow_down": "Too many messages at once — please wait a few seconds.",
+    "error": "Something went wrong on my side (error id {id}). Please try again; quote this id if you report it.",
+    "too_big": "This file is {size:.1f} MB; the limit is {limit:.0f} MB. Split it or send a smaller image.",
+    "unknown_type": (
+        "I can't use '{name}'. Send a LabelMe .json, an image (PNG, JPEG, TIFF, BMP) or a .zip of them."
+    ),
+    "downloading": "Checking {name}…",
+    "bad_file": "{name}: {reason}",
+    "summary_head": "Labels received ({n} file(s) in your training set):",
+    "summary_buttons_hint": "Train now, add more labelled images, or change the options first.",
+    "btn_train": "Train now",
+    "btn_more": "Add more",
+    "btn_options": "Options",
+    "add_more": "Send more LabelMe files; they are added to the same training set. Then /train.",
+    "need_image": (
+        "{name} has no image inside. Send the image '{image}' as a file now (or save the JSON with the "
+        "image embedded)."
+    ),
+    "paired": "Got the image for {name}.",
+    "no_labels": "Send me labelled LabelMe files first (see /help or try /example).",
+    "options_title": "Training options:\npreset {arch}, {iters} iterations, augmentation {aug}, rescale {rescale}.\n"
+                     "Estimated time: about {minutes} min.",
+    "btn_start": "Start training",
+    "auto": "auto",
+    "on": "on",
+    "off": "off",
+    "queued_train": "Training job #{job} queued (position {pos}). I will edit this message with progress.",
+    "queued_predict": "Recognition job #{job} queued for {n} image(s) (position {pos}).",
+    "queue_limit": "{reason}",
+    "queue_unavailable": "The job queue is not available right now; please try again later.",
+    "progress": "Job #{job} ({kind}): {stage} {pct}%{loss}{eta}",
+    "progress_done": "Job #{job} ({kind}): finished.",
+    "progress_failed": "Job #{job} ({kind}): failed.",
+    "progress_cancelled": "Job #{job} ({kind}): cancelled.",
+    "queued_state": "waiting in the queue",
+    "train_done": "Model v{version} is ready{metrics}. It is now your active model: send images to recognise.",
+    "job_failed": "Job #{job} failed: {reason}",
+    "predict_caption": "{name}: {n} objects{counts}\nmean D = {mean} ± {std} {unit}{density}",
+    "predict_big": "{n} images recognised; all outputs are in the zip.\nPooled: {total} objects{counts}\n"
+                   "mean D = {mean} ± {std} {unit}",
+    "no_jobs": "You have no jobs.",
+    "status_line": "#{job} {kind}: {state}{extra}",
+    "cancel_none": "Nothing to cancel.",
+    "cancel_ok": "Cancelling job #{job}.",
+    "cancel_fail": "Job #{job} has already finished.",
+    "no_models": "You have no models yet. Send labels and /train.",
+    "model_line": "v{version} {name}– {status}, {date}{metrics}{active}",
+    "active_mark": " [active]",
+    "btn_use": "Use v{version}",
+    "btn_rename": "Rename v{version}",
+    "btn_delete": "Delete v{version}",
+    "model_used": "Model v{version} is now active.",
+    "model_renamed": "Model v{version} is now called '{name}'.",
+    "model_deleted": "Model v{version} deleted.",
+    "model_missing": "That model no longer exists.",
+    "rename_prompt": "Send the new name for v{version} (up to 60 characters).",
+    "model_not_ready": "Model v{version} is not ready.",
+    "no_model_image": (
+        "This is an image, but you have no active model yet. To train one, send a LabelMe file with "
+        "labels (see /help)."
+    ),
+    "photo_note": "Note: compressed photos lose detail; send images as files to keep full resolution.",
+    "scale_set": "Scale: {value} nm per pixel.",
+    "scale_off": "Scale removed; sizes will be in pixels.",
+    "scale_usage": "Usage: /scale 7.34 (nm per pixel) or /scale off. Now: {value}.",
+    "threshold_set": "Score threshold: {value}.",
+    "threshold_usage": "Usage: /threshold 0.5 (between 0.05 and 0.95). Now: {value}.",
+    "stats_none": "No results yet: send images to recognise first.",
+    "stats": "Pooled over {n} image(s): {total} objects{counts}\nmean D = {mean} ± {std} {unit}",
+    "export_none": "You have nothing to export yet.",
+    "export_big": "Your export is {size:.0f} MB, over the 50 MB Telegram limit; delete old models or ask the admin.",
+    "export_caption": "All your files.",
+    "forget_confirm": "Delete ALL your files, results, models and settings? This cannot be undone.",
+    "btn_forget_yes": "Yes, delete everything",
+    "btn_cancel": "Cancel",
+    "forgotten": "Done: everything of yours is deleted. Send /start to begin again.",
+    "cancelled": "Cancelled.",
+    "correction": (
+        "This looks like a corrected version of result '{name}' ({n} objects). Train the next model version "
+        "with it?"
+    ),
+    "btn_train_correction": "Train next version",
+    "admin_only": "This command is for admins.",
+    "admin": "Queue: {queue}\nUsers: {users}\nJobs in 24 h: {jobs24}, GPU seconds in 24 h: {gpu:.0f}\n"
+             "Broadcast: /admin broadcast <text>",
+    "broadcast_done": "Sent to {n} user(s).",
+    "unknown_command": "Unknown command. See /help.",
+    "text_hint": "Send a LabelMe .json or an image as a file, or see /help.",
+    "stale_button": "This button has expired; please start again.",
+    "zip_bad": "{name}: not a usable zip ({reason}).",
+    "zip_empty": "{name}: no LabelMe .json or images inside.",
+}
+
+RU: dict[str, str] = {
+    "start": (
+        "Привет! Я segbot. Разметьте несколько частиц на одном снимке микроскопа в LabelMe, пришлите мне "
+        "файл, и я обучу вашу личную модель Cascade Mask R-CNN. Затем присылайте новые снимки: я найду, "
+        "обведу и измерю каждую частицу — наложение, LabelMe JSON, CSV в px или нм и гистограмма размеров.\n\n"
+        "{howto}\n\nПопробуйте сразу: /example пришлёт размеченный пример, перешлите его мне обратно."
+    ),
+    "howto": (
+        "Как размечать в LabelMe: нарисуйте один или несколько прямоугольников с меткой 'crop' вокруг "
+        "полностью размеченных областей, затем обведите каждый объект внутри полигонами (или кругами). "
+        "Метка фигуры — её класс (например, 'particle', 'rod'). Сохраните с изображением внутри "
+        "(File > Save With Image Data) и пришлите .json файлом — или пришлите изображение сразу после него."
+    ),
+    "help": (
+        "{howto}\n\nКоманды:\n/example – размеченный пример\n/train – обучить на присланном\n"
+        "/status – ваши задачи\n/cancel – остановить задачу\n/models – ваши модели\n"
+        "/scale 7.34 – нм на пиксель (или 'scale=7.34nm' в подписи; /scale off)\n"
+        "/threshold 0.5 – порог уверенности\n/stats – сводная статистика\n/export – все ваши файлы в zip\n"
+        "/lang – English/Русский\n/forget_me – удалить всё ваше"
+    ),
+    "example_caption": (
+        "Размеченный пример: один прямоугольник crop и {n} обведённых частиц, изображение внутри. "
+        "Перешлите его мне, чтобы попробовать обучение."
+    ),
+    "lang_choose": "Выберите язык:",
+    "lang_set": "Язык: русский.",
+    "denied": "Извините, это закрытый бот. Попросите администратора добавить ваш id {id} в список.",
+    "slow_down": "Слишком много сообщений сразу — подождите несколько секунд.",
+    "error": "Что-то пошло не так на моей стороне (код ошибки {id}). Попробуйте ещё раз; сообщите этот код.",
+    "too_big": "Файл {size:.1f} МБ, а предел {limit:.0f} МБ. Разделите его или пришлите изображение поменьше.",
+    "unknown_type": (
+        "Не могу использовать '{name}'. Пришлите LabelMe .json, изображение (PNG, JPEG, TIFF, BMP) или .zip."
+    ),
+    "downloading": "Проверяю {name}…",
+    "bad_file": "{name}: {reason}",
+    "summary_head": "Разметка получена (файлов в обучающем наборе: {n}):",
+    "summary_buttons_hint": "Обучить сейчас, добавить ещё размеченные снимки или сначала изменить параметры.",
+    "btn_train": "Обучить",
+    "btn_more": "Добавить ещё",
+    "btn_options": "Параметры",
+    "add_more": "Присылайте ещё файлы LabelMe: они добавятся в тот же набор. Затем /train.",
+    "need_image": (
+        "В {name} нет изображения. Пришлите файлом изображение '{image}' (или сохраните JSON с "
+        "изображением внутри)."
+    ),
+    "paired": "Изображение для {name} получено.",
+    "no_labels": "Сначала пришлите размеченные файлы LabelMe (см. /help или /example).",
+    "options_title": "Параметры обучения:\nпресет {arch}, итераций {iters}, аугментация {aug}, масштаб {rescale}.\n"
+                     "Примерное время: около {minutes} мин.",
+    "btn_start": "Начать обучение",
+    "auto": "авто",
+    "on": "вкл",
+    "off": "выкл",
+    "queued_train": "Задача обучения #{job} в очереди (позиция {pos}). Я буду обновлять это сообщение.",
+    "queued_predict": "Задача распознавания #{job}: изображений {n} (позиция {pos}).",
+    "queue_limit": "{reason}",
+    "queue_unavailable": "Очередь задач сейчас недоступна; попробуйте позже.",
+    "progress": "Задача #{job} ({kind}): {stage} {pct}%{loss}{eta}",
+    "progress_done": "Задача #{job} ({kind}): готово.",
+    "progress_failed": "Задача #{job} ({kind}): ошибка.",
+    "progress_cancelled": "Задача #{job} ({kind}): отменена.",
+    "queued_state": "ждёт в очереди",
+    "train_done": "Модель v{version} готова{metrics}. Теперь она активна: присылайте снимки для распознавания.",
+    "job_failed": "Задача #{job} не выполнена: {reason}",
+    "predict_caption": "{name}: объектов {n}{counts}\nсредний D = {mean} ± {std} {unit}{density}",
+    "predict_big": "Распознано изображений: {n}; все результаты в zip.\nВсего: объектов {total}{counts}\n"
+                   "средний D = {mean} ± {std} {unit}",
+    "no_jobs": "У вас нет задач.",
+    "status_line": "#{job} {kind}: {state}{extra}",
+    "cancel_none": "Нечего отменять.",
+    "cancel_ok": "Отменяю задачу #{job}.",
+    "cancel_fail": "Задача #{job} уже завершена.",
+    "no_models": "Моделей пока нет. Пришлите разметку и /train.",
+    "model_line": "v{version} {name}– {status}, {date}{metrics}{active}",
+    "active_mark": " [активна]",
+    "btn_use": "Выбрать v{version}",
+    "btn_rename": "Переименовать v{version}",
+    "btn_delete": "Удалить v{version}",
+    "model_used": "Модель v{version} теперь активна.",
+    "model_renamed": "Модель v{version} теперь называется '{name}'.",
+    "model_deleted": "Модель v{version} удалена.",
+    "model_missing": "Этой модели больше нет.",
+    "rename_prompt": "Пришлите новое имя для v{version} (до 60 символов).",
+    "model_not_ready": "Модель v{version} не готова.",
+    "no_model_image": (
+        "Это изображение, но активной модели у вас пока нет. Чтобы обучить её, пришлите файл LabelMe "
+        "с разметкой (см. /help)."
+    ),
+    "photo_note": "Примечание: сжатые фото теряют детали; присылайте изображения файлами.",
+    "scale_set": "Масштаб: {value} нм на пиксель.",
+    "scale_off": "Масштаб убран; размеры будут в пикселях.",
+    "scale_usage": "Использование: /scale 7.34 (нм на пиксель) или /scale off. Сейчас: {value}.",
+    "threshold_set": "Порог уверенности: {value}.",
+    "threshold_usage": "Использование: /threshold 0.5 (от 0.05 до 0.95). Сейчас: {value}.",
+    "stats_none": "Результатов пока нет: сначала пришлите снимки для распознавания.",
+    "stats": "По {n} изображениям: объектов {total}{counts}\nсредний D = {mean} ± {std} {unit}",
+    "export_none": "Экспортировать пока нечего.",
+    "export_big": "Архив {size:.0f} МБ, больше предела Telegram 50 МБ; удалите старые модели или "
+                  "обратитесь к администратору.",
+    "export_caption": "Все ваши файлы.",
+    "forget_confirm": "Удалить ВСЕ ваши файлы, результаты, модели и настройки? Это необратимо.",
+    "btn_forget_yes": "Да, удалить всё",
+    "btn_cancel": "Отмена",
+    "forgotten": "Готово: всё ваше удалено. Отправьте /start, чтобы начать заново.",
+    "cancelled": "Отменено.",
+    "correction": (
+        "Похоже, это исправленный результат '{name}' (объектов {n}). Обучить с ним следующую версию модели?"
+    ),
+    "btn_train_correction": "Обучить новую версию",
+    "admin_only": "Эта команда только для администраторов.",
+    "admin": "Очередь: {queue}\nПользователи: {users}\nЗадач за 24 ч: {jobs24}, GPU-секунд за 24 ч: {gpu:.0f}\n"
+             "Рассылка: /admin broadcast <текст>",
+    "broadcast_done": "Отправлено пользователям: {n}.",
+    "unknown_command": "Неизвестная команда. См. /help.",
+    "text_hint": "Пришлите LabelMe .json или изображение файлом, или см. /help.",
+    "stale_button": "Эта кнопка устарела; начните заново.",
+    "zip_bad": "{name}: непригодный zip ({reason}).",
+    "zip_empty": "{name}: внутри нет LabelMe .json или изображений.",
+}
+
+MESSAGES = {"en": EN, "ru": RU}
+
+
+def lang_of(language_code: str | None) -> str:
+    """Telegram's language_code -> one of LANGS."""
+    code = (language_code or "").lower()
+    return "ru" if code.startswith(("ru", "uk", "be", "kk")) else "en"
+
+
+def t(lang: str, key: str, **values: object) -> str:
+    table = MESSAGES.get(lang, EN)
+    template = table.get(key) or EN[key]
+    if "{howto}" in template and "howto" not in values:
+        values["howto"] = table.get("howto", EN["howto"])
+    return template.format(**values)

@@ -1,0 +1,342 @@
+"""Per-tile detections -> candidates in original pixels -> one object per real object.
+
+Memory stays bounded: a tile's full-size masks are reduced right away to an outline polygon, and
+only candidates lying in a tile overlap keep a small bool mask cropped to their box (original
+resolution) for the cross-tile comparison. No full-image mask is ever made.
+
+Merging: two candidates from different tiles are the same object when, inside the region both
+tiles saw, one covers at least `match` of the other (intersection over the smaller). Candidates
+are then kept greedily by priority (not cut by an inner tile edge, centre in its tile's core,
+score), dropping any that match an already kept one. An object cut by tile edges in every tile
+(larger than the overlap) has its pieces joined into one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inference.contours import DEFAULT_TOLERANCE, mask_to_polygon
+from inference.tiling import Tile
+from inference.types import Detections
+
+MATCH_IOS = 0.5
+BOX_MARGIN = 2  # px searched around a detection's box for its mask
+
+
+@dataclass
+class Merged:
+    label: int
+    score: float
+    polygon: np.ndarray  # (N, 2) x, y original px
+
+
+@dataclass
+class CandidateSet:
+    """Everything kept from the tiles seen so far (struct of lists, indexed by candidate)."""
+
+    tiles: list[Tile]
+    tolerance: float = DEFAULT_TOLERANCE
+    tile_of: list[int] = field(default_factory=list)
+    label: list[int] = field(default_factory=list)
+    score: list[float] = field(default_factory=list)
+    truncated: list[bool] = field(default_factory=list)
+    in_core: list[bool] = field(default_factory=list)
+    polygon: list[np.ndarray | None] = field(default_factory=list)
+    box: list[tuple[int, int, int, int]] = field(default_factory=list)  # x0, y0, x1, y1 (exclusive)
+    mask: list[np.ndarray | None] = field(default_factory=list)  # only for candidates in overlaps
+    source: list[tuple | None] = field(default_factory=list)  # rescaled mask crop + mapping, ditto
+
+    def __post_init__(self) -> None:
+        self._neighbours = _neighbour_rects(self.tiles)
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def add(
+        self,
+        tile: Tile,
+        det: Detections,
+        sx: float,
+        sy: float,
+        threshold: float,
+        allowed: np.ndarray | None,
+    ) -> int:
+        """Take one tile's detections (in rescaled tile px); returns how many were kept."""
+        keep = det.scores >= threshold
+        if allowed is not None:
+            keep &= np.isin(det.labels, allowed)
+        if not keep.any():
+            return 0
+        h, w = det.masks.shape[1:]
+        before = len(self)
+        for k in np.flatnonzero(keep):
+            extent = _mask_extent(det.masks[k], det.boxes[k])
+            if extent is None:
+                continue
+            rx0, ry0, rx1, ry1 = extent
+            hi = np.array(det.masks[k, ry0:ry1, rx0:rx1])  # copy: the tile's masks are released
+            self._add_one(tile, hi, (rx0, ry0, rx1, ry1), (w, h), sx, sy, int(det.labels[k]), det.scores[k])
+        return len(self) - before
+
+    def _add_one(self, tile, hi, extent, size, sx, sy, label, score) -> None:
+        rx0, ry0, rx1, ry1 = extent
+        w, h = size
+        lo, (ox, oy) = _downsample(hi, rx0, ry0, sx, sy)
+        box = (tile.x0 + ox, tile.y0 + oy, tile.x0 + ox + lo.shape[1], tile.y0 + oy + lo.shape[0])
+        in_overlap = any(_intersects(box, rect) for rect in self._neighbours[tile.index])
+        source = (hi, tile.x0, tile.y0, rx0, ry0, sx, sy)
+        if in_overlap:
+            poly = None  # outlined later, only if it survives the merge
+        else:
+            poly = _outline(source, self.tolerance)
+            if poly is None:
+                return
+        cx = tile.x0 + (rx0 + rx1) / (2 * sx) - 0.5
+        cy = tile.y0 + (ry0 + ry1) / (2 * sy) - 0.5
+        c = tile.core
+        left, top, right, bottom = tile.inner
+        self.tile_of.append(tile.index)
+        self.label.append(label)
+        self.score.append(float(score))
+        self.truncated.append(
+            bool((left and rx0 == 0) or (top and ry0 == 0) or (right and rx1 == w) or (bottom and ry1 == h))
+        )
+        self.in_core.append(bool(c[0] <= cx < c[2] and c[1] <= cy < c[3]))
+        self.polygon.append(poly)
+        self.box.append(box)
+        self.mask.append(lo if in_overlap else None)
+        self.source.append(source if in_overlap else None)
+
+    def resolve(self, match: float = MATCH_IOS) -> list[Merged]:
+        """One Merged per object: duplicates across tiles dropped, cut pieces joined."""
+        n = len(self)
+        if n == 0:
+            return []
+        adjacency = self._match_pairs(match)
+        truncated = np.asarray(self.truncated)
+        order = np.lexsort((-np.asarray(self.score), ~np.asarray(self.in_core), truncated))
+        rank = np.empty(n, np.int64)
+        rank[order] = np.arange(n)
+
+        # an object cut in every tile that sees it (larger than the overlap): its pieces match
+        # each other but nothing whole; join them into one
+        joined: dict[int, list[int]] = {}
+        absorbed = np.zeros(n, bool)
+        for comp in _components(adjacency, truncated):
+            if len(comp) < 2 or any(not truncated[j] for i in comp for j in adjacency[i]):
+                continue
+            rep = min(comp, key=lambda i: rank[i])
+            joined[rep] = comp
+            absorbed[comp] = True
+            absorbed[rep] = False
+
+        # greedy: a candidate is kept unless it matches one kept before it
+        kept = np.zeros(n, bool)
+        for i in order:
+            if absorbed[i]:
+                continue
+            kept[i] = not any(kept[j] for j in adjacency.get(int(i), ()))
+        out = []
+        for i in order:
+            if not kept[i]:
+                continue
+            score = self.score[i]
+            if i in joined:
+                poly = self._union_polygon(joined[i])
+                score = max(self.score[j] for j in joined[i])
+            else:
+                poly = self.polygon[i]
+                if poly is None:
+                    poly = _outline(self.source[i], self.tolerance)
+            if poly is not None:
+                out.append(Merged(label=self.label[i], score=score, polygon=poly))
+        return out
+
+    def _match_pairs(self, match: float) -> dict[int, list[int]]:
+        """Cross-tile candidate pairs that are the same object (adjacency lists)."""
+        tile_of = np.asarray(self.tile_of)
+        has_mask = np.array([m is not None for m in self.mask])
+        boxes = np.asarray(self.box, dtype=np.int64).reshape(-1, 4)
+        adjacency: dict[int, list[int]] = {}
+        by_tile = {t: np.flatnonzero((tile_of == t) & has_mask) for t in np.unique(tile_of[has_mask])}
+        for a, b in _tile_pairs(self.tiles):
+            if a.index not in by_tile or b.index not in by_tile:
+                continue
+            shared = (max(a.x0, b.x0), max(a.y0, b.y0), min(a.x1, b.x1), min(a.y1, b.y1))
+            ia = _boxes_hitting(boxes, by_tile[a.index], shared)
+            ib = _boxes_hitting(boxes, by_tile[b.index], shared)
+            if len(ia) == 0 or len(ib) == 0:
+                continue
+            ba, bb = boxes[ia], boxes[ib]
+            hit = (
+                (np.minimum(ba[:, None, 2], bb[None, :, 2]) > np.maximum(ba[:, None, 0], bb[None, :, 0]))
+                & (np.minimum(ba[:, None, 3], bb[None, :, 3]) > np.maximum(ba[:, None, 1], bb[None, :, 1]))
+            )
+            for p, q in zip(*np.nonzero(hit), strict=True):
+                i, j = int(ia[p]), int(ib[q])
+                if self._overlap_ios(i, j, shared) >= match:
+                    adjacency.setdefault(i, []).append(j)
+                    adjacency.setdefault(j, []).append(i)
+        return adjacency
+
+    def _overlap_ios(self, i: int, j: int, shared: tuple[int, int, int, int]) -> float:
+        """Intersection over the smaller of two masks, both restricted to the shared tile region."""
+        ai = _pixels_in(self.mask[i], self.box[i], shared)
+        aj = _pixels_in(self.mask[j], self.box[j], shared)
+        if ai == 0 or aj == 0:
+            return 0.0
+        bi, bj = self.box[i], self.box[j]
+        win = (max(bi[0], bj[0]), max(bi[1], bj[1]), min(bi[2], bj[2]), min(bi[3], bj[3]))
+        if win[2] <= win[0] or win[3] <= win[1]:
+            return 0.0
+        mi = self.mask[i][win[1] - bi[1] : win[3] - bi[1], win[0] - bi[0] : win[2] - bi[0]]
+        mj = self.mask[j][win[1] - bj[1] : win[3] - bj[1], win[0] - bj[0] : win[2] - bj[0]]
+        inter = int(np.count_nonzero(mi & mj))
+        return inter / min(ai, aj)
+
+    def _union_polygon(self, members: list[int]) -> np.ndarray:
+        boxes = np.asarray([self.box[m] for m in members])
+        x0, y0 = boxes[:, :2].min(axis=0)
+        x1, y1 = boxes[:, 2:].max(axis=0)
+        union = np.zeros((y1 - y0, x1 - x0), bool)
+        for m in members:
+            b = self.box[m]
+            union[b[1] - y0 : b[3] - y0, b[0] - x0 : b[2] - x0] |= self.mask[m]
+        poly = mask_to_polygon(union, self.tolerance)
+        poly[:, 0] += x0
+        poly[:, 1] += y0
+        return poly
+
+
+def _components(adjacency: dict[int, list[int]], truncated: np.ndarray) -> list[list[int]]:
+    """Connected groups of truncated candidates linked by matches among themselves."""
+    seen: set[int] = set()
+    comps = []
+    for start in adjacency:
+        if start in seen or not truncated[start]:
+            continue
+        comp, stack = [], [start]
+        seen.add(start)
+        while stack:
+            i = stack.pop()
+            comp.append(i)
+            for j in adjacency[i]:
+                if truncated[j] and j not in seen:
+                    seen.add(j)
+                    stack.append(j)
+        comps.append(comp)
+    return comps
+
+
+def _outline(source: tuple, tolerance: float) -> np.ndarray | None:
+    """Polygon in original px of a mask crop cut from a rescaled tile."""
+    hi, tx0, ty0, rx0, ry0, sx, sy = source
+    poly = mask_to_polygon(hi, tolerance)
+    if poly is None:
+        return None
+    # rescaled px u -> original px: pixel edges map onto pixel edges
+    poly[:, 0] = tx0 + (poly[:, 0] + rx0 + 0.5) / sx - 0.5
+    poly[:, 1] = ty0 + (poly[:, 1] + ry0 + 0.5) / sy - 0.5
+    return poly
+
+
+def _mask_extent(mask: np.ndarray, box: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Tight [x0, x1) x [y0, y1) of a tile-sized mask, searched near its box first."""
+    h, w = mask.shape
+    x0 = int(np.clip(np.floor(box[0]) - BOX_MARGIN, 0, w))
+    y0 = int(np.clip(np.floor(box[1]) - BOX_MARGIN, 0, h))
+    x1 = int(np.clip(np.ceil(box[2]) + BOX_MARGIN + 1, 0, w))
+    y1 = int(np.clip(np.ceil(box[3]) + BOX_MARGIN + 1, 0, h))
+    window = mask[y0:y1, x0:x1]
+    leaks = window.size == 0 or (
+        (x0 > 0 and window[:, 0].any())
+        or (y0 > 0 and window[0].any())
+        or (x1 < w and window[:, -1].any())
+        or (y1 < h and window[-1].any())
+    )
+    if leaks:  # the mask reaches beyond its box: search the whole tile
+        x0, y0, window = 0, 0, mask
+    rows = np.flatnonzero(window.any(axis=1))
+    if len(rows) == 0:
+        if leaks:
+            return None
+        return _mask_extent(mask, np.array([0, 0, w, h], np.float32)) if mask.any() else None
+    cols = np.flatnonzero(window.any(axis=0))
+    return x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1
+
+
+def _downsample(
+    hi: np.ndarray, rx0: int, ry0: int, sx: float, sy: float
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The mask on the original pixel grid (nearest sample at each original pixel centre).
+
+    Returns (mask, (ox, oy)): the tile-local original pixel of mask[0, 0]. Never empty: a
+    speck smaller than one original pixel keeps the pixel under its centre.
+    """
+    if sx == 1.0 and sy == 1.0:
+        return hi, (rx0, ry0)
+    hh, hw = hi.shape
+
+    def axis(r0: int, n: int, s: float) -> tuple[int, np.ndarray, np.ndarray]:
+        o0 = int(np.floor(r0 / s))
+        o1 = int(np.ceil((r0 + n) / s))
+        idx = np.floor((np.arange(o0, o1) + 0.5) * s).astype(np.int64) - r0
+        return o0, idx, (idx >= 0) & (idx < n)
+
+    ox, ci, cv = axis(rx0, hw, sx)
+    oy, ri, rv = axis(ry0, hh, sy)
+    lo = np.zeros((len(ri), len(ci)), bool)
+    lo[np.ix_(rv, cv)] = hi[np.ix_(ri[rv], ci[cv])]
+    if not lo.any():
+        ys, xs = np.nonzero(hi)
+        j = int(np.clip(np.floor((rx0 + xs.mean() + 0.5) / sx) - ox, 0, lo.shape[1] - 1))
+        i = int(np.clip(np.floor((ry0 + ys.mean() + 0.5) / sy) - oy, 0, lo.shape[0] - 1))
+        lo[i, j] = True
+    # trim to the tight extent
+    rows, cols = np.flatnonzero(lo.any(axis=1)), np.flatnonzero(lo.any(axis=0))
+    lo = lo[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return lo, (ox + int(cols[0]), oy + int(rows[0]))
+
+
+def _intersects(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _neighbour_rects(tiles: list[Tile]) -> dict[int, list[tuple[int, int, int, int]]]:
+    rects: dict[int, list[tuple[int, int, int, int]]] = {t.index: [] for t in tiles}
+    for a, b in _tile_pairs(tiles):
+        rects[a.index].append(_rect(b))
+        rects[b.index].append(_rect(a))
+    return rects
+
+
+def _tile_pairs(tiles: list[Tile]) -> list[tuple[Tile, Tile]]:
+    """Overlapping pairs of grid neighbours (including diagonals), each pair once."""
+    at = {(t.row, t.col): t for t in tiles}
+    pairs = []
+    for t in tiles:
+        for dr, dc in ((0, 1), (1, -1), (1, 0), (1, 1)):
+            other = at.get((t.row + dr, t.col + dc))
+            if other is not None and _intersects(_rect(t), _rect(other)):
+                pairs.append((t, other))
+    return pairs
+
+
+def _rect(t: Tile) -> tuple[int, int, int, int]:
+    return (t.x0, t.y0, t.x1, t.y1)
+
+
+def _boxes_hitting(boxes: np.ndarray, idx: np.ndarray, rect) -> np.ndarray:
+    b = boxes[idx]
+    ok = (b[:, 0] < rect[2]) & (rect[0] < b[:, 2]) & (b[:, 1] < rect[3]) & (rect[1] < b[:, 3])
+    return idx[ok]
+
+
+def _pixels_in(mask: np.ndarray, box, rect) -> int:
+    x0, y0 = max(box[0], rect[0]), max(box[1], rect[1])
+    x1, y1 = min(box[2], rect[2]), min(box[3], rect[3])
+    if x1 <= x0 or y1 <= y0:
+        return 0
+    return int(np.count_nonzero(mask[y0 - box[1] : y1 - box[1], x0 - box[0] : x1 - box[0]]))

@@ -1,0 +1,389 @@
+"""Backup and restore of a whole installation: the database and the file store in one archive.
+
+Archive (tar, gzip when the name ends .gz/.tgz):
+    db/segbot.sqlite   SQLite online-backup copy          (or db/segbot.pgdump: pg_dump -Fc)
+    files/...          the file store (blobs/, models/...) without tmp/
+    manifest.json      last: format, revision, dialect, row counts, every member's sha256 and size
+
+The database is copied first, then the files: the store is append-only apart from `segbot
+clean`, so every file a row of the copy names is already there when the files are read.
+Restore checks every checksum before it touches anything, and refuses a target that already
+has users, models or jobs unless forced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from storage.logs import redact
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+SQLITE_MEMBER = "db/segbot.sqlite"
+PG_MEMBER = "db/segbot.pgdump"
+_CHUNK = 1 << 20
+# Tables whose rows make an installation "not empty".
+_CONTENT_TABLES = ("users", "uploads", "models", "jobs", "results", "datasets")
+
+
+class BackupError(Exception):
+    """Backup or restore refused or failed; the message says why and what to do."""
+
+
+@dataclass
+class BackupReport:
+    path: Path
+    dialect: str
+    revision: str | None
+    rows: dict[str, int]
+    files: int
+    bytes: int
+
+
+@dataclass
+class RestoreReport:
+    dialect: str
+    revision: str | None
+    rows: dict[str, int]
+    files: int
+    missing: list[str] = field(default_factory=list)
+
+
+# Helpers
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _HashingReader:
+    """Hashes what tarfile reads, so each file is read once while it is archived."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.handle.read(size)
+        self.digest.update(chunk)
+        return chunk
+
+
+def _dialect(url: str) -> str:
+    return "sqlite" if url.startswith("sqlite") else "postgresql"
+
+
+def _sqlite_path(url: str) -> Path:
+    if not url.startswith("sqlite:///") or url in ("sqlite://", "sqlite:///:memory:"):
+        raise BackupError("only file SQLite databases (sqlite:///path) can be backed up")
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def _libpq(url: str) -> tuple[str, dict[str, str]]:
+    """A libpq URI without the password, and an environment carrying it (not on the command line)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    env = dict(os.environ)
+    if parsed.password:
+        env["PGPASSWORD"] = str(parsed.password)
+    plain = parsed.set(drivername="postgresql", password=None)
+    return plain.render_as_string(hide_password=False), env
+
+
+def _run(argv: list[str], env: dict[str, str], what: str, **kwargs: Any) -> subprocess.CompletedProcess:
+    if shutil.which(argv[0]) is None:
+        raise BackupError(f"{argv[0]} not found: install the PostgreSQL client (postgresql-client, "
+                          "same or newer major version than the server)")
+    proc = subprocess.run(argv, env=env, capture_output=True, **kwargs)
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode("utf-8", "replace") if isinstance(proc.stderr, bytes) else proc.stderr
+        raise BackupError(f"{what} failed: {redact(stderr.strip())[-800:]}")
+    return proc
+
+
+def _revision(url: str) -> str | None:
+    from storage.migrate import current_revision
+
+    return current_revision(url)
+
+
+def count_rows(url: str) -> dict[str, int]:
+    """Rows per content table; tables that do not exist count as 0."""
+    from sqlalchemy import inspect, text
+
+    from storage.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            present = set(inspect(connection).get_table_names())
+            return {
+                table: (connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+                        if table in present else 0)
+                for table in _CONTENT_TABLES
+            }
+    finally:
+        engine.dispose()
+
+
+def _store_files(files_dir: Path) -> list[Path]:
+    """Every regular file of the store except its scratch dir, in a stable order."""
+    if not files_dir.is_dir():
+        return []
+    found = []
+    for path in sorted(files_dir.rglob("*")):
+        relative = path.relative_to(files_dir)
+        if relative.parts[0] == "tmp" or path.is_symlink() or not path.is_file():
+            continue
+        found.append(path)
+    return found
+
+
+# Backup
+
+
+def _dump_database(url: str, dest: Path) -> str:
+    if _dialect(url) == "sqlite":
+        source_path = _sqlite_path(url)
+        if not source_path.is_file():
+            raise BackupError(f"no database at {source_path}: nothing to back up")
+        source = sqlite3.connect(str(source_path), timeout=30)
+        target = sqlite3.connect(str(dest))
+        try:
+            source.backup(target)  # one step: a consistent snapshot even while others write
+        finally:
+            target.close()
+            source.close()
+        return SQLITE_MEMBER
+    uri, env = _libpq(url)
+    _run(["pg_dump", "--format=custom", "--no-owner", "--no-privileges", "--file", str(dest), uri], env,
+         "pg_dump")
+    return PG_MEMBER
+
+
+def create_backup(database_url: str, files_dir: Path, out: Path,
+                  progress: Callable[[str], None] | None = None) -> BackupReport:
+    """Write the archive to `out` (atomically: a partial archive never has the final name)."""
+    from segbot import __version__
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    mode = "w:gz" if out.name.endswith((".gz", ".tgz")) else "w"
+    revision = _revision(database_url)
+    rows = count_rows(database_url)
+    entries: list[dict[str, Any]] = []
+    total = 0
+    partial = out.with_name(out.name + ".partial")
+    with tempfile.TemporaryDirectory(prefix="segbot-backup-") as scratch:
+        dump = Path(scratch) / "dump"
+        member = _dump_database(database_url, dump)
+        if progress:
+            progress(f"database copied ({dump.stat().st_size} bytes)")
+        try:
+            with tarfile.open(partial, mode, **({"compresslevel": 3} if mode == "w:gz" else {})) as archive:
+                entries.append(_add(archive, dump, member))
+                for path in _store_files(files_dir):
+                    entries.append(_add(archive, path, "files/" + path.relative_to(files_dir).as_posix()))
+                    total += entries[-1]["size"]
+                manifest = {
+                    "format": FORMAT,
+                    "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "segbot": __version__,
+                    "dialect": _dialect(database_url),
+                    "revision": revision,
+                    "database": member,
+                    "rows": rows,
+                    "files": entries,
+                }
+                data = json.dumps(manifest, indent=1).encode()
+                info = tarfile.TarInfo(MANIFEST)
+                info.size = len(data)
+                info.mtime = int(datetime.now(UTC).timestamp())
+                import io
+
+                archive.addfile(info, io.BytesIO(data))
+            os.replace(partial, out)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    return BackupReport(out, _dialect(database_url), revision, rows, len(entries) - 1, total)
+
+
+def _add(archive: tarfile.TarFile, path: Path, name: str) -> dict[str, Any]:
+    info = archive.gettarinfo(str(path), arcname=name)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o644
+    with open(path, "rb") as handle:
+        reader = _HashingReader(handle)
+        archive.addfile(info, reader)  # type: ignore[arg-type]
+    return {"path": name, "sha256": reader.digest.hexdigest(), "size": info.size}
+
+
+# Restore
+
+
+def read_manifest(archive_path: Path) -> dict[str, Any]:
+    with tarfile.open(archive_path, "r:*") as archive:
+        try:
+            member = archive.getmember(MANIFEST)
+        except KeyError:
+            raise BackupError(f"{archive_path.name} is not a segbot backup (no {MANIFEST})") from None
+        handle = archive.extractfile(member)
+        assert handle is not None
+        return json.loads(handle.read())
+
+
+def _extract_verified(archive_path: Path, staging: Path) -> dict[str, Any]:
+    """Unpack into `staging` and check every member against the manifest."""
+    try:
+        with tarfile.open(archive_path, "r:*") as archive:
+            archive.extractall(staging, filter="data")  # refuses absolute paths, .., links out
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise BackupError(f"cannot read {archive_path.name}: {error}") from None
+    manifest_path = staging / MANIFEST
+    if not manifest_path.is_file():
+        raise BackupError(f"{archive_path.name} is not a segbot backup (no {MANIFEST})")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise BackupError(f"backup format {manifest.get('format')} is not supported by this segbot")
+    listed = set()
+    for entry in manifest["files"]:
+        path = staging / entry["path"]
+        listed.add(entry["path"])
+        intact = (path.is_file() and path.stat().st_size == entry["size"]
+                  and sha256_file(path) == entry["sha256"])
+        if not intact:
+            raise BackupError(f"backup damaged: {entry['path']} does not match its checksum; "
+                              "nothing restored")
+    present = {p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file()}
+    extra = present - listed - {MANIFEST}
+    if extra:
+        raise BackupError(f"backup has files its manifest does not list (e.g. {sorted(extra)[0]}); "
+                          "nothing restored")
+    return manifest
+
+
+def _store_is_empty(files_dir: Path) -> bool:
+    return not any(_store_files(files_dir))
+
+
+def _restore_sqlite(dump: Path, url: str) -> None:
+    target_path = _sqlite_path(url)
+    target_path.parent.mkdir(parents=True, exist_ok=True)
+    from storage.db import engine_for
+
+    engine_for(url).dispose()  # no pooled connection of ours keeps the old pages
+    source = sqlite3.connect(str(dump))
+    target = sqlite3.connect(str(target_path), timeout=30)
+    try:
+        source.backup(target)  # replaces the target's content in one transaction
+    finally:
+        target.close()
+        source.close()
+
+
+def _restore_postgres(dump: Path, url: str) -> None:
+    """Drop what is there and load the dump in ONE transaction: on any error nothing changes."""
+    from sqlalchemy import inspect
+
+    from storage.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = inspect(connection).get_table_names()
+    finally:
+        engine.dispose()
+    uri, env = _libpq(url)
+    script = _run(["pg_restore", "--no-owner", "--no-privileges", "--file", "-", str(dump)], env,
+                  "pg_restore").stdout
+    drops = "".join(f'DROP TABLE IF EXISTS public."{table}" CASCADE;\n' for table in tables)
+    _run(["psql", "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+          "-c", drops or "SELECT 1;", "-f", "-", uri], env, "psql (loading the dump)", input=script)
+
+
+def restore_backup(archive_path: Path, database_url: str, files_dir: Path, *, force: bool = False,
+                   progress: Callable[[str], None] | None = None) -> RestoreReport:
+    """Restore an archive into this installation's database and file store."""
+    from storage.migrate import head_revision, upgrade
+
+    archive_path = Path(archive_path)
+    if not archive_path.is_file():
+        raise BackupError(f"no such backup file: {archive_path}")
+    dialect = _dialect(database_url)
+    if not force:
+        rows = count_rows(database_url) if _database_exists(database_url) else {}
+        if any(rows.values()) or not _store_is_empty(files_dir):
+            busy = ", ".join(f"{n} {t}" for t, n in rows.items() if n) or "files in the store"
+            raise BackupError(f"target installation is not empty ({busy}); restore into an empty one, "
+                              "or pass --force to replace it")
+    files_dir.mkdir(parents=True, exist_ok=True)
+    # Staging inside the data dir: the final moves are renames on one filesystem.
+    staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=files_dir.parent))
+    try:
+        manifest = _extract_verified(archive_path, staging)
+        if manifest["dialect"] != dialect:
+            raise BackupError(f"backup holds a {manifest['dialect']} database but DATABASE_URL is {dialect}; "
+                              f"restore into a {manifest['dialect']} database")
+        head = head_revision(database_url)
+        if manifest.get("revision") and not _known_revision(database_url, manifest["revision"]):
+            raise BackupError(f"backup is at schema {manifest['revision']}, unknown to this segbot (head "
+                              f"{head}); install the segbot version that made it")
+        if progress:
+            progress(f"archive verified: {len(manifest['files'])} members")
+        dump = staging / manifest["database"]
+        if dialect == "sqlite":
+            _restore_sqlite(dump, database_url)
+        else:
+            _restore_postgres(dump, database_url)
+        if progress:
+            progress("database restored")
+        staged_files = staging / "files"
+        moved = 0
+        for path in _store_files(staged_files):
+            target = files_dir / path.relative_to(staged_files)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            moved += 1
+        upgrade(database_url)  # an older backup reaches this code's schema
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    from storage.retention import missing_references
+
+    missing = missing_references(database_url, files_dir)
+    return RestoreReport(dialect, _revision(database_url), count_rows(database_url), moved, missing)
+
+
+def _database_exists(url: str) -> bool:
+    if _dialect(url) == "sqlite":
+        return _sqlite_path(url).is_file()
+    return True
+
+
+def _known_revision(url: str, revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+
+    from storage.migrate import alembic_config
+
+    try:
+        return ScriptDirectory.from_config(alembic_config(url)).get_revision(revision) is not None
+    except Exception:  # noqa: BLE001 - alembic raises several kinds for an unknown id
+        return False

@@ -1,0 +1,52 @@
+"""Outbox of messages for the bot: workers add notices in the same transaction as the results,
+the bot delivers pending ones and marks them sent (a bot restart re-sends only the unsent)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from storage.models import Job, Notice, utcnow
+
+# Kinds written by the queue; the bot renders each one.
+TRAIN_DONE = "train_done"
+PREDICT_DONE = "predict_done"
+JOB_FAILED = "job_failed"
+JOB_CANCELLED = "job_cancelled"
+
+
+def add_notice(session: Session, job: Job, kind: str, payload: dict[str, Any]) -> Notice:
+    """Add a pending notice for `job` (not committed: it joins the caller's transaction).
+
+    Idempotent on (job_id, kind): a second call returns the notice already there."""
+    existing = session.scalar(select(Notice).where(Notice.job_id == job.id, Notice.kind == kind))
+    if existing is not None:
+        return existing
+    notice = Notice(user_id=job.user_id, job_id=job.id, kind=kind, payload=dict(payload))
+    try:
+        with session.begin_nested():  # a concurrent writer may have added it meanwhile
+            session.add(notice)
+    except IntegrityError:
+        found = session.scalar(select(Notice).where(Notice.job_id == job.id, Notice.kind == kind))
+        if found is None:
+            raise
+        return found
+    return notice
+
+
+def pending_notices(session: Session, limit: int = 50) -> list[Notice]:
+    """Unsent notices, oldest first."""
+    query = select(Notice).where(Notice.sent_at.is_(None)).order_by(Notice.id).limit(limit)
+    return list(session.scalars(query))
+
+
+def mark_sent(session: Session, notice_id: int) -> bool:
+    """Mark a notice delivered and commit; False when it was already marked (or is gone)."""
+    outcome = session.execute(
+        update(Notice).where(Notice.id == notice_id, Notice.sent_at.is_(None)).values(sent_at=utcnow())
+    )
+    session.commit()
+    return bool(outcome.rowcount)

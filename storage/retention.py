@@ -1,0 +1,310 @@
+"""Retention (`segbot clean`) and per-user disk usage (`segbot admin usage`, the bot's /admin).
+
+What goes: uploads and results older than SEGBOT_RETENTION_DAYS (their rows, then the blobs no
+row names any more), sent notices as old, unreferenced model bundle dirs, stale scratch files.
+What stays: every model until its owner deletes it, the uploads of the dataset a kept model was
+trained on, the uploads an unfinished job still needs, and ANY blob some row still names —
+references are collected from every column that can hold a digest, including JSON.
+Files younger than a grace period are never touched: a worker may have written one whose row
+is not committed yet.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from storage.files import FileStore
+from storage.models import (
+    Dataset,
+    Job,
+    JobState,
+    Notice,
+    Result,
+    TrainedModel,
+    Upload,
+    User,
+    dataset_uploads,
+)
+
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+GRACE_S = 24 * 3600
+_UNFINISHED = (JobState.QUEUED, JobState.RUNNING)
+
+
+# References
+
+
+def _digests_in(value: Any) -> Iterator[str]:
+    """Every sha256-looking string anywhere inside a JSON value."""
+    if isinstance(value, str):
+        if _DIGEST.match(value):
+            yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _digests_in(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _digests_in(item)
+
+
+@dataclass
+class References:
+    blobs: set[str]
+    model_dirs: set[Path]  # resolved absolute paths
+
+
+def _model_dir_candidates(path: str | None, files_dir: Path) -> list[Path]:
+    """TrainedModel.path is relative to the data dir; accept one relative to the store too."""
+    if not path:
+        return []
+    return [(files_dir.parent / path).resolve(), (files_dir / path).resolve()]
+
+
+def collect_references(session: Session, files_dir: Path) -> References:
+    blobs: set[str] = set()
+    blobs.update(sha for (sha,) in session.execute(select(Upload.sha256)) if sha)
+    result_refs = select(Result.image_sha256, Result.files, Result.summary)
+    for image_sha, files, summary in session.execute(result_refs):
+        if image_sha:
+            blobs.add(image_sha)
+        blobs.update(_digests_in(files))
+        blobs.update(_digests_in(summary))
+    for params, result in session.execute(select(Job.params, Job.result)):
+        blobs.update(_digests_in(params))
+        blobs.update(_digests_in(result))
+    for (payload,) in session.execute(select(Notice.payload)):
+        blobs.update(_digests_in(payload))
+    for (summary,) in session.execute(select(Upload.summary)):
+        blobs.update(_digests_in(summary))
+    for (summary,) in session.execute(select(Dataset.summary)):
+        blobs.update(_digests_in(summary))
+    model_dirs: set[Path] = set()
+    for (path,) in session.execute(select(TrainedModel.path)):
+        model_dirs.update(_model_dir_candidates(path, files_dir))
+    return References(blobs, model_dirs)
+
+
+def missing_references(database_url: str, files_dir: Path) -> list[str]:
+    """Rows whose files are not in the store (after a restore this should be empty)."""
+    from storage.db import session_scope
+
+    store = FileStore(files_dir)
+    missing: list[str] = []
+    with session_scope(database_url) as session:
+        for upload_id, sha in session.execute(select(Upload.id, Upload.sha256)):
+            if not store.exists(sha):
+                missing.append(f"upload {upload_id}: blob {sha}")
+        for result_id, files in session.execute(select(Result.id, Result.files)):
+            for role, sha in (files or {}).items():
+                if isinstance(sha, str) and _DIGEST.match(sha) and not store.exists(sha):
+                    missing.append(f"result {result_id} {role}: blob {sha}")
+        for model_id, path in session.execute(select(TrainedModel.id, TrainedModel.path)):
+            if path and not any(p.is_dir() for p in _model_dir_candidates(path, files_dir)):
+                missing.append(f"model {model_id}: bundle {path}")
+    return missing
+
+
+# Cleaning
+
+
+@dataclass
+class CleanupReport:
+    cutoff: datetime
+    dry_run: bool
+    uploads: int = 0
+    results: int = 0
+    notices: int = 0
+    blobs: int = 0
+    model_dirs: int = 0
+    tmp_files: int = 0
+    bytes_freed: int = 0
+
+    def lines(self) -> list[str]:
+        verb = "would delete" if self.dry_run else "deleted"
+        return [
+            f"retention cutoff {self.cutoff.isoformat(timespec='seconds')}",
+            f"{verb}: {self.uploads} uploads, {self.results} results, {self.notices} notices (rows)",
+            f"{verb}: {self.blobs} unreferenced files, {self.model_dirs} orphaned model dirs, "
+            f"{self.tmp_files} stale temp files",
+            f"space {'to free' if self.dry_run else 'freed'}: {self.bytes_freed / 1e6:.1f} MB",
+        ]
+
+
+def _expired_rows(session: Session, cutoff: datetime) -> tuple[list[int], list[int], list[int]]:
+    kept_datasets = select(TrainedModel.dataset_id).where(TrainedModel.dataset_id.is_not(None))
+    kept_uploads = set(session.scalars(
+        select(dataset_uploads.c.upload_id).where(dataset_uploads.c.dataset_id.in_(kept_datasets))
+    ))
+    for (params,) in session.execute(select(Job.params).where(Job.state.in_(_UNFINISHED))):
+        ids = (params or {}).get("upload_ids") or []
+        kept_uploads.update(int(i) for i in ids if isinstance(i, int) or str(i).isdigit())
+    uploads = [i for i in session.scalars(select(Upload.id).where(Upload.created_at < cutoff))
+               if i not in kept_uploads]
+    unfinished_jobs = select(Job.id).where(Job.state.in_(_UNFINISHED))
+    results = list(session.scalars(
+        select(Result.id).where(Result.created_at < cutoff, Result.job_id.not_in(unfinished_jobs))
+    ))
+    notices = list(session.scalars(
+        select(Notice.id).where(Notice.sent_at.is_not(None), Notice.created_at < cutoff)
+    ))
+    return uploads, results, notices
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _model_dirs(files_dir: Path) -> Iterable[Path]:
+    root = files_dir / "models"
+    if root.is_dir():
+        for user_dir in root.iterdir():
+            if user_dir.is_dir() and not user_dir.is_symlink():
+                for version_dir in user_dir.iterdir():
+                    if version_dir.is_dir() and not version_dir.is_symlink():
+                        yield version_dir
+
+
+def run_cleanup(database_url: str, files_dir: Path, retention_days: float, *, dry_run: bool = False,
+                now: datetime | None = None, grace_s: float = GRACE_S) -> CleanupReport:
+    from storage.db import session_factory
+
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(days=retention_days)
+    young = now.timestamp() - grace_s
+    report = CleanupReport(cutoff=cutoff, dry_run=dry_run)
+    store = FileStore(files_dir)
+
+    session = session_factory(database_url)()
+    try:
+        uploads, results, notices = _expired_rows(session, cutoff)
+        report.uploads, report.results, report.notices = len(uploads), len(results), len(notices)
+        if results:
+            session.execute(delete(Result).where(Result.id.in_(results)))
+        if uploads:
+            session.execute(delete(Upload).where(Upload.id.in_(uploads)))
+        if notices:
+            session.execute(delete(Notice).where(Notice.id.in_(notices)))
+        session.flush()
+        # What is still referenced once these rows are gone (a dry run asks inside the same
+        # transaction, then rolls it back).
+        refs = collect_references(session, files_dir)
+        if dry_run:
+            session.rollback()
+        else:
+            session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+    if not dry_run:
+        # A second look just before deleting: a row added meanwhile (a re-upload of the same
+        # content) protects its blob.
+        with session_factory(database_url)() as session:
+            again = collect_references(session, files_dir)
+        refs = References(refs.blobs | again.blobs, refs.model_dirs | again.model_dirs)
+
+    for sha in list(store.iter_digests()):
+        path = store.path_for(sha)
+        if sha in refs.blobs or _mtime(path) > young:
+            continue
+        report.blobs += 1
+        report.bytes_freed += _size(path)
+        if not dry_run:
+            store.delete(sha)
+    for bundle in list(_model_dirs(files_dir)):
+        if bundle.resolve() in refs.model_dirs or _mtime(bundle) > young:
+            continue
+        report.model_dirs += 1
+        report.bytes_freed += _size(bundle)
+        if not dry_run:
+            shutil.rmtree(bundle, ignore_errors=True)
+    for path in list(store.tmp.iterdir()):
+        if _mtime(path) > young:
+            continue
+        report.tmp_files += 1
+        report.bytes_freed += _size(path)
+        if not dry_run:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    return report
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return float("inf")  # gone already: never counted
+
+
+# Usage
+
+
+@dataclass
+class UserUsage:
+    user_id: int
+    telegram_id: int
+    username: str | None
+    uploads: int = 0
+    upload_bytes: int = 0
+    results: int = 0
+    result_bytes: int = 0
+    models: int = 0
+    model_bytes: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        return self.upload_bytes + self.result_bytes + self.model_bytes
+
+
+def usage_by_user(session: Session, store: FileStore) -> list[UserUsage]:
+    """Disk used by each user's uploads, results and models, largest first.
+
+    A blob two users share counts for both (each would keep it alive alone)."""
+    files_dir = store.root
+    sizes: dict[str, int] = {}
+
+    def blob_size(sha: str) -> int:
+        if sha not in sizes:
+            try:
+                sizes[sha] = store.path_for(sha).stat().st_size
+            except (FileNotFoundError, Exception):  # noqa: BLE001 - missing or malformed: 0
+                sizes[sha] = 0
+        return sizes[sha]
+
+    usage = {uid: UserUsage(uid, tid, name)
+             for uid, tid, name in session.execute(select(User.id, User.telegram_id, User.username))}
+    seen: dict[int, set[str]] = defaultdict(set)
+    for uid, sha in session.execute(select(Upload.user_id, Upload.sha256)):
+        usage[uid].uploads += 1
+        if sha not in seen[uid]:
+            seen[uid].add(sha)
+            usage[uid].upload_bytes += blob_size(sha)
+    for uid, files in session.execute(select(Result.user_id, Result.files)):
+        usage[uid].results += 1
+        for sha in set(_digests_in(files)) - seen[uid]:
+            seen[uid].add(sha)
+            usage[uid].result_bytes += blob_size(sha)
+    for uid, path in session.execute(select(TrainedModel.user_id, TrainedModel.path)):
+        usage[uid].models += 1
+        for candidate in _model_dir_candidates(path, files_dir):
+            if candidate.is_dir():
+                usage[uid].model_bytes += _size(candidate)
+                break
+    return sorted(usage.values(), key=lambda u: (-u.total_bytes, u.user_id))

@@ -1,0 +1,247 @@
+"""Model area, fast part: options, config presets, label statistics, regions, augmentation, bundles,
+safe loading and the weights checksum logic. No training here (see test_model_train.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from annotations.model import AnnotatedImage, Crop, Instance
+from trainer.config import PRESETS, anchor_scales, build_model_config
+from trainer.dataset import SampleSource, build_regions, label_stats
+from trainer.options import LabelStats, OptionsError, TrainOptions, auto_rescale, resolve_iterations
+from trainer.synthetic import labelme_dict, synthetic_scene, with_crops
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _square(x: float, y: float, s: float, label: str = "p") -> Instance:
+    return Instance(label, np.array([[x, y], [x + s, y], [x + s, y + s], [x, y + s]], float))
+
+
+def _stats(d: float, n: int = 40) -> LabelStats:
+    return LabelStats(n_images=1, n_regions=2, n_objects=n, counts={"p": n}, median_d_px=d, p10_d_px=d * 0.7,
+                      p90_d_px=d * 1.3, median_aspect=1.1, p90_aspect=1.3, objects_per_mpx=800.0)
+
+
+# ------------------------------------------------------------------ options
+
+
+def test_options_validate_and_roundtrip():
+    opts = TrainOptions(arch="r50", epochs=3, rescale=2.0, augment=False)
+    assert TrainOptions.from_dict({**opts.to_dict(), "unknown": 1}) == opts
+    for bad in ({"arch": "vgg"}, {"iterations": 0}, {"rescale": 9.0}, {"batch_size": 0}, {"crop_size": 8}):
+        with pytest.raises(OptionsError):
+            TrainOptions(**bad)
+
+
+def test_iterations_from_epochs_and_defaults():
+    assert resolve_iterations(TrainOptions(iterations=7, epochs=3), 10) == 7
+    assert resolve_iterations(TrainOptions(epochs=3), 10) == 30
+    assert resolve_iterations(TrainOptions(), 10) > 100
+
+
+@pytest.mark.parametrize(("median", "expected"), [(6.0, 3.0), (14.0, 2.0), (20.0, 1.5), (40.0, 1.0),
+                                                  (400.0, 1.0), (float("nan"), 1.0)])
+def test_auto_rescale_enlarges_small_objects_1_to_3x(median, expected):
+    assert auto_rescale(median) == expected
+
+
+# ------------------------------------------------------------------ config
+
+
+@pytest.mark.parametrize("arch", ["tiny", "r50", "x101"])
+def test_config_builds_a_cascade_mask_rcnn_for_every_preset(arch):
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import ConfigDict
+
+    cfg = build_model_config(arch, 2, _stats(12.0), rescale=2.0)
+    json.dumps(cfg)  # goes into bundle.json as is
+    assert cfg["type"] == "CascadeRCNN" and cfg["roi_head"]["num_stages"] == 3
+    assert all(h["num_classes"] == 2 for h in cfg["roi_head"]["bbox_head"])
+    assert cfg["roi_head"]["mask_head"]["num_classes"] == 2
+    assert cfg["test_cfg"]["rcnn"]["max_per_img"] >= 2000
+    assert cfg["neck"]["in_channels"] == PRESETS[arch]["in_channels"]
+    register_all_modules(init_default_scope=True)
+    model = MODELS.build(ConfigDict(cfg))  # no init_weights: only checks the pieces fit
+    n_params = sum(p.numel() for p in model.parameters())
+    if arch == "tiny":
+        assert n_params < 20e6
+    if arch == "x101":
+        assert cfg["backbone"]["groups"] == 64 and cfg["backbone"]["base_width"] == 4
+        assert n_params > 80e6
+
+
+def test_anchors_follow_the_object_size():
+    small = anchor_scales(_stats(6.0), rescale=1.0)
+    large = anchor_scales(_stats(30.0), rescale=1.0)
+    # The finest level's smallest anchor (stride 4 * scale) is near the small objects' size.
+    assert 4 * small[0] <= 12 and 4 * large[0] >= 16
+    assert anchor_scales(_stats(6.0), rescale=3.0)[0] > small[0]
+    elongated = build_model_config("tiny", 1, LabelStats(1, 1, 10, {"p": 10}, 10, 8, 12, 3.0, 4.0, 100.0))
+    assert len(elongated["rpn_head"]["anchor_generator"]["ratios"]) == 5
+
+
+# ------------------------------------------------------------------ dataset
+
+
+def _two_crop_image() -> AnnotatedImage:
+    image = np.full((100, 200, 3), 40, np.uint8)
+    inst = [_square(10, 10, 10), _square(45, 45, 10, "q"), _square(150, 20, 10), _square(95, 50, 10)]
+    return AnnotatedImage("a.png", image, inst, crops=[Crop(0, 0, 50, 50), Crop(100, 0, 200, 100)])
+
+
+def test_regions_hold_only_crop_pixels_and_clipped_objects():
+    ann = _two_crop_image()
+    regions = build_regions([ann], ["p", "q"], rescale=1.0)
+    assert [r.image.shape[:2] for r in regions] == [(50, 50), (100, 100)]
+    # crop 1: the whole square + the corner of the q square cut by the crop edge
+    assert sorted(regions[0].labels.tolist()) == [0, 1]
+    assert regions[0].masks[1].sum() < regions[0].masks[0].sum()
+    # crop 2: the square at x=150 and the one straddling x=100 (clipped); nothing from x<100
+    assert len(regions[1].labels) == 2
+    assert regions[1].masks.sum() < 2 * 100 + 10
+
+
+def test_regions_rescale_keeps_masks_on_their_objects():
+    ann = synthetic_scene(1, (160, 160), n_particles=10, n_pits=0)
+    regions = build_regions([ann], ["particle"], rescale=2.0)
+    (region,) = regions
+    assert region.image.shape[:2] == (320, 320)
+    gray = region.image[:, :, 0].astype(float)
+    inside = np.concatenate([gray[m] for m in region.masks])
+    outside = gray[~region.masks.any(axis=0)]
+    assert inside.mean() > outside.mean() + 40  # masks sit on the bright particles
+
+
+def test_label_stats_and_no_labels_outside_crops():
+    ann = with_crops(synthetic_scene(3), n_crops=2, crop_size=150, seed=3)
+    stats = label_stats([ann])
+    assert stats.n_regions == 2 and stats.n_objects == len(ann.instances) > 5
+    assert 8 < stats.median_d_px < 25 and stats.p10_d_px <= stats.median_d_px <= stats.p90_d_px
+    assert stats.objects_per_mpx > 0
+
+
+def test_samples_are_consistent_after_augmentation():
+    ann = with_crops(synthetic_scene(2), n_crops=2, crop_size=160, seed=2)
+    regions = build_regions([ann], ann.classes, rescale=2.0)
+    source = SampleSource(regions, crop_size=128, augment=True, seed=0)
+    for _ in range(20):
+        s = source.draw()
+        assert s.image.shape == (128, 128, 3) and s.image.dtype == np.uint8
+        assert s.masks.shape == (len(s.labels), 128, 128)
+        for box, mask in zip(s.boxes, s.masks, strict=True):
+            ys, xs = np.nonzero(mask)
+            assert (box[0], box[1], box[2], box[3]) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    plain = SampleSource(regions, crop_size=128, augment=False, seed=0).draw()
+    assert plain.image.shape == (128, 128, 3)
+
+
+def test_synthetic_labelme_roundtrip_through_the_real_reader(tmp_path):
+    from annotations.labelme import read_labelme
+
+    ann = with_crops(synthetic_scene(4), n_crops=2, crop_size=150, seed=4)
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(labelme_dict(ann, "s.png")))
+    back = read_labelme(path)
+    assert back.image.shape == ann.image.shape and np.array_equal(back.image, ann.image)
+    assert len(back.crops) == 2 and len(back.instances) == len(ann.instances)
+    assert set(back.classes) <= {"particle", "pit"}
+
+
+# ------------------------------------------------------------------ bundles and safe loading
+
+
+def test_bundle_write_is_atomic(tmp_path):
+    from trainer.bundle import write_bundle_atomic
+
+    def broken(tmp: Path) -> None:
+        (tmp / "weights.pt").write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_bundle_atomic(tmp_path / "model", broken)
+    assert list(tmp_path.iterdir()) == []
+    write_bundle_atomic(tmp_path / "model", lambda t: (t / "x").write_text("ok"))
+    assert (tmp_path / "model" / "x").read_text() == "ok"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+class Evil:
+    def __reduce__(self):
+        return (Path("/tmp/segbot-evil-ran").touch, ())
+
+
+def test_state_dict_loading_refuses_pickled_objects(tmp_path):
+    import torch
+
+    from trainer.bundle import BundleError, load_state_dict
+
+    path = tmp_path / "weights.pt"
+    torch.save({"w": torch.zeros(2), "payload": Evil()}, path)
+    Path("/tmp/segbot-evil-ran").unlink(missing_ok=True)
+    with pytest.raises(BundleError, match="not a plain weights file"):
+        load_state_dict(path)
+    assert not Path("/tmp/segbot-evil-ran").exists()
+    torch.save({"state_dict": {"w": torch.ones(3)}, "meta": {"epoch": 1}}, path)
+    assert list(load_state_dict(path)) == ["w"]
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(BundleError):
+        load_state_dict(path)
+
+
+def test_load_detector_refuses_paths_outside_trusted_roots(tmp_path):
+    from inference.model import UntrustedModelError, load_detector
+    from trainer.bundle import BundleError
+
+    store, elsewhere = tmp_path / "store", tmp_path / "elsewhere"
+    (store / "models").mkdir(parents=True)
+    elsewhere.mkdir()
+    with pytest.raises(UntrustedModelError):
+        load_detector(elsewhere, trusted_roots=[store])
+    with pytest.raises(UntrustedModelError):  # ../ does not get out
+        load_detector(store / "models" / ".." / ".." / "elsewhere", trusted_roots=[store])
+    link = store / "models" / "link"
+    link.symlink_to(elsewhere)
+    with pytest.raises(UntrustedModelError):  # nor does a symlink
+        load_detector(link, trusted_roots=[store])
+    with pytest.raises(BundleError, match="not a segbot model"):
+        load_detector(store / "models", trusted_roots=[store])
+
+
+def test_weights_fetch_verifies_checksum_and_keeps_only_tensors(tmp_path):
+    import hashlib
+
+    import torch
+
+    from trainer.weights import WeightsError, fetch_checkpoint
+
+    src = tmp_path / "ckpt.pth"
+    torch.save({"state_dict": {"a": torch.ones(2)}, "meta": {"mmdet_version": "2.0"}}, src)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    dest = tmp_path / "out" / "coco.pt"
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        fetch_checkpoint(src.as_uri(), "0" * 64, dest)
+    assert not dest.exists() and list(dest.parent.iterdir()) == []
+    path, got = fetch_checkpoint(src.as_uri(), digest[:8], dest)
+    assert got == digest and list(torch.load(path, weights_only=True)) == ["a"]
+    evil = tmp_path / "evil.pth"
+    torch.save({"x": Evil()}, evil)
+    with pytest.raises(WeightsError):
+        fetch_checkpoint(evil.as_uri(), hashlib.sha256(evil.read_bytes()).hexdigest(), tmp_path / "e.pt")
+    assert not (tmp_path / "e.pt").exists()
+
+
+def test_cli_help_does_not_load_torch():
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom segbot.cli import main\n"
+            "for cmd in ('train', 'predict', 'demo', 'weights'):\n"
+            "    r = CliRunner().invoke(main, [cmd, '--help'])\n"
+            "    assert r.exit_code == 0, r.output\n"
+            "assert 'torch' not in sys.modules and 'mmdet' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)

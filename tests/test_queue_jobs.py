@@ -1,0 +1,207 @@
+"""Job records on SQLite and PostgreSQL, in-process: fair order, positions, limits, cancel,
+running bodies (success, user error, bug, out of memory), the sweeper, the notice outbox."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+import tests.queue_fakes  # noqa: F401 - registers the sleep/fail/oom/crash bodies
+from storage.db import session_factory
+from storage.jobs import (
+    QueueLimitError,
+    claim_next,
+    fair_order,
+    finish_job,
+    queue_position,
+    request_cancel,
+    should_stop,
+    submit_job,
+    sweep,
+    user_jobs,
+)
+from storage.models import Job, JobState, Notice, Result, User, utcnow
+from storage.notices import add_notice, mark_sent, pending_notices
+from trainer.jobs import drain, run_claim
+
+
+@pytest.fixture
+def qs(settings, db_url):
+    """Settings on the parametrized database with room for many jobs."""
+    return settings.model_copy(update={"database_url_raw": db_url, "max_jobs_per_user": 20,
+                                       "max_running_per_user": 5})
+
+
+@pytest.fixture
+def session(qs) -> Session:
+    with session_factory(qs.database_url)() as s:
+        yield s
+
+
+def _user(session: Session, tid: int, **kw) -> User:
+    user = User(telegram_id=tid, username=f"u{tid}", **kw)
+    session.add(user)
+    session.commit()
+    return user
+
+
+def _submit(session, user, qs, kind="sleep", **params) -> Job:
+    return submit_job(session, user, kind, params, settings=qs, enqueue=False)
+
+
+def _reload(qs, job_id: int) -> Job:
+    with session_factory(qs.database_url)() as s:
+        return s.get(Job, job_id)
+
+
+def test_round_robin_between_users_and_positions(session, qs) -> None:
+    a, b, c = (_user(session, t) for t in (1, 2, 3))
+    jobs = {}
+    for user, n in ((a, 4), (b, 2), (c, 1)):
+        for i in range(n):
+            jobs[(user.username, i)] = _submit(session, user, qs)
+    expected = [("u1", 0), ("u2", 0), ("u3", 0), ("u1", 1), ("u2", 1), ("u1", 2), ("u1", 3)]
+    assert [j.id for j in fair_order(session, "train")] == [jobs[k].id for k in expected]
+    for position, key in enumerate(expected, start=1):
+        assert queue_position(session, jobs[key]) == position
+    claimed = []
+    while claim := claim_next(qs.database_url, "train", qs, "w1"):
+        claimed.append(claim.job_id)
+    assert claimed == [jobs[k].id for k in expected]
+    session.expire_all()
+    assert queue_position(session, jobs[("u1", 0)]) is None
+    assert [j.state for j in user_jobs(session, a, active_only=True)] == ["running"] * 4
+
+
+def test_user_with_running_job_waits_behind_others(session, qs) -> None:
+    qs = qs.model_copy(update={"max_running_per_user": 1})
+    a, b = _user(session, 1), _user(session, 2)
+    a1, a2 = _submit(session, a, qs), _submit(session, a, qs)
+    first = claim_next(qs.database_url, "train", qs)
+    assert first.job_id == a1.id
+    b1 = _submit(session, b, qs)
+    assert claim_next(qs.database_url, "train", qs).job_id == b1.id  # a2 waits: a is at its cap
+    assert claim_next(qs.database_url, "train", qs) is None
+    assert finish_job(qs.database_url, first, JobState.SUCCEEDED)
+    assert claim_next(qs.database_url, "train", qs).job_id == a2.id
+
+
+def test_predict_and_train_are_separate_queues(session, qs) -> None:
+    a = _user(session, 1)
+    train = _submit(session, a, qs)
+    predict = submit_job(session, a, "predict", {}, settings=qs, enqueue=False)
+    assert claim_next(qs.database_url, "predict", qs).job_id == predict.id
+    assert claim_next(qs.database_url, "predict", qs) is None
+    assert claim_next(qs.database_url, "train", qs).job_id == train.id
+
+
+def test_per_user_cap_quota_and_admins(session, qs) -> None:
+    qs = qs.model_copy(update={"max_jobs_per_user": 2, "daily_gpu_seconds": 100.0, "admins": "boss"})
+    a = _user(session, 1)
+    _submit(session, a, qs)
+    _submit(session, a, qs)
+    with pytest.raises(QueueLimitError) as caught:
+        _submit(session, a, qs)
+    assert caught.value.code == "too_many_jobs" and "limit is 2" in str(caught.value)
+    assert session.scalar(select(func.count()).select_from(Job)) == 2  # refused job left no row
+    b = _user(session, 2)
+    session.add(Job(user_id=b.id, kind="train", state="succeeded", gpu_seconds=150.0,
+                    started_at=utcnow() - timedelta(hours=3)))
+    session.commit()
+    with pytest.raises(QueueLimitError) as caught:
+        _submit(session, b, qs)
+    assert caught.value.code == "quota"
+    b.daily_gpu_seconds = 1000.0  # a per-user override
+    session.commit()
+    _submit(session, b, qs)
+    boss = _user(session, 3)
+    boss.username = "Boss"
+    session.commit()
+    for _ in range(4):  # admins are exempt from caps and quota
+        _submit(session, boss, qs)
+    with pytest.raises(QueueLimitError):
+        submit_job(session, a, "no such kind!", {}, settings=qs, enqueue=False)
+
+
+def test_cancel_queued_never_starts_and_running_is_asked_to_stop(session, qs) -> None:
+    a = _user(session, 1)
+    queued, running = _submit(session, a, qs), _submit(session, a, qs)
+    assert request_cancel(session, queued)
+    assert queued.state == JobState.CANCELLED and queued.finished_at is not None
+    claim = claim_next(qs.database_url, "train", qs)
+    assert claim.job_id == running.id
+    assert claim_next(qs.database_url, "train", qs) is None  # the cancelled one never starts
+    assert not should_stop(qs.database_url, claim)
+    assert request_cancel(session, running)
+    assert running.state == JobState.RUNNING and running.cancel_requested
+    assert should_stop(qs.database_url, claim)
+    assert run_claim(qs, claim) == "cancelled"
+    job = _reload(qs, running.id)
+    assert job.state == JobState.CANCELLED
+    assert session.scalar(select(func.count()).select_from(Result)) == 0
+    assert not request_cancel(session, job)  # already finished
+
+
+def test_jobs_run_in_process_success_error_bug_and_oom(session, qs) -> None:
+    a = _user(session, 1)
+    ok = _submit(session, a, qs, "sleep", seconds=0.05)
+    oom = _submit(session, a, qs, "oom")
+    bad = _submit(session, a, qs, "fail", message="Your LabelMe file has no polygons.")
+    bug = _submit(session, a, qs, "crash")
+    after = _submit(session, a, qs, "sleep", seconds=0.01)
+    unknown = _submit(session, a, qs, "nothere")
+    assert drain(qs, "train") == 6
+    states = {j: _reload(qs, j.id) for j in (ok, oom, bad, bug, after, unknown)}
+    assert states[ok].state == "succeeded" and states[ok].progress == 1.0 and states[ok].attempts == 1
+    assert states[after].state == "succeeded"
+    assert states[oom].state == "failed" and "out of memory" in states[oom].error
+    assert "smaller" in states[oom].error and "Traceback" not in states[oom].error
+    assert states[bad].error == "Your LabelMe file has no polygons."
+    assert "internal error" in states[bug].error and "a bug" not in states[bug].error
+    assert "cannot run jobs of kind 'nothere'" in states[unknown].error
+    notices = {(n.job_id, n.kind) for n in session.scalars(select(Notice))}
+    assert notices == {(ok.id, "sleep_done"), (after.id, "sleep_done"), (oom.id, "job_failed"),
+                       (bad.id, "job_failed"), (bug.id, "job_failed"), (unknown.id, "job_failed")}
+    assert session.scalar(select(func.count()).select_from(Result)) == 2
+    assert states[ok].gpu_seconds > 0
+
+
+def test_sweeper_requeues_dead_workers_jobs_then_gives_up(session, qs) -> None:
+    qs = qs.model_copy(update={"job_max_attempts": 2, "stale_after_s": 60.0})
+    a = _user(session, 1)
+    job = _submit(session, a, qs, "sleep", seconds=0.01)
+    first = claim_next(qs.database_url, "train", qs, "dead-worker")
+    assert sweep(qs.database_url, qs).requeued == []  # fresh heartbeat: left alone
+    later = utcnow() + timedelta(seconds=61)
+    report = sweep(qs.database_url, qs, now=later)
+    assert report.requeued == [job.id] and report.waiting["train"] == 1
+    row = _reload(qs, job.id)
+    assert row.state == "queued" and row.attempts == 1 and row.worker is None
+    # The dead worker's late result is refused: its claim token is no longer the job's.
+    assert not finish_job(qs.database_url, first, JobState.SUCCEEDED, notice=("sleep_done", {}))
+    second = claim_next(qs.database_url, "train", qs, "dead-again")
+    assert second.attempts == 2
+    report = sweep(qs.database_url, qs, now=utcnow() + timedelta(seconds=61))
+    assert report.failed == [job.id]
+    row = _reload(qs, job.id)
+    assert row.state == "failed" and "stopped 2 times" in row.error
+    assert [(n.job_id, n.kind) for n in session.scalars(select(Notice))] == [(job.id, "job_failed")]
+
+
+def test_notice_outbox_is_idempotent(session, qs) -> None:
+    a = _user(session, 1)
+    job = _submit(session, a, qs)
+    first = add_notice(session, job, "train_done", {"v": 1})
+    session.commit()
+    again = add_notice(session, job, "train_done", {"v": 2})
+    session.commit()
+    assert again.id == first.id and again.payload == {"v": 1}
+    other = add_notice(session, job, "job_failed", {})
+    session.commit()
+    assert [n.id for n in pending_notices(session, 10)] == [first.id, other.id]
+    assert mark_sent(session, first.id)
+    assert not mark_sent(session, first.id)  # a second delivery attempt is refused
+    assert [n.id for n in pending_notices(session, 10)] == [other.id]

@@ -1,0 +1,170 @@
+"""`segbot train` and `segbot weights`: thin click adapters over trainer.train and trainer.weights."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from segbot.errors import user_errors
+from trainer.options import ARCHES
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = int(max(0, seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class ProgressLine:
+    """One self-rewriting line on stderr (a plain new line every 10% when not a terminal)."""
+
+    def __init__(self, label: str = "training", width: int = 24) -> None:
+        self.label = label
+        self.width = width
+        self.tty = sys.stderr.isatty()
+        self.last_decile = -1
+        self.started = time.monotonic()
+
+    def __call__(self, p) -> None:  # p: trainer.train.TrainProgress
+        if p.stage in ("preparing", "saving", "validating"):
+            self._emit(f"{p.stage}...", final=not self.tty)
+            return
+        if p.stage == "done":
+            return
+        frac = p.iteration / p.max_iterations if p.max_iterations else 0.0
+        filled = int(round(frac * self.width))
+        loss = f"loss {p.loss:.3f}" if p.loss is not None else ""
+        text = (f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {p.iteration}/{p.max_iterations} "
+                f"{loss} ETA {_clock(p.eta_s)}")
+        decile = int(frac * 10)
+        if self.tty:
+            self._emit(text, final=p.iteration == p.max_iterations)
+        elif decile != self.last_decile:
+            self.last_decile = decile
+            self._emit(text, final=True)
+
+    def _emit(self, text: str, final: bool) -> None:
+        if self.tty:
+            sys.stderr.write("\r\033[K" + text + ("\n" if final else ""))
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+def read_sources(files: tuple[Path, ...]) -> list:
+    from annotations.labelme import read_labelme
+    from storage.settings import get_settings
+
+    max_pixels = get_settings().max_image_pixels
+    return [read_labelme(path, base_dir=path.parent, max_pixels=max_pixels) for path in files]
+
+
+def summary_lines(result) -> list[str]:
+    stats = result.label_stats
+    lines = [
+        f"model saved to {result.bundle_dir}",
+        f"classes: {', '.join(result.classes)}; {stats.get('n_objects')} labelled objects in "
+        f"{stats.get('n_regions')} crop(s), median diameter {stats.get('median_d_px', 0):.1f} px, "
+        f"rescale {result.rescale:g}x",
+        f"{result.iterations} iterations in {_clock(result.seconds)}",
+    ]
+    hold = result.metrics.get("holdout")
+    if hold:
+        lines.append(f"held-out crop ({hold['n_gt']} objects): precision {hold['precision']:.2f}, "
+                     f"recall {hold['recall']:.2f}, F1 {hold['f1']:.2f}")
+    else:
+        lines.append("no held-out crop (needs 2+ crops and 20+ objects)")
+    return lines
+
+
+@click.command("train")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="New (or empty) folder for the model bundle.")
+@click.option("--arch", type=click.Choice(ARCHES), default="tiny", show_default=True,
+              help="tiny runs on a CPU; r50 and x101 want a GPU.")
+@click.option("--iterations", type=click.IntRange(1), default=None, help="Training iterations (default per arch).")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Passes over the labelled crops.")
+@click.option("--rescale", type=click.FloatRange(0.25, 4.0), default=None,
+              help="Image enlargement before detection (default: from the object size, 1-3x).")
+@click.option("--augment/--no-augment", default=True, show_default=True)
+@click.option("--holdout/--no-holdout", default=True, show_default=True,
+              help="Hold one crop out for validation (joins training for the last 20%).")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default SEGBOT_DEVICE).")
+@click.option("--init", default="random", show_default=True,
+              help="random, coco (SEGBOT_COCO_WEIGHTS), base (SEGBOT_BASE_MODEL) or a weights path.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@user_errors
+def train(files: tuple[Path, ...], out_dir: Path, arch: str, iterations: int | None, epochs: int | None,
+          rescale: float | None, augment: bool, holdout: bool, device: str | None, init: str, seed: int) -> None:
+    """Train a model from LabelMe FILES (objects labelled inside 'crop' rectangles)."""
+    from storage.settings import get_settings
+    from trainer.bundle import BundleError
+    from trainer.options import OptionsError, TrainOptions
+    from trainer.train import train_model
+
+    try:
+        options = TrainOptions(arch=arch, iterations=iterations, epochs=epochs, rescale=rescale, augment=augment,
+                               holdout=holdout, device=device or get_settings().device, init=init, seed=seed)
+        sources = read_sources(files)
+        result = train_model(sources, out_dir, options, progress=ProgressLine())
+    except (OptionsError, BundleError, FloatingPointError) as error:
+        raise click.ClickException(str(error)) from None
+    for line in summary_lines(result):
+        click.echo(line)
+
+
+@click.group("weights")
+def weights() -> None:
+    """Starting weights: fetch COCO checkpoints (operators with internet), check weight files."""
+
+
+@weights.command("fetch")
+@click.option("--arch", type=click.Choice(["r50", "x101"]), default="x101", show_default=True)
+@click.option("--dest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the checked weights (default DATA_DIR/weights/<arch>_coco.pt).")
+@click.option("--url", default=None, help="Override the download URL (a mirror); the checksum still applies.")
+@click.option("--sha256", "sha256", default=None, help="Expected sha256 (full or prefix) for --url.")
+@user_errors
+def fetch(arch: str, dest: Path | None, url: str | None, sha256: str | None) -> None:
+    """Download the COCO Cascade Mask R-CNN checkpoint, verify its sha256, keep only tensors."""
+    from storage.settings import get_settings
+    from trainer.weights import COCO_CHECKPOINTS, WeightsError, fetch_checkpoint
+
+    settings = get_settings()
+    known = COCO_CHECKPOINTS[arch]
+    dest = dest or settings.data_dir / "weights" / f"{arch}_coco.pt"
+    try:
+        path, digest = fetch_checkpoint(url or known["url"], sha256 or known["sha256"], dest,
+                                        progress=lambda n: click.echo(f"\r{n / 1e6:.0f} MB", nl=False, err=True))
+    except WeightsError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo("", err=True)
+    click.echo(f"verified sha256 {digest[:16]}..., weights written to {path}")
+    click.echo(f"use them with: SEGBOT_COCO_WEIGHTS={path} segbot train ... --arch {arch} --init coco")
+
+
+@weights.command("check")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@user_errors
+def check(path: Path) -> None:
+    """Check that a weights file or model bundle loads safely (tensors only)."""
+    from trainer.bundle import WEIGHTS, BundleError, load_state_dict, read_meta
+
+    try:
+        if path.is_dir():
+            meta = read_meta(path)
+            state = load_state_dict(path / WEIGHTS)
+            click.echo(f"model bundle: {meta.get('arch')} classes {', '.join(meta['classes'])}, "
+                       f"{len(state)} tensors")
+        else:
+            state = load_state_dict(path)
+            click.echo(f"{path.name}: {len(state)} tensors, "
+                       f"{sum(int(t.numel()) for t in state.values()) / 1e6:.1f} M parameters")
+    except BundleError as error:
+        raise click.ClickException(str(error)) from None

@@ -1,0 +1,185 @@
+"""Training samples from the labelled crops only, with augmentation.
+
+Each LabelMe crop (or the whole image when there are none) becomes a `Region`: the crop's pixels
+rescaled by the training rescale factor, and one mask per object touching it, clipped to it.
+Nothing outside the crops is ever shown to the model: unlabelled objects there would be taught
+as background. Samples are random sub-crops of regions with flips, 90-degree rotations,
+brightness/contrast and noise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from annotations.model import AnnotatedImage, Crop
+from trainer.options import LabelStats
+
+MIN_MASK_PX = 3  # slivers of objects cut by a crop edge smaller than this are dropped
+
+
+@dataclass
+class Region:
+    name: str
+    image: np.ndarray  # (h, w, 3) uint8, rescaled
+    masks: np.ndarray  # (n, h, w) bool
+    labels: np.ndarray  # (n,) int64, index into classes
+
+    @property
+    def n_objects(self) -> int:
+        return int(len(self.labels))
+
+
+@dataclass
+class Sample:
+    image: np.ndarray  # (h, w, 3) uint8
+    masks: np.ndarray  # (n, h, w) bool
+    labels: np.ndarray  # (n,) int64
+    boxes: np.ndarray  # (n, 4) float32 xyxy
+
+
+def crops_of(ann: AnnotatedImage) -> list[Crop]:
+    if ann.crops:
+        return list(ann.crops)
+    return [Crop(0.0, 0.0, float(ann.width), float(ann.height))]
+
+
+def label_stats(sources: Sequence[AnnotatedImage]) -> LabelStats:
+    """Object size/shape/density statistics of the labels that will be trained on."""
+    import cv2
+
+    diameters: list[float] = []
+    aspects: list[float] = []
+    counts: dict[str, int] = {}
+    area_px = 0.0
+    n_regions = 0
+    for ann in sources:
+        for crop in crops_of(ann):
+            n_regions += 1
+            area_px += max(0.0, crop.width) * max(0.0, crop.height)
+        for inst in ann.instances:
+            poly = inst.polygon.astype(np.float32)
+            area = abs(float(cv2.contourArea(poly)))
+            if area <= 0:
+                continue
+            counts[inst.label] = counts.get(inst.label, 0) + 1
+            diameters.append(2 * math.sqrt(area / math.pi))
+            (_, _), (rw, rh), _ = cv2.minAreaRect(poly)
+            short = max(1e-3, min(rw, rh))
+            aspects.append(max(rw, rh) / short)
+    d = np.asarray(diameters) if diameters else np.asarray([float("nan")])
+    a = np.asarray(aspects) if aspects else np.asarray([1.0])
+    n = len(diameters)
+    return LabelStats(
+        n_images=len(sources), n_regions=n_regions, n_objects=n, counts=dict(sorted(counts.items())),
+        median_d_px=float(np.median(d)), p10_d_px=float(np.percentile(d, 10)),
+        p90_d_px=float(np.percentile(d, 90)), median_aspect=float(np.median(a)),
+        p90_aspect=float(np.percentile(a, 90)),
+        objects_per_mpx=float(n / area_px * 1e6) if area_px > 0 else 0.0,
+    )
+
+
+def build_regions(sources: Sequence[AnnotatedImage], classes: list[str], rescale: float) -> list[Region]:
+    """One region per labelled crop: rescaled pixels and clipped object masks."""
+    import cv2
+
+    index = {c: i for i, c in enumerate(classes)}
+    regions: list[Region] = []
+    for ann in sources:
+        for k, crop in enumerate(crops_of(ann)):
+            x0, y0 = max(0, int(math.floor(crop.x0))), max(0, int(math.floor(crop.y0)))
+            x1, y1 = min(ann.width, int(math.ceil(crop.x1))), min(ann.height, int(math.ceil(crop.y1)))
+            if x1 - x0 < 4 or y1 - y0 < 4:
+                continue
+            pixels = ann.image[y0:y1, x0:x1]
+            w, h = max(1, round((x1 - x0) * rescale)), max(1, round((y1 - y0) * rescale))
+            if (w, h) != (x1 - x0, y1 - y0):
+                pixels = cv2.resize(pixels, (w, h), interpolation=cv2.INTER_LINEAR)
+            masks, labels = [], []
+            for inst in ann.instances:
+                if inst.label not in index:
+                    continue
+                pts = (inst.polygon - [x0, y0]) * rescale
+                if pts[:, 0].max() < 0 or pts[:, 1].max() < 0 or pts[:, 0].min() >= w or pts[:, 1].min() >= h:
+                    continue
+                mask = np.zeros((h, w), np.uint8)
+                # Sub-pixel polygon fill (shift=3): the canvas clips the object to the crop.
+                cv2.fillPoly(mask, [np.round((pts + 0.5 * (rescale - 1)) * 8).astype(np.int32)], 1, shift=3)
+                if int(mask.sum()) < MIN_MASK_PX:
+                    continue
+                masks.append(mask.astype(bool))
+                labels.append(index[inst.label])
+            regions.append(Region(
+                name=f"{ann.name}#crop{k + 1}", image=np.ascontiguousarray(pixels),
+                masks=np.stack(masks) if masks else np.zeros((0, h, w), bool),
+                labels=np.asarray(labels, np.int64),
+            ))
+    return regions
+
+
+def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
+    boxes = np.zeros((len(masks), 4), np.float32)
+    for i, m in enumerate(masks):
+        ys = np.flatnonzero(m.any(axis=1))
+        xs = np.flatnonzero(m.any(axis=0))
+        boxes[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+    return boxes
+
+
+def iterations_per_epoch(regions: Sequence[Region], crop_size: int, batch_size: int) -> int:
+    """One epoch shows about every labelled pixel once."""
+    area = sum(r.image.shape[0] * r.image.shape[1] for r in regions)
+    return max(1, math.ceil(area / (crop_size * crop_size) / max(1, batch_size)))
+
+
+class SampleSource:
+    """Draws augmented random sub-crops from regions (weighted by region area)."""
+
+    def __init__(self, regions: Sequence[Region], crop_size: int, augment: bool, seed: int = 0) -> None:
+        if not regions:
+            raise ValueError("no labelled regions to train on")
+        self.regions = list(regions)
+        self.crop_size = crop_size
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
+        areas = np.asarray([r.image.shape[0] * r.image.shape[1] for r in self.regions], np.float64)
+        self.weights = areas / areas.sum()
+
+    def draw(self) -> Sample:
+        region = self.regions[int(self.rng.choice(len(self.regions), p=self.weights))]
+        h, w = region.image.shape[:2]
+        ch, cw = min(h, self.crop_size), min(w, self.crop_size)
+        y0 = int(self.rng.integers(0, h - ch + 1))
+        x0 = int(self.rng.integers(0, w - cw + 1))
+        image = region.image[y0:y0 + ch, x0:x0 + cw]
+        masks = region.masks[:, y0:y0 + ch, x0:x0 + cw]
+        keep = masks.reshape(len(masks), -1).sum(axis=1) >= MIN_MASK_PX
+        masks, labels = masks[keep], region.labels[keep]
+        if self.augment:
+            image, masks = self._geometry(image, masks)
+            image = self._photometric(image)
+        return Sample(image=np.ascontiguousarray(image), masks=np.ascontiguousarray(masks), labels=labels,
+                      boxes=boxes_from_masks(masks))
+
+    def _geometry(self, image: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.rng.random() < 0.5:
+            image, masks = image[:, ::-1], masks[:, :, ::-1]
+        if self.rng.random() < 0.5:
+            image, masks = image[::-1], masks[:, ::-1]
+        k = int(self.rng.integers(0, 4))
+        if k:
+            image, masks = np.rot90(image, k, axes=(0, 1)), np.rot90(masks, k, axes=(1, 2))
+        return image, masks
+
+    def _photometric(self, image: np.ndarray) -> np.ndarray:
+        out = image.astype(np.float32)
+        contrast = self.rng.uniform(0.7, 1.3)
+        brightness = self.rng.uniform(-25, 25)
+        mean = out.mean()
+        out = (out - mean) * contrast + mean + brightness
+        if self.rng.random() < 0.5:
+            out += self.rng.normal(0, self.rng.uniform(2, 10), size=out.shape[:2])[:, :, None]
+        return np.clip(out, 0, 255).astype(np.uint8)

@@ -1,0 +1,117 @@
+"""The small typed set of training options, and the label statistics the config is tuned from.
+
+Torch-free: the bot and the queue build and validate options without loading a model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+ARCHES = ("tiny", "r50", "x101")
+
+# Per preset: iterations when neither iterations nor epochs are given, and the tile side used
+# at inference (rescaled pixels).
+DEFAULT_ITERATIONS = {"tiny": 600, "r50": 3000, "x101": 3000}
+DEFAULT_TILE = {"tiny": 512, "r50": 800, "x101": 800}
+
+# The auto rescale enlarges images so the median object is about this many pixels across.
+TARGET_OBJECT_PX = 28.0
+MAX_ITERATIONS = 200_000
+
+
+class OptionsError(ValueError):
+    """An option value a user can fix; str() is the message."""
+
+
+@dataclass
+class TrainOptions:
+    arch: str = "tiny"
+    iterations: int | None = None  # wins over epochs when both are given
+    epochs: int | None = None
+    rescale: float | None = None  # None = automatic 1..3 from the median object size
+    augment: bool = True
+    device: str = "cpu"
+    seed: int = 0
+    init: str = "random"  # 'random' | 'coco' | 'base' | a path to a bundle or checkpoint (operator only)
+    holdout: bool = True
+    batch_size: int = 2
+    crop_size: int = 256  # side of the random training sub-crops, in rescaled pixels
+    lr: float | None = None  # None = per-preset default
+    tile_size: int | None = None  # None = per-preset default
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.arch not in ARCHES:
+            raise OptionsError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHES)}")
+        for name in ("iterations", "epochs"):
+            value = getattr(self, name)
+            if value is not None and not (1 <= int(value) <= MAX_ITERATIONS):
+                raise OptionsError(f"{name} must be between 1 and {MAX_ITERATIONS}")
+        if self.rescale is not None and not (0.25 <= float(self.rescale) <= 4.0):
+            raise OptionsError("rescale must be between 0.25 and 4")
+        if not (1 <= self.batch_size <= 64):
+            raise OptionsError("batch size must be between 1 and 64")
+        if not (64 <= self.crop_size <= 2048):
+            raise OptionsError("crop size must be between 64 and 2048 px")
+        if self.tile_size is not None and not (64 <= self.tile_size <= 4096):
+            raise OptionsError("tile size must be between 64 and 4096 px")
+        if self.lr is not None and not (0 < self.lr < 1):
+            raise OptionsError("learning rate must be between 0 and 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainOptions:
+        """Build from a (user or stored) dict, ignoring unknown keys."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+    @property
+    def effective_tile_size(self) -> int:
+        return int(self.tile_size or DEFAULT_TILE[self.arch])
+
+
+@dataclass
+class LabelStats:
+    """What the labels look like; the config's anchors, sampling and rescale are chosen from it."""
+
+    n_images: int
+    n_regions: int
+    n_objects: int
+    counts: dict[str, int]
+    median_d_px: float  # equivalent diameter 2*sqrt(area/pi), original pixels
+    p10_d_px: float
+    p90_d_px: float
+    median_aspect: float  # long/short side of the box, >= 1
+    p90_aspect: float
+    objects_per_mpx: float  # density inside the labelled regions
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabelStats:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def auto_rescale(median_d_px: float) -> float:
+    """Enlarge small objects 1-3x (seed 001 trained on 1x, 2x and 3x images), in steps of 0.5."""
+    if not math.isfinite(median_d_px) or median_d_px <= 0:
+        return 1.0
+    factor = TARGET_OBJECT_PX / median_d_px
+    return float(min(3.0, max(1.0, round(factor * 2) / 2)))
+
+
+def resolve_iterations(options: TrainOptions, iterations_per_epoch: int) -> int:
+    if options.iterations is not None:
+        return int(options.iterations)
+    if options.epochs is not None:
+        return max(1, int(options.epochs) * max(1, iterations_per_epoch))
+    return DEFAULT_ITERATIONS[options.arch]

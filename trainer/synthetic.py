@@ -1,0 +1,156 @@
+"""Synthetic microscope-like particle images with exact labels, for tests, the demo and benches.
+
+Bright particles (class `particle`, some touching in pairs) and smaller dark pits (class `pit`)
+on an uneven, noisy background, slightly blurred like an SEM/STM image. `with_crops` keeps only
+what a user would label inside a few rectangles; `labelme_dict` writes it as a real LabelMe file
+(crop rectangles labelled "crop").
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+import numpy as np
+
+from annotations.model import AnnotatedImage, Crop, Instance
+
+CLASSES = ("particle", "pit")
+
+
+def _ellipse(cx: float, cy: float, a: float, b: float, angle: float, n: int = 28) -> np.ndarray:
+    t = np.linspace(0, 2 * math.pi, n, endpoint=False)
+    x, y = a * np.cos(t), b * np.sin(t)
+    c, s = math.cos(angle), math.sin(angle)
+    return np.stack([cx + c * x - s * y, cy + s * x + c * y], axis=1)
+
+
+def _fits(cx: float, cy: float, r: float, placed: list[tuple[float, float, float]], gap: float) -> bool:
+    return all((cx - x) ** 2 + (cy - y) ** 2 >= (r + pr + gap) ** 2 for x, y, pr in placed)
+
+
+def synthetic_scene(
+    seed: int = 0,
+    size: tuple[int, int] = (512, 512),
+    n_particles: int = 70,
+    n_pits: int = 15,
+    radius: tuple[float, float] = (5.0, 11.0),
+    pairs: float = 0.25,
+    noise: float = 10.0,
+    name: str | None = None,
+) -> AnnotatedImage:
+    """One fully labelled image (crops empty = everything labelled)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    # Uneven illumination: a tilted plane plus a broad bump.
+    background = (70 + 25 * (xx / w) + 15 * (yy / h)
+                  + 20 * np.exp(-(((xx - w * rng.uniform(0.2, 0.8)) ** 2 + (yy - h * rng.uniform(0.2, 0.8)) ** 2)
+                                  / (2 * (0.35 * max(h, w)) ** 2))))
+    image = background.astype(np.float32)
+    instances: list[Instance] = []
+    placed: list[tuple[float, float, float]] = []
+    margin = 3
+
+    def add(label: str, r_lo: float, r_hi: float, level: float, near: tuple[float, float, float] | None) -> None:
+        for _ in range(60):
+            a = rng.uniform(r_lo, r_hi)
+            b = a * rng.uniform(0.75, 1.0)
+            if near is not None:
+                px, py, pr = near
+                ang = rng.uniform(0, 2 * math.pi)
+                dist = pr + a * 0.95  # touching, barely overlapping outlines
+                cx, cy = px + dist * math.cos(ang), py + dist * math.sin(ang)
+                gap = -0.3 * a
+            else:
+                cx, cy = rng.uniform(margin + a, w - margin - a), rng.uniform(margin + a, h - margin - a)
+                gap = 2.0
+            if not (margin + a <= cx <= w - margin - a and margin + a <= cy <= h - margin - a):
+                continue
+            others = [p for p in placed if near is None or p != near]
+            if not _fits(cx, cy, a, others, gap):
+                continue
+            poly = _ellipse(cx, cy, a, b, rng.uniform(0, math.pi))
+            mask = np.zeros((h, w), np.uint8)
+            cv2.fillPoly(mask, [np.round(poly * 8).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=3)
+            # Dome-shaped intensity: brighter in the middle, like a particle's height profile.
+            dist_map = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
+            profile = np.clip(dist_map / max(1.0, b * 0.6), 0, 1) ** 0.5
+            image[mask > 0] = (image[mask > 0] * (1 - profile[mask > 0] * 0.85)
+                               + level * rng.uniform(0.85, 1.1) * profile[mask > 0] * 0.85)
+            # The outline itself: a thin rim so touching particles stay separable.
+            instances.append(Instance(label, poly))
+            placed.append((cx, cy, a))
+            return
+
+    for _ in range(n_particles):
+        add("particle", radius[0], radius[1], 220.0, None)
+        if placed and rng.random() < pairs:
+            add("particle", radius[0], radius[1], 210.0, placed[-1])
+    for _ in range(n_pits):
+        add("pit", radius[0] * 0.6, radius[0] * 1.1, 15.0, None)
+
+    image = cv2.GaussianBlur(image, (0, 0), 1.0)
+    image += rng.normal(0, noise, size=image.shape).astype(np.float32)
+    gray = np.clip(image, 0, 255).astype(np.uint8)
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    return AnnotatedImage(name=name or f"synthetic_{seed}.png", image=rgb, instances=instances, crops=[])
+
+
+def _bbox(poly: np.ndarray) -> tuple[float, float, float, float]:
+    return float(poly[:, 0].min()), float(poly[:, 1].min()), float(poly[:, 0].max()), float(poly[:, 1].max())
+
+
+def with_crops(ann: AnnotatedImage, n_crops: int = 2, crop_size: int = 160, seed: int = 0) -> AnnotatedImage:
+    """What a user labels: a few non-overlapping rectangles with every object touching them."""
+    rng = np.random.default_rng(seed + 1000)
+    crops: list[Crop] = []
+    for _ in range(200):
+        if len(crops) == n_crops:
+            break
+        x0 = float(rng.integers(0, max(1, ann.width - crop_size)))
+        y0 = float(rng.integers(0, max(1, ann.height - crop_size)))
+        c = Crop(x0, y0, min(ann.width, x0 + crop_size), min(ann.height, y0 + crop_size))
+        if all(c.x1 <= o.x0 or o.x1 <= c.x0 or c.y1 <= o.y0 or o.y1 <= c.y0 for o in crops):
+            crops.append(c)
+    kept = []
+    for inst in ann.instances:
+        bx0, by0, bx1, by1 = _bbox(inst.polygon)
+        if any(bx1 > c.x0 and bx0 < c.x1 and by1 > c.y0 and by0 < c.y1 for c in crops):
+            kept.append(inst)
+    return AnnotatedImage(name=ann.name, image=ann.image, instances=kept, crops=crops,
+                          nm_per_px=ann.nm_per_px, notes=list(ann.notes))
+
+
+def labelme_dict(ann: AnnotatedImage, image_name: str | None = None, crop_label: str = "crop") -> dict[str, Any]:
+    """A LabelMe 5 document: polygons for objects, rectangles labelled `crop`, the image embedded."""
+    import cv2
+
+    ok, png = cv2.imencode(".png", cv2.cvtColor(ann.image, cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover - encoding a uint8 array does not fail
+        raise RuntimeError("PNG encoding failed")
+    shapes: list[dict[str, Any]] = [
+        {"label": inst.label, "points": [[round(float(x), 2), round(float(y), 2)] for x, y in inst.polygon],
+         "group_id": None, "description": "", "shape_type": "polygon", "flags": {}}
+        for inst in ann.instances
+    ]
+    shapes += [
+        {"label": crop_label, "points": [[c.x0, c.y0], [c.x1, c.y1]], "group_id": None, "description": "",
+         "shape_type": "rectangle", "flags": {}}
+        for c in ann.crops
+    ]
+    return {
+        "version": "5.4.1", "flags": {}, "shapes": shapes, "imagePath": image_name or ann.name,
+        "imageData": base64.b64encode(png.tobytes()).decode("ascii"),
+        "imageHeight": ann.height, "imageWidth": ann.width,
+    }
+
+
+def demo_pair(seed: int = 7, size: tuple[int, int] = (512, 512)) -> tuple[AnnotatedImage, AnnotatedImage]:
+    """A training image labelled in three crops and an unseen, fully labelled test image."""
+    train = with_crops(synthetic_scene(seed, size, name="demo_train.png"), n_crops=3, crop_size=170, seed=seed)
+    test = synthetic_scene(seed + 1, size, name="demo_test.png")
+    return train, test

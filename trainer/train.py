@@ -1,0 +1,302 @@
+"""Fine-tuning Cascade Mask R-CNN on a user's labelled crops: a small explicit training loop.
+
+Why not mmengine's Runner: we need a progress callback and cancellation every iteration, and
+no work_dirs or pickled checkpoints (torch >= 2.6 refuses mmengine's own checkpoint files).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from annotations.model import AnnotatedImage, AnnotationError
+from trainer.options import LabelStats, OptionsError, TrainOptions, auto_rescale, resolve_iterations
+
+HOLDOUT_MIN_OBJECTS = 20  # total labelled objects before one crop may be held out
+HOLDOUT_MIN_REGION = 5  # objects the held-out crop must hold
+HOLDOUT_MIN_REST = 12  # objects left to train on meanwhile
+HOLDOUT_AT = 0.8  # fraction of training done without the held-out crop; it joins afterwards
+VALIDATION_THRESHOLD = 0.5
+
+
+class TrainingCancelled(Exception):
+    """should_cancel() became true; nothing was written."""
+
+
+class NotEnoughLabels(AnnotationError):
+    code = "not_enough_labels"
+
+
+@dataclass
+class TrainProgress:
+    iteration: int
+    max_iterations: int
+    epoch: int
+    loss: float | None
+    eta_s: float | None
+    stage: str  # preparing | training | validating | saving | done
+
+    @property
+    def fraction(self) -> float:
+        return self.iteration / self.max_iterations if self.max_iterations else 0.0
+
+
+@dataclass
+class TrainResult:
+    bundle_dir: Path
+    classes: list[str]
+    metrics: dict[str, Any]
+    iterations: int
+    seconds: float
+    rescale: float = 1.0
+    label_stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _classes(sources: Sequence[AnnotatedImage]) -> list[str]:
+    return sorted({inst.label for ann in sources for inst in ann.instances})
+
+
+def _init_weights(model: Any, init: str, arch: str) -> dict[str, Any]:
+    """Load starting weights (same-shaped tensors only; heads of another class count are skipped)."""
+    from trainer.bundle import WEIGHTS, load_state_dict
+
+    if init == "random":
+        return {"init": "random"}
+    from storage.settings import get_settings
+
+    settings = get_settings()
+    if init == "coco":
+        if settings.coco_weights is None:
+            raise OptionsError("init 'coco' needs SEGBOT_COCO_WEIGHTS pointing at a local checkpoint "
+                               "(see `segbot weights fetch`)")
+        path = Path(settings.coco_weights)
+    elif init == "base":
+        if settings.base_model is None:
+            raise OptionsError("init 'base' needs SEGBOT_BASE_MODEL pointing at a base model bundle")
+        path = Path(settings.base_model)
+    else:
+        path = Path(init)
+    if path.is_dir():
+        path = path / WEIGHTS
+    if not path.is_file():
+        raise OptionsError(f"initial weights not found: {path}")
+    state = load_state_dict(path)
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if not fitting:
+        raise OptionsError(f"no tensor in {path.name} fits the {arch} model; wrong preset?")
+    model.load_state_dict(fitting, strict=False)
+    return {"init": init, "path": str(path), "loaded": len(fitting), "skipped": len(own) - len(fitting)}
+
+
+def _to_batch(samples: Sequence[Any]) -> dict[str, Any]:
+    import torch
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+
+    inputs, data_samples = [], []
+    for s in samples:
+        h, w = s.image.shape[:2]
+        inputs.append(torch.from_numpy(s.image).permute(2, 0, 1).contiguous())
+        ds = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0),
+                                         flip=False))
+        gt = InstanceData()
+        gt.bboxes = torch.from_numpy(s.boxes).float().reshape(-1, 4)
+        gt.labels = torch.from_numpy(s.labels).long()
+        gt.masks = BitmapMasks(s.masks.astype(np.uint8), h, w)
+        ds.gt_instances = gt
+        data_samples.append(ds)
+    return {"inputs": inputs, "data_samples": data_samples}
+
+
+def centre_match(pred_masks: np.ndarray, gt_masks: np.ndarray) -> dict[str, float]:
+    """Centre rule (seed 001): a prediction is a hit when its centroid lies in an unmatched object."""
+    matched = np.zeros(len(gt_masks), bool)
+    tp = 0
+    for m in pred_masks:
+        ys, xs = np.nonzero(m)
+        if len(xs) == 0:
+            continue
+        cy, cx = int(round(ys.mean())), int(round(xs.mean()))
+        hits = np.flatnonzero(gt_masks[:, cy, cx] & ~matched) if len(gt_masks) else []
+        if len(hits):
+            matched[hits[0]] = True
+            tp += 1
+    n_pred, n_gt = int(len(pred_masks)), int(len(gt_masks))
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / n_gt if n_gt else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"tp": tp, "fp": n_pred - tp, "fn": n_gt - tp, "n_pred": n_pred, "n_gt": n_gt,
+            "precision": precision, "recall": recall, "f1": f1}
+
+
+def _validate(model: Any, region: Any, classes: list[str], tile_size: int) -> dict[str, Any]:
+    from inference.model import MMDetDetector
+
+    detector = MMDetDetector(model, classes, 1.0, tile_size, device=str(next(model.parameters()).device),
+                             score_thr=VALIDATION_THRESHOLD)
+    det = detector.detect([region.image])[0]
+    scores = centre_match(det.masks, region.masks)
+    model.train()
+    return scores
+
+
+def _pick_holdout(regions: list[Any], options: TrainOptions) -> int | None:
+    if not options.holdout or len(regions) < 2:
+        return None
+    total = sum(r.n_objects for r in regions)
+    if total < HOLDOUT_MIN_OBJECTS:
+        return None
+    # The smallest crop that still has enough objects to measure something.
+    candidates = [i for i, r in enumerate(regions)
+                  if r.n_objects >= HOLDOUT_MIN_REGION and total - r.n_objects >= HOLDOUT_MIN_REST]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda i: regions[i].n_objects)
+
+
+def _lr_at(it: int, total: int, base: float, warmup: int) -> float:
+    if it < warmup:
+        return base * (0.001 + (1 - 0.001) * it / warmup)
+    # Cosine decay to 5% over the rest.
+    t = (it - warmup) / max(1, total - warmup)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def train_model(
+    sources: list[AnnotatedImage],
+    out_dir: Path,
+    options: TrainOptions | None = None,
+    progress: Callable[[TrainProgress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train on the labelled crops of `sources` and write a bundle to `out_dir` (absent or empty)."""
+    import torch
+
+    from trainer.bundle import CARD, WEIGHTS, model_card, now_iso, save_weights, versions, write_bundle_atomic
+    from trainer.config import build_model_config, default_lr, describe
+    from trainer.dataset import SampleSource, build_regions, iterations_per_epoch, label_stats
+
+    options = options or TrainOptions()
+    options.validate()
+    started = time.monotonic()
+    report = progress or (lambda p: None)
+    cancelled = should_cancel or (lambda: False)
+
+    classes = _classes(sources)
+    stats: LabelStats = label_stats(sources)
+    if not classes or stats.n_objects == 0:
+        raise NotEnoughLabels("no labelled objects to train on: draw polygons around some objects "
+                              "(inside 'crop' rectangles if you use them)")
+    rescale = float(options.rescale) if options.rescale is not None else auto_rescale(stats.median_d_px)
+    tile_size = options.effective_tile_size
+    regions = build_regions(sources, classes, rescale)
+    regions = [r for r in regions if r.n_objects > 0 or len(regions) == 1]
+    if not regions or sum(r.n_objects for r in regions) == 0:
+        raise NotEnoughLabels("the labelled objects lie outside every crop rectangle; "
+                              "label objects inside the crops")
+    holdout = _pick_holdout(regions, options)
+    train_regions = [r for i, r in enumerate(regions) if i != holdout]
+    ipe = iterations_per_epoch(regions, options.crop_size, options.batch_size)
+    total = resolve_iterations(options, ipe)
+    report(TrainProgress(0, total, 0, None, None, "preparing"))
+
+    random.seed(options.seed)
+    np.random.seed(options.seed)
+    torch.manual_seed(options.seed)
+    device = options.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise OptionsError(f"device {device!r} requested but CUDA is not available")
+
+    pretrained = options.init != "random"
+    model_cfg = build_model_config(options.arch, len(classes), stats, rescale, options.crop_size,
+                                   pretrained_backbone=options.init == "coco")
+    from inference.model import build_model
+
+    model = build_model(model_cfg)
+    init_info = _init_weights(model, options.init, options.arch)
+    model.to(device).train()
+
+    lr = options.lr or default_lr(options.arch)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
+    warmup = min(100, max(1, total // 10)) if not pretrained else min(50, max(1, total // 20))
+
+    source = SampleSource(train_regions, options.crop_size, options.augment, seed=options.seed)
+    holdout_at = int(total * HOLDOUT_AT) if holdout is not None else None
+    metrics: dict[str, Any] = {}
+    loss_avg: float | None = None
+    t0 = time.monotonic()
+    for it in range(total):
+        if cancelled():
+            raise TrainingCancelled("training cancelled")
+        if holdout_at is not None and it == holdout_at:
+            report(TrainProgress(it, total, it // ipe, loss_avg, None, "validating"))
+            val = _validate(model, regions[holdout], classes, tile_size)
+            metrics["holdout"] = {"region": regions[holdout].name, "n_gt": regions[holdout].n_objects,
+                                  "iteration": it, "threshold": VALIDATION_THRESHOLD, **val}
+            # The held-out crop joins for the rest: the final model learns from every label.
+            source = SampleSource(regions, options.crop_size, options.augment, seed=options.seed + 1)
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(it, total, lr, warmup)
+        batch = _to_batch([source.draw() for _ in range(options.batch_size)])
+        data = model.data_preprocessor(batch, training=True)
+        losses = model(**data, mode="loss")
+        loss, _log = model.parse_losses(losses)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training diverged at iteration {it + 1} (loss {float(loss)}); "
+                                     "try a lower learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, max_norm=10.0)
+        optimizer.step()
+        value = float(loss.detach())
+        loss_avg = value if loss_avg is None else 0.9 * loss_avg + 0.1 * value
+        done = it + 1
+        per_it = (time.monotonic() - t0) / done
+        report(TrainProgress(done, total, done // ipe, loss_avg, per_it * (total - done), "training"))
+    if cancelled():
+        raise TrainingCancelled("training cancelled")
+
+    metrics["final_loss"] = loss_avg
+    metrics["iterations_per_epoch"] = ipe
+    report(TrainProgress(total, total, total // ipe, loss_avg, 0.0, "saving"))
+    seconds = time.monotonic() - started
+    meta = {
+        "format": 1,
+        "arch": options.arch,
+        "description": describe(model_cfg),
+        "config": model_cfg,
+        "classes": classes,
+        "rescale": rescale,
+        "tile_size": tile_size,
+        "options": options.to_dict(),
+        "init": init_info,
+        "label_stats": stats.to_dict(),
+        "metrics": metrics,
+        "iterations": total,
+        "train_seconds": round(seconds, 1),
+        "versions": versions(),
+        "created": now_iso(),
+        "sources": [ann.name for ann in sources],
+    }
+
+    def fill(tmp: Path) -> None:
+        from trainer.bundle import write_meta
+
+        save_weights(tmp / WEIGHTS, model.state_dict())
+        write_meta(tmp, meta)
+        (tmp / CARD).write_text(model_card(meta), encoding="utf-8")
+
+    bundle_dir = write_bundle_atomic(Path(out_dir), fill)
+    report(TrainProgress(total, total, total // ipe, loss_avg, 0.0, "done"))
+    return TrainResult(bundle_dir=bundle_dir, classes=classes, metrics=metrics, iterations=total,
+                       seconds=time.monotonic() - started, rescale=rescale, label_stats=stats.to_dict())
