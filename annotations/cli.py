@@ -34,13 +34,18 @@ def _unique_stem(stem: str, used: set[str]) -> str:
     return candidate
 
 
-def _inspect_one(path: Path, lang: str) -> str:
+CROP_LABEL = click.option(
+    "--crop-label", default="crop", show_default=True, help="Label of the rectangles marking labelled crops."
+)
+
+
+def _inspect_one(path: Path, lang: str, crop_label: str = "crop") -> str:
     from annotations.crops import format_summary, summarize_annotation
     from annotations.images import read_image
     from annotations.labelme import read_labelme
 
     if path.suffix.lower() == ".json":
-        return format_summary(summarize_annotation(read_labelme(path)), lang)
+        return format_summary(summarize_annotation(read_labelme(path, crop_label=crop_label)), lang)
     loaded = read_image(path)
     h, w = loaded.image.shape[:2]
     line = f"{path.name}: image {w}x{h} px"
@@ -52,16 +57,18 @@ def _inspect_one(path: Path, lang: str) -> str:
 @click.command("inspect")
 @click.argument("target", type=click.Path(exists=True, path_type=Path))
 @click.option("--lang", type=click.Choice(["en", "ru"]), default="en", show_default=True)
+@CROP_LABEL
 @user_errors
-def inspect_cmd(target: Path, lang: str) -> None:
+def inspect_cmd(target: Path, lang: str, crop_label: str) -> None:
     """Validate and summarise a LabelMe file, an image, or every such file in a folder."""
     if not target.is_dir():
-        click.echo(_inspect_one(target, lang))
+        click.echo(_inspect_one(target, lang, crop_label))
         return
     from annotations.model import AnnotationError
 
     files = sorted(
-        p for p in target.iterdir()
+        p
+        for p in target.iterdir()
         if p.is_file() and p.suffix.lower() in {".json"} | IMAGE_SUFFIXES | HEIGHT_MAP_SUFFIXES
     )
     if not files:
@@ -69,7 +76,7 @@ def inspect_cmd(target: Path, lang: str) -> None:
     bad = 0
     for path in files:
         try:
-            click.echo(_inspect_one(path, lang))
+            click.echo(_inspect_one(path, lang, crop_label))
         except AnnotationError as error:
             bad += 1
             click.echo(f"Error: {error}", err=True)
@@ -80,16 +87,35 @@ def inspect_cmd(target: Path, lang: str) -> None:
 
 @click.command("stats")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for CSV, summaries, histograms, overlays.")
-@click.option("--nm-per-px", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Scale; overrides a scale found in the files.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for CSV, summaries, histograms, overlays.",
+)
+@click.option(
+    "--nm-per-px",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Scale; overrides a scale found in the files.",
+)
 @click.option("--log", "log_hist", is_flag=True, help="Logarithmic histogram bins.")
-@click.option("--ids/--no-ids", default=None, help="Number objects on the overlay (default: up to 300 objects).")
+@click.option(
+    "--ids/--no-ids", default=None, help="Number objects on the overlay (default: up to 300 objects)."
+)
 @click.option("--lang", type=click.Choice(["en", "ru"]), default="en", show_default=True)
+@CROP_LABEL
 @user_errors
-def stats(files: tuple[Path, ...], out_dir: Path, nm_per_px: float | None, log_hist: bool, ids: bool | None,
-          lang: str) -> None:
+def stats(
+    files: tuple[Path, ...],
+    out_dir: Path,
+    nm_per_px: float | None,
+    log_hist: bool,
+    ids: bool | None,
+    lang: str,
+    crop_label: str,
+) -> None:
     """Measure every object of LabelMe FILES (or folders of them): CSV, summary, histograms, overlay.
 
     With crops in a file only objects inside the crops count, and density is per crop area.
@@ -101,7 +127,8 @@ def stats(files: tuple[Path, ...], out_dir: Path, nm_per_px: float | None, log_h
     from annotations.measure import measure_arrays
 
     paths = _json_files(list(files))
-    anns = [read_labelme(p) for p in paths]  # everything is checked before anything is written
+    # every file is checked before anything is written
+    anns = [read_labelme(p, crop_label=crop_label) for p in paths]
     used: set[str] = set()
     pooled = []
     for path, ann in zip(paths, anns, strict=True):
@@ -113,15 +140,27 @@ def stats(files: tuple[Path, ...], out_dir: Path, nm_per_px: float | None, log_h
             instances = [i for r in regions for i in r.instances]
             region_area = sum(r.crop.width * r.crop.height for r in regions)
         stem = _unique_stem(path.stem, used)
-        written = write_outputs(out_dir, stem, ann.image, instances, scale, title=stem, region_area_px=region_area,
-                                show_ids=ids, log_hist=log_hist, lang=lang, image_name=ann.name)
+        written = write_outputs(
+            out_dir,
+            stem,
+            ann.image,
+            instances,
+            scale,
+            title=stem,
+            region_area_px=region_area,
+            show_ids=ids,
+            log_hist=log_hist,
+            lang=lang,
+            image_name=ann.name,
+        )
         click.echo(written["text"].read_text(encoding="utf-8").rstrip())
         click.echo(f"-> {out_dir / stem}_*")
         pooled.append((stem, measure_arrays(instances), ann.image.shape, scale, region_area))
     if len(pooled) > 1:
         written = write_pooled(out_dir, pooled, log_hist=log_hist)
         click.echo("")
-        click.echo("pooled: " + written["text"].read_text(encoding="utf-8").rstrip())
+        click.echo(written["text"].read_text(encoding="utf-8").rstrip())
+        click.echo(f"-> {out_dir / 'pooled'}_*")
 
 
 @click.command("eval")

@@ -106,7 +106,7 @@ def _counts(instances: list[Instance]) -> dict[str, int]:
 
 
 def summarize_annotation(ann: AnnotatedImage) -> dict:
-    """What a user should see after uploading a LabelMe file: crops, objects per class, sizes, what was ignored."""
+    """What a user sees after uploading a LabelMe file: crops, objects per class, sizes, what was ignored."""
     regions, outside = assign(ann)
     used = [i for r in regions for i in r.instances]
     per_class_d = {}
@@ -114,11 +114,19 @@ def summarize_annotation(ann: AnnotatedImage) -> dict:
         per_class_d[label] = _mean_d([i for i in used if i.label == label])
     crops = []
     for r in regions:
-        crops.append({
-            "x0": r.crop.x0, "y0": r.crop.y0, "x1": r.crop.x1, "y1": r.crop.y1,
-            "width": r.crop.width, "height": r.crop.height,
-            "n_objects": len(r.instances), "counts": r.counts, "mean_d_px": _mean_d(r.instances),
-        })
+        crops.append(
+            {
+                "x0": r.crop.x0,
+                "y0": r.crop.y0,
+                "x1": r.crop.x1,
+                "y1": r.crop.y1,
+                "width": r.crop.width,
+                "height": r.crop.height,
+                "n_objects": len(r.instances),
+                "counts": r.counts,
+                "mean_d_px": _mean_d(r.instances),
+            }
+        )
     mean_d = _mean_d(used)
     return {
         "name": ann.name,
@@ -181,7 +189,9 @@ def format_summary(summary: dict, lang: str = "en") -> str:
             if len(c["counts"]) > 1:
                 classes = " (" + ", ".join(f"{k} {v}" for k, v in c["counts"].items()) + ")"
             d = t["mean_short"].format(d=c["mean_d_px"]) if c["mean_d_px"] is not None else ""
-            lines.append(t["crop"].format(i=i, w=c["width"], h=c["height"], n=c["n_objects"], classes=classes, d=d))
+            lines.append(
+                t["crop"].format(i=i, w=c["width"], h=c["height"], n=c["n_objects"], classes=classes, d=d)
+            )
     if summary["n_objects"]:
         classes = ", ".join(f"{k} {v}" for k, v in summary["counts"].items())
         lines.append(t["objects"].format(n=summary["n_objects"], classes=classes))

@@ -95,8 +95,26 @@ class NothingToEvaluate(AnnotationError):
 ALL_ERRORS: dict[str, type[AnnotationError]] = {
     cls.code: cls
     for cls in (
-        NotJson, NotLabelMe, EmptyFile, ImageMissing, ImageUndecodable, ImageSizeMismatch, BadPolygon, BadMask,
-        BadLabel, ShapeOutsideImage, EmptyCrop, TooManyPixels, FileTooLarge, UnsafeImagePath, UnknownShapeType,
-        DuplicateId, DuplicateShape, UnknownFileType, BadHeightMap, BadScale, NothingToEvaluate,
+        NotJson,
+        NotLabelMe,
+        EmptyFile,
+        ImageMissing,
+        ImageUndecodable,
+        ImageSizeMismatch,
+        BadPolygon,
+        BadMask,
+        BadLabel,
+        ShapeOutsideImage,
+        EmptyCrop,
+        TooManyPixels,
+        FileTooLarge,
+        UnsafeImagePath,
+        UnknownShapeType,
+        DuplicateId,
+        DuplicateShape,
+        UnknownFileType,
+        BadHeightMap,
+        BadScale,
+        NothingToEvaluate,
     )
 }

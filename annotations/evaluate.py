@@ -2,7 +2,8 @@
 
 - Counting by the centre rule of seed 001: a prediction whose centre lies inside a ground-truth contour
   is a TP, one GT is matched at most once (further predictions on it are FP), GTs left unmatched (also
-  extra GTs under one big prediction) are FN. Centre-in-contour lookups go through an STRtree.
+  extra GTs under one big prediction) are FN. Centre-in-contour lookups go through an STRtree; where GTs
+  overlap, a maximum matching decides (order-independent).
 - COCO AP (segm and bbox) with pycocotools, maxDets raised (default 1000). pycocotools' per-image matching
   loops over every (detection, GT) pair in Python, hopeless for thousands of objects in one image; the
   IoUs here are computed only for pairs whose boxes overlap and the matching walks only those, which
@@ -65,28 +66,44 @@ def match_centre_rule(pred: Sequence[Instance], gt: Sequence[Instance]) -> Count
     return _match(pred, gt)[0]
 
 
-def _match(pred: Sequence[Instance], gt: Sequence[Instance]) -> tuple[CountScore, np.ndarray]:
-    """(score, matched GT index per prediction or -1)."""
-    n_pred, n_gt = len(pred), len(gt)
-    matched = np.full(n_pred, -1, dtype=np.int64)
-    if n_pred == 0 or n_gt == 0:
-        return CountScore.from_counts(0, n_pred, n_gt), matched
+def centre_pairs(
+    pred: Sequence[Instance], gt: Sequence[Instance], pred_centres: np.ndarray | None = None
+) -> np.ndarray:
+    """(2, k) array of (prediction index, GT index) where the prediction's centre lies inside the GT."""
+    if not pred or not gt:
+        return np.zeros((2, 0), dtype=np.int64)
     import shapely
 
-    centres = geometry.area_centroid_perimeter([p.polygon for p in pred])[1]
+    centres = (
+        pred_centres
+        if pred_centres is not None
+        else geometry.area_centroid_perimeter([p.polygon for p in pred])[1]
+    )
     tree = shapely.STRtree(_geoms(gt))
-    pairs = tree.query(shapely.points(centres), predicate="within")  # (2, k): pred index, gt index
-    if pairs.shape[1]:
-        scores = np.array([-1.0 if p.score is None else p.score for p in pred])
-        # most confident predictions claim their GT first; ties keep input order
-        order = np.lexsort((pairs[1], pairs[0], -scores[pairs[0]]))
-        taken = np.zeros(n_gt, dtype=bool)
-        for p_idx, g_idx in zip(pairs[0][order].tolist(), pairs[1][order].tolist(), strict=True):
-            if matched[p_idx] < 0 and not taken[g_idx]:
-                matched[p_idx] = g_idx
-                taken[g_idx] = True
+    return tree.query(shapely.points(centres), predicate="within")
+
+
+def match_pairs(pairs: np.ndarray, n_pred: int, n_gt: int) -> np.ndarray:
+    """Matched GT index per prediction (-1 if none), each GT used at most once.
+
+    A maximum bipartite matching (Hopcroft-Karp): with non-overlapping GTs this is simply "one TP per GT
+    holding a prediction's centre"; where GTs overlap it is the best assignment, whatever the input order.
+    """
+    matched = np.full(n_pred, -1, dtype=np.int64)
+    if pairs.shape[1] == 0:
+        return matched
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import maximum_bipartite_matching
+
+    graph = csr_matrix((np.ones(pairs.shape[1], dtype=np.int8), (pairs[0], pairs[1])), shape=(n_pred, n_gt))
+    return maximum_bipartite_matching(graph, perm_type="column").astype(np.int64)
+
+
+def _match(pred: Sequence[Instance], gt: Sequence[Instance]) -> tuple[CountScore, np.ndarray]:
+    """(score, matched GT index per prediction or -1)."""
+    matched = match_pairs(centre_pairs(pred, gt), len(pred), len(gt))
     tp = int((matched >= 0).sum())
-    return CountScore.from_counts(tp, n_pred - tp, n_gt - tp), matched
+    return CountScore.from_counts(tp, len(pred) - tp, len(gt) - tp), matched
 
 
 def mean_d(instances: Sequence[Instance]) -> float | None:
@@ -98,15 +115,21 @@ def mean_d(instances: Sequence[Instance]) -> float | None:
 
 def size_accuracy(pred: Sequence[Instance], gt: Sequence[Instance], nm_per_px: float | None = None) -> dict:
     """Seed 001 Table 4 per class and for all objects: {class: {mean_d_pred_px, mean_d_gt_px, accuracy}}."""
+
+    def diameters(items: Sequence[Instance]) -> tuple[np.ndarray, np.ndarray]:
+        area = geometry.area_centroid_perimeter([i.polygon for i in items])[0]
+        return 2 * np.sqrt(area / np.pi), np.array([i.label for i in items], dtype=object)
+
+    d_pred, l_pred = diameters(pred)
+    d_gt, l_gt = diameters(gt)
     out: dict = {}
-    labels = sorted({i.label for i in gt} | {i.label for i in pred})
-    for label, p, g in [("all", pred, gt)] + [
-        (lab, [i for i in pred if i.label == lab], [i for i in gt if i.label == lab]) for lab in labels
-    ]:
-        dp, dg = mean_d(p), mean_d(g)
-        acc = None
-        if dp is not None and dg:
-            acc = 1.0 - abs(dp - dg) / dg
+    labels = sorted(set(l_pred.tolist()) | set(l_gt.tolist()))
+    for label in ["all", *labels]:
+        p = d_pred if label == "all" else d_pred[l_pred == label]
+        g = d_gt if label == "all" else d_gt[l_gt == label]
+        dp = float(p.mean()) if len(p) else None
+        dg = float(g.mean()) if len(g) else None
+        acc = 1.0 - abs(dp - dg) / dg if (dp is not None and dg) else None
         entry = {"mean_d_pred_px": dp, "mean_d_gt_px": dg, "accuracy": acc, "n_pred": len(p), "n_gt": len(g)}
         if nm_per_px:
             entry["mean_d_pred_nm"] = dp * nm_per_px if dp is not None else None
@@ -116,6 +139,7 @@ def size_accuracy(pred: Sequence[Instance], gt: Sequence[Instance], nm_per_px: f
 
 
 # ---------------------------------------------------------------- COCO AP
+
 
 def _coco_eval_class():
     from pycocotools import mask as mask_utils
@@ -155,9 +179,13 @@ def _coco_eval_class():
                 for d_idx in np.unique(qd):
                     sel = np.nonzero(qd == d_idx)[0]
                     g_sel = qg[sel]
-                    iou[sel] = np.asarray(mask_utils.iou(
-                        [dt[d_idx]["segmentation"]], [gt[g]["segmentation"] for g in g_sel], crowd[g_sel].tolist()
-                    )).reshape(-1)
+                    iou[sel] = np.asarray(
+                        mask_utils.iou(
+                            [dt[d_idx]["segmentation"]],
+                            [gt[g]["segmentation"] for g in g_sel],
+                            crowd[g_sel].tolist(),
+                        )
+                    ).reshape(-1)
             keep = iou > 0
             return {"d": qd[keep], "g": qg[keep], "iou": iou[keep], "nd": len(dt), "ng": len(gt)}
 
@@ -186,8 +214,9 @@ def _coco_eval_class():
                 position = np.empty(len(gtind), dtype=np.int64)
                 position[gtind] = np.arange(len(gtind))
                 cand: list[list[tuple[int, float]]] = [[] for _ in range(D)]
-                for d_i, g_i, v in zip(sparse["d"].tolist(), position[sparse["g"]].tolist(),
-                                       sparse["iou"].tolist(), strict=True):
+                for d_i, g_i, v in zip(
+                    sparse["d"].tolist(), position[sparse["g"]].tolist(), sparse["iou"].tolist(), strict=True
+                ):
                     if d_i < D:
                         cand[d_i].append((g_i, v))
                 for c in cand:
@@ -213,9 +242,17 @@ def _coco_eval_class():
             a = np.array([d["area"] < aRng[0] or d["area"] > aRng[1] for d in dt]).reshape((1, len(dt)))
             dtIg = np.logical_or(dtIg, np.logical_and(dtm == 0, np.repeat(a, T, 0)))  # noqa: N806
             return {
-                "image_id": imgId, "category_id": catId, "aRng": aRng, "maxDet": maxDet,
-                "dtIds": [d["id"] for d in dt], "gtIds": [g["id"] for g in gt], "dtMatches": dtm,
-                "gtMatches": gtm, "dtScores": [d["score"] for d in dt], "gtIgnore": gtIg, "dtIgnore": dtIg,
+                "image_id": imgId,
+                "category_id": catId,
+                "aRng": aRng,
+                "maxDet": maxDet,
+                "dtIds": [d["id"] for d in dt],
+                "gtIds": [g["id"] for g in gt],
+                "dtMatches": dtm,
+                "gtMatches": gtm,
+                "dtScores": [d["score"] for d in dt],
+                "gtIgnore": gtIg,
+                "dtIgnore": dtIg,
             }
 
     return SparseCOCOeval
@@ -224,7 +261,9 @@ def _coco_eval_class():
 def _coco_datasets(pairs: Sequence[tuple[Sequence[Instance], Sequence[Instance], tuple[int, int]]]):
     from pycocotools import mask as mask_utils
 
-    labels = sorted({i.label for _, gt, _ in pairs for i in gt} | {i.label for pred, _, _ in pairs for i in pred})
+    labels = sorted(
+        {i.label for _, gt, _ in pairs for i in gt} | {i.label for pred, _, _ in pairs for i in pred}
+    )
     cat = {label: k + 1 for k, label in enumerate(labels)}
     images, gts, dts = [], [], []
     for image_id, (pred, gt, (h, w)) in enumerate(pairs, 1):
@@ -239,9 +278,13 @@ def _coco_datasets(pairs: Sequence[tuple[Sequence[Instance], Sequence[Instance],
             for k, inst in enumerate(items):
                 x0, y0, x1, y1 = boxes[k]
                 ann = {
-                    "id": len(out) + 1, "image_id": image_id, "category_id": cat[inst.label],
-                    "segmentation": rles[k], "area": float(area[k]),
-                    "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], "iscrowd": 0,
+                    "id": len(out) + 1,
+                    "image_id": image_id,
+                    "category_id": cat[inst.label],
+                    "segmentation": rles[k],
+                    "area": float(area[k]),
+                    "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                    "iscrowd": 0,
                 }
                 if kind == "dt":
                     ann["score"] = 1.0 if inst.score is None else float(inst.score)
@@ -298,12 +341,17 @@ def coco_ap(
 
             ap50 = precision[np.isclose(thresholds, 0.5)]
             ap75 = precision[np.isclose(thresholds, 0.75)]
-            out[iou_type] = {"AP": mean_valid(precision), "AP50": mean_valid(ap50), "AP75": mean_valid(ap75),
-                             "AR": mean_valid(recall)}
+            out[iou_type] = {
+                "AP": mean_valid(precision),
+                "AP50": mean_valid(ap50),
+                "AP75": mean_valid(ap75),
+                "AR": mean_valid(recall),
+            }
     return out
 
 
 # ---------------------------------------------------------------- whole sets
+
 
 def _stem(name: str) -> str:
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
@@ -320,8 +368,10 @@ def _in_crops(instances: Sequence[Instance], ann: AnnotatedImage) -> list[Instan
     return [inst for inst, k in zip(instances, keep, strict=True) if k]
 
 
-def pair_by_name(pred_anns: Sequence[AnnotatedImage], gt_anns: Sequence[AnnotatedImage],
-                 ) -> tuple[list[tuple[AnnotatedImage, AnnotatedImage]], list[str], list[str]]:
+def pair_by_name(
+    pred_anns: Sequence[AnnotatedImage],
+    gt_anns: Sequence[AnnotatedImage],
+) -> tuple[list[tuple[AnnotatedImage, AnnotatedImage]], list[str], list[str]]:
     """(pairs, GT names without prediction, prediction names without GT), matched by image stem."""
     preds = {_stem(a.name): a for a in pred_anns}
     gts = {_stem(a.name): a for a in gt_anns}
@@ -346,7 +396,8 @@ def evaluate(
     pairs, missing_pred, missing_gt = pair_by_name(pred_anns, gt_anns)
     if not pairs:
         raise NothingToEvaluate(
-            "No prediction matches a ground-truth image by name; name the files alike (e.g. img1.json in both)."
+            "No prediction matches a ground-truth image by name; name the files alike "
+            "(e.g. img1.json in both)."
         )
     per_image = []
     totals = np.zeros(3, dtype=np.int64)
@@ -357,12 +408,25 @@ def evaluate(
     for pred_ann, gt_ann in pairs:
         pred = _in_crops(pred_ann.instances, gt_ann)
         gt = _in_crops(gt_ann.instances, gt_ann)
-        score = match_centre_rule(pred, gt)
+        cpairs = centre_pairs(pred, gt)
+        matched = match_pairs(cpairs, len(pred), len(gt))
+        tp = int((matched >= 0).sum())
+        score = CountScore.from_counts(tp, len(pred) - tp, len(gt) - tp)
         totals += (score.tp, score.fp, score.fn)
-        for label in sorted({i.label for i in pred} | {i.label for i in gt}):
-            s = match_centre_rule([i for i in pred if i.label == label], [i for i in gt if i.label == label])
+        pred_labels = np.array([i.label for i in pred], dtype=object)
+        gt_labels = np.array([i.label for i in gt], dtype=object)
+        for label in sorted(set(pred_labels.tolist()) | set(gt_labels.tolist())):
+            # same cpairs, restricted to this class on both sides
+            keep = (
+                (pred_labels[cpairs[0]] == label) & (gt_labels[cpairs[1]] == label)
+                if cpairs.shape[1]
+                else np.zeros(0, dtype=bool)
+            )
+            m = match_pairs(cpairs[:, keep], len(pred), len(gt))
+            n_p, n_g = int((pred_labels == label).sum()), int((gt_labels == label).sum())
+            tp_c = int((m >= 0).sum())
             class_totals.setdefault(label, np.zeros(3, dtype=np.int64))
-            class_totals[label] += (s.tp, s.fp, s.fn)
+            class_totals[label] += (tp_c, n_p - tp_c, n_g - tp_c)
         per_image.append({"name": gt_ann.name, **score.as_dict(), "n_pred": len(pred), "n_gt": len(gt)})
         all_pred.extend(pred)
         all_gt.extend(gt)
@@ -388,13 +452,19 @@ def format_evaluation(result: dict) -> str:
     c = result["count"]
     lines = [
         f"images {result['n_images']}",
-        f"tp {c['tp']}", f"fp {c['fp']}", f"fn {c['fn']}",
-        f"precision {c['precision']:.3f}", f"recall {c['recall']:.3f}", f"f1 {c['f1']:.3f}",
+        f"tp {c['tp']}",
+        f"fp {c['fp']}",
+        f"fn {c['fn']}",
+        f"precision {c['precision']:.3f}",
+        f"recall {c['recall']:.3f}",
+        f"f1 {c['f1']:.3f}",
     ]
     if len(result["per_class"]) > 1:
         for label, s in result["per_class"].items():
             lines.append(f"{label}: precision {s['precision']:.3f} recall {s['recall']:.3f} f1 {s['f1']:.3f}")
     for label, s in result["size_accuracy"].items():
+        if label != "all" and len(result["size_accuracy"]) <= 2:
+            continue  # one class: its line would repeat the total
         if s["accuracy"] is not None:
             name = "size_accuracy" if label == "all" else f"{label}: size_accuracy"
             lines.append(f"{name} {s['accuracy']:.3f}")

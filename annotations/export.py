@@ -18,8 +18,16 @@ from annotations.stats import ImageMeasures, image_stats, nearest_neighbour, poo
 
 # matplotlib's tab10, RGB
 PALETTE = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
 ]
 IDS_UP_TO = 300  # object ids are drawn on the overlay when there are at most this many objects
 
@@ -47,45 +55,80 @@ def summary_for(
 
 # ---------------------------------------------------------------- CSV
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return f"{value:.{digits}f}"
-
 
 def csv_columns(scaled: bool, with_image: bool = False) -> list[str]:
     cols = ["image"] if with_image else []
     cols += [
-        "id", "class", "score", "cx_px", "cy_px", "area_px", "d_px", "perimeter_px", "circularity",
-        "feret_min_px", "feret_max_px", "bbox_x0_px", "bbox_y0_px", "bbox_x1_px", "bbox_y1_px", "nnd_px",
+        "id",
+        "class",
+        "score",
+        "cx_px",
+        "cy_px",
+        "area_px",
+        "d_px",
+        "perimeter_px",
+        "circularity",
+        "feret_min_px",
+        "feret_max_px",
+        "bbox_x0_px",
+        "bbox_y0_px",
+        "bbox_x1_px",
+        "bbox_y1_px",
+        "nnd_px",
     ]
     if scaled:
-        cols += ["nm_per_px", "cx_nm", "cy_nm", "area_nm2", "d_nm", "perimeter_nm", "feret_min_nm", "feret_max_nm",
-                 "nnd_nm"]
+        cols += [
+            "nm_per_px",
+            "cx_nm",
+            "cy_nm",
+            "area_nm2",
+            "d_nm",
+            "perimeter_nm",
+            "feret_min_nm",
+            "feret_max_nm",
+            "nnd_nm",
+        ]
     return cols
 
 
+def _col(values: np.ndarray, digits: int = 3) -> list[str]:
+    return ["" if v != v else f"{v:.{digits}f}" for v in np.asarray(values, dtype=np.float64).tolist()]
+
+
 def csv_rows(a: MeasureArrays, nm_per_px: float | None, image: str | None = None) -> list[list[str]]:
+    """Rows for csv_columns(...); formatted column by column (thousands of objects)."""
     nnd = nearest_neighbour(a.centroid)
-    rows = []
-    nm = nm_per_px
-    for k in range(len(a)):
-        row = [image] if image is not None else []
-        cx, cy = a.centroid[k]
-        b = a.bbox[k]
-        row += [
-            str(k + 1), a.labels[k], _fmt(a.score[k], 4), _fmt(cx, 2), _fmt(cy, 2), _fmt(a.area_px[k], 2),
-            _fmt(a.d_px[k]), _fmt(a.perimeter_px[k]), _fmt(a.circularity[k], 4), _fmt(a.feret_min_px[k]),
-            _fmt(a.feret_max_px[k]), _fmt(b[0], 2), _fmt(b[1], 2), _fmt(b[2], 2), _fmt(b[3], 2), _fmt(nnd[k]),
+    n = len(a)
+    cols: list[list[str]] = [] if image is None else [[image] * n]
+    cols += [
+        [str(k + 1) for k in range(n)],
+        [str(v) for v in a.labels.tolist()],
+        _col(a.score, 4),
+        _col(a.centroid[:, 0], 2),
+        _col(a.centroid[:, 1], 2),
+        _col(a.area_px, 2),
+        _col(a.d_px),
+        _col(a.perimeter_px),
+        _col(a.circularity, 4),
+        _col(a.feret_min_px),
+        _col(a.feret_max_px),
+        *(_col(a.bbox[:, k], 2) for k in range(4)),
+        _col(nnd),
+    ]
+    if nm_per_px:
+        nm = float(nm_per_px)
+        cols += [
+            [f"{nm:.6g}"] * n,
+            _col(a.centroid[:, 0] * nm),
+            _col(a.centroid[:, 1] * nm),
+            _col(a.area_px * nm * nm),
+            _col(a.d_px * nm, 4),
+            _col(a.perimeter_px * nm),
+            _col(a.feret_min_px * nm),
+            _col(a.feret_max_px * nm),
+            _col(nnd * nm),
         ]
-        if nm:
-            row += [
-                f"{nm:.6g}", _fmt(cx * nm), _fmt(cy * nm), _fmt(a.area_px[k] * nm * nm), _fmt(a.d_px[k] * nm, 4),
-                _fmt(a.perimeter_px[k] * nm), _fmt(a.feret_min_px[k] * nm), _fmt(a.feret_max_px[k] * nm),
-                _fmt(nnd[k] * nm),
-            ]
-        rows.append(row)
-    return rows
+    return [list(row) for row in zip(*cols, strict=True)] if n else []
 
 
 def write_csv(path: Path, a: MeasureArrays, nm_per_px: float | None) -> Path:
@@ -97,6 +140,7 @@ def write_csv(path: Path, a: MeasureArrays, nm_per_px: float | None) -> Path:
 
 
 # ---------------------------------------------------------------- overlay
+
 
 def _font(size: int):
     from PIL import ImageFont
@@ -140,7 +184,9 @@ def render_overlay(
     thick = max(1, round(min(h, w) / 700))
     colours = class_colours([i.label for i in instances])
     for label, colour in colours.items():
-        polys = [np.round(i.polygon).astype(np.int32).reshape(-1, 1, 2) for i in instances if i.label == label]
+        polys = [
+            np.round(i.polygon).astype(np.int32).reshape(-1, 1, 2) for i in instances if i.label == label
+        ]
         cv2.polylines(canvas, polys, True, colour, thick, cv2.LINE_AA)
     if show_ids is None:
         show_ids = len(instances) <= IDS_UP_TO
@@ -148,8 +194,16 @@ def render_overlay(
         a = measure_arrays(instances)
         scale = max(0.3, min(h, w) / 1500)
         for k, (cx, cy) in enumerate(a.centroid):
-            cv2.putText(canvas, str(k + 1), (int(cx) - 4, int(cy) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                        (255, 255, 255), max(1, thick), cv2.LINE_AA)
+            cv2.putText(
+                canvas,
+                str(k + 1),
+                (int(cx) - 4, int(cy) + 4),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                scale,
+                (255, 255, 255),
+                max(1, thick),
+                cv2.LINE_AA,
+            )
 
     pil = Image.fromarray(canvas)
     draw = ImageDraw.Draw(pil)
@@ -183,7 +237,9 @@ def render_overlay(
         x0 = x1 - bar
         bar_h = max(3, size // 3)
         text_w = draw.textlength(label, font=font)
-        draw.rectangle([min(x0, x1 - text_w) - pad, y1 - bar_h - size - 2 * pad, w - pad, h - pad], fill=(0, 0, 0))
+        draw.rectangle(
+            [min(x0, x1 - text_w) - pad, y1 - bar_h - size - 2 * pad, w - pad, h - pad], fill=(0, 0, 0)
+        )
         draw.rectangle([x0, y1 - bar_h, x1, y1], fill=(255, 255, 255))
         draw.text((x1 - (bar + text_w) / 2, y1 - bar_h - size - pad), label, fill=(255, 255, 255), font=font)
     return np.asarray(pil)
@@ -200,6 +256,7 @@ def write_png(path: Path, rgb: np.ndarray) -> Path:
 
 
 # ---------------------------------------------------------------- histograms
+
 
 def bin_edges(values: np.ndarray, log: bool = False) -> np.ndarray:
     """Rice rule (2 n^(1/3) bins, 1..40): a handful of bins for a handful of objects, more for thousands."""
@@ -220,8 +277,14 @@ def bin_edges(values: np.ndarray, log: bool = False) -> np.ndarray:
     return np.linspace(lo, hi, k + 1)
 
 
-def render_histogram(path: Path, a: MeasureArrays, nm_per_px: float | None = None, *, log: bool = False,
-                     title: str | None = None) -> Path:
+def render_histogram(
+    path: Path,
+    a: MeasureArrays,
+    nm_per_px: float | None = None,
+    *,
+    log: bool = False,
+    title: str | None = None,
+) -> Path:
     """D and area histograms per class (matplotlib, Agg canvas: no display, no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -242,8 +305,15 @@ def render_histogram(path: Path, a: MeasureArrays, nm_per_px: float | None = Non
             if log:
                 sel = sel[sel > 0]
             colour = tuple(c / 255 for c in colours[label])
-            ax.hist(sel, bins=edges, histtype="stepfilled" if len(labels) == 1 else "step", color=colour,
-                    alpha=0.8, linewidth=1.5, label=f"{label} (n={len(sel)})")
+            ax.hist(
+                sel,
+                bins=edges,
+                histtype="stepfilled" if len(labels) == 1 else "step",
+                color=colour,
+                alpha=0.8,
+                linewidth=1.5,
+                label=f"{label} (n={len(sel)})",
+            )
         if log:
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)
@@ -261,6 +331,7 @@ def render_histogram(path: Path, a: MeasureArrays, nm_per_px: float | None = Non
 
 
 # ---------------------------------------------------------------- summary text
+
 
 def format_stats(summary: dict, lang: str = "en") -> str:
     """A short human summary of image_stats/pooled_stats output (lang 'en' or 'ru')."""
@@ -289,7 +360,9 @@ def format_stats(summary: dict, lang: str = "en") -> str:
                 break
             dv = block.get("mean_d_nm") if block.get("mean_d_nm") is not None else block.get("mean_d_px")
             if dv is not None:
-                lines.append(f"  {label}: {'D' if not ru else 'средний D'} {dv:.2f} {unit} (n={block['n_objects']})")
+                lines.append(
+                    f"  {label}: {'D' if not ru else 'средний D'} {dv:.2f} {unit} (n={block['n_objects']})"
+                )
     if summary.get("density") is not None:
         unit = summary["density_unit"]
         if ru:
@@ -312,6 +385,37 @@ def format_stats(summary: dict, lang: str = "en") -> str:
 
 # ---------------------------------------------------------------- all outputs
 
+
+def usable_instances(instances: list[Instance], image_shape: tuple[int, ...]) -> tuple[list[Instance], int]:
+    """Instances that read_labelme will accept back, and how many were dropped.
+
+    Drops outlines with < 3 points, non-finite or zero-area ones, and exact copies, so the LabelMe file
+    the user corrects and sends back is never refused; clips outlines to the image.
+    """
+    kept, seen, dropped = [], set(), 0
+    h, w = image_shape[:2]
+    for inst in instances:
+        poly = inst.polygon
+        if len(poly) < 3 or not np.isfinite(poly).all():
+            dropped += 1
+            continue
+        x, y = poly[:, 0], poly[:, 1]
+        if x.min() < 0 or y.min() < 0 or x.max() > w or y.max() > h:
+            x, y = np.clip(x, 0, w), np.clip(y, 0, h)
+            poly = np.column_stack([x, y])
+            inst = Instance(inst.label, poly, inst.score)
+        if abs(float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))) < 1e-9:
+            dropped += 1
+            continue
+        key = (inst.label, (np.round(poly, 6) + 0.0).tobytes())
+        if key in seen:
+            dropped += 1
+            continue
+        seen.add(key)
+        kept.append(inst)
+    return kept, dropped
+
+
 def write_outputs(
     out_dir: Path,
     stem: str,
@@ -330,6 +434,7 @@ def write_outputs(
     histogram, text."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    instances, dropped = usable_instances(instances, image.shape)
     a = measure_arrays(instances)
     paths = {
         "labelme": out_dir / f"{stem}.json",
@@ -342,17 +447,23 @@ def write_outputs(
     write_labelme(paths["labelme"], image, instances, image_name or f"{stem}.png", nm_per_px=nm_per_px)
     write_png(paths["overlay"], render_overlay(image, instances, nm_per_px, show_ids=show_ids, title=title))
     write_csv(paths["csv"], a, nm_per_px)
-    summary = summary_for(image, instances, nm_per_px, name=stem, title=title, region_area_px=region_area_px,
-                          arrays=a)
+    summary = summary_for(
+        image, instances, nm_per_px, name=stem, title=title, region_area_px=region_area_px, arrays=a
+    )
+    summary["dropped_invalid"] = dropped
     paths["summary"].write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
     render_histogram(paths["histogram"], a, nm_per_px, log=log_hist, title=title or stem)
     paths["text"].write_text(format_stats(summary, lang) + "\n", encoding="utf-8")
     return paths
 
 
-def write_pooled(out_dir: Path, items: Sequence[tuple[str, MeasureArrays, tuple[int, ...], float | None,
-                                                       float | None]], *, log_hist: bool = False,
-                 stem: str = "pooled") -> dict[str, Path]:
+def write_pooled(
+    out_dir: Path,
+    items: Sequence[tuple[str, MeasureArrays, tuple[int, ...], float | None, float | None]],
+    *,
+    log_hist: bool = False,
+    stem: str = "pooled",
+) -> dict[str, Path]:
     """Pooled CSV (with an image column), summary JSON/text and histogram over several images.
 
     items: (name, arrays, image_shape, nm_per_px, region_area_px) per image.
@@ -360,7 +471,7 @@ def write_pooled(out_dir: Path, items: Sequence[tuple[str, MeasureArrays, tuple[
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = pooled_stats([ImageMeasures(n, a, shape, nm, reg) for n, a, shape, nm, reg in items])
-    summary["name"] = stem
+    summary["name"] = f"pooled over {len(items)} images"
     paths = {
         "csv": out_dir / f"{stem}_objects.csv",
         "summary": out_dir / f"{stem}_summary.json",
@@ -377,8 +488,9 @@ def write_pooled(out_dir: Path, items: Sequence[tuple[str, MeasureArrays, tuple[
     paths["text"].write_text(format_stats(summary) + "\n", encoding="utf-8")
     # histogram in nm when every image is scaled (each with its own scale), else px
     merged = _concat([a for _, a, _, _, _ in items], [nm if all_scaled else 1.0 for _, _, _, nm, _ in items])
-    render_histogram(paths["histogram"], merged, 1.0 if all_scaled else None, log=log_hist,
-                     title=f"{len(items)} images")
+    render_histogram(
+        paths["histogram"], merged, 1.0 if all_scaled else None, log=log_hist, title=f"{len(items)} images"
+    )
     return paths
 
 
@@ -389,10 +501,13 @@ def _concat(arrays: Sequence[MeasureArrays], factors: Sequence[float]) -> Measur
 
     return MeasureArrays(
         labels=np.concatenate([a.labels for a in arrays]) if arrays else np.zeros(0, dtype=object),
-        area_px=cat(lambda a: a.area_px, 2), d_px=cat(lambda a: a.d_px),
+        area_px=cat(lambda a: a.area_px, 2),
+        d_px=cat(lambda a: a.d_px),
         centroid=np.concatenate([a.centroid for a in arrays]) if arrays else np.zeros((0, 2)),
-        perimeter_px=cat(lambda a: a.perimeter_px), circularity=cat(lambda a: a.circularity, 0),
-        feret_min_px=cat(lambda a: a.feret_min_px), feret_max_px=cat(lambda a: a.feret_max_px),
+        perimeter_px=cat(lambda a: a.perimeter_px),
+        circularity=cat(lambda a: a.circularity, 0),
+        feret_min_px=cat(lambda a: a.feret_min_px),
+        feret_max_px=cat(lambda a: a.feret_max_px),
         bbox=np.concatenate([a.bbox for a in arrays]) if arrays else np.zeros((0, 4)),
         score=cat(lambda a: a.score, 0),
     )

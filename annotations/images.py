@@ -30,9 +30,23 @@ DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".txt", ".asc", ".xyz", ".dat", ".csv")
 
 _UNIT_NM = {
-    "m": 1e9, "meter": 1e9, "cm": 1e7, "mm": 1e6, "um": 1e3, "µm": 1e3, "μm": 1e3, "micron": 1e3,
-    "microns": 1e3, "\\u00b5m": 1e3, "nm": 1.0, "nanometer": 1.0, "a": 0.1, "å": 0.1, "angstrom": 0.1,
-    "pm": 1e-3, "inch": 2.54e7,
+    "m": 1e9,
+    "meter": 1e9,
+    "cm": 1e7,
+    "mm": 1e6,
+    "um": 1e3,
+    "µm": 1e3,
+    "μm": 1e3,
+    "micron": 1e3,
+    "microns": 1e3,
+    "\\u00b5m": 1e3,
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "a": 0.1,
+    "å": 0.1,
+    "angstrom": 0.1,
+    "pm": 1e-3,
+    "inch": 2.54e7,
 }
 
 
@@ -106,7 +120,7 @@ def _check_pixels(width: int, height: int, max_pixels: int, name: str) -> None:
 
 
 def to_uint8_rgb(array: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
-    """Any 2-D/3-D numeric array -> (H, W, 3) uint8; non-8-bit data is stretched min..max (eq. 1 of seed 001)."""
+    """Any 2-D/3-D numeric array -> (H, W, 3) uint8; non-8-bit data is stretched min..max (as eq. 1)."""
     notes = notes if notes is not None else []
     a = np.asarray(array)
     if a.ndim == 3 and a.shape[0] in (3, 4) and a.shape[-1] not in (3, 4):  # planar RGB(A)
@@ -138,7 +152,8 @@ def to_uint8_rgb(array: np.ndarray, notes: list[str] | None = None) -> np.ndarra
 
 
 def _unit_factor(unit: str) -> float | None:
-    return _UNIT_NM.get(unit.strip().lower())
+    # ImageJ writes the micro sign escaped ("\\u00B5m")
+    return _UNIT_NM.get(unit.strip().lower().replace("\\u00b5", "µ"))
 
 
 def _tiff_scale(tif, page, notes: list[str]) -> float | None:
@@ -208,13 +223,8 @@ def _read_tiff(data: bytes, name: str, max_pixels: int, notes: list[str]) -> tup
             if len(pages) == 0:
                 raise ImageUndecodable(f"'{name}' is a TIFF without images.")
             page = pages.first
-            shape = page.shape
-            dims = [d for d in shape]
-            if page.samplesperpixel > 1 and len(dims) >= 3:
-                height, width = (dims[-3], dims[-2]) if dims[-1] == page.samplesperpixel else dims[-2:]
-            else:
-                height, width = dims[-2], dims[-1]
-            _check_pixels(int(width), int(height), max_pixels, name)
+            depth = max(1, int(getattr(page, "imagedepth", 1) or 1))  # a volume page decodes all slices
+            _check_pixels(int(page.imagewidth), int(page.imagelength) * depth, max_pixels, name)
             if len(pages) > 1:
                 notes.append(f"Multi-page TIFF ({len(pages)} pages): only the first page is used.")
             array = page.asarray()
@@ -225,8 +235,9 @@ def _read_tiff(data: bytes, name: str, max_pixels: int, notes: list[str]) -> tup
         raise ImageUndecodable(f"'{name}' is not a readable TIFF ({error.__class__.__name__}).") from None
     finally:
         log.setLevel(level)
-    while array.ndim > 3 or (array.ndim == 3 and array.shape[-1] not in (1, 2, 3, 4)
-                             and array.shape[0] not in (3, 4)):
+    while array.ndim > 3 or (
+        array.ndim == 3 and array.shape[-1] not in (1, 2, 3, 4) and array.shape[0] not in (3, 4)
+    ):
         array = array[0]
     return array, scale
 
@@ -239,6 +250,10 @@ def _read_pillow(data: bytes, name: str, max_pixels: int) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
                 _check_pixels(img.width, img.height, max_pixels, name)
+                if img.format == "JPEG":  # as LabelMe shows it (it applies the EXIF orientation too)
+                    from PIL import ImageOps
+
+                    img = ImageOps.exif_transpose(img)
                 if img.mode == "P":
                     img = img.convert("RGBA" if "transparency" in img.info else "RGB")
                 elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
@@ -258,11 +273,14 @@ def _read_pillow(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     return array  # 16-bit ('I;16') and 32-bit ('I', 'F') modes are stretched by to_uint8_rgb
 
 
-_NUM = re.compile(r"^[\s,;]*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?([\s,;]+[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)*[\s,;]*$")
+_NUM = re.compile(
+    r"^[\s,;]*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?([\s,;]+[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)*[\s,;]*$"
+)
 
 
-def read_height_map(text: str, name: str = "height map", max_pixels: int = DEFAULT_MAX_PIXELS,
-                    notes: list[str] | None = None) -> tuple[np.ndarray, float | None]:
+def read_height_map(
+    text: str, name: str = "height map", max_pixels: int = DEFAULT_MAX_PIXELS, notes: list[str] | None = None
+) -> tuple[np.ndarray, float | None]:
     """ASCII matrix of heights (optional header lines) -> uint8 grey by eq. (1) of seed 001, and nm/px.
 
     I = (H - Hmin) / (Hmax - Hmin) * 255. A WSxM-style header line `X Amplitude: 100 nm` gives the scale.
@@ -280,7 +298,9 @@ def read_height_map(text: str, name: str = "height map", max_pixels: int = DEFAU
                 break
             continue
         if not _NUM.match(stripped):
-            raise BadHeightMap(f"'{name}': line {line_no} is not a row of numbers; expected a plain height matrix.")
+            raise BadHeightMap(
+                f"'{name}': line {line_no} is not a row of numbers; expected a plain height matrix."
+            )
         rows.append([float(v) for v in re.split(r"[\s,;]+", stripped.strip(" ,;\t"))])
         if len(rows) * len(rows[0]) > max_pixels:
             _check_pixels(len(rows[0]), len(rows), max_pixels, name)
@@ -303,11 +323,15 @@ def read_height_map(text: str, name: str = "height map", max_pixels: int = DEFAU
     if hi <= lo:
         raise BadHeightMap(f"'{name}' is flat (all heights are {lo:g}); nothing to see.")
     grey = np.rint((heights - lo) / (hi - lo) * 255.0).astype(np.uint8)  # eq. (1)
-    notes.append(f"Height map {heights.shape[1]}x{heights.shape[0]} converted to 8 bit by eq. 1 "
-                 f"(range {lo:g}..{hi:g}).")
+    notes.append(
+        f"Height map {heights.shape[1]}x{heights.shape[0]} converted to 8 bit by eq. 1 "
+        f"(range {lo:g}..{hi:g})."
+    )
     scale = None
     for line in header:
-        m = re.search(r"x[ _-]*(amplitude|range|size|length)\s*[:=]\s*([-+\d.eE]+)\s*([a-zA-Zµμå]+)", line, re.I)
+        m = re.search(
+            r"x[ _-]*(amplitude|range|size|length)\s*[:=]\s*([-+\d.eE]+)\s*([a-zA-Zµμå]+)", line, re.I
+        )
         if m:
             factor = _unit_factor(m.group(3))
             try:
@@ -321,8 +345,12 @@ def read_height_map(text: str, name: str = "height map", max_pixels: int = DEFAU
     return grey, scale
 
 
-def read_image(source: Path | str | bytes, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-               max_bytes: int = DEFAULT_MAX_BYTES) -> LoadedImage:
+def read_image(
+    source: Path | str | bytes,
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> LoadedImage:
     """Decode an image file (path or bytes) into uint8 RGB; raises AnnotationError subclasses."""
     if name is None:
         name = Path(source).name if isinstance(source, str | Path) else "image"

@@ -104,14 +104,36 @@ def measure(instances: list[Instance], nm_per_px: float | None = None) -> list[O
 
 def from_arrays(a: MeasureArrays, nm_per_px: float | None = None) -> list[ObjectMeasure]:
     rows = zip(
-        a.labels.tolist(), a.area_px.tolist(), a.d_px.tolist(), a.centroid.tolist(), a.perimeter_px.tolist(),
-        a.circularity.tolist(), a.feret_min_px.tolist(), a.feret_max_px.tolist(), a.bbox.tolist(),
-        a.score.tolist(), strict=True,
+        a.labels.tolist(),
+        a.area_px.tolist(),
+        a.d_px.tolist(),
+        a.centroid.tolist(),
+        a.perimeter_px.tolist(),
+        a.circularity.tolist(),
+        a.feret_min_px.tolist(),
+        a.feret_max_px.tolist(),
+        a.bbox.tolist(),
+        a.score.tolist(),
+        strict=True,
     )
     return [
         ObjectMeasure(
-            k + 1, label, area, d, c[0], c[1], per, circ, fmin, fmax, b[0], b[1], b[2], b[3],
-            None if s != s else s, nm_per_px,
+            k + 1,
+            label,
+            area,
+            d,
+            c[0],
+            c[1],
+            per,
+            circ,
+            fmin,
+            fmax,
+            b[0],
+            b[1],
+            b[2],
+            b[3],
+            None if s != s else s,
+            nm_per_px,
         )
         for k, (label, area, d, c, per, circ, fmin, fmax, b, s) in enumerate(rows)
     ]
@@ -128,7 +150,8 @@ def to_arrays(measures: list[ObjectMeasure]) -> MeasureArrays:
         circularity=np.fromiter((m.circularity for m in measures), float, n),
         feret_min_px=np.fromiter((m.feret_min_px for m in measures), float, n),
         feret_max_px=np.fromiter((m.feret_max_px for m in measures), float, n),
-        bbox=np.array([[m.bbox_x0_px, m.bbox_y0_px, m.bbox_x1_px, m.bbox_y1_px] for m in measures],
-                      dtype=float).reshape(n, 4),
+        bbox=np.array(
+            [[m.bbox_x0_px, m.bbox_y0_px, m.bbox_x1_px, m.bbox_y1_px] for m in measures], dtype=float
+        ).reshape(n, 4),
         score=np.fromiter((np.nan if m.score is None else m.score for m in measures), float, n),
     )

@@ -91,8 +91,9 @@ def _prepared(item: ImageMeasures) -> tuple[MeasureArrays, np.ndarray, dict[str,
     return a, nnd_all, nnd_class, region
 
 
-def _with_classes(a: MeasureArrays, nnd_all: np.ndarray, nnd_class: dict[str, np.ndarray], region: float,
-                  nm: float | None) -> dict:
+def _with_classes(
+    a: MeasureArrays, nnd_all: np.ndarray, nnd_class: dict[str, np.ndarray], region: float, nm: float | None
+) -> dict:
     out = _block(a.d_px, a.area_px, nnd_all, region, nm)
     labels = sorted(set(a.labels.tolist()))
     out["counts"] = {label: int((a.labels == label).sum()) for label in labels}
@@ -167,7 +168,10 @@ def pooled_stats(items: Sequence[ImageMeasures | tuple]) -> dict:
     if all_scaled:
         nm_out = pooled(True)
         keep = ("density", "density_unit")
-        for block, nm_block in [(out, nm_out), *((out["classes"][k], nm_out["classes"][k]) for k in out["classes"])]:
+        for block, nm_block in [
+            (out, nm_out),
+            *((out["classes"][k], nm_out["classes"][k]) for k in out["classes"]),
+        ]:
             for key, value in nm_block.items():
                 if key.endswith(("_nm", "_nm2")) or key in keep:
                     block[key] = value

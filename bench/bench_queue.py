@@ -73,7 +73,7 @@ class Setup:
         data = root / broker
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SEGBOT_BROKER_URL")}
         env.update(SEGBOT_DATA_DIR=str(data), SEGBOT_TEST_JOB_MODULE="tests.queue_fakes",
-                   PYTHONPATH=str(REPO), SEGBOT_MAX_JOBS_PER_USER="10", SEGBOT_LOG_LEVEL="WARNING",
+                   PYTHONPATH=str(REPO), SEGBOT_MAX_JOBS_PER_USER="10",
                    DATABASE_URL=self.pg or f"sqlite:///{data / 'segbot.db'}")
         if broker == "redis":
             env.update(SEGBOT_BROKER_URL=REDIS_URL, SEGBOT_REDIS_PREFIX=self.prefix)

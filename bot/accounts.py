@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 ACTIVE = (JobState.QUEUED, JobState.RUNNING)
 
 
-def status_lines(session, user_id: int) -> list[str]:  # type: ignore[no-untyped-def]
+def status_lines(session, user_id: int) -> list[str]:
     jobs = session.scalars(select(Job).where(Job.user_id == user_id).order_by(Job.id.desc()).limit(10))
     lines = []
     for job in jobs:
@@ -40,7 +40,7 @@ def status_lines(session, user_id: int) -> list[str]:  # type: ignore[no-untyped
     return lines
 
 
-def cancel_job(session, user_id: int, job_id: int | None) -> tuple[int | None, bool]:  # type: ignore[no-untyped-def]
+def cancel_job(session, user_id: int, job_id: int | None) -> tuple[int | None, bool]:
     stmt = select(Job).where(Job.user_id == user_id)
     if job_id is not None:
         job = session.scalar(stmt.where(Job.id == job_id))
@@ -53,25 +53,37 @@ def cancel_job(session, user_id: int, job_id: int | None) -> tuple[int | None, b
     return job.id, bool(adapters.request_cancel(session, job))
 
 
-def list_models(session, user_id: int) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    models = session.scalars(select(TrainedModel).where(TrainedModel.user_id == user_id)
-                             .order_by(TrainedModel.version.desc()).limit(20))
-    return [{"id": m.id, "version": m.version, "name": m.name or "", "status": m.status,
-             "date": m.created_at.strftime("%Y-%m-%d") if m.created_at else "?",
-             "metrics": metrics_text(dict(m.metrics or {}))} for m in models]
+def list_models(session, user_id: int) -> list[dict[str, Any]]:
+    models = session.scalars(
+        select(TrainedModel)
+        .where(TrainedModel.user_id == user_id)
+        .order_by(TrainedModel.version.desc())
+        .limit(20)
+    )
+    return [
+        {
+            "id": m.id,
+            "version": m.version,
+            "name": m.name or "",
+            "status": m.status,
+            "date": m.created_at.strftime("%Y-%m-%d") if m.created_at else "?",
+            "metrics": metrics_text(dict(m.metrics or {})),
+        }
+        for m in models
+    ]
 
 
-def _own_model(session, user_id: int, model_id: int) -> TrainedModel | None:  # type: ignore[no-untyped-def]
+def _own_model(session, user_id: int, model_id: int) -> TrainedModel | None:
     model = session.get(TrainedModel, model_id)
     return model if model is not None and model.user_id == user_id else None
 
 
-def model_version(session, user_id: int, model_id: int) -> int | None:  # type: ignore[no-untyped-def]
+def model_version(session, user_id: int, model_id: int) -> int | None:
     model = _own_model(session, user_id, model_id)
     return model.version if model else None
 
 
-def use_model(session, user_id: int, model_id: int) -> tuple[int | None, bool]:  # type: ignore[no-untyped-def]
+def use_model(session, user_id: int, model_id: int) -> tuple[int | None, bool]:
     model = _own_model(session, user_id, model_id)
     if model is None:
         return None, False
@@ -81,7 +93,7 @@ def use_model(session, user_id: int, model_id: int) -> tuple[int | None, bool]: 
     return model.version, True
 
 
-def rename_model(session, user_id: int, model_id: int, name: str) -> int | None:  # type: ignore[no-untyped-def]
+def rename_model(session, user_id: int, model_id: int, name: str) -> int | None:
     model = _own_model(session, user_id, model_id)
     if model is None:
         return None
@@ -101,7 +113,7 @@ def _bundle_dir(data_dir: Path, files_dir: Path, path: str | None) -> Path | Non
     return None
 
 
-def delete_model(session, settings, user_id: int, model_id: int) -> int | None:  # type: ignore[no-untyped-def]
+def delete_model(session, settings, user_id: int, model_id: int) -> int | None:
     model = _own_model(session, user_id, model_id)
     if model is None:
         return None
@@ -117,12 +129,14 @@ def delete_model(session, settings, user_id: int, model_id: int) -> int | None: 
     return version
 
 
-def recent_summaries(session, user_id: int, limit: int = 50) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    results = session.scalars(select(Result).where(Result.user_id == user_id).order_by(Result.id.desc()).limit(limit))
+def recent_summaries(session, user_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    results = session.scalars(
+        select(Result).where(Result.user_id == user_id).order_by(Result.id.desc()).limit(limit)
+    )
     return [dict(r.summary or {}) for r in results]
 
 
-def export_zip(session, store: FileStore, data_dir: Path, user_id: int) -> bytes | None:  # type: ignore[no-untyped-def]
+def export_zip(session, store: FileStore, data_dir: Path, user_id: int) -> bytes | None:
     uploads = list(session.scalars(select(Upload).where(Upload.user_id == user_id).order_by(Upload.id)))
     results = list(session.scalars(select(Result).where(Result.user_id == user_id).order_by(Result.id)))
     models = list(session.scalars(select(TrainedModel).where(TrainedModel.user_id == user_id)))
@@ -132,21 +146,34 @@ def export_zip(session, store: FileStore, data_dir: Path, user_id: int) -> bytes
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for upload in uploads:
             try:
-                archive.writestr(f"uploads/{upload.id}_{Path(upload.original_name).name}", store.read_bytes(upload.sha256))
+                archive.writestr(
+                    f"uploads/{upload.id}_{Path(upload.original_name).name}", store.read_bytes(upload.sha256)
+                )
             except StoreError:
                 continue
         for result in results:
             stem = Path(result.image_name or f"image_{result.id}").stem
             for role, sha in (result.files or {}).items():
                 try:
-                    archive.writestr(f"results/{result.id}_{stem}/{stem}_{role}{ROLE_EXT.get(role, '')}",
-                                     store.read_bytes(sha))
+                    archive.writestr(
+                        f"results/{result.id}_{stem}/{stem}_{role}{ROLE_EXT.get(role, '')}",
+                        store.read_bytes(sha),
+                    )
                 except StoreError:
                     continue
-            archive.writestr(f"results/{result.id}_{stem}/summary.json", json.dumps(result.summary or {}, indent=1))
+            archive.writestr(
+                f"results/{result.id}_{stem}/summary.json", json.dumps(result.summary or {}, indent=1)
+            )
         for model in models:
-            info = {"version": model.version, "name": model.name, "classes": model.classes, "status": model.status,
-                    "metrics": model.metrics, "options": model.options, "path": model.path}
+            info = {
+                "version": model.version,
+                "name": model.name,
+                "classes": model.classes,
+                "status": model.status,
+                "metrics": model.metrics,
+                "options": model.options,
+                "path": model.path,
+            }
             archive.writestr(f"models/v{model.version}/model.json", json.dumps(info, indent=1, default=str))
             bundle = _bundle_dir(data_dir, store.root, model.path)
             for name in ("bundle.json", "MODEL_CARD.md"):
@@ -155,7 +182,7 @@ def export_zip(session, store: FileStore, data_dir: Path, user_id: int) -> bytes
     return buffer.getvalue()
 
 
-def forget_user(session, store: FileStore, data_dir: Path, user_id: int) -> None:  # type: ignore[no-untyped-def]
+def forget_user(session, store: FileStore, data_dir: Path, user_id: int) -> None:
     """Delete the user's rows, their files no one else references, and their model bundles."""
     user = session.get(User, user_id)
     if user is None:
@@ -165,14 +192,18 @@ def forget_user(session, store: FileStore, data_dir: Path, user_id: int) -> None
     digests = set(session.scalars(select(Upload.sha256).where(Upload.user_id == user_id)))
     for files in session.scalars(select(Result.files).where(Result.user_id == user_id)):
         digests.update(v for v in (files or {}).values() if isinstance(v, str))
-    bundles = [_bundle_dir(data_dir, store.root, p) for p in
-               session.scalars(select(TrainedModel.path).where(TrainedModel.user_id == user_id))]
+    bundles = [
+        _bundle_dir(data_dir, store.root, p)
+        for p in session.scalars(select(TrainedModel.path).where(TrainedModel.user_id == user_id))
+    ]
     user.active_model_id = None
     session.flush()
     session.delete(user)
     session.flush()
     # Content-addressed: keep a blob another user also sent or got.
-    shared = set(session.scalars(select(Upload.sha256).where(Upload.sha256.in_(digests)))) if digests else set()
+    shared = (
+        set(session.scalars(select(Upload.sha256).where(Upload.sha256.in_(digests)))) if digests else set()
+    )
     for files in session.scalars(select(Result.files)):
         shared.update(v for v in (files or {}).values() if isinstance(v, str))
     for digest in digests - shared:
@@ -188,7 +219,7 @@ def forget_user(session, store: FileStore, data_dir: Path, user_id: int) -> None
         shutil.rmtree(user_dir, ignore_errors=True)
 
 
-def correction_plan(session, user_id: int, upload_id: int) -> dict[str, Any] | None:  # type: ignore[no-untyped-def]
+def correction_plan(session, user_id: int, upload_id: int) -> dict[str, Any] | None:
     """The next training set after a correction: the model's training uploads plus the correction."""
     upload = session.get(Upload, upload_id)
     if upload is None or upload.user_id != user_id:
@@ -203,8 +234,14 @@ def correction_plan(session, user_id: int, upload_id: int) -> dict[str, Any] | N
         if train_job is not None:
             ids = [int(i) for i in (train_job.params or {}).get("upload_ids", [])]
             options = dict((train_job.params or {}).get("options") or {})
-        options = {**options, **{k: v for k, v in (model.options or {}).items()
-                                 if k in ("arch", "iterations", "augment", "rescale")}}
+        options = {
+            **options,
+            **{
+                k: v
+                for k, v in (model.options or {}).items()
+                if k in ("arch", "iterations", "augment", "rescale")
+            },
+        }
     existing = set(session.scalars(select(Upload.id).where(Upload.id.in_(ids), Upload.user_id == user_id)))
     ids = [i for i in ids if i in existing and i != upload_id] + [upload_id]
     user = session.get(User, user_id)
@@ -216,15 +253,18 @@ def correction_plan(session, user_id: int, upload_id: int) -> dict[str, Any] | N
     return {"upload_ids": ids, "options": options}
 
 
-def admin_overview(session) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def admin_overview(session) -> dict[str, Any]:
     counts = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
     since = datetime.now(UTC) - timedelta(days=1)
     jobs24 = session.scalar(select(func.count()).select_from(Job).where(Job.created_at >= since)) or 0
-    gpu = session.scalar(select(func.coalesce(func.sum(Job.gpu_seconds), 0.0)).where(Job.created_at >= since)) or 0.0
+    gpu = (
+        session.scalar(select(func.coalesce(func.sum(Job.gpu_seconds), 0.0)).where(Job.created_at >= since))
+        or 0.0
+    )
     queue = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty"
     users = session.scalar(select(func.count()).select_from(User)) or 0
     return {"queue": queue, "users": users, "jobs24": jobs24, "gpu": float(gpu)}
 
 
-def all_chat_ids(session) -> list[int]:  # type: ignore[no-untyped-def]
+def all_chat_ids(session) -> list[int]:
     return list(session.scalars(select(User.telegram_id).order_by(User.id)))

@@ -23,13 +23,13 @@ class QueueUnavailable(Exception):
 # annotations
 
 
-def read_labelme(data: bytes, name: str, files: Mapping[str, bytes] | None, max_pixels: int):  # type: ignore[no-untyped-def]
+def read_labelme(data: bytes, name: str, files: Mapping[str, bytes] | None, max_pixels: int):
     from annotations.labelme import read_labelme as _read
 
     return _read(data, name=name, files=dict(files or {}), max_pixels=max_pixels)
 
 
-def summarize(ann) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def summarize(ann) -> dict[str, Any]:
     from annotations.crops import summarize_annotation
 
     return summarize_annotation(ann)
@@ -50,14 +50,31 @@ def annotation_error_types() -> tuple[type[BaseException], ...]:
 # queue
 
 
-def submit_job(session: Session, user: User, kind: str, params: dict[str, Any], *, settings,  # type: ignore[no-untyped-def]
-               dataset_id: int | None = None, model_id: int | None = None, chat_id: int | None = None) -> Job:
+def submit_job(
+    session: Session,
+    user: User,
+    kind: str,
+    params: dict[str, Any],
+    *,
+    settings,
+    dataset_id: int | None = None,
+    model_id: int | None = None,
+    chat_id: int | None = None,
+) -> Job:
     try:
         from storage.jobs import submit_job as _submit
     except ImportError as error:
         raise QueueUnavailable(str(error)) from None
-    return _submit(session, user, kind, params, settings=settings, dataset_id=dataset_id, model_id=model_id,
-                   chat_id=chat_id)
+    return _submit(
+        session,
+        user,
+        kind,
+        params,
+        settings=settings,
+        dataset_id=dataset_id,
+        model_id=model_id,
+        chat_id=chat_id,
+    )
 
 
 def queue_limit_errors() -> tuple[type[BaseException], ...]:

@@ -27,20 +27,46 @@ from storage.settings import Settings
 log = logging.getLogger(__name__)
 
 COMMANDS = {
-    "start": h.cmd_start, "help": h.cmd_help, "example": h.cmd_example, "lang": h.cmd_lang,
-    "train": h.cmd_train, "status": h.cmd_status, "cancel": h.cmd_cancel, "models": h.cmd_models,
-    "scale": h.cmd_scale, "threshold": h.cmd_threshold, "stats": h.cmd_stats, "export": h.cmd_export,
-    "forget_me": h.cmd_forget, "admin": h.cmd_admin,
+    "start": h.cmd_start,
+    "help": h.cmd_help,
+    "example": h.cmd_example,
+    "lang": h.cmd_lang,
+    "train": h.cmd_train,
+    "status": h.cmd_status,
+    "cancel": h.cmd_cancel,
+    "models": h.cmd_models,
+    "scale": h.cmd_scale,
+    "threshold": h.cmd_threshold,
+    "stats": h.cmd_stats,
+    "export": h.cmd_export,
+    "forget_me": h.cmd_forget,
+    "admin": h.cmd_admin,
 }
-MENU = [("start", "what segbot does"), ("help", "how to label, commands"), ("example", "a labelled sample"),
-        ("train", "train on your labels"), ("status", "your jobs"), ("cancel", "stop a job"),
-        ("models", "your models"), ("scale", "nm per pixel"), ("threshold", "score threshold"),
-        ("stats", "pooled statistics"), ("export", "all your files"), ("lang", "English/Русский"),
-        ("forget_me", "delete everything of yours")]
+MENU = [
+    ("start", "what segbot does"),
+    ("help", "how to label, commands"),
+    ("example", "a labelled sample"),
+    ("train", "train on your labels"),
+    ("status", "your jobs"),
+    ("cancel", "stop a job"),
+    ("models", "your models"),
+    ("scale", "nm per pixel"),
+    ("threshold", "score threshold"),
+    ("stats", "pooled statistics"),
+    ("export", "all your files"),
+    ("lang", "English/Русский"),
+    ("forget_me", "delete everything of yours"),
+]
 
 
-def build_application(settings: Settings, *, tick_interval: float = 1.0, progress_interval: float = 3.0,
-                      spam_max: int = 20, spam_window_s: float = 10.0) -> Application:
+def build_application(
+    settings: Settings,
+    *,
+    tick_interval: float = 1.0,
+    progress_interval: float = 3.0,
+    spam_max: int = 20,
+    spam_window_s: float = 10.0,
+) -> Application:
     """The bot: handlers, the outbox/progress job every tick_interval s, edits >= progress_interval s
     apart, at most spam_max updates per user in spam_window_s (the rest is dropped after one warning)."""
     token = settings.token
@@ -54,7 +80,9 @@ def build_application(settings: Settings, *, tick_interval: float = 1.0, progres
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_api_base_file_url)
         .rate_limiter(AIORateLimiter(max_retries=3))
-        .concurrent_updates(True)  # one slow download must not hold up other users (per-user locks keep order)
+        .concurrent_updates(
+            True
+        )  # one slow download must not hold up other users (per-user locks keep order)
         .post_init(on_startup)
         .build()
     )
@@ -71,8 +99,13 @@ def build_application(settings: Settings, *, tick_interval: float = 1.0, progres
     app.add_handler(MessageHandler(filters.TEXT, h.on_text))
     app.add_handler(MessageHandler(filters.ALL, h.on_other))
     app.add_error_handler(h.on_error)
-    app.job_queue.run_repeating(deliverer.tick, interval=tick_interval, first=tick_interval / 2, name="outbox",
-                                job_kwargs={"max_instances": 1, "coalesce": True})
+    app.job_queue.run_repeating(
+        deliverer.tick,
+        interval=tick_interval,
+        first=tick_interval / 2,
+        name="outbox",
+        job_kwargs={"max_instances": 1, "coalesce": True},
+    )
     return app
 
 
@@ -83,13 +116,16 @@ async def on_startup(app: Application) -> None:
         log.warning("could not set the command menu: %s", error)
 
 
-async def run_until(app: Application, stop: threading.Event | asyncio.Event, poll_timeout: float = 10.0) -> None:
+async def run_until(
+    app: Application, stop: threading.Event | asyncio.Event, poll_timeout: float = 10.0
+) -> None:
     """Poll until `stop` is set (the tests' and the benchmark's way; `segbot run` uses run_polling)."""
     async with app:
         await on_startup(app)
         await app.start()
-        await app.updater.start_polling(timeout=int(poll_timeout), poll_interval=0.0,
-                                        allowed_updates=Update.ALL_TYPES)
+        await app.updater.start_polling(
+            timeout=int(poll_timeout), poll_interval=0.0, allowed_updates=Update.ALL_TYPES
+        )
         try:
             while not stop.is_set():
                 await asyncio.sleep(0.05)

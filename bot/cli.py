@@ -11,7 +11,7 @@ from segbot.errors import user_errors
 log = logging.getLogger("bot")
 
 
-def _check_database(settings, migrate: bool) -> None:  # type: ignore[no-untyped-def]
+def _check_database(settings, migrate: bool) -> None:
     from storage.migrate import current_revision, head_revision, upgrade
 
     url = settings.database_url
@@ -19,19 +19,27 @@ def _check_database(settings, migrate: bool) -> None:  # type: ignore[no-untyped
     try:
         current = current_revision(url)
     except Exception as error:  # noqa: BLE001 - any connection problem is reported the same way
-        raise click.ClickException(f"cannot open the database ({type(error).__name__}); check DATABASE_URL")
+        raise click.ClickException(
+            f"cannot open the database ({type(error).__name__}); check DATABASE_URL"
+        ) from None
     head = head_revision(url)
     if current != head:
         if not migrate:
-            raise click.ClickException(f"the database is at revision {current or 'none'}, not {head}: "
-                                       "run `segbot migrate` first (or `segbot run --migrate`)")
+            raise click.ClickException(
+                f"the database is at revision {current or 'none'}, not {head}: "
+                "run `segbot migrate` first (or `segbot run --migrate`)"
+            )
         upgrade(url)
 
 
 @click.command()
 @click.option("--migrate", "do_migrate", is_flag=True, help="Upgrade the database first if it is behind.")
-@click.option("--worker/--no-worker", default=True, show_default=True,
-              help="Start a worker process beside the bot when the queue is embedded.")
+@click.option(
+    "--worker/--no-worker",
+    default=True,
+    show_default=True,
+    help="Start a worker process beside the bot when the queue is embedded.",
+)
 @click.option("--webhook-url", default=None, help="Use a webhook at this public URL instead of polling.")
 @click.option("--listen", default="127.0.0.1", show_default=True, help="Webhook listen address.")
 @click.option("--port", default=8443, show_default=True, type=int, help="Webhook port.")
@@ -71,8 +79,14 @@ def run(do_migrate: bool, worker: bool, webhook_url: str | None, listen: str, po
             import secrets
 
             secret = secrets.token_hex(16)  # Telegram echoes it; set anew at each start
-            app.run_webhook(listen=listen, port=port, url_path="telegram", webhook_url=webhook_url.rstrip("/")
-                            + "/telegram", secret_token=secret, allowed_updates=Update.ALL_TYPES)
+            app.run_webhook(
+                listen=listen,
+                port=port,
+                url_path="telegram",
+                webhook_url=webhook_url.rstrip("/") + "/telegram",
+                secret_token=secret,
+                allowed_updates=Update.ALL_TYPES,
+            )
         else:
             app.run_polling(allowed_updates=Update.ALL_TYPES)
     finally:

@@ -30,8 +30,14 @@ from storage.models import Job, JobState, ModelStatus, Notice, Result, TrainedMo
 
 log = logging.getLogger(__name__)
 FILE_ROLES = (("labelme", ".json"), ("csv", "_objects.csv"), ("histogram", "_hist.png"))
-ROLE_EXT = {"labelme": ".json", "overlay": ".png", "csv": ".csv", "histogram": ".png", "summary": ".json",
-            "text": ".txt"}
+ROLE_EXT = {
+    "labelme": ".json",
+    "overlay": ".png",
+    "csv": ".csv",
+    "histogram": ".png",
+    "summary": ".json",
+    "text": ".txt",
+}
 BIG_SET = 4  # more results than this in one job -> one zip
 
 
@@ -48,16 +54,22 @@ class NoticeView:
     error: str | None = None
 
 
-def _load_pending(session, limit: int) -> list[NoticeView]:  # type: ignore[no-untyped-def]
+def _load_pending(session, limit: int) -> list[NoticeView]:
     views = []
     for notice in adapters.pending_notices(session, limit):
         user = session.get(User, notice.user_id)
         if user is None:
             continue
         job = session.get(Job, notice.job_id) if notice.job_id else None
-        view = NoticeView(notice.id, notice.kind, (job.chat_id if job and job.chat_id else user.telegram_id),
-                          user.language or "en", notice.job_id, dict(notice.payload or {}),
-                          error=(job.error if job else None))
+        view = NoticeView(
+            notice.id,
+            notice.kind,
+            (job.chat_id if job and job.chat_id else user.telegram_id),
+            user.language or "en",
+            notice.job_id,
+            dict(notice.payload or {}),
+            error=(job.error if job else None),
+        )
         if notice.kind == "train_done":
             model = None
             if notice.payload and notice.payload.get("model_id"):
@@ -69,9 +81,17 @@ def _load_pending(session, limit: int) -> list[NoticeView]:  # type: ignore[no-u
                 if model.status == ModelStatus.READY:
                     user.active_model_id = model.id
         elif notice.kind == "predict_done" and notice.job_id:
-            for result in session.scalars(select(Result).where(Result.job_id == notice.job_id).order_by(Result.id)):
-                view.results.append({"id": result.id, "name": result.image_name or f"image_{result.id}",
-                                     "files": dict(result.files or {}), "summary": dict(result.summary or {})})
+            for result in session.scalars(
+                select(Result).where(Result.job_id == notice.job_id).order_by(Result.id)
+            ):
+                view.results.append(
+                    {
+                        "id": result.id,
+                        "name": result.image_name or f"image_{result.id}",
+                        "files": dict(result.files or {}),
+                        "summary": dict(result.summary or {}),
+                    }
+                )
         views.append(view)
     return views
 
@@ -110,9 +130,17 @@ def caption_for(result: dict[str, Any], lang: str) -> str:
     dens = ""
     if density is not None:
         dens = f"\ndensity {fmt_num(density)} {s.get('density_unit', '')}".rstrip()
-    return t(lang, "predict_caption", name=result["name"], n=s.get("n_objects", 0),
-             counts=counts_text(s.get("counts") or {}), mean=fmt_num(mean), std=fmt_num(std), unit=unit,
-             density=dens)[:1024]
+    return t(
+        lang,
+        "predict_caption",
+        name=result["name"],
+        n=s.get("n_objects", 0),
+        counts=counts_text(s.get("counts") or {}),
+        mean=fmt_num(mean),
+        std=fmt_num(std),
+        unit=unit,
+        density=dens,
+    )[:1024]
 
 
 def pooled(summaries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -132,8 +160,14 @@ def pooled(summaries: list[dict[str, Any]]) -> dict[str, Any]:
             sum_x2 += n * (float(std) ** 2 + float(mean) ** 2)
     mean_all = sum_x / total if total else None
     std_all = max(sum_x2 / total - mean_all**2, 0.0) ** 0.5 if total and mean_all is not None else None
-    return {"n_images": len(summaries), "total": total, "counts": counts, "mean": mean_all, "std": std_all,
-            "unit": unit}
+    return {
+        "n_images": len(summaries),
+        "total": total,
+        "counts": counts,
+        "mean": mean_all,
+        "std": std_all,
+        "unit": unit,
+    }
 
 
 class Deliverer:
@@ -174,15 +208,24 @@ class Deliverer:
         bot, lang = context.bot, view.lang
         if view.kind == "train_done":
             model = view.model or {"version": view.payload.get("version", "?"), "metrics": {}}
-            await bot.send_message(view.chat_id, t(lang, "train_done", version=model["version"],
-                                                   metrics=metrics_text(model.get("metrics") or {})))
+            await bot.send_message(
+                view.chat_id,
+                t(
+                    lang,
+                    "train_done",
+                    version=model["version"],
+                    metrics=metrics_text(model.get("metrics") or {}),
+                ),
+            )
         elif view.kind == "predict_done":
             await self._send_results(context, view)
         elif view.kind in ("job_failed", "job_cancelled"):
             reason = view.payload.get("reason") or view.payload.get("error") or view.error or view.kind
             await bot.send_message(view.chat_id, t(lang, "job_failed", job=view.job_id, reason=reason))
         else:
-            text = view.payload.get("text") or view.payload.get("message") or f"{view.kind} (job #{view.job_id})"
+            text = (
+                view.payload.get("text") or view.payload.get("message") or f"{view.kind} (job #{view.job_id})"
+            )
             await bot.send_message(view.chat_id, str(text)[:4000])
 
     async def _send_results(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> None:
@@ -193,10 +236,19 @@ class Deliverer:
         if len(view.results) > BIG_SET:
             data = await asyncio.to_thread(_zip_results, store, view.results)
             p = pooled([r["summary"] for r in view.results])
-            caption = t(lang, "predict_big", n=p["n_images"], total=p["total"], counts=counts_text(p["counts"]),
-                        mean=fmt_num(p["mean"]), std=fmt_num(p["std"]), unit=p["unit"])
-            await bot.send_document(view.chat_id, data, filename=f"segbot_job{view.job_id}.zip",
-                                    caption=caption[:1024])
+            caption = t(
+                lang,
+                "predict_big",
+                n=p["n_images"],
+                total=p["total"],
+                counts=counts_text(p["counts"]),
+                mean=fmt_num(p["mean"]),
+                std=fmt_num(p["std"]),
+                unit=p["unit"],
+            )
+            await bot.send_document(
+                view.chat_id, data, filename=f"segbot_job{view.job_id}.zip", caption=caption[:1024]
+            )
             return
         for result in view.results:
             stem = result["name"].rsplit(".", 1)[0]
@@ -206,7 +258,9 @@ class Deliverer:
             if overlay is not None and len(overlay) < 10 * 2**20:
                 await bot.send_photo(view.chat_id, overlay, caption=caption, filename=f"{stem}_overlay.png")
             elif overlay is not None:
-                await bot.send_document(view.chat_id, overlay, caption=caption, filename=f"{stem}_overlay.png")
+                await bot.send_document(
+                    view.chat_id, overlay, caption=caption, filename=f"{stem}_overlay.png"
+                )
             else:
                 await bot.send_message(view.chat_id, caption)
             media = []
@@ -230,12 +284,15 @@ class Deliverer:
                 continue
             try:
                 # max_retries=0: a RetryAfter comes back to us instead of sleeping in the rate limiter
-                await context.bot.edit_message_text(row["text"], chat_id=row["chat_id"],
-                                                    message_id=row["message_id"],
-                                                    rate_limit_args=0)
+                await context.bot.edit_message_text(
+                    row["text"], chat_id=row["chat_id"], message_id=row["message_id"], rate_limit_args=0
+                )
             except RetryAfter as error:
-                delay = error.retry_after.total_seconds() if isinstance(error.retry_after, timedelta) else float(
-                    error.retry_after)
+                delay = (
+                    error.retry_after.total_seconds()
+                    if isinstance(error.retry_after, timedelta)
+                    else float(error.retry_after)
+                )
                 throttle.retry_after(row["id"], delay, time.monotonic())
                 continue
             except BadRequest as error:
@@ -247,18 +304,34 @@ class Deliverer:
             throttle.edited(row["id"], row["text"], time.monotonic())
 
 
-def _progress_rows(session) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def _progress_rows(session) -> list[dict[str, Any]]:
     recent = datetime.now(UTC) - timedelta(minutes=10)
     active = (JobState.QUEUED, JobState.RUNNING)
-    stmt = (select(Job, User.language).join(User, User.id == Job.user_id)
-            .where(Job.progress_message_id.is_not(None), Job.chat_id.is_not(None),
-                   or_(Job.state.in_(active), Job.finished_at >= recent))
-            .order_by(Job.id).limit(100))
+    stmt = (
+        select(Job, User.language)
+        .join(User, User.id == Job.user_id)
+        .where(
+            Job.progress_message_id.is_not(None),
+            Job.chat_id.is_not(None),
+            or_(Job.state.in_(active), Job.finished_at >= recent),
+        )
+        .order_by(Job.id)
+        .limit(100)
+    )
     rows = []
     for job, lang in session.execute(stmt):
-        rows.append({"id": job.id, "chat_id": job.chat_id, "message_id": job.progress_message_id,
-                     "text": progress_text(job, lang or "en", adapters.queue_position(session, job)
-                                           if job.state == JobState.QUEUED else None)})
+        rows.append(
+            {
+                "id": job.id,
+                "chat_id": job.chat_id,
+                "message_id": job.progress_message_id,
+                "text": progress_text(
+                    job,
+                    lang or "en",
+                    adapters.queue_position(session, job) if job.state == JobState.QUEUED else None,
+                ),
+            }
+        )
     return rows
 
 
@@ -274,11 +347,19 @@ def progress_text(job: Job, lang: str, position: int | None = None) -> str:
         return t(lang, "progress", job=job.id, kind=job.kind, stage=stage, pct=0, loss="", eta="")
     loss = (job.result or {}).get("loss") if isinstance(job.result, dict) else None
     eta = f", ETA {int(job.eta_s) // 60}:{int(job.eta_s) % 60:02d}" if job.eta_s else ""
-    return t(lang, "progress", job=job.id, kind=job.kind, stage=job.stage or "", pct=int(round(100 * (job.progress or 0))),
-             loss=f", loss {float(loss):.3f}" if isinstance(loss, int | float) else "", eta=eta)
+    return t(
+        lang,
+        "progress",
+        job=job.id,
+        kind=job.kind,
+        stage=job.stage or "",
+        pct=int(round(100 * (job.progress or 0))),
+        loss=f", loss {float(loss):.3f}" if isinstance(loss, int | float) else "",
+        eta=eta,
+    )
 
 
-def _read(store, sha: str | None) -> bytes | None:  # type: ignore[no-untyped-def]
+def _read(store, sha: str | None) -> bytes | None:
     if not sha:
         return None
     try:
@@ -287,7 +368,7 @@ def _read(store, sha: str | None) -> bytes | None:  # type: ignore[no-untyped-de
         return None
 
 
-def _zip_results(store, results: list[dict[str, Any]]) -> bytes:  # type: ignore[no-untyped-def]
+def _zip_results(store, results: list[dict[str, Any]]) -> bytes:
     buffer = io.BytesIO()
     used: set[str] = set()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -303,5 +384,5 @@ def _zip_results(store, results: list[dict[str, Any]]) -> bytes:  # type: ignore
     return buffer.getvalue()
 
 
-def pending_count(session) -> int:  # type: ignore[no-untyped-def]
+def pending_count(session) -> int:
     return len(list(session.scalars(select(Notice.id).where(Notice.sent_at.is_(None)))))

@@ -36,29 +36,24 @@ def _discs(size: int = 192, seed: int = 7) -> tuple[np.ndarray, list[dict], dict
             continue
         angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
         points = [[round(cx + r * np.cos(a), 1), round(cy + r * np.sin(a), 1)] for a in angles]
-        shapes.append({"label": "particle", "points": points, "group_id": None, "shape_type": "polygon",
-                       "flags": {}})
+        shapes.append(
+            {"label": "particle", "points": points, "group_id": None, "shape_type": "polygon", "flags": {}}
+        )
     return np.stack([image] * 3, axis=-1), shapes, crop
 
 
-def _from_synthetic() -> tuple[np.ndarray, list[dict], dict] | None:
+def _from_synthetic() -> bytes | None:
+    """LabelMe bytes from trainer.synthetic (one crop of a 256 px scene), or None when it is absent."""
     try:
-        from trainer import synthetic  # MODEL engineer's generator, when present
+        from trainer.synthetic import labelme_dict, synthetic_scene, with_crops
     except ImportError:
         return None
-    make = getattr(synthetic, "make_sample", None) or getattr(synthetic, "synthetic_image", None)
-    if make is None:
-        return None
     try:
-        ann = make(seed=7)
-    except Exception:  # noqa: BLE001 - an unexpected signature: fall back to the drawn discs
+        scene = synthetic_scene(seed=7, size=(256, 256), n_particles=24, n_pits=5, name="segbot_example.png")
+        ann = with_crops(scene, n_crops=1, crop_size=150, seed=7)
+        return json.dumps(labelme_dict(ann, image_name="segbot_example.png")).encode("utf-8")
+    except Exception:  # noqa: BLE001 - a changed signature must not break /example: draw discs instead
         return None
-    crop = ann.crops[0] if ann.crops else None
-    box = {"x0": crop.x0, "y0": crop.y0, "x1": crop.x1, "y1": crop.y1} if crop else {
-        "x0": 0.0, "y0": 0.0, "x1": float(ann.width), "y1": float(ann.height)}
-    shapes = [{"label": inst.label, "points": [[round(float(x), 1), round(float(y), 1)] for x, y in inst.polygon],
-               "group_id": None, "shape_type": "polygon", "flags": {}} for inst in ann.instances]
-    return ann.image, shapes, box
 
 
 @lru_cache(maxsize=1)
@@ -66,13 +61,27 @@ def example_labelme() -> tuple[bytes, int]:
     """The sample as LabelMe JSON bytes and its number of labelled objects."""
     from PIL import Image
 
-    made = _from_synthetic() or _discs()
-    image, shapes, crop = made
+    data = _from_synthetic()
+    if data is not None:
+        shapes = json.loads(data)["shapes"]
+        return data, sum(1 for shape in shapes if shape.get("shape_type") != "rectangle")
+    image, shapes, crop = _discs()
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
-    rect = {"label": "crop", "points": [[crop["x0"], crop["y0"]], [crop["x1"], crop["y1"]]], "group_id": None,
-            "shape_type": "rectangle", "flags": {}}
-    doc = {"version": "5.4.1", "flags": {}, "shapes": [rect, *shapes], "imagePath": "segbot_example.png",
-           "imageData": base64.b64encode(buffer.getvalue()).decode("ascii"),
-           "imageHeight": int(image.shape[0]), "imageWidth": int(image.shape[1])}
+    rect = {
+        "label": "crop",
+        "points": [[crop["x0"], crop["y0"]], [crop["x1"], crop["y1"]]],
+        "group_id": None,
+        "shape_type": "rectangle",
+        "flags": {},
+    }
+    doc = {
+        "version": "5.4.1",
+        "flags": {},
+        "shapes": [rect, *shapes],
+        "imagePath": "segbot_example.png",
+        "imageData": base64.b64encode(buffer.getvalue()).decode("ascii"),
+        "imageHeight": int(image.shape[0]),
+        "imageWidth": int(image.shape[1]),
+    }
     return json.dumps(doc).encode("utf-8"), len(shapes)

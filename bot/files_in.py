@@ -59,7 +59,8 @@ def kind_of(name: str, data: bytes) -> str:
     if head.startswith(b"PK\x03\x04") or lower.endswith(".zip"):
         return "zip"
     if head.startswith((b"\x89PNG", b"\xff\xd8", b"II*\x00", b"MM\x00*", b"BM", b"GIF8")) or (
-            head.startswith(b"RIFF") and data[8:12] == b"WEBP"):
+        head.startswith(b"RIFF") and data[8:12] == b"WEBP"
+    ):
         return "image"
     if lower.endswith(".json") or data.lstrip()[:1] == b"{":
         return "json"
@@ -74,8 +75,11 @@ def expand_zip(name: str, data: bytes, max_total: int) -> list[Incoming]:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as error:
         raise ValueError(str(error) or "damaged archive") from None
-    members = [m for m in archive.infolist() if not m.is_dir() and "__MACOSX" not in m.filename
-               and not basename(m.filename).startswith(".")]
+    members = [
+        m
+        for m in archive.infolist()
+        if not m.is_dir() and "__MACOSX" not in m.filename and not basename(m.filename).startswith(".")
+    ]
     if len(members) > ZIP_MAX_ENTRIES:
         raise ValueError(f"more than {ZIP_MAX_ENTRIES} files")
     if sum(m.file_size for m in members) > max_total:
@@ -116,8 +120,9 @@ def _embed(doc: dict[str, Any], image_name: str, image: bytes) -> bytes:
     return json.dumps(doc).encode("utf-8")
 
 
-def process_labels(services: Services, user: UserInfo, jsons: list[Incoming], images: dict[str, bytes],
-                   lang: str) -> LabelsOutcome:
+def process_labels(
+    services: Services, user: UserInfo, jsons: list[Incoming], images: dict[str, bytes], lang: str
+) -> LabelsOutcome:
     """Validate LabelMe files; store the good ones as uploads in the user's pending training set."""
     outcome = LabelsOutcome()
     lowered = {name.lower(): data for name, data in images.items()}
@@ -150,32 +155,57 @@ def process_labels(services: Services, user: UserInfo, jsons: list[Incoming], im
         text = adapters.format_summary(summary, lang)
         image_sha = hashlib.sha256(image_bytes).hexdigest() if image_bytes else None
         sha = services.store.put_bytes(stored)
-        accepted = services.run_db(_save_labels, user.id, item.name, sha, len(stored), summary, image_sha,
-                                   doc.get("imagePath"))
+        accepted = services.run_db(
+            _save_labels, user.id, item.name, sha, len(stored), summary, image_sha, doc.get("imagePath")
+        )
         outcome.accepted.append(Accepted(accepted[0], item.name, text, accepted[1]))
         outcome.pending_count = accepted[2]
     return outcome
 
 
-def _save_labels(session, user_id: int, name: str, sha: str, size: int, summary: dict[str, Any],  # type: ignore[no-untyped-def]
-                 image_sha: str | None, image_path: str | None):
+def _save_labels(
+    session,
+    user_id: int,
+    name: str,
+    sha: str,
+    size: int,
+    summary: dict[str, Any],
+    image_sha: str | None,
+    image_path: str | None,
+):
     correction = None
     result = None
     if image_sha:
-        result = session.scalar(select(Result).where(Result.user_id == user_id, Result.image_sha256 == image_sha)
-                                .order_by(Result.id.desc()))
+        result = session.scalar(
+            select(Result)
+            .where(Result.user_id == user_id, Result.image_sha256 == image_sha)
+            .order_by(Result.id.desc())
+        )
     if result is None and image_path:
         stem = basename(image_path).rsplit(".", 1)[0]
-        candidates = session.scalars(select(Result).where(Result.user_id == user_id).order_by(Result.id.desc())
-                                     .limit(200))
-        result = next((r for r in candidates if r.image_name and r.image_name.rsplit(".", 1)[0] == stem), None)
-    upload = Upload(user_id=user_id, kind="correction" if result else "labelme", original_name=name[:255],
-                    sha256=sha, size=size, summary=summary, corrects_result_id=result.id if result else None)
+        candidates = session.scalars(
+            select(Result).where(Result.user_id == user_id).order_by(Result.id.desc()).limit(200)
+        )
+        result = next(
+            (r for r in candidates if r.image_name and r.image_name.rsplit(".", 1)[0] == stem), None
+        )
+    upload = Upload(
+        user_id=user_id,
+        kind="correction" if result else "labelme",
+        original_name=name[:255],
+        sha256=sha,
+        size=size,
+        summary=summary,
+        corrects_result_id=result.id if result else None,
+    )
     session.add(upload)
     session.flush()
     if result is not None:
-        correction = {"result_id": result.id, "image_name": result.image_name,
-                      "n": int((result.summary or {}).get("n_objects", 0))}
+        correction = {
+            "result_id": result.id,
+            "image_name": result.image_name,
+            "n": int((result.summary or {}).get("n_objects", 0)),
+        }
     user = session.get(User, user_id)
     pending = list((user.preferences or {}).get("pending_uploads") or [])
     pending.append(upload.id)
@@ -204,8 +234,10 @@ def store_images(services: Services, user_id: int, items: list[Incoming]) -> lis
     return ids
 
 
-def _save_image(session, user_id: int, name: str, sha: str, size: int) -> int:  # type: ignore[no-untyped-def]
-    upload = Upload(user_id=user_id, kind="image", original_name=name[:255], sha256=sha, size=size, summary={})
+def _save_image(session, user_id: int, name: str, sha: str, size: int) -> int:
+    upload = Upload(
+        user_id=user_id, kind="image", original_name=name[:255], sha256=sha, size=size, summary={}
+    )
     session.add(upload)
     session.flush()
     return upload.id

@@ -53,10 +53,12 @@ async def refresh(context: ContextTypes.DEFAULT_TYPE, update: Update | None = No
     return info
 
 
-async def say(context: ContextTypes.DEFAULT_TYPE, chat_id: int, key: str, markup: Any = None,
-              **values: Any) -> Message:
-    return await context.bot.send_message(chat_id, t(me(context).language, key, **values)[:4096],
-                                          reply_markup=markup)
+async def say(
+    context: ContextTypes.DEFAULT_TYPE, chat_id: int, key: str, markup: Any = None, **values: Any
+) -> Message:
+    return await context.bot.send_message(
+        chat_id, t(me(context).language, key, **values)[:4096], reply_markup=markup
+    )
 
 
 # Before every handler: access, spam, the user row.
@@ -113,13 +115,23 @@ async def cmd_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def cmd_example(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     data, n = await asyncio.to_thread(example_labelme)
-    await context.bot.send_document(update.effective_chat.id, data, filename="segbot_example.json",
-                                    caption=t(me(context).language, "example_caption", n=n))
+    await context.bot.send_document(
+        update.effective_chat.id,
+        data,
+        filename="segbot_example.json",
+        caption=t(me(context).language, "example_caption", n=n),
+    )
 
 
 def _lang_keyboard() -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[InlineKeyboardButton("English", callback_data="lang:en"),
-                                  InlineKeyboardButton("Русский", callback_data="lang:ru")]])
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton("English", callback_data="lang:en"),
+                InlineKeyboardButton("Русский", callback_data="lang:ru"),
+            ]
+        ]
+    )
 
 
 async def _set_lang(context: ContextTypes.DEFAULT_TYPE, lang: str) -> None:
@@ -147,12 +159,16 @@ async def cmd_train(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def _show_options(context: ContextTypes.DEFAULT_TYPE, chat_id: int, info: UserInfo) -> None:
     device = svc(context).settings.device
-    await context.bot.send_message(chat_id, options_text(info.train_options, info.language, device),
-                                   reply_markup=options_keyboard(info.train_options, info.language))
+    await context.bot.send_message(
+        chat_id,
+        options_text(info.train_options, info.language, device),
+        reply_markup=options_keyboard(info.train_options, info.language),
+    )
 
 
-async def _report_queued(context: ContextTypes.DEFAULT_TYPE, chat_id: int, queued: Queued, key: str,
-                         **values: Any) -> None:
+async def _report_queued(
+    context: ContextTypes.DEFAULT_TYPE, chat_id: int, queued: Queued, key: str, **values: Any
+) -> None:
     if queued.error == "no_labels":
         await say(context, chat_id, "no_labels")
     elif queued.error == "no_model":
@@ -163,11 +179,17 @@ async def _report_queued(context: ContextTypes.DEFAULT_TYPE, chat_id: int, queue
         await say(context, chat_id, "queue_limit", reason=queued.error)
     else:
         message = await say(context, chat_id, key, job=queued.job_id, pos=queued.position or 1, **values)
-        await asyncio.to_thread(set_progress_message, svc(context), queued.job_id, chat_id, message.message_id)
+        await asyncio.to_thread(
+            set_progress_message, svc(context), queued.job_id, chat_id, message.message_id
+        )
 
 
-async def start_training(context: ContextTypes.DEFAULT_TYPE, chat_id: int, upload_ids: list[int] | None = None,
-                         options: dict[str, Any] | None = None) -> None:
+async def start_training(
+    context: ContextTypes.DEFAULT_TYPE,
+    chat_id: int,
+    upload_ids: list[int] | None = None,
+    options: dict[str, Any] | None = None,
+) -> None:
     s = svc(context)
     async with s.locks[me(context).telegram_id]:
         queued = await asyncio.to_thread(queue_training, s, me(context), chat_id, upload_ids, options)
@@ -201,17 +223,35 @@ async def cmd_models(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         return
     lines, rows = [], []
     for m in models:
-        lines.append(t(lang, "model_line", version=m["version"], name=f"'{m['name']}' " if m["name"] else "",
-                       status=m["status"], date=m["date"], metrics=m["metrics"],
-                       active=t(lang, "active_mark") if m["id"] == info.active_model_id else ""))
+        lines.append(
+            t(
+                lang,
+                "model_line",
+                version=m["version"],
+                name=f"'{m['name']}' " if m["name"] else "",
+                status=m["status"],
+                date=m["date"],
+                metrics=m["metrics"],
+                active=t(lang, "active_mark") if m["id"] == info.active_model_id else "",
+            )
+        )
         if len(rows) < 8:
-            rows.append([InlineKeyboardButton(t(lang, "btn_use", version=m["version"]), callback_data=f"m:use:{m['id']}"),
-                         InlineKeyboardButton(t(lang, "btn_rename", version=m["version"]),
-                                              callback_data=f"m:ren:{m['id']}"),
-                         InlineKeyboardButton(t(lang, "btn_delete", version=m["version"]),
-                                              callback_data=f"m:del:{m['id']}")])
-    await context.bot.send_message(update.effective_chat.id, "\n".join(lines)[:4096],
-                                   reply_markup=InlineKeyboardMarkup(rows))
+            rows.append(
+                [
+                    InlineKeyboardButton(
+                        t(lang, "btn_use", version=m["version"]), callback_data=f"m:use:{m['id']}"
+                    ),
+                    InlineKeyboardButton(
+                        t(lang, "btn_rename", version=m["version"]), callback_data=f"m:ren:{m['id']}"
+                    ),
+                    InlineKeyboardButton(
+                        t(lang, "btn_delete", version=m["version"]), callback_data=f"m:del:{m['id']}"
+                    ),
+                ]
+            )
+    await context.bot.send_message(
+        update.effective_chat.id, "\n".join(lines)[:4096], reply_markup=InlineKeyboardMarkup(rows)
+    )
 
 
 def parse_scale(text: str) -> float | None:
@@ -269,26 +309,44 @@ async def cmd_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await say(context, chat, "stats_none")
         return
     p = pooled(summaries)
-    await say(context, chat, "stats", n=p["n_images"], total=p["total"], counts=counts_text(p["counts"]),
-              mean=fmt_num(p["mean"]), std=fmt_num(p["std"]), unit=p["unit"])
+    await say(
+        context,
+        chat,
+        "stats",
+        n=p["n_images"],
+        total=p["total"],
+        counts=counts_text(p["counts"]),
+        mean=fmt_num(p["mean"]),
+        std=fmt_num(p["std"]),
+        unit=p["unit"],
+    )
 
 
 async def cmd_export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     s, chat = svc(context), update.effective_chat.id
-    data = await asyncio.to_thread(s.run_db, accounts.export_zip, s.store, s.settings.data_dir, me(context).id)
+    data = await asyncio.to_thread(
+        s.run_db, accounts.export_zip, s.store, s.settings.data_dir, me(context).id
+    )
     if data is None:
         await say(context, chat, "export_none")
     elif len(data) > 49 * 2**20:
         await say(context, chat, "export_big", size=len(data) / 2**20)
     else:
-        await context.bot.send_document(chat, data, filename="segbot_export.zip",
-                                        caption=t(me(context).language, "export_caption"))
+        await context.bot.send_document(
+            chat, data, filename="segbot_export.zip", caption=t(me(context).language, "export_caption")
+        )
 
 
 async def cmd_forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     lang = me(context).language
-    markup = InlineKeyboardMarkup([[InlineKeyboardButton(t(lang, "btn_forget_yes"), callback_data="forget:yes"),
-                                    InlineKeyboardButton(t(lang, "btn_cancel"), callback_data="forget:no")]])
+    markup = InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(t(lang, "btn_forget_yes"), callback_data="forget:yes"),
+                InlineKeyboardButton(t(lang, "btn_cancel"), callback_data="forget:no"),
+            ]
+        ]
+    )
     await say(context, update.effective_chat.id, "forget_confirm", markup)
 
 
@@ -337,8 +395,24 @@ async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     if message is None:
         return
-    kind = next((k for k in ("sticker", "video", "voice", "audio", "animation", "video_note", "location",
-                             "contact", "poll") if getattr(message, k, None)), "message")
+    kind = next(
+        (
+            k
+            for k in (
+                "sticker",
+                "video",
+                "voice",
+                "audio",
+                "animation",
+                "video_note",
+                "location",
+                "contact",
+                "poll",
+            )
+            if getattr(message, k, None)
+        ),
+        "message",
+    )
     await say(context, update.effective_chat.id, "unknown_type", name=kind)
 
 
@@ -365,8 +439,10 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     elif data.startswith("opt:"):
         options = next_option(info.train_options, data[4:])
         await s.db(update_preferences, info.id, train_options=options)
-        await query.edit_message_text(options_text(options, info.language, s.settings.device),
-                                      reply_markup=options_keyboard(options, info.language))
+        await query.edit_message_text(
+            options_text(options, info.language, s.settings.device),
+            reply_markup=options_keyboard(options, info.language),
+        )
     elif data.startswith("m:") and data.count(":") == 2 and data.rsplit(":", 1)[1].isdigit():
         await _model_button(context, chat, data.split(":")[1], int(data.rsplit(":", 1)[1]))
     elif data == "forget:yes":
@@ -421,8 +497,13 @@ async def on_file(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         album = albums.get(key)
         if album is None:
             albums[key] = {"messages": [message], "last": time.monotonic()}
-            context.job_queue.run_once(_flush_album, ALBUM_WAIT_S, data=key, chat_id=message.chat_id,
-                                       user_id=update.effective_user.id)
+            context.job_queue.run_once(
+                _flush_album,
+                ALBUM_WAIT_S,
+                data=key,
+                chat_id=message.chat_id,
+                user_id=update.effective_user.id,
+            )
         else:
             album["messages"].append(message)
             album["last"] = time.monotonic()
@@ -438,8 +519,13 @@ async def _flush_album(context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     waited = time.monotonic() - album["last"]
     if waited < ALBUM_WAIT_S:
-        context.job_queue.run_once(_flush_album, ALBUM_WAIT_S - waited + 0.05, data=key,
-                                   chat_id=context.job.chat_id, user_id=context.job.user_id)
+        context.job_queue.run_once(
+            _flush_album,
+            ALBUM_WAIT_S - waited + 0.05,
+            data=key,
+            chat_id=context.job.chat_id,
+            user_id=context.job.user_id,
+        )
         return
     albums.pop(key, None)
     try:
@@ -463,8 +549,9 @@ async def handle_files(context: ContextTypes.DEFAULT_TYPE, chat: int, messages: 
         await _handle_files(context, s, chat, messages)
 
 
-async def _handle_files(context: ContextTypes.DEFAULT_TYPE, s: Services, chat: int,
-                        messages: list[Message]) -> None:
+async def _handle_files(
+    context: ContextTypes.DEFAULT_TYPE, s: Services, chat: int, messages: list[Message]
+) -> None:
     info = await refresh(context)
     limit = s.settings.max_upload_mb * 2**20
     caption = next((m.caption for m in messages if m.caption), None)
@@ -472,8 +559,12 @@ async def _handle_files(context: ContextTypes.DEFAULT_TYPE, s: Services, chat: i
     with tempfile.TemporaryDirectory(dir=s.store.tmp, prefix="tg-") as tmp:
         for m in messages:
             if m.document is not None:
-                name, size, file_id, photo = (m.document.file_name or "file"), m.document.file_size, \
-                    m.document.file_id, False
+                name, size, file_id, photo = (
+                    (m.document.file_name or "file"),
+                    m.document.file_size,
+                    m.document.file_id,
+                    False,
+                )
             elif m.photo:
                 best = m.photo[-1]
                 name, size, file_id, photo = f"photo_{m.message_id}.jpg", best.file_size, best.file_id, True
@@ -506,7 +597,7 @@ async def _handle_files(context: ContextTypes.DEFAULT_TYPE, s: Services, chat: i
         await _recognise(context, s, chat, rest, scale_from_caption(caption))
 
 
-def _sort(items: list[files_in.Incoming], max_zip_total: int):  # type: ignore[no-untyped-def]
+def _sort(items: list[files_in.Incoming], max_zip_total: int):
     jsons, images, problems = [], [], []
     for item in items:
         kind = files_in.kind_of(item.name, item.data)
@@ -531,7 +622,9 @@ def _sort(items: list[files_in.Incoming], max_zip_total: int):  # type: ignore[n
     return jsons, images, problems
 
 
-async def _report_labels(context: ContextTypes.DEFAULT_TYPE, chat: int, outcome: files_in.LabelsOutcome) -> None:
+async def _report_labels(
+    context: ContextTypes.DEFAULT_TYPE, chat: int, outcome: files_in.LabelsOutcome
+) -> None:
     lang = me(context).language
     for name, reason in outcome.errors[:10]:
         if name in reason:  # the annotations' messages name the file already
@@ -545,25 +638,47 @@ async def _report_labels(context: ContextTypes.DEFAULT_TYPE, chat: int, outcome:
     normal = [a for a in outcome.accepted if a.correction_of is None]
     for item in outcome.accepted:
         if item.correction_of is not None:
-            markup = InlineKeyboardMarkup([[InlineKeyboardButton(t(lang, "btn_train_correction"),
-                                                                 callback_data=f"corr:{item.upload_id}")]])
-            await say(context, chat, "correction", markup, name=item.correction_of["image_name"],
-                      n=item.correction_of["n"])
+            markup = InlineKeyboardMarkup(
+                [
+                    [
+                        InlineKeyboardButton(
+                            t(lang, "btn_train_correction"), callback_data=f"corr:{item.upload_id}"
+                        )
+                    ]
+                ]
+            )
+            await say(
+                context,
+                chat,
+                "correction",
+                markup,
+                name=item.correction_of["image_name"],
+                n=item.correction_of["n"],
+            )
     if normal:
         parts = [t(lang, "summary_head", n=outcome.pending_count)]
         parts += [f"• {a.name}: {a.summary_text}" for a in normal]
         parts.append(t(lang, "summary_buttons_hint"))
-        await context.bot.send_message(chat, "\n".join(parts)[:4096], reply_markup=after_labels_keyboard(lang))
+        await context.bot.send_message(
+            chat, "\n".join(parts)[:4096], reply_markup=after_labels_keyboard(lang)
+        )
 
 
-async def _recognise(context: ContextTypes.DEFAULT_TYPE, s: Services, chat: int, images: list[files_in.Incoming],
-                     nm_per_px: float | None) -> None:
+async def _recognise(
+    context: ContextTypes.DEFAULT_TYPE,
+    s: Services,
+    chat: int,
+    images: list[files_in.Incoming],
+    nm_per_px: float | None,
+) -> None:
     info = me(context)
     good = []
     for image in images:
         reason = await asyncio.to_thread(files_in.check_image, s, image)
         if reason:
-            await context.bot.send_message(chat, reason if image.name in reason else f"{image.name}: {reason}")
+            await context.bot.send_message(
+                chat, reason if image.name in reason else f"{image.name}: {reason}"
+            )
         else:
             good.append(image)
     if not good:

@@ -35,7 +35,8 @@ EN: dict[str, str] = {
     "lang_set": "Language: English.",
     "denied": "Sorry, this bot is private. Ask the admin to add your id {id} to the allowlist.",
     "slow_down": "Too many messages at once — please wait a few seconds.",
-    "error": "Something went wrong on my side (error id {id}). Please try again; quote this id if you report it.",
+    "error": "Something went wrong on my side (error id {id}). Please try again; quote this id if "
+        "you report it.",
     "too_big": "This file is {size:.1f} MB; the limit is {limit:.0f} MB. Split it or send a smaller image.",
     "unknown_type": (
         "I can't use '{name}'. Send a LabelMe .json, an image (PNG, JPEG, TIFF, BMP) or a .zip of them."
@@ -54,8 +55,9 @@ EN: dict[str, str] = {
     ),
     "paired": "Got the image for {name}.",
     "no_labels": "Send me labelled LabelMe files first (see /help or try /example).",
-    "options_title": "Training options:\npreset {arch}, {iters} iterations, augmentation {aug}, rescale {rescale}.\n"
-                     "Estimated time: about {minutes} min.",
+    "options_title": "Training options:\npreset {arch}, {iters} iterations, augmentation {aug}, "
+        "rescale {rescale}.\n"
+    "Estimated time: about {minutes} min.",
     "btn_start": "Start training",
     "auto": "auto",
     "on": "on",
@@ -69,11 +71,12 @@ EN: dict[str, str] = {
     "progress_failed": "Job #{job} ({kind}): failed.",
     "progress_cancelled": "Job #{job} ({kind}): cancelled.",
     "queued_state": "waiting in the queue",
-    "train_done": "Model v{version} is ready{metrics}. It is now your active model: send images to recognise.",
+    "train_done": "Model v{version} is ready{metrics}. It is now your active model: send images to "
+        "recognise.",
     "job_failed": "Job #{job} failed: {reason}",
     "predict_caption": "{name}: {n} objects{counts}\nmean D = {mean} ± {std} {unit}{density}",
     "predict_big": "{n} images recognised; all outputs are in the zip.\nPooled: {total} objects{counts}\n"
-                   "mean D = {mean} ± {std} {unit}",
+    "mean D = {mean} ± {std} {unit}",
     "no_jobs": "You have no jobs.",
     "status_line": "#{job} {kind}: {state}{extra}",
     "cancel_none": "Nothing to cancel.",
@@ -104,7 +107,8 @@ EN: dict[str, str] = {
     "stats_none": "No results yet: send images to recognise first.",
     "stats": "Pooled over {n} image(s): {total} objects{counts}\nmean D = {mean} ± {std} {unit}",
     "export_none": "You have nothing to export yet.",
-    "export_big": "Your export is {size:.0f} MB, over the 50 MB Telegram limit; delete old models or ask the admin.",
+    "export_big": "Your export is {size:.0f} MB, over the 50 MB Telegram limit; delete old models or "
+        "ask the admin.",
     "export_caption": "All your files.",
     "forget_confirm": "Delete ALL your files, results, models and settings? This cannot be undone.",
     "btn_forget_yes": "Yes, delete everything",
@@ -118,7 +122,7 @@ EN: dict[str, str] = {
     "btn_train_correction": "Train next version",
     "admin_only": "This command is for admins.",
     "admin": "Queue: {queue}\nUsers: {users}\nJobs in 24 h: {jobs24}, GPU seconds in 24 h: {gpu:.0f}\n"
-             "Broadcast: /admin broadcast <text>",
+    "Broadcast: /admin broadcast <text>",
     "broadcast_done": "Sent to {n} user(s).",
     "unknown_command": "Unknown command. See /help.",
     "text_hint": "Send a LabelMe .json or an image as a file, or see /help.",
@@ -131,7 +135,8 @@ RU: dict[str, str] = {
     "start": (
         "Привет! Я segbot. Разметьте несколько частиц на одном снимке микроскопа в LabelMe, пришлите мне "
         "файл, и я обучу вашу личную модель Cascade Mask R-CNN. Затем присылайте новые снимки: я найду, "
-        "обведу и измерю каждую частицу — наложение, LabelMe JSON, CSV в px или нм и гистограмма размеров.\n\n"
+        "обведу и измерю каждую частицу — наложение, LabelMe JSON, CSV в px или нм и гистограмма "
+        "размеров.\n\n"
         "{howto}\n\nПопробуйте сразу: /example пришлёт размеченный пример, перешлите его мне обратно."
     ),
     "howto": (
@@ -156,7 +161,8 @@ RU: dict[str, str] = {
     "denied": "Извините, это закрытый бот. Попросите администратора добавить ваш id {id} в список.",
     "slow_down": "Слишком много сообщений сразу — подождите несколько секунд.",
     "error": "Что-то пошло не так на моей стороне (код ошибки {id}). Попробуйте ещё раз; сообщите этот код.",
-    "too_big": "Файл {size:.1f} МБ, а предел {limit:.0f} МБ. Разделите его или пришлите изображение поменьше.",
+    "too_big": "Файл {size:.1f} МБ, а предел {limit:.0f} МБ. Разделите его или пришлите изображение "
+        "поменьше.",
     "unknown_type": (
         "Не могу использовать '{name}'. Пришлите LabelMe .json, изображение (PNG, JPEG, TIFF, BMP) или .zip."
     ),
@@ -174,8 +180,9 @@ RU: dict[str, str] = {
     ),
     "paired": "Изображение для {name} получено.",
     "no_labels": "Сначала пришлите размеченные файлы LabelMe (см. /help или /example).",
-    "options_title": "Параметры обучения:\nпресет {arch}, итераций {iters}, аугментация {aug}, масштаб {rescale}.\n"
-                     "Примерное время: около {minutes} мин.",
+    "options_title": "Параметры обучения:\nпресет {arch}, итераций {iters}, аугментация {aug}, "
+        "масштаб {rescale}.\n"
+    "Примерное время: около {minutes} мин.",
     "btn_start": "Начать обучение",
     "auto": "авто",
     "on": "вкл",
@@ -189,11 +196,12 @@ RU: dict[str, str] = {
     "progress_failed": "Задача #{job} ({kind}): ошибка.",
     "progress_cancelled": "Задача #{job} ({kind}): отменена.",
     "queued_state": "ждёт в очереди",
-    "train_done": "Модель v{version} готова{metrics}. Теперь она активна: присылайте снимки для распознавания.",
+    "train_done": "Модель v{version} готова{metrics}. Теперь она активна: присылайте снимки для "
+        "распознавания.",
     "job_failed": "Задача #{job} не выполнена: {reason}",
     "predict_caption": "{name}: объектов {n}{counts}\nсредний D = {mean} ± {std} {unit}{density}",
     "predict_big": "Распознано изображений: {n}; все результаты в zip.\nВсего: объектов {total}{counts}\n"
-                   "средний D = {mean} ± {std} {unit}",
+    "средний D = {mean} ± {std} {unit}",
     "no_jobs": "У вас нет задач.",
     "status_line": "#{job} {kind}: {state}{extra}",
     "cancel_none": "Нечего отменять.",
@@ -225,7 +233,7 @@ RU: dict[str, str] = {
     "stats": "По {n} изображениям: объектов {total}{counts}\nсредний D = {mean} ± {std} {unit}",
     "export_none": "Экспортировать пока нечего.",
     "export_big": "Архив {size:.0f} МБ, больше предела Telegram 50 МБ; удалите старые модели или "
-                  "обратитесь к администратору.",
+    "обратитесь к администратору.",
     "export_caption": "Все ваши файлы.",
     "forget_confirm": "Удалить ВСЕ ваши файлы, результаты, модели и настройки? Это необратимо.",
     "btn_forget_yes": "Да, удалить всё",
@@ -237,8 +245,9 @@ RU: dict[str, str] = {
     ),
     "btn_train_correction": "Обучить новую версию",
     "admin_only": "Эта команда только для администраторов.",
-    "admin": "Очередь: {queue}\nПользователи: {users}\nЗадач за 24 ч: {jobs24}, GPU-секунд за 24 ч: {gpu:.0f}\n"
-             "Рассылка: /admin broadcast <текст>",
+    "admin": "Очередь: {queue}\nПользователи: {users}\nЗадач за 24 ч: {jobs24}, GPU-секунд за 24 ч: "
+        "{gpu:.0f}\n"
+    "Рассылка: /admin broadcast <текст>",
     "broadcast_done": "Отправлено пользователям: {n}.",
     "unknown_command": "Неизвестная команда. См. /help.",
     "text_hint": "Пришлите LabelMe .json или изображение файлом, или см. /help.",

@@ -35,7 +35,7 @@ def install_redaction(*secrets: str) -> None:
         return
     previous = logging.getLogRecordFactory()
 
-    def factory(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def factory(*args, **kwargs):
         record = previous(*args, **kwargs)
         try:
             message = record.getMessage()
@@ -55,13 +55,15 @@ def error_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def setup_logging(settings) -> None:  # type: ignore[no-untyped-def]
+def setup_logging(settings) -> None:
     """The OPS engineer's setup when it exists (JSON, levels), else a plain basicConfig."""
     try:
         from storage.logs import setup_logging as ops_setup
     except ImportError:
-        logging.basicConfig(level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     else:
         ops_setup(settings, "bot")
     # httpx logs every request at INFO: too chatty for polling, and URLs carry the token.

@@ -50,11 +50,22 @@ class UserInfo:
 
 
 def snapshot(user: User, admin_ids: set[str]) -> UserInfo:
-    is_admin = bool(user.is_admin) or str(user.telegram_id) in admin_ids or (
-        (user.username or "").lower() in admin_ids and bool(user.username))
-    return UserInfo(user.id, user.telegram_id, user.username, user.language or "en", user.nm_per_px,
-                    user.score_threshold if user.score_threshold is not None else 0.5, user.active_model_id,
-                    is_admin, dict(user.preferences or {}))
+    is_admin = (
+        bool(user.is_admin)
+        or str(user.telegram_id) in admin_ids
+        or ((user.username or "").lower() in admin_ids and bool(user.username))
+    )
+    return UserInfo(
+        user.id,
+        user.telegram_id,
+        user.username,
+        user.language or "en",
+        user.nm_per_px,
+        user.score_threshold if user.score_threshold is not None else 0.5,
+        user.active_model_id,
+        is_admin,
+        dict(user.preferences or {}),
+    )
 
 
 @dataclass
@@ -108,13 +119,20 @@ class Services:
 # Database functions (run in threads through Services.db)
 
 
-def ensure_user(session: Session, telegram_id: int, username: str | None, language_code: str | None,
-                admin_ids: set[str]) -> UserInfo:
+def ensure_user(
+    session: Session, telegram_id: int, username: str | None, language_code: str | None, admin_ids: set[str]
+) -> UserInfo:
     user = session.scalar(select(User).where(User.telegram_id == telegram_id))
     now = datetime.now(UTC)
     if user is None:
-        user = User(telegram_id=telegram_id, username=username, language=lang_of(language_code),
-                    preferences={}, created_at=now, last_seen_at=now)
+        user = User(
+            telegram_id=telegram_id,
+            username=username,
+            language=lang_of(language_code),
+            preferences={},
+            created_at=now,
+            last_seen_at=now,
+        )
         session.add(user)
         session.flush()
     else:

@@ -20,10 +20,13 @@ ITERATIONS = (None, 50, 200, 1000, 3000)
 RESCALES = (None, 1.0, 2.0, 3.0)
 DEFAULT_ITERS = {"tiny": 300, "r50": 1500, "x101": 2000}
 # Rough seconds per iteration (batch 2, 256 px crops), measured order of magnitude, not a promise.
-SEC_PER_ITER = {"cpu": {"tiny": 0.4, "r50": 5.0, "x101": 11.0}, "cuda": {"tiny": 0.05, "r50": 0.35, "x101": 0.7}}
+SEC_PER_ITER = {
+    "cpu": {"tiny": 0.4, "r50": 5.0, "x101": 11.0},
+    "cuda": {"tiny": 0.05, "r50": 0.35, "x101": 0.7},
+}
 
 
-def cycle(values: tuple, current: Any) -> Any:  # type: ignore[type-arg]
+def cycle(values: tuple, current: Any) -> Any:
     try:
         return values[(values.index(current) + 1) % len(values)]
     except ValueError:
@@ -52,28 +55,51 @@ def estimate_minutes(options: dict[str, Any], device: str) -> int:
 
 def options_text(options: dict[str, Any], lang: str, device: str) -> str:
     o = {**DEFAULT_TRAIN_OPTIONS, **options}
-    return t(lang, "options_title", arch=o["arch"], iters=o["iterations"] or t(lang, "auto"),
-             aug=t(lang, "on" if o["augment"] else "off"),
-             rescale=f"x{o['rescale']:g}" if o["rescale"] else t(lang, "auto"),
-             minutes=estimate_minutes(o, device))
+    return t(
+        lang,
+        "options_title",
+        arch=o["arch"],
+        iters=o["iterations"] or t(lang, "auto"),
+        aug=t(lang, "on" if o["augment"] else "off"),
+        rescale=f"x{o['rescale']:g}" if o["rescale"] else t(lang, "auto"),
+        minutes=estimate_minutes(o, device),
+    )
 
 
 def options_keyboard(options: dict[str, Any], lang: str) -> InlineKeyboardMarkup:
     o = {**DEFAULT_TRAIN_OPTIONS, **options}
-    return InlineKeyboardMarkup([
-        [InlineKeyboardButton(f"preset: {o['arch']}", callback_data="opt:arch"),
-         InlineKeyboardButton(f"iterations: {o['iterations'] or t(lang, 'auto')}", callback_data="opt:iters")],
-        [InlineKeyboardButton(f"aug: {t(lang, 'on' if o['augment'] else 'off')}", callback_data="opt:aug"),
-         InlineKeyboardButton(f"rescale: {('x%g' % o['rescale']) if o['rescale'] else t(lang, 'auto')}",
-                              callback_data="opt:rescale")],
-        [InlineKeyboardButton(t(lang, "btn_start"), callback_data="train:go")],
-    ])
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(f"preset: {o['arch']}", callback_data="opt:arch"),
+                InlineKeyboardButton(
+                    f"iterations: {o['iterations'] or t(lang, 'auto')}", callback_data="opt:iters"
+                ),
+            ],
+            [
+                InlineKeyboardButton(
+                    f"aug: {t(lang, 'on' if o['augment'] else 'off')}", callback_data="opt:aug"
+                ),
+                InlineKeyboardButton(
+                    "rescale: " + (f"x{o['rescale']:g}" if o["rescale"] else t(lang, "auto")),
+                    callback_data="opt:rescale",
+                ),
+            ],
+            [InlineKeyboardButton(t(lang, "btn_start"), callback_data="train:go")],
+        ]
+    )
 
 
 def after_labels_keyboard(lang: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[InlineKeyboardButton(t(lang, "btn_train"), callback_data="train:go"),
-                                  InlineKeyboardButton(t(lang, "btn_more"), callback_data="train:more"),
-                                  InlineKeyboardButton(t(lang, "btn_options"), callback_data="train:opts")]])
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(t(lang, "btn_train"), callback_data="train:go"),
+                InlineKeyboardButton(t(lang, "btn_more"), callback_data="train:more"),
+                InlineKeyboardButton(t(lang, "btn_options"), callback_data="train:opts"),
+            ]
+        ]
+    )
 
 
 @dataclass
@@ -83,12 +109,28 @@ class Queued:
     error: str | None = None  # user-facing (limits); "unavailable" when there is no queue
 
 
-def _submit(services: Services, session, user_id: int, kind: str, params: dict[str, Any], chat_id: int,  # type: ignore[no-untyped-def]
-            dataset_id: int | None = None, model_id: int | None = None) -> Queued:
+def _submit(
+    services: Services,
+    session,
+    user_id: int,
+    kind: str,
+    params: dict[str, Any],
+    chat_id: int,
+    dataset_id: int | None = None,
+    model_id: int | None = None,
+) -> Queued:
     user = get_user(session, user_id)
     try:
-        job = adapters.submit_job(session, user, kind, params, settings=services.settings, dataset_id=dataset_id,
-                                  model_id=model_id, chat_id=chat_id)
+        job = adapters.submit_job(
+            session,
+            user,
+            kind,
+            params,
+            settings=services.settings,
+            dataset_id=dataset_id,
+            model_id=model_id,
+            chat_id=chat_id,
+        )
     except adapters.queue_limit_errors() as error:
         session.rollback()
         return Queued(error=str(error))
@@ -99,11 +141,17 @@ def _submit(services: Services, session, user_id: int, kind: str, params: dict[s
     return Queued(job.id, adapters.queue_position(session, job))
 
 
-def queue_training(services: Services, user: UserInfo, chat_id: int, upload_ids: list[int] | None = None,
-                   options: dict[str, Any] | None = None, clear_pending: bool = True) -> Queued:
+def queue_training(
+    services: Services,
+    user: UserInfo,
+    chat_id: int,
+    upload_ids: list[int] | None = None,
+    options: dict[str, Any] | None = None,
+    clear_pending: bool = True,
+) -> Queued:
     """Create the dataset from the pending uploads (or the given ones) and submit the train job."""
 
-    def work(session):  # type: ignore[no-untyped-def]
+    def work(session):
         current = get_user(session, user.id)
         prefs = dict(current.preferences or {})
         ids = list(upload_ids if upload_ids is not None else prefs.get("pending_uploads") or [])
@@ -111,14 +159,25 @@ def queue_training(services: Services, user: UserInfo, chat_id: int, upload_ids:
         if not uploads:
             return Queued(error="no_labels")
         opts = {**DEFAULT_TRAIN_OPTIONS, **(prefs.get("train_options") or {}), **(options or {})}
-        dataset = Dataset(user_id=user.id, name=f"set {len(uploads)} file(s)", uploads=uploads,
-                          summary={"files": [u.original_name for u in uploads]})
+        dataset = Dataset(
+            user_id=user.id,
+            name=f"set {len(uploads)} file(s)",
+            uploads=uploads,
+            summary={"files": [u.original_name for u in uploads]},
+        )
         session.add(dataset)
         session.flush()
         train_opts = {k: v for k, v in opts.items() if v is not None}
         train_opts["device"] = services.settings.device
-        queued = _submit(services, session, user.id, "train", {"upload_ids": [u.id for u in uploads],
-                                                                "options": train_opts}, chat_id, dataset.id)
+        queued = _submit(
+            services,
+            session,
+            user.id,
+            "train",
+            {"upload_ids": [u.id for u in uploads], "options": train_opts},
+            chat_id,
+            dataset.id,
+        )
         if queued.job_id is not None and clear_pending and upload_ids is None:
             update_preferences(session, user.id, pending_uploads=None)
         return queued
@@ -126,22 +185,27 @@ def queue_training(services: Services, user: UserInfo, chat_id: int, upload_ids:
     return services.run_db(work)
 
 
-def queue_recognition(services: Services, user: UserInfo, chat_id: int, upload_ids: list[int],
-                      nm_per_px: float | None) -> Queued:
-    def work(session):  # type: ignore[no-untyped-def]
+def queue_recognition(
+    services: Services, user: UserInfo, chat_id: int, upload_ids: list[int], nm_per_px: float | None
+) -> Queued:
+    def work(session):
         current = get_user(session, user.id)
         model = session.get(TrainedModel, current.active_model_id) if current.active_model_id else None
         if model is None or model.user_id != user.id:
             return Queued(error="no_model")
-        params = {"upload_ids": upload_ids, "model_id": model.id, "threshold": current.score_threshold,
-                  "nm_per_px": nm_per_px if nm_per_px is not None else current.nm_per_px}
+        params = {
+            "upload_ids": upload_ids,
+            "model_id": model.id,
+            "threshold": current.score_threshold,
+            "nm_per_px": nm_per_px if nm_per_px is not None else current.nm_per_px,
+        }
         return _submit(services, session, user.id, "predict", params, chat_id, model_id=model.id)
 
     return services.run_db(work)
 
 
 def set_progress_message(services: Services, job_id: int, chat_id: int, message_id: int) -> None:
-    def work(session):  # type: ignore[no-untyped-def]
+    def work(session):
         job = session.get(Job, job_id)
         if job is not None:
             job.chat_id = chat_id

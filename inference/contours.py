@@ -7,18 +7,6 @@ import numpy as np
 DEFAULT_TOLERANCE = 0.25  # px: Douglas-Peucker tolerance, well below one pixel
 
 
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 8-connected component of a bool mask (the mask itself if it has one)."""
-    import cv2
-
-    m = mask.view(np.uint8) if mask.dtype == bool else (mask != 0).view(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(np.ascontiguousarray(m), connectivity=8)
-    if n <= 2:
-        return mask
-    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return labels == best
-
-
 def mask_to_polygon(mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE) -> np.ndarray | None:
     """Outline (N, 2) float64 x, y of the mask's largest component, or None for an empty mask.
 
@@ -29,16 +17,18 @@ def mask_to_polygon(mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE) -> n
     """
     import cv2
 
-    if mask.size == 0 or not mask.any():
+    if mask.size == 0:
         return None
-    comp = largest_component(mask)
-    padded = np.zeros((comp.shape[0] + 2, comp.shape[1] + 2), np.uint8)
-    padded[1:-1, 1:-1] = comp
-    found = cv2.findContours(padded, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    contours = found[-2]
+    padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), np.uint8)
+    padded[1:-1, 1:-1] = mask
+    contours = cv2.findContours(padded, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)[-2]
     if not contours:
         return None
-    contour = max(contours, key=len)
+    if len(contours) == 1:
+        contour = contours[0]
+    else:
+        # largest component: pixels ~ enclosed area + half the boundary (Pick's theorem)
+        contour = max(contours, key=lambda c: cv2.contourArea(c) + 0.5 * len(c))
     if tolerance > 0 and len(contour) > 4:
         contour = cv2.approxPolyDP(contour, tolerance, True)
     pts = contour.reshape(-1, 2).astype(np.float64) - 1.0  # undo the padding

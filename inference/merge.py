@@ -13,6 +13,7 @@ score), dropping any that match an already kept one. An object cut by tile edges
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,22 +30,26 @@ BOX_MARGIN = 2  # px searched around a detection's box for its mask
 class Merged:
     label: int
     score: float
-    polygon: np.ndarray  # (N, 2) x, y original px
+    polygon: np.ndarray  # (N, 2) x, y original px (float32 or float64)
 
 
 @dataclass
 class CandidateSet:
-    """Everything kept from the tiles seen so far (struct of lists, indexed by candidate)."""
+    """Everything kept from the tiles seen so far, indexed by candidate.
+
+    Compact on purpose (an 8k image yields ~10^5 candidates): scalars in typed arrays, outlines
+    as float32, masks only for candidates lying in a tile overlap.
+    """
 
     tiles: list[Tile]
     tolerance: float = DEFAULT_TOLERANCE
-    tile_of: list[int] = field(default_factory=list)
-    label: list[int] = field(default_factory=list)
-    score: list[float] = field(default_factory=list)
-    truncated: list[bool] = field(default_factory=list)
-    in_core: list[bool] = field(default_factory=list)
-    polygon: list[np.ndarray | None] = field(default_factory=list)
-    box: list[tuple[int, int, int, int]] = field(default_factory=list)  # x0, y0, x1, y1 (exclusive)
+    tile_of: array = field(default_factory=lambda: array("i"))
+    label: array = field(default_factory=lambda: array("i"))
+    score: array = field(default_factory=lambda: array("d"))
+    truncated: array = field(default_factory=lambda: array("b"))
+    in_core: array = field(default_factory=lambda: array("b"))
+    boxes: array = field(default_factory=lambda: array("i"))  # x0, y0, x1, y1 (exclusive) per candidate
+    polygon: list[np.ndarray | None] = field(default_factory=list)  # None: outlined after the merge
     mask: list[np.ndarray | None] = field(default_factory=list)  # only for candidates in overlaps
     source: list[tuple | None] = field(default_factory=list)  # rescaled mask crop + mapping, ditto
 
@@ -53,6 +58,10 @@ class CandidateSet:
 
     def __len__(self) -> int:
         return len(self.label)
+
+    def box(self, i: int) -> tuple[int, int, int, int]:
+        b = self.boxes[4 * i : 4 * i + 4]
+        return b[0], b[1], b[2], b[3]
 
     def add(
         self,
@@ -93,6 +102,7 @@ class CandidateSet:
             poly = _outline(source, self.tolerance)
             if poly is None:
                 return
+            poly = poly.astype(np.float32)
         cx = tile.x0 + (rx0 + rx1) / (2 * sx) - 0.5
         cy = tile.y0 + (ry0 + ry1) / (2 * sy) - 0.5
         c = tile.core
@@ -105,7 +115,7 @@ class CandidateSet:
         )
         self.in_core.append(bool(c[0] <= cx < c[2] and c[1] <= cy < c[3]))
         self.polygon.append(poly)
-        self.box.append(box)
+        self.boxes.extend(box)
         self.mask.append(lo if in_overlap else None)
         self.source.append(source if in_overlap else None)
 
@@ -115,8 +125,9 @@ class CandidateSet:
         if n == 0:
             return []
         adjacency = self._match_pairs(match)
-        truncated = np.asarray(self.truncated)
-        order = np.lexsort((-np.asarray(self.score), ~np.asarray(self.in_core), truncated))
+        truncated = np.frombuffer(self.truncated, np.int8).astype(bool)
+        in_core = np.frombuffer(self.in_core, np.int8).astype(bool)
+        order = np.lexsort((-np.frombuffer(self.score, np.float64), ~in_core, truncated))
         rank = np.empty(n, np.int64)
         rank[order] = np.arange(n)
 
@@ -156,9 +167,9 @@ class CandidateSet:
 
     def _match_pairs(self, match: float) -> dict[int, list[int]]:
         """Cross-tile candidate pairs that are the same object (adjacency lists)."""
-        tile_of = np.asarray(self.tile_of)
-        has_mask = np.array([m is not None for m in self.mask])
-        boxes = np.asarray(self.box, dtype=np.int64).reshape(-1, 4)
+        tile_of = np.frombuffer(self.tile_of, np.int32)
+        has_mask = np.array([m is not None for m in self.mask], dtype=bool)
+        boxes = np.frombuffer(self.boxes, np.int32).astype(np.int64).reshape(-1, 4)
         adjacency: dict[int, list[int]] = {}
         by_tile = {t: np.flatnonzero((tile_of == t) & has_mask) for t in np.unique(tile_of[has_mask])}
         for a, b in _tile_pairs(self.tiles):
@@ -183,11 +194,11 @@ class CandidateSet:
 
     def _overlap_ios(self, i: int, j: int, shared: tuple[int, int, int, int]) -> float:
         """Intersection over the smaller of two masks, both restricted to the shared tile region."""
-        ai = _pixels_in(self.mask[i], self.box[i], shared)
-        aj = _pixels_in(self.mask[j], self.box[j], shared)
+        bi, bj = self.box(i), self.box(j)
+        ai = _pixels_in(self.mask[i], bi, shared)
+        aj = _pixels_in(self.mask[j], bj, shared)
         if ai == 0 or aj == 0:
             return 0.0
-        bi, bj = self.box[i], self.box[j]
         win = (max(bi[0], bj[0]), max(bi[1], bj[1]), min(bi[2], bj[2]), min(bi[3], bj[3]))
         if win[2] <= win[0] or win[3] <= win[1]:
             return 0.0
@@ -197,12 +208,12 @@ class CandidateSet:
         return inter / min(ai, aj)
 
     def _union_polygon(self, members: list[int]) -> np.ndarray:
-        boxes = np.asarray([self.box[m] for m in members])
+        boxes = np.asarray([self.box(m) for m in members])
         x0, y0 = boxes[:, :2].min(axis=0)
         x1, y1 = boxes[:, 2:].max(axis=0)
         union = np.zeros((y1 - y0, x1 - x0), bool)
         for m in members:
-            b = self.box[m]
+            b = self.box(m)
             union[b[1] - y0 : b[3] - y0, b[0] - x0 : b[2] - x0] |= self.mask[m]
         poly = mask_to_polygon(union, self.tolerance)
         poly[:, 0] += x0
@@ -245,10 +256,11 @@ def _outline(source: tuple, tolerance: float) -> np.ndarray | None:
 def _mask_extent(mask: np.ndarray, box: np.ndarray) -> tuple[int, int, int, int] | None:
     """Tight [x0, x1) x [y0, y1) of a tile-sized mask, searched near its box first."""
     h, w = mask.shape
-    x0 = int(np.clip(np.floor(box[0]) - BOX_MARGIN, 0, w))
-    y0 = int(np.clip(np.floor(box[1]) - BOX_MARGIN, 0, h))
-    x1 = int(np.clip(np.ceil(box[2]) + BOX_MARGIN + 1, 0, w))
-    y1 = int(np.clip(np.ceil(box[3]) + BOX_MARGIN + 1, 0, h))
+    bx0, by0, bx1, by1 = (float(v) for v in box)
+    x0 = min(max(int(bx0) - BOX_MARGIN, 0), w)
+    y0 = min(max(int(by0) - BOX_MARGIN, 0), h)
+    x1 = min(max(int(bx1) + BOX_MARGIN + 2, 0), w)
+    y1 = min(max(int(by1) + BOX_MARGIN + 2, 0), h)
     window = mask[y0:y1, x0:x1]
     leaks = window.size == 0 or (
         (x0 > 0 and window[:, 0].any())
@@ -260,10 +272,11 @@ def _mask_extent(mask: np.ndarray, box: np.ndarray) -> tuple[int, int, int, int]
         x0, y0, window = 0, 0, mask
     rows = np.flatnonzero(window.any(axis=1))
     if len(rows) == 0:
-        if leaks:
+        if leaks or not mask.any():
             return None
-        return _mask_extent(mask, np.array([0, 0, w, h], np.float32)) if mask.any() else None
-    cols = np.flatnonzero(window.any(axis=0))
+        x0, y0, window = 0, 0, mask  # empty near its box but not elsewhere: a wrong box
+        rows = np.flatnonzero(window.any(axis=1))
+    cols = np.flatnonzero(window[rows[0] : rows[-1] + 1].any(axis=0))
     return x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1
 
 

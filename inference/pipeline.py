@@ -102,17 +102,21 @@ def predict_image(
         results = detector.detect([pixels for _, pixels, _, _ in batch])
         if len(results) != len(batch):
             raise RuntimeError(f"detector returned {len(results)} results for {len(batch)} tiles")
-        for (tile, _, sx, sy), det in zip(batch, results, strict=True):
-            candidates.add(tile, det, sx, sy, options.threshold, allowed)
-        del results  # full-tile masks: drop them before the next batch
+        _collect(candidates, batch, results, options.threshold, allowed)
         done += len(batch)
+        del batch, results  # full-tile masks: free them before the next batch is detected
         if progress is not None:
             progress(done, len(tiles))
 
     merged = candidates.resolve()
+    n_merged = len(merged)
+    n_candidates = len(candidates)
+    del candidates  # frees the overlap masks before the outputs are built
     instances = []
     too_small = 0
-    for obj in merged:
+    merged.reverse()
+    while merged:  # pop as we go: each float32 outline is dropped once its Instance exists
+        obj = merged.pop()
         if polygon_area(obj.polygon) < options.min_area_px:
             too_small += 1
             continue
@@ -130,13 +134,19 @@ def predict_image(
         tiles=len(tiles),
         seconds=time.perf_counter() - started,
         stats={
-            "candidates": len(candidates),
-            "merged_away": len(candidates) - len(merged),
+            "candidates": n_candidates,
+            "merged_away": n_candidates - n_merged,
             "too_small": too_small,
             "refine_failed": refine_failed,
             "scale": scale,
         },
     )
+
+
+def _collect(candidates, batch, results, threshold: float, allowed) -> None:
+    # a function of its own so no loop variable keeps the last tile's masks alive
+    for (tile, _, sx, sy), det in zip(batch, results, strict=True):
+        candidates.add(tile, det, sx, sy, threshold, allowed)
 
 
 def _allowed_labels(classes: list[str], wanted: set[str] | None) -> np.ndarray | None:

@@ -13,15 +13,18 @@ has users, models or jobs unless forced.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +65,30 @@ class RestoreReport:
 
 
 # Helpers
+
+
+@contextmanager
+def ops_lock(data_dir: Path, what: str) -> Iterator[None]:
+    """Backup, restore and clean exclude each other: a clean deleting files while a backup reads
+    them would leave the archive without files its database copy names."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / ".segbot-ops.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another backup, restore or clean"
+            raise BackupError(f"{holder} is running on this data dir; try again when it is done") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{what} (pid {os.getpid()})")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def sha256_file(path: Path) -> str:
@@ -161,10 +188,7 @@ def _store_files(files_dir: Path) -> list[Path]:
 
 def _dump_database(url: str, dest: Path) -> str:
     if _dialect(url) == "sqlite":
-        source_path = _sqlite_path(url)
-        if not source_path.is_file():
-            raise BackupError(f"no database at {source_path}: nothing to back up")
-        source = sqlite3.connect(str(source_path), timeout=30)
+        source = sqlite3.connect(str(_sqlite_path(url)), timeout=30)
         target = sqlite3.connect(str(dest))
         try:
             source.backup(target)  # one step: a consistent snapshot even while others write
@@ -173,9 +197,32 @@ def _dump_database(url: str, dest: Path) -> str:
             source.close()
         return SQLITE_MEMBER
     uri, env = _libpq(url)
+    _check_pg_dump_version(url, env)
     _run(["pg_dump", "--format=custom", "--no-owner", "--no-privileges", "--file", str(dest), uri], env,
          "pg_dump")
     return PG_MEMBER
+
+
+def _check_pg_dump_version(url: str, env: dict[str, str]) -> None:
+    """pg_dump refuses servers newer than itself; say so in words an operator can act on."""
+    from sqlalchemy import text
+
+    from storage.db import make_engine
+
+    answer = _run(["pg_dump", "--version"], env, "pg_dump --version", text=True).stdout
+    match = re.search(r"(\d+)(?:\.\d+)?", answer)
+    if not match:
+        raise BackupError(f"cannot tell pg_dump's version from {answer.strip()!r}")
+    client = int(match.group(1))
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            server = int(connection.execute(text("SHOW server_version_num")).scalar_one()) // 10000
+    finally:
+        engine.dispose()
+    if client < server:
+        raise BackupError(f"pg_dump {client} cannot dump a PostgreSQL {server} server: install "
+                          f"postgresql-client-{server} (or newer), or run the backup in the bot container")
 
 
 def create_backup(database_url: str, files_dir: Path, out: Path,
@@ -184,6 +231,10 @@ def create_backup(database_url: str, files_dir: Path, out: Path,
     from segbot import __version__
 
     out = Path(out)
+    if out.resolve().is_relative_to(Path(files_dir).resolve()):
+        raise BackupError("write the backup outside the file store (it would contain itself)")
+    if _dialect(database_url) == "sqlite" and not _sqlite_path(database_url).is_file():
+        raise BackupError(f"no database at {_sqlite_path(database_url)}: nothing to back up")
     out.parent.mkdir(parents=True, exist_ok=True)
     mode = "w:gz" if out.name.endswith((".gz", ".tgz")) else "w"
     revision = _revision(database_url)
@@ -249,6 +300,38 @@ def read_manifest(archive_path: Path) -> dict[str, Any]:
         handle = archive.extractfile(member)
         assert handle is not None
         return json.loads(handle.read())
+
+
+def verify_backup(archive_path: Path) -> dict[str, Any]:
+    """Check every member against the manifest in one streaming pass, writing nothing."""
+    seen: dict[str, tuple[str, int]] = {}
+    manifest: dict[str, Any] | None = None
+    try:
+        with tarfile.open(archive_path, "r:*") as archive:
+            for member in archive:
+                if not member.isfile():
+                    continue
+                handle = archive.extractfile(member)
+                assert handle is not None
+                if member.name == MANIFEST:
+                    manifest = json.loads(handle.read())
+                    continue
+                digest = hashlib.sha256()
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+                seen[member.name] = (digest.hexdigest(), member.size)
+    except (tarfile.TarError, OSError, EOFError, ValueError) as error:
+        raise BackupError(f"cannot read {Path(archive_path).name}: {error}") from None
+    if manifest is None:
+        raise BackupError(f"{Path(archive_path).name} is not a segbot backup (no {MANIFEST})")
+    listed = {entry["path"]: (entry["sha256"], entry["size"]) for entry in manifest["files"]}
+    for name, expected in listed.items():
+        if seen.get(name) != expected:
+            raise BackupError(f"backup damaged: {name} does not match its checksum")
+    unlisted = sorted(set(seen) - set(listed))
+    if unlisted:
+        raise BackupError(f"backup has files its manifest does not list (e.g. {unlisted[0]})")
+    return manifest
 
 
 def _extract_verified(archive_path: Path, staging: Path) -> dict[str, Any]:
@@ -361,7 +444,7 @@ def restore_backup(archive_path: Path, database_url: str, files_dir: Path, *, fo
         for path in _store_files(staged_files):
             target = files_dir / path.relative_to(staged_files)
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
+            shutil.move(path, target)  # a rename on one filesystem, a copy across mounts
             moved += 1
         upgrade(database_url)  # an older backup reaches this code's schema
     finally:

@@ -327,8 +327,10 @@ def finish_job(db: Db, claim: Claim, state: JobState, *, error: str | None = Non
         job = session.scalar(select(Job).where(*_owned(claim.job_id, claim.token)))
         if job is None:
             return False
+        if result is not None:
+            job.result = result
         if hook is not None:
-            hook(session, job)
+            hook(session, job)  # may add to job.result (ids of what it stored)
         now = utcnow()
         job.state = state.value
         job.finished_at = now
@@ -339,8 +341,6 @@ def finish_job(db: Db, claim: Claim, state: JobState, *, error: str | None = Non
         job.stage = state.value
         if state == JobState.SUCCEEDED:
             job.progress = 1.0
-        if result is not None:
-            job.result = result
         if notice is not None:
             add_notice(session, job, notice[0], notice[1])
         return True

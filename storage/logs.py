@@ -84,7 +84,8 @@ class JsonFormatter(logging.Formatter):
             entry["exc"] = record.exc_text
         if record.stack_info:
             entry["stack"] = record.stack_info
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        # Non-string extras (dicts, objects) were not rewritten by the filter: redact the line too.
+        return redact(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
@@ -100,7 +101,7 @@ class TextFormatter(logging.Formatter):
             head, sep, tail = line.partition("\n")
             tags = " ".join(f"{key}={value}" for key, value in sorted(fields.items()))
             line = f"{head} [{tags}]{sep}{tail}"
-        return line
+        return redact(line)
 
 
 class _SegbotHandler(logging.StreamHandler):

@@ -137,7 +137,7 @@ class CleanupReport:
             f"{verb}: {self.uploads} uploads, {self.results} results, {self.notices} notices (rows)",
             f"{verb}: {self.blobs} unreferenced files, {self.model_dirs} orphaned model dirs, "
             f"{self.tmp_files} stale temp files",
-            f"space {'to free' if self.dry_run else 'freed'}: {self.bytes_freed / 1e6:.1f} MB",
+            f"space {'to free' if self.dry_run else 'freed'}: {self.bytes_freed / 1e6:.2f} MB",
         ]
 
 

@@ -50,14 +50,15 @@ def test_jpeg_and_palette_and_rgba():
 
 
 def test_16_bit_png_and_tiff_stretched():
-    a16 = (GREY.astype(np.uint16) * 100 + 1000)
+    a16 = GREY.astype(np.uint16) * 100 + 1000
     for data in (cv2.imencode(".png", a16)[1].tobytes(), tiff_bytes(a16)):
         loaded = read_image(data)
         assert loaded.image.dtype == np.uint8
         assert loaded.image[..., 0].min() == 0 and loaded.image[..., 0].max() == 255
         # order preserved
-        assert np.array_equal(np.argsort(loaded.image[..., 0].ravel(), kind="stable"),
-                              np.argsort(GREY.ravel(), kind="stable"))
+        assert np.array_equal(
+            np.argsort(loaded.image[..., 0].ravel(), kind="stable"), np.argsort(GREY.ravel(), kind="stable")
+        )
         assert any("16-bit" in n for n in loaded.notes)
 
 
@@ -99,7 +100,9 @@ def test_fei_sem_metadata_scale():
 
 def test_height_map_eq1_and_header_scale():
     h = np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]]) * 1e-9 + 5.0
-    text = "WSxM file copyright UAM\nX Amplitude: 30 nm\n" + "\n".join(" ".join(f"{v:.12e}" for v in row) for row in h)
+    text = "WSxM file copyright UAM\nX Amplitude: 30 nm\n" + "\n".join(
+        " ".join(f"{v:.12e}" for v in row) for row in h
+    )
     loaded = read_image(text.encode(), name="map.txt")
     expected = np.rint((h - h.min()) / (h.max() - h.min()) * 255).astype(np.uint8)
     assert np.array_equal(loaded.image[..., 0], expected)
@@ -126,3 +129,18 @@ def test_byte_limit(tmp_path):
     with pytest.raises(AnnotationError) as info:
         read_image(tmp_path / "missing.png")
     assert info.value.code == "image_missing"
+
+
+def test_jpeg_exif_orientation_applied_like_labelme():
+    img = Image.fromarray(np.zeros((30, 40, 3), np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif.tobytes())
+    assert read_image(buf.getvalue()).image.shape == (40, 30, 3)
+
+
+def test_imagej_escaped_micro_sign():
+    data = tiff_bytes(GREY, imagej=True, resolution=(2.0, 2.0), metadata={"unit": "\\u00B5m"})
+    assert read_image(data).nm_per_px == pytest.approx(500.0)
+    assert read_image(tiff_bytes(GREY, imagej=True, resolution=(2.0, 2.0), metadata={"unit": "pixel"})).nm_per_px is None

@@ -41,9 +41,11 @@ def _hull_or_none(pts):
     return hull.reshape(-1, 2).astype(float)
 
 
-polygon_strategy = st.lists(
-    st.tuples(st.floats(-50, 50), st.floats(-50, 50)), min_size=3, max_size=12
-).map(_hull_or_none).filter(lambda p: p is not None)
+polygon_strategy = (
+    st.lists(st.tuples(st.floats(-50, 50), st.floats(-50, 50)), min_size=3, max_size=12)
+    .map(_hull_or_none)
+    .filter(lambda p: p is not None)
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -64,8 +66,14 @@ def test_scaling_by_k(poly, k, dx, dy):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 90), st.integers(0, 90), st.integers(2, 9),
-                          st.sampled_from(["a", "b"])), min_size=1, max_size=25), st.randoms())
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 90), st.integers(0, 90), st.integers(2, 9), st.sampled_from(["a", "b"])),
+        min_size=1,
+        max_size=25,
+    ),
+    st.randoms(),
+)
 def test_permuting_shapes_changes_nothing(specs, rnd):
     insts = [square(x * 1.0, y * 1.0, s, label) for x, y, s, label in specs]
     perm = list(insts)
@@ -131,13 +139,17 @@ def test_nearest_neighbour_kdtree_matches_brute_force():
 def test_pooled_stats():
     a = [square(0, 0, 10), square(20, 0, 10)]
     b = [square(0, 0, 20)]
-    one = pooled_stats([ImageMeasures("a", measure(a), (100, 100), 2.0), ImageMeasures("b", measure(b), (100, 100), 1.0)])
+    one = pooled_stats(
+        [ImageMeasures("a", measure(a), (100, 100), 2.0), ImageMeasures("b", measure(b), (100, 100), 1.0)]
+    )
     assert one["n_objects"] == 3 and one["n_images"] == 2
     # every object in nm with its own scale: 20 nm, 20 nm, 20 nm squares
     assert one["mean_d_nm"] == pytest.approx(2 * np.sqrt(400 / np.pi))
     assert one["std_d_nm"] == pytest.approx(0, abs=1e-9)
     assert one["density"] == pytest.approx(3 / (0.04 + 0.01))
-    mixed = pooled_stats([ImageMeasures("a", measure(a), (100, 100), 2.0), ImageMeasures("b", measure(b), (100, 100))])
+    mixed = pooled_stats(
+        [ImageMeasures("a", measure(a), (100, 100), 2.0), ImageMeasures("b", measure(b), (100, 100))]
+    )
     assert "mean_d_nm" not in mixed and mixed["density_unit"] == "per Mpx"
 
 

@@ -15,7 +15,8 @@ from storage.db import session_scope
 from storage.migrate import upgrade
 from storage.models import Dataset, Job, TrainedModel, Upload, User
 from tests.botapi.fixtures import buttons, labelme_bytes, png_bytes, rows, user_row
-from tests.botapi.harness import BotApiStandIn, User as TgUser, bot_settings, running_bot
+from tests.botapi.harness import BotApiStandIn, bot_settings, running_bot
+from tests.botapi.harness import User as TgUser
 
 pytest.importorskip("annotations.labelme")
 
@@ -213,7 +214,9 @@ def test_two_users_never_see_each_other(bs, api) -> None:
         _send(api, BORIS, "/start")
         alice = user_row(bs.database_url, ALICE.id)
         with session_scope(bs.database_url) as session:
-            model = TrainedModel(user_id=alice["id"], version=1, name="gold", status="ready", metrics={"f1": 0.9})
+            model = TrainedModel(
+                user_id=alice["id"], version=1, name="gold", status="ready", metrics={"f1": 0.9}
+            )
             session.add(model)
             session.flush()
             model_id = model.id
@@ -276,7 +279,11 @@ def test_forget_me_deletes_rows_and_files(bs, api) -> None:
         bundle.mkdir(parents=True)
         (bundle / "weights.pt").write_bytes(b"w")
         with session_scope(bs.database_url) as session:
-            session.add(TrainedModel(user_id=alice["id"], version=1, status="ready", path=f"files/models/u{alice['id']}/v1"))
+            session.add(
+                TrainedModel(
+                    user_id=alice["id"], version=1, status="ready", path=f"files/models/u{alice['id']}/v1"
+                )
+            )
         confirm = _send(api, ALICE, "/forget_me", "cannot be undone")
         assert "forget:yes" in buttons(confirm)
         assert "Cancelled" in _press(api, ALICE, confirm, "forget:no").text

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select, text
 
-from storage.backup import BackupError, create_backup, read_manifest, restore_backup
+from storage.backup import BackupError, create_backup, read_manifest, restore_backup, verify_backup
 from storage.db import engine_for, make_engine, session_scope
 from storage.files import FileStore
 from storage.migrate import current_revision, head_revision, upgrade
@@ -173,6 +173,9 @@ def test_damaged_archive_changes_nothing(tmp_path: Path, settings) -> None:
             if member.name.startswith("files/blobs/") and b"chemist" in data:
                 data = data.replace(b"chemist", b"CHEMIST", 1)
             target.addfile(member, io.BytesIO(data))
+    assert verify_backup(archive)["rows"]["users"] == 2
+    with pytest.raises(BackupError, match="does not match its checksum"):
+        verify_backup(bad)
     wipe(url, files_dir)
     with pytest.raises(BackupError, match="does not match its checksum"):
         restore_backup(bad, url, files_dir)
@@ -197,6 +200,7 @@ def test_cross_dialect_restore_is_refused(settings, tmp_path: Path, postgres_url
         restore_backup(archive, postgres_url, tmp_path / "other" / "files")
 
 
+@pytest.mark.slow
 def test_cli_backup_and_restore(tmp_path: Path) -> None:
     source, target = tmp_path / "source", tmp_path / "target"
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SEGBOT_BROKER_URL")}
@@ -209,6 +213,9 @@ def test_cli_backup_and_restore(tmp_path: Path) -> None:
     proc = run(source, "backup", "--out", str(archive))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"backup written: {archive} (sqlite at {head_revision('sqlite://')}")
+    proc = run(target, "restore", "--check", str(archive))
+    assert proc.returncode == 0 and proc.stdout.startswith("nightly.tar.gz: intact; sqlite at "), proc.stderr
+    assert not (target / "segbot.db").exists()  # a check changes nothing
     proc = run(target, "restore", str(archive))
     assert proc.returncode == 0, proc.stderr
     assert "2 users" in proc.stdout and "2 models" in proc.stdout and "4 jobs" in proc.stdout
@@ -216,3 +223,55 @@ def test_cli_backup_and_restore(tmp_path: Path) -> None:
     proc = run(target, "restore", str(archive))
     assert proc.returncode == 1 and proc.stderr.startswith("Error: target installation is not empty")
     assert "Traceback" not in proc.stderr
+    env["DATABASE_URL"] = "postgresql://segbot:hunter2@127.0.0.1:9/segbot"  # nothing listens on port 9
+    proc = run(target, "backup", "--out", str(tmp_path / "x.tar"))
+    assert proc.returncode == 1 and proc.stderr.startswith("Error: database error: ")
+    assert "Traceback" not in proc.stderr and "hunter2" not in proc.stderr
+    assert not (tmp_path / "x.tar").exists()
+
+
+def test_old_pg_dump_is_refused_in_words(postgres_url: str, tmp_path: Path, monkeypatch) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "pg_dump").write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n")
+    (fake / "pg_dump").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    upgrade(postgres_url)
+    with pytest.raises(BackupError, match=r"pg_dump 9 cannot dump a PostgreSQL 1\d server"):
+        create_backup(postgres_url, tmp_path / "files", tmp_path / "b.tar")
+    assert not (tmp_path / "b.tar").exists()
+
+
+def test_backup_restore_and_clean_exclude_each_other(tmp_path: Path) -> None:
+    from storage.backup import ops_lock
+
+    with ops_lock(tmp_path, "a backup"):
+        with pytest.raises(BackupError, match=r"^a backup \(pid \d+\) is running on this data dir"):
+            with ops_lock(tmp_path, "a clean"):
+                pass
+    with ops_lock(tmp_path, "a clean"):  # free again once the first is done
+        pass
+
+
+def test_backup_refuses_nonsense_targets(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'none' / 'segbot.db'}"
+    with pytest.raises(BackupError, match="no database at"):
+        create_backup(url, tmp_path / "files", tmp_path / "b.tar")
+    assert not (tmp_path / "none" / "segbot.db").exists()  # asking did not create one
+    upgrade(url)
+    (tmp_path / "files").mkdir()
+    with pytest.raises(BackupError, match="outside the file store"):
+        create_backup(url, tmp_path / "files", tmp_path / "files" / "b.tar")
+
+
+def test_archive_members_cannot_escape(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as archive:
+        for name, data in (("files/../../escaped", b"x"), ("manifest.json", b'{"format": 1, "files": []}')):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    data_dir = tmp_path / "deep" / "data"
+    with pytest.raises(BackupError, match="cannot read evil.tar"):
+        restore_backup(evil, f"sqlite:///{data_dir / 'segbot.db'}", data_dir / "files")
+    assert not any(p.name == "escaped" for p in tmp_path.rglob("*"))

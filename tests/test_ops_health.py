@@ -33,6 +33,7 @@ def _segbot(env_extra: dict[str, str], cwd, *args: str) -> subprocess.CompletedP
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_stopped_redis_is_unhealthy(settings) -> None:
     upgrade(settings.database_url)
     port = _closed_port()
@@ -49,6 +50,7 @@ def test_stopped_redis_is_unhealthy(settings) -> None:
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_everything_up_exits_zero(settings, redis_url, postgres_url) -> None:
     upgrade(postgres_url)
     env = {"SEGBOT_DATA_DIR": str(settings.data_dir), "SEGBOT_BROKER_URL": redis_url,
@@ -113,3 +115,15 @@ def test_gpu_requested_without_cuda_is_unhealthy(settings, monkeypatch) -> None:
     monkeypatch.setenv("SEGBOT_DEVICE", "cuda:0")
     [check] = [c for c in run_checks(load_settings()) if c.name == "gpu"]
     assert not check.ok and "sees no CUDA device" in check.detail
+
+
+def test_amqp_broker(settings, monkeypatch) -> None:
+    url = os.environ.get("SEGBOT_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
+    monkeypatch.setenv("SEGBOT_BROKER_URL", url)
+    [check] = [c for c in run_checks(load_settings()) if c.name == "broker"]
+    if not check.ok:
+        pytest.skip(f"RabbitMQ not reachable: {check.detail}")
+    assert "answers" in check.line() and ":guest@" not in check.line()  # password hidden
+    monkeypatch.setenv("SEGBOT_BROKER_URL", f"amqp://guest:guest@127.0.0.1:{_closed_port()}//")
+    [check] = [c for c in run_checks(load_settings()) if c.name == "broker"]
+    assert not check.ok and "unreachable" in check.detail

@@ -57,10 +57,11 @@ def test_every_record_is_redacted_including_exceptions(settings, log_stream) -> 
     except RuntimeError:
         logging.getLogger("bot.handlers").exception("download failed for %s", TOKEN)
     logging.getLogger("x").info("extra carries it too", extra={"url": f"/bot{TOKEN}/getMe"})
+    logging.getLogger("x").info("nested", extra={"request": {"url": f"/bot{TOKEN}/getMe"}})
     out = log_stream.getvalue()
     assert TOKEN not in out and TOKEN.split(":")[1] not in out
     assert "RuntimeError" in out and "Traceback" in out  # the exception itself is kept
-    assert out.count("<redacted>") >= 4
+    assert out.count("<redacted>") >= 5
 
 
 def test_json_lines_carry_job_and_user_ids(settings, log_stream, monkeypatch) -> None:
@@ -153,3 +154,23 @@ def test_grafana_dashboard_uses_only_real_metrics() -> None:
     assert used and used <= exposed, used - exposed
     scrape = (Path(__file__).parent.parent / "deploy" / "prometheus.yml").read_text()
     assert "bot:9100" in scrape and "worker-gpu:9100" in scrape
+
+
+def test_metrics_of_child_processes_are_collected(tmp_path, monkeypatch) -> None:
+    """Celery prefork runs jobs in children: with PROMETHEUS_MULTIPROC_DIR their counts reach /metrics."""
+    import subprocess
+    import sys
+
+    shared = tmp_path / "prom"
+    shared.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
+    code = "from storage.metrics import observe_job; observe_job('predict', 'succeeded', 7.0)"
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    server = metrics.start_metrics_server(0, addr="127.0.0.1")
+    try:
+        scraped = _scrape(server.server_port)
+    finally:
+        server.shutdown()
+    assert _value(scraped["segbot_jobs"], "segbot_jobs_total", kind="predict", outcome="succeeded") == 2
+    assert _value(scraped["segbot_job_seconds"], "segbot_job_seconds_sum", kind="predict") == 14.0

@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from storage.db import session_scope
@@ -130,6 +131,7 @@ def test_usage_by_user(db_url: str, tmp_path: Path) -> None:
     assert rows[0] is chemist  # largest first
 
 
+@pytest.mark.slow
 def test_cli_clean_and_usage(tmp_path: Path) -> None:
     data = tmp_path / "data"
     url = f"sqlite:///{data / 'segbot.db'}"
@@ -146,7 +148,9 @@ def test_cli_clean_and_usage(tmp_path: Path) -> None:
     proc = run("admin", "usage")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[1].split() == ["1", "@chemist", "5", "2", "1", "0.0"]
-    assert lines[-1].startswith("total 0.0 MB for 2 users;")
+    assert lines[1].split() == ["1", "@chemist", "5", "2", "1", "27.4", "kB"]
+    assert lines[2].split() == ["2", "1", "0", "0", "2.0", "kB"]
+    assert lines[-1].startswith("total 29.4 kB for 2 users;")
+    assert run("clean", "--days", "-1").returncode == 2
     proc = run("clean")
     assert proc.returncode == 0 and "deleted: 2 uploads" in proc.stdout

@@ -44,7 +44,7 @@ def test_training_survives_sigkill_then_model_recognises(queue_env) -> None:  # 
         session.commit()
         labels = _upload(session, store, user, "labelme", "train.json",
                          json.dumps(labelme_dict(labelled, image_name="train.png")).encode())
-        options = {"arch": "tiny", "iterations": 3, "holdout": False, "batch_size": 1, "crop_size": 128}
+        options = {"arch": "tiny", "iterations": 2, "holdout": False, "batch_size": 1, "crop_size": 128}
         job = submit_job(session, user, "train", {"upload_ids": [labels.id], "options": options},
                          settings=settings)
     wait_for(lambda: _job(settings, job.id).stage == "training", 300, "training to start")

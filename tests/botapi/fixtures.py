@@ -24,17 +24,38 @@ def png_bytes(size: int = 64, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-def labelme_doc(image: bytes | None, image_name: str = "sample.png", size: int = 64, n: int = 3,
-                label: str = "particle") -> dict[str, Any]:
-    shapes: list[dict[str, Any]] = [{"label": "crop", "points": [[0, 0], [size - 1, size - 1]],
-                                     "shape_type": "rectangle", "group_id": None, "flags": {}}]
+def labelme_doc(
+    image: bytes | None, image_name: str = "sample.png", size: int = 64, n: int = 3, label: str = "particle"
+) -> dict[str, Any]:
+    shapes: list[dict[str, Any]] = [
+        {
+            "label": "crop",
+            "points": [[0, 0], [size - 1, size - 1]],
+            "shape_type": "rectangle",
+            "group_id": None,
+            "flags": {},
+        }
+    ]
     for i in range(n):
         x, y = 8 + i * 18, 20
-        shapes.append({"label": label, "points": [[x, y], [x + 10, y], [x + 10, y + 10], [x, y + 10]],
-                       "shape_type": "polygon", "group_id": None, "flags": {}})
-    return {"version": "5.4.1", "flags": {}, "shapes": shapes, "imagePath": image_name,
-            "imageData": base64.b64encode(image).decode() if image is not None else None,
-            "imageHeight": size, "imageWidth": size}
+        shapes.append(
+            {
+                "label": label,
+                "points": [[x, y], [x + 10, y], [x + 10, y + 10], [x, y + 10]],
+                "shape_type": "polygon",
+                "group_id": None,
+                "flags": {},
+            }
+        )
+    return {
+        "version": "5.4.1",
+        "flags": {},
+        "shapes": shapes,
+        "imagePath": image_name,
+        "imageData": base64.b64encode(image).decode() if image is not None else None,
+        "imageHeight": size,
+        "imageWidth": size,
+    }
 
 
 def labelme_bytes(image: bytes | None, **kwargs: Any) -> bytes:
@@ -46,9 +67,14 @@ def user_row(url: str, telegram_id: int) -> dict[str, Any] | None:
         user = session.scalar(select(User).where(User.telegram_id == telegram_id))
         if user is None:
             return None
-        return {"id": user.id, "language": user.language, "preferences": dict(user.preferences or {}),
-                "active_model_id": user.active_model_id, "nm_per_px": user.nm_per_px,
-                "threshold": user.score_threshold}
+        return {
+            "id": user.id,
+            "language": user.language,
+            "preferences": dict(user.preferences or {}),
+            "active_model_id": user.active_model_id,
+            "nm_per_px": user.nm_per_px,
+            "threshold": user.score_threshold,
+        }
 
 
 def rows(url: str, model: type, **where: Any) -> list[Any]:

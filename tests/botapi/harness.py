@@ -8,18 +8,22 @@ from typing import Any
 from tests.botapi.server import BotApiStandIn, User
 
 
-def bot_settings(settings: Any, api: BotApiStandIn, **overrides: Any):  # type: ignore[no-untyped-def]
+def bot_settings(settings: Any, api: BotApiStandIn, **overrides: Any):
     """A copy of the test settings pointing at the stand-in."""
     from storage.settings import load_settings
 
-    values = {"telegram_bot_token": api.token, "telegram_api_base_url": api.base_url,
-              "telegram_api_base_file_url": api.base_file_url, "data_dir": settings.data_dir}
+    values = {
+        "telegram_bot_token": api.token,
+        "telegram_api_base_url": api.base_url,
+        "telegram_api_base_file_url": api.base_file_url,
+        "data_dir": settings.data_dir,
+    }
     values.update(overrides)
     return load_settings(**values)
 
 
 @contextmanager
-def running_bot(settings: Any, **build_kwargs: Any):  # type: ignore[no-untyped-def]
+def running_bot(settings: Any, **build_kwargs: Any):
     from bot.app import BotThread
 
     runner = BotThread(settings, poll_timeout=1.0, **build_kwargs).start()

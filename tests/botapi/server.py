@@ -18,8 +18,15 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-BOT_USER = {"id": 777000111, "is_bot": True, "first_name": "segbot", "username": "segbot_test_bot",
-            "can_join_groups": False, "can_read_all_group_messages": False, "supports_inline_queries": False}
+BOT_USER = {
+    "id": 777000111,
+    "is_bot": True,
+    "first_name": "segbot",
+    "username": "segbot_test_bot",
+    "can_join_groups": False,
+    "can_read_all_group_messages": False,
+    "supports_inline_queries": False,
+}
 TEXT_FIELDS = {"text", "caption", "callback_query_id", "file_id", "parse_mode", "url", "message_text"}
 FILE_FIELDS = ("document", "photo", "video", "audio")
 
@@ -52,8 +59,12 @@ class User:
     language_code: str = "en"
 
     def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"id": self.id, "is_bot": False, "first_name": self.first_name,
-                                "language_code": self.language_code}
+        data: dict[str, Any] = {
+            "id": self.id,
+            "is_bot": False,
+            "first_name": self.first_name,
+            "language_code": self.language_code,
+        }
         if self.username:
             data["username"] = self.username
         return data
@@ -118,9 +129,13 @@ class BotApiStandIn:
         return update
 
     def _user_message(self, user: User, **content: Any) -> dict[str, Any]:
-        message = {"message_id": next(self._message_ids), "date": int(time.time()),
-                   "chat": {"id": user.id, "type": "private", "first_name": user.first_name},
-                   "from": user.as_dict(), **content}
+        message = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": {"id": user.id, "type": "private", "first_name": user.first_name},
+            "from": user.as_dict(),
+            **content,
+        }
         with self._lock:
             self.messages[(user.id, message["message_id"])] = message
         return message
@@ -139,9 +154,17 @@ class BotApiStandIn:
             self.files[file_id] = (f"{path_hint}_{number}", data)
         return {"file_id": file_id, "file_unique_id": f"U{number:06d}", "file_size": len(data)}
 
-    def send_document(self, user: User, filename: str, data: bytes, *, caption: str | None = None,
-                      mime_type: str = "application/octet-stream", media_group_id: str | None = None,
-                      file_size: int | None = None) -> dict[str, Any]:
+    def send_document(
+        self,
+        user: User,
+        filename: str,
+        data: bytes,
+        *,
+        caption: str | None = None,
+        mime_type: str = "application/octet-stream",
+        media_group_id: str | None = None,
+        file_size: int | None = None,
+    ) -> dict[str, Any]:
         doc = {**self.add_file(data, "documents/file"), "file_name": filename, "mime_type": mime_type}
         if file_size is not None:
             doc["file_size"] = file_size
@@ -152,8 +175,16 @@ class BotApiStandIn:
             content["media_group_id"] = media_group_id
         return self._push("message", self._user_message(user, **content))
 
-    def send_photo(self, user: User, data: bytes, *, width: int = 64, height: int = 64,
-                   caption: str | None = None, media_group_id: str | None = None) -> dict[str, Any]:
+    def send_photo(
+        self,
+        user: User,
+        data: bytes,
+        *,
+        width: int = 64,
+        height: int = 64,
+        caption: str | None = None,
+        media_group_id: str | None = None,
+    ) -> dict[str, Any]:
         small = {**self.add_file(data[:100], "photos/thumb"), "width": 32, "height": 32}
         big = {**self.add_file(data, "photos/file"), "width": width, "height": height}
         content: dict[str, Any] = {"photo": [small, big]}
@@ -164,17 +195,24 @@ class BotApiStandIn:
         return self._push("message", self._user_message(user, **content))
 
     def press(self, user: User, message: dict[str, Any], data: str) -> dict[str, Any]:
-        query = {"id": str(next(self._message_ids)), "from": user.as_dict(), "chat_instance": str(user.id),
-                 "message": message, "data": data}
+        query = {
+            "id": str(next(self._message_ids)),
+            "from": user.as_dict(),
+            "chat_instance": str(user.id),
+            "message": message,
+            "data": data,
+        }
         return self._push("callback_query", query)
 
     # Looking at what the bot did
 
     def calls_to(self, chat_id: int, methods: tuple[str, ...] | None = None) -> list[Call]:
         with self._lock:
-            return [c for c in self.calls if c.chat_id == chat_id and (methods is None or c.method in methods)]
+            return [
+                c for c in self.calls if c.chat_id == chat_id and (methods is None or c.method in methods)
+            ]
 
-    def wait_for(self, predicate, timeout: float = 10.0, what: str = "a call"):  # type: ignore[no-untyped-def]
+    def wait_for(self, predicate, timeout: float = 10.0, what: str = "a call"):
         """Wait until predicate(calls) returns something truthy; returns it."""
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -188,16 +226,29 @@ class BotApiStandIn:
                     raise AssertionError(f"timed out waiting for {what}; last calls: {summary}")
                 self._lock.wait(min(left, 0.2))
 
-    def wait_reply(self, chat_id: int, after: int, contains: str | None = None,
-                   methods: tuple[str, ...] = ("sendMessage", "sendDocument", "sendPhoto", "editMessageText",
-                                               "sendMediaGroup"),
-                   timeout: float = 10.0) -> Call:
+    def wait_reply(
+        self,
+        chat_id: int,
+        after: int,
+        contains: str | None = None,
+        methods: tuple[str, ...] = (
+            "sendMessage",
+            "sendDocument",
+            "sendPhoto",
+            "editMessageText",
+            "sendMediaGroup",
+        ),
+        timeout: float = 10.0,
+    ) -> Call:
         """The first call to chat_id among calls[after:] (optionally containing a text)."""
 
         def find(calls: list[Call]) -> Call | None:
             for call in calls[after:]:
-                if call.chat_id == chat_id and call.method in methods and (
-                        contains is None or contains.lower() in call.text.lower()):
+                if (
+                    call.chat_id == chat_id
+                    and call.method in methods
+                    and (contains is None or contains.lower() in call.text.lower())
+                ):
                     return call
             return None
 
@@ -219,8 +270,13 @@ class BotApiStandIn:
             self._lock.notify_all()
 
     def _new_message(self, chat_id: int, **content: Any) -> dict[str, Any]:
-        message = {"message_id": next(self._message_ids), "date": int(time.time()),
-                   "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER, **content}
+        message = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private"},
+            "from": BOT_USER,
+            **content,
+        }
         with self._lock:
             self.messages[(chat_id, message["message_id"])] = message
         return message
@@ -243,12 +299,20 @@ class BotApiStandIn:
         with self._lock:
             failure = self.fail_next.pop(method, None)
         if failure is not None:
-            return 200, failure
+            return int(failure.get("error_code", 400)), failure
         p = call.params
         if method == "getMe":
             return 200, {"ok": True, "result": BOT_USER}
-        if method in ("deleteWebhook", "setMyCommands", "deleteMyCommands", "setChatMenuButton",
-                      "answerCallbackQuery", "sendChatAction", "close", "logOut"):
+        if method in (
+            "deleteWebhook",
+            "setMyCommands",
+            "deleteMyCommands",
+            "setChatMenuButton",
+            "answerCallbackQuery",
+            "sendChatAction",
+            "close",
+            "logOut",
+        ):
             if method == "setMyCommands":
                 self.commands = list(p.get("commands") or [])
             return 200, {"ok": True, "result": True}
@@ -257,7 +321,10 @@ class BotApiStandIn:
         chat_id = call.chat_id
         if method == "sendMessage":
             extra = {"reply_markup": p["reply_markup"]} if p.get("reply_markup") else {}
-            return 200, {"ok": True, "result": self._new_message(chat_id, text=str(p.get("text", "")), **extra)}
+            return 200, {
+                "ok": True,
+                "result": self._new_message(chat_id, text=str(p.get("text", "")), **extra),
+            }
         if method in ("sendDocument", "sendPhoto"):
             kind = "document" if method == "sendDocument" else "photo"
             content = self._sent_file(call, kind, kind)
@@ -280,12 +347,20 @@ class BotApiStandIn:
             with self._lock:
                 message = self.messages.get(key)
                 if message is None:
-                    return 400, {"ok": False, "error_code": 400, "description": "Bad Request: message to edit not found"}
+                    return 400, {
+                        "ok": False,
+                        "error_code": 400,
+                        "description": "Bad Request: message to edit not found",
+                    }
                 if method == "editMessageText":
                     if message.get("text") == str(p.get("text")) and message.get("reply_markup") == p.get(
-                            "reply_markup"):
-                        return 400, {"ok": False, "error_code": 400,
-                                     "description": "Bad Request: message is not modified"}
+                        "reply_markup"
+                    ):
+                        return 400, {
+                            "ok": False,
+                            "error_code": 400,
+                            "description": "Bad Request: message is not modified",
+                        }
                     message["text"] = str(p.get("text"))
                     message["edit_date"] = int(time.time())
                 if p.get("reply_markup") or method == "editMessageReplyMarkup":
@@ -303,8 +378,15 @@ class BotApiStandIn:
                 entry = self.files.get(file_id)
             if entry is None:
                 return 400, {"ok": False, "error_code": 400, "description": "Bad Request: invalid file_id"}
-            return 200, {"ok": True, "result": {"file_id": file_id, "file_unique_id": "U" + file_id,
-                                                "file_size": len(entry[1]), "file_path": entry[0]}}
+            return 200, {
+                "ok": True,
+                "result": {
+                    "file_id": file_id,
+                    "file_unique_id": "U" + file_id,
+                    "file_size": len(entry[1]),
+                    "file_path": entry[0],
+                },
+            }
         return 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
 
     def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -351,7 +433,7 @@ class _Handler(BaseHTTPRequestHandler):
         prefix = f"/file/bot{self.api.token}/"
         path = urllib.parse.unquote(self.path)  # httpx sends the token's ':' as %3A
         if path.startswith(prefix):
-            data = self.api.file_bytes(path[len(prefix):])
+            data = self.api.file_bytes(path[len(prefix) :])
             if data is not None:
                 self._reply(200, data, "application/octet-stream")
                 return
@@ -371,7 +453,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not path.startswith(prefix):
             self._reply(401, b'{"ok":false,"error_code":401,"description":"Unauthorized"}')
             return
-        method = path[len(prefix):].split("?")[0]
+        method = path[len(prefix) :].split("?")[0]
         params, files = _parse_body(body, content_type)
         call = Call(method, params, files)
         status, payload = self.api.handle(method, call)

@@ -1,0 +1,185 @@
+"""Quality on real EM images: a tiny model trained from <= 50 labelled objects vs Otsu + watershed.
+
+    .venv/bin/python bench/bench_quality.py                        # defaults below, CPU
+    .venv/bin/python bench/bench_quality.py --iterations 600 --limit 0 --device cuda
+
+Data: /work/shared/data/emps-dev (EMPS, MIT): images + instance maps, turned into polygons here.
+Training: the --train-images images with the most medium-sized particles; on each, a square crop
+from the image centre grown while it holds at most 50 / n_train particles (by centre) - those are
+the only labels the model sees (the rest of the image is unlabelled, as a user's crops would be).
+Test: the other images (the first --limit of them by name; 0 = all), whole-image ground truth.
+Both methods are scored by annotations.evaluate: precision / recall / F1 by the centre rule of
+seed 001, COCO mask AP, and size accuracy (1 - |mean D_pred - mean D_gt| / mean D_gt).
+Goal: F1(model) >= 1.2 x F1(baseline). Everything printed is measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+DATA = Path("/work/shared/data/emps-dev")
+
+
+def load(stem: str, data: Path):
+    """AnnotatedImage with every particle of the instance map as a polygon."""
+    import cv2
+    from scipy import ndimage
+
+    from annotations.model import AnnotatedImage, Instance
+    from inference.contours import mask_to_polygon
+
+    bgr = cv2.imread(str(data / "images" / f"{stem}.png"), cv2.IMREAD_COLOR)
+    seg = cv2.imread(str(data / "segmaps" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+    if seg.ndim == 3:
+        seg = seg[:, :, 0]
+    instances = []
+    for k, sl in enumerate(ndimage.find_objects(seg), start=1):
+        if sl is None:
+            continue
+        poly = mask_to_polygon(seg[sl] == k)
+        if poly is None:
+            continue
+        poly[:, 0] += sl[1].start
+        poly[:, 1] += sl[0].start
+        instances.append(Instance("particle", poly, None))
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return AnnotatedImage(name=f"{stem}.png", image=rgb, instances=instances)
+
+
+def centres(instances) -> np.ndarray:
+    return np.array([i.polygon.mean(axis=0) for i in instances]).reshape(-1, 2)
+
+
+def labelled_crop(ann, quota: int):
+    """The image with one centred square crop holding <= quota particles (centres), labels inside it."""
+    from annotations.model import AnnotatedImage, Crop
+
+    c = centres(ann.instances)
+    cx, cy = ann.width / 2, ann.height / 2
+    best = None
+    for half in range(64, max(ann.width, ann.height), 16):
+        x0, y0 = max(0.0, cx - half), max(0.0, cy - half)
+        x1, y1 = min(float(ann.width), cx + half), min(float(ann.height), cy + half)
+        inside = (c[:, 0] >= x0) & (c[:, 0] < x1) & (c[:, 1] >= y0) & (c[:, 1] < y1)
+        if inside.sum() > quota:
+            break
+        best = (Crop(x0, y0, x1, y1), inside)
+    if best is None:
+        return None
+    crop, inside = best
+    kept = [inst for inst, k in zip(ann.instances, inside, strict=True) if k]
+    return AnnotatedImage(name=ann.name, image=ann.image, instances=kept, crops=[crop])
+
+
+def pick_training(stems: list[str], data: Path, n: int) -> list[str]:
+    """Images with the most particles of medium size (median area 1,000 - 8,000 px)."""
+    import cv2
+
+    scored = []
+    for stem in stems:
+        seg = cv2.imread(str(data / "segmaps" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        ids, counts = np.unique(seg[seg > 0], return_counts=True)
+        if len(ids) and 1000 <= np.median(counts) <= 8000:
+            scored.append((len(ids), stem))
+    return [stem for _, stem in sorted(scored, reverse=True)[:n]]
+
+
+def row(name: str, result: dict) -> str:
+    c = result["count"]
+    ap = (result.get("coco") or {}).get("segm", {})
+    size = result["size_accuracy"]["all"]["accuracy"]
+
+    def f(v):
+        return "  n/a" if v is None else f"{v:.3f}"
+
+    return (f"{name:22} {c['precision']:9.3f} {c['recall']:7.3f} {c['f1']:6.3f} {f(ap.get('AP')):>8} "
+            f"{f(ap.get('AP50')):>8} {f(size):>9} {c['tp']:5d} {c['fp']:5d} {c['fn']:5d}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--train-images", type=int, default=4)
+    parser.add_argument("--max-labels", type=int, default=50)
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--arch", default="tiny")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--limit", type=int, default=20, help="test images (0 = all the others)")
+    args = parser.parse_args(argv)
+
+    from bench_speed import hardware
+
+    from annotations.evaluate import evaluate
+    from annotations.model import AnnotatedImage
+    from inference.baseline import otsu_watershed
+    from inference.model import load_detector
+    from inference.pipeline import PredictOptions, predict_image
+    from trainer.options import TrainOptions
+    from trainer.train import train_model
+
+    stems = sorted(p.stem for p in (args.data / "images").glob("*.png"))
+    train_stems = pick_training(stems, args.data, args.train_images)
+    quota = args.max_labels // len(train_stems)
+    sources = [s for s in (labelled_crop(load(stem, args.data), quota) for stem in train_stems) if s]
+    n_labels = sum(len(s.instances) for s in sources)
+    test_stems = [s for s in stems if s not in train_stems]
+    if args.limit:
+        test_stems = test_stems[: args.limit]
+    tests = [load(stem, args.data) for stem in test_stems]
+
+    print("bench_quality: tiny Cascade Mask R-CNN from few labels vs Otsu + watershed, EMPS dev images")
+    print(f"hardware : {hardware()}")
+    print(f"training : {len(sources)} images {', '.join(train_stems)}; {n_labels} labelled particles in one "
+          f"crop each (quota {quota}/image); arch {args.arch}, {args.iterations} iterations, {args.device}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        options = TrainOptions(arch=args.arch, iterations=args.iterations, device=args.device, holdout=False)
+        result = train_model(sources, Path(tmp) / "bundle", options)
+        train_s = time.perf_counter() - t0
+        print(f"trained  : {result.iterations} iterations in {train_s:.0f} s, rescale {result.rescale}, "
+              f"classes {result.classes}")
+        det = load_detector(result.bundle_dir, device=args.device, trusted_roots=[Path(tmp)],
+                            score_thr=args.threshold)
+        preds, bases = [], []
+        t_model = t_base = 0.0
+        n_refined = 0
+        for ann in tests:
+            t0 = time.perf_counter()
+            pred = predict_image(ann.image, det, PredictOptions(threshold=args.threshold))
+            t_model += time.perf_counter() - t0
+            preds.append(AnnotatedImage(name=ann.name, image=ann.image, instances=pred.instances))
+            n_refined += pred.n_refined
+            t0 = time.perf_counter()
+            base = otsu_watershed(ann.image)
+            t_base += time.perf_counter() - t0
+            bases.append(AnnotatedImage(name=ann.name, image=ann.image, instances=base))
+
+    n_gt = sum(len(a.instances) for a in tests)
+    print(f"test     : {len(tests)} other images, {n_gt} ground-truth particles; threshold {args.threshold}; "
+          f"model {t_model:.0f} s, baseline {t_base:.1f} s")
+    model_res = evaluate(preds, tests)
+    base_res = evaluate(bases, tests)
+    print()
+    heads = ("precision", 9), ("recall", 7), ("F1", 6), ("mask AP", 8), ("AP50", 8), ("size acc", 9)
+    print(f"{'method':22} " + " ".join(f"{h:>{w}}" for h, w in heads) + f" {'TP':>5} {'FP':>5} {'FN':>5}")
+    print(row(f"model ({args.arch})", model_res))
+    print(row("Otsu + watershed", base_res))
+    f_model, f_base = model_res["count"]["f1"], base_res["count"]["f1"]
+    ratio = f_model / f_base if f_base else float("inf")
+    print()
+    print(f"ratio    : F1 model / F1 baseline = {ratio:.2f}  (goal >= 1.2)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Centre-rule counting, COCO AP (checked against plain pycocotools), size accuracy, folder pairing."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from annotations.evaluate import (
+    _coco_datasets,
+    _coco_eval_class,
+    coco_ap,
+    evaluate,
+    format_evaluation,
+    match_centre_rule,
+    size_accuracy,
+)
+from annotations.geometry import circle_polygon
+from annotations.model import AnnotatedImage, AnnotationError, Crop, Instance
+
+
+def sq(x, y, s, label="p", score=None):
+    return Instance(label, np.array([[x, y], [x + s, y], [x + s, y + s], [x, y + s]], float), score)
+
+
+def grid(n, step=20, size=10, label="p"):
+    side = int(np.ceil(np.sqrt(n)))
+    return [sq((k % side) * step, (k // side) * step, size, label) for k in range(n)]
+
+
+def test_self_and_missing_every_tenth():
+    gt = grid(100)
+    assert match_centre_rule(gt, gt).as_dict() == {
+        "tp": 100,
+        "fp": 0,
+        "fn": 0,
+        "precision": 1.0,
+        "recall": 1.0,
+        "f1": 1.0,
+    }
+    partial = [g for k, g in enumerate(gt) if k % 10 != 9]
+    s = match_centre_rule(partial, gt)
+    assert (s.tp, s.fp, s.fn, s.precision, s.recall) == (90, 0, 10, 1.0, 0.9)
+
+
+def test_two_predictions_in_one_gt_and_one_prediction_over_three():
+    gt = [sq(0, 0, 10), sq(20, 0, 10), sq(40, 0, 10)]
+    s = match_centre_rule([sq(1, 1, 3), sq(5, 5, 3)], gt)
+    assert (s.tp, s.fp, s.fn) == (1, 1, 2)
+    big = Instance("p", np.array([[0, 0], [50, 0], [50, 10], [0, 10]], float))  # centre (25, 5): inside GT 2
+    s = match_centre_rule([big], gt)
+    assert (s.tp, s.fp, s.fn) == (1, 0, 2)
+    between = Instance("p", np.array([[0, 0], [60, 0], [60, 10], [0, 10]], float))  # centre (30, 5): no GT
+    s = match_centre_rule([between], gt)
+    assert (s.tp, s.fp, s.fn) == (0, 1, 3)
+
+
+def test_overlapping_gts_best_assignment():
+    gt = [sq(0, 0, 10), sq(2, 2, 10)]  # a centre at (6, 6) lies in both
+    s = match_centre_rule([sq(4, 4, 4, score=0.9), sq(5, 5, 2, score=0.8)], gt)
+    assert (s.tp, s.fp, s.fn) == (2, 0, 0)
+    # the first prediction lies in both GTs, the second only in GT 0: both still count
+    s = match_centre_rule([sq(5, 5, 2), sq(0.5, 0.5, 1)], gt)
+    assert (s.tp, s.fp, s.fn) == (2, 0, 0)
+    # one GT, two candidates: one TP, one FP
+    s = match_centre_rule([sq(1, 1, 2, score=0.2), sq(5, 5, 2, score=0.9)], [sq(0, 0, 10)])
+    assert (s.tp, s.fp) == (1, 1)
+
+
+def test_empty_sets():
+    assert match_centre_rule([], []).precision == 1.0
+    s = match_centre_rule([], grid(3))
+    assert (s.recall, s.fn) == (0.0, 3)
+    s = match_centre_rule(grid(3), [])
+    assert (s.precision, s.fp) == (0.0, 3)
+
+
+def test_size_accuracy_table4():
+    gt = [Instance("p", circle_polygon(50 * k, 0, 10, 128)) for k in range(5)]
+    pred = [Instance("p", circle_polygon(50 * k, 0, 9, 128)) for k in range(5)]
+    acc = size_accuracy(pred, gt, nm_per_px=0.5)
+    assert acc["all"]["accuracy"] == pytest.approx(0.9, rel=1e-6)
+    assert acc["p"]["mean_d_gt_nm"] == pytest.approx(10.0, rel=1e-6)
+
+
+def _random_sets(seed: int, n: int):
+    rng = np.random.default_rng(seed)
+    gt, pred = [], []
+    for k in range(n):
+        x, y, r = rng.uniform(20, 280), rng.uniform(20, 180), rng.uniform(3, 12)
+        label = "a" if k % 3 else "b"
+        gt.append(Instance(label, circle_polygon(x, y, r, 20)))
+        if rng.random() < 0.8:
+            pred.append(
+                Instance(
+                    label if rng.random() < 0.9 else "a",
+                    circle_polygon(
+                        x + rng.normal(0, 1.5), y + rng.normal(0, 1.5), r * rng.uniform(0.7, 1.3), 20
+                    ),
+                    float(rng.random()),
+                )
+            )
+    for _ in range(n // 5):
+        pred.append(
+            Instance(
+                "a", circle_polygon(rng.uniform(0, 300), rng.uniform(0, 200), 5, 20), float(rng.random())
+            )
+        )
+    return pred, gt
+
+
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+def test_sparse_coco_eval_equals_pycocotools(iou_type):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    pairs = [(*_random_sets(seed, 60), (200, 300)) for seed in range(3)]
+    gt_ds, dts = _coco_datasets(pairs)
+    results = []
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt_ds
+        coco_gt.createIndex()
+        for cls in (COCOeval, _coco_eval_class()):
+            res = [
+                {k: v for k, v in d.items() if not (iou_type == "bbox" and k == "segmentation")} for d in dts
+            ]
+            ev = cls(coco_gt, coco_gt.loadRes(res), iou_type)
+            ev.params.maxDets = [1, 100, 1000]
+            ev.evaluate()
+            ev.accumulate()
+            results.append(ev.eval)
+    assert np.array_equal(results[0]["precision"], results[1]["precision"])
+    assert np.array_equal(results[0]["recall"], results[1]["recall"])
+
+
+def test_coco_ap_self_is_one_beyond_100_objects():
+    gt = grid(600, step=12, size=8)
+    out = coco_ap([(gt, gt, (400, 400))], max_dets=1000)
+    assert out["segm"]["AP"] == pytest.approx(1.0) and out["bbox"]["AP"] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        coco_ap([(gt, gt, (400, 400))], max_dets=100)
+
+
+def ann(name, instances, crops=()):
+    return AnnotatedImage(name, np.zeros((200, 300, 3), np.uint8), list(instances), list(crops))
+
+
+def test_evaluate_pairs_by_name_and_pools():
+    a, b = grid(50), grid(30, label="q")
+    result = evaluate(
+        [ann("x.png", a[:45]), ann("y.png", b), ann("z.png", [])],
+        [ann("y.png", b), ann("x.png", a), ann("w.png", a)],
+        coco=False,
+    )
+    assert result["n_images"] == 2
+    assert result["count"]["tp"] == 75 and result["count"]["fn"] == 5
+    assert result["per_class"]["q"]["recall"] == 1.0 and result["per_class"]["p"]["recall"] == 0.9
+    assert result["unpaired_gt"] == ["w"] and result["unpaired_pred"] == ["z"]
+    text = format_evaluation(result)
+    assert "precision 1.000" in text and "recall 0.938" in text and "note: no prediction for w" in text
+    with pytest.raises(AnnotationError):
+        evaluate([ann("a.png", a), ann("c.png", a)], [ann("b.png", a), ann("d.png", a)])
+
+
+def test_evaluate_counts_only_inside_gt_crops():
+    gt = ann("x.png", grid(16), crops=[Crop(0, 0, 40, 40)])  # 4 squares with centres inside
+    pred = ann("x.png", grid(16)[:2] + [sq(200, 150, 5)])
+    result = evaluate([pred], [gt], coco=False)
+    assert result["count"] == {
+        "tp": 2,
+        "fp": 0,
+        "fn": 2,
+        "precision": 1.0,
+        "recall": 0.5,
+        "f1": pytest.approx(2 / 3),
+    }
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.randoms())
+def test_counts_do_not_depend_on_order(seed, rnd):
+    pred, gt = _random_sets(seed, 40)
+    base = match_centre_rule(pred, gt)
+    rnd.shuffle(pred)
+    rnd.shuffle(gt)
+    assert match_centre_rule(pred, gt) == base

@@ -1,0 +1,233 @@
+"""The bot's outbox and progress messages against the stand-in: notices delivered exactly once
+(also across a bot restart, and when Telegram fails), results sent as photo + documents with a
+caption, big sets as one zip; progress edits throttled and RetryAfter honoured."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from storage.db import session_scope
+from storage.files import FileStore
+from storage.migrate import upgrade
+from storage.models import Job, Notice, Result, TrainedModel, User
+from tests.botapi.harness import BotApiStandIn, bot_settings, running_bot
+from tests.botapi.harness import User as TgUser
+
+ALICE = TgUser(2001, "Alice", "alice", "en")
+
+
+@pytest.fixture
+def api():
+    server = BotApiStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bs(settings, api):
+    s = bot_settings(settings, api)
+    upgrade(s.database_url)
+    return s
+
+
+def _user(url: str, telegram_id: int = ALICE.id) -> int:
+    with session_scope(url) as session:
+        user = User(telegram_id=telegram_id, username="alice", language="en", preferences={})
+        session.add(user)
+        session.flush()
+        return user.id
+
+
+def _job(session, user_id: int, kind: str, state: str = "succeeded", **kw) -> Job:
+    job = Job(user_id=user_id, kind=kind, state=state, params={}, **kw)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def _result_files(store: FileStore, tmp: Path, stem: str, n: int) -> tuple[dict[str, str], dict]:
+    """Real outputs (annotations.export) for a small image with n square objects."""
+    from annotations.export import write_outputs
+    from annotations.model import Instance
+
+    image = np.full((80, 80, 3), 40, np.uint8)
+    instances = [
+        Instance(
+            "particle",
+            np.array([[5 + 12 * i, 5], [14 + 12 * i, 5], [14 + 12 * i, 14], [5 + 12 * i, 14]], float),
+            0.9,
+        )
+        for i in range(n)
+    ]
+    out = tmp / stem
+    out.mkdir()
+    written = write_outputs(out, stem, image, instances, nm_per_px=2.0)
+    summary = json.loads(Path(written["summary"]).read_text()) if "summary" in written else {"n_objects": n}
+    return {role: store.put_file(path) for role, path in written.items()}, summary
+
+
+def _notice(session, user_id: int, job: Job, kind: str, payload: dict | None = None) -> None:
+    session.add(Notice(user_id=user_id, job_id=job.id, kind=kind, payload=payload or {}))
+
+
+def _sent(url: str) -> int:
+    with session_scope(url) as session:
+        return sum(1 for n in session.query(Notice).all() if n.sent_at is not None)
+
+
+def _wait_sent(url: str, count: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _sent(url) < count:
+        assert time.monotonic() < deadline, f"only {_sent(url)} of {count} notices sent"
+        time.sleep(0.1)
+
+
+def test_notices_are_delivered_once_across_restart_and_failures(bs, api, tmp_path) -> None:
+    pytest.importorskip("annotations.export")
+    store = FileStore(bs.files_dir)
+    uid = _user(bs.database_url)
+    with session_scope(bs.database_url) as session:
+        train = _job(session, uid, "train")
+        model = TrainedModel(
+            user_id=uid, version=3, status="ready", metrics={"f1": 0.87, "precision": 0.9}, job_id=train.id
+        )
+        session.add(model)
+        _notice(session, uid, train, "train_done", {"model_id": None})
+        predict = _job(session, uid, "predict", chat_id=ALICE.id)
+        for i, n in enumerate((3, 5)):
+            files, summary = _result_files(store, tmp_path, f"img{i}", n)
+            session.add(
+                Result(job_id=predict.id, user_id=uid, image_name=f"img{i}.png", files=files, summary=summary)
+            )
+        _notice(session, uid, predict, "predict_done", {})
+        failed = _job(session, uid, "train", state="failed", error="Your labels have no objects.")
+        _notice(session, uid, failed, "job_failed", {})
+        big = _job(session, uid, "predict")
+        for i in range(6):
+            files, summary = _result_files(store, tmp_path, f"big{i}", 2)
+            session.add(
+                Result(job_id=big.id, user_id=uid, image_name=f"big{i}.png", files=files, summary=summary)
+            )
+        _notice(session, uid, big, "predict_done", {})
+    api.fail_next["sendMessage"] = {"ok": False, "error_code": 502, "description": "Bad Gateway"}  # transient
+    with running_bot(bs, tick_interval=0.2):
+        _wait_sent(bs.database_url, 4)
+    calls = api.calls_to(ALICE.id)
+    texts = [c.text for c in calls if c.method == "sendMessage" and c.result]
+    assert sum("Model v3 is ready" in t for t in texts) == 1
+    assert any("f1 0.87" in t for t in texts)
+    assert sum("Your labels have no objects." in t for t in texts) == 1
+    photos = [c for c in calls if c.method == "sendPhoto"]
+    assert len(photos) == 2
+    assert photos[0].files["photo"][1].startswith(b"\x89PNG")
+    assert "img0.png: 3 objects" in photos[0].text and "nm" in photos[0].text
+    assert "img1.png: 5 objects" in photos[1].text
+    groups = [c for c in calls if c.method == "sendMediaGroup"]
+    assert len(groups) == 2
+    names = sorted(name for name, _ in groups[0].files.values())
+    assert names == ["img0.json", "img0_hist.png", "img0_objects.csv"]
+    csv = next(data for name, data in groups[0].files.values() if name.endswith(".csv"))
+    assert len(csv.decode().strip().splitlines()) == 1 + 3  # header + one row per object
+    labelme = next(data for name, data in groups[0].files.values() if name.endswith(".json"))
+    assert len(json.loads(labelme)["shapes"]) == 3
+    zips = [c for c in calls if c.method == "sendDocument"]
+    assert len(zips) == 1 and "6 images" in zips[0].text and "12 objects" in zips[0].text
+    archive = zipfile.ZipFile(io.BytesIO(zips[0].files["document"][1]))
+    assert len([n for n in archive.namelist() if n.endswith("_overlay.png")]) == 6
+    with session_scope(bs.database_url) as session:
+        assert session.get(User, uid).active_model_id is not None  # train_done activates the model
+
+    # restart: nothing is sent again; a new notice is sent exactly once
+    before = len(api.calls_to(ALICE.id))
+    with running_bot(bs, tick_interval=0.2):
+        time.sleep(1.5)
+        assert len(api.calls_to(ALICE.id)) == before
+        with session_scope(bs.database_url) as session:
+            late = _job(session, uid, "train", state="failed", error="late failure")
+            _notice(session, uid, late, "job_failed", {})
+        _wait_sent(bs.database_url, 5)
+        time.sleep(1.0)
+    assert sum("late failure" in c.text for c in api.calls_to(ALICE.id)) == 1
+
+
+def test_blocked_user_notice_is_not_retried_forever(bs, api) -> None:
+    uid = _user(bs.database_url)
+    with session_scope(bs.database_url) as session:
+        job = _job(session, uid, "train", state="failed", error="x")
+        _notice(session, uid, job, "job_failed", {})
+    api.fail_next["sendMessage"] = {
+        "ok": False,
+        "error_code": 403,
+        "description": "Forbidden: bot was blocked by the user",
+    }
+    with running_bot(bs, tick_interval=0.2):
+        _wait_sent(bs.database_url, 1)
+        time.sleep(0.6)
+    assert len([c for c in api.calls_to(ALICE.id) if c.method == "sendMessage"]) == 1
+
+
+def test_progress_edits_are_throttled_and_honour_retry_after(bs, api) -> None:
+    uid = _user(bs.database_url)
+    message = api._new_message(ALICE.id, text="queued")
+    with session_scope(bs.database_url) as session:
+        job = _job(
+            session,
+            uid,
+            "train",
+            state="running",
+            chat_id=ALICE.id,
+            progress_message_id=message["message_id"],
+            stage="training",
+        )
+        job_id = job.id
+
+    def set_progress(value: float, **fields: object) -> None:
+        with session_scope(bs.database_url) as session:
+            row = session.get(Job, job_id)
+            row.progress, row.eta_s = value, 100 - 100 * value
+            for key, item in fields.items():
+                setattr(row, key, item)
+
+    with running_bot(bs, tick_interval=0.1, progress_interval=1.0):
+        start = time.monotonic()
+        step = 0
+        while time.monotonic() - start < 3.5:
+            step += 1
+            set_progress(min(step / 100, 0.99))
+            time.sleep(0.05)
+        api.fail_next["editMessageText"] = {
+            "ok": False,
+            "error_code": 429,
+            "description": "Too Many Requests: retry after 2",
+            "parameters": {"retry_after": 2},
+        }
+        api.wait_for(
+            lambda calls: any(c.method == "editMessageText" and c.result is None for c in calls),
+            what="the refused edit",
+        )
+        refused_at = time.monotonic()
+        set_progress(0.995)
+        api.wait_for(
+            lambda calls: sum(c.method == "editMessageText" and c.result is not None for c in calls) >= 5,
+            timeout=10,
+            what="an edit after the wait",
+        )
+        resumed_at = time.monotonic()
+        set_progress(1.0, state="succeeded", finished_at=datetime.now(UTC))
+        api.wait_reply(ALICE.id, 0, "finished", methods=("editMessageText",), timeout=10)
+    edits = [c for c in api.calls_to(ALICE.id, ("editMessageText",))]
+    done = [c for c in edits if c.result is not None]
+    gaps = [b.at - a.at for a, b in zip(edits, edits[1:], strict=False)]
+    assert min(gaps) >= 0.9, gaps  # >= progress_interval apart, never a burst
+    assert resumed_at - refused_at >= 1.8  # RetryAfter(2) honoured
+    assert "%" in done[0].text and "ETA" in done[0].text and "training" in done[0].text
+    assert "finished" in api.message(ALICE.id, message["message_id"])["text"]
+    assert len(edits) <= 3.5 / 1.0 + 4
