@@ -152,6 +152,7 @@ def stats(
             log_hist=log_hist,
             lang=lang,
             image_name=ann.name,
+            crops=ann.crops,
         )
         click.echo(written["text"].read_text(encoding="utf-8").rstrip())
         click.echo(f"-> {out_dir / stem}_*")

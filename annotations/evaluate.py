@@ -48,13 +48,7 @@ class CountScore:
 def _geoms(instances: Sequence[Instance]):
     import shapely
 
-    if not instances:
-        return np.empty(0, dtype=object)
-    verts, starts = geometry.pack([i.polygon for i in instances])
-    index = np.repeat(np.arange(len(instances)), np.diff(np.concatenate([starts, [len(verts)]])))
-    # close each ring explicitly: shapely.linearrings with indices closes rings itself
-    rings = shapely.linearrings(verts, indices=index)
-    geoms = shapely.polygons(rings)
+    geoms = geometry.to_shapely([i.polygon for i in instances])
     bad = ~shapely.is_valid(geoms)
     if bad.any():
         geoms[bad] = shapely.make_valid(geoms[bad])
@@ -472,6 +466,12 @@ def format_evaluation(result: dict) -> str:
         for key in ("AP", "AP50", "AP75"):
             if s[key] is not None:
                 lines.append(f"{iou_type}_{key} {s[key]:.3f}")
+    if len(result.get("images", [])) > 1:
+        for row in result["images"]:
+            lines.append(
+                f"{row['name']}: tp {row['tp']} fp {row['fp']} fn {row['fn']} "
+                f"precision {row['precision']:.3f} recall {row['recall']:.3f}"
+            )
     for name in result.get("unpaired_gt", []):
         lines.append(f"note: no prediction for {name}")
     for name in result.get("unpaired_pred", []):

@@ -390,30 +390,32 @@ def usable_instances(instances: list[Instance], image_shape: tuple[int, ...]) ->
     """Instances that read_labelme will accept back, and how many were dropped.
 
     Drops outlines with < 3 points, non-finite or zero-area ones, and exact copies, so the LabelMe file
-    the user corrects and sends back is never refused; clips outlines to the image.
+    the user corrects and sends back is never refused; clamps vertices to the image. Vectorised checks.
     """
-    kept, seen, dropped = [], set(), 0
+    from annotations.geometry import area_centroid_perimeter, bboxes, pack
+
     h, w = image_shape[:2]
-    for inst in instances:
-        poly = inst.polygon
-        if len(poly) < 3 or not np.isfinite(poly).all():
-            dropped += 1
-            continue
-        x, y = poly[:, 0], poly[:, 1]
-        if x.min() < 0 or y.min() < 0 or x.max() > w or y.max() > h:
-            x, y = np.clip(x, 0, w), np.clip(y, 0, h)
-            poly = np.column_stack([x, y])
-            inst = Instance(inst.label, poly, inst.score)
-        if abs(float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))) < 1e-9:
-            dropped += 1
-            continue
-        key = (inst.label, (np.round(poly, 6) + 0.0).tobytes())
-        if key in seen:
-            dropped += 1
-            continue
-        seen.add(key)
-        kept.append(inst)
-    return kept, dropped
+    cand = [i for i in instances if len(i.polygon) >= 3]
+    if cand:
+        verts, starts = pack([i.polygon for i in cand])
+        finite = np.logical_and.reduceat(np.isfinite(verts).all(axis=1), starts)
+        cand = [i for i, f in zip(cand, finite.tolist(), strict=True) if f]
+    if cand:
+        boxes = bboxes([i.polygon for i in cand])
+        outside = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > w) | (boxes[:, 3] > h)
+        for k in np.nonzero(outside)[0].tolist():
+            poly = cand[k].polygon
+            clamped = np.column_stack([np.clip(poly[:, 0], 0, w), np.clip(poly[:, 1], 0, h)])
+            cand[k] = Instance(cand[k].label, clamped, cand[k].score)
+        areas = area_centroid_perimeter([i.polygon for i in cand])[0]
+        cand = [i for i, a in zip(cand, areas.tolist(), strict=True) if a > 1e-9]
+    kept, seen = [], set()
+    for inst in cand:
+        key = (inst.label, (np.round(inst.polygon, 6) + 0.0).tobytes())
+        if key not in seen:
+            seen.add(key)
+            kept.append(inst)
+    return kept, len(instances) - len(kept)
 
 
 def write_outputs(
@@ -429,9 +431,10 @@ def write_outputs(
     log_hist: bool = False,
     lang: str = "en",
     image_name: str | None = None,
+    crops: list | None = None,
 ) -> dict[str, Path]:
     """Write every output for one image; returns {role: path} for labelme, overlay, csv, summary,
-    histogram, text."""
+    histogram, text. `crops` (optional) are kept as crop rectangles in the LabelMe file."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     instances, dropped = usable_instances(instances, image.shape)
@@ -444,7 +447,9 @@ def write_outputs(
         "histogram": out_dir / f"{stem}_hist.png",
         "text": out_dir / f"{stem}_summary.txt",
     }
-    write_labelme(paths["labelme"], image, instances, image_name or f"{stem}.png", nm_per_px=nm_per_px)
+    write_labelme(
+        paths["labelme"], image, instances, image_name or f"{stem}.png", nm_per_px=nm_per_px, crops=crops
+    )
     write_png(paths["overlay"], render_overlay(image, instances, nm_per_px, show_ids=show_ids, title=title))
     write_csv(paths["csv"], a, nm_per_px)
     summary = summary_for(

@@ -24,6 +24,17 @@ def pack(polygons: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return verts, starts
 
 
+def to_shapely(polygons: Sequence[np.ndarray]) -> np.ndarray:
+    """shapely Polygons for many outlines in one vectorised call (rings are closed by shapely)."""
+    import shapely
+
+    if not polygons:
+        return np.empty(0, dtype=object)
+    verts, starts = pack(polygons)
+    index = np.repeat(np.arange(len(polygons)), np.diff(np.concatenate([starts, [len(verts)]])))
+    return shapely.polygons(shapely.linearrings(verts, indices=index))
+
+
 def _next_index(starts: np.ndarray, total: int) -> np.ndarray:
     """Index of the next vertex of the same polygon (wrapping to the polygon's first vertex)."""
     nxt = np.arange(1, total + 1)

@@ -39,7 +39,6 @@ _UNIT_NM = {
     "μm": 1e3,
     "micron": 1e3,
     "microns": 1e3,
-    "\\u00b5m": 1e3,
     "nm": 1.0,
     "nanometer": 1.0,
     "a": 0.1,

@@ -374,6 +374,15 @@ def parse_labelme(
     )
 
 
+def _shape_list(numbers: list[int], show: int = 8) -> str:
+    """'Shape #3' / 'Shapes #3, #7 and 12 more' for one short note instead of thousands."""
+    if len(numbers) == 1:
+        return f"Shape #{numbers[0]}"
+    shown = ", ".join(f"#{n}" for n in numbers[:show])
+    more = f" and {len(numbers) - show} more" if len(numbers) > show else ""
+    return f"{len(numbers)} shapes ({shown}{more})"
+
+
 def _largest_part(geom) -> np.ndarray | None:
     parts = [g for g in getattr(geom, "geoms", [geom]) if g.geom_type == "Polygon" and g.area > 0]
     if not parts:
@@ -394,18 +403,21 @@ def _finish_objects(
     if not raw:
         return []
     polys = [r[2] for r in raw]
-    geoms = shapely.polygons([shapely.linearrings(p) for p in polys])
-    valid = shapely.is_valid(geoms)
-    for k in np.nonzero(~valid)[0]:
+    valid = shapely.is_valid(geometry.to_shapely(polys))
+    crossing = []
+    for k in np.nonzero(~valid)[0].tolist():
         index, label = raw[k][0], raw[k][1]
-        fixed = _largest_part(shapely.make_valid(geoms[k]))
+        fixed = _largest_part(shapely.make_valid(shapely.Polygon(polys[k])))
         if fixed is None:
             raise BadPolygon(
                 f"'{name}': shape #{index + 1} ('{label}') has zero area (its points lie on a line); "
                 "redraw or delete it."
             )
         polys[k] = fixed
-        notes.append(f"Shape #{index + 1} ('{label}') crosses itself; its largest part was kept.")
+        crossing.append(index + 1)
+    if crossing:
+        verb = "crosses itself" if len(crossing) == 1 else "cross themselves"
+        notes.append(f"{_shape_list(crossing)} {verb}; the largest part was kept.")
     areas, centroids, _ = geometry.area_centroid_perimeter(polys)
     boxes = geometry.bboxes(polys)
     for k in np.nonzero(areas <= 1e-9)[0]:
@@ -429,7 +441,9 @@ def _finish_objects(
                 f"'{name}': shape #{raw[k][0] + 1} lies outside the {width}x{height} image."
             )
         polys[k] = clipped
-        notes.append(f"Shape #{raw[k][0] + 1} reached past the image border and was clipped.")
+    if over.any():
+        clipped_ids = [raw[k][0] + 1 for k in np.nonzero(over)[0].tolist()]
+        notes.append(f"{_shape_list(clipped_ids)} reached past the image border; clipped to it.")
 
     seen: dict[bytes, int] = {}
     groups: dict[Any, tuple[str, int]] = {}  # group_id -> (label, position in instances)

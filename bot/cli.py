@@ -52,6 +52,14 @@ def run(do_migrate: bool, worker: bool, webhook_url: str | None, listen: str, po
     from bot.logsafe import setup_logging
     from storage.settings import get_settings
 
+    if webhook_url:
+        try:
+            import tornado  # noqa: F401 - PTB's webhook server
+        except ImportError:
+            raise click.ClickException(
+                "webhook mode needs PTB's webhook extra: pip install 'python-telegram-bot[webhooks]==22.8' "
+                "(or run without --webhook-url to poll)"
+            ) from None
     settings = get_settings()
     settings.token  # noqa: B018 - fail early with the settings message when the token is missing
     setup_logging(settings)

@@ -136,9 +136,7 @@ def caption_for(result: dict[str, Any], lang: str) -> str:
         name=result["name"],
         n=s.get("n_objects", 0),
         counts=counts_text(s.get("counts") or {}),
-        mean=fmt_num(mean),
-        std=fmt_num(std),
-        unit=unit,
+        size="" if mean is None else t(lang, "size_line", mean=fmt_num(mean), std=fmt_num(std), unit=unit),
         density=dens,
     )[:1024]
 

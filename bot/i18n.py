@@ -74,7 +74,8 @@ EN: dict[str, str] = {
     "train_done": "Model v{version} is ready{metrics}. It is now your active model: send images to "
         "recognise.",
     "job_failed": "Job #{job} failed: {reason}",
-    "predict_caption": "{name}: {n} objects{counts}\nmean D = {mean} ± {std} {unit}{density}",
+    "predict_caption": "{name}: {n} objects{counts}{size}{density}",
+    "size_line": "\nmean D = {mean} ± {std} {unit}",
     "predict_big": "{n} images recognised; all outputs are in the zip.\nPooled: {total} objects{counts}\n"
     "mean D = {mean} ± {std} {unit}",
     "no_jobs": "You have no jobs.",
@@ -199,7 +200,8 @@ RU: dict[str, str] = {
     "train_done": "Модель v{version} готова{metrics}. Теперь она активна: присылайте снимки для "
         "распознавания.",
     "job_failed": "Задача #{job} не выполнена: {reason}",
-    "predict_caption": "{name}: объектов {n}{counts}\nсредний D = {mean} ± {std} {unit}{density}",
+    "predict_caption": "{name}: объектов {n}{counts}{size}{density}",
+    "size_line": "\nсредний D = {mean} ± {std} {unit}",
     "predict_big": "Распознано изображений: {n}; все результаты в zip.\nВсего: объектов {total}{counts}\n"
     "средний D = {mean} ± {std} {unit}",
     "no_jobs": "У вас нет задач.",

@@ -18,7 +18,7 @@ log() { printf '[install] %s\n' "$*" >&2; }
 "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "segbot needs Python 3.11"'
 [ -x .venv/bin/python ] || { log "creating .venv"; "$PYTHON" -m venv .venv; }
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
-"${PIP[@]}" install --upgrade pip "setuptools>=68,<82" wheel ninja
+"${PIP[@]}" install --upgrade pip "setuptools>=68,<82" wheel ninja "numpy>=1.26,<3"
 
 # shellcheck disable=SC2086  # TORCH_SPEC may carry pip options such as --index-url
 "${PIP[@]}" install $TORCH_SPEC

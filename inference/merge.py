@@ -53,8 +53,19 @@ class CandidateSet:
     mask: list[np.ndarray | None] = field(default_factory=list)  # only for candidates in overlaps
     source: list[tuple | None] = field(default_factory=list)  # rescaled mask crop + mapping, ditto
 
+    match: float = MATCH_IOS
+
     def __post_init__(self) -> None:
         self._neighbours = _neighbour_rects(self.tiles)
+        self._adjacent: dict[int, list[int]] = {t.index: [] for t in self.tiles}
+        for a, b in _tile_pairs(self.tiles):
+            self._adjacent[a.index].append(b.index)
+            self._adjacent[b.index].append(a.index)
+        self._span: dict[int, tuple[int, int]] = {}  # tile -> its candidates [start, end)
+        self._closed: set[int] = set()  # tiles whose neighbours have all been seen
+        self._adjacency: dict[int, list[int]] = {}  # candidate -> same object in other tiles
+        self._done = bytearray()  # candidate settled (output or dropped)
+        self._out: list[Merged] = []
 
     def __len__(self) -> int:
         return len(self.label)
@@ -80,6 +91,8 @@ class CandidateSet:
             return 0
         h, w = det.masks.shape[1:]
         before = len(self)
+        if tile.index in self._span:
+            raise ValueError(f"tile {tile.index} added twice")
         for k in np.flatnonzero(keep):
             extent = _mask_extent(det.masks[k], det.boxes[k])
             if extent is None:
@@ -87,6 +100,12 @@ class CandidateSet:
             rx0, ry0, rx1, ry1 = extent
             hi = np.array(det.masks[k, ry0:ry1, rx0:rx1])  # copy: the tile's masks are released
             self._add_one(tile, hi, (rx0, ry0, rx1, ry1), (w, h), sx, sy, int(det.labels[k]), det.scores[k])
+        self._span[tile.index] = (before, len(self))
+        self._done.extend(bytes(len(self) - before))
+        for other in self._adjacent[tile.index]:
+            if other in self._span:
+                self._link(self.tiles[other], tile)
+        self._settle([tile.index, *self._adjacent[tile.index]])
         return len(self) - before
 
     def _add_one(self, tile, hi, extent, size, sx, sy, label, score) -> None:
@@ -119,39 +138,71 @@ class CandidateSet:
         self.mask.append(lo if in_overlap else None)
         self.source.append(source if in_overlap else None)
 
-    def resolve(self, match: float = MATCH_IOS) -> list[Merged]:
-        """One Merged per object: duplicates across tiles dropped, cut pieces joined."""
-        n = len(self)
-        if n == 0:
-            return []
-        adjacency = self._match_pairs(match)
-        truncated = np.frombuffer(self.truncated, np.int8).astype(bool)
-        in_core = np.frombuffer(self.in_core, np.int8).astype(bool)
-        order = np.lexsort((-np.frombuffer(self.score, np.float64), ~in_core, truncated))
-        rank = np.empty(n, np.int64)
-        rank[order] = np.arange(n)
+    def resolve(self) -> list[Merged]:
+        """One Merged per object once every tile is in: duplicates dropped, cut pieces joined.
 
-        # an object cut in every tile that sees it (larger than the overlap): its pieces match
-        # each other but nothing whole; join them into one
+        Objects are settled as soon as every tile that could hold a duplicate has been seen, so
+        only the candidates of the last row or two of tiles keep masks; this settles the rest.
+        """
+        missing = [t.index for t in self.tiles if t.index not in self._span]
+        if missing:  # tiles never added (e.g. a caller's partial run): treat them as empty
+            for t in missing:
+                self._span[t] = (len(self), len(self))
+        self._settle([t.index for t in self.tiles])
+        out, self._out = self._out, []
+        return out
+
+    def _settle(self, tiles: list[int]) -> None:
+        """Resolve the match groups that can no longer change: all their tiles' neighbours seen."""
+        for t in tiles:
+            if t in self._closed or t not in self._span:
+                continue
+            if any(n not in self._span for n in self._adjacent[t]):
+                continue
+            self._closed.add(t)
+        for t in tiles:
+            if t not in self._closed:
+                continue
+            start, end = self._span[t]
+            for i in range(start, end):
+                if self._done[i]:
+                    continue
+                group = self._group(i)
+                if all(self.tile_of[j] in self._closed for j in group):
+                    self._resolve_group(group)
+
+    def _group(self, i: int) -> list[int]:
+        """Candidates connected to i by matches."""
+        if i not in self._adjacency:
+            return [i]
+        seen, stack = {i}, [i]
+        while stack:
+            for j in self._adjacency.get(stack.pop(), ()):
+                if j not in seen:
+                    seen.add(j)
+                    stack.append(j)
+        return sorted(seen)
+
+    def _resolve_group(self, group: list[int]) -> None:
+        """Greedy by priority (whole, central, confident); pieces cut in every tile are joined."""
+        adjacency = self._adjacency
+        order = sorted(group, key=lambda i: (self.truncated[i], not self.in_core[i], -self.score[i], i))
+        rank = {i: r for r, i in enumerate(order)}
         joined: dict[int, list[int]] = {}
-        absorbed = np.zeros(n, bool)
-        for comp in _components(adjacency, truncated):
+        absorbed: set[int] = set()
+        truncated = {i: bool(self.truncated[i]) for i in group}
+        for comp in _components({i: adjacency.get(i, []) for i in group}, truncated):
             if len(comp) < 2 or any(not truncated[j] for i in comp for j in adjacency[i]):
                 continue
             rep = min(comp, key=lambda i: rank[i])
             joined[rep] = comp
-            absorbed[comp] = True
-            absorbed[rep] = False
-
-        # greedy: a candidate is kept unless it matches one kept before it
-        kept = np.zeros(n, bool)
+            absorbed.update(j for j in comp if j != rep)
+        kept: set[int] = set()
         for i in order:
-            if absorbed[i]:
-                continue
-            kept[i] = not any(kept[j] for j in adjacency.get(int(i), ()))
-        out = []
+            if i not in absorbed and not any(j in kept for j in adjacency.get(i, ())):
+                kept.add(i)
         for i in order:
-            if not kept[i]:
+            if i not in kept:
                 continue
             score = self.score[i]
             if i in joined:
@@ -162,35 +213,39 @@ class CandidateSet:
                 if poly is None:
                     poly = _outline(self.source[i], self.tolerance)
             if poly is not None:
-                out.append(Merged(label=self.label[i], score=score, polygon=poly))
-        return out
+                self._out.append(Merged(label=self.label[i], score=score, polygon=poly))
+        for i in group:  # settled: free what only the merge needed
+            self._done[i] = 1
+            self.polygon[i] = self.mask[i] = self.source[i] = None
+            adjacency.pop(i, None)
 
-    def _match_pairs(self, match: float) -> dict[int, list[int]]:
-        """Cross-tile candidate pairs that are the same object (adjacency lists)."""
-        tile_of = np.frombuffer(self.tile_of, np.int32)
-        has_mask = np.array([m is not None for m in self.mask], dtype=bool)
-        boxes = np.frombuffer(self.boxes, np.int32).astype(np.int64).reshape(-1, 4)
-        adjacency: dict[int, list[int]] = {}
-        by_tile = {t: np.flatnonzero((tile_of == t) & has_mask) for t in np.unique(tile_of[has_mask])}
-        for a, b in _tile_pairs(self.tiles):
-            if a.index not in by_tile or b.index not in by_tile:
-                continue
-            shared = (max(a.x0, b.x0), max(a.y0, b.y0), min(a.x1, b.x1), min(a.y1, b.y1))
-            ia = _boxes_hitting(boxes, by_tile[a.index], shared)
-            ib = _boxes_hitting(boxes, by_tile[b.index], shared)
-            if len(ia) == 0 or len(ib) == 0:
-                continue
-            ba, bb = boxes[ia], boxes[ib]
-            hit = (
-                (np.minimum(ba[:, None, 2], bb[None, :, 2]) > np.maximum(ba[:, None, 0], bb[None, :, 0]))
-                & (np.minimum(ba[:, None, 3], bb[None, :, 3]) > np.maximum(ba[:, None, 1], bb[None, :, 1]))
-            )
-            for p, q in zip(*np.nonzero(hit), strict=True):
-                i, j = int(ia[p]), int(ib[q])
-                if self._overlap_ios(i, j, shared) >= match:
-                    adjacency.setdefault(i, []).append(j)
-                    adjacency.setdefault(j, []).append(i)
-        return adjacency
+    def _link(self, a: Tile, b: Tile) -> None:
+        """Record which candidates of two overlapping tiles are the same object."""
+        shared = (max(a.x0, b.x0), max(a.y0, b.y0), min(a.x1, b.x1), min(a.y1, b.y1))
+        ia = self._in_rect(a.index, shared)
+        ib = self._in_rect(b.index, shared)
+        if len(ia) == 0 or len(ib) == 0:
+            return
+        boxes = np.frombuffer(self.boxes, np.int32).reshape(-1, 4)
+        ba, bb = boxes[ia].astype(np.int64), boxes[ib].astype(np.int64)
+        hit = (
+            (np.minimum(ba[:, None, 2], bb[None, :, 2]) > np.maximum(ba[:, None, 0], bb[None, :, 0]))
+            & (np.minimum(ba[:, None, 3], bb[None, :, 3]) > np.maximum(ba[:, None, 1], bb[None, :, 1]))
+        )
+        for p, q in zip(*np.nonzero(hit), strict=True):
+            i, j = int(ia[p]), int(ib[q])
+            if self._overlap_ios(i, j, shared) >= self.match:
+                self._adjacency.setdefault(i, []).append(j)
+                self._adjacency.setdefault(j, []).append(i)
+
+    def _in_rect(self, tile: int, rect) -> np.ndarray:
+        """Candidates of a tile that keep a mask and whose box meets rect."""
+        start, end = self._span[tile]
+        idx = np.array([i for i in range(start, end) if self.mask[i] is not None], dtype=np.int64)
+        if len(idx) == 0:
+            return idx
+        boxes = np.frombuffer(self.boxes, np.int32).reshape(-1, 4)
+        return _boxes_hitting(boxes, idx, rect)
 
     def _overlap_ios(self, i: int, j: int, shared: tuple[int, int, int, int]) -> float:
         """Intersection over the smaller of two masks, both restricted to the shared tile region."""
@@ -221,7 +276,7 @@ class CandidateSet:
         return poly
 
 
-def _components(adjacency: dict[int, list[int]], truncated: np.ndarray) -> list[list[int]]:
+def _components(adjacency: dict[int, list[int]], truncated) -> list[list[int]]:
     """Connected groups of truncated candidates linked by matches among themselves."""
     seen: set[int] = set()
     comps = []

@@ -99,7 +99,8 @@ class MMDetDetector:
             if tile.ndim == 2:
                 tile = np.repeat(tile[:, :, None], 3, axis=2)
             h, w = tile.shape[:2]
-            inputs.append(torch.from_numpy(np.ascontiguousarray(tile[:, :, :3])).permute(2, 0, 1).contiguous())
+            pixels = np.ascontiguousarray(tile[:, :, :3])
+            inputs.append(torch.from_numpy(pixels).permute(2, 0, 1).contiguous())
             samples.append(DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
                                                        scale_factor=(1.0, 1.0))))
         autocast = (torch.autocast("cuda", dtype=torch.float16) if self.half else contextlib.nullcontext())

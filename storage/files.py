@@ -68,6 +68,7 @@ class FileStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists():
                 os.unlink(tmp_name)
+                os.utime(target)  # a fresh reference: retention's grace period counts from now
             else:
                 os.replace(tmp_name, target)  # atomic: readers see all of it or nothing
             return sha

@@ -12,7 +12,6 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from annotations.geometry import mask_to_polygon
 from annotations.labelme import write_labelme
 from annotations.model import Crop, Instance
 from segbot.cli import main
@@ -26,6 +25,23 @@ def run(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
+def _outline(mask: np.ndarray) -> np.ndarray:
+    """Pixel-edge outline made here with plain cv2 + shapely (not annotations.geometry), so the
+    comparison with pixel areas below checks the measuring, not a polygon built from the pixel count."""
+    import cv2
+    import shapely
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contour = max(contours, key=len).reshape(-1, 2).astype(float)
+    if len(contour) < 3:
+        x0, y0 = contour.min(axis=0)
+        x1, y1 = contour.max(axis=0) + 1
+        return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    shape = shapely.Polygon(contour).buffer(0.5, join_style="mitre")
+    shape = max(getattr(shape, "geoms", [shape]), key=lambda g: g.area)
+    return np.clip(np.asarray(shape.exterior.coords)[:-1] + 0.5, 0, [mask.shape[1], mask.shape[0]])
+
+
 def _real_labelme(
     tmp_path: Path, drop_every_tenth: bool = False, name: str = "gt"
 ) -> tuple[Path, np.ndarray]:
@@ -34,7 +50,7 @@ def _real_labelme(
     image = np.asarray(Image.open(EMPS / "images" / f"{REAL}.png").convert("RGB"))
     seg = np.asarray(Image.open(EMPS / "segmaps" / f"{REAL}.png"))
     ids = [i for i in np.unique(seg) if i]
-    instances = [Instance("particle", mask_to_polygon(seg == i)) for i in ids]
+    instances = [Instance("particle", _outline(seg == i)) for i in ids]
     if drop_every_tenth:
         instances = [inst for k, inst in enumerate(instances) if k % 10 != 9]
     path = tmp_path / name / f"{REAL}.json"
@@ -44,6 +60,7 @@ def _real_labelme(
     return path, pixel_counts
 
 
+@pytest.mark.slow
 def test_done_when_real_image(tmp_path: Path):
     gt, pixel_counts = _real_labelme(tmp_path)
     result = run("stats", gt, "--out", tmp_path / "out")
@@ -117,6 +134,10 @@ def test_stats_uses_crops_and_file_scale(tmp_path: Path):
     s = json.loads((tmp_path / "out" / "c_summary.json").read_text())
     assert s["n_objects"] == 2 and s["region_area_px"] == 2000 and s["nm_per_px"] == 2.0
     assert s["density"] == pytest.approx(2 / (2000 * 4 / 1e6))
+    from annotations.labelme import read_labelme
+
+    back = read_labelme(tmp_path / "out" / "c.json")  # crops kept for the correction round trip
+    assert len(back.crops) == 1 and len(back.instances) == 2
 
 
 def test_stats_refuses_bad_input_and_writes_nothing(tmp_path: Path):
@@ -156,3 +177,18 @@ def test_cli_subprocess_help_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
     assert "--nm-per-px" in out and out.strip().endswith("False False False")
+
+
+def test_custom_crop_label(tmp_path: Path):
+    image = np.zeros((60, 80, 3), np.uint8)
+    insts = [
+        Instance("particle", np.array([[5, 5], [15, 5], [15, 15]], float)),
+        Instance("particle", np.array([[50, 40], [60, 40], [60, 50]], float)),
+        Instance("region", np.array([[0, 0], [30, 0], [30, 30], [0, 30]], float)),
+    ]
+    path = write_labelme(tmp_path / "r.json", image, insts, "r.png")
+    result = run("inspect", path, "--crop-label", "REGION")
+    assert result.exit_code == 0, result.output
+    assert "1 crop" in result.output and "1 object(s) outside every crop ignored" in result.output
+    result = run("inspect", path)
+    assert "3 object(s)" in result.output

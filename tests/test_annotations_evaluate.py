@@ -163,6 +163,7 @@ def test_evaluate_pairs_by_name_and_pools():
     assert result["unpaired_gt"] == ["w"] and result["unpaired_pred"] == ["z"]
     text = format_evaluation(result)
     assert "precision 1.000" in text and "recall 0.938" in text and "note: no prediction for w" in text
+    assert "x.png: tp 45 fp 0 fn 5 precision 1.000 recall 0.900" in text
     with pytest.raises(AnnotationError):
         evaluate([ann("a.png", a), ann("c.png", a)], [ann("b.png", a), ann("d.png", a)])
 

@@ -143,4 +143,7 @@ def test_jpeg_exif_orientation_applied_like_labelme():
 def test_imagej_escaped_micro_sign():
     data = tiff_bytes(GREY, imagej=True, resolution=(2.0, 2.0), metadata={"unit": "\\u00B5m"})
     assert read_image(data).nm_per_px == pytest.approx(500.0)
-    assert read_image(tiff_bytes(GREY, imagej=True, resolution=(2.0, 2.0), metadata={"unit": "pixel"})).nm_per_px is None
+    assert (
+        read_image(tiff_bytes(GREY, imagej=True, resolution=(2.0, 2.0), metadata={"unit": "pixel"})).nm_per_px
+        is None
+    )

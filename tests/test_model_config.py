@@ -40,6 +40,12 @@ def test_options_validate_and_roundtrip():
             TrainOptions(**bad)
 
 
+def test_user_options_cannot_name_a_weights_file():
+    assert TrainOptions.from_user({"init": "base", "epochs": 2}).init == "base"
+    with pytest.raises(OptionsError):
+        TrainOptions.from_user({"init": "/etc/passwd"})
+
+
 def test_iterations_from_epochs_and_defaults():
     assert resolve_iterations(TrainOptions(iterations=7, epochs=3), 10) == 7
     assert resolve_iterations(TrainOptions(epochs=3), 10) == 30

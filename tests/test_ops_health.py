@@ -108,6 +108,7 @@ def test_bot_api_getme(settings, monkeypatch, bot_api) -> None:
     assert not check.ok and "unreachable" in check.detail
 
 
+@pytest.mark.slow
 def test_gpu_requested_without_cuda_is_unhealthy(settings, monkeypatch) -> None:
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():

@@ -226,3 +226,34 @@ def test_thousands_of_objects():
     hits = match(pred.instances, discs, tol=0.5)
     assert all(len(h) == 1 for h in hits)
     assert pred.seconds < 60
+
+
+def test_merge_settles_as_it_goes_and_tile_order_does_not_matter():
+    from inference.merge import CandidateSet
+    from inference.pipeline import iter_tile_batches
+
+    rng = np.random.default_rng(5)
+    discs = random_discs(rng, 600, 600, 150)
+    image = disc_image(600, 600, discs)
+    det = ThresholdDetector(tile_size=128)
+    tiles, scale = tile_geometry(image.shape, det, PredictOptions())
+    per_row = max(t.col for t in tiles) + 1
+    results = {}
+    for order in ("rows", "shuffled"):
+        seq = list(tiles) if order == "rows" else [tiles[i] for i in rng.permutation(len(tiles))]
+        cs = CandidateSet(tiles)
+        holding = []
+        for batch in iter_tile_batches(image, seq, scale, 1):
+            (tile, pixels, sx, sy), = batch
+            cs.add(tile, det.detect([pixels])[0], sx, sy, 0.5, None)
+            holding.append(sum(m is not None for m in cs.mask))
+        merged = cs.resolve()
+        assert all(m is None for m in cs.mask) and all(p is None for p in cs.polygon)
+        results[order] = sorted((round(float(c[0]), 3), round(float(c[1]), 3)) for c in
+                                (centroid(m.polygon.astype(np.float64)) for m in merged))
+        if order == "rows":
+            # masks are kept only for candidates of roughly the last two rows of tiles
+            per_tile = len(cs) / len(tiles)
+            assert max(holding) <= 2.5 * per_row * per_tile
+    assert len(results["rows"]) == len(discs)
+    assert results["rows"] == results["shuffled"]

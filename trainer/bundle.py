@@ -103,7 +103,8 @@ def read_meta(bundle_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError) as error:
         raise BundleError(f"{META} in {bundle_dir} is unreadable: {error}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
-        raise BundleError(f"{bundle_dir}: unsupported model format {meta.get('format') if isinstance(meta, dict) else '?'}")
+        found = meta.get("format") if isinstance(meta, dict) else "?"
+        raise BundleError(f"{bundle_dir}: unsupported model format {found}")
     for key in ("config", "classes", "rescale", "tile_size"):
         if key not in meta:
             raise BundleError(f"{META} in {bundle_dir} lacks {key!r}")
@@ -146,7 +147,8 @@ def model_card(meta: dict[str, Any]) -> str:
     hold = metrics.get("holdout")
     if hold:
         lines.append(f"- Held-out crop {hold.get('region')} ({hold.get('n_gt')} objects): precision "
-                     f"{_fmt(hold.get('precision'))}, recall {_fmt(hold.get('recall'))}, F1 {_fmt(hold.get('f1'))} "
+                     f"{_fmt(hold.get('precision'))}, recall {_fmt(hold.get('recall'))}, "
+                     f"F1 {_fmt(hold.get('f1'))} "
                      f"(centre rule, score >= {hold.get('threshold')}, measured at iteration "
                      f"{hold.get('iteration')}, before that crop joined training)")
     else:

@@ -16,7 +16,9 @@ def _clock(seconds: float | None) -> str:
     if seconds is None:
         return "--:--"
     seconds = int(max(0, seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds < 3600:
+        return f"{seconds // 60}:{seconds % 60:02d}"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 class ProgressLine:
@@ -38,8 +40,8 @@ class ProgressLine:
         frac = p.iteration / p.max_iterations if p.max_iterations else 0.0
         filled = int(round(frac * self.width))
         loss = f"loss {p.loss:.3f}" if p.loss is not None else ""
-        text = (f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {p.iteration}/{p.max_iterations} "
-                f"{loss} ETA {_clock(p.eta_s)}")
+        bar = "#" * filled + "." * (self.width - filled)
+        text = f"{self.label} [{bar}] {p.iteration}/{p.max_iterations} {loss} ETA {_clock(p.eta_s)}"
         decile = int(frac * 10)
         if self.tty:
             self._emit(text, final=p.iteration == p.max_iterations)
@@ -88,7 +90,8 @@ def summary_lines(result) -> list[str]:
               help="New (or empty) folder for the model bundle.")
 @click.option("--arch", type=click.Choice(ARCHES), default="tiny", show_default=True,
               help="tiny runs on a CPU; r50 and x101 want a GPU.")
-@click.option("--iterations", type=click.IntRange(1), default=None, help="Training iterations (default per arch).")
+@click.option("--iterations", type=click.IntRange(1), default=None,
+              help="Training iterations (default per arch).")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Passes over the labelled crops.")
 @click.option("--rescale", type=click.FloatRange(0.25, 4.0), default=None,
               help="Image enlargement before detection (default: from the object size, 1-3x).")
@@ -101,7 +104,8 @@ def summary_lines(result) -> list[str]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @user_errors
 def train(files: tuple[Path, ...], out_dir: Path, arch: str, iterations: int | None, epochs: int | None,
-          rescale: float | None, augment: bool, holdout: bool, device: str | None, init: str, seed: int) -> None:
+          rescale: float | None, augment: bool, holdout: bool, device: str | None, init: str,
+          seed: int) -> None:
     """Train a model from LabelMe FILES (objects labelled inside 'crop' rectangles)."""
     from storage.settings import get_settings
     from trainer.bundle import BundleError
@@ -109,8 +113,9 @@ def train(files: tuple[Path, ...], out_dir: Path, arch: str, iterations: int | N
     from trainer.train import train_model
 
     try:
-        options = TrainOptions(arch=arch, iterations=iterations, epochs=epochs, rescale=rescale, augment=augment,
-                               holdout=holdout, device=device or get_settings().device, init=init, seed=seed)
+        options = TrainOptions(arch=arch, iterations=iterations, epochs=epochs, rescale=rescale,
+                               augment=augment, holdout=holdout, device=device or get_settings().device,
+                               init=init, seed=seed)
         sources = read_sources(files)
         result = train_model(sources, out_dir, options, progress=ProgressLine())
     except (OptionsError, BundleError, FloatingPointError) as error:
@@ -140,8 +145,9 @@ def fetch(arch: str, dest: Path | None, url: str | None, sha256: str | None) -> 
     known = COCO_CHECKPOINTS[arch]
     dest = dest or settings.data_dir / "weights" / f"{arch}_coco.pt"
     try:
-        path, digest = fetch_checkpoint(url or known["url"], sha256 or known["sha256"], dest,
-                                        progress=lambda n: click.echo(f"\r{n / 1e6:.0f} MB", nl=False, err=True))
+        path, digest = fetch_checkpoint(
+            url or known["url"], sha256 or known["sha256"], dest,
+            progress=lambda n: click.echo(f"\r{n / 1e6:.0f} MB", nl=False, err=True))
     except WeightsError as error:
         raise click.ClickException(str(error)) from None
     click.echo("", err=True)

@@ -398,7 +398,6 @@ def _detector(ctx: JobContext, model: TrainedModel) -> Any:
 @register("predict")
 def predict_job(ctx: JobContext) -> Outcome:
     from annotations.export import write_outputs
-
     from annotations.images import read_image
     from annotations.labelme import read_labelme
     from inference.pipeline import PredictOptions, predict_image

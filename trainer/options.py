@@ -19,6 +19,7 @@ DEFAULT_TILE = {"tiny": 512, "r50": 800, "x101": 800}
 # The auto rescale enlarges images so the median object is about this many pixels across.
 TARGET_OBJECT_PX = 28.0
 MAX_ITERATIONS = 200_000
+USER_INITS = ("random", "base", "coco")
 
 
 class OptionsError(ValueError):
@@ -70,6 +71,15 @@ class TrainOptions:
         """Build from a (user or stored) dict, ignoring unknown keys."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+    @classmethod
+    def from_user(cls, data: dict[str, Any]) -> TrainOptions:
+        """Options a bot user sent: like from_dict, but `init` may only name the operator's
+        configured weights ('random', 'base', 'coco'), never a file path."""
+        options = cls.from_dict(data)
+        if options.init not in USER_INITS:
+            raise OptionsError(f"init must be one of {', '.join(USER_INITS)}")
+        return options
 
     @property
     def effective_tile_size(self) -> int:

@@ -47,15 +47,16 @@ def synthetic_scene(
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     # Uneven illumination: a tilted plane plus a broad bump.
-    background = (70 + 25 * (xx / w) + 15 * (yy / h)
-                  + 20 * np.exp(-(((xx - w * rng.uniform(0.2, 0.8)) ** 2 + (yy - h * rng.uniform(0.2, 0.8)) ** 2)
-                                  / (2 * (0.35 * max(h, w)) ** 2))))
+    bx, by = w * rng.uniform(0.2, 0.8), h * rng.uniform(0.2, 0.8)
+    bump = np.exp(-((xx - bx) ** 2 + (yy - by) ** 2) / (2 * (0.35 * max(h, w)) ** 2))
+    background = 70 + 25 * (xx / w) + 15 * (yy / h) + 20 * bump
     image = background.astype(np.float32)
     instances: list[Instance] = []
     placed: list[tuple[float, float, float]] = []
     margin = 3
 
-    def add(label: str, r_lo: float, r_hi: float, level: float, near: tuple[float, float, float] | None) -> None:
+    def add(label: str, r_lo: float, r_hi: float, level: float,
+            near: tuple[float, float, float] | None) -> None:
         for _ in range(60):
             a = rng.uniform(r_lo, r_hi)
             b = a * rng.uniform(0.75, 1.0)
@@ -125,7 +126,8 @@ def with_crops(ann: AnnotatedImage, n_crops: int = 2, crop_size: int = 160, seed
                           nm_per_px=ann.nm_per_px, notes=list(ann.notes))
 
 
-def labelme_dict(ann: AnnotatedImage, image_name: str | None = None, crop_label: str = "crop") -> dict[str, Any]:
+def labelme_dict(ann: AnnotatedImage, image_name: str | None = None,
+                 crop_label: str = "crop") -> dict[str, Any]:
     """A LabelMe 5 document: polygons for objects, rectangles labelled `crop`, the image embedded."""
     import cv2
 
@@ -151,6 +153,7 @@ def labelme_dict(ann: AnnotatedImage, image_name: str | None = None, crop_label:
 
 def demo_pair(seed: int = 7, size: tuple[int, int] = (512, 512)) -> tuple[AnnotatedImage, AnnotatedImage]:
     """A training image labelled in three crops and an unseen, fully labelled test image."""
-    train = with_crops(synthetic_scene(seed, size, name="demo_train.png"), n_crops=3, crop_size=170, seed=seed)
+    full = synthetic_scene(seed, size, name="demo_train.png")
+    train = with_crops(full, n_crops=3, crop_size=170, seed=seed)
     test = synthetic_scene(seed + 1, size, name="demo_test.png")
     return train, test

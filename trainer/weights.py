@@ -17,7 +17,8 @@ from pathlib import Path
 _BASE = "https://download.openmmlab.com/mmdetection/v2.0/cascade_rcnn"
 COCO_CHECKPOINTS: dict[str, dict[str, str]] = {
     "r50": {
-        "url": f"{_BASE}/cascade_mask_rcnn_r50_fpn_1x_coco/cascade_mask_rcnn_r50_fpn_1x_coco_20200203-9d4dcb24.pth",
+        "url": f"{_BASE}/cascade_mask_rcnn_r50_fpn_1x_coco/"
+               "cascade_mask_rcnn_r50_fpn_1x_coco_20200203-9d4dcb24.pth",
         "sha256": "9d4dcb24",
     },
     "x101": {
