@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--detector", choices=["tiny", "fake"], default="fake")
     parser.add_argument("--size", type=int, default=8000, help="side of the large image, px")
     parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=1, help="tiles per detector call (peak grows with it)")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

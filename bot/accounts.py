@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot import adapters
-from bot.delivery import ROLE_EXT, metrics_text
+from bot.delivery import metrics_text, output_name
 from storage.files import FileStore, StoreError
 from storage.models import Job, JobState, ModelStatus, Result, TrainedModel, Upload, User
 
@@ -156,7 +156,7 @@ def export_zip(session, store: FileStore, data_dir: Path, user_id: int) -> bytes
             for role, sha in (result.files or {}).items():
                 try:
                     archive.writestr(
-                        f"results/{result.id}_{stem}/{stem}_{role}{ROLE_EXT.get(role, '')}",
+                        f"results/{result.id}_{stem}/{output_name(stem, role)}",
                         store.read_bytes(sha),
                     )
                 except StoreError:

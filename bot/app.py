@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from telegram import BotCommand, Update
 from telegram.ext import (
@@ -98,6 +99,7 @@ def build_application(
     app.add_handler(MessageHandler(filters.COMMAND, h.cmd_unknown))
     app.add_handler(MessageHandler(filters.TEXT, h.on_text))
     app.add_handler(MessageHandler(filters.ALL, h.on_other))
+    app.add_handler(TypeHandler(Update, h.handled), group=100)
     app.add_error_handler(h.on_error)
     app.job_queue.run_repeating(
         deliverer.tick,
@@ -110,10 +112,19 @@ def build_application(
 
 
 async def on_startup(app: Application) -> None:
+    use_big_executor()
     try:
         await app.bot.set_my_commands([BotCommand(c, d) for c, d in MENU])
     except Exception as error:  # noqa: BLE001 - the menu is a convenience, never a reason not to start
         log.warning("could not set the command menu: %s", error)
+
+
+def use_big_executor() -> None:
+    """asyncio.to_thread's default pool has cpu+4 threads; database calls and validations of many
+    users at once would queue behind each other."""
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=32, thread_name_prefix="bot")
+    )
 
 
 async def run_until(

@@ -30,14 +30,18 @@ from storage.models import Job, JobState, ModelStatus, Notice, Result, TrainedMo
 
 log = logging.getLogger(__name__)
 FILE_ROLES = (("labelme", ".json"), ("csv", "_objects.csv"), ("histogram", "_hist.png"))
-ROLE_EXT = {
+ROLE_SUFFIX = {  # the names annotations.export gives its files
     "labelme": ".json",
-    "overlay": ".png",
-    "csv": ".csv",
-    "histogram": ".png",
-    "summary": ".json",
-    "text": ".txt",
+    "overlay": "_overlay.png",
+    "csv": "_objects.csv",
+    "histogram": "_hist.png",
+    "summary": "_summary.json",
+    "text": "_summary.txt",
 }
+
+
+def output_name(stem: str, role: str) -> str:
+    return f"{stem}{ROLE_SUFFIX.get(role, '_' + role)}"
 BIG_SET = 4  # more results than this in one job -> one zip
 
 
@@ -281,9 +285,10 @@ class Deliverer:
             if not throttle.should_edit(row["id"], row["text"], now):
                 continue
             try:
-                # max_retries=0: a RetryAfter comes back to us instead of sleeping in the rate limiter
+                # PTB's AIORateLimiter sleeps through a RetryAfter (pausing all requests, as Telegram
+                # asks) and retries; if it still fails, the throttle waits before this message again.
                 await context.bot.edit_message_text(
-                    row["text"], chat_id=row["chat_id"], message_id=row["message_id"], rate_limit_args=0
+                    row["text"], chat_id=row["chat_id"], message_id=row["message_id"]
                 )
             except RetryAfter as error:
                 delay = (
@@ -378,7 +383,7 @@ def _zip_results(store, results: list[dict[str, Any]]) -> bytes:
             for role, sha in sorted(result["files"].items()):
                 data = _read(store, sha)
                 if data is not None:
-                    archive.writestr(f"{stem}/{stem}_{role}{ROLE_EXT.get(role, '')}", data)
+                    archive.writestr(f"{stem}/{output_name(stem, role)}", data)
     return buffer.getvalue()
 
 

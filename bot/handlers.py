@@ -8,12 +8,13 @@ import re
 import tempfile
 import time
 import traceback
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.error import TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot import accounts, files_in
@@ -53,18 +54,58 @@ async def refresh(context: ContextTypes.DEFAULT_TYPE, update: Update | None = No
     return info
 
 
+# While one update's files are processed, its first answer replaces the "Checking…" message
+# (a ContextVar: PTB runs each update in its own task, so other updates never see it).
+_ACK: ContextVar[dict[str, Any] | None] = ContextVar("segbot_ack", default=None)
+
+
+async def send_text(
+    context: ContextTypes.DEFAULT_TYPE, chat_id: int, text: str, markup: Any = None
+) -> Message:
+    ack = _ACK.get()
+    if ack is not None and ack["chat"] == chat_id and not ack["used"]:
+        ack["used"] = True
+        try:
+            edited = await context.bot.edit_message_text(
+                text[:4096], chat_id=chat_id, message_id=ack["id"], reply_markup=markup
+            )
+            if isinstance(edited, Message):
+                return edited
+        except BadRequest as error:
+            log.info("could not edit the acknowledgement: %s", error)
+    return await context.bot.send_message(chat_id, text[:4096], reply_markup=markup)
+
+
 async def say(
     context: ContextTypes.DEFAULT_TYPE, chat_id: int, key: str, markup: Any = None, **values: Any
 ) -> Message:
-    return await context.bot.send_message(
-        chat_id, t(me(context).language, key, **values)[:4096], reply_markup=markup
-    )
+    return await send_text(context, chat_id, t(me(context).language, key, **values), markup)
 
 
 # Before every handler: access, spam, the user row.
 
 
+_ARRIVED: ContextVar[float | None] = ContextVar("segbot_arrived", default=None)
+
+
+def _metric(name: str):  # noqa: ANN202 - a prometheus metric or None
+    try:
+        from storage import metrics
+    except ImportError:
+        return None
+    return getattr(metrics, name, None)
+
+
+async def handled(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Last group: how long the update took to handle (its replies are sent by then)."""
+    arrived = _ARRIVED.get()
+    histogram = _metric("UPDATE_LATENCY")
+    if arrived is not None and histogram is not None:
+        histogram.observe(time.monotonic() - arrived)
+
+
 async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    _ARRIVED.set(time.monotonic())
     user = update.effective_user
     if user is None or user.is_bot:
         raise ApplicationHandlerStop
@@ -91,6 +132,9 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     eid = error_id()
     error = context.error
+    counter = _metric("ERRORS_TOTAL")
+    if counter is not None:
+        counter.labels(service="bot").inc()
     detail = "".join(traceback.format_exception(error)) if error else "unknown"
     log.error("error %s while handling an update: %s", eid, redact(detail))
     if isinstance(update, Update) and update.effective_chat is not None:
@@ -552,6 +596,23 @@ async def handle_files(context: ContextTypes.DEFAULT_TYPE, chat: int, messages: 
 async def _handle_files(
     context: ContextTypes.DEFAULT_TYPE, s: Services, chat: int, messages: list[Message]
 ) -> None:
+    ack = await context.bot.send_message(chat, t(me(context).language, "downloading", n=len(messages)))
+    state = {"chat": chat, "id": ack.message_id, "used": False}
+    token = _ACK.set(state)
+    try:
+        await _process_files(context, s, chat, messages)
+    finally:
+        _ACK.reset(token)
+        if not state["used"]:
+            try:
+                await context.bot.delete_message(chat, ack.message_id)
+            except TelegramError:
+                pass
+
+
+async def _process_files(
+    context: ContextTypes.DEFAULT_TYPE, s: Services, chat: int, messages: list[Message]
+) -> None:
     info = await refresh(context)
     limit = s.settings.max_upload_mb * 2**20
     caption = next((m.caption for m in messages if m.caption), None)
@@ -628,7 +689,7 @@ async def _report_labels(
     lang = me(context).language
     for name, reason in outcome.errors[:10]:
         if name in reason:  # the annotations' messages name the file already
-            await context.bot.send_message(chat, reason[:4096])
+            await send_text(context, chat, reason)
         else:
             await say(context, chat, "bad_file", name=name, reason=reason)
     awaiting = context.user_data.setdefault("awaiting", {})  # type: ignore[union-attr]
@@ -659,9 +720,7 @@ async def _report_labels(
         parts = [t(lang, "summary_head", n=outcome.pending_count)]
         parts += [f"• {a.name}: {a.summary_text}" for a in normal]
         parts.append(t(lang, "summary_buttons_hint"))
-        await context.bot.send_message(
-            chat, "\n".join(parts)[:4096], reply_markup=after_labels_keyboard(lang)
-        )
+        await send_text(context, chat, "\n".join(parts), after_labels_keyboard(lang))
 
 
 async def _recognise(
@@ -676,9 +735,7 @@ async def _recognise(
     for image in images:
         reason = await asyncio.to_thread(files_in.check_image, s, image)
         if reason:
-            await context.bot.send_message(
-                chat, reason if image.name in reason else f"{image.name}: {reason}"
-            )
+            await send_text(context, chat, reason if image.name in reason else f"{image.name}: {reason}")
         else:
             good.append(image)
     if not good:

@@ -36,12 +36,12 @@ EN: dict[str, str] = {
     "denied": "Sorry, this bot is private. Ask the admin to add your id {id} to the allowlist.",
     "slow_down": "Too many messages at once — please wait a few seconds.",
     "error": "Something went wrong on my side (error id {id}). Please try again; quote this id if "
-        "you report it.",
+    "you report it.",
     "too_big": "This file is {size:.1f} MB; the limit is {limit:.0f} MB. Split it or send a smaller image.",
     "unknown_type": (
         "I can't use '{name}'. Send a LabelMe .json, an image (PNG, JPEG, TIFF, BMP) or a .zip of them."
     ),
-    "downloading": "Checking {name}…",
+    "downloading": "Checking {n} file(s)…",
     "bad_file": "{name}: {reason}",
     "summary_head": "Labels received ({n} file(s) in your training set):",
     "summary_buttons_hint": "Train now, add more labelled images, or change the options first.",
@@ -56,7 +56,7 @@ EN: dict[str, str] = {
     "paired": "Got the image for {name}.",
     "no_labels": "Send me labelled LabelMe files first (see /help or try /example).",
     "options_title": "Training options:\npreset {arch}, {iters} iterations, augmentation {aug}, "
-        "rescale {rescale}.\n"
+    "rescale {rescale}.\n"
     "Estimated time: about {minutes} min.",
     "btn_start": "Start training",
     "auto": "auto",
@@ -72,7 +72,7 @@ EN: dict[str, str] = {
     "progress_cancelled": "Job #{job} ({kind}): cancelled.",
     "queued_state": "waiting in the queue",
     "train_done": "Model v{version} is ready{metrics}. It is now your active model: send images to "
-        "recognise.",
+    "recognise.",
     "job_failed": "Job #{job} failed: {reason}",
     "predict_caption": "{name}: {n} objects{counts}{size}{density}",
     "size_line": "\nmean D = {mean} ± {std} {unit}",
@@ -109,7 +109,7 @@ EN: dict[str, str] = {
     "stats": "Pooled over {n} image(s): {total} objects{counts}\nmean D = {mean} ± {std} {unit}",
     "export_none": "You have nothing to export yet.",
     "export_big": "Your export is {size:.0f} MB, over the 50 MB Telegram limit; delete old models or "
-        "ask the admin.",
+    "ask the admin.",
     "export_caption": "All your files.",
     "forget_confirm": "Delete ALL your files, results, models and settings? This cannot be undone.",
     "btn_forget_yes": "Yes, delete everything",
@@ -163,11 +163,11 @@ RU: dict[str, str] = {
     "slow_down": "Слишком много сообщений сразу — подождите несколько секунд.",
     "error": "Что-то пошло не так на моей стороне (код ошибки {id}). Попробуйте ещё раз; сообщите этот код.",
     "too_big": "Файл {size:.1f} МБ, а предел {limit:.0f} МБ. Разделите его или пришлите изображение "
-        "поменьше.",
+    "поменьше.",
     "unknown_type": (
         "Не могу использовать '{name}'. Пришлите LabelMe .json, изображение (PNG, JPEG, TIFF, BMP) или .zip."
     ),
-    "downloading": "Проверяю {name}…",
+    "downloading": "Проверяю файлов: {n}…",
     "bad_file": "{name}: {reason}",
     "summary_head": "Разметка получена (файлов в обучающем наборе: {n}):",
     "summary_buttons_hint": "Обучить сейчас, добавить ещё размеченные снимки или сначала изменить параметры.",
@@ -182,7 +182,7 @@ RU: dict[str, str] = {
     "paired": "Изображение для {name} получено.",
     "no_labels": "Сначала пришлите размеченные файлы LabelMe (см. /help или /example).",
     "options_title": "Параметры обучения:\nпресет {arch}, итераций {iters}, аугментация {aug}, "
-        "масштаб {rescale}.\n"
+    "масштаб {rescale}.\n"
     "Примерное время: около {minutes} мин.",
     "btn_start": "Начать обучение",
     "auto": "авто",
@@ -198,7 +198,7 @@ RU: dict[str, str] = {
     "progress_cancelled": "Задача #{job} ({kind}): отменена.",
     "queued_state": "ждёт в очереди",
     "train_done": "Модель v{version} готова{metrics}. Теперь она активна: присылайте снимки для "
-        "распознавания.",
+    "распознавания.",
     "job_failed": "Задача #{job} не выполнена: {reason}",
     "predict_caption": "{name}: объектов {n}{counts}{size}{density}",
     "size_line": "\nсредний D = {mean} ± {std} {unit}",
@@ -248,7 +248,7 @@ RU: dict[str, str] = {
     "btn_train_correction": "Обучить новую версию",
     "admin_only": "Эта команда только для администраторов.",
     "admin": "Очередь: {queue}\nПользователи: {users}\nЗадач за 24 ч: {jobs24}, GPU-секунд за 24 ч: "
-        "{gpu:.0f}\n"
+    "{gpu:.0f}\n"
     "Рассылка: /admin broadcast <текст>",
     "broadcast_done": "Отправлено пользователям: {n}.",
     "unknown_command": "Неизвестная команда. См. /help.",

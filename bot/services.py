@@ -8,7 +8,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -22,6 +22,7 @@ from storage.models import User
 from storage.settings import Settings
 
 T = TypeVar("T")
+LAST_SEEN_EVERY = timedelta(minutes=5)
 
 DEFAULT_TRAIN_OPTIONS: dict[str, Any] = {"arch": "tiny", "iterations": None, "augment": True, "rescale": None}
 
@@ -138,7 +139,11 @@ def ensure_user(
     else:
         if username and user.username != username:
             user.username = username
-        user.last_seen_at = now
+        seen = user.last_seen_at
+        if seen is not None and seen.tzinfo is None:
+            seen = seen.replace(tzinfo=UTC)  # SQLite returns naive UTC
+        if seen is None or now - seen > LAST_SEEN_EVERY:
+            user.last_seen_at = now  # not on every update: a write per message would serialize users
     return snapshot(user, admin_ids)
 
 

@@ -14,6 +14,7 @@ score), dropping any that match an already kept one. An object cut by tile edges
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,9 +25,10 @@ from inference.types import Detections
 
 MATCH_IOS = 0.5
 BOX_MARGIN = 2  # px searched around a detection's box for its mask
+PACK_SCALE = 16  # settled outlines are stored in 1/16 px steps (far below the 0.25 px tolerance)
 
 
-@dataclass
+@dataclass(slots=True)
 class Merged:
     label: int
     score: float
@@ -65,7 +67,14 @@ class CandidateSet:
         self._closed: set[int] = set()  # tiles whose neighbours have all been seen
         self._adjacency: dict[int, list[int]] = {}  # candidate -> same object in other tiles
         self._done = bytearray()  # candidate settled (output or dropped)
-        self._out: list[Merged] = []
+        # settled objects, packed: outline vertices as int16 1/16 px steps from an integer
+        # origin (4 bytes a vertex), where each outline starts, its origin, label and score
+        self._out_xy = array("h")
+        self._out_start = array("q", [0])
+        self._out_origin = array("i")
+        self._out_label = array("i")
+        self._out_score = array("d")
+        self._out_big: dict[int, np.ndarray] = {}  # outlines too large for int16 offsets
 
     def __len__(self) -> int:
         return len(self.label)
@@ -138,19 +147,35 @@ class CandidateSet:
         self.mask.append(lo if in_overlap else None)
         self.source.append(source if in_overlap else None)
 
-    def resolve(self) -> list[Merged]:
-        """One Merged per object once every tile is in: duplicates dropped, cut pieces joined.
+    def finish(self) -> int:
+        """Settle everything once every tile is in; returns the number of objects.
 
         Objects are settled as soon as every tile that could hold a duplicate has been seen, so
         only the candidates of the last row or two of tiles keep masks; this settles the rest.
         """
-        missing = [t.index for t in self.tiles if t.index not in self._span]
-        if missing:  # tiles never added (e.g. a caller's partial run): treat them as empty
-            for t in missing:
-                self._span[t] = (len(self), len(self))
+        for t in self.tiles:  # tiles never added (a caller's partial run) count as empty
+            self._span.setdefault(t.index, (len(self), len(self)))
         self._settle([t.index for t in self.tiles])
-        out, self._out = self._out, []
-        return out
+        return len(self._out_label)
+
+    def objects(self) -> Iterator[Merged]:
+        """The settled objects (after finish()), each once; the packed store is emptied."""
+        xy = np.frombuffer(self._out_xy, np.int16).reshape(-1, 2) if self._out_xy else np.zeros((0, 2))
+        starts, origin = self._out_start, self._out_origin
+        for k in range(len(self._out_label)):
+            poly = self._out_big.get(k)
+            if poly is None:
+                poly = xy[starts[k] : starts[k + 1]].astype(np.float64) / PACK_SCALE
+                poly += (origin[2 * k], origin[2 * k + 1])
+            yield Merged(label=self._out_label[k], score=self._out_score[k], polygon=poly)
+        del xy
+        self._out_xy, self._out_start, self._out_origin = array("h"), array("q", [0]), array("i")
+        self._out_label, self._out_score, self._out_big = array("i"), array("d"), {}
+
+    def resolve(self) -> list[Merged]:
+        """finish() and all objects as a list."""
+        self.finish()
+        return list(self.objects())
 
     def _settle(self, tiles: list[int]) -> None:
         """Resolve the match groups that can no longer change: all their tiles' neighbours seen."""
@@ -213,11 +238,24 @@ class CandidateSet:
                 if poly is None:
                     poly = _outline(self.source[i], self.tolerance)
             if poly is not None:
-                self._out.append(Merged(label=self.label[i], score=score, polygon=poly))
+                self._pack(poly, self.label[i], score)
         for i in group:  # settled: free what only the merge needed
             self._done[i] = 1
             self.polygon[i] = self.mask[i] = self.source[i] = None
             adjacency.pop(i, None)
+
+    def _pack(self, poly: np.ndarray, label: int, score: float) -> None:
+        poly = np.asarray(poly, np.float64)
+        ox, oy = np.floor(poly.min(axis=0))
+        steps = np.round((poly - (ox, oy)) * PACK_SCALE)
+        if steps.max() > np.iinfo(np.int16).max:  # larger than 2,048 px: keep as is
+            self._out_big[len(self._out_label)] = poly
+            steps = steps[:0]
+        self._out_xy.extend(steps.astype(np.int16).ravel())
+        self._out_start.append(len(self._out_xy) // 2)
+        self._out_origin.extend((int(ox), int(oy)))
+        self._out_label.append(label)
+        self._out_score.append(score)
 
     def _link(self, a: Tile, b: Tile) -> None:
         """Record which candidates of two overlapping tiles are the same object."""

@@ -108,19 +108,16 @@ def predict_image(
         if progress is not None:
             progress(done, len(tiles))
 
-    merged = candidates.resolve()
-    n_merged = len(merged)
+    n_merged = candidates.finish()
     n_candidates = len(candidates)
-    del candidates  # frees the overlap masks before the outputs are built
     instances = []
     too_small = 0
-    merged.reverse()
-    while merged:  # pop as we go: each float32 outline is dropped once its Instance exists
-        obj = merged.pop()
+    for obj in candidates.objects():  # unpacked one at a time: no second copy of every outline
         if polygon_area(obj.polygon) < options.min_area_px:
             too_small += 1
             continue
         instances.append(Instance(detector.classes[obj.label], obj.polygon, obj.score))
+    del candidates
 
     n_refined, refine_failed = 0, 0
     if options.refine and instances:

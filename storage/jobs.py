@@ -101,12 +101,21 @@ def check_limits(session: Session, user: User, settings: Any) -> None:
         raise QueueLimitError(
             f"You already have {active} jobs waiting or running (the limit is {cap}). "
             "Wait for one to finish or cancel one, then send it again.", "too_many_jobs")
+    reason = quota_reason(session, user, settings)
+    if reason:
+        raise QueueLimitError(reason, "quota")
+
+
+def quota_reason(session: Session, user: User, settings: Any) -> str | None:
+    """The user message when this user's daily compute time is used up (admins: never)."""
+    if is_admin(user, settings):
+        return None
     quota = user.daily_gpu_seconds or settings.daily_gpu_seconds
     used = gpu_seconds_today(session, user.id)
-    if used >= quota:
-        raise QueueLimitError(
-            f"You have used your compute time for today ({used / 3600:.1f} h of {quota / 3600:.1f} h). "
-            "It frees up over the next 24 hours; please try again later.", "quota")
+    if used < quota:
+        return None
+    return (f"You have used your compute time for today ({used / 3600:.1f} h of {quota / 3600:.1f} h). "
+            "It frees up over the next 24 hours; please try again later.")
 
 
 # Submitting, listing, cancelling
@@ -267,6 +276,14 @@ def claim_next(db: Db, queue: str, settings: Any, worker: str | None = None) -> 
         ).all())
         for job in order:
             if running.get(job.user_id, 0) >= settings.max_running_per_user:
+                continue
+            user = session.get(User, job.user_id)
+            over = quota_reason(session, user, settings) if user is not None else None
+            if over:  # queued before the quota ran out: it does not start
+                job.state = JobState.FAILED.value
+                job.error = over
+                job.finished_at = utcnow()
+                add_notice(session, job, JOB_FAILED, {"job_id": job.id, "kind": job.kind, "reason": over})
                 continue
             token = uuid.uuid4().hex
             now = utcnow()

@@ -3,6 +3,7 @@ polling the Bot API stand-in over HTTP: commands, uploads, buttons, access, isol
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import time
@@ -21,6 +22,7 @@ from tests.botapi.harness import User as TgUser
 pytest.importorskip("annotations.labelme")
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
+ACK = ("Checking", "Проверяю")
 ALICE = TgUser(1001, "Alice", "alice", "en")
 BORIS = TgUser(1002, "Boris", "boris", "ru")
 
@@ -55,9 +57,10 @@ def _send(api, user, text, contains=None, timeout=10.0):
 
 
 def _doc(api, user, name, data, contains=None, **kw):
+    """Send a file; the bot's answer (it first says "Checking…", then edits that message)."""
     mark = api.mark()
     api.send_document(user, name, data, **kw)
-    return api.wait_reply(user.id, mark, contains)
+    return api.wait_reply(user.id, mark, contains, skip=ACK)
 
 
 def _press(api, user, call, data, contains=None, methods=("sendMessage", "editMessageText")):
@@ -68,8 +71,14 @@ def _press(api, user, call, data, contains=None, methods=("sendMessage", "editMe
 
 
 def test_start_help_example_and_languages(bs, api) -> None:
+    from prometheus_client import REGISTRY
+
     from annotations.labelme import read_labelme
 
+    def handled() -> float:
+        return REGISTRY.get_sample_value("segbot_update_latency_seconds_count") or 0.0
+
+    before = handled()
     with running_bot(bs):
         start = _send(api, ALICE, "/start", "segbot")
         assert "crop" in start.text and "/example" in start.text
@@ -89,6 +98,8 @@ def test_start_help_example_and_languages(bs, api) -> None:
         assert "русский" in _send(api, ALICE, "/lang ru").text
     assert user_row(bs.database_url, ALICE.id)["language"] == "ru"
     assert user_row(bs.database_url, BORIS.id)["language"] == "en"
+    if importlib.util.find_spec("storage.metrics"):
+        assert handled() - before >= 8  # every update's handling time is observed
     assert {c["command"] for c in api.commands} >= {"start", "help", "train", "models"}
 
 
@@ -118,7 +129,7 @@ def test_json_then_image_album_and_zip_are_paired(bs, api) -> None:
     with running_bot(bs):
         # the JSON alone -> asks for its image; the image right after completes it
         asked = _doc(api, ALICE, "a.json", labelme_bytes(None, image_name="a.png"), "a.png")
-        assert asked.method == "sendMessage"
+        assert asked.method in ("sendMessage", "editMessageText")
         done = _doc(api, ALICE, "a.png", image, "a.json", mime_type="image/png")
         assert "train:go" in buttons(done)
         # the same in one album
@@ -164,7 +175,7 @@ def test_bad_inputs_get_specific_answers_and_store_nothing(bs, api, tmp_path) ->
     with running_bot(bs, spam_max=10_000):
         for name, data, contains in cases:
             reply = _doc(api, ALICE, name, data, contains)
-            assert reply.method == "sendMessage"
+            assert reply.method in ("sendMessage", "editMessageText")
             assert "Traceback" not in reply.text and "error id" not in reply.text, (name, reply.text)
             assert len(reply.text) < 600
         too_big = _doc(api, ALICE, "huge.json", b"{}", "MB", file_size=int(bs.max_upload_mb * 2**20) + 1)
@@ -348,3 +359,26 @@ def test_token_never_logged(bs, api, caplog) -> None:
     assert api.token not in caplog.text
     assert api.token.split(":")[1] not in caplog.text
     assert "getUpdates" in caplog.text or "getFile" in caplog.text or caplog.text  # something was logged
+
+
+def test_on_postgresql_upload_train_status_models_forget(settings, api, postgres_url) -> None:
+    pytest.importorskip("storage.jobs")
+    bs = bot_settings(settings, api, database_url_raw=postgres_url)
+    upgrade(bs.database_url)
+    with running_bot(bs):
+        summary = _doc(api, ALICE, "sample.json", labelme_bytes(png_bytes()), "sample.json")
+        _press(api, ALICE, summary, "train:go", "queued")
+        # a stale button (the set was already queued) is answered, not crashed on
+        assert "LabelMe" in _press(api, ALICE, summary, "train:go").text
+        assert "train: queued" in _send(api, ALICE, "/status").text
+        alice = user_row(bs.database_url, ALICE.id)
+        with session_scope(bs.database_url) as session:
+            model = TrainedModel(user_id=alice["id"], version=1, status="ready")
+            session.add(model)
+            session.flush()
+            session.get(User, alice["id"]).active_model_id = model.id
+        assert "[active]" in _send(api, ALICE, "/models").text
+        confirm = _send(api, ALICE, "/forget_me", "undone")
+        _press(api, ALICE, confirm, "forget:yes", "deleted")
+    assert user_row(bs.database_url, ALICE.id) is None
+    assert rows(bs.database_url, Job) == [] and rows(bs.database_url, Upload) == []

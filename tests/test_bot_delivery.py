@@ -231,3 +231,28 @@ def test_progress_edits_are_throttled_and_honour_retry_after(bs, api) -> None:
     assert "%" in done[0].text and "ETA" in done[0].text and "training" in done[0].text
     assert "finished" in api.message(ALICE.id, message["message_id"])["text"]
     assert len(edits) <= 3.5 / 1.0 + 4
+
+
+def test_stats_and_export_cover_only_the_users_own_results(bs, api, tmp_path) -> None:
+    pytest.importorskip("annotations.export")
+    store = FileStore(bs.files_dir)
+    uid = _user(bs.database_url)
+    other = _user(bs.database_url, telegram_id=2999)
+    with session_scope(bs.database_url) as session:
+        for owner, stems in ((uid, ("a", "b")), (other, ("zz",))):
+            job = _job(session, owner, "predict")
+            for stem, n in zip(stems, (3, 5), strict=False):
+                files, summary = _result_files(store, tmp_path, f"{stem}{owner}", n)
+                session.add(Result(job_id=job.id, user_id=owner, image_name=f"{stem}.png", files=files,
+                                   summary=summary))
+    with running_bot(bs):
+        mark = api.mark()
+        api.send_text(ALICE, "/stats")
+        stats = api.wait_reply(ALICE.id, mark, "Pooled")
+        assert "2 image(s): 8 objects" in stats.text and "nm" in stats.text
+        mark = api.mark()
+        api.send_text(ALICE, "/export")
+        export = api.wait_reply(ALICE.id, mark, methods=("sendDocument",))
+    names = zipfile.ZipFile(io.BytesIO(export.files["document"][1])).namelist()
+    assert any(n.endswith("a_overlay.png") for n in names) and any(n.endswith("b_objects.csv") for n in names)
+    assert not any("zz" in n for n in names)

@@ -116,7 +116,16 @@ def test_per_user_cap_quota_and_admins(session, qs) -> None:
     assert caught.value.code == "quota"
     b.daily_gpu_seconds = 1000.0  # a per-user override
     session.commit()
-    _submit(session, b, qs)
+    waiting = _submit(session, b, qs)
+    b.daily_gpu_seconds = 120.0  # the quota ran out while the job waited: it does not start
+    session.commit()
+    claimed = []
+    while claim := claim_next(qs.database_url, "train", qs):
+        claimed.append(claim.user_id)
+    assert claimed == [a.id, a.id]  # user a's jobs run; b's waiting job was refused
+    stopped = _reload(qs, waiting.id)
+    assert stopped.state == "failed" and "compute time" in stopped.error and stopped.started_at is None
+    assert session.scalar(select(Notice.kind).where(Notice.job_id == waiting.id)) == "job_failed"
     boss = _user(session, 3)
     boss.username = "Boss"
     session.commit()

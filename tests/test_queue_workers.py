@@ -163,7 +163,15 @@ def _assert_lifecycle(workers: Workers, settings) -> None:
 
 @pytest.mark.slow
 def test_job_runs_end_to_end_on_redis(queue_env) -> None:
-    _assert_lifecycle(*queue_env)
+    import re
+    import urllib.request
+
+    workers, settings = queue_env
+    workers.env["SEGBOT_METRICS_PORT"] = "0"  # a free port, named in the worker's log
+    _assert_lifecycle(workers, settings)
+    port = re.search(rb"metrics on port (\d+)", workers.procs[0].log.read_bytes()).group(1).decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert re.search(r'segbot_jobs_total\{kind="sleep",outcome="succeeded"\} 1\.0', text), text[-2000:]
 
 
 @pytest.mark.slow
@@ -242,6 +250,7 @@ def test_sigkill_mid_job_then_new_worker_completes_it_once(queue_env) -> None:
     assert _count(settings, Notice, job_id=job.id) == 1
 
 
+@pytest.mark.slow
 def test_worker_command_refuses_bad_options(tmp_path: Path) -> None:
     env = dict(os.environ, SEGBOT_DATA_DIR=str(tmp_path / "d"))
     proc = subprocess.run([sys.executable, "-m", "segbot", "worker", "--queues", "gpu"], env=env,

@@ -182,11 +182,26 @@ def run_claim(settings: Any, claim: jobstore.Claim) -> str:
     ctx = JobContext(settings, claim)
     beat = _Heartbeat(ctx)
     beat.start()
+    started = time.monotonic()
     try:
-        return _run(ctx)
+        outcome = _run(ctx)
     finally:
         beat.done.set()
         beat.join(timeout=5)
+    _observe(settings, claim.kind, outcome, time.monotonic() - started)
+    return outcome
+
+
+def _observe(settings: Any, kind: str, outcome: str, seconds: float) -> None:
+    """Prometheus counters (storage/metrics.py); metrics never break a job."""
+    try:
+        from storage import metrics
+
+        if outcome != "lost":
+            metrics.observe_job(kind, outcome, seconds)
+        metrics.update_gpu_memory(settings.device)
+    except Exception:  # noqa: BLE001
+        log.debug("metrics not recorded", exc_info=True)
 
 
 def _run(ctx: JobContext) -> str:
@@ -218,6 +233,7 @@ def _run(ctx: JobContext) -> str:
             reason = str(error)
         else:
             log.exception("job %s failed", claim.job_id)
+            _count_error()
             reason = (f"Job #{claim.job_id} failed because of an internal error; the administrator "
                       "can find the details in the worker log.")
     else:
@@ -226,6 +242,15 @@ def _run(ctx: JobContext) -> str:
         _free_memory()
     _fail(ctx, reason)
     return JobState.FAILED.value
+
+
+def _count_error() -> None:
+    try:
+        from storage.metrics import ERRORS_TOTAL
+
+        ERRORS_TOTAL.labels(service="worker").inc()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _record(ctx: JobContext, outcome: Outcome) -> str:
@@ -313,7 +338,11 @@ def train_job(ctx: JobContext) -> Outcome:
                for u in uploads if u.kind in ("labelme", "correction")]
     if not sources:
         raise JobError("No LabelMe annotation files in this job; send the .json files you labelled.")
-    options = TrainOptions.from_dict({**ctx.params.get("options", {}), "device": ctx.settings.device})
+    requested = dict(ctx.params.get("options", {}))
+    if str(requested.get("init", "random")) not in ("random", "coco", "base"):
+        # A path would let a job load any file on the worker: operators use `segbot train` for that.
+        raise JobError("Training can start from 'random', 'coco' or 'base' weights only.")
+    options = TrainOptions.from_dict({**requested, "device": ctx.settings.device})
     scratch = _scratch(ctx, "train")
     out_dir = scratch / "bundle"
 

@@ -48,7 +48,13 @@ class Sweeper(threading.Thread):
         # A private engine disposed after each sweep: nothing open for prefork children to inherit.
         engine = make_engine(self.settings.database_url)
         try:
-            report = sweep(sessionmaker(bind=engine, expire_on_commit=False), self.settings)
+            factory = sessionmaker(bind=engine, expire_on_commit=False)
+            report = sweep(factory, self.settings)
+            if self.settings.metrics_port is not None:
+                from storage.metrics import refresh_queue_lengths
+
+                with factory() as session:
+                    refresh_queue_lengths(session)
         finally:
             engine.dispose()
         if report.requeued or report.failed:
@@ -73,12 +79,30 @@ def _reset_engines_in_child(**_: Any) -> None:
     engine_for.cache_clear()  # a forked pool process opens its own connections
 
 
+def _start_metrics(settings: Any) -> str | None:
+    """Serve /metrics on SEGBOT_METRICS_PORT; the pool processes write into a shared directory
+    (PROMETHEUS_MULTIPROC_DIR, set before prometheus_client is imported anywhere here)."""
+    if settings.metrics_port is None:
+        return None
+    created = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import tempfile
+
+        created = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="segbot-metrics-")
+    from storage.metrics import start_metrics_server
+
+    server = start_metrics_server(settings.metrics_port)
+    log.info("metrics on port %s", getattr(server, "server_port", settings.metrics_port))
+    return created
+
+
 def run_worker(settings: Any, queues: Sequence[str] = QUEUES, concurrency: int = 1,
                loglevel: str = "INFO") -> None:
     """Start a Celery worker in this process (blocks until it stops)."""
     from trainer.celery_app import make_app
     from trainer.tasks import register_tasks
 
+    metrics_dir = _start_metrics(settings)
     app = make_app(settings)
     register_tasks(app)
     sweeper = Sweeper(app, settings)
@@ -96,7 +120,13 @@ def run_worker(settings: Any, queues: Sequence[str] = QUEUES, concurrency: int =
         without_heartbeat=True,
         optimization="fair",
     )
-    worker.start()
+    try:
+        worker.start()
+    finally:
+        if metrics_dir:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     code = getattr(worker, "exitcode", 0) or 0
     if code:
         raise SystemExit(code)

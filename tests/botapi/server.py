@@ -239,8 +239,10 @@ class BotApiStandIn:
             "sendMediaGroup",
         ),
         timeout: float = 10.0,
+        skip: tuple[str, ...] = (),
     ) -> Call:
-        """The first call to chat_id among calls[after:] (optionally containing a text)."""
+        """The first call to chat_id among calls[after:] (optionally containing a text, and not
+        starting with one of `skip`, e.g. an acknowledgement that is edited later)."""
 
         def find(calls: list[Call]) -> Call | None:
             for call in calls[after:]:
@@ -248,6 +250,7 @@ class BotApiStandIn:
                     call.chat_id == chat_id
                     and call.method in methods
                     and (contains is None or contains.lower() in call.text.lower())
+                    and not (skip and call.text.startswith(skip))
                 ):
                     return call
             return None
