@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import statistics
 import sys
@@ -131,6 +132,7 @@ def main() -> None:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(30)
         api.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
     values = [first for _, first, _ in latencies]
     files = [full for kind, _, full in latencies if kind == "file"]
     texts = [first for kind, first, _ in latencies if kind != "file"]

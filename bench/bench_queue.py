@@ -143,8 +143,11 @@ def latency(setup: Setup, n: int) -> dict[str, float]:
                 session.rollback()
                 time.sleep(0.01)
             mark_sent(session, notice.id)
+            session.expire_all()
             row = session.scalar(select(Job).where(Job.id == job.id))
             notice = session.scalar(select(Notice).where(Notice.id == notice.id))
+            if row.state != "succeeded":
+                raise SystemExit(f"job {row.id} {row.state}: {row.error}")
             if i >= 2:
                 starts.append(ts(row.started_at) - ts(row.created_at))
                 seen.append(seen_at - row.result["t_end"])

@@ -154,6 +154,7 @@ def test_json_then_image_album_and_zip_are_paired(bs, api) -> None:
     assert len(user_row(bs.database_url, ALICE.id)["preferences"]["pending_uploads"]) == 3
 
 
+@pytest.mark.slow
 def test_bad_inputs_get_specific_answers_and_store_nothing(bs, api, tmp_path) -> None:
     from storage.files import FileStore
 
@@ -382,3 +383,22 @@ def test_on_postgresql_upload_train_status_models_forget(settings, api, postgres
         _press(api, ALICE, confirm, "forget:yes", "deleted")
     assert user_row(bs.database_url, ALICE.id) is None
     assert rows(bs.database_url, Job) == [] and rows(bs.database_url, Upload) == []
+
+
+def test_unexpected_error_gives_an_id_that_is_in_the_log(bs, api, monkeypatch, caplog) -> None:
+    import re
+
+    from bot import accounts
+
+    def broken(session, user_id):
+        raise RuntimeError(f"database on fire for {api.token}")
+
+    monkeypatch.setattr(accounts, "status_lines", broken)
+    caplog.set_level("ERROR")
+    with running_bot(bs):
+        reply = _send(api, ALICE, "/status", "error id")
+        assert "Traceback" not in reply.text and "fire" not in reply.text
+        assert "Commands" in _send(api, ALICE, "/help").text  # the bot goes on
+    error_id = re.search(r"error id ([0-9a-f]{8})", reply.text).group(1)
+    assert error_id in caplog.text and "database on fire" in caplog.text
+    assert api.token not in caplog.text

@@ -90,6 +90,7 @@ def _wait_sent(url: str, count: int, timeout: float = 20.0) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_notices_are_delivered_once_across_restart_and_failures(bs, api, tmp_path) -> None:
     pytest.importorskip("annotations.export")
     store = FileStore(bs.files_dir)
@@ -174,6 +175,7 @@ def test_blocked_user_notice_is_not_retried_forever(bs, api) -> None:
     assert len([c for c in api.calls_to(ALICE.id) if c.method == "sendMessage"]) == 1
 
 
+@pytest.mark.slow
 def test_progress_edits_are_throttled_and_honour_retry_after(bs, api) -> None:
     uid = _user(bs.database_url)
     message = api._new_message(ALICE.id, text="queued")

@@ -103,6 +103,19 @@ def test_cli_predict_writes_labelme_overlay_and_csv(trained, tmp_path):
     assert any("nm" in key for key in rows[0])
 
 
+def test_training_can_start_from_another_model(trained, tmp_path):
+    """init=<bundle>: same-shaped tensors are loaded, heads for another class count are skipped."""
+    from annotations.model import AnnotatedImage
+    from trainer.train import train_model
+
+    _, result, _ = trained
+    full = synthetic_scene(31, (200, 200), n_pits=0)
+    one_class = AnnotatedImage("one.png", full.image, full.instances)
+    out = train_model([one_class], tmp_path / "m", TrainOptions(iterations=2, init=str(result.bundle_dir)))
+    init = json.loads((out.bundle_dir / "bundle.json").read_text())["init"]
+    assert init["loaded"] > 100 and init["skipped"] > 0  # backbone/neck/RPN in, class heads out
+
+
 def test_cli_train_from_labelme_files(tmp_path):
     from click.testing import CliRunner
 
