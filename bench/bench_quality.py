@@ -145,7 +145,13 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         options = TrainOptions(arch=args.arch, iterations=args.iterations, device=args.device, holdout=False)
-        result = train_model(sources, Path(tmp) / "bundle", options)
+        def progress(p) -> None:
+            if p.stage == "training" and (p.iteration % 50 == 0 or p.iteration == p.max_iterations):
+                loss = "n/a" if p.loss is None else f"{p.loss:.3f}"
+                print(f"  iteration {p.iteration}/{p.max_iterations}, loss {loss}", file=sys.stderr,
+                      flush=True)
+
+        result = train_model(sources, Path(tmp) / "bundle", options, progress=progress)
         train_s = time.perf_counter() - t0
         print(f"trained  : {result.iterations} iterations in {train_s:.0f} s, rescale {result.rescale}, "
               f"classes {result.classes}")
