@@ -9,6 +9,11 @@ tiles saw, one covers at least `match` of the other (intersection over the small
 are then kept greedily by priority (not cut by an inner tile edge, centre in its tile's core,
 score), dropping any that match an already kept one. An object cut by tile edges in every tile
 (larger than the overlap) has its pieces joined into one.
+
+Settling as we go: a group of matching candidates is resolved as soon as every tile next to its
+tiles has been seen (greedy within a group gives the same result as greedy over everything), and
+its masks are freed; settled outlines are packed. With tiles in row order only the last row or
+two of tiles hold masks, so memory does not grow with the image beyond the outlines themselves.
 """
 
 from __future__ import annotations

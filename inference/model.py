@@ -62,13 +62,14 @@ def _device(device: str) -> str:
 class MMDetDetector:
     """Runs tiles through an mmdet model in batches; implements inference.types.TileDetector.
 
-    `score_thr` is the floor below which detections are dropped inside the model (before masks
-    are pasted); raise it to the user's threshold to save time and memory on dense images.
+    `score_thr` is the floor below which detections are dropped inside the model, before masks
+    are pasted at full tile size (2,000 masks of a 512 px tile would be 0.5 GB); set it to the
+    user's threshold to save time and memory, lower it only when scores below 0.25 matter.
     """
 
     def __init__(self, model: Any, classes: Sequence[str], rescale: float, tile_size: int,
                  device: str = "cpu", half: bool = False, batch_size: int = 4,
-                 score_thr: float = 0.05) -> None:
+                 score_thr: float = 0.25) -> None:
         self.model = model.to(_device(device)).eval()
         self.classes = list(classes)
         self.rescale = float(rescale)
@@ -125,7 +126,7 @@ class MMDetDetector:
 
 
 def load_detector(bundle_dir: Path, device: str = "cpu", trusted_roots: Sequence[Path] | None = None,
-                  half: bool = False, batch_size: int = 4, score_thr: float = 0.05) -> MMDetDetector:
+                  half: bool = False, batch_size: int = 4, score_thr: float = 0.25) -> MMDetDetector:
     """Load a bundle written by trainer.train; refuse one outside `trusted_roots`.
 
     `trusted_roots` None means the settings' file store and configured base model.

@@ -17,7 +17,7 @@ import click
 
 from segbot.errors import user_errors
 
-DEMO_ITERATIONS = 150
+DEMO_ITERATIONS = 120
 
 
 @dataclass

@@ -314,12 +314,15 @@ def heartbeat(db: Db, claim: Claim) -> bool:
     return bool(done)
 
 
-def set_progress(db: Db, claim: Claim, progress: float, stage: str, eta_s: float | None) -> bool:
+def set_progress(db: Db, claim: Claim, progress: float, stage: str, eta_s: float | None,
+                 loss: float | None = None) -> bool:
     now = utcnow()
+    values: dict[str, Any] = dict(progress=max(0.0, min(1.0, float(progress))), stage=stage[:64], eta_s=eta_s,
+                                  heartbeat_at=now, gpu_seconds=claim.seconds(now))
+    if loss is not None:
+        values["result"] = {"loss": float(loss)}  # shown in the bot's progress message until the job ends
     with _factory(db)() as session:
-        done = session.execute(update(Job).where(*_owned(claim.job_id, claim.token)).values(
-            progress=max(0.0, min(1.0, float(progress))), stage=stage[:64], eta_s=eta_s, heartbeat_at=now,
-            gpu_seconds=claim.seconds(now))).rowcount
+        done = session.execute(update(Job).where(*_owned(claim.job_id, claim.token)).values(**values)).rowcount
         session.commit()
     return bool(done)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 REDACTED = "<redacted>"
 # Bot API URLs carry the token: .../bot<token>/getMe and .../file/bot<token>/<path>.
-_URL_TOKEN = re.compile(r"/(file/)?bot\d+:[^/\s\"'?#]+")
+_URL_TOKEN = re.compile(r"/(file/)?bot\d+(?::|%3A)[^/\s\"'?#]+", re.IGNORECASE)  # httpx logs %3A
 # A bare token anywhere else (exception text, a repr of the settings, a user pasting it).
 _BARE_TOKEN = re.compile(r"\d+:[A-Za-z0-9_-]{30,}")
 # Passwords in service URLs (postgresql://user:pw@host, redis://:pw@host).

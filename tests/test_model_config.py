@@ -115,6 +115,13 @@ def test_regions_hold_only_crop_pixels_and_clipped_objects():
     assert regions[1].masks.sum() < 2 * 100 + 10
 
 
+def test_an_empty_crop_is_kept_as_labelled_background():
+    ann = _two_crop_image()
+    ann.crops.append(Crop(60, 60, 90, 95))
+    regions = build_regions([ann], ["p", "q"], rescale=1.0)
+    assert len(regions) == 3 and regions[2].n_objects == 0 and regions[2].image.shape[:2] == (35, 30)
+
+
 def test_regions_rescale_keeps_masks_on_their_objects():
     ann = synthetic_scene(1, (160, 160), n_particles=10, n_pits=0)
     regions = build_regions([ann], ["particle"], rescale=2.0)

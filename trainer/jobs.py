@@ -101,12 +101,13 @@ class JobContext:
 
         return session_factory(self.url)()
 
-    def progress(self, fraction: float, stage: str, eta_s: float | None = None) -> None:
+    def progress(self, fraction: float, stage: str, eta_s: float | None = None,
+                 loss: float | None = None) -> None:
         now = time.monotonic()
         if stage == self._last_stage and now - self._last_progress < self.min_interval_s:
             return
         self._last_progress, self._last_stage = now, stage
-        if not jobstore.set_progress(self.url, self.claim, fraction, stage, eta_s):
+        if not jobstore.set_progress(self.url, self.claim, fraction, stage, eta_s, loss):
             self.lost = True
 
     def cancelled(self) -> bool:
@@ -331,9 +332,10 @@ def train_job(ctx: JobContext) -> Outcome:
 
     with ctx.session() as session:
         uploads = _uploads(ctx, session)
-        blobs = {u.original_name: _read(ctx, u) for u in uploads}
+        data = {u.id: _read(ctx, u) for u in uploads}
+    files = {u.original_name: data[u.id] for u in uploads}  # resolves imagePath between uploads
     ctx.progress(0.0, "reading labels")
-    sources = [read_labelme(blobs[u.original_name], name=u.original_name, files=blobs,
+    sources = [read_labelme(data[u.id], name=u.original_name, files=files,
                             max_pixels=ctx.settings.max_image_pixels)
                for u in uploads if u.kind in ("labelme", "correction")]
     if not sources:
@@ -347,7 +349,7 @@ def train_job(ctx: JobContext) -> Outcome:
     out_dir = scratch / "bundle"
 
     def report(p: Any) -> None:
-        ctx.progress(p.fraction, p.stage, p.eta_s)
+        ctx.progress(p.fraction, p.stage, p.eta_s, p.loss)
 
     try:
         result = train_model(sources, out_dir, options, progress=report, should_cancel=ctx.cancelled)
@@ -437,7 +439,8 @@ def predict_job(ctx: JobContext) -> Outcome:
         model = session.get(TrainedModel, int(model_id)) if model_id else None
         if model is None or model.user_id != ctx.claim.user_id or model.status != ModelStatus.READY:
             raise JobError("The model for this job is not available; train one or pick another with /models.")
-        blobs = {u.original_name: _read(ctx, u) for u in uploads}
+        data = {u.id: _read(ctx, u) for u in uploads}
+    files = {u.original_name: data[u.id] for u in uploads}  # resolves imagePath between uploads
     ctx.progress(0.0, "loading model")
     detector = _detector(ctx, model)
     options = PredictOptions(threshold=float(ctx.params.get("threshold", 0.5)), tile=ctx.params.get("tile"))
@@ -448,11 +451,11 @@ def predict_job(ctx: JobContext) -> Outcome:
         for index, upload in enumerate(images):
             ctx.check()
             if upload.kind in ("labelme", "correction"):
-                ann = read_labelme(blobs[upload.original_name], name=upload.original_name, files=blobs,
+                ann = read_labelme(data[upload.id], name=upload.original_name, files=files,
                                    max_pixels=ctx.settings.max_image_pixels)
                 image, own_scale = ann.image, ann.nm_per_px
             else:
-                loaded = read_image(blobs[upload.original_name], name=upload.original_name,
+                loaded = read_image(data[upload.id], name=upload.original_name,
                                     max_pixels=ctx.settings.max_image_pixels)
                 image, own_scale = loaded.image, loaded.nm_per_px
             nm_per_px = ctx.params.get("nm_per_px") or own_scale

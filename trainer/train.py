@@ -216,8 +216,8 @@ def train_model(
                               "(inside 'crop' rectangles if you use them)")
     rescale = float(options.rescale) if options.rescale is not None else auto_rescale(stats.median_d_px)
     tile_size = options.effective_tile_size
+    # Crops without objects stay: the user labelled them as background.
     regions = build_regions(sources, classes, rescale)
-    regions = [r for r in regions if r.n_objects > 0 or len(regions) == 1]
     if not regions or sum(r.n_objects for r in regions) == 0:
         raise NotEnoughLabels("the labelled objects lie outside every crop rectangle; "
                               "label objects inside the crops")
