@@ -14,12 +14,14 @@ candidates kept across tiles, the merge, the output polygons. Goal: large / one 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+print = functools.partial(print, flush=True)  # progress shows up even when piped to a file
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 

@@ -16,6 +16,7 @@ Goal: F1(model) >= 1.2 x F1(baseline). Everything printed is measured in this ru
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+print = functools.partial(print, flush=True)  # progress shows up even when piped to a file
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

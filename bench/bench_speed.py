@@ -14,6 +14,7 @@ after a warm-up call; the ratio is from one run.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+print = functools.partial(print, flush=True)  # progress shows up even when piped to a file
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
