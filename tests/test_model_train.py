@@ -67,14 +67,15 @@ def test_trained_model_finds_objects_on_an_unseen_image(trained):
     from inference.pipeline import PredictOptions, predict_image
 
     root, result, _ = trained
-    detector = load_detector(result.bundle_dir, trusted_roots=[root], score_thr=0.3)
+    detector = load_detector(result.bundle_dir, trusted_roots=[root], score_thr=0.5)
     assert detector.classes == ["particle", "pit"] and detector.rescale == 2.0
     test = synthetic_scene(12, (384, 384))
-    prediction = predict_image(test.image, detector, PredictOptions(threshold=0.3, tile=384))
+    prediction = predict_image(test.image, detector, PredictOptions(threshold=0.5, tile=384))
     assert prediction.tiles > 1  # a 384 px image at 2x in 384 px tiles: sliced
     score = match_centre_rule(prediction.instances, test.instances)
-    assert score.recall >= 0.5, score
-    assert score.precision >= 0.5, score
+    # Measured after 60 iterations: recall 1.00, precision 0.96 (103 objects); chance is ~0.
+    assert score.recall >= 0.7, score
+    assert score.precision >= 0.7, score
 
 
 def test_cli_predict_writes_labelme_overlay_and_csv(trained, tmp_path):
