@@ -344,7 +344,10 @@ def train_job(ctx: JobContext) -> Outcome:
     if str(requested.get("init", "random")) not in ("random", "coco", "base"):
         # A path would let a job load any file on the worker: operators use `segbot train` for that.
         raise JobError("Training can start from 'random', 'coco' or 'base' weights only.")
-    options = TrainOptions.from_dict({**requested, "device": ctx.settings.device})
+    try:
+        options = TrainOptions.from_user({**requested, "device": ctx.settings.device})
+    except ValueError as error:
+        raise JobError(f"These training options cannot be used: {error}") from None
     scratch = _scratch(ctx, "train")
     out_dir = scratch / "bundle"
 
@@ -444,6 +447,9 @@ def predict_job(ctx: JobContext) -> Outcome:
     ctx.progress(0.0, "loading model")
     detector = _detector(ctx, model)
     options = PredictOptions(threshold=float(ctx.params.get("threshold", 0.5)), tile=ctx.params.get("tile"))
+    # The model drops detections below this floor before building masks: low enough for the
+    # user's threshold, no lower (dense tiles at 0.05 would hold ~0.5 GB of masks).
+    detector.score_thr = min(0.25, options.threshold)
     scratch = _scratch(ctx, "predict")
     rows: list[dict[str, Any]] = []
     try:
