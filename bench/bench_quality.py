@@ -28,7 +28,7 @@ print = functools.partial(print, flush=True)  # progress shows up even when pipe
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-DATA = Path("/work/shared/data/emps-dev")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "emps-dev"  # ../shared beside the repo
 
 
 def load(stem: str, data: Path):
