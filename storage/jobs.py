@@ -322,7 +322,8 @@ def set_progress(db: Db, claim: Claim, progress: float, stage: str, eta_s: float
     if loss is not None:
         values["result"] = {"loss": float(loss)}  # shown in the bot's progress message until the job ends
     with _factory(db)() as session:
-        done = session.execute(update(Job).where(*_owned(claim.job_id, claim.token)).values(**values)).rowcount
+        owned = update(Job).where(*_owned(claim.job_id, claim.token))
+        done = session.execute(owned.values(**values)).rowcount
         session.commit()
     return bool(done)
 
