@@ -56,7 +56,15 @@ class LoadedImage:
     notes: list[str] = field(default_factory=list)
 
 
-def _read_source(source: Path | str | bytes, max_bytes: int, name: str) -> bytes:
+def read_limited(source: Path | str | bytes, name: str, max_bytes: int, *, what: str = "File",
+                 advice: str = "Send a smaller file.") -> bytes:
+    """The bytes of a path or buffer; a missing file or one over `max_bytes` (checked before
+    reading) raises the user-facing error, with `advice` on what to do instead."""
+
+    def too_large(size: int) -> FileTooLarge:
+        limit = max_bytes / 2**20
+        return FileTooLarge(f"'{name}' is {size / 2**20:.1f} MB; the limit is {limit:.0f} MB. {advice}")
+
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
     else:
@@ -64,21 +72,21 @@ def _read_source(source: Path | str | bytes, max_bytes: int, name: str) -> bytes
         try:
             size = path.stat().st_size
         except OSError:
-            raise ImageMissing(f"Image file '{name}' was not found.") from None
+            raise ImageMissing(f"{what} '{name}' was not found.") from None
         if size > max_bytes:
-            raise FileTooLarge(
-                f"'{name}' is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. "
-                "Send a smaller file or crop the image."
-            )
+            raise too_large(size)
         try:
             data = path.read_bytes()
         except OSError as error:
-            raise ImageMissing(f"Image file '{name}' cannot be read ({error.strerror}).") from None
+            raise ImageMissing(f"{what} '{name}' cannot be read ({error.strerror}).") from None
     if len(data) > max_bytes:
-        raise FileTooLarge(
-            f"'{name}' is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. "
-            "Send a smaller file or crop the image."
-        )
+        raise too_large(len(data))
+    return data
+
+
+def _read_source(source: Path | str | bytes, max_bytes: int, name: str) -> bytes:
+    data = read_limited(source, name, max_bytes, what="Image file",
+                        advice="Send a smaller file or crop the image.")
     if not data:
         raise EmptyFile(f"'{name}' is empty (0 bytes).")
     return data

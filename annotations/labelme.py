@@ -28,7 +28,6 @@ from annotations.errors import (
     DuplicateId,
     DuplicateShape,
     EmptyCrop,
-    FileTooLarge,
     ImageMissing,
     ImageSizeMismatch,
     ImageUndecodable,
@@ -38,7 +37,14 @@ from annotations.errors import (
     UnknownShapeType,
     UnsafeImagePath,
 )
-from annotations.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, encode_png, read_image, sniff_kind
+from annotations.images import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    encode_png,
+    read_image,
+    read_limited,
+    sniff_kind,
+)
 from annotations.model import AnnotatedImage, Crop, Instance
 
 LABELME_VERSION = "5.5.0"
@@ -49,25 +55,10 @@ _SCORE = re.compile(r"score\s*[=:]\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)")
 
 
 def _load_json(source: Path | str | bytes, name: str, max_bytes: int) -> Any:
-    if isinstance(source, bytes | bytearray | memoryview):
-        data = bytes(source)
-    else:
-        path = Path(source)
-        try:
-            size = path.stat().st_size
-        except OSError:
-            raise ImageMissing(f"File '{name}' was not found.") from None
-        if size > max_bytes:
-            raise FileTooLarge(
-                f"'{name}' is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. "
-                "Save it without image data (and send the image separately) or split the image."
-            )
-        data = path.read_bytes()
-    if len(data) > max_bytes:
-        raise FileTooLarge(
-            f"'{name}' is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. "
-            "Save it without image data (and send the image separately) or split the image."
-        )
+    data = read_limited(
+        source, name, max_bytes, what="File",
+        advice="Save it without image data (and send the image separately) or split the image.",
+    )
     if not data.strip():
         raise NotJson(f"'{name}' is empty; send the .json file that LabelMe saved.")
     if sniff_kind(data[:64]) in ("png", "jpeg", "bmp", "tiff"):
