@@ -10,20 +10,21 @@ import logging
 import re
 import uuid
 
+from storage.logs import REDACTED
+from storage.logs import redact as redact_urls_and_passwords
+
 _TOKEN_RE = re.compile(r"\d{3,}(?::|%3A|%3a)[A-Za-z0-9_-]{10,}")  # httpx logs ':' as %3A in file URLs
 _secrets: set[str] = set()
 _installed = False
 
 
 def redact(text: str) -> str:
+    """The configured token (also %3A-encoded) and token-shaped strings, then storage.logs' rules;
+    one marker for both, so a log reads the same whichever layer redacted it."""
     for secret in _secrets:
-        text = text.replace(secret, "<token>")
-    text = _TOKEN_RE.sub("<token>", text)
-    try:
-        from storage.logs import redact as ops_redact  # URL passwords too
-    except ImportError:
-        return text
-    return ops_redact(text)
+        text = text.replace(secret, REDACTED)
+    text = _TOKEN_RE.sub(REDACTED, text)
+    return redact_urls_and_passwords(text)
 
 
 def install_redaction(*secrets: str) -> None:
@@ -56,15 +57,9 @@ def error_id() -> str:
 
 
 def setup_logging(settings) -> None:
-    """The OPS engineer's setup when it exists (JSON, levels), else a plain basicConfig."""
-    try:
-        from storage.logs import setup_logging as ops_setup
-    except ImportError:
-        logging.basicConfig(
-            level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-    else:
-        ops_setup(settings, "bot")
+    """storage.logs' setup (text or JSON, levels, the redaction filter) for the bot process."""
+    from storage.logs import setup_logging as ops_setup
+
+    ops_setup(settings, "bot")
     # httpx logs every request at INFO: too chatty for polling, and URLs carry the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
