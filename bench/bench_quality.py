@@ -33,28 +33,9 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "emps-dev"  # .
 
 def load(stem: str, data: Path):
     """AnnotatedImage with every particle of the instance map as a polygon."""
-    import cv2
-    from scipy import ndimage
+    from annotations.instance_maps import read_instance_map
 
-    from annotations.model import AnnotatedImage, Instance
-    from inference.contours import mask_to_polygon
-
-    bgr = cv2.imread(str(data / "images" / f"{stem}.png"), cv2.IMREAD_COLOR)
-    seg = cv2.imread(str(data / "segmaps" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
-    if seg.ndim == 3:
-        seg = seg[:, :, 0]
-    instances = []
-    for k, sl in enumerate(ndimage.find_objects(seg), start=1):
-        if sl is None:
-            continue
-        poly = mask_to_polygon(seg[sl] == k)
-        if poly is None:
-            continue
-        poly[:, 0] += sl[1].start
-        poly[:, 1] += sl[0].start
-        instances.append(Instance("particle", poly, None))
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    return AnnotatedImage(name=f"{stem}.png", image=rgb, instances=instances)
+    return read_instance_map(data / "images" / f"{stem}.png", data / "segmaps" / f"{stem}.png")
 
 
 def centres(instances) -> np.ndarray:
@@ -107,6 +88,46 @@ def row(name: str, result: dict) -> str:
             f"{f(ap.get('AP50')):>8} {f(size):>9} {c['tp']:5d} {c['fp']:5d} {c['fn']:5d}")
 
 
+def split(data: Path, n_train: int, max_labels: int, limit: int):
+    """(training stems, labelled sources, test stems): the same split every run."""
+    stems = sorted(p.stem for p in (data / "images").glob("*.png"))
+    train_stems = pick_training(stems, data, n_train)
+    quota = max_labels // len(train_stems)
+    sources = [s for s in (labelled_crop(load(stem, data), quota) for stem in train_stems) if s]
+    test_stems = [s for s in stems if s not in train_stems]
+    return train_stems, sources, test_stems[:limit] if limit else test_stems
+
+
+def train_and_predict(sources, tests, options, threshold: float,
+                      label: str = "") -> tuple[list, float, float]:
+    """Train on `sources`, predict every test image: (predictions, training s, prediction s)."""
+    from annotations.model import AnnotatedImage
+    from inference.model import load_detector
+    from inference.pipeline import PredictOptions, predict_image
+    from trainer.train import train_model
+
+    def progress(p) -> None:
+        if p.stage == "training" and (p.iteration % 50 == 0 or p.iteration == p.max_iterations):
+            loss = "n/a" if p.loss is None else f"{p.loss:.3f}"
+            print(f"  {label}iteration {p.iteration}/{p.max_iterations}, loss {loss}", file=sys.stderr)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        result = train_model(sources, Path(tmp) / "bundle", options, progress=progress)
+        train_s = time.perf_counter() - t0
+        det = load_detector(result.bundle_dir, device=options.device, trusted_roots=[Path(tmp)],
+                            score_thr=threshold)
+        t0 = time.perf_counter()
+        predict = PredictOptions(threshold=threshold)
+        preds = [AnnotatedImage(name=ann.name, image=ann.image,
+                                instances=predict_image(ann.image, det, predict).instances) for ann in tests]
+    return preds, train_s, time.perf_counter() - t0
+
+
+HEADER = (f"{'method':22} " + " ".join(f"{h:>{w}}" for h, w in (("precision", 9), ("recall", 7), ("F1", 6),
+          ("mask AP", 8), ("AP50", 8), ("size acc", 9))) + f" {'TP':>5} {'FP':>5} {'FN':>5}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -115,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--arch", default="tiny")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--init", default="random", help="random, base (SEGBOT_BASE_MODEL) or a bundle path")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--limit", type=int, default=20, help="test images (0 = all the others)")
     args = parser.parse_args(argv)
@@ -124,63 +146,32 @@ def main(argv: list[str] | None = None) -> None:
     from annotations.evaluate import evaluate
     from annotations.model import AnnotatedImage
     from inference.baseline import otsu_watershed
-    from inference.model import load_detector
-    from inference.pipeline import PredictOptions, predict_image
     from trainer.options import TrainOptions
-    from trainer.train import train_model
 
-    stems = sorted(p.stem for p in (args.data / "images").glob("*.png"))
-    train_stems = pick_training(stems, args.data, args.train_images)
-    quota = args.max_labels // len(train_stems)
-    sources = [s for s in (labelled_crop(load(stem, args.data), quota) for stem in train_stems) if s]
-    n_labels = sum(len(s.instances) for s in sources)
-    test_stems = [s for s in stems if s not in train_stems]
-    if args.limit:
-        test_stems = test_stems[: args.limit]
+    train_stems, sources, test_stems = split(args.data, args.train_images, args.max_labels, args.limit)
     tests = [load(stem, args.data) for stem in test_stems]
-
     print("bench_quality: tiny Cascade Mask R-CNN from few labels vs Otsu + watershed, EMPS dev images")
     print(f"hardware : {hardware()}")
-    print(f"training : {len(sources)} images {', '.join(train_stems)}; {n_labels} labelled particles in one "
-          f"crop each (quota {quota}/image); arch {args.arch}, {args.iterations} iterations, {args.device}")
+    print(f"training : {len(sources)} images {', '.join(train_stems)}; "
+          f"{sum(len(s.instances) for s in sources)} labelled particles in one crop each; arch {args.arch}, "
+          f"{args.iterations} iterations, init {args.init}, {args.device}")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        options = TrainOptions(arch=args.arch, iterations=args.iterations, device=args.device, holdout=False)
-        def progress(p) -> None:
-            if p.stage == "training" and (p.iteration % 50 == 0 or p.iteration == p.max_iterations):
-                loss = "n/a" if p.loss is None else f"{p.loss:.3f}"
-                print(f"  iteration {p.iteration}/{p.max_iterations}, loss {loss}", file=sys.stderr,
-                      flush=True)
-
-        result = train_model(sources, Path(tmp) / "bundle", options, progress=progress)
-        train_s = time.perf_counter() - t0
-        print(f"trained  : {result.iterations} iterations in {train_s:.0f} s, rescale {result.rescale}, "
-              f"classes {result.classes}")
-        det = load_detector(result.bundle_dir, device=args.device, trusted_roots=[Path(tmp)],
-                            score_thr=args.threshold)
-        preds, bases = [], []
-        t_model = t_base = 0.0
-        n_refined = 0
-        for ann in tests:
-            t0 = time.perf_counter()
-            pred = predict_image(ann.image, det, PredictOptions(threshold=args.threshold))
-            t_model += time.perf_counter() - t0
-            preds.append(AnnotatedImage(name=ann.name, image=ann.image, instances=pred.instances))
-            n_refined += pred.n_refined
-            t0 = time.perf_counter()
-            base = otsu_watershed(ann.image)
-            t_base += time.perf_counter() - t0
-            bases.append(AnnotatedImage(name=ann.name, image=ann.image, instances=base))
+    options = TrainOptions(arch=args.arch, iterations=args.iterations, device=args.device, holdout=False,
+                           init=args.init)
+    preds, train_s, t_model = train_and_predict(sources, tests, options, args.threshold)
+    t0 = time.perf_counter()
+    bases = [AnnotatedImage(name=ann.name, image=ann.image, instances=otsu_watershed(ann.image))
+             for ann in tests]
+    t_base = time.perf_counter() - t0
 
     n_gt = sum(len(a.instances) for a in tests)
+    print(f"trained  : {args.iterations} iterations in {train_s:.0f} s")
     print(f"test     : {len(tests)} other images, {n_gt} ground-truth particles; threshold {args.threshold}; "
           f"model {t_model:.0f} s, baseline {t_base:.1f} s")
     model_res = evaluate(preds, tests)
     base_res = evaluate(bases, tests)
     print()
-    heads = ("precision", 9), ("recall", 7), ("F1", 6), ("mask AP", 8), ("AP50", 8), ("size acc", 9)
-    print(f"{'method':22} " + " ".join(f"{h:>{w}}" for h, w in heads) + f" {'TP':>5} {'FP':>5} {'FN':>5}")
+    print(HEADER)
     print(row(f"model ({args.arch})", model_res))
     print(row("Otsu + watershed", base_res))
     f_model, f_base = model_res["count"]["f1"], base_res["count"]["f1"]

@@ -174,3 +174,41 @@ def check(path: Path) -> None:
                        f"{sum(int(t.numel()) for t in state.values()) / 1e6:.1f} M parameters")
     except BundleError as error:
         raise click.ClickException(str(error)) from None
+
+
+@weights.command("base")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="New (or empty) folder for the base model bundle.")
+@click.option("--dataset", "datasets", multiple=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder with images/ID.png and segmaps/ID.png instance maps (e.g. EMPS); repeatable.")
+@click.option("--synthetic", type=click.IntRange(0), default=40, show_default=True,
+              help="Synthetic particle scenes made in code.")
+@click.option("--exclude", multiple=True, help="Image IDs to leave out (e.g. a benchmark's test images).")
+@click.option("--arch", type=click.Choice(ARCHES), default="tiny", show_default=True)
+@click.option("--iterations", type=click.IntRange(1), default=2000, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default SEGBOT_DEVICE).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@user_errors
+def base(out_dir: Path, datasets: tuple[Path, ...], synthetic: int, exclude: tuple[str, ...], arch: str,
+         iterations: int, device: str | None, seed: int) -> None:
+    """Pretrain a base model (one class, 'particle') that user training starts from with --init base."""
+    from storage.settings import get_settings
+    from trainer.base_model import base_sources, build_base_model
+    from trainer.bundle import BundleError
+    from trainer.options import OptionsError, TrainOptions
+
+    try:
+        options = TrainOptions(arch=arch, iterations=iterations, device=device or get_settings().device,
+                               seed=seed)
+        sources = base_sources(datasets, synthetic, set(exclude))
+        if not sources:
+            raise OptionsError("nothing to train on: give --dataset folders or --synthetic N > 0")
+        n_objects = sum(len(s.instances) for s in sources)
+        click.echo(f"base model: {len(sources)} images ({synthetic} synthetic), {n_objects} objects")
+        result = build_base_model(sources, out_dir, options, progress=ProgressLine())
+    except (OptionsError, BundleError, FloatingPointError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"base model saved to {result.bundle_dir} ({result.iterations} iterations in "
+               f"{_clock(result.seconds)}, final loss {result.metrics.get('final_loss', 0):.3f})")
+    click.echo(f"use it with: SEGBOT_BASE_MODEL={result.bundle_dir} segbot train ... --init base")

@@ -1,0 +1,112 @@
+"""The base model: instance-map datasets read as labels, scale normalisation, and the
+`segbot weights base` -> `segbot train --init base` round trip on a real tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from annotations.model import AnnotationError
+
+DISCS = [((30, 30), 10), ((80, 40), 14), ((50, 90), 8)]  # (x, y), radius
+
+
+def write_dataset(root: Path, stems: tuple[str, ...] = ("a", "b")) -> Path:
+    """images/ID.png + segmaps/ID.png with three bright discs, ids 1..3."""
+    (root / "images").mkdir(parents=True)
+    (root / "segmaps").mkdir()
+    for stem in stems:
+        image = np.full((120, 120, 3), 60, np.uint8)
+        seg = np.zeros((120, 120), np.uint16)
+        for k, (centre, r) in enumerate(DISCS, start=1):
+            cv2.circle(image, centre, r, (220, 220, 220), -1)
+            cv2.circle(seg, centre, r, k, -1)
+        cv2.imwrite(str(root / "images" / f"{stem}.png"), image)
+        cv2.imwrite(str(root / "segmaps" / f"{stem}.png"), seg)
+    return root
+
+
+def test_instance_maps_become_polygons_with_exact_areas(tmp_path):
+    from annotations.geometry import area_centroid_perimeter
+    from annotations.instance_maps import read_dataset
+
+    data = write_dataset(tmp_path / "ds")
+    images = read_dataset(data, exclude={"b"})
+    assert [a.name for a in images] == ["a.png"]
+    seg = cv2.imread(str(data / "segmaps" / "a.png"), cv2.IMREAD_UNCHANGED)
+    pixels = [int((seg == k).sum()) for k in range(1, len(DISCS) + 1)]
+    area, centre, _ = area_centroid_perimeter([i.polygon for i in images[0].instances])
+    assert [i.label for i in images[0].instances] == ["particle"] * 3
+    assert np.allclose(area, pixels, rtol=0.01)
+    assert np.allclose(centre, [(x + 0.5, y + 0.5) for (x, y), _ in DISCS], atol=0.5)
+
+
+def test_instance_map_of_another_size_is_refused(tmp_path):
+    from annotations.instance_maps import read_instance_map
+
+    data = write_dataset(tmp_path / "ds", ("a",))
+    cv2.imwrite(str(data / "segmaps" / "a.png"), np.zeros((50, 60), np.uint16))
+    with pytest.raises(AnnotationError, match="differs"):
+        read_instance_map(data / "images" / "a.png", data / "segmaps" / "a.png")
+
+
+@pytest.mark.parametrize("size, radius, expect", [(300, (3.0, 4.0), (19.5, 20.5)),
+                                                  (600, (60.0, 70.0), (95.0, 97.0)),
+                                                  (600, (12.0, 14.0), None)])
+def test_normalise_scale_brings_the_median_object_into_range(size, radius, expect):
+    from trainer.base_model import median_d, normalise_scale, one_class
+    from trainer.synthetic import synthetic_scene
+
+    ann = one_class(synthetic_scene(5, (size, size), n_particles=12, n_pits=0, radius=radius))
+    out = normalise_scale(ann)
+    assert {i.label for i in out.instances} == {"particle"}
+    if expect is None:  # already 20-96 px: untouched
+        assert out is ann
+        return
+    assert expect[0] <= median_d(out) <= expect[1]
+    factor = out.width / ann.width
+    assert out.height == round(ann.height * factor)
+    # Outlines moved with the pixels: each object's centre is still on a bright particle.
+    for inst in out.instances:
+        x, y = inst.polygon.mean(axis=0)
+        assert out.image[int(y), int(x)].mean() > ann.image.mean()
+
+
+@pytest.mark.slow
+def test_cli_builds_a_base_model_that_user_training_starts_from(tmp_path, settings, monkeypatch):
+    from click.testing import CliRunner
+
+    from segbot.cli import main
+    from storage.settings import get_settings
+    from trainer.synthetic import labelme_dict, synthetic_scene, with_crops
+
+    data = write_dataset(tmp_path / "ds", ("a", "b", "c"))
+    base = tmp_path / "base"
+    run = CliRunner().invoke(main, ["weights", "base", "--out", str(base), "--dataset", str(data),
+                                    "--exclude", "c", "--synthetic", "1", "--iterations", "2"])
+    assert run.exit_code == 0, run.output
+    assert "3 images (1 synthetic)" in run.output and "SEGBOT_BASE_MODEL=" in run.output
+    meta = json.loads((base / "bundle.json").read_text())
+    assert meta["classes"] == ["particle"] and meta["options"]["holdout"] is False
+    assert sorted(meta["sources"])[:2] == ["a.png", "b.png"] and "c.png" not in meta["sources"]
+
+    # A user's one-class file, labelled with another class name: every fitting tensor comes from the base.
+    ann = with_crops(synthetic_scene(21, (256, 256), n_pits=0), n_crops=1, crop_size=150, seed=21)
+    user = json.loads(json.dumps(labelme_dict(ann, "lab.png")).replace('"particle"', '"grain"'))
+    src = tmp_path / "lab.json"
+    src.write_text(json.dumps(user))
+    missing = CliRunner().invoke(main, ["train", str(src), "--out", str(tmp_path / "m0"), "--init", "base",
+                                        "--iterations", "1"])
+    assert missing.exit_code != 0 and "SEGBOT_BASE_MODEL" in missing.output
+    monkeypatch.setenv("SEGBOT_BASE_MODEL", str(base))
+    get_settings.cache_clear()
+    run = CliRunner().invoke(main, ["train", str(src), "--out", str(tmp_path / "m"), "--init", "base",
+                                    "--iterations", "2"])
+    assert run.exit_code == 0, run.output
+    init = json.loads((tmp_path / "m" / "bundle.json").read_text())["init"]
+    assert init["init"] == "base" and init["loaded"] > 100
+    assert init["skipped"] <= 4  # at most the RPN's anchor-count-dependent convs differ
