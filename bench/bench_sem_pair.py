@@ -43,7 +43,8 @@ def two_crops(ann):
 
 def run(*args: str) -> str:
     print("$ segbot " + " ".join(args), flush=True)
-    done = subprocess.run([str(SEGBOT), *args], check=True, capture_output=True, text=True)
+    # stderr (progress bars) passes through; stdout is the command's result
+    done = subprocess.run([str(SEGBOT), *args], check=True, stdout=subprocess.PIPE, text=True)
     return done.stdout
 
 

@@ -104,9 +104,28 @@ def test_cli_builds_a_base_model_that_user_training_starts_from(tmp_path, settin
     assert missing.exit_code != 0 and "SEGBOT_BASE_MODEL" in missing.output
     monkeypatch.setenv("SEGBOT_BASE_MODEL", str(base))
     get_settings.cache_clear()
-    run = CliRunner().invoke(main, ["train", str(src), "--out", str(tmp_path / "m"), "--init", "base",
-                                    "--iterations", "2"])
+    # --init is left at 'auto': a configured base model of the same preset is used.
+    run = CliRunner().invoke(main, ["train", str(src), "--out", str(tmp_path / "m"), "--iterations", "2"])
     assert run.exit_code == 0, run.output
     init = json.loads((tmp_path / "m" / "bundle.json").read_text())["init"]
     assert init["init"] == "base" and init["loaded"] > 100
     assert init["skipped"] <= 4  # at most the RPN's anchor-count-dependent convs differ
+
+
+def test_auto_init_uses_a_base_model_of_the_same_preset_only(tmp_path, settings, monkeypatch):
+    from storage.settings import get_settings
+    from trainer.train import resolve_init
+
+    assert resolve_init("auto", "tiny") == "random"  # no base model configured
+    bundle = tmp_path / "base"
+    bundle.mkdir()
+    meta = {"format": 1, "arch": "tiny", "config": {}, "classes": ["particle"], "rescale": 1.0,
+            "tile_size": 512}
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+    monkeypatch.setenv("SEGBOT_BASE_MODEL", str(bundle))
+    get_settings.cache_clear()
+    assert resolve_init("auto", "tiny") == "base"
+    assert resolve_init("auto", "x101") == "random"  # a tiny base cannot start an x101 model
+    assert resolve_init("random", "tiny") == "random" and resolve_init("coco", "r50") == "coco"
+    (bundle / "bundle.json").write_text("{broken")
+    assert resolve_init("auto", "tiny") == "random"  # a broken base model does not stop training

@@ -327,7 +327,7 @@ def _scratch(ctx: JobContext, prefix: str) -> Path:
 @register("train")
 def train_job(ctx: JobContext) -> Outcome:
     from annotations.labelme import read_labelme
-    from trainer.options import TrainOptions
+    from trainer.options import USER_INITS, TrainOptions
     from trainer.train import TrainingCancelled, train_model
 
     with ctx.session() as session:
@@ -341,9 +341,9 @@ def train_job(ctx: JobContext) -> Outcome:
     if not sources:
         raise JobError("No LabelMe annotation files in this job; send the .json files you labelled.")
     requested = dict(ctx.params.get("options", {}))
-    if str(requested.get("init", "random")) not in ("random", "coco", "base"):
+    if str(requested.get("init", "auto")) not in USER_INITS:
         # A path would let a job load any file on the worker: operators use `segbot train` for that.
-        raise JobError("Training can start from 'random', 'coco' or 'base' weights only.")
+        raise JobError("Training can start from 'auto', 'random', 'coco' or 'base' weights only.")
     try:
         options = TrainOptions.from_user({**requested, "device": ctx.settings.device})
     except ValueError as error:

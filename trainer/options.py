@@ -19,7 +19,7 @@ DEFAULT_TILE = {"tiny": 512, "r50": 800, "x101": 800}
 # The auto rescale enlarges images so the median object is about this many pixels across.
 TARGET_OBJECT_PX = 28.0
 MAX_ITERATIONS = 200_000
-USER_INITS = ("random", "base", "coco")
+USER_INITS = ("auto", "random", "base", "coco")
 
 
 class OptionsError(ValueError):
@@ -35,7 +35,9 @@ class TrainOptions:
     augment: bool = True
     device: str = "cpu"
     seed: int = 0
-    init: str = "random"  # 'random' | 'coco' | 'base' | a path to a bundle or checkpoint (operator only)
+    # 'auto' (the operator's base model when one is configured for this preset, else random) |
+    # 'random' | 'coco' | 'base' | a path to a bundle or checkpoint (operator only)
+    init: str = "auto"
     holdout: bool = True
     batch_size: int = 2
     crop_size: int = 256  # side of the random training sub-crops, in rescaled pixels
@@ -75,7 +77,7 @@ class TrainOptions:
     @classmethod
     def from_user(cls, data: dict[str, Any]) -> TrainOptions:
         """Options a bot user sent: like from_dict, but `init` may only name the operator's
-        configured weights ('random', 'base', 'coco'), never a file path."""
+        configured weights ('auto', 'random', 'base', 'coco'), never a file path."""
         options = cls.from_dict(data)
         if options.init not in USER_INITS:
             raise OptionsError(f"init must be one of {', '.join(USER_INITS)}")

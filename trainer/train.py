@@ -63,6 +63,22 @@ def _classes(sources: Sequence[AnnotatedImage]) -> list[str]:
     return sorted({inst.label for ann in sources for inst in ann.instances})
 
 
+def resolve_init(init: str, arch: str) -> str:
+    """'auto' -> 'base' when the operator configured a base model of this preset, else 'random'."""
+    if init != "auto":
+        return init
+    from storage.settings import get_settings
+    from trainer.bundle import BundleError, read_meta
+
+    base = get_settings().base_model
+    if base is None:
+        return "random"
+    try:
+        return "base" if read_meta(Path(base)).get("arch") == arch else "random"
+    except BundleError:
+        return "random"  # a misconfigured base model must not stop users from training
+
+
 def _init_weights(model: Any, init: str, arch: str) -> dict[str, Any]:
     """Load starting weights (same-shaped tensors only; heads of another class count are skipped)."""
     from trainer.bundle import WEIGHTS, load_state_dict
@@ -237,13 +253,14 @@ def train_model(
     if threads:
         torch.set_num_threads(threads)
 
-    pretrained = options.init != "random"
+    init = resolve_init(options.init, options.arch)
+    pretrained = init != "random"
     model_cfg = build_model_config(options.arch, len(classes), stats, rescale, options.crop_size,
-                                   pretrained_backbone=options.init == "coco")
+                                   pretrained_backbone=init == "coco")
     from inference.model import build_model
 
     model = build_model(model_cfg)
-    init_info = _init_weights(model, options.init, options.arch)
+    init_info = _init_weights(model, init, options.arch)
     model.to(device).train()
 
     lr = options.lr or default_lr(options.arch)
