@@ -35,7 +35,8 @@ def settings(data_dir: Path, monkeypatch: pytest.MonkeyPatch):
     """Settings pointing at a private data dir (SQLite, embedded broker) for this test."""
     from storage import settings as settings_module
 
-    for name in ("DATABASE_URL", "SEGBOT_BROKER_URL", "BROKER_URL", "TELEGRAM_BOT_TOKEN"):
+    for name in ("DATABASE_URL", "SEGBOT_BROKER_URL", "BROKER_URL", "TELEGRAM_BOT_TOKEN", "SEGBOT_BASE_MODEL",
+                 "SEGBOT_COCO_WEIGHTS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SEGBOT_DATA_DIR", str(data_dir))
     monkeypatch.chdir(data_dir)  # no stray .env from the developer's checkout

@@ -107,6 +107,7 @@ def test_cli_builds_a_base_model_that_user_training_starts_from(tmp_path, settin
     # --init is left at 'auto': a configured base model of the same preset is used.
     run = CliRunner().invoke(main, ["train", str(src), "--out", str(tmp_path / "m"), "--iterations", "2"])
     assert run.exit_code == 0, run.output
+    assert "starting from base weights" in run.output
     init = json.loads((tmp_path / "m" / "bundle.json").read_text())["init"]
     assert init["init"] == "base" and init["loaded"] > 100
     assert init["skipped"] <= 4  # at most the RPN's anchor-count-dependent convs differ

@@ -67,12 +67,16 @@ def read_sources(files: tuple[Path, ...]) -> list:
 
 def summary_lines(result) -> list[str]:
     stats = result.label_stats
+    init = result.init
+    start = "random weights"
+    if init.get("path"):
+        start = f"{init['init']} weights ({init.get('loaded')} tensors of {init.get('path')})"
     lines = [
         f"model saved to {result.bundle_dir}",
         f"classes: {', '.join(result.classes)}; {stats.get('n_objects')} labelled objects in "
         f"{stats.get('n_regions')} crop(s), median diameter {stats.get('median_d_px', 0):.1f} px, "
         f"rescale {result.rescale:g}x",
-        f"{result.iterations} iterations in {_clock(result.seconds)}",
+        f"{result.iterations} iterations in {_clock(result.seconds)}, starting from {start}",
     ]
     hold = result.metrics.get("holdout")
     if hold:

@@ -57,6 +57,7 @@ class TrainResult:
     seconds: float
     rescale: float = 1.0
     label_stats: dict[str, Any] = field(default_factory=dict)
+    init: dict[str, Any] = field(default_factory=dict)  # what the weights started from
 
 
 def _classes(sources: Sequence[AnnotatedImage]) -> list[str]:
@@ -337,4 +338,5 @@ def train_model(
     bundle_dir = write_bundle_atomic(Path(out_dir), fill)
     report(TrainProgress(total, total, total // ipe, loss_avg, 0.0, "done"))
     return TrainResult(bundle_dir=bundle_dir, classes=classes, metrics=metrics, iterations=total,
-                       seconds=time.monotonic() - started, rescale=rescale, label_stats=stats.to_dict())
+                       seconds=time.monotonic() - started, rescale=rescale, label_stats=stats.to_dict(),
+                       init=init_info)
