@@ -141,7 +141,8 @@ def model_card(meta: dict[str, Any]) -> str:
         f"of {stats.get('n_images', '?')} image(s); median object diameter "
         f"{_fmt(stats.get('median_d_px'))} px",
         f"- Training: {meta.get('iterations', '?')} iterations in {_fmt(meta.get('train_seconds'))} s, "
-        f"init {opts.get('init', 'random')}, augment {opts.get('augment', True)}, "
+        f"init {(meta.get('init') or {}).get('init', opts.get('init', 'random'))}, "
+        f"augment {opts.get('augment', True)}, "
         f"seed {opts.get('seed', 0)}",
     ]
     hold = metrics.get("holdout")
