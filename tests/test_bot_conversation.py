@@ -369,8 +369,9 @@ def test_on_postgresql_upload_train_status_models_forget(settings, api, postgres
     with running_bot(bs):
         summary = _doc(api, ALICE, "sample.json", labelme_bytes(png_bytes()), "sample.json")
         _press(api, ALICE, summary, "train:go", "queued")
-        # a stale button (the set was already queued) is answered, not crashed on
-        assert "LabelMe" in _press(api, ALICE, summary, "train:go").text
+        # a stale button (the set was already queued) is answered, not crashed on; the queued job's
+        # status message may be edited in between, so wait for the answer itself
+        assert "LabelMe" in _press(api, ALICE, summary, "train:go", "LabelMe").text
         assert "train: queued" in _send(api, ALICE, "/status").text
         alice = user_row(bs.database_url, ALICE.id)
         with session_scope(bs.database_url) as session:
