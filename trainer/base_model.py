@@ -1,7 +1,7 @@
 """A base model of our own, pretrained on synthetic particles and public EM images.
 
 No pretrained weights can be downloaded here, so per-user training would start from random
-weights. Instead an operator builds one base bundle (`segbot base-model`) from what is at hand:
+weights. Instead an operator builds one base bundle (`segbot weights base`) from what is at hand:
 synthetic scenes made in code and fully labelled instance-map datasets such as EMPS (MIT). Users
 then train with `--init base` (SEGBOT_BASE_MODEL): every tensor whose shape fits is loaded, so a
 one-class user model gets the whole network and a multi-class one all but the class heads.

@@ -327,7 +327,7 @@ def _scratch(ctx: JobContext, prefix: str) -> Path:
 @register("train")
 def train_job(ctx: JobContext) -> Outcome:
     from annotations.labelme import read_labelme
-    from trainer.options import USER_INITS, TrainOptions
+    from trainer.options import TrainOptions
     from trainer.train import TrainingCancelled, train_model
 
     with ctx.session() as session:
@@ -340,12 +340,8 @@ def train_job(ctx: JobContext) -> Outcome:
                for u in uploads if u.kind in ("labelme", "correction")]
     if not sources:
         raise JobError("No LabelMe annotation files in this job; send the .json files you labelled.")
-    requested = dict(ctx.params.get("options", {}))
-    if str(requested.get("init", "auto")) not in USER_INITS:
-        # A path would let a job load any file on the worker: operators use `segbot train` for that.
-        raise JobError("Training can start from 'auto', 'random', 'coco' or 'base' weights only.")
-    try:
-        options = TrainOptions.from_user({**requested, "device": ctx.settings.device})
+    try:  # from_user: never an init path from a job (it would load any file on the worker)
+        options = TrainOptions.from_user({**ctx.params.get("options", {}), "device": ctx.settings.device})
     except ValueError as error:
         raise JobError(f"These training options cannot be used: {error}") from None
     scratch = _scratch(ctx, "train")

@@ -79,8 +79,9 @@ class TrainOptions:
         """Options a bot user sent: like from_dict, but `init` may only name the operator's
         configured weights ('auto', 'random', 'base', 'coco'), never a file path."""
         options = cls.from_dict(data)
-        if options.init not in USER_INITS:
-            raise OptionsError(f"init must be one of {', '.join(USER_INITS)}")
+        if options.init not in USER_INITS:  # a path would load any file: operators use `segbot train`
+            raise OptionsError(f"init must be one of {', '.join(USER_INITS)}: training can start from "
+                               "these weights only")
         return options
 
     @property
