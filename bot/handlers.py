@@ -32,6 +32,7 @@ from bot.training import (
     queue_training,
     set_progress_message,
 )
+from storage.metrics import ERRORS_TOTAL, UPDATE_LATENCY
 
 log = logging.getLogger(__name__)
 SCALE_RE = re.compile(r"scale\s*=\s*([0-9]*[.,]?[0-9]+)\s*(nm|µm|um)?", re.IGNORECASE)
@@ -88,20 +89,11 @@ async def say(
 _ARRIVED: ContextVar[float | None] = ContextVar("segbot_arrived", default=None)
 
 
-def _metric(name: str):  # noqa: ANN202 - a prometheus metric or None
-    try:
-        from storage import metrics
-    except ImportError:
-        return None
-    return getattr(metrics, name, None)
-
-
 async def handled(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Last group: how long the update took to handle (its replies are sent by then)."""
     arrived = _ARRIVED.get()
-    histogram = _metric("UPDATE_LATENCY")
-    if arrived is not None and histogram is not None:
-        histogram.observe(time.monotonic() - arrived)
+    if arrived is not None:
+        UPDATE_LATENCY.observe(time.monotonic() - arrived)
 
 
 async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -132,9 +124,7 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     eid = error_id()
     error = context.error
-    counter = _metric("ERRORS_TOTAL")
-    if counter is not None:
-        counter.labels(service="bot").inc()
+    ERRORS_TOTAL.labels(service="bot").inc()
     detail = "".join(traceback.format_exception(error)) if error else "unknown"
     log.error("error %s while handling an update: %s", eid, redact(detail))
     if isinstance(update, Update) and update.effective_chat is not None:
