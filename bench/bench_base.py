@@ -26,9 +26,8 @@ from bench_sem_pair import TEST as SEM_TEST  # noqa: E402
 from bench_sem_pair import TRAIN as SEM_TRAIN  # noqa: E402
 
 
-def held_out(data: Path, n_train: int, max_labels: int, limit: int) -> list[str]:
+def held_out(train_stems: list[str], test_stems: list[str]) -> list[str]:
     """Every image a benchmark trains or tests on: the base model must not see them."""
-    train_stems, _sources, test_stems = split(data, n_train, max_labels, limit)
     return sorted({*train_stems, *test_stems, SEM_TRAIN, SEM_TEST})
 
 
@@ -44,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="print the --exclude options for `segbot weights base` and stop")
     args = parser.parse_args(argv)
 
-    excluded = held_out(args.data, 4, 50, args.limit)
+    train_stems, sources, test_stems = split(args.data, 4, 50, args.limit)
+    excluded = held_out(train_stems, test_stems)
     if args.print_excludes:
         print(" ".join(f"--exclude {stem}" for stem in excluded))
         return
@@ -62,7 +62,6 @@ def main(argv: list[str] | None = None) -> None:
     if leaked:
         sys.exit(f"the base model was trained on benchmark images: {', '.join(sorted(leaked))}")
 
-    train_stems, sources, test_stems = split(args.data, 4, 50, args.limit)
     tests = [load(stem, args.data) for stem in test_stems]
     print("bench_base: fine-tuning from our base model vs from random weights (tiny, EMPS)")
     print(f"hardware : {hardware()}")
