@@ -70,6 +70,17 @@ def _press(api, user, call, data, contains=None, methods=("sendMessage", "editMe
     return api.wait_reply(user.id, mark, contains, methods=methods)
 
 
+def _give_ready_model(bs, user) -> int:
+    """A ready model v1 for `user`, made their active one (as if trained); its id."""
+    row = user_row(bs.database_url, user.id)
+    with session_scope(bs.database_url) as session:
+        model = TrainedModel(user_id=row["id"], version=1, status="ready")
+        session.add(model)
+        session.flush()
+        session.get(User, row["id"]).active_model_id = model.id
+        return model.id
+
+
 def test_start_help_example_and_languages(bs, api) -> None:
     from prometheus_client import REGISTRY
 
@@ -332,13 +343,7 @@ def test_image_with_active_model_is_queued_for_recognition(bs, api) -> None:
     pytest.importorskip("storage.jobs")
     with running_bot(bs):
         assert "no active model" in _doc(api, ALICE, "new.png", png_bytes(seed=5)).text
-        alice = user_row(bs.database_url, ALICE.id)
-        with session_scope(bs.database_url) as session:
-            model = TrainedModel(user_id=alice["id"], version=1, status="ready")
-            session.add(model)
-            session.flush()
-            session.get(User, alice["id"]).active_model_id = model.id
-            model_id = model.id
+        model_id = _give_ready_model(bs, ALICE)
         _send(api, ALICE, "/threshold 0.3", "0.3")
         reply = _doc(api, ALICE, "new.png", png_bytes(seed=5), "Recognition", caption="scale=7.34nm")
         assert "1 image" in reply.text
@@ -373,12 +378,7 @@ def test_on_postgresql_upload_train_status_models_forget(settings, api, postgres
         # status message may be edited in between, so wait for the answer itself
         assert "LabelMe" in _press(api, ALICE, summary, "train:go", "LabelMe").text
         assert "train: queued" in _send(api, ALICE, "/status").text
-        alice = user_row(bs.database_url, ALICE.id)
-        with session_scope(bs.database_url) as session:
-            model = TrainedModel(user_id=alice["id"], version=1, status="ready")
-            session.add(model)
-            session.flush()
-            session.get(User, alice["id"]).active_model_id = model.id
+        _give_ready_model(bs, ALICE)
         assert "[active]" in _send(api, ALICE, "/models").text
         confirm = _send(api, ALICE, "/forget_me", "undone")
         _press(api, ALICE, confirm, "forget:yes", "deleted")
