@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.errors import UserError
 
-class AnnotationError(Exception):
+
+class AnnotationError(UserError):
     """Bad input a user can fix; `str(error)` is the message shown to them.
 
     Subclasses name the problem (see annotations.errors); `code` is a stable identifier

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     from bench_speed import hardware
 
     from annotations.evaluate import evaluate
-    from trainer.options import TrainOptions
+    from segmodel.options import TrainOptions
 
     meta = json.loads((args.base / "bundle.json").read_text())
     seen = {Path(name).stem for name in meta.get("sources", [])}

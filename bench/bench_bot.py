@@ -61,7 +61,7 @@ def _user_script(
 def _start_training(settings, api: BotApiStandIn):  # noqa: ANN001, ANN202 - bench glue
     """A real training job (tiny preset) on the embedded queue with a worker process, or None."""
     try:
-        from trainer.worker import start_worker_process
+        from jobqueue.worker import start_worker_process
     except ImportError:
         return None
     from bot.example import example_labelme
@@ -88,8 +88,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from bot.app import BotThread
+    from core.settings import load_settings
     from storage.migrate import upgrade
-    from storage.settings import load_settings
 
     data_dir = Path(tempfile.mkdtemp(prefix="segbot-bench-bot-"))
     os.environ["SEGBOT_DATA_DIR"] = str(data_dir)

@@ -102,8 +102,8 @@ def train_and_predict(sources, tests, options, threshold: float,
                       label: str = "") -> tuple[list, float, float]:
     """Train on `sources`, predict every test image: (predictions, training s, prediction s)."""
     from annotations.model import AnnotatedImage
-    from inference.model import load_detector
     from inference.pipeline import PredictOptions, predict_image
+    from segmodel.detector import load_detector
     from trainer.train import train_model
 
     def progress(p) -> None:
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     from annotations.evaluate import evaluate
     from annotations.model import AnnotatedImage
     from inference.baseline import otsu_watershed
-    from trainer.options import TrainOptions
+    from segmodel.options import TrainOptions
 
     train_stems, sources, test_stems = split(args.data, args.train_images, args.max_labels, args.limit)
     tests = [load(stem, args.data) for stem in test_stems]

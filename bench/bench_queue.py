@@ -32,7 +32,7 @@ JOB_S = 60.0
 
 
 def ts(moment: datetime) -> float:
-    from storage.jobs import aware
+    from jobqueue.store import aware
 
     return aware(moment).timestamp()
 
@@ -72,7 +72,7 @@ class Setup:
         self.pg = make_pg_db() if broker == "redis" else None
         data = root / broker
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SEGBOT_BROKER_URL")}
-        env.update(SEGBOT_DATA_DIR=str(data), SEGBOT_TEST_JOB_MODULE="tests.queue_fakes",
+        env.update(SEGBOT_DATA_DIR=str(data),
                    PYTHONPATH=str(REPO), SEGBOT_MAX_JOBS_PER_USER="10",
                    DATABASE_URL=self.pg or f"sqlite:///{data / 'segbot.db'}")
         if broker == "redis":
@@ -81,8 +81,8 @@ class Setup:
         os.environ.update({k: v for k, v in env.items() if k.startswith("SEGBOT_") or k == "DATABASE_URL"})
         if broker != "redis":
             os.environ.pop("SEGBOT_BROKER_URL", None)
+        from core.settings import load_settings
         from storage.migrate import upgrade
-        from storage.settings import load_settings
 
         self.settings = load_settings()
         self.settings.ensure_dirs()
@@ -91,7 +91,8 @@ class Setup:
 
     def start_worker(self) -> None:
         log = self.root / f"{self.broker}-worker.log"
-        self.worker = subprocess.Popen([sys.executable, "-m", "segbot", "worker", "--queues", "train"],
+        command = [sys.executable, "-m", "tests.fake_worker", "worker", "--queues", "train"]
+        self.worker = subprocess.Popen(command,
                                        env=self.env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
                                        start_new_session=True)
         deadline = time.monotonic() + 60
@@ -122,8 +123,8 @@ class Setup:
 def latency(setup: Setup, n: int) -> dict[str, float]:
     from sqlalchemy import select
 
+    from jobqueue.store import submit_job
     from storage.db import session_factory
-    from storage.jobs import submit_job
     from storage.models import Job, Notice, User
     from storage.notices import mark_sent, pending_notices
 
@@ -164,8 +165,8 @@ def _p90(values: list[float]) -> float:
 def round_robin(setup: Setup, users: int = 20, per_user: int = 10) -> dict[str, object]:
     from sqlalchemy import select
 
+    from jobqueue.store import submit_job
     from storage.db import session_factory
-    from storage.jobs import submit_job
     from storage.models import Job, JobState, User
 
     setup.stop_worker()

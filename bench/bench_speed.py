@@ -47,21 +47,21 @@ def hardware() -> str:
 def make_detector(kind: str, tile: int, threshold: float, bundle: str | None = None):
     """(detector, description). kind: 'tiny' (random-init mmdet), 'fake', or a bundle dir."""
     if bundle:
-        from inference.model import load_detector
+        from segmodel.detector import load_detector
 
         path = Path(bundle).resolve()
         det = load_detector(path, trusted_roots=[path.parent], score_thr=threshold)
         arch = det.meta.get("arch", "?")
-        return det, f"mmdet bundle {path.name} ({arch}), loaded with inference.model.load_detector"
+        return det, f"mmdet bundle {path.name} ({arch}), loaded with segmodel.detector.load_detector"
     if kind == "fake":
-        from inference.fake import ThresholdDetector
+        from tests.fake_detector import ThresholdDetector
 
         det = ThresholdDetector(tile_size=tile, object_size=OBJECT_SIZE)
         return det, "fake ThresholdDetector (threshold + connected components), full-tile masks"
     import torch
 
-    from inference.model import MMDetDetector, build_model
-    from trainer.config import build_model_config
+    from segmodel.config import build_model_config
+    from segmodel.detector import MMDetDetector, build_model
 
     torch.manual_seed(0)
     model = build_model(build_model_config("tiny", 1))
@@ -76,7 +76,7 @@ def make_detector(kind: str, tile: int, threshold: float, bundle: str | None = N
 
 def scene(size: int, seed: int = 0) -> np.ndarray:
     """Bright discs (radius 5-10 px, ~1 per 40x40 px) on a dark background, uint8 RGB."""
-    from inference.fake import disc_image
+    from tests.fake_detector import disc_image
 
     rng = np.random.default_rng(seed)
     step = 40

@@ -62,7 +62,7 @@ def submit_job(
     chat_id: int | None = None,
 ) -> Job:
     try:
-        from storage.jobs import submit_job as _submit
+        from jobqueue.store import submit_job as _submit
     except ImportError as error:
         raise QueueUnavailable(str(error)) from None
     return _submit(
@@ -79,7 +79,7 @@ def submit_job(
 
 def queue_limit_errors() -> tuple[type[BaseException], ...]:
     try:
-        from storage.jobs import QueueLimitError
+        from jobqueue.store import QueueLimitError
     except ImportError:
         return ()
     return (QueueLimitError,)
@@ -87,7 +87,7 @@ def queue_limit_errors() -> tuple[type[BaseException], ...]:
 
 def queue_position(session: Session, job: Job) -> int | None:
     try:
-        from storage.jobs import queue_position as _position
+        from jobqueue.store import queue_position as _position
     except ImportError:
         return None
     return _position(session, job)
@@ -95,7 +95,7 @@ def queue_position(session: Session, job: Job) -> int | None:
 
 def request_cancel(session: Session, job: Job) -> bool:
     try:
-        from storage.jobs import request_cancel as _cancel
+        from jobqueue.store import request_cancel as _cancel
     except ImportError:
         if job.state in ("queued", "running"):
             job.cancel_requested = True

@@ -23,7 +23,7 @@ from bot import handlers as h
 from bot.delivery import Deliverer
 from bot.logsafe import install_redaction
 from bot.services import Services
-from storage.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

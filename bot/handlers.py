@@ -32,7 +32,7 @@ from bot.training import (
     queue_training,
     set_progress_message,
 )
-from storage.metrics import ERRORS_TOTAL, UPDATE_LATENCY
+from core.metrics import ERRORS_TOTAL, UPDATE_LATENCY
 
 log = logging.getLogger(__name__)
 SCALE_RE = re.compile(r"scale\s*=\s*([0-9]*[.,]?[0-9]+)\s*(nm|µm|um)?", re.IGNORECASE)

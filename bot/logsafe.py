@@ -10,8 +10,8 @@ import logging
 import re
 import uuid
 
-from storage.logs import REDACTED
-from storage.logs import redact as redact_urls_and_passwords
+from core.logs import REDACTED
+from core.logs import redact as redact_urls_and_passwords
 
 _TOKEN_RE = re.compile(r"\d{3,}(?::|%3A|%3a)[A-Za-z0-9_-]{10,}")  # httpx logs ':' as %3A in file URLs
 _secrets: set[str] = set()
@@ -19,7 +19,7 @@ _installed = False
 
 
 def redact(text: str) -> str:
-    """The configured token (also %3A-encoded) and token-shaped strings, then storage.logs' rules;
+    """The configured token (also %3A-encoded) and token-shaped strings, then core.logs' rules;
     one marker for both, so a log reads the same whichever layer redacted it."""
     for secret in _secrets:
         text = text.replace(secret, REDACTED)
@@ -57,8 +57,8 @@ def error_id() -> str:
 
 
 def setup_logging(settings) -> None:
-    """storage.logs' setup (text or JSON, levels, the redaction filter) for the bot process."""
-    from storage.logs import setup_logging as ops_setup
+    """core.logs' setup (text or JSON, levels, the redaction filter) for the bot process."""
+    from core.logs import setup_logging as ops_setup
 
     ops_setup(settings, "bot")
     # httpx logs every request at INFO: too chatty for polling, and URLs carry the token.

@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from bot.i18n import lang_of
 from bot.throttle import EditThrottle
+from core.settings import Settings
 from storage.db import session_scope
 from storage.files import FileStore
 from storage.models import User
-from storage.settings import Settings
 
 T = TypeVar("T")
 LAST_SEEN_EVERY = timedelta(minutes=5)

@@ -1,5 +1,5 @@
 """Prediction: sliced inference over images of any size, merging, contours, refinement, baseline.
 
-Import submodules directly (inference.pipeline, inference.types, ...); this package imports
+Import submodules directly (inference.pipeline, segmodel.types, ...); this package imports
 nothing heavy at start-up.
 """

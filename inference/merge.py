@@ -26,7 +26,7 @@ import numpy as np
 
 from inference.contours import DEFAULT_TOLERANCE, mask_to_polygon
 from inference.tiling import Tile
-from inference.types import Detections
+from segmodel.types import Detections
 
 MATCH_IOS = 0.5
 BOX_MARGIN = 2  # px searched around a detection's box for its mask

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from annotations.model import Instance
-from inference.types import TileDetector
+from segmodel.types import TileDetector
 
 
 @dataclass

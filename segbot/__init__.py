@@ -1,3 +1,3 @@
 """segbot: train a personal instance-segmentation model from a few labelled crops."""
 
-__version__ = "0.1.0"
+from core import VERSION as __version__  # noqa: F401 - the CLI's --version and packaging read it

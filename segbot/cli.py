@@ -12,21 +12,21 @@ from segbot import __version__
 
 # name -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {
-    "migrate": "storage.cli:migrate",
+    "migrate": "segbot.commands.migrate:migrate",
     "demo": "segbot.demo:demo",
-    "train": "trainer.cli:train",
-    "weights": "trainer.cli:weights",
-    "predict": "inference.cli:predict",
-    "inspect": "annotations.cli:inspect_cmd",
-    "stats": "annotations.cli:stats",
-    "eval": "annotations.cli:eval_cmd",
-    "worker": "trainer.queue_cli:worker",
-    "run": "bot.cli:run",
-    "backup": "storage.ops_cli:backup",
-    "restore": "storage.ops_cli:restore",
-    "health": "storage.ops_cli:health",
-    "clean": "storage.ops_cli:clean",
-    "admin": "storage.ops_cli:admin",
+    "train": "segbot.commands.train:train",
+    "weights": "segbot.commands.train:weights",
+    "predict": "segbot.commands.predict:predict",
+    "inspect": "segbot.commands.annotations:inspect_cmd",
+    "stats": "segbot.commands.annotations:stats",
+    "eval": "segbot.commands.annotations:eval_cmd",
+    "worker": "segbot.commands.worker:worker",
+    "run": "segbot.commands.run:run",
+    "backup": "segbot.commands.ops:backup",
+    "restore": "segbot.commands.ops:restore",
+    "health": "segbot.commands.ops:health",
+    "clean": "segbot.commands.ops:clean",
+    "admin": "segbot.commands.ops:admin",
 }
 
 

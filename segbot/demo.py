@@ -40,9 +40,9 @@ def run_demo(out_dir: Path, iterations: int = DEMO_ITERATIONS, seed: int = 7, pr
     from annotations.evaluate import match_centre_rule
     from annotations.export import write_outputs
     from annotations.labelme import read_labelme
-    from inference.model import load_detector
     from inference.pipeline import PredictOptions, predict_image
-    from trainer.options import TrainOptions
+    from segmodel.detector import load_detector
+    from segmodel.options import TrainOptions
     from trainer.synthetic import demo_pair, labelme_dict
     from trainer.train import train_model
 
@@ -86,7 +86,7 @@ def run_demo(out_dir: Path, iterations: int = DEMO_ITERATIONS, seed: int = 7, pr
 @user_errors
 def demo(out_dir: Path | None, iterations: int, seed: int) -> None:
     """Train a tiny model on a synthetic labelled image and measure a second one, offline."""
-    from trainer.cli import ProgressLine, _clock
+    from segbot.commands.train import ProgressLine, _clock
 
     out_dir = out_dir or Path.cwd() / f"segbot-demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     if out_dir.exists() and any(out_dir.iterdir()):

@@ -8,21 +8,19 @@ from typing import Any, TypeVar
 
 import click
 
+from core.errors import UserError
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(func: F) -> F:
-    """Decorate a click command: SettingsError/AnnotationError/StoreError become `Error: ...`."""
+    """Decorate a click command: a UserError (settings, annotations, store, options) becomes `Error: ...`."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from annotations.model import AnnotationError
-        from storage.files import StoreError
-        from storage.settings import SettingsError
-
         try:
             return func(*args, **kwargs)
-        except (SettingsError, AnnotationError, StoreError) as error:
+        except UserError as error:
             raise click.ClickException(str(error)) from None
 
     return wrapper  # type: ignore[return-value]

@@ -15,11 +15,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
+from core.errors import UserError
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A store operation was refused (bad digest, path outside the store, missing file)."""
 
 

@@ -33,7 +33,7 @@ def data_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(data_dir: Path, monkeypatch: pytest.MonkeyPatch):
     """Settings pointing at a private data dir (SQLite, embedded broker) for this test."""
-    from storage import settings as settings_module
+    from core import settings as settings_module
 
     for name in ("DATABASE_URL", "SEGBOT_BROKER_URL", "BROKER_URL", "TELEGRAM_BOT_TOKEN", "SEGBOT_BASE_MODEL",
                  "SEGBOT_COCO_WEIGHTS"):

@@ -1,5 +1,5 @@
 """Tiny job bodies for the queue tests and benchmark, loaded by real workers through
-SEGBOT_TEST_JOB_MODULE=tests.queue_fakes: real processes and broker, fake work."""
+`python -m tests.fake_worker` (tests/fake_worker.py): real processes and broker, fake work."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from jobs import register
+from jobs.context import JobContext, JobError, Outcome
 from storage.models import Job, Result
-from trainer.jobs import JobContext, JobError, Outcome, register
 
 
 def _result_row(session: Session, job: Job) -> None:

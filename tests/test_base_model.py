@@ -80,8 +80,8 @@ def test_normalise_scale_brings_the_median_object_into_range(size, radius, expec
 def test_cli_builds_a_base_model_that_user_training_starts_from(tmp_path, settings, monkeypatch):
     from click.testing import CliRunner
 
+    from core.settings import get_settings
     from segbot.cli import main
-    from storage.settings import get_settings
     from trainer.synthetic import labelme_dict, synthetic_scene, with_crops
 
     data = write_dataset(tmp_path / "ds", ("a", "b", "c"))
@@ -114,7 +114,7 @@ def test_cli_builds_a_base_model_that_user_training_starts_from(tmp_path, settin
 
 
 def test_auto_init_uses_a_base_model_of_the_same_preset_only(tmp_path, settings, monkeypatch):
-    from storage.settings import get_settings
+    from core.settings import get_settings
     from trainer.train import resolve_init
 
     assert resolve_init("auto", "tiny") == "random"  # no base model configured

@@ -109,7 +109,7 @@ def test_start_help_example_and_languages(bs, api) -> None:
         assert "русский" in _send(api, ALICE, "/lang ru").text
     assert user_row(bs.database_url, ALICE.id)["language"] == "ru"
     assert user_row(bs.database_url, BORIS.id)["language"] == "en"
-    if importlib.util.find_spec("storage.metrics"):
+    if importlib.util.find_spec("core.metrics"):
         assert handled() - before >= 8  # every update's handling time is observed
     assert {c["command"] for c in api.commands} >= {"start", "help", "train", "models"}
 
@@ -319,7 +319,7 @@ def test_forget_me_deletes_rows_and_files(bs, api) -> None:
 
 
 def test_train_button_queues_a_job_with_progress_message_then_status_and_cancel(bs, api) -> None:
-    pytest.importorskip("storage.jobs")
+    pytest.importorskip("jobqueue.store")
     with running_bot(bs):
         summary = _doc(api, ALICE, "sample.json", labelme_bytes(png_bytes()), "sample.json")
         queued = _press(api, ALICE, summary, "train:go", "queued")
@@ -340,7 +340,7 @@ def test_train_button_queues_a_job_with_progress_message_then_status_and_cancel(
 
 
 def test_image_with_active_model_is_queued_for_recognition(bs, api) -> None:
-    pytest.importorskip("storage.jobs")
+    pytest.importorskip("jobqueue.store")
     with running_bot(bs):
         assert "no active model" in _doc(api, ALICE, "new.png", png_bytes(seed=5)).text
         model_id = _give_ready_model(bs, ALICE)
@@ -368,7 +368,7 @@ def test_token_never_logged(bs, api, caplog) -> None:
 
 
 def test_on_postgresql_upload_train_status_models_forget(settings, api, postgres_url) -> None:
-    pytest.importorskip("storage.jobs")
+    pytest.importorskip("jobqueue.store")
     bs = bot_settings(settings, api, database_url_raw=postgres_url)
     upgrade(bs.database_url)
     with running_bot(bs):

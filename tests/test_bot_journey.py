@@ -23,7 +23,7 @@ from tests.botapi.fixtures import buttons, rows, user_row
 from tests.botapi.harness import BotApiStandIn, bot_settings, running_bot
 from tests.botapi.harness import User as TgUser
 
-pytest.importorskip("trainer.worker")
+pytest.importorskip("jobqueue.worker")
 pytest.importorskip("trainer.train")
 pytest.importorskip("inference.pipeline")
 
@@ -60,7 +60,7 @@ def _last_result(api, after: int):
 
 @pytest.mark.slow
 def test_full_journey_with_a_real_worker(settings) -> None:
-    from trainer.worker import start_worker_process
+    from jobqueue.worker import start_worker_process
 
     api = BotApiStandIn().start()
     bs = bot_settings(settings, api)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from annotations.model import AnnotatedImage, Crop, Instance
-from trainer.config import PRESETS, anchor_scales, build_model_config
+from segmodel.config import PRESETS, anchor_scales, build_model_config
+from segmodel.options import LabelStats, OptionsError, TrainOptions, auto_rescale, resolve_iterations
 from trainer.dataset import SampleSource, build_regions, label_stats
-from trainer.options import LabelStats, OptionsError, TrainOptions, auto_rescale, resolve_iterations
 from trainer.synthetic import labelme_dict, synthetic_scene, with_crops
 
 REPO = Path(__file__).resolve().parent.parent
@@ -172,7 +172,7 @@ def test_synthetic_labelme_roundtrip_through_the_real_reader(tmp_path):
 
 
 def test_bundle_write_is_atomic(tmp_path):
-    from trainer.bundle import write_bundle_atomic
+    from segmodel.bundle import write_bundle_atomic
 
     def broken(tmp: Path) -> None:
         (tmp / "weights.pt").write_bytes(b"half")
@@ -194,7 +194,7 @@ class Evil:
 def test_state_dict_loading_refuses_pickled_objects(tmp_path):
     import torch
 
-    from trainer.bundle import BundleError, load_state_dict
+    from segmodel.bundle import BundleError, load_state_dict
 
     path = tmp_path / "weights.pt"
     torch.save({"w": torch.zeros(2), "payload": Evil()}, path)
@@ -210,8 +210,8 @@ def test_state_dict_loading_refuses_pickled_objects(tmp_path):
 
 
 def test_load_detector_refuses_paths_outside_trusted_roots(tmp_path):
-    from inference.model import UntrustedModelError, load_detector
-    from trainer.bundle import BundleError
+    from segmodel.bundle import BundleError
+    from segmodel.detector import UntrustedModelError, load_detector
 
     store, elsewhere = tmp_path / "store", tmp_path / "elsewhere"
     (store / "models").mkdir(parents=True)
@@ -233,7 +233,7 @@ def test_weights_fetch_verifies_checksum_and_keeps_only_tensors(tmp_path):
 
     import torch
 
-    from trainer.weights import WeightsError, fetch_checkpoint
+    from segmodel.weights import WeightsError, fetch_checkpoint
 
     src = tmp_path / "ckpt.pth"
     torch.save({"state_dict": {"a": torch.ones(2)}, "meta": {"mmdet_version": "2.0"}}, src)

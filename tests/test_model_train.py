@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from trainer.options import TrainOptions
+from segmodel.options import TrainOptions
 from trainer.synthetic import labelme_dict, synthetic_scene, with_crops
 
 pytestmark = pytest.mark.slow
@@ -63,8 +63,8 @@ def test_training_reports_progress_and_writes_a_complete_bundle(trained):
 def test_trained_model_finds_objects_on_an_unseen_image(trained):
     """Train -> bundle -> load -> sliced prediction: recall far above chance (which is ~0)."""
     from annotations.evaluate import match_centre_rule
-    from inference.model import load_detector
     from inference.pipeline import PredictOptions, predict_image
+    from segmodel.detector import load_detector
 
     root, result, _ = trained
     detector = load_detector(result.bundle_dir, trusted_roots=[root], score_thr=0.5)
@@ -147,14 +147,14 @@ def test_cancellation_stops_within_a_few_iterations_and_leaves_nothing(sources, 
 
 
 def test_failed_run_leaves_no_half_written_model(sources, tmp_path, monkeypatch):
-    import trainer.bundle
+    import segmodel.bundle
     from trainer.train import train_model
 
     def explode(tmp_dir, meta):  # weights.pt is already written when this fails
         assert (tmp_dir / "weights.pt").is_file()
         raise OSError("disk full")
 
-    monkeypatch.setattr(trainer.bundle, "write_meta", explode)
+    monkeypatch.setattr(segmodel.bundle, "write_meta", explode)
     with pytest.raises(OSError, match="disk full"):
         train_model(sources, tmp_path / "model", TrainOptions(iterations=2, holdout=False))
     assert list(tmp_path.iterdir()) == []

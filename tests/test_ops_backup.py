@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select, text
 
-from storage.backup import BackupError, create_backup, read_manifest, restore_backup, verify_backup
+from ops.backup import BackupError, create_backup, read_manifest, restore_backup, verify_backup
 from storage.db import engine_for, make_engine, session_scope
 from storage.files import FileStore
 from storage.migrate import current_revision, head_revision, upgrade
@@ -243,7 +243,7 @@ def test_old_pg_dump_is_refused_in_words(postgres_url: str, tmp_path: Path, monk
 
 
 def test_backup_restore_and_clean_exclude_each_other(tmp_path: Path) -> None:
-    from storage.backup import ops_lock
+    from ops.backup import ops_lock
 
     with ops_lock(tmp_path, "a backup"):
         with pytest.raises(BackupError, match=r"^a backup \(pid \d+\) is running on this data dir"):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from storage.settings import _ENV_NAMES
+from core.settings import _ENV_NAMES
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -165,7 +165,7 @@ def test_a_real_compose_implementation_accepts_the_files(name: str, tmp_path: Pa
 
 def test_env_example_values_are_valid_settings(monkeypatch) -> None:
     """Every value .env.example shows, set or commented out, is accepted by load_settings()."""
-    from storage.settings import load_settings
+    from core.settings import load_settings
 
     for name in set(_ENV_NAMES.values()) | {"BROKER_URL"}:
         monkeypatch.delenv(name, raising=False)

@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from storage.health import run_checks
+from core.settings import load_settings
+from ops.health import run_checks
 from storage.migrate import upgrade
-from storage.settings import load_settings
 
 TOKEN = "123456789:AAHk3m9Q-abcdefghijklmnopqrstuvwxyz_0"
 

@@ -11,8 +11,8 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from storage import metrics
-from storage.logs import redact, setup_logging
+from core import metrics
+from core.logs import redact, setup_logging
 
 TOKEN = "123456789:AAHk3m9Q-abcdefghijklmnopqrstuvwxyz_0"  # the shape of a real bot token
 
@@ -101,6 +101,7 @@ def _value(samples: list, name: str, **labels: str) -> float:
 
 
 def test_metrics_endpoint_serves_parseable_metrics(db_url: str) -> None:
+    from jobqueue.store import refresh_queue_lengths
     from storage.db import session_scope
     from storage.models import Job, User
 
@@ -121,7 +122,7 @@ def test_metrics_endpoint_serves_parseable_metrics(db_url: str) -> None:
             session.add_all([Job(user_id=user.id, kind="predict"), Job(user_id=user.id, kind="predict"),
                              Job(user_id=user.id, kind="train", state="running")])
         with session_scope(db_url) as session:
-            assert metrics.refresh_queue_lengths(session) == {"train": 0, "predict": 2}
+            assert refresh_queue_lengths(session) == {"train": 0, "predict": 2}
         scraped = _scrape(server.server_port)
     finally:
         server.shutdown()
@@ -164,7 +165,7 @@ def test_metrics_of_child_processes_are_collected(tmp_path, monkeypatch) -> None
     shared = tmp_path / "prom"
     shared.mkdir()
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
-    code = "from storage.metrics import observe_job; observe_job('predict', 'succeeded', 7.0)"
+    code = "from core.metrics import observe_job; observe_job('predict', 'succeeded', 7.0)"
     for _ in range(2):
         subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     server = metrics.start_metrics_server(0, addr="127.0.0.1")

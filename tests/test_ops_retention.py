@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from ops.retention import missing_references, run_cleanup, usage_by_user
 from storage.db import session_scope
 from storage.files import FileStore
 from storage.migrate import upgrade
 from storage.models import Dataset, Job, Notice, Result, TrainedModel, Upload, User
-from storage.retention import missing_references, run_cleanup, usage_by_user
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=40)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from inference.contours import polygon_area
-from inference.fake import ThresholdDetector, disc_image
 from inference.pipeline import PredictOptions, predict_image, tile_geometry
 from inference.tiling import default_overlap, plan_tiles
-from inference.types import Detections, TileDetector
+from segmodel.types import Detections, TileDetector
+from tests.fake_detector import ThresholdDetector, disc_image
 
 
 def centroid(poly: np.ndarray) -> tuple[float, float]:

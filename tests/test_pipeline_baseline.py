@@ -9,7 +9,7 @@ import pytest
 
 from inference.baseline import otsu_watershed
 from inference.contours import polygon_area
-from inference.fake import disc_image
+from tests.fake_detector import disc_image
 
 
 def grid_discs(rng, nx=9, ny=6, step=30):

@@ -9,9 +9,9 @@ import pytest
 
 from annotations.model import Instance
 from inference.contours import mask_to_polygon, polygon_area
-from inference.fake import ThresholdDetector
 from inference.pipeline import PredictOptions, predict_image
 from inference.refine import fit_instance, refine_instances
+from tests.fake_detector import ThresholdDetector
 
 
 def blobs(h, w, specs, noise=4.0, seed=0, base=30.0, amp=180.0, dark=False):

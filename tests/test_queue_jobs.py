@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import tests.queue_fakes  # noqa: F401 - registers the sleep/fail/oom/crash bodies
-from storage.db import session_factory
-from storage.jobs import (
+from jobqueue.runner import drain, run_claim
+from jobqueue.store import (
     QueueLimitError,
     claim_next,
     fair_order,
@@ -23,9 +23,9 @@ from storage.jobs import (
     sweep,
     user_jobs,
 )
+from storage.db import session_factory
 from storage.models import Job, JobState, Notice, Result, User, utcnow
 from storage.notices import add_notice, mark_sent, pending_notices
-from trainer.jobs import drain, run_claim
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import json
 import pytest
 from sqlalchemy import select
 
+from jobqueue.store import submit_job
 from storage.db import session_factory
 from storage.files import FileStore
-from storage.jobs import submit_job
 from storage.models import Job, Notice, Result, TrainedModel, Upload, User
 from tests.test_queue_workers import _job, _wait_state, queue_env, wait_for  # noqa: F401 - the fixture
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from core.settings import get_settings
+from jobqueue.store import request_cancel, submit_job
 from storage.db import session_factory
-from storage.jobs import request_cancel, submit_job
 from storage.migrate import upgrade
 from storage.models import Job, Notice, Result, User
-from storage.settings import get_settings
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = {  # heartbeats and sweeps fast enough for a test, slow enough for 2 shared cores
@@ -27,7 +27,6 @@ FAST = {  # heartbeats and sweeps fast enough for a test, slow enough for 2 shar
     "SEGBOT_STALE_AFTER_S": "2.5",
     "SEGBOT_SWEEP_INTERVAL_S": "0.5",
     "SEGBOT_MAX_JOBS_PER_USER": "20",
-    "SEGBOT_TEST_JOB_MODULE": "tests.queue_fakes",
 }
 
 
@@ -42,7 +41,8 @@ class Workers:
     def start(self, *args: str, wait_ready: bool = True) -> subprocess.Popen[bytes]:
         log = self.logs / f"worker{len(self.procs)}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "segbot", "worker", *args], env=self.env,
+            command = [sys.executable, "-m", "tests.fake_worker", "worker", *args]
+            proc = subprocess.Popen(command, env=self.env,
                                     stdout=out, stderr=subprocess.STDOUT, cwd=self.logs,
                                     start_new_session=True)
         proc.log = log  # type: ignore[attr-defined]

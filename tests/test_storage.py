@@ -16,11 +16,11 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from core.settings import SettingsError, load_settings
 from storage.db import make_engine, session_scope
 from storage.files import FileStore, StoreError
 from storage.migrate import current_revision, downgrade, head_revision, upgrade
 from storage.models import Base, Job, JobState, Notice, TrainedModel, Upload, User
-from storage.settings import SettingsError, load_settings
 
 # Settings
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from annotations.model import AnnotatedImage, Instance
-from trainer.options import TrainOptions
+from segmodel.options import TrainOptions
 
 BASE_CLASS = "particle"
 MEDIAN_D_RANGE = (20.0, 96.0)  # px after resizing: small objects enlarged, huge ones shrunk

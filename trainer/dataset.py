@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from annotations.model import AnnotatedImage, Crop
-from trainer.options import LabelStats
+from segmodel.options import LabelStats
 
 MIN_MASK_PX = 3  # slivers of objects cut by a crop edge smaller than this are dropped
 

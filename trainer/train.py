@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from annotations.model import AnnotatedImage, AnnotationError
-from trainer.options import LabelStats, OptionsError, TrainOptions, auto_rescale, resolve_iterations
+from segmodel.options import LabelStats, OptionsError, TrainOptions, auto_rescale, resolve_iterations
 
 HOLDOUT_MIN_OBJECTS = 20  # total labelled objects before one crop may be held out
 HOLDOUT_MIN_REGION = 5  # objects the held-out crop must hold
@@ -68,8 +68,8 @@ def resolve_init(init: str, arch: str) -> str:
     """'auto' -> 'base' when the operator configured a base model of this preset, else 'random'."""
     if init != "auto":
         return init
-    from storage.settings import get_settings
-    from trainer.bundle import BundleError, read_meta
+    from core.settings import get_settings
+    from segmodel.bundle import BundleError, read_meta
 
     base = get_settings().base_model
     if base is None:
@@ -82,11 +82,11 @@ def resolve_init(init: str, arch: str) -> str:
 
 def _init_weights(model: Any, init: str, arch: str) -> dict[str, Any]:
     """Load starting weights (same-shaped tensors only; heads of another class count are skipped)."""
-    from trainer.bundle import WEIGHTS, load_state_dict
+    from segmodel.bundle import WEIGHTS, load_state_dict
 
     if init == "random":
         return {"init": "random"}
-    from storage.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     if init == "coco":
@@ -156,7 +156,7 @@ def centre_match(pred_masks: np.ndarray, gt_masks: np.ndarray) -> dict[str, floa
 
 
 def _validate(model: Any, region: Any, classes: list[str], tile_size: int) -> dict[str, Any]:
-    from inference.model import MMDetDetector
+    from segmodel.detector import MMDetDetector
 
     detector = MMDetDetector(model, classes, 1.0, tile_size, device=str(next(model.parameters()).device),
                              score_thr=VALIDATION_THRESHOLD)
@@ -216,8 +216,16 @@ def train_model(
     """Train on the labelled crops of `sources` and write a bundle to `out_dir` (absent or empty)."""
     import torch
 
-    from trainer.bundle import CARD, WEIGHTS, model_card, now_iso, save_weights, versions, write_bundle_atomic
-    from trainer.config import build_model_config, default_lr, describe
+    from segmodel.bundle import (
+        CARD,
+        WEIGHTS,
+        model_card,
+        now_iso,
+        save_weights,
+        versions,
+        write_bundle_atomic,
+    )
+    from segmodel.config import build_model_config, default_lr, describe
     from trainer.dataset import SampleSource, build_regions, iterations_per_epoch, label_stats
 
     options = options or TrainOptions()
@@ -258,7 +266,7 @@ def train_model(
     pretrained = init != "random"
     model_cfg = build_model_config(options.arch, len(classes), stats, rescale, options.crop_size,
                                    pretrained_backbone=init == "coco")
-    from inference.model import build_model
+    from segmodel.detector import build_model
 
     model = build_model(model_cfg)
     init_info = _init_weights(model, init, options.arch)
@@ -329,7 +337,7 @@ def train_model(
     }
 
     def fill(tmp: Path) -> None:
-        from trainer.bundle import write_meta
+        from segmodel.bundle import write_meta
 
         save_weights(tmp / WEIGHTS, model.state_dict())
         write_meta(tmp, meta)

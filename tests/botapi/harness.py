@@ -10,7 +10,7 @@ from tests.botapi.server import BotApiStandIn, User
 
 def bot_settings(settings: Any, api: BotApiStandIn, **overrides: Any):
     """A copy of the test settings pointing at the stand-in."""
-    from storage.settings import load_settings
+    from core.settings import load_settings
 
     values = {
         "telegram_bot_token": api.token,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.types import Detections
+from segmodel.types import Detections
 
 
 class ThresholdDetector:

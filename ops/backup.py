@@ -30,7 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from storage.logs import redact
+from core import VERSION
+from core.logs import redact
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -228,8 +229,6 @@ def _check_pg_dump_version(url: str, env: dict[str, str]) -> None:
 def create_backup(database_url: str, files_dir: Path, out: Path,
                   progress: Callable[[str], None] | None = None) -> BackupReport:
     """Write the archive to `out` (atomically: a partial archive never has the final name)."""
-    from segbot import __version__
-
     out = Path(out)
     if out.resolve().is_relative_to(Path(files_dir).resolve()):
         raise BackupError("write the backup outside the file store (it would contain itself)")
@@ -256,7 +255,7 @@ def create_backup(database_url: str, files_dir: Path, out: Path,
                 manifest = {
                     "format": FORMAT,
                     "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "segbot": __version__,
+                    "segbot": VERSION,
                     "dialect": _dialect(database_url),
                     "revision": revision,
                     "database": member,
@@ -449,7 +448,7 @@ def restore_backup(archive_path: Path, database_url: str, files_dir: Path, *, fo
         upgrade(database_url)  # an older backup reaches this code's schema
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    from storage.retention import missing_references
+    from ops.retention import missing_references
 
     missing = missing_references(database_url, files_dir)
     return RestoreReport(dialect, _revision(database_url), count_rows(database_url), moved, missing)

@@ -50,7 +50,7 @@ def run(do_migrate: bool, worker: bool, webhook_url: str | None, listen: str, po
 
     from bot.app import build_application
     from bot.logsafe import setup_logging
-    from storage.settings import get_settings
+    from core.settings import get_settings
 
     if webhook_url:
         try:
@@ -68,15 +68,15 @@ def run(do_migrate: bool, worker: bool, webhook_url: str | None, listen: str, po
     process = None
     if worker and settings.broker_is_embedded:
         try:
-            from trainer.worker import start_worker_process
+            from jobqueue.worker import start_worker_process
         except ImportError:
-            log.warning("no worker module (trainer.worker): jobs stay queued until a worker runs")
+            log.warning("no worker module (jobqueue.worker): jobs stay queued until a worker runs")
         else:
             process = start_worker_process(settings)
             log.info("worker process %s started (embedded queue)", process.pid)
     if settings.metrics_port:
         try:
-            from storage.metrics import start_metrics_server
+            from core.metrics import start_metrics_server
         except ImportError:
             pass
         else:

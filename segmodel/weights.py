@@ -69,7 +69,7 @@ def fetch_checkpoint(url: str, expected_sha256: str, dest: Path,
     """
     import torch
 
-    from trainer.bundle import BundleError, load_state_dict
+    from segmodel.bundle import BundleError, load_state_dict
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.types import Detections
+from segmodel.types import Detections
 
 
 class UntrustedModelError(Exception):
@@ -60,7 +60,7 @@ def _device(device: str) -> str:
 
 
 class MMDetDetector:
-    """Runs tiles through an mmdet model in batches; implements inference.types.TileDetector.
+    """Runs tiles through an mmdet model in batches; implements segmodel.types.TileDetector.
 
     `score_thr` is the floor below which detections are dropped inside the model, before masks
     are pasted at full tile size (2,000 masks of a 512 px tile would be 0.5 GB); set it to the
@@ -130,9 +130,9 @@ def load_detector(bundle_dir: Path, device: str = "cpu", trusted_roots: Sequence
     """Load a bundle written by trainer.train; refuse one outside `trusted_roots`.
 
     `trusted_roots` None means the settings' file store and configured base model.
-    Raises UntrustedModelError, or trainer.bundle.BundleError for a missing/broken bundle.
+    Raises UntrustedModelError, or segmodel.bundle.BundleError for a missing/broken bundle.
     """
-    from trainer.bundle import WEIGHTS, BundleError, load_state_dict, read_meta
+    from segmodel.bundle import WEIGHTS, BundleError, load_state_dict, read_meta
 
     bundle_dir = Path(bundle_dir)
     if trusted_roots is None:
@@ -158,7 +158,7 @@ def load_detector(bundle_dir: Path, device: str = "cpu", trusted_roots: Sequence
 
 
 def default_trusted_roots() -> list[Path]:
-    from storage.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     roots = [settings.files_dir]

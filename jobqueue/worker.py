@@ -15,7 +15,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-from storage.jobs import QUEUES
+from jobqueue.store import QUEUES
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,9 @@ class Sweeper(threading.Thread):
     def sweep_once(self) -> None:
         from sqlalchemy.orm import sessionmaker
 
+        from jobqueue.celery_app import send_token, waiting_tokens
+        from jobqueue.store import sweep
         from storage.db import make_engine
-        from storage.jobs import sweep
-        from trainer.celery_app import send_token, waiting_tokens
 
         # A private engine disposed after each sweep: nothing open for prefork children to inherit.
         engine = make_engine(self.settings.database_url)
@@ -51,7 +51,7 @@ class Sweeper(threading.Thread):
             factory = sessionmaker(bind=engine, expire_on_commit=False)
             report = sweep(factory, self.settings)
             if self.settings.metrics_port is not None:
-                from storage.metrics import refresh_queue_lengths
+                from jobqueue.store import refresh_queue_lengths
 
                 with factory() as session:
                     refresh_queue_lengths(session)
@@ -89,7 +89,7 @@ def _start_metrics(settings: Any) -> str | None:
         import tempfile
 
         created = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="segbot-metrics-")
-    from storage.metrics import start_metrics_server
+    from core.metrics import start_metrics_server
 
     server = start_metrics_server(settings.metrics_port)
     log.info("metrics on port %s", getattr(server, "server_port", settings.metrics_port))
@@ -99,8 +99,8 @@ def _start_metrics(settings: Any) -> str | None:
 def run_worker(settings: Any, queues: Sequence[str] = QUEUES, concurrency: int = 1,
                loglevel: str = "INFO") -> None:
     """Start a Celery worker in this process (blocks until it stops)."""
-    from trainer.celery_app import make_app
-    from trainer.tasks import register_tasks
+    from jobqueue.celery_app import make_app
+    from jobqueue.tasks import register_tasks
 
     metrics_dir = _start_metrics(settings)
     app = make_app(settings)

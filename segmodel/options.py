@@ -9,6 +9,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from core.errors import UserError
+
 ARCHES = ("tiny", "r50", "x101")
 
 # Per preset: iterations when neither iterations nor epochs are given, and the tile side used
@@ -22,7 +24,7 @@ MAX_ITERATIONS = 200_000
 USER_INITS = ("auto", "random", "base", "coco")
 
 
-class OptionsError(ValueError):
+class OptionsError(UserError, ValueError):
     """An option value a user can fix; str() is the message."""
 
 

@@ -15,8 +15,8 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from storage.logs import redact
-from storage.settings import Settings
+from core.logs import redact
+from core.settings import Settings
 
 TIMEOUT_S = 5.0
 CHECK_NAMES = ("database", "broker", "file-store", "gpu", "bot-api")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from trainer.options import LabelStats
+from segmodel.options import LabelStats
 
 MEAN = [123.675, 116.28, 103.53]
 STD = [58.395, 57.12, 57.375]

@@ -14,8 +14,10 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.errors import UserError
 
-class SettingsError(Exception):
+
+class SettingsError(UserError):
     """A setting is wrong or missing; the message is one line a user can act on."""
 
 

@@ -28,8 +28,8 @@ def worker(queues: str, concurrency: int, gpu: str | None, loglevel: str | None)
       segbot worker --queues train --gpu 0  # training on GPU 0
       segbot worker --queues predict --gpu 1 --concurrency 2
     """
-    from storage.settings import get_settings
-    from trainer.worker import parse_queues, run_worker
+    from core.settings import get_settings
+    from jobqueue.worker import parse_queues, run_worker
 
     try:
         names = parse_queues(queues)
@@ -53,7 +53,7 @@ def worker(queues: str, concurrency: int, gpu: str | None, loglevel: str | None)
 
 def _setup_logging(settings) -> None:  # type: ignore[no-untyped-def]
     try:
-        from storage.logs import setup_logging
+        from core.logs import setup_logging
     except ImportError:  # the ops module is optional here
         import logging
 

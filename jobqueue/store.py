@@ -138,7 +138,7 @@ def submit_job(session: Session, user: User, kind: JobKind | str, params: dict[s
     session.commit()
     if enqueue:
         try:
-            from trainer.celery_app import wake
+            from jobqueue.celery_app import wake
 
             wake(settings, queue_for(kind))
         except Exception:  # noqa: BLE001 - the sweeper wakes a worker for it later
@@ -419,3 +419,18 @@ def sweep(db: Db, settings: Any, now: datetime | None = None) -> SweepReport:
                 .where(Job.state == JobState.QUEUED.value, _in_queue(queue))
             ) or 0
     return report
+
+
+def refresh_queue_lengths(session: Any) -> dict[str, int]:
+    """Set QUEUE_LENGTH from the jobs table (the broker's own count differs per transport)."""
+    from core import metrics  # late: the worker sets PROMETHEUS_MULTIPROC_DIR before the first import
+
+    counts = {kind.value: 0 for kind in JobKind}
+    rows = session.execute(
+        select(Job.kind, func.count()).where(Job.state == JobState.QUEUED).group_by(Job.kind)
+    )
+    for kind, count in rows:
+        counts[str(kind)] = int(count)
+    for kind, count in counts.items():
+        metrics.QUEUE_LENGTH.labels(kind=kind).set(count)
+    return counts

@@ -13,8 +13,8 @@ from segbot.errors import user_errors
 @user_errors
 def migrate(database_url: str | None, revision: str) -> None:
     """Bring the database (SQLite or PostgreSQL) to the latest schema."""
+    from core.settings import get_settings
     from storage import migrate as migrations
-    from storage.settings import get_settings
 
     settings = get_settings()
     settings.ensure_dirs()

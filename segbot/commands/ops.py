@@ -11,7 +11,7 @@ from segbot.errors import user_errors
 
 
 def _settings():  # type: ignore[no-untyped-def]
-    from storage.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     settings.ensure_dirs()
@@ -19,7 +19,7 @@ def _settings():  # type: ignore[no-untyped-def]
 
 
 def _fail(error: Exception) -> click.ClickException:
-    from storage.logs import redact
+    from core.logs import redact
 
     return click.ClickException(redact(str(error)))
 
@@ -44,7 +44,7 @@ def _database_errors(func):  # type: ignore[no-untyped-def]
         try:
             return func(*args, **kwargs)
         except (OperationalError, ProgrammingError) as error:
-            from storage.logs import redact
+            from core.logs import redact
 
             reason = str(error.orig if error.orig is not None else error).strip().splitlines()[0]
             raise click.ClickException(f"database error: {redact(reason)} (check DATABASE_URL; "
@@ -60,7 +60,7 @@ def _database_errors(func):  # type: ignore[no-untyped-def]
 @_database_errors
 def backup(out: Path) -> None:
     """Copy the database and the file store into one archive with checksums."""
-    from storage.backup import BackupError, create_backup, ops_lock
+    from ops.backup import BackupError, create_backup, ops_lock
 
     settings = _settings()
     try:
@@ -82,7 +82,7 @@ def backup(out: Path) -> None:
 @_database_errors
 def restore(archive: Path, force: bool, check: bool) -> None:
     """Restore a backup into this (empty) installation; stop the bot and workers first."""
-    from storage.backup import BackupError, ops_lock, restore_backup, verify_backup
+    from ops.backup import BackupError, ops_lock, restore_backup, verify_backup
 
     if check:
         try:
@@ -115,7 +115,7 @@ def restore(archive: Path, force: bool, check: bool) -> None:
 @user_errors
 def health(skip: tuple[str, ...]) -> None:
     """Check database, broker, file store, GPU and Bot API; exit 1 when any is unhealthy."""
-    from storage.health import run_checks
+    from ops.health import run_checks
 
     checks = run_checks(_settings(), skip=skip)
     for check in checks:
@@ -132,8 +132,8 @@ def health(skip: tuple[str, ...]) -> None:
 @_database_errors
 def clean(dry_run: bool, days: float | None) -> None:
     """Delete uploads and results older than the retention period and files nothing references."""
-    from storage.backup import BackupError, ops_lock
-    from storage.retention import run_cleanup
+    from ops.backup import BackupError, ops_lock
+    from ops.retention import run_cleanup
 
     settings = _settings()
     if days is not None and days <= 0:
@@ -160,9 +160,9 @@ def usage() -> None:
     """Disk used per user (uploads, results, models), largest first."""
     import shutil
 
+    from ops.retention import usage_by_user
     from storage.db import session_scope
     from storage.files import FileStore
-    from storage.retention import usage_by_user
 
     settings = _settings()
     with session_scope(settings.database_url) as session:

@@ -89,9 +89,9 @@ def predict(model_dir: Path, inputs: tuple[Path, ...], out_dir: Path, threshold:
 
     Writes per image: LabelMe JSON, overlay PNG, objects CSV, summary and histogram.
     """
-    from inference.model import UntrustedModelError, load_detector
-    from storage.settings import get_settings
-    from trainer.bundle import BundleError
+    from core.settings import get_settings
+    from segmodel.bundle import BundleError
+    from segmodel.detector import UntrustedModelError, load_detector
 
     settings = get_settings()
     try:

@@ -35,23 +35,6 @@ def observe_job(kind: str, outcome: str, seconds: float | None) -> None:
         JOB_SECONDS.labels(kind=kind).observe(seconds)
 
 
-def refresh_queue_lengths(session: Any) -> dict[str, int]:
-    """Set QUEUE_LENGTH from the jobs table (the broker's own count differs per transport)."""
-    from sqlalchemy import func, select
-
-    from storage.models import Job, JobKind, JobState
-
-    counts = {kind.value: 0 for kind in JobKind}
-    rows = session.execute(
-        select(Job.kind, func.count()).where(Job.state == JobState.QUEUED).group_by(Job.kind)
-    )
-    for kind, count in rows:
-        counts[str(kind)] = int(count)
-    for kind, count in counts.items():
-        QUEUE_LENGTH.labels(kind=kind).set(count)
-    return counts
-
-
 def update_gpu_memory(device: str) -> int | None:
     """Read torch's reserved memory on `device` into GPU_MEMORY; None when no GPU is used."""
     if not device.startswith("cuda"):

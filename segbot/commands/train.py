@@ -1,4 +1,4 @@
-"""`segbot train` and `segbot weights`: thin click adapters over trainer.train and trainer.weights."""
+"""`segbot train` and `segbot weights`: thin click adapters over trainer.train and segmodel.weights."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from segbot.errors import user_errors
-from trainer.options import ARCHES
+from segmodel.options import ARCHES
 
 
 def _clock(seconds: float | None) -> str:
@@ -59,7 +59,7 @@ class ProgressLine:
 
 def read_sources(files: tuple[Path, ...]) -> list:
     from annotations.labelme import read_labelme
-    from storage.settings import get_settings
+    from core.settings import get_settings
 
     max_pixels = get_settings().max_image_pixels
     return [read_labelme(path, base_dir=path.parent, max_pixels=max_pixels) for path in files]
@@ -112,9 +112,9 @@ def train(files: tuple[Path, ...], out_dir: Path, arch: str, iterations: int | N
           rescale: float | None, augment: bool, holdout: bool, device: str | None, init: str,
           seed: int) -> None:
     """Train a model from LabelMe FILES (objects labelled inside 'crop' rectangles)."""
-    from storage.settings import get_settings
-    from trainer.bundle import BundleError
-    from trainer.options import OptionsError, TrainOptions
+    from core.settings import get_settings
+    from segmodel.bundle import BundleError
+    from segmodel.options import OptionsError, TrainOptions
     from trainer.train import train_model
 
     try:
@@ -143,8 +143,8 @@ def weights() -> None:
 @user_errors
 def fetch(arch: str, dest: Path | None, url: str | None, sha256: str | None) -> None:
     """Download the COCO Cascade Mask R-CNN checkpoint, verify its sha256, keep only tensors."""
-    from storage.settings import get_settings
-    from trainer.weights import COCO_CHECKPOINTS, WeightsError, fetch_checkpoint
+    from core.settings import get_settings
+    from segmodel.weights import COCO_CHECKPOINTS, WeightsError, fetch_checkpoint
 
     settings = get_settings()
     known = COCO_CHECKPOINTS[arch]
@@ -165,7 +165,7 @@ def fetch(arch: str, dest: Path | None, url: str | None, sha256: str | None) -> 
 @user_errors
 def check(path: Path) -> None:
     """Check that a weights file or model bundle loads safely (tensors only)."""
-    from trainer.bundle import WEIGHTS, BundleError, load_state_dict, read_meta
+    from segmodel.bundle import WEIGHTS, BundleError, load_state_dict, read_meta
 
     try:
         if path.is_dir():
@@ -198,10 +198,10 @@ def check(path: Path) -> None:
 def base(out_dir: Path, datasets: tuple[Path, ...], synthetic: int, exclude: tuple[str, ...], arch: str,
          iterations: int, device: str | None, seed: int) -> None:
     """Pretrain a base model (one class, 'particle') that user training starts from with --init base."""
-    from storage.settings import get_settings
+    from core.settings import get_settings
+    from segmodel.bundle import BundleError
+    from segmodel.options import OptionsError, TrainOptions
     from trainer.base_model import base_sources, build_base_model
-    from trainer.bundle import BundleError
-    from trainer.options import OptionsError, TrainOptions
 
     try:
         options = TrainOptions(arch=arch, iterations=iterations, device=device or get_settings().device,

@@ -1,0 +1,198 @@
+"""The loop that runs claimed jobs: claim in fair order, build the body's JobContext, keep the
+heartbeat, and record the outcome (or the failure) in the job's row with its notice. Celery's
+task only calls `drain`; the bodies themselves are in jobs/."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+import threading
+import time
+from typing import Any
+
+from annotations.model import AnnotationError
+from jobqueue import store as jobstore
+from jobs import BODIES
+from jobs.context import JobCancelled, JobContext, JobError, Outcome
+from segmodel.options import OptionsError
+from storage.models import JobState
+from storage.notices import JOB_CANCELLED, JOB_FAILED
+
+log = logging.getLogger(__name__)
+
+
+def make_context(settings: Any, claim: jobstore.Claim) -> JobContext:
+    """The body's context: progress and cancel go through the queue's claim checks."""
+    url = settings.database_url
+
+    def write_progress(fraction: float, stage: str, eta_s: float | None, loss: float | None) -> bool:
+        return jobstore.set_progress(url, claim, fraction, stage, eta_s, loss)
+
+    return JobContext(settings, claim, write_progress=write_progress,
+                      read_stop=lambda: jobstore.should_stop(url, claim))
+
+
+# Running
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps heartbeat_at fresh while a body runs, so the sweeper knows the worker is alive."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{ctx.job_id}")
+        self.ctx = ctx
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.ctx.settings.heartbeat_s):
+            try:
+                if not jobstore.heartbeat(self.ctx.url, self.ctx.claim):
+                    self.ctx.lost = True
+            except Exception:  # noqa: BLE001 - a database hiccup must not kill the job
+                log.warning("job %s: heartbeat failed", self.ctx.job_id, exc_info=True)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def out_of_memory_advice(kind: str) -> str:
+    if kind == "predict":
+        return ("Recognition ran out of memory. Try a smaller tile size, fewer images per job, or crop "
+                "very large images; a model trained with the smaller preset (tiny) also needs less.")
+    if kind == "train":
+        return ("Training ran out of memory. Try the smaller preset (tiny), fewer or smaller labelled crops, "
+                "or a smaller crop size; or ask the administrator for a machine with more memory.")
+    return ("The job ran out of memory. Try a smaller preset, fewer objects or images, or a smaller tile "
+            "size.")
+
+
+def _free_memory() -> None:
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _fail(ctx: JobContext, reason: str) -> None:
+    jobstore.finish_job(ctx.url, ctx.claim, JobState.FAILED, error=reason,
+                        notice=(JOB_FAILED, {"job_id": ctx.job_id, "kind": ctx.claim.kind, "reason": reason}))
+
+
+def run_claim(settings: Any, claim: jobstore.Claim) -> str:
+    """Run one claimed job to its end state; never raises for a job's own failure."""
+    ctx = make_context(settings, claim)
+    beat = _Heartbeat(ctx)
+    beat.start()
+    started = time.monotonic()
+    try:
+        outcome = _run(ctx)
+    finally:
+        beat.done.set()
+        beat.join(timeout=5)
+    _observe(settings, claim.kind, outcome, time.monotonic() - started)
+    return outcome
+
+
+def _observe(settings: Any, kind: str, outcome: str, seconds: float) -> None:
+    """Prometheus counters (core/metrics.py); metrics never break a job."""
+    try:
+        from core import metrics  # late: the worker sets PROMETHEUS_MULTIPROC_DIR before the first import
+
+        if outcome != "lost":
+            metrics.observe_job(kind, outcome, seconds)
+        metrics.update_gpu_memory(settings.device)
+    except Exception:  # noqa: BLE001
+        log.debug("metrics not recorded", exc_info=True)
+
+
+def _run(ctx: JobContext) -> str:
+    claim = ctx.claim
+    body = BODIES.get(claim.kind)
+    if body is None:
+        _fail(ctx, f"This worker cannot run jobs of kind '{claim.kind}'. Please tell the administrator.")
+        return JobState.FAILED.value
+    log.info("job %s (%s) started, attempt %s", claim.job_id, claim.kind, claim.attempts)
+    try:
+        outcome = body(ctx)
+        if ctx.recheck_now():  # cancelled while finishing: the user asked for nothing to be kept
+            if outcome.discard:
+                outcome.discard()
+            raise JobCancelled()
+    except JobCancelled:
+        if jobstore.finish_job(ctx.url, claim, JobState.CANCELLED,
+                               notice=(JOB_CANCELLED, {"job_id": claim.job_id, "kind": claim.kind})):
+            log.info("job %s cancelled", claim.job_id)
+            return JobState.CANCELLED.value
+        return "lost"
+    except Exception as error:  # MemoryError is an Exception too; the worker goes on either way
+        out_of_memory = is_out_of_memory(error)
+        if out_of_memory:
+            log.warning("job %s ran out of memory: %s", claim.job_id, error)
+            reason = out_of_memory_advice(claim.kind)
+        elif isinstance(error, JobError) or _is_user_error(error):
+            reason = str(error)
+        else:
+            log.exception("job %s failed", claim.job_id)
+            _count_error()
+            reason = (f"Job #{claim.job_id} failed because of an internal error; the administrator "
+                      "can find the details in the worker log.")
+    else:
+        return _record(ctx, outcome)
+    if out_of_memory:  # the exception and its frames (big arrays) are gone once out of `except`
+        _free_memory()
+    _fail(ctx, reason)
+    return JobState.FAILED.value
+
+
+def _count_error() -> None:
+    try:
+        from core.metrics import ERRORS_TOTAL
+
+        ERRORS_TOTAL.labels(service="worker").inc()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _record(ctx: JobContext, outcome: Outcome) -> str:
+    claim = ctx.claim
+    try:
+        recorded = jobstore.finish_job(ctx.url, claim, JobState.SUCCEEDED, result=outcome.result,
+                                       notice=(outcome.notice_kind, outcome.notice_payload),
+                                       hook=outcome.record)
+    except BaseException:
+        if outcome.discard:
+            outcome.discard()
+        log.exception("job %s: could not record its results", claim.job_id)
+        _fail(ctx, f"Job #{claim.job_id} finished but its results could not be saved; please send it again.")
+        return JobState.FAILED.value
+    if not recorded:  # swept or cancelled meanwhile: whoever owns it now decides
+        if outcome.discard:
+            outcome.discard()
+        return "lost"
+    log.info("job %s succeeded", claim.job_id)
+    return JobState.SUCCEEDED.value
+
+
+def _is_user_error(error: BaseException) -> bool:
+    """Bad input (annotations, options): its message is written for the user."""
+    return isinstance(error, AnnotationError | OptionsError)
+
+
+def drain(settings: Any, queue: str, worker: str | None = None, limit: int | None = None) -> int:
+    """Claim and run jobs of `queue` (fair order) until none is claimable; returns how many ran."""
+    ran = 0
+    while limit is None or ran < limit:
+        claim = jobstore.claim_next(settings.database_url, queue, settings, worker)
+        if claim is None:
+            break
+        run_claim(settings, claim)
+        ran += 1
+    return ran

@@ -1,0 +1,103 @@
+"""The predict job body: uploads and a model in storage -> inference.predict_image per image ->
+result files in the store and Result rows, added in the transaction that marks the job done."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from jobs.context import JobContext, JobError, Outcome, job_uploads, read_upload, scratch_dir
+from storage.models import Job, ModelStatus, Result, TrainedModel
+from storage.notices import PREDICT_DONE
+
+_detector_cache: dict[tuple[int, str], Any] = {}
+
+
+def _detector(ctx: JobContext, model: TrainedModel) -> Any:
+    from segmodel.detector import load_detector
+
+    key = (model.id, model.path or "")
+    if key not in _detector_cache:
+        _detector_cache.clear()  # one model in memory per worker process
+        bundle = ctx.settings.data_dir / (model.path or "")
+        _detector_cache[key] = load_detector(bundle, device=ctx.settings.device,
+                                             trusted_roots=[ctx.settings.files_dir / "models"])
+    return _detector_cache[key]
+
+
+
+def predict_job(ctx: JobContext) -> Outcome:
+    from annotations.export import write_outputs
+    from annotations.images import read_image
+    from annotations.labelme import read_labelme
+    from inference.pipeline import PredictOptions, predict_image
+
+    with ctx.session() as session:
+        uploads = job_uploads(ctx, session)
+        model_id = ctx.params.get("model_id") or ctx.claim.model_id
+        model = session.get(TrainedModel, int(model_id)) if model_id else None
+        if model is None or model.user_id != ctx.claim.user_id or model.status != ModelStatus.READY:
+            raise JobError("The model for this job is not available; train one or pick another with /models.")
+        data = {u.id: read_upload(ctx, u) for u in uploads}
+    files = {u.original_name: data[u.id] for u in uploads}  # resolves imagePath between uploads
+    ctx.progress(0.0, "loading model")
+    detector = _detector(ctx, model)
+    options = PredictOptions(threshold=float(ctx.params.get("threshold", 0.5)), tile=ctx.params.get("tile"))
+    # The model drops detections below this floor before building masks: low enough for the
+    # user's threshold, no lower (dense tiles at 0.05 would hold ~0.5 GB of masks).
+    detector.score_thr = min(0.25, options.threshold)
+    scratch = scratch_dir(ctx, "predict")
+    rows: list[dict[str, Any]] = []
+    try:
+        images = [u for u in uploads if u.kind != "zip"]
+        for index, upload in enumerate(images):
+            ctx.check()
+            if upload.kind in ("labelme", "correction"):
+                ann = read_labelme(data[upload.id], name=upload.original_name, files=files,
+                                   max_pixels=ctx.settings.max_image_pixels)
+                image, own_scale = ann.image, ann.nm_per_px
+            else:
+                loaded = read_image(data[upload.id], name=upload.original_name,
+                                    max_pixels=ctx.settings.max_image_pixels)
+                image, own_scale = loaded.image, loaded.nm_per_px
+            nm_per_px = ctx.params.get("nm_per_px") or own_scale
+
+            def tiles(done: int, total: int, index: int = index) -> None:
+                ctx.progress((index + done / max(total, 1)) / len(images), f"image {index + 1}/{len(images)}")
+                ctx.check()
+
+            prediction = predict_image(image, detector, options, progress=tiles)
+            stem = Path(upload.original_name).stem or f"image{index + 1}"
+            out_dir = scratch / str(index)
+            out_dir.mkdir()
+            written = write_outputs(out_dir, stem, image, prediction.instances, nm_per_px=nm_per_px,
+                                    title=upload.original_name)
+            files = {role: ctx.store.put_file(path) for role, path in written.items()}
+            summary: dict[str, Any] = {}
+            if "summary" in written:
+                summary = json.loads(Path(written["summary"]).read_text())
+            rows.append({"upload_id": upload.id, "image_name": upload.original_name,
+                         "image_sha256": upload.sha256, "files": files, "summary": summary})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result_ids: list[int] = []
+
+    def record(session: Session, job: Job) -> None:
+        for row in rows:
+            result = Result(job_id=job.id, user_id=job.user_id, **row)
+            session.add(result)
+            session.flush()
+            result_ids.append(result.id)
+        payload["result_ids"] = list(result_ids)
+        job.result = {**(job.result or {}), "result_ids": list(result_ids)}
+
+    payload: dict[str, Any] = {"job_id": ctx.job_id, "model_id": model.id, "n_images": len(rows),
+                               "n_objects": sum(int(r["summary"].get("n_objects", 0)) for r in rows)}
+    return Outcome(result={"n_images": len(rows), "n_objects": payload["n_objects"]},
+                   notice_kind=PREDICT_DONE, notice_payload=payload, record=record)
+
+
