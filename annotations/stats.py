@@ -3,7 +3,8 @@ nearest-neighbour distance (KD-tree, not O(n^2))."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,4 +180,41 @@ def pooled_stats(items: Sequence[ImageMeasures | tuple]) -> dict:
     out["n_images"] = len(prepared)
     out["images"] = [it.name for it, *_ in prepared]
     out["nm_per_px"] = scales[0] if all_scaled and len(set(scales)) == 1 else None
+    return out
+
+
+def _is_scaled(summary: Mapping) -> bool:
+    return bool(summary.get("nm_per_px")) or summary.get("mean_d_nm") is not None
+
+
+def _pool_d(parts: list[tuple[int, float | None, float | None]]) -> tuple[float | None, float | None]:
+    """Mean and sample std (ddof=1) of the union, from each part's (n, mean, sample std)."""
+    used = [(n, float(m), float(s or 0.0)) for n, m, s in parts if n > 0 and m is not None]
+    total = sum(n for n, _, _ in used)
+    if total == 0:
+        return None, None
+    mean = sum(n * m for n, m, _ in used) / total
+    if total == 1:
+        return mean, 0.0  # as _dist: one object has no spread
+    # within-image squares (n-1)s^2 plus between-image squares n(m-M)^2: the union's sum of squares
+    squares = sum((n - 1) * s * s + n * (m - mean) ** 2 for n, m, s in used)
+    return mean, math.sqrt(max(squares, 0.0) / (total - 1))
+
+
+def pool_summaries(summaries: Sequence[Mapping]) -> dict:
+    """Pool per-image summaries (image_stats' dicts) without their objects: n_images, n_objects,
+    counts, and mean/std of D (sample std, ddof=1) in px, and in nm when every image is scaled.
+
+    Exactly what pooled_stats gives for the same objects, for those keys."""
+    out: dict = {"n_images": len(summaries), "n_objects": 0, "counts": {}}
+    for s in summaries:
+        out["n_objects"] += int(s.get("n_objects") or 0)
+        for label, count in (s.get("counts") or {}).items():
+            out["counts"][label] = out["counts"].get(label, 0) + int(count)
+    units = ("px", "nm") if summaries and all(_is_scaled(s) for s in summaries) else ("px",)
+    for unit in units:
+        parts = [
+            (int(s.get("n_objects") or 0), s.get(f"mean_d_{unit}"), s.get(f"std_d_{unit}")) for s in summaries
+        ]
+        out[f"mean_d_{unit}"], out[f"std_d_{unit}"] = _pool_d(parts)
     return out

@@ -15,8 +15,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot import adapters
-from bot.delivery import metrics_text, output_name
+from bot.captions import metrics_text
+from bot.result_files import output_name
+from jobqueue.store import queue_position, request_cancel
 from storage.files import FileStore, StoreError
 from storage.models import Job, JobState, ModelStatus, Result, TrainedModel, Upload, User
 
@@ -32,7 +33,7 @@ def status_lines(session, user_id: int) -> list[str]:
         if job.state == JobState.RUNNING:
             extra = f" {int(round(100 * (job.progress or 0)))}% {job.stage or ''}".rstrip()
         elif job.state == JobState.QUEUED:
-            position = adapters.queue_position(session, job)
+            position = queue_position(session, job)
             extra = f" (position {position})" if position else ""
         elif job.state == JobState.FAILED and job.error:
             extra = f": {job.error[:200]}"
@@ -50,7 +51,7 @@ def cancel_job(session, user_id: int, job_id: int | None) -> tuple[int | None, b
         return None, False
     if job.state not in ACTIVE:
         return job.id, False
-    return job.id, bool(adapters.request_cancel(session, job))
+    return job.id, bool(request_cancel(session, job))
 
 
 def list_models(session, user_id: int) -> list[dict[str, Any]]:
@@ -188,7 +189,7 @@ def forget_user(session, store: FileStore, data_dir: Path, user_id: int) -> None
     if user is None:
         return
     for job in session.scalars(select(Job).where(Job.user_id == user_id, Job.state.in_(ACTIVE))):
-        adapters.request_cancel(session, job)
+        request_cancel(session, job)
     digests = set(session.scalars(select(Upload.sha256).where(Upload.user_id == user_id)))
     for files in session.scalars(select(Result.files).where(Result.user_id == user_id)):
         digests.update(v for v in (files or {}).values() if isinstance(v, str))

@@ -19,30 +19,42 @@ from telegram.ext import (
     filters,
 )
 
-from bot import handlers as h
 from bot.delivery import Deliverer
+from bot.handlers import account, admin, commands, models, results, status, training, uploads
+from bot.handlers.gate import gate, handled, on_error
 from bot.logsafe import install_redaction
 from bot.services import Services
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Every route from an update to its handler is here.
 COMMANDS = {
-    "start": h.cmd_start,
-    "help": h.cmd_help,
-    "example": h.cmd_example,
-    "lang": h.cmd_lang,
-    "train": h.cmd_train,
-    "status": h.cmd_status,
-    "cancel": h.cmd_cancel,
-    "models": h.cmd_models,
-    "scale": h.cmd_scale,
-    "threshold": h.cmd_threshold,
-    "stats": h.cmd_stats,
-    "export": h.cmd_export,
-    "forget_me": h.cmd_forget,
-    "admin": h.cmd_admin,
+    "start": commands.cmd_start,
+    "help": commands.cmd_help,
+    "example": commands.cmd_example,
+    "lang": account.cmd_lang,
+    "train": training.cmd_train,
+    "status": status.cmd_status,
+    "cancel": status.cmd_cancel,
+    "models": models.cmd_models,
+    "scale": account.cmd_scale,
+    "threshold": account.cmd_threshold,
+    "stats": results.cmd_stats,
+    "export": results.cmd_export,
+    "forget_me": account.cmd_forget,
+    "admin": admin.cmd_admin,
 }
+# Callback data formats live on in users' old messages: change a pattern only together with a
+# handler that still understands the old data. What matches none gets "this button has expired".
+BUTTONS = [
+    (account.LANG_PATTERN, account.on_lang_button),  # lang:en|ru
+    (training.TRAIN_PATTERN, training.on_train_button),  # train:go|more|opts
+    (training.OPTION_PATTERN, training.on_option_button),  # opt:<name>
+    (models.MODEL_PATTERN, models.on_model_button),  # m:use|ren|del:<model id>
+    (account.FORGET_PATTERN, account.on_forget_button),  # forget:yes|no
+    (training.CORRECTION_PATTERN, training.on_correction_button),  # corr:<upload id>
+]
 MENU = [
     ("start", "what segbot does"),
     ("help", "how to label, commands"),
@@ -91,16 +103,7 @@ def build_application(
     deliverer = Deliverer(services)
     app.bot_data["deliverer"] = deliverer
 
-    app.add_handler(TypeHandler(Update, h.gate), group=-1)
-    for name, callback in COMMANDS.items():
-        app.add_handler(CommandHandler(name, callback))
-    app.add_handler(CallbackQueryHandler(h.on_button))
-    app.add_handler(MessageHandler(filters.Document.ALL | filters.PHOTO, h.on_file))
-    app.add_handler(MessageHandler(filters.COMMAND, h.cmd_unknown))
-    app.add_handler(MessageHandler(filters.TEXT, h.on_text))
-    app.add_handler(MessageHandler(filters.ALL, h.on_other))
-    app.add_handler(TypeHandler(Update, h.handled), group=100)
-    app.add_error_handler(h.on_error)
+    add_handlers(app)
     app.job_queue.run_repeating(
         deliverer.tick,
         interval=tick_interval,
@@ -109,6 +112,22 @@ def build_application(
         job_kwargs={"max_instances": 1, "coalesce": True},
     )
     return app
+
+
+def add_handlers(app: Application) -> None:
+    """The gate first (it may stop an update), then the first matching handler, then the latency."""
+    app.add_handler(TypeHandler(Update, gate), group=-1)
+    for name, callback in COMMANDS.items():
+        app.add_handler(CommandHandler(name, callback))
+    for pattern, callback in BUTTONS:
+        app.add_handler(CallbackQueryHandler(callback, pattern=pattern))
+    app.add_handler(CallbackQueryHandler(commands.on_stale_button))
+    app.add_handler(MessageHandler(filters.Document.ALL | filters.PHOTO, uploads.on_file))
+    app.add_handler(MessageHandler(filters.COMMAND, commands.cmd_unknown))
+    app.add_handler(MessageHandler(filters.TEXT, models.on_text))  # a pending rename, else a hint
+    app.add_handler(MessageHandler(filters.ALL, commands.on_other))
+    app.add_handler(TypeHandler(Update, handled), group=100)
+    app.add_error_handler(on_error)
 
 
 async def on_startup(app: Application) -> None:

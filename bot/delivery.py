@@ -9,10 +9,8 @@ tick, one Telegram refuses for good (user blocked the bot) is marked sent so it 
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
-import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,26 +20,15 @@ from telegram import InputMediaDocument
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import ContextTypes
 
-from bot import adapters
+from bot.captions import caption_for, metrics_text, pooled_caption
 from bot.i18n import t
+from bot.result_files import DOCUMENT_ROLES, output_name, read_stored, zip_results
 from bot.services import Services
-from storage.files import StoreError
-from storage.models import Job, JobState, ModelStatus, Notice, Result, TrainedModel, User
+from jobqueue.store import queue_position
+from storage.models import Job, JobState, ModelStatus, Result, TrainedModel, User
+from storage.notices import mark_sent, pending_notices
 
 log = logging.getLogger(__name__)
-FILE_ROLES = (("labelme", ".json"), ("csv", "_objects.csv"), ("histogram", "_hist.png"))
-ROLE_SUFFIX = {  # the names annotations.export gives its files
-    "labelme": ".json",
-    "overlay": "_overlay.png",
-    "csv": "_objects.csv",
-    "histogram": "_hist.png",
-    "summary": "_summary.json",
-    "text": "_summary.txt",
-}
-
-
-def output_name(stem: str, role: str) -> str:
-    return f"{stem}{ROLE_SUFFIX.get(role, '_' + role)}"
 BIG_SET = 4  # more results than this in one job -> one zip
 
 
@@ -60,7 +47,7 @@ class NoticeView:
 
 def _load_pending(session, limit: int) -> list[NoticeView]:
     views = []
-    for notice in adapters.pending_notices(session, limit):
+    for notice in pending_notices(session, limit):
         user = session.get(User, notice.user_id)
         if user is None:
             continue
@@ -100,78 +87,6 @@ def _load_pending(session, limit: int) -> list[NoticeView]:
     return views
 
 
-def fmt_num(value: Any) -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return "?"
-    return f"{number:.3g}" if abs(number) < 1000 else f"{number:.0f}"
-
-
-def metrics_text(metrics: dict[str, Any]) -> str:
-    keys = [k for k in ("f1", "precision", "recall", "segm_mAP", "bbox_mAP", "mAP", "ap50") if k in metrics]
-    keys += [k for k, v in metrics.items() if k not in keys and isinstance(v, int | float)]
-    shown = [f"{k} {fmt_num(metrics[k])}" for k in keys[:3]]
-    return f" ({', '.join(shown)})" if shown else ""
-
-
-def counts_text(counts: dict[str, Any]) -> str:
-    if not counts or len(counts) < 2 and not any(k not in ("object", "particle") for k in counts):
-        return ""
-    return " (" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + ")"
-
-
-def size_of(summary: dict[str, Any]) -> tuple[Any, Any, str]:
-    if summary.get("mean_d_nm") is not None:
-        return summary.get("mean_d_nm"), summary.get("std_d_nm"), "nm"
-    return summary.get("mean_d_px"), summary.get("std_d_px"), "px"
-
-
-def caption_for(result: dict[str, Any], lang: str) -> str:
-    s = result["summary"]
-    mean, std, unit = size_of(s)
-    density = s.get("density")
-    dens = ""
-    if density is not None:
-        dens = f"\ndensity {fmt_num(density)} {s.get('density_unit', '')}".rstrip()
-    return t(
-        lang,
-        "predict_caption",
-        name=result["name"],
-        n=s.get("n_objects", 0),
-        counts=counts_text(s.get("counts") or {}),
-        size="" if mean is None else t(lang, "size_line", mean=fmt_num(mean), std=fmt_num(std), unit=unit),
-        density=dens,
-    )[:1024]
-
-
-def pooled(summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pool per-image (n, mean, std) into one mean and std (exact for the union of objects)."""
-    total, counts = 0, {}
-    unit = "nm" if summaries and all(s.get("mean_d_nm") is not None for s in summaries) else "px"
-    sum_x, sum_x2 = 0.0, 0.0
-    for s in summaries:
-        n = int(s.get("n_objects") or 0)
-        total += n
-        for key, value in (s.get("counts") or {}).items():
-            counts[key] = counts.get(key, 0) + int(value)
-        mean = s.get(f"mean_d_{unit}")
-        std = s.get(f"std_d_{unit}") or 0.0
-        if n and mean is not None:
-            sum_x += n * float(mean)
-            sum_x2 += n * (float(std) ** 2 + float(mean) ** 2)
-    mean_all = sum_x / total if total else None
-    std_all = max(sum_x2 / total - mean_all**2, 0.0) ** 0.5 if total and mean_all is not None else None
-    return {
-        "n_images": len(summaries),
-        "total": total,
-        "counts": counts,
-        "mean": mean_all,
-        "std": std_all,
-        "unit": unit,
-    }
-
-
 class Deliverer:
     """Holds the outbox lock and the progress throttle for one bot process."""
 
@@ -202,7 +117,7 @@ class Deliverer:
             except TelegramError as error:  # network, timeouts, RetryAfter: keep it for the next tick
                 log.warning("notice %s not delivered yet: %s", view.id, error)
                 return sent
-            await self.services.db(lambda s, nid=view.id: adapters.mark_sent(s, nid))
+            await self.services.db(lambda s, nid=view.id: mark_sent(s, nid))
             sent += 1
         return sent
 
@@ -236,18 +151,8 @@ class Deliverer:
             await bot.send_message(view.chat_id, t(lang, "job_failed", job=view.job_id, reason="no results"))
             return
         if len(view.results) > BIG_SET:
-            data = await asyncio.to_thread(_zip_results, store, view.results)
-            p = pooled([r["summary"] for r in view.results])
-            caption = t(
-                lang,
-                "predict_big",
-                n=p["n_images"],
-                total=p["total"],
-                counts=counts_text(p["counts"]),
-                mean=fmt_num(p["mean"]),
-                std=fmt_num(p["std"]),
-                unit=p["unit"],
-            )
+            data = await asyncio.to_thread(zip_results, store, view.results)
+            caption = pooled_caption(lang, "predict_big", [r["summary"] for r in view.results])
             await bot.send_document(
                 view.chat_id, data, filename=f"segbot_job{view.job_id}.zip", caption=caption[:1024]
             )
@@ -256,20 +161,19 @@ class Deliverer:
             stem = result["name"].rsplit(".", 1)[0]
             files = result["files"]
             caption = caption_for(result, lang)
-            overlay = await asyncio.to_thread(_read, store, files.get("overlay"))
-            if overlay is not None and len(overlay) < 10 * 2**20:
-                await bot.send_photo(view.chat_id, overlay, caption=caption, filename=f"{stem}_overlay.png")
+            overlay = await asyncio.to_thread(read_stored, store, files.get("overlay"))
+            overlay_name = output_name(stem, "overlay")
+            if overlay is not None and len(overlay) < 10 * 2**20:  # Telegram's limit for photos
+                await bot.send_photo(view.chat_id, overlay, caption=caption, filename=overlay_name)
             elif overlay is not None:
-                await bot.send_document(
-                    view.chat_id, overlay, caption=caption, filename=f"{stem}_overlay.png"
-                )
+                await bot.send_document(view.chat_id, overlay, caption=caption, filename=overlay_name)
             else:
                 await bot.send_message(view.chat_id, caption)
             media = []
-            for role, suffix in FILE_ROLES:
-                data = await asyncio.to_thread(_read, store, files.get(role))
+            for role in DOCUMENT_ROLES:
+                data = await asyncio.to_thread(read_stored, store, files.get(role))
                 if data is not None:
-                    media.append(InputMediaDocument(data, filename=f"{stem}{suffix}"))
+                    media.append(InputMediaDocument(data, filename=output_name(stem, role)))
             if len(media) >= 2:
                 await bot.send_media_group(view.chat_id, media)
             elif media:
@@ -331,7 +235,7 @@ def _progress_rows(session) -> list[dict[str, Any]]:
                 "text": progress_text(
                     job,
                     lang or "en",
-                    adapters.queue_position(session, job) if job.state == JobState.QUEUED else None,
+                    queue_position(session, job) if job.state == JobState.QUEUED else None,
                 ),
             }
         )
@@ -360,32 +264,3 @@ def progress_text(job: Job, lang: str, position: int | None = None) -> str:
         loss=f", loss {float(loss):.3f}" if isinstance(loss, int | float) else "",
         eta=eta,
     )
-
-
-def _read(store, sha: str | None) -> bytes | None:
-    if not sha:
-        return None
-    try:
-        return store.read_bytes(sha)
-    except StoreError:
-        return None
-
-
-def _zip_results(store, results: list[dict[str, Any]]) -> bytes:
-    buffer = io.BytesIO()
-    used: set[str] = set()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for result in results:
-            stem = result["name"].rsplit(".", 1)[0]
-            while stem in used:
-                stem += "_"
-            used.add(stem)
-            for role, sha in sorted(result["files"].items()):
-                data = _read(store, sha)
-                if data is not None:
-                    archive.writestr(f"{stem}/{output_name(stem, role)}", data)
-    return buffer.getvalue()
-
-
-def pending_count(session) -> int:
-    return len(list(session.scalars(select(Notice.id).where(Notice.sent_at.is_(None)))))

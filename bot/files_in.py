@@ -13,7 +13,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot import adapters
+from annotations.crops import format_summary, summarize_annotation
+from annotations.errors import ImageMissing
+from annotations.images import read_image
+from annotations.labelme import read_labelme
+from annotations.model import AnnotationError
 from bot.services import Services, UserInfo, update_preferences
 from storage.models import Result, Upload, User
 
@@ -96,6 +100,37 @@ def expand_zip(name: str, data: bytes, max_total: int) -> list[Incoming]:
     return out
 
 
+def sort_incoming(
+    items: list[Incoming], max_zip_total: int
+) -> tuple[list[Incoming], list[Incoming], list[tuple[str, dict[str, Any]]]]:
+    """(LabelMe files, images, problems as (text key, values)); zips are opened, their usable members
+    sorted like files sent one by one."""
+    jsons: list[Incoming] = []
+    images: list[Incoming] = []
+    problems: list[tuple[str, dict[str, Any]]] = []
+    for item in items:
+        kind = kind_of(item.name, item.data)
+        if kind == "zip":
+            try:
+                members = expand_zip(item.name, item.data, max_zip_total)
+            except ValueError as error:
+                problems.append(("zip_bad", {"name": item.name, "reason": str(error)}))
+                continue
+            kinds = [(kind_of(m.name, m.data), m) for m in members]
+            usable = [(k, m) for k, m in kinds if k in ("json", "image")]
+            if not usable:
+                problems.append(("zip_empty", {"name": item.name}))
+            for k, m in usable:
+                (jsons if k == "json" else images).append(m)
+        elif kind == "json":
+            jsons.append(item)
+        elif kind == "image":
+            images.append(item)
+        else:
+            problems.append(("unknown_type", {"name": item.name}))
+    return jsons, images, problems
+
+
 def image_path_of(data: bytes) -> str | None:
     try:
         doc = json.loads(data)
@@ -103,10 +138,6 @@ def image_path_of(data: bytes) -> str | None:
         return None
     path = doc.get("imagePath") if isinstance(doc, dict) else None
     return basename(path) if isinstance(path, str) and path.strip() else None
-
-
-def _is_missing_image(error: BaseException) -> bool:
-    return type(error).__name__ == "ImageMissing" or "missing" in str(getattr(error, "code", ""))
 
 
 def _json_safe(value: Any) -> Any:
@@ -126,13 +157,14 @@ def process_labels(
     """Validate LabelMe files; store the good ones as uploads in the user's pending training set."""
     outcome = LabelsOutcome()
     lowered = {name.lower(): data for name, data in images.items()}
-    errors = adapters.annotation_error_types()
     for item in jsons:
         try:
-            ann = adapters.read_labelme(item.data, item.name, images, services.settings.max_image_pixels)
-        except errors as error:
+            ann = read_labelme(
+                item.data, name=item.name, files=dict(images), max_pixels=services.settings.max_image_pixels
+            )
+        except AnnotationError as error:
             wanted = image_path_of(item.data)
-            if _is_missing_image(error) and wanted:
+            if isinstance(error, ImageMissing) and wanted:
                 outcome.need_image.append((item.name, wanted, item.data))
             else:
                 outcome.errors.append((item.name, str(error)))
@@ -151,8 +183,8 @@ def process_labels(
             if image_bytes is not None:
                 stored = _embed(doc, wanted, image_bytes)  # self-contained for the trainer
                 outcome.used_images.add(wanted.lower())
-        summary = _json_safe(adapters.summarize(ann))
-        text = adapters.format_summary(summary, lang)
+        summary = _json_safe(summarize_annotation(ann))
+        text = format_summary(summary, lang=lang)
         image_sha = hashlib.sha256(image_bytes).hexdigest() if image_bytes else None
         sha = services.store.put_bytes(stored)
         accepted = services.run_db(
@@ -216,12 +248,8 @@ def _save_labels(
 def check_image(services: Services, item: Incoming) -> str | None:
     """None when the image decodes (annotations.images), else the user-facing reason."""
     try:
-        from annotations.images import read_image
-    except ImportError:
-        return None
-    try:
         read_image(item.data, name=item.name, max_pixels=services.settings.max_image_pixels)
-    except adapters.annotation_error_types() as error:
+    except AnnotationError as error:
         return str(error)
     return None
 

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import select
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot import adapters
 from bot.i18n import t
 from bot.services import DEFAULT_TRAIN_OPTIONS, Services, UserInfo, get_user, update_preferences
+from jobqueue.store import QueueLimitError, queue_position, submit_job
 from storage.models import Dataset, Job, TrainedModel, Upload
 
 ARCHES = ("tiny", "r50", "x101")
@@ -106,7 +106,7 @@ def after_labels_keyboard(lang: str) -> InlineKeyboardMarkup:
 class Queued:
     job_id: int | None = None
     position: int | None = None
-    error: str | None = None  # user-facing (limits); "unavailable" when there is no queue
+    error: str | None = None  # "no_labels", "no_model", else the queue's user-facing limit
 
 
 def _submit(
@@ -121,7 +121,7 @@ def _submit(
 ) -> Queued:
     user = get_user(session, user_id)
     try:
-        job = adapters.submit_job(
+        job = submit_job(
             session,
             user,
             kind,
@@ -131,14 +131,11 @@ def _submit(
             model_id=model_id,
             chat_id=chat_id,
         )
-    except adapters.queue_limit_errors() as error:
+    except QueueLimitError as error:
         session.rollback()
         return Queued(error=str(error))
-    except adapters.QueueUnavailable:
-        session.rollback()
-        return Queued(error="unavailable")
     session.flush()
-    return Queued(job.id, adapters.queue_position(session, job))
+    return Queued(job.id, queue_position(session, job))
 
 
 def queue_training(

@@ -14,6 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from annotations.export import write_outputs
+from annotations.measure import measure_arrays
+from annotations.model import Instance
+from bot.captions import fmt_num
 from storage.db import session_scope
 from storage.files import FileStore
 from storage.migrate import upgrade
@@ -53,24 +57,23 @@ def _job(session, user_id: int, kind: str, state: str = "succeeded", **kw) -> Jo
     return job
 
 
-def _result_files(store: FileStore, tmp: Path, stem: str, n: int) -> tuple[dict[str, str], dict]:
-    """Real outputs (annotations.export) for a small image with n square objects."""
-    from annotations.export import write_outputs
-    from annotations.model import Instance
+def _squares(n: int) -> list[Instance]:
+    """n squares of different sizes (6, 8, 10... px), side by side in an 80 px image."""
+    out = []
+    for i in range(n):
+        x, side = 4 + 15 * i, 6 + 2 * i
+        square = np.array([[x, 5], [x + side, 5], [x + side, 5 + side], [x, 5 + side]], float)
+        out.append(Instance("particle", square, 0.9))
+    return out
 
+
+def _result_files(store: FileStore, tmp: Path, stem: str, n: int) -> tuple[dict[str, str], dict]:
+    """Real outputs (annotations.export) for a small image with n square objects, at 2 nm/px."""
     image = np.full((80, 80, 3), 40, np.uint8)
-    instances = [
-        Instance(
-            "particle",
-            np.array([[5 + 12 * i, 5], [14 + 12 * i, 5], [14 + 12 * i, 14], [5 + 12 * i, 14]], float),
-            0.9,
-        )
-        for i in range(n)
-    ]
     out = tmp / stem
     out.mkdir()
-    written = write_outputs(out, stem, image, instances, nm_per_px=2.0)
-    summary = json.loads(Path(written["summary"]).read_text()) if "summary" in written else {"n_objects": n}
+    written = write_outputs(out, stem, image, _squares(n), nm_per_px=2.0)
+    summary = json.loads(Path(written["summary"]).read_text())
     return {role: store.put_file(path) for role, path in written.items()}, summary
 
 
@@ -92,7 +95,6 @@ def _wait_sent(url: str, count: int, timeout: float = 20.0) -> None:
 
 @pytest.mark.slow
 def test_notices_are_delivered_once_across_restart_and_failures(bs, api, tmp_path) -> None:
-    pytest.importorskip("annotations.export")
     store = FileStore(bs.files_dir)
     uid = _user(bs.database_url)
     with session_scope(bs.database_url) as session:
@@ -236,7 +238,6 @@ def test_progress_edits_are_throttled_and_honour_retry_after(bs, api) -> None:
 
 
 def test_stats_and_export_cover_only_the_users_own_results(bs, api, tmp_path) -> None:
-    pytest.importorskip("annotations.export")
     store = FileStore(bs.files_dir)
     uid = _user(bs.database_url)
     other = _user(bs.database_url, telegram_id=2999)
@@ -251,7 +252,10 @@ def test_stats_and_export_cover_only_the_users_own_results(bs, api, tmp_path) ->
         mark = api.mark()
         api.send_text(ALICE, "/stats")
         stats = api.wait_reply(ALICE.id, mark, "Pooled")
-        assert "2 image(s): 8 objects" in stats.text and "nm" in stats.text
+        # pooled over Alice's 3 + 5 objects: the sample std of all 8, in nm
+        d_nm = np.concatenate([measure_arrays(_squares(n)).d_px * 2.0 for n in (3, 5)])
+        mean, std = fmt_num(d_nm.mean()), fmt_num(np.std(d_nm, ddof=1))
+        assert stats.text == f"Pooled over 2 image(s): 8 objects\nmean D = {mean} ± {std} nm"
         mark = api.mark()
         api.send_text(ALICE, "/export")
         export = api.wait_reply(ALICE.id, mark, methods=("sendDocument",))

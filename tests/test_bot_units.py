@@ -1,22 +1,34 @@
 """Small pure pieces of the bot: texts, throttle, scale parsing, file kinds, zip limits, redaction,
-pooled statistics, the training estimate."""
+the pooled caption, the training estimate; and that the bot starts without the model stack."""
 
 from __future__ import annotations
 
 import io
+import json
 import logging
+import os
+import re
 import string
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bot.delivery import pooled
+from annotations.export import write_outputs
+from annotations.measure import measure_arrays
+from annotations.model import Instance
+from bot.captions import fmt_num, pooled_caption
 from bot.files_in import expand_zip, kind_of
-from bot.handlers import parse_scale, scale_from_caption
 from bot.i18n import EN, RU, lang_of, t
 from bot.logsafe import install_redaction, redact
+from bot.scale import parse_scale, scale_from_caption
 from bot.throttle import EditThrottle
 from bot.training import estimate_minutes, next_option
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _fields(template: str) -> set[str]:
@@ -107,18 +119,47 @@ def test_redaction_of_tokens_and_file_urls(caplog: pytest.LogCaptureFixture) -> 
     assert "AAHsecret" not in caplog.text and "<redacted>" in caplog.text
 
 
-def test_pooled_statistics_are_exact_for_the_union() -> None:
-    import numpy as np
+def _squares(sides: list[int]) -> list[Instance]:
+    out, x = [], 4
+    for side in sides:
+        square = np.array([[x, 4], [x + side, 4], [x + side, 4 + side], [x, 4 + side]], float)
+        out.append(Instance("particle", square, 0.9))
+        x += side + 4
+    return out
 
-    a, b = np.array([1.0, 2.0, 3.0]), np.array([10.0, 12.0])
-    summaries = [
-        {"n_objects": len(x), "mean_d_px": x.mean(), "std_d_px": x.std(), "counts": {"p": len(x)}}
-        for x in (a, b)
-    ]
-    p = pooled(summaries)
-    union = np.concatenate([a, b])
-    assert p["total"] == 5 and p["counts"] == {"p": 5} and p["unit"] == "px"
-    assert p["mean"] == pytest.approx(union.mean()) and p["std"] == pytest.approx(union.std())
+
+def test_pooled_caption_shows_the_sample_std_of_all_objects(tmp_path: Path) -> None:
+    """5 + 4 objects, summaries as predict jobs store them (annotations.export's summary JSON)."""
+    image = np.full((48, 160, 3), 40, np.uint8)
+    images = {"a": (_squares([6, 7, 8, 9, 10]), 2.0), "b": (_squares([12, 13, 15, 18]), 2.0)}
+    summaries = []
+    for stem, (instances, nm) in images.items():
+        paths = write_outputs(tmp_path / stem, stem, image, instances, nm_per_px=nm)
+        summaries.append(json.loads(paths["summary"].read_text()))
+    d_nm = np.concatenate([measure_arrays(inst).d_px * nm for inst, nm in images.values()])
+    assert fmt_num(np.std(d_nm, ddof=1)) != fmt_num(np.std(d_nm))  # the example tells them apart
+    expected = f"mean D = {fmt_num(d_nm.mean())} ± {fmt_num(np.std(d_nm, ddof=1))} nm"
+    assert pooled_caption("en", "stats", summaries) == f"Pooled over 2 image(s): 9 objects\n{expected}"
+    big = pooled_caption("en", "predict_big", summaries)
+    assert big.startswith("2 images recognised") and "Pooled: 9 objects" in big and big.endswith(expected)
+    # one more image without a scale: everything in px
+    lone = _squares([5])
+    unscaled = json.loads(write_outputs(tmp_path / "c", "c", image, lone)["summary"].read_text())
+    d_px = np.concatenate([measure_arrays(inst).d_px for inst in (*(i for i, _ in images.values()), lone)])
+    assert pooled_caption("en", "stats", [*summaries, unscaled]) == (
+        f"Pooled over 3 image(s): 10 objects\nmean D = {fmt_num(d_px.mean())} ± "
+        f"{fmt_num(np.std(d_px, ddof=1))} px"
+    )
+
+
+def test_the_bot_starts_without_the_model_stack() -> None:
+    """The bot's event loop must never import torch: trainer, inference and jobs stay out of it."""
+    heavy = ("torch", "mmdet", "mmengine", "trainer", "inference", "jobs")
+    code = f"import sys, bot.app; print([m for m in {heavy!r} if m in sys.modules])"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_training_options_cycle_and_estimate() -> None:
@@ -130,3 +171,43 @@ def test_training_options_cycle_and_estimate() -> None:
     assert estimate_minutes({"arch": "x101", "iterations": 1000}, "cpu") > estimate_minutes(
         {"arch": "x101", "iterations": 1000}, "cuda"
     )
+
+
+def _routes(data: str) -> list[str]:
+    from bot.app import BUTTONS
+
+    return [callback.__name__ for pattern, callback in BUTTONS if re.match(pattern, data)]
+
+
+@pytest.mark.parametrize(
+    ("data", "handler"),
+    [
+        ("lang:en", "on_lang_button"),
+        ("lang:ru", "on_lang_button"),
+        ("train:go", "on_train_button"),
+        ("train:more", "on_train_button"),
+        ("train:opts", "on_train_button"),
+        ("opt:arch", "on_option_button"),
+        ("opt:iters", "on_option_button"),
+        ("opt:aug", "on_option_button"),
+        ("opt:rescale", "on_option_button"),
+        ("opt:whatever", "on_option_button"),  # redraws the options unchanged, as it always did
+        ("m:use:12", "on_model_button"),
+        ("m:ren:12", "on_model_button"),
+        ("m:del:12", "on_model_button"),
+        ("forget:yes", "on_forget_button"),
+        ("forget:no", "on_forget_button"),
+        ("corr:345", "on_correction_button"),
+    ],
+)
+def test_every_button_the_bot_ever_sent_has_exactly_one_handler(data: str, handler: str) -> None:
+    assert _routes(data) == [handler]
+
+
+@pytest.mark.parametrize(
+    "data",
+    ["", "lang:de", "lang:en\n", "train:stop", "m:use:", "m:use:1:2", "m:zap:1", "m:use:x", "forget:maybe",
+     "corr:", "corr:12a", "opt", "models:use:1"],
+)
+def test_unknown_buttons_match_no_feature_and_get_the_stale_answer(data: str) -> None:
+    assert _routes(data) == []

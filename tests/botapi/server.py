@@ -206,6 +206,15 @@ class BotApiStandIn:
 
     # Looking at what the bot did
 
+    def answered(self, update: dict[str, Any]) -> bool:
+        """Whether the bot answered the button press `update` (press's return value)."""
+        query_id = update["callback_query"]["id"]
+        with self._lock:
+            return any(
+                c.method == "answerCallbackQuery" and str(c.params.get("callback_query_id")) == query_id
+                for c in self.calls
+            )
+
     def calls_to(self, chat_id: int, methods: tuple[str, ...] | None = None) -> list[Call]:
         with self._lock:
             return [

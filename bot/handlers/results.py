@@ -1,0 +1,39 @@
+"""What the user has got so far: /stats pools their recent results, /export zips all their files."""
+
+from __future__ import annotations
+
+import asyncio
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot import accounts
+from bot.captions import pooled_caption
+from bot.handlers.common import me, say, send_text, svc
+from bot.i18n import t
+
+TELEGRAM_FILE_LIMIT = 49 * 2**20  # bots may send documents up to 50 MB
+
+
+async def cmd_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    summaries = await svc(context).db(accounts.recent_summaries, me(context).id)
+    chat = update.effective_chat.id
+    if not summaries:
+        await say(context, chat, "stats_none")
+        return
+    await send_text(context, chat, pooled_caption(me(context).language, "stats", summaries))
+
+
+async def cmd_export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    s, chat = svc(context), update.effective_chat.id
+    data = await asyncio.to_thread(
+        s.run_db, accounts.export_zip, s.store, s.settings.data_dir, me(context).id
+    )
+    if data is None:
+        await say(context, chat, "export_none")
+    elif len(data) > TELEGRAM_FILE_LIMIT:
+        await say(context, chat, "export_big", size=len(data) / 2**20)
+    else:
+        await context.bot.send_document(
+            chat, data, filename="segbot_export.zip", caption=t(me(context).language, "export_caption")
+        )

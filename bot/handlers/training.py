@@ -1,0 +1,110 @@
+"""Training from the chat: /train, the buttons under a labels summary, the options keyboard, and
+"train with this correction"; also how a queued job (train or recognition) is reported."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot import accounts
+from bot.handlers.common import me, refresh, say, svc
+from bot.services import UserInfo, update_preferences
+from bot.training import (
+    Queued,
+    next_option,
+    options_keyboard,
+    options_text,
+    queue_training,
+    set_progress_message,
+)
+
+TRAIN_PATTERN = r"^train:(go|more|opts)\Z"
+OPTION_PATTERN = re.compile(r"^opt:(.*)", re.DOTALL)  # an unknown name redraws the keyboard unchanged
+CORRECTION_PATTERN = r"^corr:(\d+)\Z"
+
+
+async def cmd_train(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    info = await refresh(context)
+    if not info.pending_uploads:
+        await say(context, update.effective_chat.id, "no_labels")
+        return
+    await _show_options(context, update.effective_chat.id, info)
+
+
+async def on_train_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query = update.callback_query
+    await query.answer()
+    chat, action = update.effective_chat.id, context.match.group(1)
+    if action == "go":
+        await query.edit_message_reply_markup(None)
+        await start_training(context, chat)
+    elif action == "more":
+        await say(context, chat, "add_more")
+    else:
+        await _show_options(context, chat, await refresh(context))
+
+
+async def on_option_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query = update.callback_query
+    await query.answer()
+    s, info = svc(context), me(context)
+    options = next_option(info.train_options, context.match.group(1))
+    await s.db(update_preferences, info.id, train_options=options)
+    await query.edit_message_text(
+        options_text(options, info.language, s.settings.device),
+        reply_markup=options_keyboard(options, info.language),
+    )
+
+
+async def on_correction_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query = update.callback_query
+    await query.answer()
+    chat = update.effective_chat.id
+    await query.edit_message_reply_markup(None)
+    plan = await svc(context).db(accounts.correction_plan, me(context).id, int(context.match.group(1)))
+    if plan is None:
+        await say(context, chat, "stale_button")
+    else:
+        await start_training(context, chat, plan["upload_ids"], plan["options"])
+
+
+async def _show_options(context: ContextTypes.DEFAULT_TYPE, chat_id: int, info: UserInfo) -> None:
+    device = svc(context).settings.device
+    await context.bot.send_message(
+        chat_id,
+        options_text(info.train_options, info.language, device),
+        reply_markup=options_keyboard(info.train_options, info.language),
+    )
+
+
+async def start_training(
+    context: ContextTypes.DEFAULT_TYPE,
+    chat_id: int,
+    upload_ids: list[int] | None = None,
+    options: dict[str, Any] | None = None,
+) -> None:
+    s = svc(context)
+    async with s.locks[me(context).telegram_id]:  # not while files of this user are still stored
+        queued = await asyncio.to_thread(queue_training, s, me(context), chat_id, upload_ids, options)
+    await report_queued(context, chat_id, queued, "queued_train")
+
+
+async def report_queued(
+    context: ContextTypes.DEFAULT_TYPE, chat_id: int, queued: Queued, key: str, **values: Any
+) -> None:
+    """Why the job was not queued, or text `key` as the job's progress message (the bot edits it)."""
+    if queued.error == "no_labels":
+        await say(context, chat_id, "no_labels")
+    elif queued.error == "no_model":
+        await say(context, chat_id, "no_model_image")
+    elif queued.error:
+        await say(context, chat_id, "queue_limit", reason=queued.error)
+    else:
+        message = await say(context, chat_id, key, job=queued.job_id, pos=queued.position or 1, **values)
+        await asyncio.to_thread(
+            set_progress_message, svc(context), queued.job_id, chat_id, message.message_id
+        )
