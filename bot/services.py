@@ -18,7 +18,7 @@ from bot.i18n import lang_of
 from bot.throttle import EditThrottle
 from core.settings import Settings
 from storage.db import session_scope
-from storage.files import FileStore
+from storage.files import Store, open_store
 from storage.models import User
 
 T = TypeVar("T")
@@ -72,7 +72,7 @@ def snapshot(user: User, admin_ids: set[str]) -> UserInfo:
 @dataclass
 class Services:
     settings: Settings
-    store: FileStore
+    store: Store
     throttle: EditThrottle = field(default_factory=EditThrottle)
     locks: dict[int, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     recent: dict[int, deque[float]] = field(default_factory=lambda: defaultdict(deque))
@@ -83,7 +83,7 @@ class Services:
     @classmethod
     def create(cls, settings: Settings) -> Services:
         settings.ensure_dirs()
-        return cls(settings=settings, store=FileStore(settings.files_dir))
+        return cls(settings=settings, store=open_store(settings))  # local folder or S3
 
     def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with session_scope(self.settings.database_url) as session:

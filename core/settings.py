@@ -42,6 +42,14 @@ class Settings(BaseSettings):
                                             validation_alias=_env("TELEGRAM_API_BASE_FILE_URL"))
     # Storage and queue
     data_dir: Path = Field(default_factory=default_data_dir, validation_alias=_env("SEGBOT_DATA_DIR"))
+    # File store: empty = the local folder files/ in the data dir (or an NFS mount there);
+    # s3://bucket/prefix = an S3-compatible object store (MinIO, AWS, Ceph) with a local cache.
+    store_url: str | None = Field(None, validation_alias=_env("SEGBOT_STORE_URL"))
+    store_endpoint_url: str | None = Field(None, validation_alias=_env("SEGBOT_STORE_ENDPOINT_URL"))
+    store_access_key: str | None = Field(None, validation_alias=_env("SEGBOT_STORE_ACCESS_KEY"))
+    store_secret_key: SecretStr | None = Field(None, validation_alias=_env("SEGBOT_STORE_SECRET_KEY"))
+    store_region: str | None = Field(None, validation_alias=_env("SEGBOT_STORE_REGION"))
+    store_cache_dir_raw: Path | None = Field(None, validation_alias=_env("SEGBOT_STORE_CACHE_DIR"))
     database_url_raw: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
     broker_url_raw: str | None = Field(None, validation_alias=_env("SEGBOT_BROKER_URL", "BROKER_URL"))
     device: str = Field("cpu", validation_alias=_env("SEGBOT_DEVICE"))
@@ -71,6 +79,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: float = Field(12 * 3600, gt=0, validation_alias=_env("SEGBOT_VISIBILITY_TIMEOUT_S"))
     broker_poll_s: float = Field(0.2, gt=0, validation_alias=_env("SEGBOT_BROKER_POLL_S"))
     redis_key_prefix: str = Field("", validation_alias=_env("SEGBOT_REDIS_PREFIX"))
+    # Training checkpoints (resume after a worker died): every N iterations and every S seconds
+    checkpoint_every_iters: int = Field(200, ge=0, validation_alias=_env("SEGBOT_CHECKPOINT_EVERY_ITERS"))
+    checkpoint_every_s: float = Field(300.0, gt=0, validation_alias=_env("SEGBOT_CHECKPOINT_EVERY_S"))
 
     @field_validator("device")
     @classmethod
@@ -97,6 +108,15 @@ class Settings(BaseSettings):
         if value.startswith("postgres:") or value.startswith("postgresql://"):
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith("s3://") or len(value) <= 5 or value[5] == "/":
+            raise ValueError("must be s3://bucket/prefix (or empty for the local folder)")
+        return value.rstrip("/")
 
     @field_validator("broker_url_raw")
     @classmethod
@@ -125,6 +145,12 @@ class Settings(BaseSettings):
     @property
     def files_dir(self) -> Path:
         return self.data_dir / "files"
+
+    @property
+    def store_cache_dir(self) -> Path:
+        """Local copies of an object store's bundles and checkpoints: where the local store lives,
+        so model paths (relative to the data dir) mean the same with either backend."""
+        return self.store_cache_dir_raw or self.files_dir
 
     @property
     def token(self) -> str:

@@ -16,6 +16,7 @@ from jobqueue import store as jobstore
 from jobs import BODIES
 from jobs.context import JobCancelled, JobContext, JobError, Outcome
 from segmodel.options import OptionsError
+from storage.files import StoreFull
 from storage.models import JobState
 from storage.notices import JOB_CANCELLED, JOB_FAILED
 
@@ -137,6 +138,9 @@ def _run(ctx: JobContext) -> str:
         if out_of_memory:
             log.warning("job %s ran out of memory: %s", claim.job_id, error)
             reason = out_of_memory_advice(claim.kind)
+        elif isinstance(error, StoreFull):
+            _disk_full(claim, error)
+            reason = str(error)
         elif isinstance(error, JobError) or _is_user_error(error):
             reason = str(error)
         else:
@@ -150,6 +154,14 @@ def _run(ctx: JobContext) -> str:
         _free_memory()
     _fail(ctx, reason)
     return JobState.FAILED.value
+
+
+def _disk_full(claim: jobstore.Claim, error: StoreFull) -> None:
+    """The administrator's side of "the administrator has been told": an ERROR line (alerting
+    watches these) and the error counter, which the dashboard's error-rate alert follows."""
+    log.error("job %s failed: the file store is full (%s); free space or run `segbot clean`",
+              claim.job_id, error.detail or error)
+    _count_error()
 
 
 def _count_error() -> None:
@@ -167,9 +179,13 @@ def _record(ctx: JobContext, outcome: Outcome) -> str:
         recorded = jobstore.finish_job(ctx.url, claim, JobState.SUCCEEDED, result=outcome.result,
                                        notice=(outcome.notice_kind, outcome.notice_payload),
                                        hook=outcome.record)
-    except BaseException:
+    except BaseException as error:
         if outcome.discard:
             outcome.discard()
+        if isinstance(error, StoreFull):
+            _disk_full(claim, error)
+            _fail(ctx, str(error))
+            return JobState.FAILED.value
         log.exception("job %s: could not record its results", claim.job_id)
         _fail(ctx, f"Job #{claim.job_id} finished but its results could not be saved; please send it again.")
         return JobState.FAILED.value

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.db import session_factory
-from storage.files import FileStore, StoreError
+from storage.files import Store, StoreError, open_store
 from storage.models import Job, Upload
 
 
@@ -81,8 +81,10 @@ class JobContext:
         return self.claim.params
 
     @property
-    def store(self) -> FileStore:
-        return FileStore(self.settings.files_dir)
+    def store(self) -> Store:
+        if "store" not in self.extra:  # one per job: the S3 backend holds a connection pool
+            self.extra["store"] = open_store(self.settings)
+        return self.extra["store"]
 
     def session(self) -> Session:
         return session_factory(self.url)()

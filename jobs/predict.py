@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -23,11 +23,21 @@ def _detector(ctx: JobContext, model: TrainedModel) -> Any:
     key = (model.id, model.path or "")
     if key not in _detector_cache:
         _detector_cache.clear()  # one model in memory per worker process
-        bundle = ctx.settings.data_dir / (model.path or "")
+        bundle = _bundle_path(ctx, model.path or "")
         _detector_cache[key] = load_detector(bundle, device=ctx.settings.device,
                                              trusted_roots=[ctx.settings.files_dir / "models"])
     return _detector_cache[key]
 
+
+def _bundle_path(ctx: JobContext, path: str) -> Path:
+    """A local copy of the model's bundle (an object store downloads it into its cache once).
+    TrainedModel.path is relative to the data dir (files/models/u1/v2)."""
+    parts = PurePosixPath(path).parts
+    if parts and parts[0] == ctx.settings.files_dir.name:
+        local = ctx.store.fetch_dir(PurePosixPath(*parts[1:]).as_posix()) if len(parts) > 1 else None
+        if local is not None:
+            return local
+    return ctx.settings.data_dir / path  # load_detector says what is wrong with it
 
 
 def predict_job(ctx: JobContext) -> Outcome:

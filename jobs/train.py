@@ -3,7 +3,9 @@ store and a TrainedModel row, added in the transaction that marks the job done."
 
 from __future__ import annotations
 
-import os
+import hashlib
+import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,16 +17,36 @@ from jobs.context import JobCancelled, JobContext, JobError, Outcome, job_upload
 from storage.models import Job, ModelStatus, TrainedModel, User
 from storage.notices import TRAIN_DONE
 
+log = logging.getLogger(__name__)
+
+
+def checkpoint_name(job_id: int) -> str:
+    """The job's stable place in the store: a worker that reclaims the job finds it there."""
+    return f"scratch/jobs/{int(job_id)}/checkpoint.pt"
+
+
+def checkpoint_dir(job_id: int) -> str:
+    return f"scratch/jobs/{int(job_id)}"
+
+
+def run_fingerprint(options: dict[str, Any], digests: list[str]) -> str:
+    """Options and input files of a run; a checkpoint of any other run is never resumed."""
+    plain = {k: v for k, v in options.items() if k != "device"}  # a GPU worker may resume a CPU run
+    text = json.dumps({"options": plain, "inputs": digests}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
 
 def train_job(ctx: JobContext) -> Outcome:
     from annotations.labelme import read_labelme
     from segmodel.options import TrainOptions
+    from trainer.checkpoint import CheckpointPlan
     from trainer.train import TrainingCancelled, train_model
 
     with ctx.session() as session:
         uploads = job_uploads(ctx, session)
         data = {u.id: read_upload(ctx, u) for u in uploads}
     files = {u.original_name: data[u.id] for u in uploads}  # resolves imagePath between uploads
+    digests = [u.sha256 for u in uploads]
     ctx.progress(0.0, "reading labels")
     sources = [read_labelme(data[u.id], name=u.original_name, files=files,
                             max_pixels=ctx.settings.max_image_pixels)
@@ -41,16 +63,36 @@ def train_job(ctx: JobContext) -> Outcome:
     def report(p: Any) -> None:
         ctx.progress(p.fraction, p.stage, p.eta_s, p.loss)
 
+    store = ctx.store
+    name = checkpoint_name(ctx.job_id)
+    tag = {"job_id": ctx.job_id, "fingerprint": run_fingerprint(options.to_dict(), digests)}
+    plan = CheckpointPlan(store.resolve(name), every_iters=ctx.settings.checkpoint_every_iters,
+                          every_s=ctx.settings.checkpoint_every_s, tag=tag,
+                          on_saved=lambda _path: store.publish(name))
+    resume_from = store.fetch(name)  # None on a first attempt
+
+    def drop_checkpoint() -> None:
+        if not ctx.lost:  # a job that is no longer ours: its new worker resumes from it
+            store.remove_dir(checkpoint_dir(ctx.job_id))
+
     try:
-        result = train_model(sources, out_dir, options, progress=report, should_cancel=ctx.cancelled)
+        result = train_model(sources, out_dir, options, progress=report, should_cancel=ctx.cancelled,
+                             checkpoint=plan, resume_from=resume_from)
     except TrainingCancelled:
         shutil.rmtree(scratch, ignore_errors=True)
+        drop_checkpoint()
         raise JobCancelled() from None
-    except BaseException:
+    except Exception:  # the job fails: not retried, so not resumed
+        shutil.rmtree(scratch, ignore_errors=True)
+        drop_checkpoint()
+        raise
+    except BaseException:  # the worker is stopping: the job comes back and resumes
         shutil.rmtree(scratch, ignore_errors=True)
         raise
+    if result.resumed_at:
+        log.info("job %s resumed at iteration %s of %s", ctx.job_id, result.resumed_at, result.iterations)
     bundle = Path(result.bundle_dir)
-    installed: list[Path] = []
+    installed: list[str] = []
 
     def record(session: Session, job: Job) -> None:
         # Runs inside the serialized finishing transaction: version numbers cannot collide, and a
@@ -58,12 +100,9 @@ def train_job(ctx: JobContext) -> Outcome:
         version = (session.scalar(select(func.max(TrainedModel.version))
                                   .where(TrainedModel.user_id == job.user_id)) or 0) + 1
         relative = f"models/u{job.user_id}/v{version}"
-        target = ctx.store.resolve(relative)
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(bundle, target)  # same file system: one rename, never half a bundle
-        installed.append(target)
+        # Never half a bundle: one rename on a local store, a completion marker last on S3.
+        installed.append(relative)
+        store.install_dir(bundle, relative, replace=True, move=True)
         path = str(Path(ctx.settings.files_dir.name) / relative)  # relative to the data dir
         model = TrainedModel(user_id=job.user_id, version=version, name=f"v{version}",
                              classes=list(result.classes), status=ModelStatus.READY.value, path=path,
@@ -81,19 +120,21 @@ def train_job(ctx: JobContext) -> Outcome:
         payload.update(model_id=model.id, version=version)
 
     def discard() -> None:
-        for path in installed:
-            shutil.rmtree(path, ignore_errors=True)
+        for relative in installed:
+            store.remove_dir(relative)
         shutil.rmtree(scratch, ignore_errors=True)
 
     payload = ctx.extra.setdefault("payload", {})
     payload.update(job_id=ctx.job_id, classes=list(result.classes), metrics=dict(result.metrics),
                    iterations=result.iterations, seconds=round(result.seconds, 1))
     summary = {"classes": list(result.classes), "metrics": dict(result.metrics),
-               "iterations": result.iterations, "seconds": round(result.seconds, 1)}
+               "iterations": result.iterations, "seconds": round(result.seconds, 1),
+               "resumed_at": result.resumed_at}
 
     def record_and_clean(session: Session, job: Job) -> None:
         record(session, job)
         shutil.rmtree(scratch, ignore_errors=True)
+        store.remove_dir(checkpoint_dir(ctx.job_id))  # the model is in: nothing left to resume
 
     return Outcome(result=summary, notice_kind=TRAIN_DONE, notice_payload=payload, record=record_and_clean,
                    discard=discard)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -108,19 +107,18 @@ def check_broker(settings: Settings) -> Check:
 def check_file_store(settings: Settings) -> Check:
     root = settings.files_dir
     try:
-        from storage.files import FileStore
+        from storage.files import open_store
 
-        store = FileStore(root)
-        with tempfile.NamedTemporaryFile(dir=store.tmp, prefix="health-") as handle:
-            handle.write(b"ok")
-            handle.flush()
-            os.fsync(handle.fileno())
-        usage = shutil.disk_usage(root)
+        store = open_store(settings)
+        store.check_writable()
+        usage = shutil.disk_usage(root)  # the folder, or the object store's local cache
     except Exception as error:  # noqa: BLE001
-        return Check("file-store", False, f"{root} not writable ({_error(error)})")
+        where = settings.store_url or root
+        return Check("file-store", False, f"{where} not writable ({_error(error)})")
     free_gb = usage.free / 1e9
     ok = usage.free >= 1e9 or usage.free / max(usage.total, 1) >= 0.05
-    detail = f"{root} writable, {free_gb:.1f} GB free of {usage.total / 1e9:.1f} GB"
+    where = f"{store.describe()} (cache {root})" if settings.store_url else str(root)
+    detail = f"{where} writable, {free_gb:.1f} GB free of {usage.total / 1e9:.1f} GB"
     return Check("file-store", ok, detail if ok else detail + ": disk almost full, run `segbot clean`")
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.settings import SettingsError, load_settings
 from storage.db import make_engine, session_scope
-from storage.files import FileStore, StoreError
+from storage.files import FileStore, StoreError, StoreFull
 from storage.migrate import current_revision, downgrade, head_revision, upgrade
 from storage.models import Base, Job, JobState, Notice, TrainedModel, Upload, User
 
@@ -150,29 +150,53 @@ def test_segbot_migrate_command(tmp_path: Path, postgres_url: str) -> None:
         assert current_revision(url) == head_revision(url)
 
 
-# File store
+# File store: each test runs on the local folder and on S3 (moto), unless it is about local paths
 
 
-def test_store_is_content_addressed_and_atomic(tmp_path: Path) -> None:
-    store = FileStore(tmp_path / "files")
+def test_store_is_content_addressed_and_atomic(any_store) -> None:
+    store = any_store
     sha = store.put_bytes(b"particle")
     assert sha == hashlib.sha256(b"particle").hexdigest()
-    assert store.path_for(sha).relative_to(store.root).parts == ("blobs", sha[:2], sha)
-    assert store.read_bytes(sha) == b"particle"
+    assert [f.name for f in store.iter_files()] == [f"blobs/{sha[:2]}/{sha}"]
+    assert store.read_bytes(sha) == b"particle" and store.exists(sha)
     assert store.put_bytes(b"particle") == sha  # same content, same name, one file
     assert list(store.iter_digests()) == [sha]
+    assert store.blob_stat(sha).size == len(b"particle")
     assert not any(store.tmp.iterdir())  # no temp files left behind
+    assert store.delete(sha) and not store.exists(sha) and not store.delete(sha)
+    with pytest.raises(StoreError):
+        store.read_bytes(sha)
 
 
-def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
-    store = FileStore(tmp_path / "files")
+def test_failed_write_leaves_nothing(any_store) -> None:
+    store = any_store
     with pytest.raises(StoreError):
         store.put_stream(io.BytesIO(b"x" * 5000), max_bytes=1000)
     assert list(store.iter_digests()) == [] and not any(store.tmp.iterdir())
+    assert store.is_empty()
 
 
-def test_concurrent_writes_of_same_content(tmp_path: Path) -> None:
-    store = FileStore(tmp_path / "files")
+def test_disk_full_is_a_clear_error_and_leaves_nothing(any_store, monkeypatch) -> None:
+    """ENOSPC injected at the store layer (os.fsync of the spooled copy); the mounted-tmpfs variant
+    runs through a real worker in test_queue_faults.py."""
+    import errno
+
+    store = any_store
+    kept = store.put_bytes(b"already here")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("storage.files.os.fsync", full)
+    with pytest.raises(StoreFull, match="disk is full"):
+        store.put_bytes(b"y" * 10_000)
+    monkeypatch.undo()
+    assert list(store.iter_digests()) == [kept] and not any(store.tmp.iterdir())
+    assert store.read_bytes(store.put_bytes(b"y" * 10_000)) == b"y" * 10_000  # space is back: works
+
+
+def test_concurrent_writes_of_same_content(any_store) -> None:
+    store = any_store
     payload = os.urandom(1 << 20)
     digests: list[str] = []
     threads = [threading.Thread(target=lambda: digests.append(store.put_bytes(payload))) for _ in range(6)]
@@ -184,14 +208,17 @@ def test_concurrent_writes_of_same_content(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["../escape", "/etc/passwd", "a/../../b", "~/x", "models/../../../etc", "..", "a/.."]
+    "name", ["../escape", "/etc/passwd", "a/../../b", "~/x", "models/../../../etc", "..", "a/..", ""]
 )
-def test_paths_outside_store_are_refused(tmp_path: Path, name: str) -> None:
-    store = FileStore(tmp_path / "files")
+def test_paths_outside_store_are_refused(any_store, name: str) -> None:
+    store = any_store
     with pytest.raises(StoreError):
         target = store.resolve(name)
         if target == store.root:  # "a/.." resolves to the root itself: never a place to write
             raise StoreError("root")
+    for call in (store.fetch, store.fetch_dir, store.remove_dir, store.stat):
+        with pytest.raises(StoreError):
+            call(name if name not in ("a/..",) else "../a")
 
 
 def test_symlink_out_of_store_is_refused(tmp_path: Path) -> None:
@@ -204,20 +231,92 @@ def test_symlink_out_of_store_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("digest", ["", "abc", "../" + "a" * 61, "G" * 64, "a" * 63 + "/"])
-def test_bad_digests_refused(tmp_path: Path, digest: str) -> None:
-    with pytest.raises(StoreError):
-        FileStore(tmp_path / "files").path_for(digest)
+def test_bad_digests_refused(any_store, digest: str) -> None:
+    for call in (any_store.exists, any_store.read_bytes, any_store.delete):
+        with pytest.raises(StoreError):
+            call(digest)
 
 
-def test_install_dir_is_all_or_nothing(tmp_path: Path) -> None:
-    store = FileStore(tmp_path / "files")
-    source = tmp_path / "bundle"
+def _bundle_source(tmp_path: Path, content: bytes) -> Path:
+    source = tmp_path / f"bundle-{hashlib.sha1(content).hexdigest()[:6]}"
     source.mkdir()
-    (source / "weights.pt").write_bytes(b"w")
+    (source / "weights.pt").write_bytes(content)
+    (source / "sub").mkdir()
+    (source / "sub" / "bundle.json").write_text("{}")
+    return source
+
+
+def test_install_dir_is_all_or_nothing(any_store, tmp_path: Path) -> None:
+    store = any_store
+    source = _bundle_source(tmp_path, b"w")
     target = store.install_dir(source, "models/u1/v1")
-    assert (target / "weights.pt").read_bytes() == b"w"
+    assert (target / "weights.pt").read_bytes() == b"w" and source.is_dir()  # copied, not moved
     with pytest.raises(StoreError):
         store.install_dir(source, "models/u1/v1")
     with pytest.raises(StoreError):
         store.install_dir(source, "../v2")
+    replaced = store.install_dir(_bundle_source(tmp_path, b"second"), "models/u1/v1", replace=True, move=True)
+    assert (replaced / "weights.pt").read_bytes() == b"second"
+    assert store.has_dir("models/u1/v1") and not store.has_dir("models/u1/v2")
+    names = {f.name for f in store.iter_files("models")}
+    assert {"models/u1/v1/weights.pt", "models/u1/v1/sub/bundle.json"} <= names
+    store.remove_dir("models/u1/v1")
+    assert not store.has_dir("models/u1/v1") and store.fetch_dir("models/u1/v1") is None
 
+
+def test_named_files_publish_and_fetch(any_store) -> None:
+    """Checkpoints: written at resolve(name), published, fetched (fresh) by whoever resumes."""
+    store = any_store
+    name = "scratch/jobs/5/checkpoint.pt"
+    assert store.fetch(name) is None
+    path = store.resolve(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"iteration 200")
+    store.publish(name)
+    assert store.stat(name).size == 13
+    path.write_bytes(b"iteration 400")
+    store.publish(name)
+    path.write_bytes(b"stale local copy")  # another machine's cache: fetch gives the stored one
+    if isinstance(store, FileStore):
+        assert store.fetch(name).read_bytes() == b"stale local copy"  # one copy: it is the store
+    else:
+        assert store.fetch(name).read_bytes() == b"iteration 400"
+    store.remove_dir("scratch/jobs/5")
+    assert store.fetch(name) is None and not path.exists()
+
+
+def test_s3_bundle_cache_follows_the_bucket(s3_env, tmp_path: Path) -> None:
+    """Two machines with their own caches: B downloads A's bundle, and a bundle replaced in the
+    bucket (an orphan of a died attempt, then the real one) is downloaded again."""
+    from tests.conftest import make_s3_store
+
+    a, b = make_s3_store(s3_env, tmp_path / "a"), make_s3_store(s3_env, tmp_path / "b")
+    a.install_dir(_bundle_source(tmp_path, b"orphan"), "models/u1/v2")
+    assert (b.fetch_dir("models/u1/v2") / "weights.pt").read_bytes() == b"orphan"
+    a.install_dir(_bundle_source(tmp_path, b"real"), "models/u1/v2", replace=True)
+    assert (b.fetch_dir("models/u1/v2") / "weights.pt").read_bytes() == b"real"
+    # Objects without their completion marker (an upload that died half-way) are no bundle.
+    b.fs.rm_file(b._key("models/u1/v2/.complete"))
+    import shutil
+
+    shutil.rmtree(tmp_path / "b" / "models")
+    assert b.fetch_dir("models/u1/v2") is None
+
+
+def test_store_url_setting_selects_s3(settings, s3_env, monkeypatch) -> None:
+    from storage.files import open_store
+    from storage.s3store import S3Store
+
+    assert isinstance(open_store(settings), FileStore)
+    for key, value in s3_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SEGBOT_STORE_SECRET_KEY", "s3cr3t-value")  # moto takes any secret
+    loaded = load_settings()
+    store = open_store(loaded)
+    assert isinstance(store, S3Store) and store.describe() == s3_env["SEGBOT_STORE_URL"]
+    assert store.root == loaded.files_dir.resolve()  # the cache sits where the local store would
+    assert "s3cr3t" not in repr(loaded) and "s3cr3t" not in str(loaded.model_dump())  # never shown
+    assert store.read_bytes(store.put_bytes(b"ok")) == b"ok"
+    monkeypatch.setenv("SEGBOT_STORE_URL", "https://bucket")
+    with pytest.raises(SettingsError, match="SEGBOT_STORE_URL: must be s3://bucket/prefix"):
+        load_settings()

@@ -18,6 +18,14 @@ import numpy as np
 
 from annotations.model import AnnotatedImage, AnnotationError
 from segmodel.options import LabelStats, OptionsError, TrainOptions, auto_rescale, resolve_iterations
+from trainer.checkpoint import (
+    CheckpointPlan,
+    TrainState,
+    capture_rng,
+    restore_rng,
+    save_checkpoint,
+    try_resume,
+)
 
 HOLDOUT_MIN_OBJECTS = 20  # total labelled objects before one crop may be held out
 HOLDOUT_MIN_REGION = 5  # objects the held-out crop must hold
@@ -58,6 +66,7 @@ class TrainResult:
     rescale: float = 1.0
     label_stats: dict[str, Any] = field(default_factory=dict)
     init: dict[str, Any] = field(default_factory=dict)  # what the weights started from
+    resumed_at: int | None = None  # the checkpoint's iteration when this run resumed one
 
 
 def _classes(sources: Sequence[AnnotatedImage]) -> list[str]:
@@ -212,8 +221,13 @@ def train_model(
     options: TrainOptions | None = None,
     progress: Callable[[TrainProgress], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    checkpoint: CheckpointPlan | None = None,
+    resume_from: Path | None = None,
 ) -> TrainResult:
-    """Train on the labelled crops of `sources` and write a bundle to `out_dir` (absent or empty)."""
+    """Train on the labelled crops of `sources` and write a bundle to `out_dir` (absent or empty).
+
+    With `checkpoint`, the state is saved as planned; `resume_from` names a checkpoint to go on
+    from (used only when it fits this run: same tag, iterations and shapes)."""
     import torch
 
     from segmodel.bundle import (
@@ -281,8 +295,18 @@ def train_model(
     holdout_at = int(total * HOLDOUT_AT) if holdout is not None else None
     metrics: dict[str, Any] = {}
     loss_avg: float | None = None
+    start, earlier_s, stage = 0, 0.0, "training"
+    resumed = try_resume(resume_from, checkpoint.tag if checkpoint else {}, total, model, optimizer)
+    if resumed is not None:
+        start, loss_avg, metrics, earlier_s = (resumed.iteration, resumed.loss_avg, resumed.metrics,
+                                               resumed.elapsed_s)
+        if holdout_at is not None and start > holdout_at:  # the held-out crop had joined already
+            source = SampleSource(regions, options.crop_size, options.augment, seed=options.seed + 1)
+        restore_rng(resumed.rng, source.rng)
+        stage = f"training, resumed at {start:,} / {total:,}"
+        report(TrainProgress(start, total, start // ipe, loss_avg, None, stage))
     t0 = time.monotonic()
-    for it in range(total):
+    for it in range(start, total):
         if cancelled():
             raise TrainingCancelled("training cancelled")
         if holdout_at is not None and it == holdout_at:
@@ -308,15 +332,19 @@ def train_model(
         value = float(loss.detach())
         loss_avg = value if loss_avg is None else 0.9 * loss_avg + 0.1 * value
         done = it + 1
-        per_it = (time.monotonic() - t0) / done
-        report(TrainProgress(done, total, done // ipe, loss_avg, per_it * (total - done), "training"))
+        per_it = (time.monotonic() - t0) / (done - start)
+        report(TrainProgress(done, total, done // ipe, loss_avg, per_it * (total - done), stage))
+        if checkpoint is not None and checkpoint.due(done, total):
+            save_checkpoint(checkpoint, TrainState(done, total, model.state_dict(), optimizer.state_dict(),
+                                                   loss_avg, metrics, earlier_s + time.monotonic() - started,
+                                                   capture_rng(source.rng)))
     if cancelled():
         raise TrainingCancelled("training cancelled")
 
     metrics["final_loss"] = loss_avg
     metrics["iterations_per_epoch"] = ipe
     report(TrainProgress(total, total, total // ipe, loss_avg, 0.0, "saving"))
-    seconds = time.monotonic() - started
+    seconds = earlier_s + time.monotonic() - started
     meta = {
         "format": 1,
         "arch": options.arch,
@@ -347,4 +375,4 @@ def train_model(
     report(TrainProgress(total, total, total // ipe, loss_avg, 0.0, "done"))
     return TrainResult(bundle_dir=bundle_dir, classes=classes, metrics=metrics, iterations=total,
                        seconds=time.monotonic() - started, rescale=rescale, label_stats=stats.to_dict(),
-                       init=init_info)
+                       init=init_info, resumed_at=start or None)
