@@ -85,3 +85,50 @@ def test_training_survives_sigkill_then_model_recognises(queue_env) -> None:  # 
         notice = session.scalar(select(Notice).where(Notice.job_id == predict.id))
         assert notice.kind == "predict_done" and notice.payload["result_ids"] == [results[0].id]
         assert session.get(Job, predict.id).result["result_ids"] == [results[0].id]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_reclaimed_training_resumes_from_its_checkpoint(queue_env) -> None:  # noqa: F811
+    """SIGKILL after the first checkpoint: the next worker goes on from there (not from 0) and
+    finishes the planned iterations; one model, one notice, and the checkpoint is gone."""
+    from jobs.train import checkpoint_dir, checkpoint_name
+    from trainer.synthetic import labelme_dict, synthetic_scene, with_crops
+
+    workers, settings = queue_env
+    workers.env.update(SEGBOT_STALE_AFTER_S="8", SEGBOT_CHECKPOINT_EVERY_ITERS="3")
+    settings = settings.model_copy(update={"stale_after_s": 8.0})
+    store = FileStore(settings.files_dir)
+    labelled = with_crops(synthetic_scene(3, (256, 256), n_particles=20, n_pits=4), n_crops=1, crop_size=160)
+    first = workers.start("--queues", "train")
+    with session_factory(settings.database_url)() as session:
+        user = User(telegram_id=78, username="resumer")
+        session.add(user)
+        session.commit()
+        labels = _upload(session, store, user, "labelme", "train.json",
+                         json.dumps(labelme_dict(labelled, image_name="train.png")).encode())
+        options = {"arch": "tiny", "iterations": 9, "holdout": False, "batch_size": 1, "crop_size": 128}
+        job = submit_job(session, user, "train", {"upload_ids": [labels.id], "options": options},
+                         settings=settings)
+    checkpoint = store.resolve(checkpoint_name(job.id))
+    wait_for(checkpoint.is_file, 400, "the first checkpoint")
+    workers.kill(first)
+    stopped_at = _job(settings, job.id).progress
+    assert _job(settings, job.id).state == "running" and not (settings.files_dir / "models").exists()
+    second = workers.start("--queues", "train")
+    wait_for(lambda: "resumed at" in (_job(settings, job.id).stage or ""), 300, "the resumed progress")
+    stage = _job(settings, job.id).stage
+    done = _wait_state(settings, job.id, ("succeeded", "failed"), timeout=400)
+    assert done.state == "succeeded", done.error
+    resumed_at = done.result["resumed_at"]
+    print(f"killed at progress {stopped_at:.2f}; resumed at iteration {resumed_at} of 9 ({stage!r})")
+    assert resumed_at >= 3 and resumed_at % 3 == 0 and stage == f"training, resumed at {resumed_at} / 9"
+    assert done.result["iterations"] == 9 and done.attempts == 2
+    assert f"job {job.id} resumed at iteration {resumed_at} of 9" in second.log.read_text()
+    with session_factory(settings.database_url)() as session:
+        models = list(session.scalars(select(TrainedModel)))
+        assert [(m.job_id, m.version) for m in models] == [(job.id, 1)]
+        assert (settings.data_dir / models[0].path / "weights.pt").is_file()
+        notices = list(session.scalars(select(Notice).where(Notice.job_id == job.id)))
+        assert [n.kind for n in notices] == ["train_done"]
+    assert not store.resolve(checkpoint_dir(job.id)).exists()  # deleted when the job ended
