@@ -2,7 +2,9 @@
 
 Archive (tar, gzip when the name ends .gz/.tgz):
     db/segbot.sqlite   SQLite online-backup copy          (or db/segbot.pgdump: pg_dump -Fc)
-    files/...          the file store (blobs/, models/...) without tmp/
+    files/...          the file store (blobs/, models/...) without tmp/ and scratch/; the same
+                       names whether the store is the local folder or an S3 bucket, so a backup
+                       of one restores into the other
     manifest.json      last: format, revision, dialect, row counts, every member's sha256 and size
 
 The database is copied first, then the files: the store is append-only apart from `segbot
@@ -32,6 +34,7 @@ from typing import IO, Any
 
 from core import VERSION
 from core.logs import redact
+from storage.files import TRANSIENT, Store, StoredFile, as_store
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -171,17 +174,16 @@ def count_rows(url: str) -> dict[str, int]:
         engine.dispose()
 
 
-def _store_files(files_dir: Path) -> list[Path]:
-    """Every regular file of the store except its scratch dir, in a stable order."""
-    if not files_dir.is_dir():
+def _store_files(store: Store) -> list[StoredFile]:
+    """Every file of the store except its scratch areas, in a stable order."""
+    return sorted((f for f in store.iter_files() if f.name.split("/", 1)[0] not in TRANSIENT),
+                  key=lambda f: f.name)
+
+
+def _staged_files(root: Path) -> list[Path]:
+    if not root.is_dir():
         return []
-    found = []
-    for path in sorted(files_dir.rglob("*")):
-        relative = path.relative_to(files_dir)
-        if relative.parts[0] == "tmp" or path.is_symlink() or not path.is_file():
-            continue
-        found.append(path)
-    return found
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 # Backup
@@ -226,14 +228,16 @@ def _check_pg_dump_version(url: str, env: dict[str, str]) -> None:
                           f"postgresql-client-{server} (or newer), or run the backup in the bot container")
 
 
-def create_backup(database_url: str, files_dir: Path, out: Path,
+def create_backup(database_url: str, files_dir: Path | Store, out: Path,
                   progress: Callable[[str], None] | None = None) -> BackupReport:
     """Write the archive to `out` (atomically: a partial archive never has the final name)."""
     out = Path(out)
-    if out.resolve().is_relative_to(Path(files_dir).resolve()):
+    if out.resolve().is_relative_to(Path(files_dir.root if isinstance(files_dir, Store) else files_dir)
+                                    .resolve()):
         raise BackupError("write the backup outside the file store (it would contain itself)")
     if _dialect(database_url) == "sqlite" and not _sqlite_path(database_url).is_file():
         raise BackupError(f"no database at {_sqlite_path(database_url)}: nothing to back up")
+    store = as_store(files_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     mode = "w:gz" if out.name.endswith((".gz", ".tgz")) else "w"
     revision = _revision(database_url)
@@ -249,8 +253,8 @@ def create_backup(database_url: str, files_dir: Path, out: Path,
         try:
             with tarfile.open(partial, mode, **({"compresslevel": 3} if mode == "w:gz" else {})) as archive:
                 entries.append(_add(archive, dump, member))
-                for path in _store_files(files_dir):
-                    entries.append(_add(archive, path, "files/" + path.relative_to(files_dir).as_posix()))
+                for entry in _store_files(store):
+                    entries.append(_add_stored(archive, store, entry))
                     total += entries[-1]["size"]
                 manifest = {
                     "format": FORMAT,
@@ -285,6 +289,18 @@ def _add(archive: tarfile.TarFile, path: Path, name: str) -> dict[str, Any]:
         reader = _HashingReader(handle)
         archive.addfile(info, reader)  # type: ignore[arg-type]
     return {"path": name, "sha256": reader.digest.hexdigest(), "size": info.size}
+
+
+def _add_stored(archive: tarfile.TarFile, store: Store, entry: StoredFile) -> dict[str, Any]:
+    """A store file streamed into the archive (from disk or the bucket), hashed on the way."""
+    info = tarfile.TarInfo("files/" + entry.name)
+    info.size = entry.size
+    info.mtime = int(entry.mtime)
+    info.mode = 0o644
+    with store.open_file(entry.name) as handle:
+        reader = _HashingReader(handle)
+        archive.addfile(info, reader)  # type: ignore[arg-type]
+    return {"path": info.name, "sha256": reader.digest.hexdigest(), "size": info.size}
 
 
 # Restore
@@ -363,8 +379,8 @@ def _extract_verified(archive_path: Path, staging: Path) -> dict[str, Any]:
     return manifest
 
 
-def _store_is_empty(files_dir: Path) -> bool:
-    return not any(_store_files(files_dir))
+def _store_is_empty(store: Store) -> bool:
+    return store.is_empty()
 
 
 def _restore_sqlite(dump: Path, url: str) -> None:
@@ -402,7 +418,7 @@ def _restore_postgres(dump: Path, url: str) -> None:
           "-c", drops or "SELECT 1;", "-f", "-", uri], env, "psql (loading the dump)", input=script)
 
 
-def restore_backup(archive_path: Path, database_url: str, files_dir: Path, *, force: bool = False,
+def restore_backup(archive_path: Path, database_url: str, files_dir: Path | Store, *, force: bool = False,
                    progress: Callable[[str], None] | None = None) -> RestoreReport:
     """Restore an archive into this installation's database and file store."""
     from storage.migrate import head_revision, upgrade
@@ -411,15 +427,15 @@ def restore_backup(archive_path: Path, database_url: str, files_dir: Path, *, fo
     if not archive_path.is_file():
         raise BackupError(f"no such backup file: {archive_path}")
     dialect = _dialect(database_url)
+    store = as_store(files_dir)
     if not force:
         rows = count_rows(database_url) if _database_exists(database_url) else {}
-        if any(rows.values()) or not _store_is_empty(files_dir):
+        if any(rows.values()) or not _store_is_empty(store):
             busy = ", ".join(f"{n} {t}" for t, n in rows.items() if n) or "files in the store"
             raise BackupError(f"target installation is not empty ({busy}); restore into an empty one, "
                               "or pass --force to replace it")
-    files_dir.mkdir(parents=True, exist_ok=True)
-    # Staging inside the data dir: the final moves are renames on one filesystem.
-    staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=files_dir.parent))
+    # Staging beside the store (or its cache): the final moves are renames on one filesystem.
+    staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=store.root.parent))
     try:
         manifest = _extract_verified(archive_path, staging)
         if manifest["dialect"] != dialect:
@@ -440,17 +456,19 @@ def restore_backup(archive_path: Path, database_url: str, files_dir: Path, *, fo
             progress("database restored")
         staged_files = staging / "files"
         moved = 0
-        for path in _store_files(staged_files):
-            target = files_dir / path.relative_to(staged_files)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(path, target)  # a rename on one filesystem, a copy across mounts
+        staged = _staged_files(staged_files)
+        for path in sorted(staged, key=lambda p: (p.name == ".complete", p.as_posix())):  # markers last
+            store.import_file(path, path.relative_to(staged_files).as_posix())  # rename or PUT
             moved += 1
+        for bundle in sorted({"/".join(p.relative_to(staged_files).parts[:3]) for p in staged
+                              if p.relative_to(staged_files).parts[0] == "models"}):
+            store.seal_dir(bundle)  # a local store's bundle restored into S3 gets its marker
         upgrade(database_url)  # an older backup reaches this code's schema
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     from ops.retention import missing_references
 
-    missing = missing_references(database_url, files_dir)
+    missing = missing_references(database_url, store)
     return RestoreReport(dialect, _revision(database_url), count_rows(database_url), moved, missing)
 
 

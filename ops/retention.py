@@ -1,7 +1,8 @@
 """Retention (`segbot clean`) and per-user disk usage (`segbot admin usage`, the bot's /admin).
 
 What goes: uploads and results older than SEGBOT_RETENTION_DAYS (their rows, then the blobs no
-row names any more), sent notices as old, unreferenced model bundle dirs, stale scratch files.
+row names any more), sent notices as old, unreferenced model bundle dirs, stale scratch files,
+training checkpoints of jobs that ended.
 What stays: every model until its owner deletes it, the uploads of the dataset a kept model was
 trained on, the uploads an unfinished job still needs, and ANY blob some row still names —
 references are collected from every column that can hold a digest, including JSON.
@@ -24,7 +25,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from storage.files import FileStore
+from storage.files import Store, StoredFile, as_store
 from storage.models import (
     Dataset,
     Job,
@@ -61,17 +62,22 @@ def _digests_in(value: Any) -> Iterator[str]:
 @dataclass
 class References:
     blobs: set[str]
-    model_dirs: set[Path]  # resolved absolute paths
+    model_dirs: set[str]  # names in the store: models/u1/v2
 
 
-def _model_dir_candidates(path: str | None, files_dir: Path) -> list[Path]:
-    """TrainedModel.path is relative to the data dir; accept one relative to the store too."""
+def _model_dir_candidates(path: str | None, store: Store) -> list[str]:
+    """TrainedModel.path is relative to the data dir (files/models/u1/v2); accept one relative to
+    the store too (models/u1/v2)."""
     if not path:
         return []
-    return [(files_dir.parent / path).resolve(), (files_dir / path).resolve()]
+    parts = Path(path).parts
+    names = ["/".join(parts)]
+    if len(parts) > 1:  # the data dir's files/ (an object store's cache may live elsewhere)
+        names.append("/".join(parts[1:]))
+    return names
 
 
-def collect_references(session: Session, files_dir: Path) -> References:
+def collect_references(session: Session, store: Store) -> References:
     blobs: set[str] = set()
     blobs.update(sha for (sha,) in session.execute(select(Upload.sha256)) if sha)
     result_refs = select(Result.image_sha256, Result.files, Result.summary)
@@ -89,17 +95,17 @@ def collect_references(session: Session, files_dir: Path) -> References:
         blobs.update(_digests_in(summary))
     for (summary,) in session.execute(select(Dataset.summary)):
         blobs.update(_digests_in(summary))
-    model_dirs: set[Path] = set()
+    model_dirs: set[str] = set()
     for (path,) in session.execute(select(TrainedModel.path)):
-        model_dirs.update(_model_dir_candidates(path, files_dir))
+        model_dirs.update(_model_dir_candidates(path, store))
     return References(blobs, model_dirs)
 
 
-def missing_references(database_url: str, files_dir: Path) -> list[str]:
+def missing_references(database_url: str, files_dir: Path | Store) -> list[str]:
     """Rows whose files are not in the store (after a restore this should be empty)."""
     from storage.db import session_scope
 
-    store = FileStore(files_dir)
+    store = as_store(files_dir)
     missing: list[str] = []
     with session_scope(database_url) as session:
         for upload_id, sha in session.execute(select(Upload.id, Upload.sha256)):
@@ -110,7 +116,7 @@ def missing_references(database_url: str, files_dir: Path) -> list[str]:
                 if isinstance(sha, str) and _DIGEST.match(sha) and not store.exists(sha):
                     missing.append(f"result {result_id} {role}: blob {sha}")
         for model_id, path in session.execute(select(TrainedModel.id, TrainedModel.path)):
-            if path and not any(p.is_dir() for p in _model_dir_candidates(path, files_dir)):
+            if path and not any(_safe_has_dir(store, n) for n in _model_dir_candidates(path, store)):
                 missing.append(f"model {model_id}: bundle {path}")
     return missing
 
@@ -128,6 +134,7 @@ class CleanupReport:
     blobs: int = 0
     model_dirs: int = 0
     tmp_files: int = 0
+    checkpoints: int = 0
     bytes_freed: int = 0
 
     def lines(self) -> list[str]:
@@ -136,7 +143,7 @@ class CleanupReport:
             f"retention cutoff {self.cutoff.isoformat(timespec='seconds')}",
             f"{verb}: {self.uploads} uploads, {self.results} results, {self.notices} notices (rows)",
             f"{verb}: {self.blobs} unreferenced files, {self.model_dirs} orphaned model dirs, "
-            f"{self.tmp_files} stale temp files",
+            f"{self.tmp_files} stale temp files, {self.checkpoints} checkpoints of ended jobs",
             f"space {'to free' if self.dry_run else 'freed'}: {self.bytes_freed / 1e6:.2f} MB",
         ]
 
@@ -170,17 +177,32 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _model_dirs(files_dir: Path) -> Iterable[Path]:
-    root = files_dir / "models"
-    if root.is_dir():
-        for user_dir in root.iterdir():
-            if user_dir.is_dir() and not user_dir.is_symlink():
-                for version_dir in user_dir.iterdir():
-                    if version_dir.is_dir() and not version_dir.is_symlink():
-                        yield version_dir
+def _safe_has_dir(store: Store, name: str) -> bool:
+    try:
+        return store.has_dir(name)
+    except Exception:  # noqa: BLE001 - a malformed path names no bundle
+        return False
 
 
-def run_cleanup(database_url: str, files_dir: Path, retention_days: float, *, dry_run: bool = False,
+def _dirs(files: Iterable[StoredFile], depth: int) -> dict[str, tuple[float, int]]:
+    """Directories `depth` levels down (models/u1/v2: 3) -> (newest mtime, total size)."""
+    found: dict[str, tuple[float, int]] = {}
+    for entry in files:
+        parts = entry.name.split("/")
+        if len(parts) <= depth:
+            continue
+        name = "/".join(parts[:depth])
+        mtime, size = found.get(name, (0.0, 0))
+        found[name] = (max(mtime, entry.mtime), size + entry.size)
+    return found
+
+
+def _job_id(name: str) -> int | None:
+    tail = name.rsplit("/", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def run_cleanup(database_url: str, files_dir: Path | Store, retention_days: float, *, dry_run: bool = False,
                 now: datetime | None = None, grace_s: float = GRACE_S) -> CleanupReport:
     from storage.db import session_factory
 
@@ -188,7 +210,7 @@ def run_cleanup(database_url: str, files_dir: Path, retention_days: float, *, dr
     cutoff = now - timedelta(days=retention_days)
     young = now.timestamp() - grace_s
     report = CleanupReport(cutoff=cutoff, dry_run=dry_run)
-    store = FileStore(files_dir)
+    store = as_store(files_dir)
 
     session = session_factory(database_url)()
     try:
@@ -203,7 +225,8 @@ def run_cleanup(database_url: str, files_dir: Path, retention_days: float, *, dr
         session.flush()
         # What is still referenced once these rows are gone (a dry run asks inside the same
         # transaction, then rolls it back).
-        refs = collect_references(session, files_dir)
+        refs = collect_references(session, store)
+        unfinished = set(session.scalars(select(Job.id).where(Job.state.in_(_UNFINISHED))))
         if dry_run:
             session.rollback()
         else:
@@ -218,24 +241,33 @@ def run_cleanup(database_url: str, files_dir: Path, retention_days: float, *, dr
         # A second look just before deleting: a row added meanwhile (a re-upload of the same
         # content) protects its blob.
         with session_factory(database_url)() as session:
-            again = collect_references(session, files_dir)
+            again = collect_references(session, store)
+            unfinished |= set(session.scalars(select(Job.id).where(Job.state.in_(_UNFINISHED))))
         refs = References(refs.blobs | again.blobs, refs.model_dirs | again.model_dirs)
 
-    for sha in list(store.iter_digests()):
-        path = store.path_for(sha)
-        if sha in refs.blobs or _mtime(path) > young:
+    for entry in list(store.iter_files("blobs")):
+        sha = entry.name.rsplit("/", 1)[-1]
+        if not _DIGEST.match(sha) or sha in refs.blobs or entry.mtime > young:
             continue
         report.blobs += 1
-        report.bytes_freed += _size(path)
+        report.bytes_freed += entry.size
         if not dry_run:
             store.delete(sha)
-    for bundle in list(_model_dirs(files_dir)):
-        if bundle.resolve() in refs.model_dirs or _mtime(bundle) > young:
+    for name, (mtime, size) in _dirs(store.iter_files("models"), 3).items():
+        if name in refs.model_dirs or mtime > young:
             continue
         report.model_dirs += 1
-        report.bytes_freed += _size(bundle)
+        report.bytes_freed += size
         if not dry_run:
-            shutil.rmtree(bundle, ignore_errors=True)
+            store.remove_dir(name)
+    # Checkpoints: kept while their job may still resume, gone once it ended however it ended.
+    for name, (_mtime_s, size) in _dirs(store.iter_files("scratch/jobs"), 3).items():
+        if _job_id(name) in unfinished:
+            continue
+        report.checkpoints += 1
+        report.bytes_freed += size
+        if not dry_run:
+            store.remove_dir(name)
     for path in list(store.tmp.iterdir()):
         if _mtime(path) > young:
             continue
@@ -273,18 +305,18 @@ class UserUsage:
         return self.upload_bytes + self.result_bytes + self.model_bytes
 
 
-def usage_by_user(session: Session, store: FileStore) -> list[UserUsage]:
+def usage_by_user(session: Session, store: Store) -> list[UserUsage]:
     """Disk used by each user's uploads, results and models, largest first.
 
     A blob two users share counts for both (each would keep it alive alone)."""
-    files_dir = store.root
     sizes: dict[str, int] = {}
 
     def blob_size(sha: str) -> int:
         if sha not in sizes:
             try:
-                sizes[sha] = store.path_for(sha).stat().st_size
-            except (FileNotFoundError, Exception):  # noqa: BLE001 - missing or malformed: 0
+                found = store.blob_stat(sha)
+                sizes[sha] = found.size if found else 0
+            except Exception:  # noqa: BLE001 - missing or malformed: 0
                 sizes[sha] = 0
         return sizes[sha]
 
@@ -303,8 +335,9 @@ def usage_by_user(session: Session, store: FileStore) -> list[UserUsage]:
             usage[uid].result_bytes += blob_size(sha)
     for uid, path in session.execute(select(TrainedModel.user_id, TrainedModel.path)):
         usage[uid].models += 1
-        for candidate in _model_dir_candidates(path, files_dir):
-            if candidate.is_dir():
-                usage[uid].model_bytes += _size(candidate)
+        for candidate in _model_dir_candidates(path, store):
+            size = store.dir_size(candidate) if _safe_has_dir(store, candidate) else 0
+            if size:
+                usage[uid].model_bytes += size
                 break
     return sorted(usage.values(), key=lambda u: (-u.total_bytes, u.user_id))

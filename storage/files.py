@@ -184,6 +184,11 @@ class Store(ABC):
     @abstractmethod
     def remove_dir(self, relative: str) -> None: ...
 
+    def seal_dir(self, relative: str) -> None:
+        """Mark a directory whose files were stored one by one (a restore) as complete; a local
+        directory needs no marker."""
+        check_name(relative)
+
     @abstractmethod
     def check_writable(self) -> None:
         """Write and remove a probe (the health check); raises when the store cannot be written."""

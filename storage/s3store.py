@@ -241,6 +241,11 @@ class S3Store(Store):
         self._remove_remote(name)
         shutil.rmtree(self.resolve(name), ignore_errors=True)
 
+    def seal_dir(self, relative: str) -> None:
+        name = check_name(relative)
+        if self._marker(name) is None and self.has_dir(name):
+            self.fs.pipe_file(self._key(f"{name}/{MARKER}"), uuid.uuid4().hex.encode())
+
     def check_writable(self) -> None:
         key = self._key(f"tmp/health-{uuid.uuid4().hex}")
         self.fs.pipe_file(key, b"ok")

@@ -154,3 +154,44 @@ def test_cli_clean_and_usage(tmp_path: Path) -> None:
     assert run("clean", "--days", "-1").returncode == 2
     proc = run("clean")
     assert proc.returncode == 0 and "deleted: 2 uploads" in proc.stdout
+
+
+def test_cleanup_on_both_backends_keeps_what_rows_name(any_store, tmp_path: Path) -> None:
+    """The same rules on the local folder and on S3, where file ages are the objects'
+    LastModified (not settable, so the clock is moved on instead), plus checkpoints: those of
+    ended jobs go, those of jobs that may still resume stay."""
+    store = any_store
+    url = f"sqlite:///{tmp_path / 'segbot.db'}"
+    upgrade(url)
+    kept, orphan = store.put_bytes(b"named by an upload"), store.put_bytes(b"named by nothing")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "weights.pt").write_bytes(b"w" * 300)
+    store.install_dir(src, "models/u1/v1")
+    store.install_dir(src, "models/u1/v7")  # a bundle no row names (its job died before committing)
+    for job_id in (1, 2):
+        path = store.resolve(f"scratch/jobs/{job_id}/checkpoint.pt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"c" * 50)
+        store.publish(f"scratch/jobs/{job_id}/checkpoint.pt")
+    with session_scope(url) as session:
+        user = User(telegram_id=5)
+        session.add(user)
+        session.flush()
+        session.add(Upload(user_id=user.id, kind="image", original_name="a.png", sha256=kept, size=18))
+        session.add(TrainedModel(user_id=user.id, version=1, path="files/models/u1/v1"))
+        session.add_all([Job(id=1, user_id=user.id, kind="train", state="failed"),
+                         Job(id=2, user_id=user.id, kind="train", state="queued")])  # requeued
+    later = NOW + timedelta(days=2)  # past the grace period, within retention
+    report = run_cleanup(url, store, 30, now=later)
+    assert (report.blobs, report.model_dirs, report.checkpoints) == (1, 1, 1)
+    assert set(store.iter_digests()) == {kept} and not store.exists(orphan)
+    assert store.has_dir("models/u1/v1") and not store.has_dir("models/u1/v7")
+    assert store.fetch("scratch/jobs/2/checkpoint.pt") is not None  # job 2 may still resume
+    assert store.fetch("scratch/jobs/1/checkpoint.pt") is None
+    assert missing_references(url, store) == []
+    with session_scope(url) as session:
+        (usage,) = usage_by_user(session, store)
+    assert (usage.upload_bytes, usage.model_bytes) == (18, store.dir_size("models/u1/v1"))
+    young = run_cleanup(url, store, 30, now=NOW)  # nothing young is ever touched
+    assert (young.blobs, young.model_dirs) == (0, 0)

@@ -53,6 +53,13 @@ def _database_errors(func):  # type: ignore[no-untyped-def]
     return wrapper
 
 
+def _store(settings):  # type: ignore[no-untyped-def]
+    """The configured store: the local folder or the S3 bucket (SEGBOT_STORE_URL)."""
+    from storage.files import open_store
+
+    return open_store(settings)
+
+
 @click.command()
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Archive to write (.tar, or .tar.gz to compress).")
@@ -65,7 +72,7 @@ def backup(out: Path) -> None:
     settings = _settings()
     try:
         with ops_lock(settings.data_dir, "a backup"):
-            report = create_backup(settings.database_url, settings.files_dir, out,
+            report = create_backup(settings.database_url, _store(settings), out,
                                    progress=lambda line: click.echo(line, err=True))
     except BackupError as error:
         raise _fail(error) from None
@@ -96,7 +103,7 @@ def restore(archive: Path, force: bool, check: bool) -> None:
     settings = _settings()
     try:
         with ops_lock(settings.data_dir, "a restore"):
-            report = restore_backup(archive, settings.database_url, settings.files_dir, force=force,
+            report = restore_backup(archive, settings.database_url, _store(settings), force=force,
                                     progress=lambda line: click.echo(line, err=True))
     except BackupError as error:
         raise _fail(error) from None
@@ -140,7 +147,7 @@ def clean(dry_run: bool, days: float | None) -> None:
         raise click.BadParameter("must be > 0", param_hint="--days")
     try:
         with ops_lock(settings.data_dir, "a clean"):
-            report = run_cleanup(settings.database_url, settings.files_dir,
+            report = run_cleanup(settings.database_url, _store(settings),
                                  days or settings.retention_days, dry_run=dry_run)
     except BackupError as error:
         raise _fail(error) from None
@@ -162,11 +169,9 @@ def usage() -> None:
 
     from ops.retention import usage_by_user
     from storage.db import session_scope
-    from storage.files import FileStore
-
     settings = _settings()
     with session_scope(settings.database_url) as session:
-        rows = usage_by_user(session, FileStore(settings.files_dir))
+        rows = usage_by_user(session, _store(settings))
     click.echo(f"{'user':<24} {'uploads':>8} {'results':>8} {'models':>7} {'disk':>10}")
     for row in rows:
         who = f"{row.telegram_id}" + (f" @{row.username}" if row.username else "")
