@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     visibility_timeout_s: float = Field(12 * 3600, gt=0, validation_alias=_env("SEGBOT_VISIBILITY_TIMEOUT_S"))
     broker_poll_s: float = Field(0.2, gt=0, validation_alias=_env("SEGBOT_BROKER_POLL_S"))
     redis_key_prefix: str = Field("", validation_alias=_env("SEGBOT_REDIS_PREFIX"))
+    db_retry_s: float = Field(60.0, ge=0, validation_alias=_env("SEGBOT_DB_RETRY_S"))
     # Training checkpoints (resume after a worker died): every N iterations and every S seconds
     checkpoint_every_iters: int = Field(200, ge=0, validation_alias=_env("SEGBOT_CHECKPOINT_EVERY_ITERS"))
     checkpoint_every_s: float = Field(300.0, gt=0, validation_alias=_env("SEGBOT_CHECKPOINT_EVERY_S"))

@@ -9,7 +9,8 @@ import logging
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from annotations.model import AnnotationError
 from jobqueue import store as jobstore
@@ -21,17 +22,57 @@ from storage.models import JobState
 from storage.notices import JOB_CANCELLED, JOB_FAILED
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def db_unreachable(error: BaseException) -> bool:
+    """The database went away (restart, network): worth retrying, never the job's fault."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    return isinstance(error, OperationalError) or (isinstance(error, DBAPIError)
+                                                   and bool(error.connection_invalidated))
+
+
+def with_db_retry(settings: Any, what: str, call: Callable[[], T]) -> T:
+    """`call()`, retried with backoff for up to settings.db_retry_s while the database is
+    unreachable (the pool's pre-ping then hands out fresh connections); other errors pass."""
+    deadline = time.monotonic() + settings.db_retry_s
+    delay = 0.25
+    while True:
+        try:
+            return call()
+        except Exception as error:
+            if not db_unreachable(error) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: database unreachable (%s); retrying in %.1f s", what, type(error).__name__,
+                        delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def make_context(settings: Any, claim: jobstore.Claim) -> JobContext:
-    """The body's context: progress and cancel go through the queue's claim checks."""
+    """The body's context: progress and cancel go through the queue's claim checks. A database
+    outage while the body runs is only logged: progress waits, the body goes on."""
     url = settings.database_url
 
     def write_progress(fraction: float, stage: str, eta_s: float | None, loss: float | None) -> bool:
-        return jobstore.set_progress(url, claim, fraction, stage, eta_s, loss)
+        try:
+            return jobstore.set_progress(url, claim, fraction, stage, eta_s, loss)
+        except Exception as error:
+            if not db_unreachable(error):
+                raise
+            log.warning("job %s: progress not written, database unreachable", claim.job_id)
+            return True
 
-    return JobContext(settings, claim, write_progress=write_progress,
-                      read_stop=lambda: jobstore.should_stop(url, claim))
+    def read_stop() -> bool:
+        try:
+            return jobstore.should_stop(url, claim)
+        except Exception as error:
+            if not db_unreachable(error):
+                raise
+            return False  # we cannot know; the finishing compare-and-set decides
+
+    return JobContext(settings, claim, write_progress=write_progress, read_stop=read_stop)
 
 
 # Running
@@ -83,8 +124,15 @@ def _free_memory() -> None:
 
 
 def _fail(ctx: JobContext, reason: str) -> None:
-    jobstore.finish_job(ctx.url, ctx.claim, JobState.FAILED, error=reason,
-                        notice=(JOB_FAILED, {"job_id": ctx.job_id, "kind": ctx.claim.kind, "reason": reason}))
+    notice = (JOB_FAILED, {"job_id": ctx.job_id, "kind": ctx.claim.kind, "reason": reason})
+    try:
+        with_db_retry(ctx.settings, f"job {ctx.job_id}: recording the failure", lambda: jobstore.finish_job(
+            ctx.url, ctx.claim, JobState.FAILED, error=reason, notice=notice))
+    except Exception as error:
+        if not db_unreachable(error):
+            raise
+        log.error("job %s: could not record its failure, the database stayed unreachable; the sweeper "
+                  "retries the job", ctx.job_id)
 
 
 def run_claim(settings: Any, claim: jobstore.Claim) -> str:
@@ -128,12 +176,25 @@ def _run(ctx: JobContext) -> str:
                 outcome.discard()
             raise JobCancelled()
     except JobCancelled:
-        if jobstore.finish_job(ctx.url, claim, JobState.CANCELLED,
-                               notice=(JOB_CANCELLED, {"job_id": claim.job_id, "kind": claim.kind})):
+        notice = (JOB_CANCELLED, {"job_id": claim.job_id, "kind": claim.kind})
+        try:
+            cancelled = with_db_retry(ctx.settings, f"job {claim.job_id}: recording the cancel",
+                                      lambda: jobstore.finish_job(ctx.url, claim, JobState.CANCELLED,
+                                                                  notice=notice))
+        except Exception as error:
+            if not db_unreachable(error):
+                raise
+            log.error("job %s: cancel not recorded, the database stayed unreachable", claim.job_id)
+            return "lost"
+        if cancelled:
             log.info("job %s cancelled", claim.job_id)
             return JobState.CANCELLED.value
         return "lost"
     except Exception as error:  # MemoryError is an Exception too; the worker goes on either way
+        if db_unreachable(error):  # not the job's fault: left running, the sweeper requeues it
+            log.error("job %s: the database became unreachable while it ran; the sweeper retries it",
+                      claim.job_id)
+            return "lost"
         out_of_memory = is_out_of_memory(error)
         if out_of_memory:
             log.warning("job %s ran out of memory: %s", claim.job_id, error)
@@ -176,12 +237,18 @@ def _count_error() -> None:
 def _record(ctx: JobContext, outcome: Outcome) -> str:
     claim = ctx.claim
     try:
-        recorded = jobstore.finish_job(ctx.url, claim, JobState.SUCCEEDED, result=outcome.result,
-                                       notice=(outcome.notice_kind, outcome.notice_payload),
-                                       hook=outcome.record)
+        notice = (outcome.notice_kind, outcome.notice_payload)
+        recorded = with_db_retry(ctx.settings, f"job {claim.job_id}: recording the results",
+                                 lambda: jobstore.finish_job(ctx.url, claim, JobState.SUCCEEDED,
+                                                             result=outcome.result, notice=notice,
+                                                             hook=outcome.record))
     except BaseException as error:
         if outcome.discard:
             outcome.discard()
+        if db_unreachable(error):
+            log.error("job %s: results not recorded, the database stayed unreachable; the sweeper "
+                      "retries the job", claim.job_id)
+            return "lost"
         if isinstance(error, StoreFull):
             _disk_full(claim, error)
             _fail(ctx, str(error))
@@ -193,6 +260,11 @@ def _record(ctx: JobContext, outcome: Outcome) -> str:
         if outcome.discard:
             outcome.discard()
         return "lost"
+    if outcome.committed:
+        try:
+            outcome.committed()
+        except Exception:  # noqa: BLE001 - the job is done; a leftover is retention's to clean
+            log.warning("job %s: clean-up after success failed", claim.job_id, exc_info=True)
     log.info("job %s succeeded", claim.job_id)
     return JobState.SUCCEEDED.value
 

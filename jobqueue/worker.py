@@ -9,11 +9,12 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import task_received, worker_process_init, worker_ready, worker_shutdown
 
 from jobqueue.store import QUEUES
 
@@ -30,13 +31,28 @@ def parse_queues(text: str | Sequence[str]) -> tuple[str, ...]:
 
 class Sweeper(threading.Thread):
     """In the worker's main process: every settings.sweep_interval_s requeue (or fail) jobs of dead
-    workers and publish a wake-up token for queues that have queued jobs but no waiting token."""
+    workers and publish a wake-up token for queues that have queued jobs but no waiting token
+    (a Redis restart loses every token: this is how queued jobs still start).
 
-    def __init__(self, app: Celery, settings: Any) -> None:
+    It also watches its own consumer: after a broker restart that broke an acknowledgement, Celery's
+    consumer can stay connected to nothing and never receive again (seen in about one restart in
+    four in tests/test_queue_faults.py). Jobs of our queues waiting, this worker idle, tokens sent
+    and none received for `deaf_after_s`: the consumer is told its connection is lost, and it
+    reconnects."""
+
+    def __init__(self, app: Celery, settings: Any, queues: Sequence[str] = QUEUES) -> None:
         super().__init__(daemon=True, name="segbot-sweeper")
         self.app = app
         self.settings = settings
+        self.queues = tuple(queues)
         self.stopped = threading.Event()
+        self.consumer: Any = None  # set on worker_ready
+        self.deaf_after_s = max(3 * settings.sweep_interval_s, 5.0)
+        self._unheard_since: float | None = None  # first token sent since we last received one
+
+    def heard(self, **_: Any) -> None:
+        """task_received: this worker's consumer does receive."""
+        self._unheard_since = None
 
     def sweep_once(self) -> None:
         from sqlalchemy.orm import sessionmaker
@@ -59,9 +75,33 @@ class Sweeper(threading.Thread):
             engine.dispose()
         if report.requeued or report.failed:
             log.warning("sweeper: requeued %s, failed %s", report.requeued, report.failed)
+        sent = False
         for queue, waiting in report.waiting.items():
             if waiting and waiting_tokens(self.app, queue) == 0:
                 send_token(self.app, queue)
+                sent |= queue in self.queues
+        ours = any(report.waiting.get(queue) for queue in self.queues)
+        self.check_hearing(ours, sent, idle=not _reserved_requests())
+
+    def check_hearing(self, waiting: bool, sent: bool, idle: bool, now: float | None = None) -> bool:
+        """Kick the consumer when this idle worker received nothing for deaf_after_s since a token
+        for its waiting queues went out; True when it kicked."""
+        now = time.monotonic() if now is None else now
+        if not (waiting and idle):
+            self._unheard_since = None
+            return False
+        if self._unheard_since is None:
+            self._unheard_since = now if sent else None
+            return False
+        if now - self._unheard_since < self.deaf_after_s or self.consumer is None:
+            return False
+        log.warning("sweeper: jobs wait and this idle worker received no wake-up for %.0f s; "
+                    "reconnecting its consumer", now - self._unheard_since)
+        self._unheard_since = None
+        hub = getattr(self.consumer, "hub", None)
+        if hub is not None:
+            hub.call_soon(_connection_lost)  # raised in the consumer's loop: it reconnects
+        return True
 
     def run(self) -> None:
         while True:
@@ -71,6 +111,16 @@ class Sweeper(threading.Thread):
                 log.warning("sweeper failed", exc_info=True)
             if self.stopped.wait(self.settings.sweep_interval_s):
                 return
+
+
+def _reserved_requests() -> int:
+    from celery.worker import state
+
+    return len(state.reserved_requests)
+
+
+def _connection_lost() -> None:
+    raise ConnectionError("segbot sweeper: the consumer stopped receiving wake-ups")
 
 
 def _reset_engines_in_child(**_: Any) -> None:
@@ -105,9 +155,15 @@ def run_worker(settings: Any, queues: Sequence[str] = QUEUES, concurrency: int =
     metrics_dir = _start_metrics(settings)
     app = make_app(settings)
     register_tasks(app)
-    sweeper = Sweeper(app, settings)
+    sweeper = Sweeper(app, settings, queues)
+
+    def ready(sender: Any = None, **_: Any) -> None:
+        sweeper.consumer = sender
+        sweeper.start()
+
     worker_process_init.connect(_reset_engines_in_child, weak=False)
-    worker_ready.connect(lambda **_: sweeper.start(), weak=False)
+    worker_ready.connect(ready, weak=False)
+    task_received.connect(sweeper.heard, weak=False)
     worker_shutdown.connect(lambda **_: sweeper.stopped.set(), weak=False)
     worker = app.Worker(
         hostname=f"segbot-{os.getpid()}@{socket.gethostname()}",

@@ -29,14 +29,16 @@ class JobError(Exception):
 
 @dataclass
 class Outcome:
-    """What a body produced. `record` adds rows in the transaction that marks the job done;
-    `discard` removes files when that transaction did not happen."""
+    """What a body produced. `record` adds rows in the transaction that marks the job done (it
+    may run again when a lost connection made that transaction roll back); `discard` removes
+    files when that transaction did not happen."""
 
     result: dict[str, Any]
     notice_kind: str
     notice_payload: dict[str, Any]
     record: Callable[[Session, Job], None] | None = None
     discard: Callable[[], None] | None = None
+    committed: Callable[[], None] | None = None  # after that transaction committed (clean-up)
 
 
 class ClaimInfo(Protocol):

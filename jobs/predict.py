@@ -97,6 +97,7 @@ def predict_job(ctx: JobContext) -> Outcome:
     result_ids: list[int] = []
 
     def record(session: Session, job: Job) -> None:
+        result_ids.clear()  # a retried transaction (lost connection) starts over
         for row in rows:
             result = Result(job_id=job.id, user_id=job.user_id, **row)
             session.add(result)

@@ -101,8 +101,13 @@ def train_job(ctx: JobContext) -> Outcome:
                                   .where(TrainedModel.user_id == job.user_id)) or 0) + 1
         relative = f"models/u{job.user_id}/v{version}"
         # Never half a bundle: one rename on a local store, a completion marker last on S3.
-        installed.append(relative)
-        store.install_dir(bundle, relative, replace=True, move=True)
+        if not installed:
+            store.install_dir(bundle, relative, replace=True, move=True)
+            installed.append(relative)
+        elif installed[-1] != relative:  # a retried transaction numbered it anew: move it there
+            store.install_dir(store.resolve(installed[-1]), relative, replace=True, move=True)
+            store.remove_dir(installed[-1])
+            installed.append(relative)
         path = str(Path(ctx.settings.files_dir.name) / relative)  # relative to the data dir
         model = TrainedModel(user_id=job.user_id, version=version, name=f"v{version}",
                              classes=list(result.classes), status=ModelStatus.READY.value, path=path,
@@ -131,12 +136,11 @@ def train_job(ctx: JobContext) -> Outcome:
                "iterations": result.iterations, "seconds": round(result.seconds, 1),
                "resumed_at": result.resumed_at}
 
-    def record_and_clean(session: Session, job: Job) -> None:
-        record(session, job)
+    def clean_up() -> None:  # the model is in: nothing left to resume
         shutil.rmtree(scratch, ignore_errors=True)
-        store.remove_dir(checkpoint_dir(ctx.job_id))  # the model is in: nothing left to resume
+        store.remove_dir(checkpoint_dir(ctx.job_id))
 
-    return Outcome(result=summary, notice_kind=TRAIN_DONE, notice_payload=payload, record=record_and_clean,
-                   discard=discard)
+    return Outcome(result=summary, notice_kind=TRAIN_DONE, notice_payload=payload, record=record,
+                   discard=discard, committed=clean_up)
 
 

@@ -45,8 +45,20 @@ class StoreFull(StoreError):
         self.detail = detail
 
 
-def is_disk_full(error: BaseException) -> bool:
-    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+_FULL_WORDS = ("No space left on device", "Disk quota exceeded", f"[Errno {errno.ENOSPC}]",
+               "XMinioStorageFull")  # shutil.copytree folds errors into text; MinIO says it by code
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """ENOSPC/EDQUOT, also when wrapped (shutil.Error lists its errors as text) or chained."""
+    seen = 0
+    while error is not None and seen < 5:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(error, shutil.Error | OSError) and any(w in str(error) for w in _FULL_WORDS):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
 
 
 @dataclass(frozen=True)

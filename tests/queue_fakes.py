@@ -50,3 +50,46 @@ def oom_job(ctx: JobContext) -> Outcome:
 @register("crash")
 def crash_job(ctx: JobContext) -> Outcome:
     raise RuntimeError("a bug")
+
+
+@register("write")
+def write_job(ctx: JobContext) -> Outcome:
+    """Store a blob of params['blob_bytes'] and a bundle dir of params['bundle_bytes'] (the
+    disk-full tests); params['inject_enospc']: the store's writes fail as on a full disk."""
+    import contextlib
+    import errno
+    from unittest import mock
+
+    def full(*_: Any, **__: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device (injected)")
+
+    with contextlib.ExitStack() as stack:
+        if ctx.params.get("inject_enospc"):
+            stack.enter_context(mock.patch("storage.files.os.fsync", full))
+            stack.enter_context(mock.patch("storage.files.shutil.copytree", full))
+        return _write(ctx)
+
+
+def _write(ctx: JobContext) -> Outcome:
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    store = ctx.store
+    size = int(ctx.params.get("blob_bytes", 0))
+    sha = store.put_bytes(os.urandom(size)) if size else None
+    relative = f"models/u{ctx.claim.user_id}/write{ctx.job_id}"
+    if ctx.params.get("bundle_bytes"):
+        source = Path(tempfile.mkdtemp(prefix="fake-bundle-"))  # off the store's disk
+        try:
+            (source / "weights.pt").write_bytes(os.urandom(int(ctx.params["bundle_bytes"])))
+            store.install_dir(source, relative)
+        finally:
+            shutil.rmtree(source, ignore_errors=True)
+
+    def record(session: Session, job: Job) -> None:
+        session.add(Result(job_id=job.id, user_id=job.user_id, image_name=relative, files={"blob": sha}))
+
+    return Outcome(result={"sha": sha}, notice_kind="write_done", notice_payload={"job_id": ctx.job_id},
+                   record=record)
