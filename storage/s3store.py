@@ -246,6 +246,16 @@ class S3Store(Store):
         if self._marker(name) is None and self.has_dir(name):
             self.fs.pipe_file(self._key(f"{name}/{MARKER}"), uuid.uuid4().hex.encode())
 
+    def ensure_bucket(self) -> None:
+        """Create the bucket when it is not there (`segbot migrate`, compose's one-shot step)."""
+        if self.fs.exists(self.bucket):
+            return
+        region = self._options["client_kwargs"].get("region_name")
+        extra = {"CreateBucketConfiguration": {"LocationConstraint": region}} \
+            if region and region != "us-east-1" else {}  # AWS refuses a constraint for us-east-1
+        self.fs.call_s3("create_bucket", Bucket=self.bucket, **extra)
+        self.fs.invalidate_cache()
+
     def check_writable(self) -> None:
         key = self._key(f"tmp/health-{uuid.uuid4().hex}")
         self.fs.pipe_file(key, b"ok")

@@ -320,3 +320,18 @@ def test_store_url_setting_selects_s3(settings, s3_env, monkeypatch) -> None:
     monkeypatch.setenv("SEGBOT_STORE_URL", "https://bucket")
     with pytest.raises(SettingsError, match="SEGBOT_STORE_URL: must be s3://bucket/prefix"):
         load_settings()
+
+
+def test_migrate_creates_the_bucket(tmp_path: Path, s3_env, s3_endpoint) -> None:
+    import boto3
+
+    env = dict(os.environ, SEGBOT_DATA_DIR=str(tmp_path / "d"), **s3_env)
+    env["SEGBOT_STORE_URL"] = "s3://segbot-made-by-migrate/files"
+    env.pop("DATABASE_URL", None)
+    proc = subprocess.run([sys.executable, "-m", "segbot", "migrate"], env=env, capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "file store s3://segbot-made-by-migrate/files ready"
+    client = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    assert "segbot-made-by-migrate" in [b["Name"] for b in client.list_buckets()["Buckets"]]
