@@ -3,7 +3,8 @@
 - Counting by the centre rule of seed 001: a prediction whose centre lies inside a ground-truth contour
   is a TP, one GT is matched at most once (further predictions on it are FP), GTs left unmatched (also
   extra GTs under one big prediction) are FN. Centre-in-contour lookups go through an STRtree; where GTs
-  overlap, a maximum matching decides (order-independent).
+  overlap, a maximum matching decides (order-independent). Mask output (the trainer's held-out crop)
+  is outlined first (instances_from_masks) and scored by the same rule.
 - COCO AP (segm and bbox) with pycocotools, maxDets raised (default 1000). pycocotools' per-image matching
   loops over every (detection, GT) pair in Python, hopeless for thousands of objects in one image; the
   IoUs here are computed only for pairs whose boxes overlap and the matching walks only those, which
@@ -58,6 +59,13 @@ def _geoms(instances: Sequence[Instance]):
 def match_centre_rule(pred: Sequence[Instance], gt: Sequence[Instance]) -> CountScore:
     """TP/FP/FN by the centre rule (class-agnostic; call per class for per-class scores)."""
     return _match(pred, gt)[0]
+
+
+def instances_from_masks(masks: np.ndarray, label: str = "object") -> list[Instance]:
+    """Boolean (n, h, w) masks as outlined instances (empty masks dropped): mask output, such as the
+    trainer's held-out crop, is then scored by exactly the rules polygons are."""
+    outlines = (geometry.mask_to_polygon(mask) for mask in masks)
+    return [Instance(label, poly) for poly in outlines if poly is not None]
 
 
 def centre_pairs(

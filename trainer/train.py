@@ -86,25 +86,13 @@ def _to_batch(samples: Sequence[Any]) -> dict[str, Any]:
     return {"inputs": inputs, "data_samples": data_samples}
 
 
-def centre_match(pred_masks: np.ndarray, gt_masks: np.ndarray) -> dict[str, float]:
-    """Centre rule (seed 001): a prediction is a hit when its centroid lies in an unmatched object."""
-    matched = np.zeros(len(gt_masks), bool)
-    tp = 0
-    for m in pred_masks:
-        ys, xs = np.nonzero(m)
-        if len(xs) == 0:
-            continue
-        cy, cx = int(round(ys.mean())), int(round(xs.mean()))
-        hits = np.flatnonzero(gt_masks[:, cy, cx] & ~matched) if len(gt_masks) else []
-        if len(hits):
-            matched[hits[0]] = True
-            tp += 1
-    n_pred, n_gt = int(len(pred_masks)), int(len(gt_masks))
-    precision = tp / n_pred if n_pred else 0.0
-    recall = tp / n_gt if n_gt else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"tp": tp, "fp": n_pred - tp, "fn": n_gt - tp, "n_pred": n_pred, "n_gt": n_gt,
-            "precision": precision, "recall": recall, "f1": f1}
+def holdout_scores(pred_masks: np.ndarray, gt_masks: np.ndarray) -> dict[str, Any]:
+    """The held-out crop scored as `segbot eval` scores it: annotations.evaluate's centre rule and
+    its maximum matching, so a model card's F1 is the figure the evaluator reports."""
+    from annotations.evaluate import instances_from_masks, match_centre_rule
+
+    pred, gt = instances_from_masks(pred_masks), instances_from_masks(gt_masks)
+    return {**match_centre_rule(pred, gt).as_dict(), "n_pred": len(pred), "n_gt": len(gt)}
 
 
 def _validate(model: Any, region: Any, classes: list[str], tile_size: int) -> dict[str, Any]:
@@ -113,7 +101,7 @@ def _validate(model: Any, region: Any, classes: list[str], tile_size: int) -> di
     detector = MMDetDetector(model, classes, 1.0, tile_size, device=str(next(model.parameters()).device),
                              score_thr=VALIDATION_THRESHOLD)
     det = detector.detect([region.image])[0]
-    scores = centre_match(det.masks, region.masks)
+    scores = holdout_scores(det.masks, region.masks)
     model.train()
     return scores
 
