@@ -9,7 +9,8 @@ from the image centre grown while it holds at most 50 / n_train particles (by ce
 the only labels the model sees (the rest of the image is unlabelled, as a user's crops would be).
 Test: the other images (the first --limit of them by name; 0 = all), whole-image ground truth.
 Both methods are scored by annotations.evaluate: precision / recall / F1 by the centre rule of
-seed 001, COCO mask AP, and size accuracy (1 - |mean D_pred - mean D_gt| / mean D_gt).
+Okunev et al. (Nanomaterials 2020), COCO mask AP, and size accuracy
+(1 - |mean D_pred - mean D_gt| / mean D_gt).
 Goal: F1(model) >= 1.2 x F1(baseline). Everything printed is measured in this run.
 """
 
