@@ -288,7 +288,8 @@ _NUM = re.compile(
 def read_height_map(
     text: str, name: str = "height map", max_pixels: int = DEFAULT_MAX_PIXELS, notes: list[str] | None = None
 ) -> tuple[np.ndarray, float | None]:
-    """ASCII matrix of heights (optional header lines) -> uint8 grey by eq. (1) of seed 001, and nm/px.
+    """ASCII matrix of heights (optional header lines) -> uint8 grey and nm/px; the grey levels by
+    eq. (1) of Okunev et al. (Nanomaterials 2020, ParticlesNN).
 
     I = (H - Hmin) / (Hmax - Hmin) * 255. A WSxM-style header line `X Amplitude: 100 nm` gives the scale.
     """

@@ -104,7 +104,7 @@ def run_worker(settings: Any, queues: Sequence[str] = QUEUES, concurrency: int =
 
     metrics_dir = _start_metrics(settings)
     app = make_app(settings)
-    register_tasks(app)
+    register_tasks(app, settings)
     sweeper = Sweeper(app, settings)
     worker_process_init.connect(_reset_engines_in_child, weak=False)
     worker_ready.connect(lambda **_: sweeper.start(), weak=False)

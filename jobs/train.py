@@ -19,6 +19,7 @@ from storage.notices import TRAIN_DONE
 def train_job(ctx: JobContext) -> Outcome:
     from annotations.labelme import read_labelme
     from segmodel.options import TrainOptions
+    from trainer.init_weights import WeightPaths
     from trainer.train import TrainingCancelled, train_model
 
     with ctx.session() as session:
@@ -42,7 +43,8 @@ def train_job(ctx: JobContext) -> Outcome:
         ctx.progress(p.fraction, p.stage, p.eta_s, p.loss)
 
     try:
-        result = train_model(sources, out_dir, options, progress=report, should_cancel=ctx.cancelled)
+        result = train_model(sources, out_dir, options, progress=report, should_cancel=ctx.cancelled,
+                             weights=WeightPaths.from_settings(ctx.settings))
     except TrainingCancelled:
         shutil.rmtree(scratch, ignore_errors=True)
         raise JobCancelled() from None

@@ -182,7 +182,7 @@ def _model_dirs(files_dir: Path) -> Iterable[Path]:
 
 def run_cleanup(database_url: str, files_dir: Path, retention_days: float, *, dry_run: bool = False,
                 now: datetime | None = None, grace_s: float = GRACE_S) -> CleanupReport:
-    from storage.db import session_factory
+    from storage.db import session_factory, session_scope
 
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=retention_days)
@@ -190,8 +190,8 @@ def run_cleanup(database_url: str, files_dir: Path, retention_days: float, *, dr
     report = CleanupReport(cutoff=cutoff, dry_run=dry_run)
     store = FileStore(files_dir)
 
-    session = session_factory(database_url)()
-    try:
+    # A dry run asks inside the same transaction what would still be referenced, then rolls it back.
+    with session_scope(database_url, commit=not dry_run) as session:
         uploads, results, notices = _expired_rows(session, cutoff)
         report.uploads, report.results, report.notices = len(uploads), len(results), len(notices)
         if results:
@@ -201,18 +201,7 @@ def run_cleanup(database_url: str, files_dir: Path, retention_days: float, *, dr
         if notices:
             session.execute(delete(Notice).where(Notice.id.in_(notices)))
         session.flush()
-        # What is still referenced once these rows are gone (a dry run asks inside the same
-        # transaction, then rolls it back).
-        refs = collect_references(session, files_dir)
-        if dry_run:
-            session.rollback()
-        else:
-            session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+        refs = collect_references(session, files_dir)  # what is still referenced once these rows are gone
 
     if not dry_run:
         # A second look just before deleting: a row added meanwhile (a re-upload of the same

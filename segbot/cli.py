@@ -13,7 +13,7 @@ from segbot import __version__
 # name -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {
     "migrate": "segbot.commands.migrate:migrate",
-    "demo": "segbot.demo:demo",
+    "demo": "segbot.commands.demo:demo",
     "train": "segbot.commands.train:train",
     "weights": "segbot.commands.train:weights",
     "predict": "segbot.commands.predict:predict",

@@ -15,7 +15,7 @@ from PIL import Image
 from annotations.labelme import write_labelme
 from annotations.model import Crop, Instance
 from segbot.cli import main
-from tests.conftest import IN_CI
+from tests.services import need_service
 
 EMPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "emps-dev"  # ../shared beside the repo
 REAL = "78b42bc5e8"  # 174 labelled particles
@@ -47,9 +47,7 @@ def _real_labelme(
     tmp_path: Path, drop_every_tenth: bool = False, name: str = "gt"
 ) -> tuple[Path, np.ndarray]:
     if not (EMPS / "images" / f"{REAL}.png").exists():
-        if IN_CI:  # CI always has ../shared beside the clone
-            pytest.fail(f"EMPS data missing at {EMPS}")
-        pytest.skip("EMPS data not available")
+        need_service("EMPS data", f"missing at {EMPS}")  # CI always has ../shared beside the clone
     image = np.asarray(Image.open(EMPS / "images" / f"{REAL}.png").convert("RGB"))
     seg = np.asarray(Image.open(EMPS / "segmaps" / f"{REAL}.png"))
     ids = [i for i in np.unique(seg) if i]

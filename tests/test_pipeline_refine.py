@@ -1,4 +1,5 @@
-"""Gaussian contour refinement (seed 001, eq. 2 + half-height rule) on synthetic blobs."""
+"""Gaussian contour refinement (Okunev et al., Nanomaterials 2020, eq. 2 + half-height rule) on
+synthetic blobs."""
 
 from __future__ import annotations
 

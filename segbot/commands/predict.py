@@ -80,7 +80,7 @@ def predict_files(detector, files: list[Path], out_dir: Path, threshold: float, 
 @click.option("--nm-per-px", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Pixel size; overrides the scale read from the image.")
 @click.option("--refine/--no-refine", default=False, show_default=True,
-              help="Refine contours by a 2D Gaussian fit (seed 001, eq. 2).")
+              help="Refine contours by a 2D Gaussian fit (Okunev et al., Nanomaterials 2020, eq. 2).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default SEGBOT_DEVICE).")
 @user_errors
 def predict(model_dir: Path, inputs: tuple[Path, ...], out_dir: Path, threshold: float, tile: int | None,
