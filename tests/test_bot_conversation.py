@@ -54,10 +54,10 @@ def eventually(check, timeout: float = 10.0):
         time.sleep(0.05)
 
 
-def _send(api, user, text, contains=None, timeout=10.0):
+def _send(api, user, text, contains=None, timeout=10.0, **kw):
     mark = api.mark()
     api.send_text(user, text)
-    return api.wait_reply(user.id, mark, contains, timeout=timeout)
+    return api.wait_reply(user.id, mark, contains, timeout=timeout, **kw)
 
 
 def _doc(api, user, name, data, contains=None, **kw):
@@ -324,7 +324,8 @@ def test_train_button_queues_a_job_with_progress_message_then_status_and_cancel(
         assert rows(bs.database_url, Dataset)[0].id == jobs[0].dataset_id
         assert "pending_uploads" not in user_row(bs.database_url, ALICE.id)["preferences"]
         assert "queued" in _send(api, ALICE, "/status", f"#{jobs[0].id}").text
-        assert "Cancelling" in _send(api, ALICE, "/cancel").text
+        # waited for by its text: the progress message's queue-position edit can come first
+        assert "Cancelling" in _send(api, ALICE, "/cancel", "Cancelling", methods=("sendMessage",)).text
         # the progress message follows the job to its end
         api.wait_reply(ALICE.id, 0, "cancelled", methods=("editMessageText",))
     assert rows(bs.database_url, Job)[0].state == "cancelled"
