@@ -415,8 +415,11 @@ def _finish_objects(
         raise BadPolygon(
             f"'{name}': shape #{raw[k][0] + 1} ('{raw[k][1]}') has zero area; redraw or delete it."
         )
+    fx0, fy0, fx1, fy1 = geometry.image_frame(width, height)  # pixel centres at integers
+    # half a pixel of slack: some tools put the image at [0, W] x [0, H] instead
+    sx0, sy0, sx1, sy1 = fx0 - 0.5, fy0 - 0.5, fx1 + 0.5, fy1 + 0.5
     outside = (
-        (centroids[:, 0] < 0) | (centroids[:, 0] > width) | (centroids[:, 1] < 0) | (centroids[:, 1] > height)
+        (centroids[:, 0] < sx0) | (centroids[:, 0] > sx1) | (centroids[:, 1] < sy0) | (centroids[:, 1] > sy1)
     )
     for k in np.nonzero(outside)[0]:
         cx, cy = centroids[k]
@@ -424,16 +427,17 @@ def _finish_objects(
             f"'{name}': shape #{raw[k][0] + 1} ('{raw[k][1]}') lies outside the {width}x{height} image "
             f"(centre at {cx:.0f}, {cy:.0f}). Was it drawn on another image?"
         )
-    over = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width) | (boxes[:, 3] > height)
+    over = (boxes[:, 0] < fx0) | (boxes[:, 1] < fy0) | (boxes[:, 2] > fx1) | (boxes[:, 3] > fy1)
     for k in np.nonzero(over)[0]:
-        clipped = _largest_part(shapely.clip_by_rect(shapely.Polygon(polys[k]), 0, 0, width, height))
+        clipped = _largest_part(shapely.clip_by_rect(shapely.Polygon(polys[k]), fx0, fy0, fx1, fy1))
         if clipped is None:
             raise ShapeOutsideImage(
                 f"'{name}': shape #{raw[k][0] + 1} lies outside the {width}x{height} image."
             )
         polys[k] = clipped
-    if over.any():
-        clipped_ids = [raw[k][0] + 1 for k in np.nonzero(over)[0].tolist()]
+    noted = (boxes[:, 0] < sx0) | (boxes[:, 1] < sy0) | (boxes[:, 2] > sx1) | (boxes[:, 3] > sy1)
+    if noted.any():
+        clipped_ids = [raw[k][0] + 1 for k in np.nonzero(noted)[0].tolist()]
         notes.append(f"{_shape_list(clipped_ids)} reached past the image border; clipped to it.")
 
     seen: dict[bytes, int] = {}

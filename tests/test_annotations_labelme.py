@@ -68,9 +68,9 @@ def test_polygon_rectangle_circle_ellipse_mask():
     assert areas[2] == pytest.approx(np.pi * 100, rel=1e-3)
     assert areas[3] == pytest.approx(np.pi * 25, rel=1e-3)
     assert areas[4] == pytest.approx(36, rel=1e-6)
-    # mask pixels (41..46, 42..47) -> continuous coordinates [41, 47) x [42, 48)
-    assert ann.instances[4].polygon.min(axis=0).tolist() == pytest.approx([41, 42], abs=0.3)
-    assert ann.instances[4].polygon.max(axis=0).tolist() == pytest.approx([47, 48], abs=0.3)
+    # mask pixels x 41..46, y 42..47, centred at integers -> pixel edges [40.5, 46.5] x [41.5, 47.5]
+    assert ann.instances[4].polygon.min(axis=0).tolist() == pytest.approx([40.5, 41.5], abs=1e-6)
+    assert ann.instances[4].polygon.max(axis=0).tolist() == pytest.approx([46.5, 47.5], abs=1e-6)
     assert ann.classes == ["big", "particle"]
 
 
@@ -164,7 +164,7 @@ def test_group_parts_merged_and_border_clipped():
     ann = read(d)
     assert len(ann.instances) == 2
     assert abs(cv2.contourArea(ann.instances[0].polygon.astype(np.float32))) == pytest.approx(200)
-    assert ann.instances[1].polygon[:, 0].max() == pytest.approx(80)
+    assert ann.instances[1].polygon[:, 0].max() == pytest.approx(79.5)  # the last pixel's right edge
     assert any("clipped" in n for n in ann.notes)
 
 
@@ -233,7 +233,7 @@ def instance_lists(draw):
         x, y = draw(coords), draw(coords)
         w = draw(st.floats(min_value=0.5, max_value=40))
         h = draw(st.floats(min_value=0.5, max_value=40))
-        x1, y1 = min(x + w, 200.0), min(y + h, 160.0)
+        x1, y1 = min(x + w, 199.5), min(y + h, 159.5)  # the image spans [-0.5, 199.5] x [-0.5, 159.5]
         y = min(y, 159.0)
         if x1 - x < 0.5 or y1 - y < 0.5:
             continue

@@ -24,7 +24,7 @@ def test_rasterised_circle_gives_d_2r(r, fx, fy):
     size = int(2 * r + 8)
     cx, cy = size / 2 + fx, size / 2 + fy
     yy, xx = np.mgrid[0:size, 0:size]
-    mask = (xx + 0.5 - cx) ** 2 + (yy + 0.5 - cy) ** 2 <= r * r
+    mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r  # pixel centres at integers
     poly = mask_to_polygon(mask)
     m = measure([Instance("c", poly)])[0]
     # pixel-edge outline: area = pixel count exactly; D within the digitisation error of the disc
