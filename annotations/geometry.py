@@ -228,8 +228,11 @@ def mask_to_polygon(
         if len(simple) >= MIN_SIMPLIFIED:
             contour = simple
     poly = _match_moments(_grow_half_pixel(contour.reshape(-1, 2).astype(np.float64) - 1.0), count, centre)
-    poly = np.clip(poly, -0.5, [w - 0.5, h - 0.5])  # never past the mask's own frame
-    return poly + np.asarray(offset, dtype=np.float64)
+    if poly.min() < -0.5 or poly[:, 0].max() > w - 0.5 or poly[:, 1].max() > h - 0.5:
+        poly = np.clip(poly, -0.5, [w - 0.5, h - 0.5])  # never past the mask's own frame
+    if offset[0] or offset[1]:
+        poly += np.asarray(offset, dtype=np.float64)
+    return poly
 
 
 def _match_moments(poly: np.ndarray, count: float, centre: np.ndarray) -> np.ndarray:
@@ -239,15 +242,15 @@ def _match_moments(poly: np.ndarray, count: float, centre: np.ndarray) -> np.nda
     an L of three) are off by more, up to ~20% in area and ~0.2 px in centroid.
     """
     x, y = poly[:, 0], poly[:, 1]
-    x2, y2 = np.roll(x, -1), np.roll(y, -1)
+    x2, y2 = np.concatenate((x[1:], x[:1])), np.concatenate((y[1:], y[:1]))  # (np.roll is slower)
     cross = x * y2 - x2 * y
     area = 0.5 * float(cross.sum())
     if abs(area) < 1e-9:
         return poly
-    c = np.array([float(((x + x2) * cross).sum()), float(((y + y2) * cross).sum())]) / (6.0 * area)
     ratio = count / abs(area)
     if not 0.5 < ratio < 2.0:  # a broken outline (e.g. only part of a self-touching trace): leave it
         return poly
+    c = np.array([float((x + x2) @ cross), float((y + y2) @ cross)]) / (6.0 * area)
     return centre + (poly - c) * np.sqrt(ratio)
 
 
