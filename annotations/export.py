@@ -392,9 +392,9 @@ def usable_instances(instances: list[Instance], image_shape: tuple[int, ...]) ->
     Drops outlines with < 3 points, non-finite or zero-area ones, and exact copies, so the LabelMe file
     the user corrects and sends back is never refused; clamps vertices to the image. Vectorised checks.
     """
-    from annotations.geometry import area_centroid_perimeter, bboxes, pack
+    from annotations.geometry import area_centroid_perimeter, bboxes, image_frame, pack
 
-    h, w = image_shape[:2]
+    x0, y0, x1, y1 = image_frame(image_shape[1], image_shape[0])
     cand = [i for i in instances if len(i.polygon) >= 3]
     if cand:
         verts, starts = pack([i.polygon for i in cand])
@@ -402,10 +402,10 @@ def usable_instances(instances: list[Instance], image_shape: tuple[int, ...]) ->
         cand = [i for i, f in zip(cand, finite.tolist(), strict=True) if f]
     if cand:
         boxes = bboxes([i.polygon for i in cand])
-        outside = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > w) | (boxes[:, 3] > h)
+        outside = (boxes[:, 0] < x0) | (boxes[:, 1] < y0) | (boxes[:, 2] > x1) | (boxes[:, 3] > y1)
         for k in np.nonzero(outside)[0].tolist():
             poly = cand[k].polygon
-            clamped = np.column_stack([np.clip(poly[:, 0], 0, w), np.clip(poly[:, 1], 0, h)])
+            clamped = np.column_stack([np.clip(poly[:, 0], x0, x1), np.clip(poly[:, 1], y0, y1)])
             cand[k] = Instance(cand[k].label, clamped, cand[k].score)
         areas = area_centroid_perimeter([i.polygon for i in cand])[0]
         cand = [i for i, a in zip(cand, areas.tolist(), strict=True) if a > 1e-9]

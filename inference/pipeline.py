@@ -83,7 +83,7 @@ def predict_image(
     progress: Callable[[int, int], None] | None = None,
 ) -> Prediction:
     """Find every object in `image` (uint8 RGB/gray, any size); polygons in original pixels."""
-    from inference.contours import polygon_area
+    from annotations.geometry import polygon_area
     from inference.merge import CandidateSet
 
     started = time.perf_counter()

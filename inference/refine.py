@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from annotations.geometry import polygon_area, polygon_to_mask
 from annotations.model import Instance
-from inference.contours import polygon_area, polygon_to_mask
 
 MIN_PIXELS = 12  # fewer mask pixels than this: 7 parameters cannot be fitted meaningfully
 MIN_R2 = 0.8  # share of the intensity variance the Gaussian must explain

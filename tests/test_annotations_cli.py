@@ -28,19 +28,20 @@ def run(*args: str):
 
 def _outline(mask: np.ndarray) -> np.ndarray:
     """Pixel-edge outline made here with plain cv2 + shapely (not annotations.geometry), so the
-    comparison with pixel areas below checks the measuring, not a polygon built from the pixel count."""
+    comparison with pixel areas below checks the measuring, not a polygon built from the pixel count.
+    Pixel centres at integers: the outline lies on the pixel edges, half a pixel out."""
     import cv2
     import shapely
 
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     contour = max(contours, key=len).reshape(-1, 2).astype(float)
     if len(contour) < 3:
-        x0, y0 = contour.min(axis=0)
-        x1, y1 = contour.max(axis=0) + 1
+        x0, y0 = contour.min(axis=0) - 0.5
+        x1, y1 = contour.max(axis=0) + 0.5
         return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
     shape = shapely.Polygon(contour).buffer(0.5, join_style="mitre")
     shape = max(getattr(shape, "geoms", [shape]), key=lambda g: g.area)
-    return np.clip(np.asarray(shape.exterior.coords)[:-1] + 0.5, 0, [mask.shape[1], mask.shape[0]])
+    return np.clip(np.asarray(shape.exterior.coords)[:-1], -0.5, [mask.shape[1] - 0.5, mask.shape[0] - 0.5])
 
 
 def _real_labelme(

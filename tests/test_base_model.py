@@ -41,8 +41,8 @@ def test_instance_maps_become_polygons_with_exact_areas(tmp_path):
     pixels = [int((seg == k).sum()) for k in range(1, len(DISCS) + 1)]
     area, centre, _ = area_centroid_perimeter([i.polygon for i in images[0].instances])
     assert [i.label for i in images[0].instances] == ["particle"] * 3
-    assert np.allclose(area, pixels, rtol=0.01)
-    assert np.allclose(centre, [(x + 0.5, y + 0.5) for (x, y), _ in DISCS], atol=0.5)
+    assert np.allclose(area, pixels, rtol=1e-9)
+    assert np.allclose(centre, [(x, y) for (x, y), _ in DISCS], atol=1e-6)  # cv2.circle centres on pixel x, y
 
 
 def test_instance_map_of_another_size_is_refused(tmp_path):

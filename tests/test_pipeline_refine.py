@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from annotations.geometry import mask_to_polygon, polygon_area
 from annotations.model import Instance
-from inference.contours import mask_to_polygon, polygon_area
 from inference.pipeline import PredictOptions, predict_image
 from inference.refine import fit_instance, refine_instances
 from tests.fake_detector import ThresholdDetector
