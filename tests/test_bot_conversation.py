@@ -164,8 +164,8 @@ def test_json_then_image_album_and_zip_are_paired(bs, api) -> None:
 @pytest.mark.slow
 def test_bad_inputs_get_specific_answers_and_store_nothing(bs, api, tmp_path) -> None:
     good_image = png_bytes()
-    broken = json.loads(labelme_bytes(good_image))
-    broken["shapes"][1]["points"] = [[1, 1]]  # a polygon with one point
+    broken = json.loads(labelme_bytes(good_image, n=1))
+    broken["shapes"][1]["points"] = [[1, 1]]  # its only object: a polygon with one point, nothing usable left
     bad_zip = io.BytesIO()
     with zipfile.ZipFile(bad_zip, "w") as archive:
         archive.writestr("readme.txt.exe", b"MZ")
@@ -201,6 +201,17 @@ def test_bad_inputs_get_specific_answers_and_store_nothing(bs, api, tmp_path) ->
                 assert expected[:80] in reply.text, (path.name, reply.text)
     assert rows(bs.database_url, Upload) == []
     assert list(FileStore(bs.files_dir).iter_digests()) == []
+
+
+def test_one_unusable_shape_among_good_ones_is_skipped_with_a_note(bs, api) -> None:
+    """One odd outline must not make a file of good ones unusable: the file is kept, the shape named."""
+    doc = json.loads(labelme_bytes(png_bytes(), n=3))
+    doc["shapes"][2]["points"] = [[1, 1]]  # shape #3 (a particle inside the crop): one point
+    with running_bot(bs):
+        reply = _doc(api, ALICE, "mixed.json", json.dumps(doc).encode(), "Skipped")
+        assert "Shape #3" in reply.text and "inside crop #1" in reply.text, reply.text
+        assert "2 object(s): particle 2" in reply.text  # the two good particles are kept
+    assert [u.original_name for u in rows(bs.database_url, Upload)] == ["mixed.json"]
 
 
 def _corpus_cases() -> list[tuple[Path, str | None]]:
