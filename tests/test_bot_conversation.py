@@ -55,9 +55,11 @@ def eventually(check, timeout: float = 10.0):
 
 
 def _send(api, user, text, contains=None, timeout=10.0):
+    """The answer to a text: a message or a file, never a progress message's edit meanwhile."""
     mark = api.mark()
     api.send_text(user, text)
-    return api.wait_reply(user.id, mark, contains, timeout=timeout)
+    methods = ("sendMessage", "sendDocument", "sendPhoto", "sendMediaGroup")
+    return api.wait_reply(user.id, mark, contains, methods=methods, timeout=timeout)
 
 
 def _doc(api, user, name, data, contains=None, **kw):

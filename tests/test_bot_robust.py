@@ -241,7 +241,8 @@ def test_absurd_numbers_and_deep_json_get_their_own_answer_and_change_nothing(an
         for data in forged:
             assert "expired" in _press(api, ALICE, summary.result, data).text, data
         deep = b"[" * 100_000 + b"]" * 100_000
-        assert "nests too deeply" in _doc(api, ALICE, "deep.json", deep).text
+        reply = _doc(api, ALICE, "deep.json", deep, "deep.json")  # named: not a progress edit
+        assert "nests too deeply" in reply.text
         assert "/help" in _send(api, ALICE, "a name for nothing").text  # no rename was pending
     [job] = rows(bs.database_url, Job)
     assert job.state == "queued"  # /cancel with a bad number cancelled nothing
