@@ -613,15 +613,18 @@ def read_labelme(
             base_dir = path.parent
     name = name or "annotation.json"
     doc = _load_json(source, name, max_bytes)
-    return parse_labelme(
-        doc,
-        name=name,
-        base_dir=base_dir,
-        files=files,
-        max_pixels=max_pixels,
-        max_bytes=max_bytes,
-        crop_label=crop_label,
-    )
+    try:
+        return parse_labelme(
+            doc,
+            name=name,
+            base_dir=base_dir,
+            files=files,
+            max_pixels=max_pixels,
+            max_bytes=max_bytes,
+            crop_label=crop_label,
+        )
+    except RecursionError:  # JSON that parsed just under the limit can still nest too deep for us
+        raise NotJson(f"'{name}' nests too deeply to be a LabelMe file.") from None
 
 
 def _shape_dict(

@@ -3,7 +3,9 @@ each job's progress message up to date, throttled.
 
 Exactly once: a notice is marked sent right after Telegram accepted it, by the only process that
 delivers (one bot), one notice at a time; a notice that failed transiently stays pending for the next
-tick, one Telegram refuses for good (user blocked the bot) is marked sent so it never loops.
+tick, one Telegram refuses for good (user blocked the bot) is marked sent so it never loops. A notice
+of several messages (a result: photo, then its files) records each accepted part (parts_sent), so a
+failure or restart in between resumes with the next part instead of repeating the first.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,10 +29,11 @@ from bot.result_files import DOCUMENT_ROLES, output_name, read_stored, zip_resul
 from bot.services import Services
 from jobqueue.store import queue_position
 from storage.models import Job, JobState, ModelStatus, Result, TrainedModel, User
-from storage.notices import mark_sent, pending_notices
+from storage.notices import mark_part_sent, mark_sent, pending_notices
 
 log = logging.getLogger(__name__)
 BIG_SET = 4  # more results than this in one job -> one zip
+Part = Callable[[], Awaitable[object]]  # sends one message (or one album) of a notice
 
 
 @dataclass
@@ -43,6 +47,7 @@ class NoticeView:
     model: dict[str, Any] | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    parts_sent: int = 0
 
 
 def _load_pending(session, limit: int) -> list[NoticeView]:
@@ -60,6 +65,7 @@ def _load_pending(session, limit: int) -> list[NoticeView]:
             notice.job_id,
             dict(notice.payload or {}),
             error=(job.error if job else None),
+            parts_sent=int(notice.parts_sent or 0),
         )
         if notice.kind == "train_done":
             model = None
@@ -122,62 +128,78 @@ class Deliverer:
         return sent
 
     async def _send(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> None:
+        """The parts not sent yet, in order, each recorded once Telegram took it; a part Telegram
+        refuses for good (BadRequest) is skipped, the rest still go."""
+        for index, part in enumerate(self._parts(context, view)):
+            if index < view.parts_sent:
+                continue
+            try:
+                await part()
+            except BadRequest as error:
+                log.warning("part %d of notice %s refused for good: %s", index + 1, view.id, error)
+            await self.services.db(mark_part_sent, view.id, index + 1)
+
+    def _parts(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> list[Part]:
+        """The same list for the same notice every time (a restart counts on it)."""
         bot, lang = context.bot, view.lang
         if view.kind == "train_done":
             model = view.model or {"version": view.payload.get("version", "?"), "metrics": {}}
-            await bot.send_message(
-                view.chat_id,
-                t(
-                    lang,
-                    "train_done",
-                    version=model["version"],
-                    metrics=metrics_text(model.get("metrics") or {}),
-                ),
-            )
-        elif view.kind == "predict_done":
-            await self._send_results(context, view)
-        elif view.kind in ("job_failed", "job_cancelled"):
+            metrics = metrics_text(model.get("metrics") or {})
+            text = t(lang, "train_done", version=model["version"], metrics=metrics)
+            return [lambda: bot.send_message(view.chat_id, text)]
+        if view.kind == "predict_done":
+            return self._result_parts(context, view)
+        if view.kind in ("job_failed", "job_cancelled"):
             reason = view.payload.get("reason") or view.payload.get("error") or view.error or view.kind
-            await bot.send_message(view.chat_id, t(lang, "job_failed", job=view.job_id, reason=reason))
-        else:
-            text = (
-                view.payload.get("text") or view.payload.get("message") or f"{view.kind} (job #{view.job_id})"
-            )
-            await bot.send_message(view.chat_id, str(text)[:4000])
+            text = t(lang, "job_failed", job=view.job_id, reason=reason)
+            return [lambda: bot.send_message(view.chat_id, text)]
+        text = view.payload.get("text") or view.payload.get("message") or f"{view.kind} (job #{view.job_id})"
+        return [lambda: bot.send_message(view.chat_id, str(text)[:4000])]
 
-    async def _send_results(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> None:
+    def _result_parts(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> list[Part]:
         bot, lang, store = context.bot, view.lang, self.services.store
         if not view.results:
-            await bot.send_message(view.chat_id, t(lang, "job_failed", job=view.job_id, reason="no results"))
-            return
+            text = t(lang, "job_failed", job=view.job_id, reason="no results")
+            return [lambda: bot.send_message(view.chat_id, text)]
         if len(view.results) > BIG_SET:
-            data = await asyncio.to_thread(zip_results, store, view.results)
-            caption = pooled_caption(lang, "predict_big", [r["summary"] for r in view.results])
-            await bot.send_document(
-                view.chat_id, data, filename=f"segbot_job{view.job_id}.zip", caption=caption[:1024]
-            )
-            return
-        for result in view.results:
-            stem = result["name"].rsplit(".", 1)[0]
-            files = result["files"]
-            caption = caption_for(result, lang)
-            overlay = await asyncio.to_thread(read_stored, store, files.get("overlay"))
-            overlay_name = output_name(stem, "overlay")
-            if overlay is not None and len(overlay) < 10 * 2**20:  # Telegram's limit for photos
-                await bot.send_photo(view.chat_id, overlay, caption=caption, filename=overlay_name)
-            elif overlay is not None:
-                await bot.send_document(view.chat_id, overlay, caption=caption, filename=overlay_name)
-            else:
-                await bot.send_message(view.chat_id, caption)
-            media = []
-            for role in DOCUMENT_ROLES:
-                data = await asyncio.to_thread(read_stored, store, files.get(role))
-                if data is not None:
-                    media.append(InputMediaDocument(data, filename=output_name(stem, role)))
-            if len(media) >= 2:
-                await bot.send_media_group(view.chat_id, media)
-            elif media:
-                await bot.send_document(view.chat_id, media[0].media)
+
+            async def send_zip() -> None:
+                data = await asyncio.to_thread(zip_results, store, view.results)
+                caption = pooled_caption(lang, "predict_big", [r["summary"] for r in view.results])
+                await bot.send_document(
+                    view.chat_id, data, filename=f"segbot_job{view.job_id}.zip", caption=caption[:1024]
+                )
+
+            return [send_zip]
+        parts: list[Part] = []
+        for result in view.results:  # each: the overlay with its caption, then its files
+            parts.append(lambda r=result: self._send_overlay(bot, view, r))
+            parts.append(lambda r=result: self._send_files(bot, view, r))
+        return parts
+
+    async def _send_overlay(self, bot: Any, view: NoticeView, result: dict[str, Any]) -> None:
+        stem = result["name"].rsplit(".", 1)[0]
+        caption = caption_for(result, view.lang)
+        overlay = await asyncio.to_thread(read_stored, self.services.store, result["files"].get("overlay"))
+        overlay_name = output_name(stem, "overlay")
+        if overlay is not None and len(overlay) < 10 * 2**20:  # Telegram's limit for photos
+            await bot.send_photo(view.chat_id, overlay, caption=caption, filename=overlay_name)
+        elif overlay is not None:
+            await bot.send_document(view.chat_id, overlay, caption=caption, filename=overlay_name)
+        else:
+            await bot.send_message(view.chat_id, caption)
+
+    async def _send_files(self, bot: Any, view: NoticeView, result: dict[str, Any]) -> None:
+        stem = result["name"].rsplit(".", 1)[0]
+        media = []
+        for role in DOCUMENT_ROLES:
+            data = await asyncio.to_thread(read_stored, self.services.store, result["files"].get(role))
+            if data is not None:
+                media.append(InputMediaDocument(data, filename=output_name(stem, role)))
+        if len(media) >= 2:
+            await bot.send_media_group(view.chat_id, media)
+        elif media:
+            await bot.send_document(view.chat_id, media[0].media)
 
     # Progress messages
 

@@ -134,7 +134,7 @@ def sort_incoming(
 def image_path_of(data: bytes) -> str | None:
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # the reader has said what is wrong with such a file
         return None
     path = doc.get("imagePath") if isinstance(doc, dict) else None
     return basename(path) if isinstance(path, str) and path.strip() else None

@@ -63,6 +63,8 @@ EN: dict[str, str] = {
     "on": "on",
     "off": "off",
     "queued_train": "Training job #{job} queued (position {pos}). I will edit this message with progress.",
+    "already_queued": "Already queued (#{job}); /status shows how it goes.",
+    "already_trained": "Already trained in job #{job}; /models lists the result.",
     "queued_predict": "Recognition job #{job} queued for {n} image(s) (position {pos}).",
     "queue_limit": "{reason}",
     "progress": "Job #{job} ({kind}): {stage} {pct}%{loss}{eta}",
@@ -80,6 +82,7 @@ EN: dict[str, str] = {
     "no_jobs": "You have no jobs.",
     "status_line": "#{job} {kind}: {state}{extra}",
     "cancel_none": "Nothing to cancel.",
+    "cancel_usage": "Usage: /cancel, or /cancel #12 with a job number from /status.",
     "cancel_ok": "Cancelling job #{job}.",
     "cancel_fail": "Job #{job} has already finished.",
     "no_models": "You have no models yet. Send labels and /train.",
@@ -114,6 +117,7 @@ EN: dict[str, str] = {
     "btn_forget_yes": "Yes, delete everything",
     "btn_cancel": "Cancel",
     "forgotten": "Done: everything of yours is deleted. Send /start to begin again.",
+    "forgotten_already": "Nothing of yours is stored: it was deleted already.",
     "cancelled": "Cancelled.",
     "correction": (
         "This looks like a corrected version of result '{name}' ({n} objects). Train the next model version "
@@ -188,6 +192,8 @@ RU: dict[str, str] = {
     "on": "вкл",
     "off": "выкл",
     "queued_train": "Задача обучения #{job} в очереди (позиция {pos}). Я буду обновлять это сообщение.",
+    "already_queued": "Уже в очереди (#{job}); ход — в /status.",
+    "already_trained": "Уже обучено в задаче #{job}; результат — в /models.",
     "queued_predict": "Задача распознавания #{job}: изображений {n} (позиция {pos}).",
     "queue_limit": "{reason}",
     "progress": "Задача #{job} ({kind}): {stage} {pct}%{loss}{eta}",
@@ -205,6 +211,7 @@ RU: dict[str, str] = {
     "no_jobs": "У вас нет задач.",
     "status_line": "#{job} {kind}: {state}{extra}",
     "cancel_none": "Нечего отменять.",
+    "cancel_usage": "Использование: /cancel или /cancel #12 с номером задачи из /status.",
     "cancel_ok": "Отменяю задачу #{job}.",
     "cancel_fail": "Задача #{job} уже завершена.",
     "no_models": "Моделей пока нет. Пришлите разметку и /train.",
@@ -239,6 +246,7 @@ RU: dict[str, str] = {
     "btn_forget_yes": "Да, удалить всё",
     "btn_cancel": "Отмена",
     "forgotten": "Готово: всё ваше удалено. Отправьте /start, чтобы начать заново.",
+    "forgotten_already": "Ваших данных нет: они уже удалены.",
     "cancelled": "Отменено.",
     "correction": (
         "Похоже, это исправленный результат '{name}' (объектов {n}). Обучить с ним следующую версию модели?"

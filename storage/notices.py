@@ -1,5 +1,6 @@
 """Outbox of messages for the bot: workers add notices in the same transaction as the results,
-the bot delivers pending ones and marks them sent (a bot restart re-sends only the unsent)."""
+the bot delivers pending ones and marks them sent (a bot restart re-sends only the unsent), part
+by part for a notice of several messages (parts_sent)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,12 @@ def mark_sent(session: Session, notice_id: int) -> bool:
     )
     session.commit()
     return bool(outcome.rowcount)
+
+
+def mark_part_sent(session: Session, notice_id: int, parts: int) -> None:
+    """Record that the notice's first `parts` messages are delivered, and commit: a restart resumes
+    after them instead of sending them again."""
+    session.execute(
+        update(Notice).where(Notice.id == notice_id, Notice.parts_sent < parts).values(parts_sent=parts)
+    )
+    session.commit()

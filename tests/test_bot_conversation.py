@@ -54,10 +54,12 @@ def eventually(check, timeout: float = 10.0):
         time.sleep(0.05)
 
 
-def _send(api, user, text, contains=None, timeout=10.0, **kw):
+def _send(api, user, text, contains=None, timeout=10.0,
+          methods=("sendMessage", "sendDocument", "sendPhoto", "sendMediaGroup")):
+    """The answer to a text: a message or a file, never a progress message's edit meanwhile."""
     mark = api.mark()
     api.send_text(user, text)
-    return api.wait_reply(user.id, mark, contains, timeout=timeout, **kw)
+    return api.wait_reply(user.id, mark, contains, methods=methods, timeout=timeout)
 
 
 def _doc(api, user, name, data, contains=None, **kw):
@@ -250,13 +252,13 @@ def test_two_users_never_see_each_other(bs, api) -> None:
             mark = api.mark()
             press = api.press(BORIS, fake, f"m:{action}:{model_id}")
             assert "больше нет" in api.wait_reply(BORIS.id, mark).text
-            assert api.answered(press)
+            assert api.wait_answered(press)
         # buttons no feature knows (old formats, forged data) are answered as expired
         for data in ("m:zap:1", "lang:de", "corr:x", "nonsense"):
             mark = api.mark()
             press = api.press(BORIS, fake, data)
             assert "устарела" in api.wait_reply(BORIS.id, mark).text, data
-            assert api.answered(press), data
+            assert api.wait_answered(press), data
         _press(api, ALICE, listing, f"m:use:{model_id}", "active")
         _press(api, ALICE, listing, f"m:ren:{model_id}", "name")
         assert "'Au'" in _send(api, ALICE, "Au", "Au").text
@@ -375,10 +377,11 @@ def test_on_postgresql_upload_train_status_models_forget(settings, api, postgres
     upgrade(bs.database_url)
     with running_bot(bs):
         summary = _doc(api, ALICE, "sample.json", labelme_bytes(png_bytes()), "sample.json")
-        _press(api, ALICE, summary, "train:go", "queued")
-        # a stale button (the set was already queued) is answered, not crashed on; the queued job's
-        # status message may be edited in between, so wait for the answer itself
-        assert "LabelMe" in _press(api, ALICE, summary, "train:go", "LabelMe").text
+        queued = _press(api, ALICE, summary, "train:go", "queued")
+        job = re.search(r"#(\d+)", queued.text).group(1)
+        # a second press (the set was already queued) names that job; the queued job's status
+        # message may be edited in between, so wait for the answer itself
+        assert f"(#{job})" in _press(api, ALICE, summary, "train:go", "Already queued").text
         assert "train: queued" in _send(api, ALICE, "/status").text
         _give_ready_model(bs, ALICE)
         assert "[active]" in _send(api, ALICE, "/models").text
