@@ -20,7 +20,7 @@ from telegram import InputMediaDocument
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import ContextTypes
 
-from bot.captions import caption_for, metrics_text, pooled_caption
+from bot.captions import caption_for, pooled_caption, ready_text
 from bot.i18n import t
 from bot.result_files import DOCUMENT_ROLES, output_name, read_stored, zip_results
 from bot.services import Services
@@ -124,16 +124,10 @@ class Deliverer:
     async def _send(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> None:
         bot, lang = context.bot, view.lang
         if view.kind == "train_done":
-            model = view.model or {"version": view.payload.get("version", "?"), "metrics": {}}
-            await bot.send_message(
-                view.chat_id,
-                t(
-                    lang,
-                    "train_done",
-                    version=model["version"],
-                    metrics=metrics_text(model.get("metrics") or {}),
-                ),
-            )
+            model = view.model or {"version": view.payload.get("version", "?"),
+                                   "metrics": view.payload.get("metrics") or {}}
+            text = ready_text(lang, model["version"], model.get("metrics") or {})
+            await bot.send_message(view.chat_id, text)
         elif view.kind == "predict_done":
             await self._send_results(context, view)
         elif view.kind in ("job_failed", "job_cancelled"):

@@ -100,7 +100,9 @@ def test_notices_are_delivered_once_across_restart_and_failures(bs, api, tmp_pat
     with session_scope(bs.database_url) as session:
         train = _job(session, uid, "train")
         model = TrainedModel(
-            user_id=uid, version=3, status="ready", metrics={"f1": 0.87, "precision": 0.9}, job_id=train.id
+            user_id=uid, version=3, status="ready", job_id=train.id,
+            metrics={"holdout": {"n_gt": 9, "precision": 0.87, "recall": 0.9}, "train_seconds": 75.0,
+                     "device": "cpu"},
         )
         session.add(model)
         _notice(session, uid, train, "train_done", {"model_id": None})
@@ -126,7 +128,7 @@ def test_notices_are_delivered_once_across_restart_and_failures(bs, api, tmp_pat
     calls = api.calls_to(ALICE.id)
     texts = [c.text for c in calls if c.method == "sendMessage" and c.result]
     assert sum("Model v3 is ready" in t for t in texts) == 1
-    assert any("f1 0.87" in t for t in texts)
+    assert any("precision 0.87" in t and "1 min 15 s on CPU" in t for t in texts)
     assert sum("Your labels have no objects." in t for t in texts) == 1
     photos = [c for c in calls if c.method == "sendPhoto"]
     assert len(photos) == 2
