@@ -163,6 +163,10 @@ class Deliverer:
                 await bot.send_document(view.chat_id, overlay, caption=caption, filename=overlay_name)
             else:
                 await bot.send_message(view.chat_id, caption)
+            inset = await asyncio.to_thread(read_stored, store, files.get("inset"))
+            if inset is not None:  # small objects: the zoom shows what the whole overlay cannot
+                zoom = t(lang, "inset_caption", name=result["name"])
+                await bot.send_photo(view.chat_id, inset, caption=zoom, filename=output_name(stem, "inset"))
             media = []
             for role in DOCUMENT_ROLES:
                 data = await asyncio.to_thread(read_stored, store, files.get(role))

@@ -89,6 +89,7 @@ EN: dict[str, str] = {
     "job_failed": "Job #{job} failed: {reason}",
     "predict_caption": "{name}: {n} objects{counts}{size}{density}",
     "size_line": "\nmean D = {mean} ± {std} {unit}",
+    "inset_caption": "{name}, zoomed: the region in the yellow frame on the overlay.",
     "predict_big": "{n} images recognised; all outputs are in the zip.\nPooled: {total} objects{counts}\n"
     "mean D = {mean} ± {std} {unit}",
     "no_jobs": "You have no jobs.",
@@ -228,6 +229,7 @@ RU: dict[str, str] = {
     "job_failed": "Задача #{job} не выполнена: {reason}",
     "predict_caption": "{name}: объектов {n}{counts}{size}{density}",
     "size_line": "\nсредний D = {mean} ± {std} {unit}",
+    "inset_caption": "{name}, увеличение: область в жёлтой рамке на наложении.",
     "predict_big": "Распознано изображений: {n}; все результаты в zip.\nВсего: объектов {total}{counts}\n"
     "средний D = {mean} ± {std} {unit}",
     "no_jobs": "У вас нет задач.",
