@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,26 +13,8 @@ import numpy as np
 from annotations.labelme import write_labelme
 from annotations.measure import MeasureArrays, measure_arrays
 from annotations.model import Instance
+from annotations.overlay import class_colours, nice_scale_bar, render_pictures  # noqa: F401 - nice_scale_bar: re-exported
 from annotations.stats import ImageMeasures, image_stats, nearest_neighbour, pooled_stats
-
-# matplotlib's tab10, RGB
-PALETTE = [
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-]
-IDS_UP_TO = 300  # object ids are drawn on the overlay when there are at most this many objects
-
-
-def class_colours(labels: Sequence[str]) -> dict[str, tuple[int, int, int]]:
-    return {label: PALETTE[k % len(PALETTE)] for k, label in enumerate(sorted(set(labels)))}
 
 
 def summary_for(
@@ -142,31 +123,6 @@ def write_csv(path: Path, a: MeasureArrays, nm_per_px: float | None) -> Path:
 # ---------------------------------------------------------------- overlay
 
 
-def _font(size: int):
-    from PIL import ImageFont
-
-    try:
-        import matplotlib
-
-        path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-        return ImageFont.truetype(str(path), size)  # has Cyrillic, Greek (µ)
-    except Exception:  # noqa: BLE001 - any font problem: Pillow's own font
-        return ImageFont.load_default(size)
-
-
-def nice_scale_bar(width_px: int, nm_per_px: float) -> tuple[float, str]:
-    """(length in nm, label) of a 1/2/5 x 10^k bar about a fifth of the image wide."""
-    target = width_px * nm_per_px / 5
-    exp = math.floor(math.log10(target))
-    length = max((m * 10**exp for m in (1, 2, 5) if m * 10**exp <= target), default=10**exp)
-    if length >= 1000:
-        value = length / 1000
-        label = f"{value:g} µm"
-    else:
-        label = f"{length:g} nm"
-    return length, label
-
-
 def render_overlay(
     image: np.ndarray,
     instances: list[Instance],
@@ -175,74 +131,9 @@ def render_overlay(
     show_ids: bool | None = None,
     title: str | None = None,
 ) -> np.ndarray:
-    """Contours coloured by class, optional ids, a legend, and a scale bar when scaled; RGB uint8."""
-    import cv2
-    from PIL import Image, ImageDraw
-
-    canvas = np.ascontiguousarray(image.copy())
-    h, w = canvas.shape[:2]
-    thick = max(1, round(min(h, w) / 700))
-    colours = class_colours([i.label for i in instances])
-    for label, colour in colours.items():
-        polys = [
-            np.round(i.polygon).astype(np.int32).reshape(-1, 1, 2) for i in instances if i.label == label
-        ]
-        cv2.polylines(canvas, polys, True, colour, thick, cv2.LINE_AA)
-    if show_ids is None:
-        show_ids = len(instances) <= IDS_UP_TO
-    if show_ids and instances:
-        a = measure_arrays(instances)
-        scale = max(0.3, min(h, w) / 1500)
-        for k, (cx, cy) in enumerate(a.centroid):
-            cv2.putText(
-                canvas,
-                str(k + 1),
-                (int(cx) - 4, int(cy) + 4),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                scale,
-                (255, 255, 255),
-                max(1, thick),
-                cv2.LINE_AA,
-            )
-
-    pil = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(pil)
-    size = max(10, round(min(h, w) / 40))
-    font = _font(size)
-    pad = max(3, size // 3)
-    # legend, top left
-    counts: dict[str, int] = {}
-    for inst in instances:
-        counts[inst.label] = counts.get(inst.label, 0) + 1
-    lines = [(f"{label} ({counts[label]})", colours[label]) for label in colours]
-    if title:
-        lines.insert(0, (title, (255, 255, 255)))
-    if not instances:
-        lines.append(("no objects", (255, 255, 255)))
-    y = pad
-    width = max((draw.textlength(text, font=font) for text, _ in lines), default=0) + size + 3 * pad
-    draw.rectangle([0, 0, width, pad + len(lines) * (size + pad)], fill=(0, 0, 0))
-    for text, colour in lines:
-        if text.endswith(")") and colour in colours.values():
-            draw.rectangle([pad, y + size // 5, pad + size * 0.7, y + size * 0.9], fill=colour)
-            draw.text((2 * pad + size, y), text, fill=(255, 255, 255), font=font)
-        else:
-            draw.text((pad, y), text, fill=colour, font=font)
-        y += size + pad
-    # scale bar, bottom right
-    if nm_per_px:
-        length_nm, label = nice_scale_bar(w, nm_per_px)
-        bar = length_nm / nm_per_px
-        x1, y1 = w - 2 * pad, h - 2 * pad
-        x0 = x1 - bar
-        bar_h = max(3, size // 3)
-        text_w = draw.textlength(label, font=font)
-        draw.rectangle(
-            [min(x0, x1 - text_w) - pad, y1 - bar_h - size - 2 * pad, w - pad, h - pad], fill=(0, 0, 0)
-        )
-        draw.rectangle([x0, y1 - bar_h, x1, y1], fill=(255, 255, 255))
-        draw.text((x1 - (bar + text_w) / 2, y1 - bar_h - size - pad), label, fill=(255, 255, 255), font=font)
-    return np.asarray(pil)
+    """The overlay picture alone (annotations.overlay.render_pictures has the inset and the id boxes)."""
+    pictures = render_pictures(image, instances, nm_per_px, show_ids=show_ids, title=title, inset=False)
+    return pictures.overlay.rgb
 
 
 def write_png(path: Path, rgb: np.ndarray) -> Path:
@@ -434,7 +325,8 @@ def write_outputs(
     crops: list | None = None,
 ) -> dict[str, Path]:
     """Write every output for one image; returns {role: path} for labelme, overlay, csv, summary,
-    histogram, text. `crops` (optional) are kept as crop rectangles in the LabelMe file."""
+    histogram, text, and inset when the objects are too small to judge on the whole overlay. `crops`
+    (optional) are kept as crop rectangles in the LabelMe file."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     instances, dropped = usable_instances(instances, image.shape)
@@ -450,7 +342,10 @@ def write_outputs(
     write_labelme(
         paths["labelme"], image, instances, image_name or f"{stem}.png", nm_per_px=nm_per_px, crops=crops
     )
-    write_png(paths["overlay"], render_overlay(image, instances, nm_per_px, show_ids=show_ids, title=title))
+    pictures = render_pictures(image, instances, nm_per_px, show_ids=show_ids, title=title)
+    write_png(paths["overlay"], pictures.overlay.rgb)
+    if pictures.inset is not None:  # small objects: a zoomed look at the densest region
+        paths["inset"] = write_png(out_dir / f"{stem}_inset.png", pictures.inset.rgb)
     write_csv(paths["csv"], a, nm_per_px)
     summary = summary_for(
         image, instances, nm_per_px, name=stem, title=title, region_area_px=region_area_px, arrays=a

@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot.captions import metrics_text
 from bot.result_files import output_name
 from jobqueue.store import queue_position, request_cancel
 from storage.files import FileStore, StoreError
@@ -68,7 +67,7 @@ def list_models(session, user_id: int) -> list[dict[str, Any]]:
             "name": m.name or "",
             "status": m.status,
             "date": m.created_at.strftime("%Y-%m-%d") if m.created_at else "?",
-            "metrics": metrics_text(dict(m.metrics or {})),
+            "metrics": dict(m.metrics or {}),
         }
         for m in models
     ]

@@ -23,7 +23,7 @@ from telegram import InputMediaDocument
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import ContextTypes
 
-from bot.captions import caption_for, metrics_text, pooled_caption
+from bot.captions import caption_for, pooled_caption, ready_text
 from bot.i18n import t
 from bot.result_files import DOCUMENT_ROLES, output_name, read_stored, zip_results
 from bot.services import Services
@@ -143,9 +143,9 @@ class Deliverer:
         """The same list for the same notice every time (a restart counts on it)."""
         bot, lang = context.bot, view.lang
         if view.kind == "train_done":
-            model = view.model or {"version": view.payload.get("version", "?"), "metrics": {}}
-            metrics = metrics_text(model.get("metrics") or {})
-            text = t(lang, "train_done", version=model["version"], metrics=metrics)
+            model = view.model or {"version": view.payload.get("version", "?"),
+                                   "metrics": view.payload.get("metrics") or {}}
+            text = ready_text(lang, model["version"], model.get("metrics") or {})
             return [lambda: bot.send_message(view.chat_id, text)]
         if view.kind == "predict_done":
             return self._result_parts(context, view)
@@ -174,6 +174,8 @@ class Deliverer:
         parts: list[Part] = []
         for result in view.results:  # each: the overlay with its caption, then its files
             parts.append(lambda r=result: self._send_overlay(bot, view, r))
+            if result["files"].get("inset"):  # small objects: the zoom shows what the overlay cannot
+                parts.append(lambda r=result: self._send_inset(bot, view, r))
             parts.append(lambda r=result: self._send_files(bot, view, r))
         return parts
 
@@ -188,6 +190,13 @@ class Deliverer:
             await bot.send_document(view.chat_id, overlay, caption=caption, filename=overlay_name)
         else:
             await bot.send_message(view.chat_id, caption)
+
+    async def _send_inset(self, bot: Any, view: NoticeView, result: dict[str, Any]) -> None:
+        inset = await asyncio.to_thread(read_stored, self.services.store, result["files"].get("inset"))
+        if inset is not None:
+            stem = result["name"].rsplit(".", 1)[0]
+            zoom = t(view.lang, "inset_caption", name=result["name"])
+            await bot.send_photo(view.chat_id, inset, caption=zoom, filename=output_name(stem, "inset"))
 
     async def _send_files(self, bot: Any, view: NoticeView, result: dict[str, Any]) -> None:
         stem = result["name"].rsplit(".", 1)[0]

@@ -72,11 +72,26 @@ EN: dict[str, str] = {
     "progress_failed": "Job #{job} ({kind}): failed.",
     "progress_cancelled": "Job #{job} ({kind}): cancelled.",
     "queued_state": "waiting in the queue",
-    "train_done": "Model v{version} is ready{metrics}. It is now your active model: send images to "
+    "train_done": "Model v{version} is ready.{figures}\nIt is now your active model: send images to "
     "recognise.",
+    "fig_learned": "Learned from {objects} in {crops}: {counts}.",
+    "fig_holdout": "Check on a crop held out from training ({n} labelled objects): precision {precision} "
+    "(the share of what it found that is right), recall {recall} (the share of your objects it found). "
+    "Measured on one crop of your image; other images may score lower.",
+    "fig_no_holdout": "Not checked on held-out labels: that needs {min_objects} or more labelled objects in "
+    "2 or more crops.",
+    "fig_time": "Trained in {time} on {device}.",
+    "fig_few": "Few labels for {classes}: label about {enough} or more objects of each class for a "
+    "reliable model.",
+    "short_fig_learned": "learned from {objects} in {crops} ({counts})",
+    "short_fig_holdout": "held-out crop ({n} objects): precision {precision}, recall {recall}",
+    "short_fig_no_holdout": "no held-out check",
+    "short_fig_time": "{time} on {device}",
+    "short_fig_few": "few labels: {classes}",
     "job_failed": "Job #{job} failed: {reason}",
     "predict_caption": "{name}: {n} objects{counts}{size}{density}",
     "size_line": "\nmean D = {mean} ± {std} {unit}",
+    "inset_caption": "{name}, zoomed: the region in the yellow frame on the overlay.",
     "predict_big": "{n} images recognised; all outputs are in the zip.\nPooled: {total} objects{counts}\n"
     "mean D = {mean} ± {std} {unit}",
     "no_jobs": "You have no jobs.",
@@ -86,7 +101,7 @@ EN: dict[str, str] = {
     "cancel_ok": "Cancelling job #{job}.",
     "cancel_fail": "Job #{job} has already finished.",
     "no_models": "You have no models yet. Send labels and /train.",
-    "model_line": "v{version} {name}– {status}, {date}{metrics}{active}",
+    "model_line": "v{version} {name}– {status}, {date}{active}{metrics}",
     "active_mark": " [active]",
     "btn_use": "Use v{version}",
     "btn_rename": "Rename v{version}",
@@ -201,11 +216,26 @@ RU: dict[str, str] = {
     "progress_failed": "Задача #{job} ({kind}): ошибка.",
     "progress_cancelled": "Задача #{job} ({kind}): отменена.",
     "queued_state": "ждёт в очереди",
-    "train_done": "Модель v{version} готова{metrics}. Теперь она активна: присылайте снимки для "
+    "train_done": "Модель v{version} готова.{figures}\nТеперь она активна: присылайте снимки для "
     "распознавания.",
+    "fig_learned": "Обучена на {objects} в {crops}: {counts}.",
+    "fig_holdout": "Проверка на области crop, отложенной от обучения (размеченных объектов: {n}): точность "
+    "{precision} (доля верного среди найденного), полнота {recall} (доля найденного среди ваших объектов). "
+    "Измерено на одной области вашего снимка; на других снимках может быть ниже.",
+    "fig_no_holdout": "Проверки на отложенной разметке нет: для неё нужно от {min_objects} размеченных "
+    "объектов в 2 и более областях crop.",
+    "fig_time": "Время обучения {time}, устройство {device}.",
+    "fig_few": "Мало разметки для {classes}: для надёжной модели разметьте около {enough} или больше "
+    "объектов каждого класса.",
+    "short_fig_learned": "обучена на {objects} в {crops} ({counts})",
+    "short_fig_holdout": "отложенная область (объектов: {n}): точность {precision}, полнота {recall}",
+    "short_fig_no_holdout": "без проверки на отложенной области",
+    "short_fig_time": "{time}, {device}",
+    "short_fig_few": "мало разметки: {classes}",
     "job_failed": "Задача #{job} не выполнена: {reason}",
     "predict_caption": "{name}: объектов {n}{counts}{size}{density}",
     "size_line": "\nсредний D = {mean} ± {std} {unit}",
+    "inset_caption": "{name}, увеличение: область в жёлтой рамке на наложении.",
     "predict_big": "Распознано изображений: {n}; все результаты в zip.\nВсего: объектов {total}{counts}\n"
     "средний D = {mean} ± {std} {unit}",
     "no_jobs": "У вас нет задач.",
@@ -215,7 +245,7 @@ RU: dict[str, str] = {
     "cancel_ok": "Отменяю задачу #{job}.",
     "cancel_fail": "Задача #{job} уже завершена.",
     "no_models": "Моделей пока нет. Пришлите разметку и /train.",
-    "model_line": "v{version} {name}– {status}, {date}{metrics}{active}",
+    "model_line": "v{version} {name}– {status}, {date}{active}{metrics}",
     "active_mark": " [активна]",
     "btn_use": "Выбрать v{version}",
     "btn_rename": "Переименовать v{version}",

@@ -12,6 +12,7 @@ from storage.files import FileStore, StoreError
 ROLE_SUFFIX = {  # the names annotations.export.write_outputs gives its files
     "labelme": ".json",
     "overlay": "_overlay.png",
+    "inset": "_inset.png",  # only for small objects: a zoom of the densest region
     "csv": "_objects.csv",
     "histogram": "_hist.png",
     "summary": "_summary.json",

@@ -238,13 +238,14 @@ def test_two_users_never_see_each_other(bs, api) -> None:
         alice = user_row(bs.database_url, ALICE.id)
         with session_scope(bs.database_url) as session:
             model = TrainedModel(
-                user_id=alice["id"], version=1, name="gold", status="ready", metrics={"f1": 0.9}
+                user_id=alice["id"], version=1, name="gold", status="ready",
+                metrics={"holdout": {"n_gt": 14, "precision": 0.9, "recall": 0.75}},
             )
             session.add(model)
             session.flush()
             model_id = model.id
         listing = _send(api, ALICE, "/models", "v1")
-        assert f"m:use:{model_id}" in buttons(listing) and "f1 0.9" in listing.text
+        assert f"m:use:{model_id}" in buttons(listing) and "precision 0.90, recall 0.75" in listing.text
         assert "Моделей" in _send(api, BORIS, "/models").text
         # Boris forging Alice's button gets nothing
         fake = {"message_id": 1, "date": 0, "chat": {"id": BORIS.id, "type": "private"}}

@@ -120,6 +120,30 @@ def _pick_holdout(regions: list[Any], options: TrainOptions) -> int | None:
     return min(candidates, key=lambda i: regions[i].n_objects)
 
 
+def trained_on(regions: Sequence[Any], classes: list[str], n_images: int) -> dict[str, Any]:
+    """What the model learned from, as the user can check it: objects per class inside the crops
+    (label_stats counts every polygon, also those outside the crops that were never shown)."""
+    counts = {c: 0 for c in classes}
+    for region in regions:
+        for label in region.labels.tolist():
+            counts[classes[label]] += 1
+    return {"n_objects": sum(counts.values()), "n_crops": len(regions), "n_images": n_images,
+            "counts": counts}
+
+
+def device_info(device: str) -> dict[str, str]:
+    """The device string and, for a GPU, its name: the training time means little without it."""
+    info = {"device": device}
+    if device.startswith("cuda"):
+        import torch
+
+        try:
+            info["device_name"] = torch.cuda.get_device_name(device)
+        except (RuntimeError, AssertionError, ValueError):
+            pass
+    return info
+
+
 def pick_threads() -> int | None:
     """CPU threads for torch on a shared machine: the cores that are not already busy.
 
@@ -264,6 +288,8 @@ def train_model(
     metrics["iterations_per_epoch"] = ipe
     report(TrainProgress(total, total, total // ipe, loss_avg, 0.0, "saving"))
     seconds = time.monotonic() - started
+    metrics.update(trained_on=trained_on(regions, classes, len(sources)), train_seconds=round(seconds, 1),
+                   **device_info(device))
     meta = {
         "format": 1,
         "arch": options.arch,

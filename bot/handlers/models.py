@@ -9,6 +9,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
 from bot import accounts
+from bot.captions import model_line_figures
 from bot.handlers.common import answer, me, refresh, say, svc
 from bot.i18n import t
 from bot.parsing import parse_id
@@ -37,7 +38,7 @@ async def cmd_models(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
                 name=f"'{m['name']}' " if m["name"] else "",
                 status=m["status"],
                 date=m["date"],
-                metrics=m["metrics"],
+                metrics=model_line_figures(lang, m["metrics"]),
                 active=t(lang, "active_mark") if m["id"] == info.active_model_id else "",
             )
         )

@@ -102,7 +102,10 @@ def inspect_cmd(target: Path, lang: str, crop_label: str) -> None:
 )
 @click.option("--log", "log_hist", is_flag=True, help="Logarithmic histogram bins.")
 @click.option(
-    "--ids/--no-ids", default=None, help="Number objects on the overlay (default: up to 300 objects)."
+    "--ids/--no-ids",
+    default=None,
+    help="Number objects on the overlay even where the ids crowd (default: only when every id fits beside "
+    "its object).",
 )
 @click.option("--lang", type=click.Choice(["en", "ru"]), default="en", show_default=True)
 @CROP_LABEL

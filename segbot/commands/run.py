@@ -12,6 +12,8 @@ log = logging.getLogger("bot")
 
 
 def _check_database(settings, migrate: bool) -> None:
+    """Refuse a database behind the code, except the SQLite file segbot keeps in its own data dir:
+    nobody else uses that one, so it is brought up to date here (a fresh install needs no step)."""
     from storage.migrate import current_revision, head_revision, upgrade
 
     url = settings.database_url
@@ -24,12 +26,16 @@ def _check_database(settings, migrate: bool) -> None:
         ) from None
     head = head_revision(url)
     if current != head:
-        if not migrate:
+        embedded = settings.database_url_raw is None  # the default SQLite file under SEGBOT_DATA_DIR
+        if not migrate and not embedded:
             raise click.ClickException(
                 f"the database is at revision {current or 'none'}, not {head}: "
                 "run `segbot migrate` first (or `segbot run --migrate`)"
             )
         upgrade(url)
+        if embedded:
+            log.info("embedded database %s was at revision %s: migrated to %s", url.removeprefix("sqlite:///"),
+                     current or "none", head)
 
 
 @click.command()
