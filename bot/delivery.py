@@ -24,9 +24,10 @@ from bot.captions import caption_for, metrics_text, pooled_caption
 from bot.i18n import t
 from bot.result_files import DOCUMENT_ROLES, output_name, read_stored, zip_results
 from bot.services import Services
+from bot.webapp import correction_saved, review_markup
 from jobqueue.store import queue_position
 from storage.models import Job, JobState, ModelStatus, Result, TrainedModel, User
-from storage.notices import mark_sent, pending_notices
+from storage.notices import CORRECTION_SAVED, mark_sent, pending_notices
 
 log = logging.getLogger(__name__)
 BIG_SET = 4  # more results than this in one job -> one zip
@@ -136,6 +137,9 @@ class Deliverer:
             )
         elif view.kind == "predict_done":
             await self._send_results(context, view)
+        elif view.kind == CORRECTION_SAVED:  # saved on the Mini App page
+            text, markup = correction_saved(lang, view.payload)
+            await bot.send_message(view.chat_id, text, reply_markup=markup)
         elif view.kind in ("job_failed", "job_cancelled"):
             reason = view.payload.get("reason") or view.payload.get("error") or view.error or view.kind
             await bot.send_message(view.chat_id, t(lang, "job_failed", job=view.job_id, reason=reason))
@@ -161,14 +165,19 @@ class Deliverer:
             stem = result["name"].rsplit(".", 1)[0]
             files = result["files"]
             caption = caption_for(result, lang)
+            review = review_markup(self.services.settings, lang, result["id"])  # None: no Mini App
             overlay = await asyncio.to_thread(read_stored, store, files.get("overlay"))
             overlay_name = output_name(stem, "overlay")
             if overlay is not None and len(overlay) < 10 * 2**20:  # Telegram's limit for photos
-                await bot.send_photo(view.chat_id, overlay, caption=caption, filename=overlay_name)
+                await bot.send_photo(
+                    view.chat_id, overlay, caption=caption, filename=overlay_name, reply_markup=review
+                )
             elif overlay is not None:
-                await bot.send_document(view.chat_id, overlay, caption=caption, filename=overlay_name)
+                await bot.send_document(
+                    view.chat_id, overlay, caption=caption, filename=overlay_name, reply_markup=review
+                )
             else:
-                await bot.send_message(view.chat_id, caption)
+                await bot.send_message(view.chat_id, caption, reply_markup=review)
             media = []
             for role in DOCUMENT_ROLES:
                 data = await asyncio.to_thread(read_stored, store, files.get(role))
