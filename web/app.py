@@ -186,21 +186,20 @@ async def correction(request: web.Request) -> web.Response:
 async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """JSON errors for the API (aiohttp's own, like 413, included); an id for the unexpected."""
     try:
-        response = await handler(request)
+        return await handler(request)
     except web.HTTPException as error:
         if error.status < 400 or error.content_type == "application/json":
             raise
+        message = error.reason
         if isinstance(error, web.HTTPRequestEntityTooLarge):
-            limit = _state(request).settings.web_max_body_kb
-            raise fail(web.HTTPRequestEntityTooLarge, f"The request is larger than {limit} KB.") from None
-        raise fail(type(error), error.reason) from None
+            message = f"The request is larger than {_state(request).settings.web_max_body_kb} KB."
+        keep = {k: v for k, v in error.headers.items() if k.lower() not in ("content-type", "content-length")}
+        return web.json_response({"error": message}, status=error.status, headers=keep)
     except Exception:
         error_id = secrets.token_hex(4)
         log.exception("error %s in %s %s", error_id, request.method, request.path)
-        raise fail(
-            web.HTTPInternalServerError, f"Something went wrong on the server (error id {error_id})."
-        ) from None
-    return response
+        message = f"Something went wrong on the server (error id {error_id})."
+        return web.json_response({"error": message}, status=500)
 
 
 @web.middleware
