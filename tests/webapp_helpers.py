@@ -31,6 +31,7 @@ class Scene:
     result_id: int
     training_upload_id: int
     model_id: int
+    predict_job_id: int
     instances: list[Instance]
 
 
@@ -126,7 +127,7 @@ def stored_result(
         )
         session.add(result)
         session.flush()
-        return Scene(user.id, telegram_id, result.id, upload.id, model.id, instances)
+        return Scene(user.id, telegram_id, result.id, upload.id, model.id, predict.id, instances)
 
 
 def init_data(
