@@ -2,4 +2,5 @@
 # The whole test suite, slow tests included; PostgreSQL and Redis are required when CI=true.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash deploy/system-packages.sh  # Debian packages some tests need (chromium for the Mini App)
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
