@@ -106,3 +106,80 @@ def test_correction_saved_notice_in_the_users_language(settings, api, tmp_path, 
         message = api.wait_reply(user.id, mark, text.split("(")[0], timeout=20)
     assert message.text == text
     assert buttons(message) == ["corr:42"]
+
+
+def test_a_corrected_file_sent_back_takes_the_same_intake(settings, api, tmp_path) -> None:
+    """The chat's path into intake.labels: the result's own LabelMe file, edited and sent back, is
+    matched to the result (by its image) and offered for the next version."""
+    from storage.files import FileStore
+    from storage.models import Result, Upload
+    from tests.botapi.fixtures import rows
+
+    bs = bot_settings(settings, api)
+    upgrade(bs.database_url)
+    scene = stored_result(bs, tmp_path, ALICE.id)
+    (result,) = rows(bs.database_url, Result, id=scene.result_id)
+    doc = json.loads(FileStore(bs.files_dir).read_bytes(result.files["labelme"]))
+    doc["shapes"] = doc["shapes"][2:]
+    with running_bot(bs, tick_interval=0.3):
+        mark = api.mark()
+        api.send_document(ALICE, "cells_fixed.json", json.dumps(doc).encode())
+        offer = api.wait_reply(ALICE.id, mark, "corrected version of result 'cells.png' (13 objects)")
+    (upload,) = rows(bs.database_url, Upload, kind="correction")
+    assert upload.corrects_result_id == scene.result_id and upload.summary["n_objects"] == 11
+    assert buttons(offer) == [f"corr:{upload.id}"]
+
+
+@pytest.mark.slow
+def test_segbot_run_serves_the_page_beside_the_bot(settings, api) -> None:
+    """`segbot run` with SEGBOT_WEBAPP_URL: the bot polls and the page answers in the same process;
+    SIGINT stops both."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    upgrade(settings.database_url)
+    env = {
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": api.token,
+        "TELEGRAM_API_BASE_URL": api.base_url,
+        "TELEGRAM_API_BASE_FILE_URL": api.base_file_url,
+        "SEGBOT_DATA_DIR": str(settings.data_dir),
+        "SEGBOT_WEBAPP_URL": f"http://127.0.0.1:{port}",
+        "SEGBOT_WEB_PORT": str(port),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "segbot", "run", "--no-worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        mark = api.mark()
+        api.send_text(ALICE, "/start")
+        assert "segbot" in api.wait_reply(ALICE.id, mark, timeout=60).text
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the page is not served"
+                time.sleep(0.2)
+        assert page.status_code == 200 and "static/app.js" in page.text
+        assert httpx.get(f"http://127.0.0.1:{port}/api/me").status_code == 401
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output[-2000:]
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
