@@ -26,6 +26,10 @@ from storage.files import FileStore
 from storage.models import Result, Upload, User
 
 
+class NotTheirs(LookupError):
+    """The result to correct is not this user's (or the user is gone)."""
+
+
 @dataclass(frozen=True)
 class Kept:
     upload_id: int
@@ -56,7 +60,7 @@ def keep_labels(
 ) -> Kept:
     """Validate `data` (raises annotations' AnnotationError with the user-facing reason) and keep it.
 
-    The result it corrects is `corrects_result_id` when given (it must be the user's: LookupError
+    The result it corrects is `corrects_result_id` when given (it must be the user's: NotTheirs
     otherwise), else found by the image's digest or name among the user's results. `then(session,
     upload_id)` runs in the same transaction (e.g. to add a notice)."""
     images = dict(images or {})
@@ -72,8 +76,9 @@ def keep_labels(
         wanted = basename(str(doc.get("imagePath") or ""))
         image_bytes = {k.lower(): v for k, v in images.items()}.get(wanted.lower())
         if image_bytes is not None:  # embedded, so the trainer needs nothing else
-            stored = json.dumps({**doc, "imagePath": wanted,
-                                 "imageData": base64.b64encode(image_bytes).decode("ascii")}).encode("utf-8")
+            stored = json.dumps(
+                {**doc, "imagePath": wanted, "imageData": base64.b64encode(image_bytes).decode("ascii")}
+            ).encode("utf-8")
             used = wanted.lower()
     summary = _json_safe(summarize_annotation(ann))
     image_sha = hashlib.sha256(image_bytes).hexdigest() if image_bytes else None
@@ -81,20 +86,29 @@ def keep_labels(
     with session_scope(settings.database_url) as session:
         result = _corrected_result(session, user_id, corrects_result_id, image_sha, image_path)
         sha = store.put_bytes(stored)  # only once the row will be written too
-        upload = Upload(user_id=user_id, kind="correction" if result else "labelme",
-                        original_name=name[:255], sha256=sha, size=len(stored), summary=summary,
-                        corrects_result_id=result.id if result else None)
+        upload = Upload(
+            user_id=user_id,
+            kind="correction" if result else "labelme",
+            original_name=name[:255],
+            sha256=sha,
+            size=len(stored),
+            summary=summary,
+            corrects_result_id=result.id if result else None,
+        )
         session.add(upload)
         session.flush()
         user = session.get(User, user_id)
         if user is None:
-            raise LookupError(f"user {user_id} is gone")
+            raise NotTheirs(f"user {user_id} is gone")
         pending = [*((user.preferences or {}).get("pending_uploads") or []), upload.id]
         user.preferences = {**(user.preferences or {}), "pending_uploads": pending}  # a new dict: seen
         correction = None
         if result is not None:
-            correction = {"result_id": result.id, "image_name": result.image_name,
-                          "n": int((result.summary or {}).get("n_objects", 0))}
+            correction = {
+                "result_id": result.id,
+                "image_name": result.image_name,
+                "n": int((result.summary or {}).get("n_objects", 0)),
+            }
         if then is not None:
             then(session, upload.id)
         return Kept(upload.id, summary, used, correction, len(pending))
@@ -106,7 +120,7 @@ def _corrected_result(
     if result_id is not None:
         result = session.get(Result, result_id)
         if result is None or result.user_id != user_id:
-            raise LookupError(f"result {result_id} is not this user's")
+            raise NotTheirs(f"result {result_id} is not this user's")
         return result
     if image_sha:
         result = session.scalar(

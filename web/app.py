@@ -76,7 +76,7 @@ async def _blocking(fn: Any, *args: Any) -> Any:
     """Run a web.review function in a thread; its refusals become HTTP errors."""
     try:
         return await asyncio.to_thread(fn, *args)
-    except (review.NotYours, LookupError):
+    except review.NotYours:
         raise fail(web.HTTPForbidden, "This result is not yours (or no longer exists).") from None
     except review.Gone:
         raise fail(

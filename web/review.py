@@ -18,7 +18,7 @@ from annotations.labelme import read_labelme
 from annotations.measure import measure_arrays
 from annotations.model import AnnotatedImage
 from core.settings import Settings
-from intake.labels import keep_labels
+from intake.labels import NotTheirs, keep_labels
 from storage.db import session_scope
 from storage.files import FileStore, StoreError
 from storage.models import Result, User
@@ -245,13 +245,11 @@ def save_correction(
     def notice(session, upload_id: int) -> None:
         add_user_notice(session, user_id, CORRECTION_SAVED, {**payload, "upload_id": upload_id})
 
-    kept = keep_labels(
-        settings,
-        store,
-        user_id,
-        f"{stem}_reviewed.json",
-        json.dumps(doc).encode("utf-8"),
-        corrects_result_id=result_id,
-        then=notice,
-    )
+    data = json.dumps(doc).encode("utf-8")
+    try:
+        kept = keep_labels(
+            settings, store, user_id, f"{stem}_reviewed.json", data, corrects_result_id=result_id, then=notice
+        )
+    except NotTheirs:  # deleted meanwhile (retention, /forget_me)
+        raise NotYours(result_id) from None
     return {"upload_id": kept.upload_id, **payload}
