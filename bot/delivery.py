@@ -27,9 +27,10 @@ from bot.captions import caption_for, pooled_caption, ready_text
 from bot.i18n import t
 from bot.result_files import DOCUMENT_ROLES, output_name, read_stored, zip_results
 from bot.services import Services
+from bot.webapp import correction_saved, review_markup
 from jobqueue.store import queue_position
 from storage.models import Job, JobState, ModelStatus, Result, TrainedModel, User
-from storage.notices import mark_part_sent, mark_sent, pending_notices
+from storage.notices import CORRECTION_SAVED, mark_part_sent, mark_sent, pending_notices
 
 log = logging.getLogger(__name__)
 BIG_SET = 4  # more results than this in one job -> one zip
@@ -149,6 +150,9 @@ class Deliverer:
             return [lambda: bot.send_message(view.chat_id, text)]
         if view.kind == "predict_done":
             return self._result_parts(context, view)
+        if view.kind == CORRECTION_SAVED:  # saved on the Mini App page
+            text, markup = correction_saved(lang, view.payload)
+            return [lambda: bot.send_message(view.chat_id, text, reply_markup=markup)]
         if view.kind in ("job_failed", "job_cancelled"):
             reason = view.payload.get("reason") or view.payload.get("error") or view.error or view.kind
             text = t(lang, "job_failed", job=view.job_id, reason=reason)
@@ -182,14 +186,17 @@ class Deliverer:
     async def _send_overlay(self, bot: Any, view: NoticeView, result: dict[str, Any]) -> None:
         stem = result["name"].rsplit(".", 1)[0]
         caption = caption_for(result, view.lang)
+        review = review_markup(self.services.settings, view.lang, result["id"])  # None: no Mini App
         overlay = await asyncio.to_thread(read_stored, self.services.store, result["files"].get("overlay"))
         overlay_name = output_name(stem, "overlay")
         if overlay is not None and len(overlay) < 10 * 2**20:  # Telegram's limit for photos
-            await bot.send_photo(view.chat_id, overlay, caption=caption, filename=overlay_name)
+            await bot.send_photo(view.chat_id, overlay, caption=caption, filename=overlay_name,
+                                 reply_markup=review)
         elif overlay is not None:
-            await bot.send_document(view.chat_id, overlay, caption=caption, filename=overlay_name)
+            await bot.send_document(view.chat_id, overlay, caption=caption, filename=overlay_name,
+                                    reply_markup=review)
         else:
-            await bot.send_message(view.chat_id, caption)
+            await bot.send_message(view.chat_id, caption, reply_markup=review)
 
     async def _send_inset(self, bot: Any, view: NoticeView, result: dict[str, Any]) -> None:
         inset = await asyncio.to_thread(read_stored, self.services.store, result["files"].get("inset"))

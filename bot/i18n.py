@@ -139,6 +139,11 @@ EN: dict[str, str] = {
         "with it?"
     ),
     "btn_train_correction": "Train next version",
+    "correction_saved": "Correction saved (-{removed}, +{added} objects{relabelled}). "
+    "Train the next version?\n{name}: {n} objects now.",
+    "relabelled": ", {n} relabelled",
+    "btn_review": "Review",
+    "btn_review_named": "Review {name}",
     "admin_only": "This command is for admins.",
     "admin": "Queue: {queue}\nUsers: {users}\nJobs in 24 h: {jobs24}, GPU seconds in 24 h: {gpu:.0f}\n"
     "Broadcast: /admin broadcast <text>",
@@ -282,6 +287,11 @@ RU: dict[str, str] = {
         "Похоже, это исправленный результат '{name}' (объектов {n}). Обучить с ним следующую версию модели?"
     ),
     "btn_train_correction": "Обучить новую версию",
+    "correction_saved": "Исправление сохранено (-{removed}, +{added} объектов{relabelled}). "
+    "Обучить следующую версию?\n{name}: теперь объектов {n}.",
+    "relabelled": ", сменён класс у {n}",
+    "btn_review": "Проверить",
+    "btn_review_named": "Проверить {name}",
     "admin_only": "Эта команда только для администраторов.",
     "admin": "Очередь: {queue}\nПользователи: {users}\nЗадач за 24 ч: {jobs24}, GPU-секунд за 24 ч: "
     "{gpu:.0f}\n"

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "eval": "segbot.commands.annotations:eval_cmd",
     "worker": "segbot.commands.worker:worker",
     "run": "segbot.commands.run:run",
+    "web": "segbot.commands.web:web",
     "backup": "segbot.commands.ops:backup",
     "restore": "segbot.commands.ops:restore",
     "health": "segbot.commands.ops:health",

@@ -17,6 +17,8 @@ TRAIN_DONE = "train_done"
 PREDICT_DONE = "predict_done"
 JOB_FAILED = "job_failed"
 JOB_CANCELLED = "job_cancelled"
+# Written by the Mini App's server (web/), which never talks to Telegram itself.
+CORRECTION_SAVED = "correction_saved"
 
 
 def add_notice(session: Session, job: Job, kind: str, payload: dict[str, Any]) -> Notice:
@@ -35,6 +37,14 @@ def add_notice(session: Session, job: Job, kind: str, payload: dict[str, Any]) -
         if found is None:
             raise
         return found
+    return notice
+
+
+def add_user_notice(session: Session, user_id: int, kind: str, payload: dict[str, Any]) -> Notice:
+    """A pending notice that belongs to no job (not committed: it joins the caller's transaction)."""
+    notice = Notice(user_id=user_id, job_id=None, kind=kind, payload=dict(payload))
+    session.add(notice)
+    session.flush()
     return notice
 
 
