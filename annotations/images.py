@@ -251,7 +251,9 @@ def _tiff_scale(tif, page, notes: list[str]) -> tuple[float | None, str | None]:
     return None, None
 
 
-def _read_tiff(data: bytes, name: str, max_pixels: int, notes: list[str]) -> tuple[np.ndarray, float | None, str | None]:
+def _read_tiff(
+    data: bytes, name: str, max_pixels: int, notes: list[str]
+) -> tuple[np.ndarray, float | None, str | None]:
     import logging
 
     import tifffile
@@ -320,7 +322,9 @@ _NUM = re.compile(
 )
 
 
-def heights_to_grey(heights: np.ndarray, name: str, notes: list[str], *, allow_nan: bool = True) -> np.ndarray:
+def heights_to_grey(
+    heights: np.ndarray, name: str, notes: list[str], *, allow_nan: bool = True
+) -> np.ndarray:
     """Eq. (1): I = (H - Hmin) / (Hmax - Hmin) * 255 as uint8 grey; a flat map is refused.
 
     allow_nan: missing points (NaN, as SPM files mark unscanned lines) become Hmin, with a note."""

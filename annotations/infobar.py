@@ -373,7 +373,8 @@ def _label_lines(grey: np.ndarray, bar: _Bar, region: Region) -> list[tuple[str,
                   and g[0] < bx1 + th and g[0] + g[2] > bx0 - th],
         "below": [g for g in glyphs if by1 - 1 <= g[1] <= by1 + 2.8 * th
                   and g[0] < bx1 + th and g[0] + g[2] > bx0 - th],
-        "right": [g for g in glyphs if bx1 <= g[0] <= bx1 + 2.5 * th and g[1] < cy + th and g[1] + g[3] > cy - th],
+        "right": [g for g in glyphs if bx1 <= g[0] <= bx1 + 2.5 * th and g[1] < cy + th
+                  and g[1] + g[3] > cy - th],
         "left": [g for g in glyphs if bx0 - 2.5 * th <= g[0] + g[2] <= bx0 and g[1] < cy + th
                  and g[1] + g[3] > cy - th],
     }
@@ -534,8 +535,8 @@ def analyse_many(images: list[np.ndarray], *, read_label: bool = True) -> list[I
     for k, (result, _, bar, _) in enumerate(prepared):
         if bar is not None and read_label:
             if not ocr:
-                result.notes.append(f"A scale bar of {bar.length_px:.1f} px was found, but its label cannot be "
-                                    "read here: the tesseract-ocr program is not installed.")
+                result.notes.append(f"A scale bar of {bar.length_px:.1f} px was found, but its label "
+                                    "cannot be read here: the tesseract-ocr program is not installed.")
             else:
                 result.scale = _scale_from(bar, read.get(k, []))
                 if result.scale is None:
@@ -569,7 +570,8 @@ def apply_info_bar(loaded) -> None:
                             f"(confidence {scale.confidence:.2f}{sure}).")
     elif abs(scale.nm_per_px - loaded.nm_per_px) > 0.02 * loaded.nm_per_px:
         loaded.notes.append(f"The scale bar reads {scale.nm_per_px:.4g} nm/px ({scale.label} = "
-                            f"{scale.length_px:.1f} px); the file's own {loaded.nm_per_px:.4g} nm/px is used.")
+                            f"{scale.length_px:.1f} px); the file's own {loaded.nm_per_px:.4g} nm/px "
+                            "is used.")
 
 
 def analysed_area(shape: tuple[int, ...], regions) -> float:

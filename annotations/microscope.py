@@ -183,7 +183,8 @@ def _read_rsciio(key: str, fmt: str, path: Path, name: str, max_pixels: int, not
         if int(np.prod(data.shape)) > 4 * max_pixels:
             raise TooManyPixels(f"'{name}': the spectrum image is too large to sum ({data.shape}).")
         array = np.asarray(data.sum(axis=-1))
-        notes.append(f"Spectrum image {nx}x{ny} x {data.shape[-1]} channels: the total-intensity map is used.")
+        notes.append(f"Spectrum image {nx}x{ny} x {data.shape[-1]} channels: the total-intensity map "
+                     "is used.")
         x_axis, y_axis = nav[-1], nav[-2]
     else:
         if data.ndim > 2:  # a stack or series of images: the first frame
@@ -227,7 +228,7 @@ def _axis_scale(x_axis: dict, y_axis: dict, fmt: str, notes: list[str]) -> tuple
             notes.append(f"The {fmt} file's calibration ({value:g} {text or 'no unit'}) is not a length: "
                          "no pixel size taken.")
         return None, None
-    nm = value * factor
+    nm = float(f"{value * factor:.6g}")  # DM stores the scale as float32: no 0.5199999809
     try:
         y_nm = float(y_axis.get("scale")) * (_nm_factor(y_axis.get("units")) or 0)
     except (TypeError, ValueError):
@@ -319,7 +320,9 @@ def read_microscope(data: bytes, name: str, kind: tuple[str, str], max_pixels: i
     except (TooManyPixels, ImageUndecodable, UnknownFileType):
         raise
     except ImportError as error:  # pragma: no cover - an install without the reader
-        raise UnknownFileType(f"'{name}': reading {fmt} files needs {error.name}, not installed here.") from None
+        raise UnknownFileType(
+            f"'{name}': reading {fmt} files needs {error.name}, not installed here."
+        ) from None
     except Exception as error:  # noqa: BLE001 - the readers raise many kinds on corrupt input
         raise ImageUndecodable(
             f"'{name}' is not a readable {fmt} file ({error.__class__.__name__}); "

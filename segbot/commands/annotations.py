@@ -11,6 +11,9 @@ from segbot.errors import user_errors
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 HEIGHT_MAP_SUFFIXES = {".txt", ".asc", ".xyz", ".dat", ".csv"}
+# DM3/DM4, TIA, EMD, MRC, Gwyddion, Nanonis ... (annotations.microscope)
+MICROSCOPE_SUFFIXES = {".dm3", ".dm4", ".ser", ".emi", ".emd", ".mrc", ".ali", ".mrcz", ".blo", ".tvips",
+                       ".unf", ".elid", ".hspy", ".prz", ".sur", ".pro", ".gwy", ".sxm"}
 
 
 def _json_files(paths: tuple[Path, ...] | list[Path]) -> list[Path]:
@@ -48,9 +51,14 @@ def _inspect_one(path: Path, lang: str, crop_label: str = "crop") -> str:
         return format_summary(summarize_annotation(read_labelme(path, crop_label=crop_label)), lang)
     loaded = read_image(path)
     h, w = loaded.image.shape[:2]
-    line = f"{path.name}: image {w}x{h} px"
+    line = f"{path.name}: {loaded.source_format + ' ' if loaded.source_format else ''}image {w}x{h} px"
     if loaded.nm_per_px:
-        line += f", scale {loaded.nm_per_px:.4g} nm/px"
+        line += f", {loaded.scale_summary()}"
+        if loaded.scale_confidence is not None and loaded.scale_confidence < 1:
+            line += f" (confidence {loaded.scale_confidence:.2f})"
+    if loaded.excluded:
+        area = loaded.analysed_area_px
+        line += f"; {', '.join(r.describe() for r in loaded.excluded)} left out ({area:.0f} px² analysed)"
     return "\n".join([line, *(f"note: {n}" for n in loaded.notes)])
 
 
@@ -69,7 +77,8 @@ def inspect_cmd(target: Path, lang: str, crop_label: str) -> None:
     files = sorted(
         p
         for p in target.iterdir()
-        if p.is_file() and p.suffix.lower() in {".json"} | IMAGE_SUFFIXES | HEIGHT_MAP_SUFFIXES
+        if p.is_file()
+        and p.suffix.lower() in {".json"} | IMAGE_SUFFIXES | HEIGHT_MAP_SUFFIXES | MICROSCOPE_SUFFIXES
     )
     if not files:
         raise click.ClickException(f"{target} holds no LabelMe files or images.")
