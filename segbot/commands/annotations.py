@@ -51,7 +51,9 @@ def _inspect_one(path: Path, lang: str, crop_label: str = "crop") -> str:
         return format_summary(summarize_annotation(read_labelme(path, crop_label=crop_label)), lang)
     loaded = read_image(path)
     h, w = loaded.image.shape[:2]
-    line = f"{path.name}: {loaded.source_format + ' ' if loaded.source_format else ''}image {w}x{h} px"
+    line = f"{path.name}: image {w}x{h} px"
+    if loaded.source_format not in (None, "PNG", "JPEG", "BMP", "TIFF"):
+        line += f" ({loaded.source_format} file)"
     if loaded.nm_per_px:
         line += f", {loaded.scale_summary()}"
         if loaded.scale_confidence is not None and loaded.scale_confidence < 1:
