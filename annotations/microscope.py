@@ -83,7 +83,7 @@ def sniff_microscope(data: bytes, name: str) -> tuple[str, str] | None:
     by_suffix = FORMATS.get(suffix)
     head = data[:16]
     if head[:4] in (b"\x00\x00\x00\x03", b"\x00\x00\x00\x04") and len(data) > 24:
-        flag_at = 12 if head[3] == 3 else 16
+        flag_at = 8 if head[3] == 3 else 12  # after the version and the root length (4 or 8 bytes)
         if data[flag_at : flag_at + 4] in (b"\x00\x00\x00\x00", b"\x00\x00\x00\x01"):
             return ("dm", f"DM{head[3]}")
     if head[:4] == b"II\x97\x01":
