@@ -56,13 +56,18 @@ def micrograph(height: int, width: int, seed: int = 0, discs: int = 25) -> np.nd
     import cv2
 
     rng = np.random.default_rng(seed)
-    base = cv2.GaussianBlur(rng.normal(0, 1, (height, width)), (0, 0), 12)
+    coarse = rng.normal(0, 1, (height // 8 + 2, width // 8 + 2)).astype(np.float32)
+    base = cv2.resize(cv2.GaussianBlur(coarse, (0, 0), 1.5), (width, height), interpolation=cv2.INTER_CUBIC)
     base = 60 + 25 * base / (np.abs(base).max() + 1e-9)
-    yy, xx = np.mgrid[0:height, 0:width]
     for _ in range(discs):
         cx, cy, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(5, 18)
-        base += 110 * np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / (r * r)) ** 2)
-    base += rng.normal(0, 6, (height, width))
+        x0, x1 = max(0, int(cx - 2 * r)), min(width, int(cx + 2 * r) + 1)
+        y0, y1 = max(0, int(cy - 2 * r)), min(height, int(cy + 2 * r) + 1)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        base[y0:y1, x0:x1] += 110 * np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / (r * r)) ** 2)
+    base += rng.normal(0, 6, (height, width)).astype(np.float32)
     return np.clip(base, 0, 255).astype(np.uint8)
 
 
