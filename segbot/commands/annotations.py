@@ -130,7 +130,8 @@ def stats(
     """Measure every object of LabelMe FILES (or folders of them): CSV, summary, histograms, overlay.
 
     With crops in a file only objects inside the crops count, and density is per crop area.
-    Several files are also pooled (pooled_*).
+    Per file also an ImageJ label TIFF and ROI set; several files are also pooled (pooled_*, with a
+    COCO JSON and an Excel workbook).
     """
     from annotations.crops import assign
     from annotations.export import write_outputs, write_pooled
@@ -141,7 +142,7 @@ def stats(
     # every file is checked before anything is written
     anns = [read_labelme(p, crop_label=crop_label) for p in paths]
     used: set[str] = set()
-    pooled = []
+    pooled, outlines, names = [], [], []
     for path, ann in zip(paths, anns, strict=True):
         scale = nm_per_px or ann.nm_per_px
         region_area = None
@@ -168,8 +169,10 @@ def stats(
         click.echo(written["text"].read_text(encoding="utf-8").rstrip())
         click.echo(f"-> {out_dir / stem}_*")
         pooled.append((stem, measure_arrays(instances), ann.image.shape, scale, region_area))
-    if len(pooled) > 1:
-        written = write_pooled(out_dir, pooled, log_hist=log_hist)
+        outlines.append(instances)
+        names.append(ann.name)
+    if len(pooled) > 1:  # with the set's COCO JSON and Excel workbook (pooled_coco.json, pooled.xlsx)
+        written = write_pooled(out_dir, pooled, log_hist=log_hist, instances=outlines, file_names=names)
         click.echo("")
         click.echo(written["text"].read_text(encoding="utf-8").rstrip())
         click.echo(f"-> {out_dir / 'pooled'}_*")
