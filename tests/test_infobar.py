@@ -60,7 +60,8 @@ def test_regions_and_bar_length_without_ocr(case: Case):
 
 def test_plain_images_have_no_info_bar():
     rng = np.random.default_rng(2)
-    border = np.vstack([np.repeat(micrograph(300, 400, 4)[..., None], 3, 2), np.zeros((40, 400, 3), np.uint8)])
+    field = np.repeat(micrograph(300, 400, 4)[..., None], 3, 2)
+    border = np.vstack([field, np.zeros((40, 400, 3), np.uint8)])  # a black border without text
     for image in (np.repeat(micrograph(400, 500, 3)[..., None], 3, 2),
                   disc_image(300, 400, [(50, 50, 10), (200, 250, 20), (390, 290, 15)]),
                   rng.integers(0, 255, (300, 300, 3), dtype=np.uint8), border):
@@ -106,7 +107,7 @@ def test_the_files_own_scale_wins_over_the_bar():
     need_tesseract()
     drawn = draw_case(Case(value=500, unit="nm", nm_per_px=3.1, seed=2))
     buf = io.BytesIO()
-    tifffile.imwrite(buf, drawn.image, imagej=True, resolution=(1 / 0.004, 1 / 0.004), metadata={"unit": "um"})
+    tifffile.imwrite(buf, drawn.image, imagej=True, resolution=(250, 250), metadata={"unit": "um"})
     loaded = read(buf.getvalue(), "sem.tif")
     assert loaded.nm_per_px == pytest.approx(4.0) and "ImageJ" in loaded.scale_source
     assert loaded.excluded and any("scale bar reads" in n for n in loaded.notes)
@@ -142,7 +143,7 @@ def test_pipeline_finds_nothing_on_the_bar(layout: str):
 
     detector = ThresholdDetector(level=140, tile_size=256)
     bare = predict_image(loaded.image, detector, PredictOptions(threshold=0.1))
-    assert on_bar(bare.instances), "the fake detector should see the bar's text: else this test proves nothing"
+    assert on_bar(bare.instances), "the fake detector must see the bar's text, else this proves nothing"
     kept = predict_image(loaded.image, detector, PredictOptions(threshold=0.1, exclude=loaded.excluded))
     assert kept.instances and not on_bar(kept.instances)
     for inst in kept.instances:  # in whole-image pixels, none reaching into an edge band
