@@ -128,21 +128,37 @@ def _signal_axes(signal: dict) -> tuple[list[dict], list[dict]]:
     return nav, sig
 
 
+def _is_length(axis: dict) -> bool:
+    return _nm_factor(axis.get("units")) is not None
+
+
+def _kind(signal: dict) -> str | None:
+    """'image' (a 2-D image or a stack of them), 'spectrum image', or None (spectra, line scans)."""
+    data = signal.get("data")
+    ndim = getattr(data, "ndim", 0)
+    if ndim < 2:
+        return None
+    nav, sig = _signal_axes(signal)
+    if len(sig) == 2 or ndim == 2:
+        return "image"
+    if ndim == 3 and len(sig) == 1 and len(nav) == 2:
+        return "spectrum image"
+    axes = sorted(signal.get("axes") or [], key=lambda a: int(a.get("index_in_array", 0)))
+    lengths = [_is_length(a) for a in axes]
+    if ndim == 3 and lengths == [True, True, False]:
+        return "spectrum image"  # a reader that does not say which axes navigate (NCEM EMD): by units
+    return "image" if ndim >= 3 else None
+
+
 def _pick_image(signals: list[dict], fmt: str, name: str, notes: list[str]):
-    """(signal, kind) of the first 2-D image: 'image', 'frames' or 'spectrum image'."""
-    images, spectrum_images, others = [], [], 0
+    """(signal, kind) of the first 2-D image: 'image' (maybe a stack) or 'spectrum image'."""
+    images, spectrum_images = [], []
     for signal in signals:
-        data = signal.get("data")
-        ndim = getattr(data, "ndim", 0)
-        nav, sig = _signal_axes(signal)
-        if ndim >= 2 and len(sig) == 2:
+        kind = _kind(signal)
+        if kind == "image":
             images.append(signal)
-        elif ndim == 3 and len(sig) == 1 and len(nav) == 2:
+        elif kind == "spectrum image":
             spectrum_images.append(signal)
-        elif ndim == 2 and not signal.get("axes"):
-            images.append(signal)
-        else:
-            others += 1
     if images:
         chosen, kind = images[0], "image"
         if len(signals) > 1:
@@ -178,6 +194,8 @@ def _read_rsciio(key: str, fmt: str, path: Path, name: str, max_pixels: int, not
     nav, sig = _signal_axes(signal)
     axes = sorted(signal.get("axes") or [], key=lambda a: int(a.get("index_in_array", 0)))
     if kind == "spectrum image":
+        if len(nav) != 2:
+            nav = axes[:2]
         ny, nx = (int(s) for s in data.shape[:2])
         _check_pixels(nx, ny, max_pixels, name)
         if int(np.prod(data.shape)) > 4 * max_pixels:

@@ -181,13 +181,23 @@ def gwy_bytes(heights_m: np.ndarray, width_nm: float = 50.0, channels: int = 1) 
     return buf.getvalue()
 
 
-def emd_file(path: Path, image: np.ndarray, nm_per_px: float = 0.8) -> Path:
-    """An NCEM EMD file written by RosettaSciIO's own writer."""
+def emd_file(path: Path, image: np.ndarray, nm_per_px: float = 0.8, last: str = "nm") -> Path:
+    """An NCEM EMD file written by RosettaSciIO's own writer: a 2-D image, or 3-D data whose last
+    axis is in `last` units ("eV": a spectrum image (y, x, energy); "frame": a stack (frame, y, x))."""
     from rsciio.emd import file_writer
 
-    ny, nx = image.shape
-    axes = [{"name": "y", "size": ny, "scale": nm_per_px, "offset": 0.0, "units": "nm", "navigate": False},
-            {"name": "x", "size": nx, "scale": nm_per_px, "offset": 0.0, "units": "nm", "navigate": False}]
+    def axis(name: str, size: int, scale: float, units: str) -> dict:
+        return {"name": name, "size": size, "scale": scale, "offset": 0.0, "units": units, "navigate": False}
+
+    if image.ndim == 2:
+        ny, nx = image.shape
+        axes = [axis("y", ny, nm_per_px, "nm"), axis("x", nx, nm_per_px, "nm")]
+    elif last == "eV":
+        ny, nx, ne = image.shape
+        axes = [axis("y", ny, nm_per_px, "nm"), axis("x", nx, nm_per_px, "nm"), axis("E", ne, 10.0, "eV")]
+    else:
+        nf, ny, nx = image.shape
+        axes = [axis("frame", nf, 1.0, ""), axis("y", ny, nm_per_px, "nm"), axis("x", nx, nm_per_px, "nm")]
     file_writer(str(path), {"data": image, "axes": axes, "metadata": {"General": {"title": "sample"},
                                                                       "Signal": {"signal_type": ""}},
                             "original_metadata": {}})

@@ -83,6 +83,17 @@ def test_emd_written_by_rosettasciio(tmp_path: Path):
     assert loaded.nm_per_px == pytest.approx(0.8) and loaded.scale_source == "the EMD file's calibration"
 
 
+def test_emd_spectrum_image_and_stack(tmp_path: Path):
+    si = RNG.integers(0, 50, (20, 30, 16)).astype(np.uint16)
+    loaded = read_image(emd_file(tmp_path / "si.emd", si, nm_per_px=2.0, last="eV"))
+    assert np.array_equal(loaded.image, to_uint8_rgb(si.sum(axis=-1)))
+    assert loaded.nm_per_px == pytest.approx(2.0) and any("total-intensity" in n for n in loaded.notes)
+    stack = np.stack([IMG, IMG[::-1]])
+    loaded = read_image(emd_file(tmp_path / "stack.emd", stack, nm_per_px=0.4, last="frame"))
+    assert np.array_equal(loaded.image, to_uint8_rgb(IMG)) and loaded.nm_per_px == pytest.approx(0.4)
+    assert any("2 frames" in n for n in loaded.notes)
+
+
 def test_gwyddion_height_channel_eq1():
     # written by gwyfile itself
     loaded = read_image(gwy_bytes(HEIGHTS, width_nm=50.0, channels=2), name="afm.gwy")
