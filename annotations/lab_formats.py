@@ -59,7 +59,8 @@ def write_label_tiff(path: Path, labels: np.ndarray, nm_per_px: float | None) ->
     import tifffile
 
     data = labels if labels.dtype == np.uint16 else labels.astype(np.float32)  # ImageJ has no uint32
-    kwargs: dict = {"imagej": True, "metadata": {"axes": "YX"}}
+    # deflate (ImageJ, Fiji, tifffile read it): an 8k label image is 128 MB raw, a few MB compressed
+    kwargs: dict = {"imagej": True, "metadata": {"axes": "YX"}, "compression": "zlib"}
     if nm_per_px:
         px_per_um = 1000.0 / float(nm_per_px)
         kwargs["resolution"] = (px_per_um, px_per_um)
