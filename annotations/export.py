@@ -37,7 +37,9 @@ def summary_for(
 # ---------------------------------------------------------------- CSV
 
 
-def csv_columns(scaled: bool, with_image: bool = False) -> list[str]:
+def csv_columns(scaled: bool, with_image: bool = False, with_mask: bool = False) -> list[str]:
+    """The per-object table's columns; with_mask adds area_mask_px, the object's pixel count in
+    {stem}_labels.tif (see annotations.lab_formats for the pixel convention)."""
     cols = ["image"] if with_image else []
     cols += [
         "id",
@@ -46,6 +48,7 @@ def csv_columns(scaled: bool, with_image: bool = False) -> list[str]:
         "cx_px",
         "cy_px",
         "area_px",
+        *(["area_mask_px"] if with_mask else []),
         "d_px",
         "perimeter_px",
         "circularity",
@@ -77,7 +80,8 @@ def _col(values: np.ndarray, digits: int = 3) -> list[str]:
 
 
 def csv_rows(a: MeasureArrays, nm_per_px: float | None, image: str | None = None) -> list[list[str]]:
-    """Rows for csv_columns(...); formatted column by column (thousands of objects)."""
+    """Rows for csv_columns(..., with_mask=a.mask_area_px is not None); formatted column by column
+    (thousands of objects)."""
     nnd = nearest_neighbour(a.centroid)
     n = len(a)
     cols: list[list[str]] = [] if image is None else [[image] * n]
@@ -88,6 +92,7 @@ def csv_rows(a: MeasureArrays, nm_per_px: float | None, image: str | None = None
         _col(a.centroid[:, 0], 2),
         _col(a.centroid[:, 1], 2),
         _col(a.area_px, 2),
+        *([_col(a.mask_area_px, 0)] if a.mask_area_px is not None else []),
         _col(a.d_px),
         _col(a.perimeter_px),
         _col(a.circularity, 4),
@@ -115,7 +120,7 @@ def csv_rows(a: MeasureArrays, nm_per_px: float | None, image: str | None = None
 def write_csv(path: Path, a: MeasureArrays, nm_per_px: float | None) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(csv_columns(bool(nm_per_px)))
+        writer.writerow(csv_columns(bool(nm_per_px), with_mask=a.mask_area_px is not None))
         writer.writerows(csv_rows(a, nm_per_px))
     return path
 
@@ -323,14 +328,21 @@ def write_outputs(
     lang: str = "en",
     image_name: str | None = None,
     crops: list | None = None,
+    excluded: Sequence | None = None,
+    scale_source: str | None = None,
 ) -> dict[str, Path]:
     """Write every output for one image; returns {role: path} for labelme, overlay, csv, summary,
-    histogram, text, and inset when the objects are too small to judge on the whole overlay. `crops`
-    (optional) are kept as crop rectangles in the LabelMe file."""
+    histogram, text, labels (ImageJ label TIFF), rois (ImageJ ROI set), and inset when the objects are
+    too small to judge on the whole overlay. `crops` (optional) are kept as crop rectangles in the
+    LabelMe file; `excluded` (info bar regions) and `scale_source` are recorded in the summary."""
+    from annotations.lab_formats import mask_areas, rasterise, write_label_tiff, write_roi_zip
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     instances, dropped = usable_instances(instances, image.shape)
     a = measure_arrays(instances)
+    labels = rasterise(instances, image.shape)
+    a.mask_area_px = mask_areas(labels, len(instances))
     paths = {
         "labelme": out_dir / f"{stem}.json",
         "overlay": out_dir / f"{stem}_overlay.png",
@@ -338,7 +350,12 @@ def write_outputs(
         "summary": out_dir / f"{stem}_summary.json",
         "histogram": out_dir / f"{stem}_hist.png",
         "text": out_dir / f"{stem}_summary.txt",
+        "labels": out_dir / f"{stem}_labels.tif",
+        "rois": out_dir / f"{stem}_rois.zip",
     }
+    write_label_tiff(paths["labels"], labels, nm_per_px)
+    del labels
+    write_roi_zip(paths["rois"], instances)
     write_labelme(
         paths["labelme"], image, instances, image_name or f"{stem}.png", nm_per_px=nm_per_px, crops=crops
     )
@@ -351,6 +368,8 @@ def write_outputs(
         image, instances, nm_per_px, name=stem, title=title, region_area_px=region_area_px, arrays=a
     )
     summary["dropped_invalid"] = dropped
+    summary["scale_source"] = scale_source
+    summary["excluded_regions"] = [r.as_dict() if hasattr(r, "as_dict") else list(r) for r in excluded or []]
     paths["summary"].write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
     render_histogram(paths["histogram"], a, nm_per_px, log=log_hist, title=title or stem)
     paths["text"].write_text(format_stats(summary, lang) + "\n", encoding="utf-8")
@@ -363,10 +382,14 @@ def write_pooled(
     *,
     log_hist: bool = False,
     stem: str = "pooled",
+    instances: Sequence[list[Instance]] | None = None,
+    file_names: Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """Pooled CSV (with an image column), summary JSON/text and histogram over several images.
 
-    items: (name, arrays, image_shape, nm_per_px, region_area_px) per image.
+    items: (name, arrays, image_shape, nm_per_px, region_area_px) per image. With `instances` (the
+    outlines of each item, in order) also the set's COCO JSON and Excel workbook ({stem}_coco.json,
+    {stem}.xlsx; `file_names` are the images' names for COCO, default name + ".png").
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -379,10 +402,13 @@ def write_pooled(
         "text": out_dir / f"{stem}_summary.txt",
     }
     all_scaled = all(nm for _, _, _, nm, _ in items)
+    with_mask = bool(items) and all(a.mask_area_px is not None for _, a, _, _, _ in items)
     with open(paths["csv"], "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(csv_columns(all_scaled, with_image=True))
+        writer.writerow(csv_columns(all_scaled, with_image=True, with_mask=with_mask))
         for name, a, _, nm, _ in items:
+            if not with_mask:
+                a = _without_mask(a)
             writer.writerows(csv_rows(a, nm if all_scaled else None, image=name))
     paths["summary"].write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
     paths["text"].write_text(format_stats(summary) + "\n", encoding="utf-8")
@@ -391,7 +417,20 @@ def write_pooled(
     render_histogram(
         paths["histogram"], merged, 1.0 if all_scaled else None, log=log_hist, title=f"{len(items)} images"
     )
+    if instances is not None:
+        from annotations.lab_formats import SetEntry, write_result_set
+
+        names = list(file_names) if file_names is not None else [f"{n}.png" for n, *_ in items]
+        entries = [SetEntry(n, f, shape, list(inst), nm, reg)
+                   for (n, _, shape, nm, reg), inst, f in zip(items, instances, names, strict=True)]
+        paths.update(write_result_set(out_dir, entries, stem=stem))
     return paths
+
+
+def _without_mask(a: MeasureArrays) -> MeasureArrays:
+    from dataclasses import replace
+
+    return replace(a, mask_area_px=None) if a.mask_area_px is not None else a
 
 
 def _concat(arrays: Sequence[MeasureArrays], factors: Sequence[float]) -> MeasureArrays:
@@ -410,4 +449,6 @@ def _concat(arrays: Sequence[MeasureArrays], factors: Sequence[float]) -> Measur
         feret_max_px=cat(lambda a: a.feret_max_px),
         bbox=np.concatenate([a.bbox for a in arrays]) if arrays else np.zeros((0, 4)),
         score=cat(lambda a: a.score, 0),
+        mask_area_px=(cat(lambda a: a.mask_area_px, 2)
+                      if arrays and all(a.mask_area_px is not None for a in arrays) else None),
     )

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/lint-imports --no-logo
-bash deploy/system-packages.sh  # Debian packages some tests need (chromium for the Mini App)
+bash deploy/system-packages.sh  # Debian packages some tests need: tesseract-ocr, chromium (+ driver)
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

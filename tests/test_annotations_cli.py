@@ -120,7 +120,8 @@ def test_stats_several_files_pooled_with_scale(tmp_path: Path):
             f"{stem}_hist.png",
             f"{stem}_summary.txt",
         } <= names
-    assert {"pooled_objects.csv", "pooled_summary.json", "pooled_hist.png", "pooled_summary.txt"} <= names
+    assert {"pooled_objects.csv", "pooled_summary.json", "pooled_hist.png", "pooled_summary.txt",
+            "pooled_coco.json", "pooled.xlsx"} <= names
     pooled = json.loads((tmp_path / "out" / "pooled_summary.json").read_text())
     assert pooled["n_objects"] == 12 and pooled["counts"] == {"particle": 8, "single_site": 4}
     # --nm-per-px overrides the file's own 2.0

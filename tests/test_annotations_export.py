@@ -43,7 +43,7 @@ def test_write_outputs_all_roles(tmp_path, nm):
     image = np.random.default_rng(1).integers(0, 255, (150, 200, 3), dtype=np.uint8)
     insts = _instances()
     paths = write_outputs(tmp_path, "img1", image, insts, nm_per_px=nm, title="sample")
-    assert set(paths) == {"labelme", "overlay", "csv", "summary", "histogram", "text"}
+    assert set(paths) == {"labelme", "overlay", "csv", "summary", "histogram", "text", "labels", "rois"}
     assert all(p.exists() and p.stat().st_size > 0 for p in paths.values())
     back = read_labelme(paths["labelme"])
     assert len(back.instances) == 12 and np.array_equal(back.image, image) and back.nm_per_px == nm
