@@ -27,7 +27,7 @@ from storage.models import Job, Notice, Upload
 from tests.botapi.fixtures import buttons, rows
 from tests.botapi.harness import BotApiStandIn, bot_settings, running_bot
 from tests.botapi.harness import User as TgUser
-from tests.conftest import IN_CI
+from tests.services import need_service
 from tests.webapp_helpers import HEIGHT, WIDTH, init_data, stored_result
 from web.server import WebServer
 
@@ -41,10 +41,7 @@ def _browser(phone: bool):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
     if not (chromium and driver_path):
-        message = "chromium and chromedriver are not installed (bash deploy/system-packages.sh)"
-        if IN_CI:
-            pytest.fail(message + " - CI must run the browser test")
-        pytest.skip(message)
+        need_service("chromium and chromedriver", "are not installed (bash deploy/system-packages.sh)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
