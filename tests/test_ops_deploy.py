@@ -143,11 +143,11 @@ def test_compose_files_hold_no_secret() -> None:
 
 @pytest.mark.parametrize("name", ["compose.yaml", "compose.worker.yaml"])
 def test_a_real_compose_implementation_accepts_the_files(name: str, tmp_path: Path) -> None:
-    """Debian's docker-compose (v1.29, optional: `apt-get install docker-compose`) resolves merges,
+    """Debian's docker-compose (v1.29, installed by deploy/system-packages.sh) resolves merges,
     interpolation and profiles. It predates the top-level `name:`, so that line is left out."""
     compose_v1 = shutil.which("docker-compose")
     if compose_v1 is None:
-        pytest.skip("docker-compose (Debian package) not installed; the schema test still runs")
+        need_service("docker-compose (Debian package)", "is not installed (bash deploy/system-packages.sh)")
     text = re.sub(r"^name: .*\n", "", (DEPLOY / name).read_text(), flags=re.M)
     (tmp_path / name).write_text(text)
     (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in FILLED.items()))
