@@ -21,7 +21,7 @@ from telegram.ext import (
 )
 
 from bot.delivery import Deliverer
-from bot.handlers import account, admin, commands, models, results, status, training, uploads
+from bot.handlers import account, admin, commands, models, results, scale, status, training, uploads
 from bot.handlers.gate import gate, handled, on_error
 from bot.logsafe import install_redaction
 from bot.services import Services
@@ -57,6 +57,7 @@ BUTTONS = [
     (models.MODEL_PATTERN, models.on_model_button),  # m:use|ren|del:<model id>
     (account.FORGET_PATTERN, account.on_forget_button),  # forget:yes|no
     (training.CORRECTION_PATTERN, training.on_correction_button),  # corr:<upload id>
+    (scale.SCALE_PATTERN, scale.on_scale_button),  # sb:use|no:<upload id>
 ]
 MENU = [
     ("start", "what segbot does"),

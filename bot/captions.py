@@ -1,6 +1,6 @@
 """The texts under results: one image's caption, the pooled caption over many (/stats and the zip
 of a big set, composed once here from annotations.stats), a trained model's figures (the ready
-message and /models)."""
+message and /models); and the summary of images sent (their scale and what is left out)."""
 
 from __future__ import annotations
 
@@ -141,3 +141,43 @@ def model_line_figures(lang: str, metrics: dict[str, Any]) -> str:
     """The same figures for one /models line, compact."""
     figures = model_figures(lang, metrics, short=True)
     return "\n   " + "; ".join(figures) if figures else ""
+
+
+# The upload summary of images: where each one's scale comes from (the rule of jobs/predict.py: the
+# user's scale > the file's own > its scale bar's) and what is left out of recognition.
+
+
+def _nm(value: float) -> str:
+    return f"{value:.3g}"  # as annotations.images.LoadedImage.scale_summary writes it
+
+
+def scale_text(lang: str, facts: Any, user_scale: float | None) -> str:
+    """'scale 0.52 nm/px from the DM4 file's calibration; /scale to change' (facts: files_in.ImageFacts)."""
+    if user_scale is not None:
+        own = ""
+        if facts.nm_per_px:
+            own = t(lang, "scale_yours_own", value=_nm(facts.nm_per_px), source=facts.scale_source or "?")
+        return t(lang, "scale_yours", value=_nm(user_scale), own=own)
+    if not facts.nm_per_px:
+        return t(lang, "scale_none")
+    text = t(lang, "scale_from", value=_nm(facts.nm_per_px), source=facts.scale_source or "?",
+             hint=t(lang, "scale_hint"))
+    return f"{text} ({t(lang, 'scale_check')})" if facts.unsure else text
+
+
+def image_line(lang: str, name: str, facts: Any, user_scale: float | None) -> str:
+    line = f"• {name}: {scale_text(lang, facts, user_scale)}"
+    if facts.excluded:
+        line += "\n  " + t(lang, "scale_left_out", regions="; ".join(facts.excluded))
+    return line
+
+
+def images_summary(lang: str, named: Sequence[tuple[str, Any]], user_scale: float | None) -> str:
+    lines = [t(lang, "images_head")]
+    lines += [image_line(lang, name, facts, user_scale) for name, facts in named]
+    return "\n".join(lines)
+
+
+def scale_question(lang: str, name: str, facts: Any) -> str:
+    return t(lang, "scale_unsure", name=name, value=_nm(facts.bar_nm_per_px), source=facts.scale_source,
+             conf=f"{facts.scale_confidence:.2f}")

@@ -25,7 +25,7 @@ from telegram.ext import ContextTypes
 
 from bot.captions import caption_for, pooled_caption, ready_text
 from bot.i18n import t
-from bot.result_files import DOCUMENT_ROLES, output_name, read_stored, zip_results
+from bot.result_files import DOCUMENT_ROLES, output_name, read_stored, set_file_name, zip_results
 from bot.services import Services
 from bot.webapp import correction_saved, review_markup
 from jobqueue.store import queue_position
@@ -49,6 +49,7 @@ class NoticeView:
     results: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     parts_sent: int = 0
+    set_files: dict[str, str] = field(default_factory=dict)  # a predict job's: role -> sha
 
 
 def _load_pending(session, limit: int) -> list[NoticeView]:
@@ -79,6 +80,7 @@ def _load_pending(session, limit: int) -> list[NoticeView]:
                 if model.status == ModelStatus.READY:
                     user.active_model_id = model.id
         elif notice.kind == "predict_done" and notice.job_id:
+            view.set_files = _set_files(view.payload, job)
             for result in session.scalars(
                 select(Result).where(Result.job_id == notice.job_id).order_by(Result.id)
             ):
@@ -168,7 +170,7 @@ class Deliverer:
         if len(view.results) > BIG_SET:
 
             async def send_zip() -> None:
-                data = await asyncio.to_thread(zip_results, store, view.results)
+                data = await asyncio.to_thread(zip_results, store, view.results, view.set_files)
                 caption = pooled_caption(lang, "predict_big", [r["summary"] for r in view.results])
                 await bot.send_document(
                     view.chat_id, data, filename=f"segbot_job{view.job_id}.zip", caption=caption[:1024]
@@ -181,6 +183,8 @@ class Deliverer:
             if result["files"].get("inset"):  # small objects: the zoom shows what the overlay cannot
                 parts.append(lambda r=result: self._send_inset(bot, view, r))
             parts.append(lambda r=result: self._send_files(bot, view, r))
+        if view.set_files:  # the set's COCO JSON and workbook, once, after every image's files
+            parts.append(lambda: self._send_set_files(bot, view))
         return parts
 
     async def _send_overlay(self, bot: Any, view: NoticeView, result: dict[str, Any]) -> None:
@@ -212,10 +216,15 @@ class Deliverer:
             data = await asyncio.to_thread(read_stored, self.services.store, result["files"].get(role))
             if data is not None:
                 media.append(InputMediaDocument(data, filename=output_name(stem, role)))
-        if len(media) >= 2:
-            await bot.send_media_group(view.chat_id, media)
-        elif media:
-            await bot.send_document(view.chat_id, media[0].media)
+        await _send_documents(bot, view.chat_id, media)
+
+    async def _send_set_files(self, bot: Any, view: NoticeView) -> None:
+        media = []
+        for role, sha in sorted(view.set_files.items()):
+            data = await asyncio.to_thread(read_stored, self.services.store, sha)
+            if data is not None:
+                media.append(InputMediaDocument(data, filename=set_file_name(role)))
+        await _send_documents(bot, view.chat_id, media)
 
     # Progress messages
 
@@ -247,6 +256,22 @@ class Deliverer:
                 log.info("progress message of job %s not edited: %s", row["id"], error)
                 continue
             throttle.edited(row["id"], row["text"], time.monotonic())
+
+
+async def _send_documents(bot: Any, chat_id: int, media: list[InputMediaDocument]) -> None:
+    """One album (2..10 documents), or the single document; nothing for none."""
+    if len(media) >= 2:
+        await bot.send_media_group(chat_id, media[:10])
+    elif media:
+        await bot.send_document(chat_id, media[0].media)  # an InputFile: it carries its name
+
+
+def _set_files(payload: dict[str, Any], job: Job | None) -> dict[str, str]:
+    """The set files of a predict job (jobs/predict.py puts them in the notice and the job's result)."""
+    found = payload.get("set_files") or ((job.result or {}).get("set_files") if job is not None else None)
+    if not isinstance(found, dict):
+        return {}
+    return {str(role): sha for role, sha in found.items() if isinstance(sha, str) and sha}
 
 
 def _progress_rows(session) -> list[dict[str, Any]]:

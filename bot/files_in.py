@@ -11,13 +11,15 @@ from typing import Any
 
 from annotations.crops import format_summary
 from annotations.errors import ImageMissing
-from annotations.images import read_image
+from annotations.images import IMAGE_SUFFIXES, LoadedImage, read_image
+from annotations.infobar import ASK_BELOW
+from annotations.microscope import sniff_microscope
 from annotations.model import AnnotationError
 from bot.services import Services, UserInfo
 from intake.labels import basename, keep_labels
 from storage.models import Upload
 
-IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".asc", ".txt", ".dat")
+IMAGE_EXT = IMAGE_SUFFIXES  # every name annotations.images.read_image takes, microscope files too
 ZIP_MAX_ENTRIES = 200
 
 
@@ -47,11 +49,14 @@ class LabelsOutcome:
 
 def kind_of(name: str, data: bytes) -> str:
     """'json' | 'zip' | 'image' | 'unknown': a .json name is meant as labels (its reader says what is
-    wrong with it); otherwise the content decides, then the name."""
+    wrong with it); otherwise the content decides, then the name. A microscope's own file (DM3/DM4,
+    TIA, EMD, MRC, Gwyddion, Nanonis ...) is an image, also a PantaRhei .prz, which is a zip inside."""
     head = data[:16]
     lower = name.lower()
     if lower.endswith(".json"):
         return "json"
+    if sniff_microscope(data, name) is not None:
+        return "image"
     if head.startswith(b"PK\x03\x04") or lower.endswith(".zip"):
         return "zip"
     if head.startswith((b"\x89PNG", b"\xff\xd8", b"II*\x00", b"MM\x00*", b"BM", b"GIF8")) or (
@@ -156,26 +161,64 @@ def process_labels(
     return outcome
 
 
-def check_image(services: Services, item: Incoming) -> str | None:
-    """None when the image decodes (annotations.images), else the user-facing reason."""
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the upload summary says of a readable image (its pixels are not kept: an album of big
+    images would sit in memory until the job is queued)."""
+
+    nm_per_px: float | None  # the file's own scale, else the scale bar's
+    scale_source: str | None  # "the DM4 file's calibration", "the scale bar: 200 nm = 27.2 px"
+    scale_confidence: float | None
+    bar_nm_per_px: float | None  # the scale bar's reading when that is the scale used
+    excluded: tuple[str, ...] = ()  # "info bar x 0..640, y 480..537"
+
+    @property
+    def unsure(self) -> bool:
+        """The scale is a scale bar reading to be confirmed (annotations.infobar.ASK_BELOW)."""
+        return (
+            self.bar_nm_per_px is not None
+            and self.scale_confidence is not None
+            and self.scale_confidence < ASK_BELOW
+        )
+
+
+def facts_of(loaded: LoadedImage) -> ImageFacts:
+    bar = loaded.scale_bar
+    from_bar = bar is not None and loaded.scale_source == bar.describe()  # the file had none
+    return ImageFacts(
+        loaded.nm_per_px,
+        loaded.scale_source,
+        loaded.scale_confidence,
+        bar.nm_per_px if from_bar else None,
+        tuple(region.describe() for region in loaded.excluded),
+    )
+
+
+def check_image(services: Services, item: Incoming) -> ImageFacts | str:
+    """The image's scale and the regions left out (annotations.images), else the user-facing reason
+    it cannot be used."""
     try:
-        read_image(item.data, name=item.name, max_pixels=services.settings.max_image_pixels)
+        loaded = read_image(item.data, name=item.name, max_pixels=services.settings.max_image_pixels)
     except AnnotationError as error:
         return str(error)
-    return None
+    return facts_of(loaded)
 
 
-def store_images(services: Services, user_id: int, items: list[Incoming]) -> list[int]:
+def store_images(
+    services: Services, user_id: int, items: list[Incoming], summaries: list[dict[str, Any]] | None = None
+) -> list[int]:
+    """The images as uploads, each with its summary (e.g. the scale question asked about it)."""
     ids = []
-    for item in items:
+    for k, item in enumerate(items):
         sha = services.store.put_bytes(item.data)
-        ids.append(services.run_db(_save_image, user_id, item.name, sha, len(item.data)))
+        summary = dict(summaries[k]) if summaries else {}
+        ids.append(services.run_db(_save_image, user_id, item.name, sha, len(item.data), summary))
     return ids
 
 
-def _save_image(session, user_id: int, name: str, sha: str, size: int) -> int:
+def _save_image(session, user_id: int, name: str, sha: str, size: int, summary: dict[str, Any]) -> int:
     upload = Upload(
-        user_id=user_id, kind="image", original_name=name[:255], sha256=sha, size=size, summary={}
+        user_id=user_id, kind="image", original_name=name[:255], sha256=sha, size=size, summary=summary
     )
     session.add(upload)
     session.flush()

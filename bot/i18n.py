@@ -25,7 +25,20 @@ EN: dict[str, str] = {
         "/status – your jobs\n/cancel – stop a job\n/models – your models\n"
         "/scale 7.34 – nm per pixel (or 'scale=7.34nm' in a caption; /scale off)\n"
         "/threshold 0.5 – score threshold\n/stats – pooled statistics\n/export – all your files as a zip\n"
-        "/lang – English/Русский\n/forget_me – delete everything of yours"
+        "/lang – English/Русский\n/forget_me – delete everything of yours\n\n{outputs}\n\n{formats}"
+    ),
+    "outputs": (
+        "What you get for each image: the overlay; .json (LabelMe) – correct it in LabelMe and send it "
+        "back to train the next version; _objects.csv – every object's size, for Excel; _hist.png – the "
+        "size histogram; _labels.tif – a label image for Fiji, napari or cellpose; _rois.zip – the "
+        "outlines for Fiji's ROI Manager. For the whole set: results.xlsx for Excel and "
+        "results_coco.json (COCO) for ML tools and pycocotools."
+    ),
+    "formats": (
+        "Images I read: PNG, JPEG, TIFF, BMP, ASCII height maps and the microscopes' own files – "
+        "DM3/DM4, TIA .ser, EMD, MRC, Gwyddion .gwy and Nanonis .sxm – with the scale they carry. "
+        "On SEM images the info bar is left out of recognition and its scale bar is read; "
+        "your /scale wins over both."
     ),
     "example_caption": (
         "A labelled sample: one crop rectangle and {n} outlined particles, image embedded. "
@@ -39,7 +52,8 @@ EN: dict[str, str] = {
     "you report it.",
     "too_big": "This file is {size:.1f} MB; the limit is {limit:.0f} MB. Split it or send a smaller image.",
     "unknown_type": (
-        "I can't use '{name}'. Send a LabelMe .json, an image (PNG, JPEG, TIFF, BMP) or a .zip of them."
+        "I can't use '{name}'. Send a LabelMe .json, an image (PNG, JPEG, TIFF, BMP, or the microscope's "
+        "own DM3/DM4, TIA .ser, EMD, MRC, .gwy, .sxm file) or a .zip of them."
     ),
     "downloading": "Checking {n} file(s)…",
     "bad_file": "{name}: {reason}",
@@ -116,6 +130,24 @@ EN: dict[str, str] = {
         "This is an image, but you have no active model yet. To train one, send a LabelMe file with "
         "labels (see /help)."
     ),
+    "images_head": "Images received:",
+    "scale_from": "scale {value} nm/px from {source}; {hint}",
+    "scale_hint": "/scale to change",
+    "scale_yours": "scale {value} nm/px as you set it{own}",
+    "scale_yours_own": " (not the file's {value} nm/px from {source})",
+    "scale_none": "no scale in the file, sizes in px; set one with /scale 7.34 or 'scale=7.34nm' in the "
+    "caption",
+    "scale_left_out": "left out of recognition and statistics: {regions}",
+    "scale_check": "not sure of this reading: answer below",
+    "scale_unsure": (
+        "{name}: the scale bar reads {value} nm/px ({source}), but I am not sure of this reading "
+        "(confidence {conf}). Use it? Recognition starts when you answer."
+    ),
+    "btn_scale_use": "Use {value} nm/px",
+    "btn_scale_no": "No scale",
+    "scale_used": "{name}: scale {value} nm/px, as you confirmed.",
+    "scale_not_used": "{name}: no scale from the scale bar; sizes in px (or your /scale).",
+    "scale_answered": "Already answered: job #{job}.",
     "photo_note": "Note: compressed photos lose detail; send images as files to keep full resolution.",
     "scale_set": "Scale: {value} nm per pixel.",
     "scale_off": "Scale removed; sizes will be in pixels.",
@@ -174,7 +206,20 @@ RU: dict[str, str] = {
         "/status – ваши задачи\n/cancel – остановить задачу\n/models – ваши модели\n"
         "/scale 7.34 – нм на пиксель (или 'scale=7.34nm' в подписи; /scale off)\n"
         "/threshold 0.5 – порог уверенности\n/stats – сводная статистика\n/export – все ваши файлы в zip\n"
-        "/lang – English/Русский\n/forget_me – удалить всё ваше"
+        "/lang – English/Русский\n/forget_me – удалить всё ваше\n\n{outputs}\n\n{formats}"
+    ),
+    "outputs": (
+        "Что вы получаете для каждого снимка: наложение; .json (LabelMe) – исправьте его в LabelMe и "
+        "пришлите обратно, чтобы обучить следующую версию; _objects.csv – размеры каждого объекта, для "
+        "Excel; _hist.png – гистограмма размеров; _labels.tif – изображение меток для Fiji, napari или "
+        "cellpose; _rois.zip – контуры для ROI Manager в Fiji. Для всего набора: results.xlsx для Excel "
+        "и results_coco.json (COCO) для ML-инструментов и pycocotools."
+    ),
+    "formats": (
+        "Какие снимки я читаю: PNG, JPEG, TIFF, BMP, ASCII-карты высот и собственные файлы микроскопов – "
+        "DM3/DM4, TIA .ser, EMD, MRC, Gwyddion .gwy и Nanonis .sxm – с масштабом, записанным в них. "
+        "На снимках СЭМ информационная полоса не распознаётся, а её масштабная линейка считывается; "
+        "ваш /scale важнее и того, и другого."
     ),
     "example_caption": (
         "Размеченный пример: один прямоугольник crop и {n} обведённых частиц, изображение внутри. "
@@ -188,7 +233,8 @@ RU: dict[str, str] = {
     "too_big": "Файл {size:.1f} МБ, а предел {limit:.0f} МБ. Разделите его или пришлите изображение "
     "поменьше.",
     "unknown_type": (
-        "Не могу использовать '{name}'. Пришлите LabelMe .json, изображение (PNG, JPEG, TIFF, BMP) или .zip."
+        "Не могу использовать '{name}'. Пришлите LabelMe .json, изображение (PNG, JPEG, TIFF, BMP или "
+        "собственный файл микроскопа DM3/DM4, TIA .ser, EMD, MRC, .gwy, .sxm) или .zip."
     ),
     "downloading": "Проверяю файлов: {n}…",
     "bad_file": "{name}: {reason}",
@@ -265,6 +311,24 @@ RU: dict[str, str] = {
         "Это изображение, но активной модели у вас пока нет. Чтобы обучить её, пришлите файл LabelMe "
         "с разметкой (см. /help)."
     ),
+    "images_head": "Снимки получены:",
+    "scale_from": "масштаб {value} нм/пкс, источник: {source}; {hint}",
+    "scale_hint": "/scale – изменить",
+    "scale_yours": "масштаб {value} нм/пкс, заданный вами{own}",
+    "scale_yours_own": " (а не {value} нм/пкс из файла, источник: {source})",
+    "scale_none": "масштаба в файле нет, размеры в пикселях; задайте его: /scale 7.34 или 'scale=7.34nm' "
+    "в подписи",
+    "scale_left_out": "не распознаётся и не входит в статистику: {regions}",
+    "scale_check": "в этом чтении я не уверен: ответьте ниже",
+    "scale_unsure": (
+        "{name}: масштабная линейка даёт {value} нм/пкс ({source}), но в этом чтении я не уверен "
+        "(уверенность {conf}). Использовать его? Распознавание начнётся после ответа."
+    ),
+    "btn_scale_use": "Использовать {value} нм/пкс",
+    "btn_scale_no": "Без масштаба",
+    "scale_used": "{name}: масштаб {value} нм/пкс, как вы подтвердили.",
+    "scale_not_used": "{name}: без масштаба по линейке; размеры в пикселях (или по вашему /scale).",
+    "scale_answered": "Уже отвечено: задача #{job}.",
     "photo_note": "Примечание: сжатые фото теряют детали; присылайте изображения файлами.",
     "scale_set": "Масштаб: {value} нм на пиксель.",
     "scale_off": "Масштаб убран; размеры будут в пикселях.",
@@ -316,6 +380,7 @@ def lang_of(language_code: str | None) -> str:
 def t(lang: str, key: str, **values: object) -> str:
     table = MESSAGES.get(lang, EN)
     template = table.get(key) or EN[key]
-    if "{howto}" in template and "howto" not in values:
-        values["howto"] = table.get("howto", EN["howto"])
+    for part in ("howto", "outputs", "formats"):  # texts shared by several messages
+        if "{" + part + "}" in template and part not in values:
+            values[part] = table.get(part, EN[part])
     return template.format(**values)

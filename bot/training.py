@@ -217,20 +217,79 @@ def queue_training(
 
 
 def queue_recognition(
-    services: Services, user: UserInfo, chat_id: int, upload_ids: list[int], nm_per_px: float | None
+    services: Services,
+    user: UserInfo,
+    chat_id: int,
+    upload_ids: list[int],
+    nm_per_px: float | None,
+    extra: dict[str, Any] | None = None,
 ) -> Queued:
+    """The predict job for these uploads; nm_per_px: the scale given with them (None: the user's
+    /scale, if any; the job takes the file's own, then its scale bar's). extra: more job params."""
+    return services.run_db(_queue_predict, services, user, chat_id, upload_ids, nm_per_px, extra)
+
+
+def _queue_predict(
+    session,
+    services: Services,
+    user: UserInfo,
+    chat_id: int,
+    upload_ids: list[int],
+    nm_per_px: float | None,
+    extra: dict[str, Any] | None = None,
+) -> Queued:
+    current = get_user(session, user.id)
+    model = session.get(TrainedModel, current.active_model_id) if current.active_model_id else None
+    if model is None or model.user_id != user.id:
+        return Queued(error="no_model")
+    params = {
+        "upload_ids": upload_ids,
+        "model_id": model.id,
+        "threshold": current.score_threshold,
+        "nm_per_px": nm_per_px if nm_per_px is not None else current.nm_per_px,
+        **(extra or {}),
+    }
+    return _submit(services, session, user.id, "predict", params, chat_id, model_id=model.id)
+
+
+SCALE_ASK = "scale_ask"  # Upload.summary key: the unsure scale bar reading the user was asked about
+
+
+@dataclass
+class ScaleAnswer:
+    queued: Queued
+    name: str  # the image's
+    nm_per_px: float | None  # the reading asked about
+
+
+def queue_scale_answer(
+    services: Services, user: UserInfo, chat_id: int, upload_id: int, use: bool
+) -> ScaleAnswer | None:
+    """Recognition of an image held for the user's answer on its scale bar reading, queued once:
+    use -> the reading as the user's scale (job param nm_per_px), else no scale from the bar (sizes in
+    px unless /scale is set). The answer and its job are recorded on the upload in the same
+    transaction; a second answer gets that job (error "answered") and changes nothing.
+    None: this user was asked no such question."""
+
     def work(session):
-        current = get_user(session, user.id)
-        model = session.get(TrainedModel, current.active_model_id) if current.active_model_id else None
-        if model is None or model.user_id != user.id:
-            return Queued(error="no_model")
-        params = {
-            "upload_ids": upload_ids,
-            "model_id": model.id,
-            "threshold": current.score_threshold,
-            "nm_per_px": nm_per_px if nm_per_px is not None else current.nm_per_px,
-        }
-        return _submit(services, session, user.id, "predict", params, chat_id, model_id=model.id)
+        upload = session.get(Upload, upload_id)
+        if upload is None or upload.user_id != user.id:
+            return None
+        ask = (upload.summary or {}).get(SCALE_ASK)
+        if not isinstance(ask, dict):
+            return None
+        reading = float(ask["nm_per_px"])
+        if ask.get("job_id"):
+            return ScaleAnswer(Queued(int(ask["job_id"]), error="answered"), upload.original_name, reading)
+        if use:
+            nm_per_px, extra = reading, {"scale_source": ask.get("source")}
+        else:
+            nm_per_px, extra = None, {"scale_bar": False}
+        queued = _queue_predict(session, services, user, chat_id, [upload.id], nm_per_px, extra)
+        if queued.job_id is not None:
+            answered = {**ask, "answer": "use" if use else "no", "job_id": queued.job_id}
+            upload.summary = {**(upload.summary or {}), SCALE_ASK: answered}
+        return ScaleAnswer(queued, upload.original_name, reading)
 
     return services.run_db(work)
 

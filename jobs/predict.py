@@ -29,6 +29,11 @@ def _detector(ctx: JobContext, model: TrainedModel) -> Any:
     return _detector_cache[key]
 
 
+def _scale_from_bar(loaded: Any) -> bool:
+    """The image's scale is its scale bar's reading (the file carries none of its own)."""
+    bar = loaded.scale_bar
+    return bar is not None and loaded.scale_source == bar.describe()
+
 
 def predict_job(ctx: JobContext) -> Outcome:
     from dataclasses import replace
@@ -73,9 +78,12 @@ def predict_job(ctx: JobContext) -> Outcome:
                 # an info bar / scale-bar box: no objects there, and not part of the analysed area
                 excluded, source = loaded.excluded, loaded.scale_source
                 region_area = loaded.analysed_area_px if excluded else None
+                if ctx.params.get("scale_bar") is False and _scale_from_bar(loaded):
+                    own_scale, source = None, None  # the user said the bar's reading is wrong
+            # the user's scale (/scale, a caption, a confirmed bar reading) > the file's > the bar's
             nm_per_px = ctx.params.get("nm_per_px") or own_scale
             if ctx.params.get("nm_per_px"):
-                source = "the scale you set"
+                source = ctx.params.get("scale_source") or "the scale you set"
 
             def tiles(done: int, total: int, index: int = index) -> None:
                 ctx.progress((index + done / max(total, 1)) / len(images), f"image {index + 1}/{len(images)}")

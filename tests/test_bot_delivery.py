@@ -138,7 +138,7 @@ def test_notices_are_delivered_once_across_restart_and_failures(bs, api, tmp_pat
     groups = [c for c in calls if c.method == "sendMediaGroup"]
     assert len(groups) == 2
     names = sorted(name for name, _ in groups[0].files.values())
-    assert names == ["img0.json", "img0_hist.png", "img0_objects.csv"]
+    assert names == ["img0.json", "img0_hist.png", "img0_labels.tif", "img0_objects.csv", "img0_rois.zip"]
     csv = next(data for name, data in groups[0].files.values() if name.endswith(".csv"))
     assert len(csv.decode().strip().splitlines()) == 1 + 3  # header + one row per object
     labelme = next(data for name, data in groups[0].files.values() if name.endswith(".json"))

@@ -16,6 +16,8 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ContextTypes
 
 from bot import files_in
+from bot.captions import images_summary
+from bot.handlers import scale
 from bot.handlers.common import first_reply_edits, me, refresh, say, send_text, svc
 from bot.handlers.training import report_queued
 from bot.i18n import t
@@ -230,21 +232,34 @@ async def _recognise(
     images: list[files_in.Incoming],
     nm_per_px: float | None,
 ) -> None:
+    """Readable images are summarised (their scale and where it came from, the info bar left out),
+    stored and queued; one whose scale is an unsure scale bar reading (and no scale set by the user)
+    is stored and asked about: its job is queued with the answer (bot/handlers/scale.py)."""
     info = me(context)
-    good = []
+    good: list[tuple[files_in.Incoming, files_in.ImageFacts]] = []
     for image in images:
-        reason = await asyncio.to_thread(files_in.check_image, s, image)
-        if reason:
-            await send_text(context, chat, reason if image.name in reason else f"{image.name}: {reason}")
+        facts = await asyncio.to_thread(files_in.check_image, s, image)
+        if isinstance(facts, str):
+            await send_text(context, chat, facts if image.name in facts else f"{image.name}: {facts}")
         else:
-            good.append(image)
+            good.append((image, facts))
     if not good:
         return
     if info.active_model_id is None:
         await say(context, chat, "no_model_image")
         return
-    upload_ids = await asyncio.to_thread(files_in.store_images, s, info.id, good)
-    queued = await asyncio.to_thread(queue_recognition, s, info, chat, upload_ids, nm_per_px)
-    await report_queued(context, chat, queued, "queued_predict", n=len(good))
-    if any(i.photo for i in good):
+    user_scale = nm_per_px if nm_per_px is not None else info.nm_per_px  # the job's rule: user first
+    named = [(image.name, facts) for image, facts in good]
+    await send_text(context, chat, images_summary(info.language, named, user_scale))
+    held = [facts.unsure and user_scale is None for _, facts in good]
+    summaries = [scale.ask_summary(facts) if ask else {} for (_, facts), ask in zip(good, held, strict=True)]
+    upload_ids = await asyncio.to_thread(files_in.store_images, s, info.id, [i for i, _ in good], summaries)
+    now = [uid for uid, ask in zip(upload_ids, held, strict=True) if not ask]
+    if now:
+        queued = await asyncio.to_thread(queue_recognition, s, info, chat, now, nm_per_px)
+        await report_queued(context, chat, queued, "queued_predict", n=len(now))
+    for uid, (image, facts), ask in zip(upload_ids, good, held, strict=True):
+        if ask:
+            await scale.ask_scale(context, chat, uid, image.name, facts)
+    if any(i.photo for i, _ in good):
         await say(context, chat, "photo_note")
