@@ -1,14 +1,16 @@
 """Prediction quality against ground truth.
 
-- Counting by the centre rule of seed 001: a prediction whose centre lies inside a ground-truth contour
-  is a TP, one GT is matched at most once (further predictions on it are FP), GTs left unmatched (also
-  extra GTs under one big prediction) are FN. Centre-in-contour lookups go through an STRtree; where GTs
-  overlap, a maximum matching decides (order-independent).
+- Counting by the centre rule of Okunev et al. (Nanomaterials 2020, ParticlesNN): a prediction whose
+  centre lies inside a ground-truth contour is a TP, one GT is matched at most once (further
+  predictions on it are FP), GTs left unmatched (also extra GTs under one big prediction) are FN.
+  Centre-in-contour lookups go through an STRtree; where GTs overlap, a maximum matching decides
+  (order-independent). Mask output (the trainer's held-out crop) is outlined first
+  (instances_from_masks) and scored by the same rule.
 - COCO AP (segm and bbox) with pycocotools, maxDets raised (default 1000). pycocotools' per-image matching
   loops over every (detection, GT) pair in Python, hopeless for thousands of objects in one image; the
   IoUs here are computed only for pairs whose boxes overlap and the matching walks only those, which
   gives exactly COCOeval's result (pairs with IoU 0 can never match).
-- Size accuracy as in seed 001 Table 4: 1 - |mean D_pred - mean D_gt| / mean D_gt, per class.
+- Size accuracy as in Okunev et al. 2020, Table 4: 1 - |mean D_pred - mean D_gt| / mean D_gt, per class.
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ def match_centre_rule(pred: Sequence[Instance], gt: Sequence[Instance]) -> Count
     return _match(pred, gt)[0]
 
 
+def instances_from_masks(masks: np.ndarray, label: str = "object") -> list[Instance]:
+    """Boolean (n, h, w) masks as outlined instances (empty masks dropped): mask output, such as the
+    trainer's held-out crop, is then scored by exactly the rules polygons are."""
+    outlines = (geometry.mask_to_polygon(mask) for mask in masks)
+    return [Instance(label, poly) for poly in outlines if poly is not None]
+
+
 def centre_pairs(
     pred: Sequence[Instance], gt: Sequence[Instance], pred_centres: np.ndarray | None = None
 ) -> np.ndarray:
@@ -108,7 +117,8 @@ def mean_d(instances: Sequence[Instance]) -> float | None:
 
 
 def size_accuracy(pred: Sequence[Instance], gt: Sequence[Instance], nm_per_px: float | None = None) -> dict:
-    """Seed 001 Table 4 per class and for all objects: {class: {mean_d_pred_px, mean_d_gt_px, accuracy}}."""
+    """Size accuracy as in Okunev et al. 2020, Table 4, per class and for all objects:
+    {class: {mean_d_pred_px, mean_d_gt_px, accuracy}}."""
 
     def diameters(items: Sequence[Instance]) -> tuple[np.ndarray, np.ndarray]:
         area = geometry.area_centroid_perimeter([i.polygon for i in items])[0]

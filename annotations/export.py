@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,26 +13,8 @@ import numpy as np
 from annotations.labelme import write_labelme
 from annotations.measure import MeasureArrays, measure_arrays
 from annotations.model import Instance
+from annotations.overlay import class_colours, nice_scale_bar, render_pictures  # noqa: F401 - nice_scale_bar: re-exported
 from annotations.stats import ImageMeasures, image_stats, nearest_neighbour, pooled_stats
-
-# matplotlib's tab10, RGB
-PALETTE = [
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-]
-IDS_UP_TO = 300  # object ids are drawn on the overlay when there are at most this many objects
-
-
-def class_colours(labels: Sequence[str]) -> dict[str, tuple[int, int, int]]:
-    return {label: PALETTE[k % len(PALETTE)] for k, label in enumerate(sorted(set(labels)))}
 
 
 def summary_for(
@@ -56,7 +37,9 @@ def summary_for(
 # ---------------------------------------------------------------- CSV
 
 
-def csv_columns(scaled: bool, with_image: bool = False) -> list[str]:
+def csv_columns(scaled: bool, with_image: bool = False, with_mask: bool = False) -> list[str]:
+    """The per-object table's columns; with_mask adds area_mask_px, the object's pixel count in
+    {stem}_labels.tif (see annotations.lab_formats for the pixel convention)."""
     cols = ["image"] if with_image else []
     cols += [
         "id",
@@ -65,6 +48,7 @@ def csv_columns(scaled: bool, with_image: bool = False) -> list[str]:
         "cx_px",
         "cy_px",
         "area_px",
+        *(["area_mask_px"] if with_mask else []),
         "d_px",
         "perimeter_px",
         "circularity",
@@ -96,7 +80,8 @@ def _col(values: np.ndarray, digits: int = 3) -> list[str]:
 
 
 def csv_rows(a: MeasureArrays, nm_per_px: float | None, image: str | None = None) -> list[list[str]]:
-    """Rows for csv_columns(...); formatted column by column (thousands of objects)."""
+    """Rows for csv_columns(..., with_mask=a.mask_area_px is not None); formatted column by column
+    (thousands of objects)."""
     nnd = nearest_neighbour(a.centroid)
     n = len(a)
     cols: list[list[str]] = [] if image is None else [[image] * n]
@@ -107,6 +92,7 @@ def csv_rows(a: MeasureArrays, nm_per_px: float | None, image: str | None = None
         _col(a.centroid[:, 0], 2),
         _col(a.centroid[:, 1], 2),
         _col(a.area_px, 2),
+        *([_col(a.mask_area_px, 0)] if a.mask_area_px is not None else []),
         _col(a.d_px),
         _col(a.perimeter_px),
         _col(a.circularity, 4),
@@ -134,37 +120,12 @@ def csv_rows(a: MeasureArrays, nm_per_px: float | None, image: str | None = None
 def write_csv(path: Path, a: MeasureArrays, nm_per_px: float | None) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(csv_columns(bool(nm_per_px)))
+        writer.writerow(csv_columns(bool(nm_per_px), with_mask=a.mask_area_px is not None))
         writer.writerows(csv_rows(a, nm_per_px))
     return path
 
 
 # ---------------------------------------------------------------- overlay
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    try:
-        import matplotlib
-
-        path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-        return ImageFont.truetype(str(path), size)  # has Cyrillic, Greek (µ)
-    except Exception:  # noqa: BLE001 - any font problem: Pillow's own font
-        return ImageFont.load_default(size)
-
-
-def nice_scale_bar(width_px: int, nm_per_px: float) -> tuple[float, str]:
-    """(length in nm, label) of a 1/2/5 x 10^k bar about a fifth of the image wide."""
-    target = width_px * nm_per_px / 5
-    exp = math.floor(math.log10(target))
-    length = max((m * 10**exp for m in (1, 2, 5) if m * 10**exp <= target), default=10**exp)
-    if length >= 1000:
-        value = length / 1000
-        label = f"{value:g} µm"
-    else:
-        label = f"{length:g} nm"
-    return length, label
 
 
 def render_overlay(
@@ -175,74 +136,9 @@ def render_overlay(
     show_ids: bool | None = None,
     title: str | None = None,
 ) -> np.ndarray:
-    """Contours coloured by class, optional ids, a legend, and a scale bar when scaled; RGB uint8."""
-    import cv2
-    from PIL import Image, ImageDraw
-
-    canvas = np.ascontiguousarray(image.copy())
-    h, w = canvas.shape[:2]
-    thick = max(1, round(min(h, w) / 700))
-    colours = class_colours([i.label for i in instances])
-    for label, colour in colours.items():
-        polys = [
-            np.round(i.polygon).astype(np.int32).reshape(-1, 1, 2) for i in instances if i.label == label
-        ]
-        cv2.polylines(canvas, polys, True, colour, thick, cv2.LINE_AA)
-    if show_ids is None:
-        show_ids = len(instances) <= IDS_UP_TO
-    if show_ids and instances:
-        a = measure_arrays(instances)
-        scale = max(0.3, min(h, w) / 1500)
-        for k, (cx, cy) in enumerate(a.centroid):
-            cv2.putText(
-                canvas,
-                str(k + 1),
-                (int(cx) - 4, int(cy) + 4),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                scale,
-                (255, 255, 255),
-                max(1, thick),
-                cv2.LINE_AA,
-            )
-
-    pil = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(pil)
-    size = max(10, round(min(h, w) / 40))
-    font = _font(size)
-    pad = max(3, size // 3)
-    # legend, top left
-    counts: dict[str, int] = {}
-    for inst in instances:
-        counts[inst.label] = counts.get(inst.label, 0) + 1
-    lines = [(f"{label} ({counts[label]})", colours[label]) for label in colours]
-    if title:
-        lines.insert(0, (title, (255, 255, 255)))
-    if not instances:
-        lines.append(("no objects", (255, 255, 255)))
-    y = pad
-    width = max((draw.textlength(text, font=font) for text, _ in lines), default=0) + size + 3 * pad
-    draw.rectangle([0, 0, width, pad + len(lines) * (size + pad)], fill=(0, 0, 0))
-    for text, colour in lines:
-        if text.endswith(")") and colour in colours.values():
-            draw.rectangle([pad, y + size // 5, pad + size * 0.7, y + size * 0.9], fill=colour)
-            draw.text((2 * pad + size, y), text, fill=(255, 255, 255), font=font)
-        else:
-            draw.text((pad, y), text, fill=colour, font=font)
-        y += size + pad
-    # scale bar, bottom right
-    if nm_per_px:
-        length_nm, label = nice_scale_bar(w, nm_per_px)
-        bar = length_nm / nm_per_px
-        x1, y1 = w - 2 * pad, h - 2 * pad
-        x0 = x1 - bar
-        bar_h = max(3, size // 3)
-        text_w = draw.textlength(label, font=font)
-        draw.rectangle(
-            [min(x0, x1 - text_w) - pad, y1 - bar_h - size - 2 * pad, w - pad, h - pad], fill=(0, 0, 0)
-        )
-        draw.rectangle([x0, y1 - bar_h, x1, y1], fill=(255, 255, 255))
-        draw.text((x1 - (bar + text_w) / 2, y1 - bar_h - size - pad), label, fill=(255, 255, 255), font=font)
-    return np.asarray(pil)
+    """The overlay picture alone (annotations.overlay.render_pictures has the inset and the id boxes)."""
+    pictures = render_pictures(image, instances, nm_per_px, show_ids=show_ids, title=title, inset=False)
+    return pictures.overlay.rgb
 
 
 def write_png(path: Path, rgb: np.ndarray) -> Path:
@@ -392,9 +288,9 @@ def usable_instances(instances: list[Instance], image_shape: tuple[int, ...]) ->
     Drops outlines with < 3 points, non-finite or zero-area ones, and exact copies, so the LabelMe file
     the user corrects and sends back is never refused; clamps vertices to the image. Vectorised checks.
     """
-    from annotations.geometry import area_centroid_perimeter, bboxes, pack
+    from annotations.geometry import area_centroid_perimeter, bboxes, image_frame, pack
 
-    h, w = image_shape[:2]
+    x0, y0, x1, y1 = image_frame(image_shape[1], image_shape[0])
     cand = [i for i in instances if len(i.polygon) >= 3]
     if cand:
         verts, starts = pack([i.polygon for i in cand])
@@ -402,10 +298,10 @@ def usable_instances(instances: list[Instance], image_shape: tuple[int, ...]) ->
         cand = [i for i, f in zip(cand, finite.tolist(), strict=True) if f]
     if cand:
         boxes = bboxes([i.polygon for i in cand])
-        outside = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > w) | (boxes[:, 3] > h)
+        outside = (boxes[:, 0] < x0) | (boxes[:, 1] < y0) | (boxes[:, 2] > x1) | (boxes[:, 3] > y1)
         for k in np.nonzero(outside)[0].tolist():
             poly = cand[k].polygon
-            clamped = np.column_stack([np.clip(poly[:, 0], 0, w), np.clip(poly[:, 1], 0, h)])
+            clamped = np.column_stack([np.clip(poly[:, 0], x0, x1), np.clip(poly[:, 1], y0, y1)])
             cand[k] = Instance(cand[k].label, clamped, cand[k].score)
         areas = area_centroid_perimeter([i.polygon for i in cand])[0]
         cand = [i for i, a in zip(cand, areas.tolist(), strict=True) if a > 1e-9]
@@ -432,13 +328,21 @@ def write_outputs(
     lang: str = "en",
     image_name: str | None = None,
     crops: list | None = None,
+    excluded: Sequence | None = None,
+    scale_source: str | None = None,
 ) -> dict[str, Path]:
     """Write every output for one image; returns {role: path} for labelme, overlay, csv, summary,
-    histogram, text. `crops` (optional) are kept as crop rectangles in the LabelMe file."""
+    histogram, text, labels (ImageJ label TIFF), rois (ImageJ ROI set), and inset when the objects are
+    too small to judge on the whole overlay. `crops` (optional) are kept as crop rectangles in the
+    LabelMe file; `excluded` (info bar regions) and `scale_source` are recorded in the summary."""
+    from annotations.lab_formats import mask_areas, rasterise, write_label_tiff, write_roi_zip
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     instances, dropped = usable_instances(instances, image.shape)
     a = measure_arrays(instances)
+    labels = rasterise(instances, image.shape)
+    a.mask_area_px = mask_areas(labels, len(instances))
     paths = {
         "labelme": out_dir / f"{stem}.json",
         "overlay": out_dir / f"{stem}_overlay.png",
@@ -446,16 +350,26 @@ def write_outputs(
         "summary": out_dir / f"{stem}_summary.json",
         "histogram": out_dir / f"{stem}_hist.png",
         "text": out_dir / f"{stem}_summary.txt",
+        "labels": out_dir / f"{stem}_labels.tif",
+        "rois": out_dir / f"{stem}_rois.zip",
     }
+    write_label_tiff(paths["labels"], labels, nm_per_px)
+    del labels
+    write_roi_zip(paths["rois"], instances)
     write_labelme(
         paths["labelme"], image, instances, image_name or f"{stem}.png", nm_per_px=nm_per_px, crops=crops
     )
-    write_png(paths["overlay"], render_overlay(image, instances, nm_per_px, show_ids=show_ids, title=title))
+    pictures = render_pictures(image, instances, nm_per_px, show_ids=show_ids, title=title)
+    write_png(paths["overlay"], pictures.overlay.rgb)
+    if pictures.inset is not None:  # small objects: a zoomed look at the densest region
+        paths["inset"] = write_png(out_dir / f"{stem}_inset.png", pictures.inset.rgb)
     write_csv(paths["csv"], a, nm_per_px)
     summary = summary_for(
         image, instances, nm_per_px, name=stem, title=title, region_area_px=region_area_px, arrays=a
     )
     summary["dropped_invalid"] = dropped
+    summary["scale_source"] = scale_source
+    summary["excluded_regions"] = [r.as_dict() if hasattr(r, "as_dict") else list(r) for r in excluded or []]
     paths["summary"].write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
     render_histogram(paths["histogram"], a, nm_per_px, log=log_hist, title=title or stem)
     paths["text"].write_text(format_stats(summary, lang) + "\n", encoding="utf-8")
@@ -468,10 +382,14 @@ def write_pooled(
     *,
     log_hist: bool = False,
     stem: str = "pooled",
+    instances: Sequence[list[Instance]] | None = None,
+    file_names: Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """Pooled CSV (with an image column), summary JSON/text and histogram over several images.
 
-    items: (name, arrays, image_shape, nm_per_px, region_area_px) per image.
+    items: (name, arrays, image_shape, nm_per_px, region_area_px) per image. With `instances` (the
+    outlines of each item, in order) also the set's COCO JSON and Excel workbook ({stem}_coco.json,
+    {stem}.xlsx; `file_names` are the images' names for COCO, default name + ".png").
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -484,10 +402,13 @@ def write_pooled(
         "text": out_dir / f"{stem}_summary.txt",
     }
     all_scaled = all(nm for _, _, _, nm, _ in items)
+    with_mask = bool(items) and all(a.mask_area_px is not None for _, a, _, _, _ in items)
     with open(paths["csv"], "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(csv_columns(all_scaled, with_image=True))
+        writer.writerow(csv_columns(all_scaled, with_image=True, with_mask=with_mask))
         for name, a, _, nm, _ in items:
+            if not with_mask:
+                a = _without_mask(a)
             writer.writerows(csv_rows(a, nm if all_scaled else None, image=name))
     paths["summary"].write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
     paths["text"].write_text(format_stats(summary) + "\n", encoding="utf-8")
@@ -496,7 +417,20 @@ def write_pooled(
     render_histogram(
         paths["histogram"], merged, 1.0 if all_scaled else None, log=log_hist, title=f"{len(items)} images"
     )
+    if instances is not None:
+        from annotations.lab_formats import SetEntry, write_result_set
+
+        names = list(file_names) if file_names is not None else [f"{n}.png" for n, *_ in items]
+        entries = [SetEntry(n, f, shape, list(inst), nm, reg)
+                   for (n, _, shape, nm, reg), inst, f in zip(items, instances, names, strict=True)]
+        paths.update(write_result_set(out_dir, entries, stem=stem))
     return paths
+
+
+def _without_mask(a: MeasureArrays) -> MeasureArrays:
+    from dataclasses import replace
+
+    return replace(a, mask_area_px=None) if a.mask_area_px is not None else a
 
 
 def _concat(arrays: Sequence[MeasureArrays], factors: Sequence[float]) -> MeasureArrays:
@@ -515,4 +449,6 @@ def _concat(arrays: Sequence[MeasureArrays], factors: Sequence[float]) -> Measur
         feret_max_px=cat(lambda a: a.feret_max_px),
         bbox=np.concatenate([a.bbox for a in arrays]) if arrays else np.zeros((0, 4)),
         score=cat(lambda a: a.score, 0),
+        mask_area_px=(cat(lambda a: a.mask_area_px, 2)
+                      if arrays and all(a.mask_area_px is not None for a in arrays) else None),
     )

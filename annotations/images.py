@@ -1,8 +1,12 @@
-"""Microscope images in: PNG/JPEG/BMP/TIFF (8/16-bit, float, multi-page) and ASCII height maps -> uint8 RGB.
+"""Microscope images in: PNG/JPEG/BMP/TIFF (8/16-bit, float, multi-page), ASCII height maps and the
+microscopes' own files (annotations/microscope.py: DM3/DM4, TIA, EMD, MRC, Gwyddion, Nanonis ...)
+-> uint8 RGB.
 
 The pixel count is checked from the header before any decoding (decompression bombs), the byte count
 before reading. A physical scale is taken from the file where it carries one: FEI/Thermo and Zeiss SEM
-TIFF metadata, ImageJ/TIFF resolution tags, WSxM-style ASCII headers.
+TIFF metadata, ImageJ/TIFF resolution tags, WSxM-style ASCII headers, the microscope file's calibration;
+else from the scale bar burned into a flattened export (annotations/infobar.py), whose info bar is
+also reported as a region to leave out of recognition and statistics.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ from annotations.errors import (
 
 DEFAULT_MAX_PIXELS = 120_000_000
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".txt", ".asc", ".xyz", ".dat", ".csv")
+PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".txt", ".asc", ".xyz", ".dat", ".csv")
+MICROSCOPE_SUFFIXES = (".dm3", ".dm4", ".ser", ".emi", ".emd", ".mrc", ".ali", ".mrcz", ".blo", ".tvips",
+                       ".unf", ".elid", ".hspy", ".prz", ".sur", ".pro", ".gwy", ".sxm")
+IMAGE_SUFFIXES = PLAIN_SUFFIXES + MICROSCOPE_SUFFIXES  # every name read_image takes (bot, CLI folders)
 
 _UNIT_NM = {
     "m": 1e9,
@@ -54,6 +61,33 @@ class LoadedImage:
     image: np.ndarray  # (H, W, 3) uint8 RGB
     nm_per_px: float | None = None
     notes: list[str] = field(default_factory=list)
+    # where nm_per_px came from, in words: "the DM4 file's calibration", "the scale bar: 200 nm = 27.2 px"
+    scale_source: str | None = None
+    # 1.0 for a file's own calibration; the scale bar reading's confidence (ask the user below 0.8)
+    scale_confidence: float | None = None
+    # info bars / scale-bar boxes burned into the image (annotations.infobar.Region): no recognition
+    # or statistics there
+    excluded: list = field(default_factory=list)
+    scale_bar: object | None = None  # annotations.infobar.ScaleBar when a bar was read
+    source_format: str | None = None  # "DM4", "Gwyddion", "PNG" ...
+
+    @property
+    def analysed_area_px(self) -> float:
+        """Image area minus the excluded regions: what density and coverage are per."""
+        from annotations.infobar import analysed_area
+
+        return analysed_area(self.image.shape, self.excluded)
+
+    def scale_summary(self, change_hint: str | None = None) -> str | None:
+        """'scale 0.52 nm/px from the DM4 file's calibration' (None without a scale)."""
+        if not self.nm_per_px:
+            return None
+        text = f"scale {self.nm_per_px:.3g} nm/px"
+        if self.scale_source:
+            text += f" from {self.scale_source}"
+        if change_hint:
+            text += f"; {change_hint}"
+        return text
 
 
 def read_limited(source: Path | str | bytes, name: str, max_bytes: int, *, what: str = "File",
@@ -163,7 +197,8 @@ def _unit_factor(unit: str) -> float | None:
     return _UNIT_NM.get(unit.strip().lower().replace("\\u00b5", "µ"))
 
 
-def _tiff_scale(tif, page, notes: list[str]) -> float | None:
+def _tiff_scale(tif, page, notes: list[str]) -> tuple[float | None, str | None]:
+    """(nm per px, where it came from in words) of a TIFF, or (None, None)."""
     # FEI / Thermo Fisher SEM: [Scan] PixelWidth in metres
     try:
         fei = tif.fei_metadata
@@ -174,7 +209,7 @@ def _tiff_scale(tif, page, notes: list[str]) -> float | None:
             value = (fei.get(section) or {}).get("PixelWidth")
             if isinstance(value, int | float) and 0 < value < 1e-3:
                 notes.append("Scale read from FEI/Thermo metadata.")
-                return float(value) * 1e9
+                return float(value) * 1e9, "the TIFF's FEI/Thermo metadata"
     # Zeiss SEM: ap_image_pixel_size = ('Image Pixel Size', value, unit)
     try:
         sem = tif.sem_metadata
@@ -186,15 +221,15 @@ def _tiff_scale(tif, page, notes: list[str]) -> float | None:
             factor = _unit_factor(str(entry[2]))
             if factor and isinstance(entry[1], int | float) and entry[1] > 0:
                 notes.append("Scale read from Zeiss SEM metadata.")
-                return float(entry[1]) * factor
+                return float(entry[1]) * factor, "the TIFF's Zeiss SEM metadata"
     # ImageJ: pixels per `unit` in XResolution
     tags = page.tags
     xres = tags.get("XResolution")
     if xres is None:
-        return None
+        return None, None
     num, den = xres.value if isinstance(xres.value, tuple) else (xres.value, 1)
     if not num or not den:
-        return None
+        return None, None
     px_per_unit = num / den
     ij = getattr(tif, "imagej_metadata", None) or {}
     unit = ij.get("unit")
@@ -202,21 +237,23 @@ def _tiff_scale(tif, page, notes: list[str]) -> float | None:
         factor = _unit_factor(str(unit))
         if factor:
             notes.append("Scale read from ImageJ resolution tags.")
-            return factor / px_per_unit
-        return None
+            return factor / px_per_unit, "the TIFF's ImageJ resolution tags"
+        return None, None
     res_unit = tags.get("ResolutionUnit")
     unit_code = int(res_unit.value) if res_unit is not None else 2
     per = {2: 2.54e7, 3: 1e7}.get(unit_code)
     if per is None:
-        return None
+        return None, None
     nm = per / px_per_unit
     if nm < 1000:  # finer than 1 um/px: a microscope's calibration, not a print resolution (72 dpi ...)
         notes.append("Scale read from TIFF resolution tags.")
-        return nm
-    return None
+        return nm, "the TIFF resolution tags"
+    return None, None
 
 
-def _read_tiff(data: bytes, name: str, max_pixels: int, notes: list[str]) -> tuple[np.ndarray, float | None]:
+def _read_tiff(
+    data: bytes, name: str, max_pixels: int, notes: list[str]
+) -> tuple[np.ndarray, float | None, str | None]:
     import logging
 
     import tifffile
@@ -235,7 +272,7 @@ def _read_tiff(data: bytes, name: str, max_pixels: int, notes: list[str]) -> tup
             if len(pages) > 1:
                 notes.append(f"Multi-page TIFF ({len(pages)} pages): only the first page is used.")
             array = page.asarray()
-            scale = _tiff_scale(tif, page, notes)
+            scale, source = _tiff_scale(tif, page, notes)
     except (TooManyPixels, ImageUndecodable):
         raise
     except Exception as error:  # noqa: BLE001 - tifffile raises many kinds on corrupt input
@@ -246,7 +283,7 @@ def _read_tiff(data: bytes, name: str, max_pixels: int, notes: list[str]) -> tup
         array.ndim == 3 and array.shape[-1] not in (1, 2, 3, 4) and array.shape[0] not in (3, 4)
     ):
         array = array[0]
-    return array, scale
+    return array, scale, source
 
 
 def _read_pillow(data: bytes, name: str, max_pixels: int) -> np.ndarray:
@@ -285,10 +322,34 @@ _NUM = re.compile(
 )
 
 
+def heights_to_grey(
+    heights: np.ndarray, name: str, notes: list[str], *, allow_nan: bool = True
+) -> np.ndarray:
+    """Eq. (1): I = (H - Hmin) / (Hmax - Hmin) * 255 as uint8 grey; a flat map is refused.
+
+    allow_nan: missing points (NaN, as SPM files mark unscanned lines) become Hmin, with a note."""
+    heights = np.asarray(heights, dtype=np.float64)
+    finite = np.isfinite(heights)
+    if not finite.all():
+        if not allow_nan or not finite.any():
+            raise BadHeightMap(f"'{name}' contains NaN or infinite heights.")
+        notes.append(f"{int((~finite).sum())} missing height values shown at the lowest level.")
+    lo, hi = float(heights[finite].min()), float(heights[finite].max())
+    if hi <= lo:
+        raise BadHeightMap(f"'{name}' is flat (all heights are {lo:g}); nothing to see.")
+    grey = np.rint((np.where(finite, heights, lo) - lo) / (hi - lo) * 255.0).astype(np.uint8)  # eq. (1)
+    notes.append(
+        f"Height map {heights.shape[1]}x{heights.shape[0]} converted to 8 bit by eq. 1 "
+        f"(range {lo:g}..{hi:g})."
+    )
+    return grey
+
+
 def read_height_map(
     text: str, name: str = "height map", max_pixels: int = DEFAULT_MAX_PIXELS, notes: list[str] | None = None
 ) -> tuple[np.ndarray, float | None]:
-    """ASCII matrix of heights (optional header lines) -> uint8 grey by eq. (1) of seed 001, and nm/px.
+    """ASCII matrix of heights (optional header lines) -> uint8 grey and nm/px; the grey levels by
+    eq. (1) of Okunev et al. (Nanomaterials 2020, ParticlesNN).
 
     I = (H - Hmin) / (Hmax - Hmin) * 255. A WSxM-style header line `X Amplitude: 100 nm` gives the scale.
     """
@@ -323,17 +384,7 @@ def read_height_map(
     if heights.shape[1] < 2:
         raise BadHeightMap(f"'{name}' has a single column; expected a height matrix.")
     _check_pixels(heights.shape[1], heights.shape[0], max_pixels, name)
-    finite = np.isfinite(heights)
-    if not finite.all():
-        raise BadHeightMap(f"'{name}' contains NaN or infinite heights.")
-    lo, hi = float(heights.min()), float(heights.max())
-    if hi <= lo:
-        raise BadHeightMap(f"'{name}' is flat (all heights are {lo:g}); nothing to see.")
-    grey = np.rint((heights - lo) / (hi - lo) * 255.0).astype(np.uint8)  # eq. (1)
-    notes.append(
-        f"Height map {heights.shape[1]}x{heights.shape[0]} converted to 8 bit by eq. 1 "
-        f"(range {lo:g}..{hi:g})."
-    )
+    grey = heights_to_grey(heights, name, notes, allow_nan=False)
     scale = None
     for line in header:
         m = re.search(
@@ -357,16 +408,37 @@ def read_image(
     name: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    *,
+    info_bar: bool = True,
 ) -> LoadedImage:
-    """Decode an image file (path or bytes) into uint8 RGB; raises AnnotationError subclasses."""
+    """Decode an image file (path or bytes) into uint8 RGB; raises AnnotationError subclasses.
+
+    info_bar: look for an info bar / scale-bar box (flattened SEM exports); found ones are listed in
+    `excluded`, and the scale bar gives nm_per_px when the file carries no scale of its own.
+    """
     if name is None:
         name = Path(source).name if isinstance(source, str | Path) else "image"
     data = _read_source(source, max_bytes, name)
-    kind = sniff_kind(data)
     notes: list[str] = []
-    scale = None
+    scale, source = None, None
+    from annotations.microscope import read_microscope, sniff_microscope
+
+    micro = sniff_microscope(data, name)
+    if micro is not None:
+        got = read_microscope(data, name, micro, max_pixels)
+        notes.extend(got.notes)
+        if got.is_height:
+            array = heights_to_grey(got.array, name, notes)
+        else:
+            array = got.array
+        loaded = LoadedImage(to_uint8_rgb(array, notes), got.nm_per_px, notes, source_format=got.format_name)
+        if got.nm_per_px:
+            loaded.scale_source, loaded.scale_confidence = got.scale_source, 1.0
+            notes.append(f"Scale {got.nm_per_px:.4g} nm/px from {got.scale_source}.")
+        return loaded
+    kind = sniff_kind(data)
     if kind == "tiff":
-        array, scale = _read_tiff(data, name, max_pixels, notes)
+        array, scale, source = _read_tiff(data, name, max_pixels, notes)
     elif kind in ("png", "jpeg", "bmp"):
         array = _read_pillow(data, name, max_pixels)
     elif kind == "text":
@@ -375,12 +447,23 @@ def read_image(
         except UnicodeDecodeError:
             text = data.decode("latin-1")
         grey, scale = read_height_map(text, name, max_pixels, notes)
-        return LoadedImage(to_uint8_rgb(grey), scale, notes)
+        loaded = LoadedImage(to_uint8_rgb(grey), scale, notes, source_format="height map")
+        if scale:
+            loaded.scale_source, loaded.scale_confidence = "the height map's header", 1.0
+        return loaded
     else:
         raise UnknownFileType(
-            f"'{name}' is not a supported image; send PNG, JPEG, BMP, TIFF or an ASCII height map."
+            f"'{name}' is not a supported image; send PNG, JPEG, BMP, TIFF, an ASCII height map or the "
+            "microscope's own file (DM3/DM4, TIA .ser, EMD, MRC, Gwyddion .gwy, Nanonis .sxm)."
         )
-    return LoadedImage(to_uint8_rgb(array, notes), scale, notes)
+    loaded = LoadedImage(to_uint8_rgb(array, notes), scale, notes, source_format=kind.upper())
+    if scale:
+        loaded.scale_source, loaded.scale_confidence = source, 1.0
+    if info_bar:
+        from annotations.infobar import apply_info_bar
+
+        apply_info_bar(loaded)
+    return loaded
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -1,9 +1,13 @@
 """LabelMe JSON (3.x .. 5.x) in and out.
 
 Reading checks everything a user can get wrong and raises one typed AnnotationError per problem (see
-annotations.errors); nothing is written anywhere. The image comes from `imageData` (base64) or from
-`imagePath`, resolved only inside `base_dir` or in the `files` the user sent along: no absolute paths,
-no '..', no symlink leading out.
+annotations.errors); nothing is written anywhere. An object shape no outline can be made from (too few
+points, no area, a broken mask, outside the image, an unknown type) is skipped with a note naming it,
+as long as something usable is left: one slip among hundreds of traced outlines does not refuse the
+file. Crops are never skipped (without one the whole image would count as labelled).
+
+The image comes from `imageData` (base64) or from `imagePath`, resolved only inside `base_dir` or in
+the `files` the user sent along: no absolute paths, no '..', no symlink leading out.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -45,12 +50,13 @@ from annotations.images import (
     read_limited,
     sniff_kind,
 )
-from annotations.model import AnnotatedImage, Crop, Instance
+from annotations.model import AnnotatedImage, AnnotationError, Crop, Instance
 
 LABELME_VERSION = "5.5.0"
 SKIPPED_TYPES = {"point", "points", "line", "linestrip"}
 OBJECT_TYPES = {"polygon", "rectangle", "circle", "ellipse", "mask", "oriented_rectangle"}
 MAX_LABEL_LENGTH = 100
+NOTED_ONE_BY_ONE = 5  # unusable shapes named in a note each; the rest share one note
 _SCORE = re.compile(r"score\s*[=:]\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)")
 
 
@@ -312,6 +318,7 @@ def parse_labelme(
     raw: list[tuple[int, str, np.ndarray, float | None, Any]] = []
     crops: list[Crop] = []
     skipped: dict[str, int] = {}
+    unusable: list[_Unusable] = []
     for index, shape in enumerate(doc["shapes"]):
         if not isinstance(shape, dict):
             raise NotLabelMe(f"'{name}': shape #{index + 1} is not an object.")
@@ -328,16 +335,23 @@ def parse_labelme(
         if shape_type in SKIPPED_TYPES:
             skipped[shape_type] = skipped.get(shape_type, 0) + 1
             continue
-        if shape_type not in OBJECT_TYPES:
-            raise UnknownShapeType(
-                f"'{name}': shape #{index + 1} ('{label}') has unknown type '{shape_type}'. Use polygons, "
-                "rectangles, circles or masks."
-            )
-        pts = _points(shape, index, name)
+        is_crop = label.casefold() == crop_key
+        try:
+            if shape_type not in OBJECT_TYPES:
+                raise UnknownShapeType(
+                    f"'{name}': shape #{index + 1} ('{label}') has unknown type '{shape_type}'. Use "
+                    "polygons, rectangles, circles or masks."
+                )
+            pts = _points(shape, index, name)
+            polygon = _shape_polygon(shape, shape_type, pts, index, name, label)
+        except (BadPolygon, BadMask, UnknownShapeType) as error:
+            if is_crop:  # a crop left out would make the whole image count as labelled
+                raise
+            unusable.append(_Unusable(index, label, error, _rough_centre(shape.get("points"))))
+            continue
         where = f"'{name}': shape #{index + 1} ('{label}')"
-        polygon = _shape_polygon(shape, shape_type, pts, index, name, label)
 
-        if label.casefold() == crop_key:
+        if is_crop:
             x0, y0 = polygon.min(axis=0)
             x1, y1 = polygon.max(axis=0)
             if shape_type != "rectangle":
@@ -352,14 +366,19 @@ def parse_labelme(
 
         raw.append((index, label, polygon, _score_of(shape), shape.get("group_id")))
 
-    instances = _finish_objects(raw, name, width, height, notes)
+    instances = _finish_objects(raw, name, width, height, notes, unusable)
+    unusable.sort(key=lambda u: u.index)  # some are found while reading shapes, some in bulk after
+    if unusable:
+        if not instances:  # nothing usable left: refuse, as for a file holding only that shape
+            raise unusable[0].error
+        notes.extend(_unusable_notes(unusable, crops, name))
     for kind, count in sorted(skipped.items()):
         notes.append(
             f"{count} {kind} shape(s) skipped: only outlines (polygon, rectangle, circle, mask) count."
         )
 
     if crops:
-        _check_crops(crops, instances, name)
+        _check_crops(crops, instances, name, unusable)
     return AnnotatedImage(
         name=image_name, image=image, instances=instances, crops=crops, nm_per_px=nm_per_px, notes=notes
     )
@@ -374,8 +393,66 @@ def _shape_list(numbers: list[int], show: int = 8) -> str:
     return f"{len(numbers)} shapes ({shown}{more})"
 
 
+@dataclass
+class _Unusable:
+    """An object shape no outline could be made from: skipped, and named in a note."""
+
+    index: int
+    label: str
+    error: AnnotationError
+    centre: tuple[float, float] | None  # rough position, to tell whether a crop loses a label
+
+
+def _rough_centre(points: Any) -> tuple[float, float] | None:
+    try:
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    except (TypeError, ValueError):
+        return None
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    return (float(pts[:, 0].mean()), float(pts[:, 1].mean())) if len(pts) else None
+
+
+def _unusable_notes(unusable: list[_Unusable], crops: list[Crop], name: str) -> list[str]:
+    """One note per skipped shape (the first few): what is wrong and whether a crop lost a label."""
+    lost = "that object is unlabelled there (training would learn it as background)"
+
+    def where(u: _Unusable) -> str:
+        if not crops:
+            return f": with no crops the whole image counts as labelled, so {lost}"
+        if u.centre is None:
+            return f"; if it lies inside a crop, {lost}"
+        inside = [k for k, c in enumerate(crops, 1) if c.contains(*u.centre)]
+        if not inside:
+            return "; it lies outside every crop, so nothing is lost"
+        return f": it lies inside crop #{inside[0]}, so {lost}"
+
+    notes = []
+    for u in unusable[:NOTED_ONE_BY_ONE]:
+        text = str(u.error).removeprefix(f"'{name}': ")
+        notes.append(f"{text[:1].upper()}{text[1:]} Skipped{where(u)}.")
+    rest = unusable[NOTED_ONE_BY_ONE:]
+    if rest:
+        inside = sum(
+            1 for u in rest if not crops or u.centre is None or any(c.contains(*u.centre) for c in crops)
+        )
+        notes.append(
+            f"{_shape_list([u.index + 1 for u in rest])} could not be used either and were skipped"
+            + (f"; {inside} of them may leave an object unlabelled." if inside else ".")
+        )
+    return notes
+
+
+def _polygons_in(geom) -> Iterator[Any]:
+    """Every polygon inside a geometry, through nested collections (make_valid can return a
+    GeometryCollection holding a MultiPolygon and the lines of a spur)."""
+    if geom.geom_type == "Polygon":
+        yield geom
+    for part in getattr(geom, "geoms", ()):
+        yield from _polygons_in(part)
+
+
 def _largest_part(geom) -> np.ndarray | None:
-    parts = [g for g in getattr(geom, "geoms", [geom]) if g.geom_type == "Polygon" and g.area > 0]
+    parts = [g for g in _polygons_in(geom) if g.area > 0]
     if not parts:
         return None
     return np.asarray(max(parts, key=lambda g: g.area).exterior.coords)[:-1]
@@ -387,23 +464,34 @@ def _finish_objects(
     width: int,
     height: int,
     notes: list[str],
+    unusable: list[_Unusable],
 ) -> list[Instance]:
-    """Validity, area, position, duplicates and groups of all object outlines, checked in bulk."""
+    """Validity, area, position, duplicates and groups of all object outlines, checked in bulk.
+
+    An outline with no usable area (or wholly outside the image) goes to `unusable` and is left out.
+    """
     import shapely
 
     if not raw:
         return []
     polys = [r[2] for r in raw]
+    keep = np.ones(len(raw), dtype=bool)
+
+    def drop(k: int, error: AnnotationError) -> None:
+        keep[k] = False
+        unusable.append(_Unusable(raw[k][0], raw[k][1], error, _rough_centre(polys[k])))
+
     valid = shapely.is_valid(geometry.to_shapely(polys))
     crossing = []
     for k in np.nonzero(~valid)[0].tolist():
         index, label = raw[k][0], raw[k][1]
         fixed = _largest_part(shapely.make_valid(shapely.Polygon(polys[k])))
         if fixed is None:
-            raise BadPolygon(
+            drop(k, BadPolygon(
                 f"'{name}': shape #{index + 1} ('{label}') has zero area (its points lie on a line); "
                 "redraw or delete it."
-            )
+            ))
+            continue
         polys[k] = fixed
         crossing.append(index + 1)
     if crossing:
@@ -411,30 +499,35 @@ def _finish_objects(
         notes.append(f"{_shape_list(crossing)} {verb}; the largest part was kept.")
     areas, centroids, _ = geometry.area_centroid_perimeter(polys)
     boxes = geometry.bboxes(polys)
-    for k in np.nonzero(areas <= 1e-9)[0]:
-        raise BadPolygon(
-            f"'{name}': shape #{raw[k][0] + 1} ('{raw[k][1]}') has zero area; redraw or delete it."
-        )
+    for k in np.nonzero((areas <= 1e-9) & keep)[0].tolist():
+        what = f"'{name}': shape #{raw[k][0] + 1} ('{raw[k][1]}')"
+        drop(k, BadPolygon(f"{what} has zero area; redraw or delete it."))
+    fx0, fy0, fx1, fy1 = geometry.image_frame(width, height)  # pixel centres at integers
+    # half a pixel of slack: some tools put the image at [0, W] x [0, H] instead
+    sx0, sy0, sx1, sy1 = fx0 - 0.5, fy0 - 0.5, fx1 + 0.5, fy1 + 0.5
     outside = (
-        (centroids[:, 0] < 0) | (centroids[:, 0] > width) | (centroids[:, 1] < 0) | (centroids[:, 1] > height)
+        (centroids[:, 0] < sx0) | (centroids[:, 0] > sx1) | (centroids[:, 1] < sy0) | (centroids[:, 1] > sy1)
     )
-    for k in np.nonzero(outside)[0]:
+    for k in np.nonzero(outside & keep)[0].tolist():
         cx, cy = centroids[k]
-        raise ShapeOutsideImage(
+        drop(k, ShapeOutsideImage(
             f"'{name}': shape #{raw[k][0] + 1} ('{raw[k][1]}') lies outside the {width}x{height} image "
             f"(centre at {cx:.0f}, {cy:.0f}). Was it drawn on another image?"
-        )
-    over = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width) | (boxes[:, 3] > height)
-    for k in np.nonzero(over)[0]:
-        clipped = _largest_part(shapely.clip_by_rect(shapely.Polygon(polys[k]), 0, 0, width, height))
+        ))
+    over = (boxes[:, 0] < fx0) | (boxes[:, 1] < fy0) | (boxes[:, 2] > fx1) | (boxes[:, 3] > fy1)
+    for k in np.nonzero(over & keep)[0].tolist():
+        clipped = _largest_part(shapely.clip_by_rect(shapely.Polygon(polys[k]), fx0, fy0, fx1, fy1))
         if clipped is None:
-            raise ShapeOutsideImage(
-                f"'{name}': shape #{raw[k][0] + 1} lies outside the {width}x{height} image."
-            )
+            what = f"'{name}': shape #{raw[k][0] + 1}"
+            drop(k, ShapeOutsideImage(f"{what} lies outside the {width}x{height} image."))
+            continue
         polys[k] = clipped
-    if over.any():
-        clipped_ids = [raw[k][0] + 1 for k in np.nonzero(over)[0].tolist()]
+    noted = (boxes[:, 0] < sx0) | (boxes[:, 1] < sy0) | (boxes[:, 2] > sx1) | (boxes[:, 3] > sy1)
+    if (noted & keep).any():
+        clipped_ids = [raw[k][0] + 1 for k in np.nonzero(noted & keep)[0].tolist()]
         notes.append(f"{_shape_list(clipped_ids)} reached past the image border; clipped to it.")
+    raw = [r for r, kept in zip(raw, keep.tolist(), strict=True) if kept]
+    polys = [p for p, kept in zip(polys, keep.tolist(), strict=True) if kept]
 
     seen: dict[bytes, int] = {}
     groups: dict[Any, tuple[str, int]] = {}  # group_id -> (label, position in instances)
@@ -475,7 +568,7 @@ def _finish_objects(
     return instances
 
 
-def _check_crops(crops: list[Crop], instances: list[Instance], name: str) -> None:
+def _check_crops(crops: list[Crop], instances: list[Instance], name: str, unusable: list[_Unusable]) -> None:
     _, centroids, _ = geometry.area_centroid_perimeter([i.polygon for i in instances])
     for number, crop in enumerate(crops, 1):
         inside = (
@@ -489,6 +582,9 @@ def _check_crops(crops: list[Crop], instances: list[Instance], name: str) -> Non
             else np.zeros(0, dtype=bool)
         )
         if not inside.any():
+            for u in unusable:  # the crop is empty because its shapes were skipped: say why
+                if u.centre is not None and crop.contains(*u.centre):
+                    raise u.error
             raise EmptyCrop(
                 f"'{name}': crop #{number} ({crop.width:.0f}x{crop.height:.0f} px at {crop.x0:.0f}, "
                 f"{crop.y0:.0f}) contains no labelled object. A crop must be fully labelled: outline its "
@@ -517,15 +613,18 @@ def read_labelme(
             base_dir = path.parent
     name = name or "annotation.json"
     doc = _load_json(source, name, max_bytes)
-    return parse_labelme(
-        doc,
-        name=name,
-        base_dir=base_dir,
-        files=files,
-        max_pixels=max_pixels,
-        max_bytes=max_bytes,
-        crop_label=crop_label,
-    )
+    try:
+        return parse_labelme(
+            doc,
+            name=name,
+            base_dir=base_dir,
+            files=files,
+            max_pixels=max_pixels,
+            max_bytes=max_bytes,
+            crop_label=crop_label,
+        )
+    except RecursionError:  # JSON that parsed just under the limit can still nest too deep for us
+        raise NotJson(f"'{name}' nests too deeply to be a LabelMe file.") from None
 
 
 def _shape_dict(

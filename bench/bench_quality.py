@@ -9,7 +9,8 @@ from the image centre grown while it holds at most 50 / n_train particles (by ce
 the only labels the model sees (the rest of the image is unlabelled, as a user's crops would be).
 Test: the other images (the first --limit of them by name; 0 = all), whole-image ground truth.
 Both methods are scored by annotations.evaluate: precision / recall / F1 by the centre rule of
-seed 001, COCO mask AP, and size accuracy (1 - |mean D_pred - mean D_gt| / mean D_gt).
+Okunev et al. (Nanomaterials 2020), COCO mask AP, and size accuracy
+(1 - |mean D_pred - mean D_gt| / mean D_gt).
 Goal: F1(model) >= 1.2 x F1(baseline). Everything printed is measured in this run.
 """
 
@@ -99,8 +100,10 @@ def split(data: Path, n_train: int, max_labels: int, limit: int):
 
 
 def train_and_predict(sources, tests, options, threshold: float,
-                      label: str = "") -> tuple[list, float, float]:
-    """Train on `sources`, predict every test image: (predictions, training s, prediction s)."""
+                      label: str = "", weights=None) -> tuple[list, float, float]:
+    """Train on `sources`, predict every test image: (predictions, training s, prediction s).
+
+    `weights`: trainer.init_weights.WeightPaths for init base/coco/auto (None: neither configured)."""
     from annotations.model import AnnotatedImage
     from inference.pipeline import PredictOptions, predict_image
     from segmodel.detector import load_detector
@@ -113,7 +116,7 @@ def train_and_predict(sources, tests, options, threshold: float,
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        result = train_model(sources, Path(tmp) / "bundle", options, progress=progress)
+        result = train_model(sources, Path(tmp) / "bundle", options, progress=progress, weights=weights)
         train_s = time.perf_counter() - t0
         det = load_detector(result.bundle_dir, device=options.device, trusted_roots=[Path(tmp)],
                             score_thr=threshold)
@@ -145,8 +148,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from annotations.evaluate import evaluate
     from annotations.model import AnnotatedImage
+    from core.settings import load_settings
     from inference.baseline import otsu_watershed
     from segmodel.options import TrainOptions
+    from trainer.init_weights import WeightPaths
 
     train_stems, sources, test_stems = split(args.data, args.train_images, args.max_labels, args.limit)
     tests = [load(stem, args.data) for stem in test_stems]
@@ -158,7 +163,8 @@ def main(argv: list[str] | None = None) -> None:
 
     options = TrainOptions(arch=args.arch, iterations=args.iterations, device=args.device, holdout=False,
                            init=args.init)
-    preds, train_s, t_model = train_and_predict(sources, tests, options, args.threshold)
+    preds, train_s, t_model = train_and_predict(sources, tests, options, args.threshold,
+                                                weights=WeightPaths.from_settings(load_settings()))
     t0 = time.perf_counter()
     bases = [AnnotatedImage(name=ann.name, image=ann.image, instances=otsu_watershed(ann.image))
              for ann in tests]

@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot.captions import metrics_text
 from bot.result_files import output_name
 from jobqueue.store import queue_position, request_cancel
 from storage.files import FileStore, StoreError
@@ -68,7 +67,7 @@ def list_models(session, user_id: int) -> list[dict[str, Any]]:
             "name": m.name or "",
             "status": m.status,
             "date": m.created_at.strftime("%Y-%m-%d") if m.created_at else "?",
-            "metrics": metrics_text(dict(m.metrics or {})),
+            "metrics": dict(m.metrics or {}),
         }
         for m in models
     ]
@@ -183,11 +182,12 @@ def export_zip(session, store: FileStore, data_dir: Path, user_id: int) -> bytes
     return buffer.getvalue()
 
 
-def forget_user(session, store: FileStore, data_dir: Path, user_id: int) -> None:
-    """Delete the user's rows, their files no one else references, and their model bundles."""
+def forget_user(session, store: FileStore, data_dir: Path, user_id: int) -> bool:
+    """Delete the user's rows, their files no one else references, and their model bundles;
+    False when the user was gone already."""
     user = session.get(User, user_id)
     if user is None:
-        return
+        return False
     for job in session.scalars(select(Job).where(Job.user_id == user_id, Job.state.in_(ACTIVE))):
         request_cancel(session, job)
     digests = set(session.scalars(select(Upload.sha256).where(Upload.user_id == user_id)))
@@ -218,6 +218,7 @@ def forget_user(session, store: FileStore, data_dir: Path, user_id: int) -> None
     user_dir = store.root / "models" / f"u{user_id}"
     if user_dir.is_dir():
         shutil.rmtree(user_dir, ignore_errors=True)
+    return True
 
 
 def correction_plan(session, user_id: int, upload_id: int) -> dict[str, Any] | None:

@@ -14,19 +14,22 @@ from telegram.ext import (
     ApplicationBuilder,
     CallbackQueryHandler,
     CommandHandler,
+    ContextTypes,
     MessageHandler,
     TypeHandler,
     filters,
 )
 
 from bot.delivery import Deliverer
-from bot.handlers import account, admin, commands, models, results, status, training, uploads
+from bot.handlers import account, admin, commands, models, results, scale, status, training, uploads
 from bot.handlers.gate import gate, handled, on_error
 from bot.logsafe import install_redaction
 from bot.services import Services
 from core.settings import Settings
+from storage.pending import purge_expired
 
 log = logging.getLogger(__name__)
+PURGE_EVERY_S = 600.0  # expired pending states (a JSON whose image never came) are deleted this often
 
 # Every route from an update to its handler is here.
 COMMANDS = {
@@ -54,6 +57,7 @@ BUTTONS = [
     (models.MODEL_PATTERN, models.on_model_button),  # m:use|ren|del:<model id>
     (account.FORGET_PATTERN, account.on_forget_button),  # forget:yes|no
     (training.CORRECTION_PATTERN, training.on_correction_button),  # corr:<upload id>
+    (scale.SCALE_PATTERN, scale.on_scale_button),  # sb:use|no:<upload id>
 ]
 MENU = [
     ("start", "what segbot does"),
@@ -111,6 +115,7 @@ def build_application(
         name="outbox",
         job_kwargs={"max_instances": 1, "coalesce": True},
     )
+    app.job_queue.run_repeating(purge_states, interval=PURGE_EVERY_S, first=PURGE_EVERY_S, name="purge")
     return app
 
 
@@ -136,6 +141,14 @@ async def on_startup(app: Application) -> None:
         await app.bot.set_my_commands([BotCommand(c, d) for c, d in MENU])
     except Exception as error:  # noqa: BLE001 - the menu is a convenience, never a reason not to start
         log.warning("could not set the command menu: %s", error)
+    services: Services = app.bot_data["services"]
+    purged = await services.db(purge_expired)
+    resumed = await uploads.resume_albums(app)  # albums whose parts came before a restart
+    log.info("startup: %d expired states deleted, %d albums resumed", purged, resumed)
+
+
+async def purge_states(context: ContextTypes.DEFAULT_TYPE) -> None:
+    await context.bot_data["services"].db(purge_expired)
 
 
 def use_big_executor() -> None:

@@ -1,5 +1,6 @@
 """The texts under results: one image's caption, the pooled caption over many (/stats and the zip
-of a big set, composed once here from annotations.stats), a model's metrics."""
+of a big set, composed once here from annotations.stats), a trained model's figures (the ready
+message and /models); and the summary of images sent (their scale and what is left out)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,6 @@ def fmt_num(value: Any) -> str:
     except (TypeError, ValueError):
         return "?"
     return f"{number:.3g}" if abs(number) < 1000 else f"{number:.0f}"
-
-
-def metrics_text(metrics: dict[str, Any]) -> str:
-    keys = [k for k in ("f1", "precision", "recall", "segm_mAP", "bbox_mAP", "mAP", "ap50") if k in metrics]
-    keys += [k for k, v in metrics.items() if k not in keys and isinstance(v, int | float)]
-    shown = [f"{k} {fmt_num(metrics[k])}" for k in keys[:3]]
-    return f" ({', '.join(shown)})" if shown else ""
 
 
 def counts_text(counts: dict[str, Any]) -> str:
@@ -72,3 +66,118 @@ def pooled_caption(lang: str, key: str, summaries: Sequence[Mapping[str, Any]]) 
         std=fmt_num(pooled[f"std_d_{unit}"]),
         unit=unit,
     )
+
+
+# ---------------------------------------------------------------- a trained model's figures
+
+FEW_LABELS = 10  # below this many labelled objects a class is learned unreliably (hint to label more)
+
+
+def _plural(lang: str, n: int, one: str, many: str) -> str:
+    """'1 crop' / '3 crops'; Russian prepositional: 'на 1 объекте', 'на 21 объекте', 'на 5 объектах'."""
+    single = n % 10 == 1 and n % 100 != 11 if lang == "ru" else n == 1
+    return f"{n} {one if single else many}"
+
+
+def duration_text(lang: str, seconds: float) -> str:
+    s = int(round(seconds))
+    h, m, sec = s // 3600, s % 3600 // 60, s % 60
+    units = ("ч", "мин", "с") if lang == "ru" else ("h", "min", "s")
+    if h:
+        return f"{h} {units[0]} {m} {units[1]}"
+    return f"{m} {units[1]} {sec} {units[2]}" if m else f"{sec} {units[2]}"
+
+
+def device_text(metrics: dict[str, Any]) -> str:
+    device = str(metrics.get("device") or "")
+    if device.startswith("cuda"):
+        name = metrics.get("device_name")
+        return f"GPU ({name})" if name else "GPU"
+    return device.upper()
+
+
+def model_figures(lang: str, metrics: dict[str, Any], short: bool = False) -> list[str]:
+    """What a scientist can judge a model by: what it learned from, the held-out crop's precision and
+    recall, the training time and device, classes with few labels. `short`: phrases for /models.
+
+    Models trained before these figures were kept have only final_loss (meaningless to a user) and
+    perhaps the held-out scores: they get the held-out line or nothing."""
+    from trainer.train import HOLDOUT_MIN_OBJECTS
+
+    pre = "short_" if short else ""
+    lines = []
+    data = metrics.get("trained_on") if isinstance(metrics.get("trained_on"), dict) else None
+    counts: dict[str, int] = dict(data.get("counts") or {}) if data else {}
+    if data:
+        n, crops = int(data.get("n_objects", 0)), int(data.get("n_crops", 0))
+        objects = _plural(lang, n, *(("размеченном объекте", "размеченных объектах") if lang == "ru"
+                                     else ("labelled object", "labelled objects")))
+        areas = _plural(lang, crops, *(("области crop", "областях crop") if lang == "ru"
+                                       else ("crop", "crops")))
+        per_class = ", ".join(f"{k} {v}" for k, v in counts.items())
+        lines.append(t(lang, pre + "fig_learned", objects=objects, crops=areas, counts=per_class))
+    hold = metrics.get("holdout")
+    if isinstance(hold, dict) and "precision" in hold and "recall" in hold:
+        lines.append(t(lang, pre + "fig_holdout", n=hold.get("n_gt", "?"),
+                       precision=f"{hold['precision']:.2f}", recall=f"{hold['recall']:.2f}"))
+    elif data:  # a new model without a held-out crop: say why there is no check
+        lines.append(t(lang, pre + "fig_no_holdout", min_objects=HOLDOUT_MIN_OBJECTS))
+    if isinstance(metrics.get("train_seconds"), int | float):
+        lines.append(t(lang, pre + "fig_time", time=duration_text(lang, metrics["train_seconds"]),
+                       device=device_text(metrics) or "?"))
+    few = [f"{k} ({v})" for k, v in counts.items() if v < FEW_LABELS]
+    if few:
+        lines.append(t(lang, pre + "fig_few", classes=", ".join(few), enough=FEW_LABELS))
+    return lines
+
+
+def ready_text(lang: str, version: Any, metrics: dict[str, Any]) -> str:
+    """The message when a model is ready."""
+    figures = model_figures(lang, metrics)
+    return t(lang, "train_done", version=version, figures="".join("\n" + line for line in figures))[:4096]
+
+
+def model_line_figures(lang: str, metrics: dict[str, Any]) -> str:
+    """The same figures for one /models line, compact."""
+    figures = model_figures(lang, metrics, short=True)
+    return "\n   " + "; ".join(figures) if figures else ""
+
+
+# The upload summary of images: where each one's scale comes from (the rule of jobs/predict.py: the
+# user's scale > the file's own > its scale bar's) and what is left out of recognition.
+
+
+def _nm(value: float) -> str:
+    return f"{value:.3g}"  # as annotations.images.LoadedImage.scale_summary writes it
+
+
+def scale_text(lang: str, facts: Any, user_scale: float | None) -> str:
+    """'scale 0.52 nm/px from the DM4 file's calibration; /scale to change' (facts: files_in.ImageFacts)."""
+    if user_scale is not None:
+        own = ""
+        if facts.nm_per_px:
+            own = t(lang, "scale_yours_own", value=_nm(facts.nm_per_px), source=facts.scale_source or "?")
+        return t(lang, "scale_yours", value=_nm(user_scale), own=own)
+    if not facts.nm_per_px:
+        return t(lang, "scale_none")
+    text = t(lang, "scale_from", value=_nm(facts.nm_per_px), source=facts.scale_source or "?",
+             hint=t(lang, "scale_hint"))
+    return f"{text} ({t(lang, 'scale_check')})" if facts.unsure else text
+
+
+def image_line(lang: str, name: str, facts: Any, user_scale: float | None) -> str:
+    line = f"• {name}: {scale_text(lang, facts, user_scale)}"
+    if facts.excluded:
+        line += "\n  " + t(lang, "scale_left_out", regions="; ".join(facts.excluded))
+    return line
+
+
+def images_summary(lang: str, named: Sequence[tuple[str, Any]], user_scale: float | None) -> str:
+    lines = [t(lang, "images_head")]
+    lines += [image_line(lang, name, facts, user_scale) for name, facts in named]
+    return "\n".join(lines)
+
+
+def scale_question(lang: str, name: str, facts: Any) -> str:
+    return t(lang, "scale_unsure", name=name, value=_nm(facts.bar_nm_per_px), source=facts.scale_source,
+             conf=f"{facts.scale_confidence:.2f}")

@@ -3,7 +3,9 @@ each job's progress message up to date, throttled.
 
 Exactly once: a notice is marked sent right after Telegram accepted it, by the only process that
 delivers (one bot), one notice at a time; a notice that failed transiently stays pending for the next
-tick, one Telegram refuses for good (user blocked the bot) is marked sent so it never loops.
+tick, one Telegram refuses for good (user blocked the bot) is marked sent so it never loops. A notice
+of several messages (a result: photo, then its files) records each accepted part (parts_sent), so a
+failure or restart in between resumes with the next part instead of repeating the first.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,16 +23,18 @@ from telegram import InputMediaDocument
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import ContextTypes
 
-from bot.captions import caption_for, metrics_text, pooled_caption
+from bot.captions import caption_for, pooled_caption, ready_text
 from bot.i18n import t
-from bot.result_files import DOCUMENT_ROLES, output_name, read_stored, zip_results
+from bot.result_files import DOCUMENT_ROLES, output_name, read_stored, set_file_name, zip_results
 from bot.services import Services
+from bot.webapp import correction_saved, review_markup
 from jobqueue.store import queue_position
 from storage.models import Job, JobState, ModelStatus, Result, TrainedModel, User
-from storage.notices import mark_sent, pending_notices
+from storage.notices import CORRECTION_SAVED, mark_part_sent, mark_sent, pending_notices
 
 log = logging.getLogger(__name__)
 BIG_SET = 4  # more results than this in one job -> one zip
+Part = Callable[[], Awaitable[object]]  # sends one message (or one album) of a notice
 
 
 @dataclass
@@ -43,6 +48,8 @@ class NoticeView:
     model: dict[str, Any] | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    parts_sent: int = 0
+    set_files: dict[str, str] = field(default_factory=dict)  # a predict job's: role -> sha
 
 
 def _load_pending(session, limit: int) -> list[NoticeView]:
@@ -60,6 +67,7 @@ def _load_pending(session, limit: int) -> list[NoticeView]:
             notice.job_id,
             dict(notice.payload or {}),
             error=(job.error if job else None),
+            parts_sent=int(notice.parts_sent or 0),
         )
         if notice.kind == "train_done":
             model = None
@@ -72,6 +80,7 @@ def _load_pending(session, limit: int) -> list[NoticeView]:
                 if model.status == ModelStatus.READY:
                     user.active_model_id = model.id
         elif notice.kind == "predict_done" and notice.job_id:
+            view.set_files = _set_files(view.payload, job)
             for result in session.scalars(
                 select(Result).where(Result.job_id == notice.job_id).order_by(Result.id)
             ):
@@ -122,62 +131,100 @@ class Deliverer:
         return sent
 
     async def _send(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> None:
+        """The parts not sent yet, in order, each recorded once Telegram took it; a part Telegram
+        refuses for good (BadRequest) is skipped, the rest still go."""
+        for index, part in enumerate(self._parts(context, view)):
+            if index < view.parts_sent:
+                continue
+            try:
+                await part()
+            except BadRequest as error:
+                log.warning("part %d of notice %s refused for good: %s", index + 1, view.id, error)
+            await self.services.db(mark_part_sent, view.id, index + 1)
+
+    def _parts(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> list[Part]:
+        """The same list for the same notice every time (a restart counts on it)."""
         bot, lang = context.bot, view.lang
         if view.kind == "train_done":
-            model = view.model or {"version": view.payload.get("version", "?"), "metrics": {}}
-            await bot.send_message(
-                view.chat_id,
-                t(
-                    lang,
-                    "train_done",
-                    version=model["version"],
-                    metrics=metrics_text(model.get("metrics") or {}),
-                ),
-            )
-        elif view.kind == "predict_done":
-            await self._send_results(context, view)
-        elif view.kind in ("job_failed", "job_cancelled"):
+            model = view.model or {"version": view.payload.get("version", "?"),
+                                   "metrics": view.payload.get("metrics") or {}}
+            text = ready_text(lang, model["version"], model.get("metrics") or {})
+            return [lambda: bot.send_message(view.chat_id, text)]
+        if view.kind == "predict_done":
+            return self._result_parts(context, view)
+        if view.kind == CORRECTION_SAVED:  # saved on the Mini App page
+            text, markup = correction_saved(lang, view.payload)
+            return [lambda: bot.send_message(view.chat_id, text, reply_markup=markup)]
+        if view.kind in ("job_failed", "job_cancelled"):
             reason = view.payload.get("reason") or view.payload.get("error") or view.error or view.kind
-            await bot.send_message(view.chat_id, t(lang, "job_failed", job=view.job_id, reason=reason))
-        else:
-            text = (
-                view.payload.get("text") or view.payload.get("message") or f"{view.kind} (job #{view.job_id})"
-            )
-            await bot.send_message(view.chat_id, str(text)[:4000])
+            text = t(lang, "job_failed", job=view.job_id, reason=reason)
+            return [lambda: bot.send_message(view.chat_id, text)]
+        text = view.payload.get("text") or view.payload.get("message") or f"{view.kind} (job #{view.job_id})"
+        return [lambda: bot.send_message(view.chat_id, str(text)[:4000])]
 
-    async def _send_results(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> None:
+    def _result_parts(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> list[Part]:
         bot, lang, store = context.bot, view.lang, self.services.store
         if not view.results:
-            await bot.send_message(view.chat_id, t(lang, "job_failed", job=view.job_id, reason="no results"))
-            return
+            text = t(lang, "job_failed", job=view.job_id, reason="no results")
+            return [lambda: bot.send_message(view.chat_id, text)]
         if len(view.results) > BIG_SET:
-            data = await asyncio.to_thread(zip_results, store, view.results)
-            caption = pooled_caption(lang, "predict_big", [r["summary"] for r in view.results])
-            await bot.send_document(
-                view.chat_id, data, filename=f"segbot_job{view.job_id}.zip", caption=caption[:1024]
-            )
-            return
-        for result in view.results:
+
+            async def send_zip() -> None:
+                data = await asyncio.to_thread(zip_results, store, view.results, view.set_files)
+                caption = pooled_caption(lang, "predict_big", [r["summary"] for r in view.results])
+                await bot.send_document(
+                    view.chat_id, data, filename=f"segbot_job{view.job_id}.zip", caption=caption[:1024]
+                )
+
+            return [send_zip]
+        parts: list[Part] = []
+        for result in view.results:  # each: the overlay with its caption, then its files
+            parts.append(lambda r=result: self._send_overlay(bot, view, r))
+            if result["files"].get("inset"):  # small objects: the zoom shows what the overlay cannot
+                parts.append(lambda r=result: self._send_inset(bot, view, r))
+            parts.append(lambda r=result: self._send_files(bot, view, r))
+        if view.set_files:  # the set's COCO JSON and workbook, once, after every image's files
+            parts.append(lambda: self._send_set_files(bot, view))
+        return parts
+
+    async def _send_overlay(self, bot: Any, view: NoticeView, result: dict[str, Any]) -> None:
+        stem = result["name"].rsplit(".", 1)[0]
+        caption = caption_for(result, view.lang)
+        review = review_markup(self.services.settings, view.lang, result["id"])  # None: no Mini App
+        overlay = await asyncio.to_thread(read_stored, self.services.store, result["files"].get("overlay"))
+        overlay_name = output_name(stem, "overlay")
+        if overlay is not None and len(overlay) < 10 * 2**20:  # Telegram's limit for photos
+            await bot.send_photo(view.chat_id, overlay, caption=caption, filename=overlay_name,
+                                 reply_markup=review)
+        elif overlay is not None:
+            await bot.send_document(view.chat_id, overlay, caption=caption, filename=overlay_name,
+                                    reply_markup=review)
+        else:
+            await bot.send_message(view.chat_id, caption, reply_markup=review)
+
+    async def _send_inset(self, bot: Any, view: NoticeView, result: dict[str, Any]) -> None:
+        inset = await asyncio.to_thread(read_stored, self.services.store, result["files"].get("inset"))
+        if inset is not None:
             stem = result["name"].rsplit(".", 1)[0]
-            files = result["files"]
-            caption = caption_for(result, lang)
-            overlay = await asyncio.to_thread(read_stored, store, files.get("overlay"))
-            overlay_name = output_name(stem, "overlay")
-            if overlay is not None and len(overlay) < 10 * 2**20:  # Telegram's limit for photos
-                await bot.send_photo(view.chat_id, overlay, caption=caption, filename=overlay_name)
-            elif overlay is not None:
-                await bot.send_document(view.chat_id, overlay, caption=caption, filename=overlay_name)
-            else:
-                await bot.send_message(view.chat_id, caption)
-            media = []
-            for role in DOCUMENT_ROLES:
-                data = await asyncio.to_thread(read_stored, store, files.get(role))
-                if data is not None:
-                    media.append(InputMediaDocument(data, filename=output_name(stem, role)))
-            if len(media) >= 2:
-                await bot.send_media_group(view.chat_id, media)
-            elif media:
-                await bot.send_document(view.chat_id, media[0].media)
+            zoom = t(view.lang, "inset_caption", name=result["name"])
+            await bot.send_photo(view.chat_id, inset, caption=zoom, filename=output_name(stem, "inset"))
+
+    async def _send_files(self, bot: Any, view: NoticeView, result: dict[str, Any]) -> None:
+        stem = result["name"].rsplit(".", 1)[0]
+        media = []
+        for role in DOCUMENT_ROLES:
+            data = await asyncio.to_thread(read_stored, self.services.store, result["files"].get(role))
+            if data is not None:
+                media.append(InputMediaDocument(data, filename=output_name(stem, role)))
+        await _send_documents(bot, view.chat_id, media)
+
+    async def _send_set_files(self, bot: Any, view: NoticeView) -> None:
+        media = []
+        for role, sha in sorted(view.set_files.items()):
+            data = await asyncio.to_thread(read_stored, self.services.store, sha)
+            if data is not None:
+                media.append(InputMediaDocument(data, filename=set_file_name(role)))
+        await _send_documents(bot, view.chat_id, media)
 
     # Progress messages
 
@@ -209,6 +256,22 @@ class Deliverer:
                 log.info("progress message of job %s not edited: %s", row["id"], error)
                 continue
             throttle.edited(row["id"], row["text"], time.monotonic())
+
+
+async def _send_documents(bot: Any, chat_id: int, media: list[InputMediaDocument]) -> None:
+    """One album (2..10 documents), or the single document; nothing for none."""
+    if len(media) >= 2:
+        await bot.send_media_group(chat_id, media[:10])
+    elif media:
+        await bot.send_document(chat_id, media[0].media)  # an InputFile: it carries its name
+
+
+def _set_files(payload: dict[str, Any], job: Job | None) -> dict[str, str]:
+    """The set files of a predict job (jobs/predict.py puts them in the notice and the job's result)."""
+    found = payload.get("set_files") or ((job.result or {}).get("set_files") if job is not None else None)
+    if not isinstance(found, dict):
+        return {}
+    return {str(role): sha for role, sha in found.items() if isinstance(sha, str) and sha}
 
 
 def _progress_rows(session) -> list[dict[str, Any]]:

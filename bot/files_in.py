@@ -3,25 +3,23 @@ validation and storage of accepted uploads. Everything here is blocking and runs
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import json
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
-from annotations.crops import format_summary, summarize_annotation
+from annotations.crops import format_summary
 from annotations.errors import ImageMissing
-from annotations.images import read_image
-from annotations.labelme import read_labelme
+from annotations.images import IMAGE_SUFFIXES, LoadedImage, read_image
+from annotations.infobar import ASK_BELOW
+from annotations.microscope import sniff_microscope
 from annotations.model import AnnotationError
-from bot.services import Services, UserInfo, update_preferences
-from storage.models import Result, Upload, User
+from bot.services import Services, UserInfo
+from intake.labels import basename, keep_labels
+from storage.models import Upload
 
-IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".asc", ".txt", ".dat")
+IMAGE_EXT = IMAGE_SUFFIXES  # every name annotations.images.read_image takes, microscope files too
 ZIP_MAX_ENTRIES = 200
 
 
@@ -49,17 +47,16 @@ class LabelsOutcome:
     pending_count: int = 0
 
 
-def basename(path: str) -> str:
-    return path.replace("\\", "/").rsplit("/", 1)[-1]
-
-
 def kind_of(name: str, data: bytes) -> str:
     """'json' | 'zip' | 'image' | 'unknown': a .json name is meant as labels (its reader says what is
-    wrong with it); otherwise the content decides, then the name."""
+    wrong with it); otherwise the content decides, then the name. A microscope's own file (DM3/DM4,
+    TIA, EMD, MRC, Gwyddion, Nanonis ...) is an image, also a PantaRhei .prz, which is a zip inside."""
     head = data[:16]
     lower = name.lower()
     if lower.endswith(".json"):
         return "json"
+    if sniff_microscope(data, name) is not None:
+        return "image"
     if head.startswith(b"PK\x03\x04") or lower.endswith(".zip"):
         return "zip"
     if head.startswith((b"\x89PNG", b"\xff\xd8", b"II*\x00", b"MM\x00*", b"BM", b"GIF8")) or (
@@ -134,34 +131,21 @@ def sort_incoming(
 def image_path_of(data: bytes) -> str | None:
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # the reader has said what is wrong with such a file
         return None
     path = doc.get("imagePath") if isinstance(doc, dict) else None
     return basename(path) if isinstance(path, str) and path.strip() else None
 
 
-def _json_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
-
-
-def _embed(doc: dict[str, Any], image_name: str, image: bytes) -> bytes:
-    doc = dict(doc)
-    doc["imagePath"] = image_name
-    doc["imageData"] = base64.b64encode(image).decode("ascii")
-    return json.dumps(doc).encode("utf-8")
-
-
 def process_labels(
     services: Services, user: UserInfo, jsons: list[Incoming], images: dict[str, bytes], lang: str
 ) -> LabelsOutcome:
-    """Validate LabelMe files; store the good ones as uploads in the user's pending training set."""
+    """Validate LabelMe files; keep the good ones in the user's pending training set (intake.labels,
+    the path the Mini App's saved corrections take too)."""
     outcome = LabelsOutcome()
-    lowered = {name.lower(): data for name, data in images.items()}
     for item in jsons:
         try:
-            ann = read_labelme(
-                item.data, name=item.name, files=dict(images), max_pixels=services.settings.max_image_pixels
-            )
+            kept = keep_labels(services.settings, services.store, user.id, item.name, item.data, images)
         except AnnotationError as error:
             wanted = image_path_of(item.data)
             if isinstance(error, ImageMissing) and wanted:
@@ -169,102 +153,72 @@ def process_labels(
             else:
                 outcome.errors.append((item.name, str(error)))
             continue
-        doc = json.loads(item.data)
-        stored = item.data
-        image_bytes: bytes | None = None
-        if doc.get("imageData"):
-            try:
-                image_bytes = base64.b64decode(doc["imageData"])
-            except ValueError:
-                image_bytes = None
-        else:
-            wanted = image_path_of(item.data) or ""
-            image_bytes = lowered.get(wanted.lower())
-            if image_bytes is not None:
-                stored = _embed(doc, wanted, image_bytes)  # self-contained for the trainer
-                outcome.used_images.add(wanted.lower())
-        summary = _json_safe(summarize_annotation(ann))
-        text = format_summary(summary, lang=lang)
-        image_sha = hashlib.sha256(image_bytes).hexdigest() if image_bytes else None
-        sha = services.store.put_bytes(stored)
-        accepted = services.run_db(
-            _save_labels, user.id, item.name, sha, len(stored), summary, image_sha, doc.get("imagePath")
-        )
-        outcome.accepted.append(Accepted(accepted[0], item.name, text, accepted[1]))
-        outcome.pending_count = accepted[2]
+        if kept.used_image:
+            outcome.used_images.add(kept.used_image)
+        text = format_summary(kept.summary, lang=lang)
+        outcome.accepted.append(Accepted(kept.upload_id, item.name, text, kept.correction_of))
+        outcome.pending_count = kept.pending_count
     return outcome
 
 
-def _save_labels(
-    session,
-    user_id: int,
-    name: str,
-    sha: str,
-    size: int,
-    summary: dict[str, Any],
-    image_sha: str | None,
-    image_path: str | None,
-):
-    correction = None
-    result = None
-    if image_sha:
-        result = session.scalar(
-            select(Result)
-            .where(Result.user_id == user_id, Result.image_sha256 == image_sha)
-            .order_by(Result.id.desc())
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the upload summary says of a readable image (its pixels are not kept: an album of big
+    images would sit in memory until the job is queued)."""
+
+    nm_per_px: float | None  # the file's own scale, else the scale bar's
+    scale_source: str | None  # "the DM4 file's calibration", "the scale bar: 200 nm = 27.2 px"
+    scale_confidence: float | None
+    bar_nm_per_px: float | None  # the scale bar's reading when that is the scale used
+    excluded: tuple[str, ...] = ()  # "info bar x 0..640, y 480..537"
+
+    @property
+    def unsure(self) -> bool:
+        """The scale is a scale bar reading to be confirmed (annotations.infobar.ASK_BELOW)."""
+        return (
+            self.bar_nm_per_px is not None
+            and self.scale_confidence is not None
+            and self.scale_confidence < ASK_BELOW
         )
-    if result is None and image_path:
-        stem = basename(image_path).rsplit(".", 1)[0]
-        candidates = session.scalars(
-            select(Result).where(Result.user_id == user_id).order_by(Result.id.desc()).limit(200)
-        )
-        result = next(
-            (r for r in candidates if r.image_name and r.image_name.rsplit(".", 1)[0] == stem), None
-        )
-    upload = Upload(
-        user_id=user_id,
-        kind="correction" if result else "labelme",
-        original_name=name[:255],
-        sha256=sha,
-        size=size,
-        summary=summary,
-        corrects_result_id=result.id if result else None,
+
+
+def facts_of(loaded: LoadedImage) -> ImageFacts:
+    bar = loaded.scale_bar
+    from_bar = bar is not None and loaded.scale_source == bar.describe()  # the file had none
+    return ImageFacts(
+        loaded.nm_per_px,
+        loaded.scale_source,
+        loaded.scale_confidence,
+        bar.nm_per_px if from_bar else None,
+        tuple(region.describe() for region in loaded.excluded),
     )
-    session.add(upload)
-    session.flush()
-    if result is not None:
-        correction = {
-            "result_id": result.id,
-            "image_name": result.image_name,
-            "n": int((result.summary or {}).get("n_objects", 0)),
-        }
-    user = session.get(User, user_id)
-    pending = list((user.preferences or {}).get("pending_uploads") or [])
-    pending.append(upload.id)
-    update_preferences(session, user_id, pending_uploads=pending)
-    return upload.id, correction, len(pending)
 
 
-def check_image(services: Services, item: Incoming) -> str | None:
-    """None when the image decodes (annotations.images), else the user-facing reason."""
+def check_image(services: Services, item: Incoming) -> ImageFacts | str:
+    """The image's scale and the regions left out (annotations.images), else the user-facing reason
+    it cannot be used."""
     try:
-        read_image(item.data, name=item.name, max_pixels=services.settings.max_image_pixels)
+        loaded = read_image(item.data, name=item.name, max_pixels=services.settings.max_image_pixels)
     except AnnotationError as error:
         return str(error)
-    return None
+    return facts_of(loaded)
 
 
-def store_images(services: Services, user_id: int, items: list[Incoming]) -> list[int]:
+def store_images(
+    services: Services, user_id: int, items: list[Incoming], summaries: list[dict[str, Any]] | None = None
+) -> list[int]:
+    """The images as uploads, each with its summary (e.g. the scale question asked about it)."""
     ids = []
-    for item in items:
+    for k, item in enumerate(items):
         sha = services.store.put_bytes(item.data)
-        ids.append(services.run_db(_save_image, user_id, item.name, sha, len(item.data)))
+        summary = dict(summaries[k]) if summaries else {}
+        ids.append(services.run_db(_save_image, user_id, item.name, sha, len(item.data), summary))
     return ids
 
 
-def _save_image(session, user_id: int, name: str, sha: str, size: int) -> int:
+def _save_image(session, user_id: int, name: str, sha: str, size: int, summary: dict[str, Any]) -> int:
     upload = Upload(
-        user_id=user_id, kind="image", original_name=name[:255], sha256=sha, size=size, summary={}
+        user_id=user_id, kind="image", original_name=name[:255], sha256=sha, size=size, summary=summary
     )
     session.add(upload)
     session.flush()

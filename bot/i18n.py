@@ -25,7 +25,20 @@ EN: dict[str, str] = {
         "/status – your jobs\n/cancel – stop a job\n/models – your models\n"
         "/scale 7.34 – nm per pixel (or 'scale=7.34nm' in a caption; /scale off)\n"
         "/threshold 0.5 – score threshold\n/stats – pooled statistics\n/export – all your files as a zip\n"
-        "/lang – English/Русский\n/forget_me – delete everything of yours"
+        "/lang – English/Русский\n/forget_me – delete everything of yours\n\n{outputs}\n\n{formats}"
+    ),
+    "outputs": (
+        "What you get for each image: the overlay; .json (LabelMe) – correct it in LabelMe and send it "
+        "back to train the next version; _objects.csv – every object's size, for Excel; _hist.png – the "
+        "size histogram; _labels.tif – a label image for Fiji, napari or cellpose; _rois.zip – the "
+        "outlines for Fiji's ROI Manager. For the whole set: results.xlsx for Excel and "
+        "results_coco.json (COCO) for ML tools and pycocotools."
+    ),
+    "formats": (
+        "Images I read: PNG, JPEG, TIFF, BMP, ASCII height maps and the microscopes' own files – "
+        "DM3/DM4, TIA .ser, EMD, MRC, Gwyddion .gwy and Nanonis .sxm – with the scale they carry. "
+        "On SEM images the info bar is left out of recognition and its scale bar is read; "
+        "your /scale wins over both."
     ),
     "example_caption": (
         "A labelled sample: one crop rectangle and {n} outlined particles, image embedded. "
@@ -39,7 +52,8 @@ EN: dict[str, str] = {
     "you report it.",
     "too_big": "This file is {size:.1f} MB; the limit is {limit:.0f} MB. Split it or send a smaller image.",
     "unknown_type": (
-        "I can't use '{name}'. Send a LabelMe .json, an image (PNG, JPEG, TIFF, BMP) or a .zip of them."
+        "I can't use '{name}'. Send a LabelMe .json, an image (PNG, JPEG, TIFF, BMP, or the microscope's "
+        "own DM3/DM4, TIA .ser, EMD, MRC, .gwy, .sxm file) or a .zip of them."
     ),
     "downloading": "Checking {n} file(s)…",
     "bad_file": "{name}: {reason}",
@@ -63,6 +77,8 @@ EN: dict[str, str] = {
     "on": "on",
     "off": "off",
     "queued_train": "Training job #{job} queued (position {pos}). I will edit this message with progress.",
+    "already_queued": "Already queued (#{job}); /status shows how it goes.",
+    "already_trained": "Already trained in job #{job}; /models lists the result.",
     "queued_predict": "Recognition job #{job} queued for {n} image(s) (position {pos}).",
     "queue_limit": "{reason}",
     "progress": "Job #{job} ({kind}): {stage} {pct}%{loss}{eta}",
@@ -70,20 +86,36 @@ EN: dict[str, str] = {
     "progress_failed": "Job #{job} ({kind}): failed.",
     "progress_cancelled": "Job #{job} ({kind}): cancelled.",
     "queued_state": "waiting in the queue",
-    "train_done": "Model v{version} is ready{metrics}. It is now your active model: send images to "
+    "train_done": "Model v{version} is ready.{figures}\nIt is now your active model: send images to "
     "recognise.",
+    "fig_learned": "Learned from {objects} in {crops}: {counts}.",
+    "fig_holdout": "Check on a crop held out from training ({n} labelled objects): precision {precision} "
+    "(the share of what it found that is right), recall {recall} (the share of your objects it found). "
+    "Measured on one crop of your image; other images may score lower.",
+    "fig_no_holdout": "Not checked on held-out labels: that needs {min_objects} or more labelled objects in "
+    "2 or more crops.",
+    "fig_time": "Trained in {time} on {device}.",
+    "fig_few": "Few labels for {classes}: label about {enough} or more objects of each class for a "
+    "reliable model.",
+    "short_fig_learned": "learned from {objects} in {crops} ({counts})",
+    "short_fig_holdout": "held-out crop ({n} objects): precision {precision}, recall {recall}",
+    "short_fig_no_holdout": "no held-out check",
+    "short_fig_time": "{time} on {device}",
+    "short_fig_few": "few labels: {classes}",
     "job_failed": "Job #{job} failed: {reason}",
     "predict_caption": "{name}: {n} objects{counts}{size}{density}",
     "size_line": "\nmean D = {mean} ± {std} {unit}",
+    "inset_caption": "{name}, zoomed: the region in the yellow frame on the overlay.",
     "predict_big": "{n} images recognised; all outputs are in the zip.\nPooled: {total} objects{counts}\n"
     "mean D = {mean} ± {std} {unit}",
     "no_jobs": "You have no jobs.",
     "status_line": "#{job} {kind}: {state}{extra}",
     "cancel_none": "Nothing to cancel.",
+    "cancel_usage": "Usage: /cancel, or /cancel #12 with a job number from /status.",
     "cancel_ok": "Cancelling job #{job}.",
     "cancel_fail": "Job #{job} has already finished.",
     "no_models": "You have no models yet. Send labels and /train.",
-    "model_line": "v{version} {name}– {status}, {date}{metrics}{active}",
+    "model_line": "v{version} {name}– {status}, {date}{active}{metrics}",
     "active_mark": " [active]",
     "btn_use": "Use v{version}",
     "btn_rename": "Rename v{version}",
@@ -98,6 +130,24 @@ EN: dict[str, str] = {
         "This is an image, but you have no active model yet. To train one, send a LabelMe file with "
         "labels (see /help)."
     ),
+    "images_head": "Images received:",
+    "scale_from": "scale {value} nm/px from {source}; {hint}",
+    "scale_hint": "/scale to change",
+    "scale_yours": "scale {value} nm/px as you set it{own}",
+    "scale_yours_own": " (not the file's {value} nm/px from {source})",
+    "scale_none": "no scale in the file, sizes in px; set one with /scale 7.34 or 'scale=7.34nm' in the "
+    "caption",
+    "scale_left_out": "left out of recognition and statistics: {regions}",
+    "scale_check": "not sure of this reading: answer below",
+    "scale_unsure": (
+        "{name}: the scale bar reads {value} nm/px ({source}), but I am not sure of this reading "
+        "(confidence {conf}). Use it? Recognition starts when you answer."
+    ),
+    "btn_scale_use": "Use {value} nm/px",
+    "btn_scale_no": "No scale",
+    "scale_used": "{name}: scale {value} nm/px, as you confirmed.",
+    "scale_not_used": "{name}: no scale from the scale bar; sizes in px (or your /scale).",
+    "scale_answered": "Already answered: job #{job}.",
     "photo_note": "Note: compressed photos lose detail; send images as files to keep full resolution.",
     "scale_set": "Scale: {value} nm per pixel.",
     "scale_off": "Scale removed; sizes will be in pixels.",
@@ -114,12 +164,18 @@ EN: dict[str, str] = {
     "btn_forget_yes": "Yes, delete everything",
     "btn_cancel": "Cancel",
     "forgotten": "Done: everything of yours is deleted. Send /start to begin again.",
+    "forgotten_already": "Nothing of yours is stored: it was deleted already.",
     "cancelled": "Cancelled.",
     "correction": (
         "This looks like a corrected version of result '{name}' ({n} objects). Train the next model version "
         "with it?"
     ),
     "btn_train_correction": "Train next version",
+    "correction_saved": "Correction saved (-{removed}, +{added} objects{relabelled}). "
+    "Train the next version?\n{name}: {n} objects now.",
+    "relabelled": ", {n} relabelled",
+    "btn_review": "Review",
+    "btn_review_named": "Review {name}",
     "admin_only": "This command is for admins.",
     "admin": "Queue: {queue}\nUsers: {users}\nJobs in 24 h: {jobs24}, GPU seconds in 24 h: {gpu:.0f}\n"
     "Broadcast: /admin broadcast <text>",
@@ -150,7 +206,20 @@ RU: dict[str, str] = {
         "/status – ваши задачи\n/cancel – остановить задачу\n/models – ваши модели\n"
         "/scale 7.34 – нм на пиксель (или 'scale=7.34nm' в подписи; /scale off)\n"
         "/threshold 0.5 – порог уверенности\n/stats – сводная статистика\n/export – все ваши файлы в zip\n"
-        "/lang – English/Русский\n/forget_me – удалить всё ваше"
+        "/lang – English/Русский\n/forget_me – удалить всё ваше\n\n{outputs}\n\n{formats}"
+    ),
+    "outputs": (
+        "Что вы получаете для каждого снимка: наложение; .json (LabelMe) – исправьте его в LabelMe и "
+        "пришлите обратно, чтобы обучить следующую версию; _objects.csv – размеры каждого объекта, для "
+        "Excel; _hist.png – гистограмма размеров; _labels.tif – изображение меток для Fiji, napari или "
+        "cellpose; _rois.zip – контуры для ROI Manager в Fiji. Для всего набора: results.xlsx для Excel "
+        "и results_coco.json (COCO) для ML-инструментов и pycocotools."
+    ),
+    "formats": (
+        "Какие снимки я читаю: PNG, JPEG, TIFF, BMP, ASCII-карты высот и собственные файлы микроскопов – "
+        "DM3/DM4, TIA .ser, EMD, MRC, Gwyddion .gwy и Nanonis .sxm – с масштабом, записанным в них. "
+        "На снимках СЭМ информационная полоса не распознаётся, а её масштабная линейка считывается; "
+        "ваш /scale важнее и того, и другого."
     ),
     "example_caption": (
         "Размеченный пример: один прямоугольник crop и {n} обведённых частиц, изображение внутри. "
@@ -164,7 +233,8 @@ RU: dict[str, str] = {
     "too_big": "Файл {size:.1f} МБ, а предел {limit:.0f} МБ. Разделите его или пришлите изображение "
     "поменьше.",
     "unknown_type": (
-        "Не могу использовать '{name}'. Пришлите LabelMe .json, изображение (PNG, JPEG, TIFF, BMP) или .zip."
+        "Не могу использовать '{name}'. Пришлите LabelMe .json, изображение (PNG, JPEG, TIFF, BMP или "
+        "собственный файл микроскопа DM3/DM4, TIA .ser, EMD, MRC, .gwy, .sxm) или .zip."
     ),
     "downloading": "Проверяю файлов: {n}…",
     "bad_file": "{name}: {reason}",
@@ -188,6 +258,8 @@ RU: dict[str, str] = {
     "on": "вкл",
     "off": "выкл",
     "queued_train": "Задача обучения #{job} в очереди (позиция {pos}). Я буду обновлять это сообщение.",
+    "already_queued": "Уже в очереди (#{job}); ход — в /status.",
+    "already_trained": "Уже обучено в задаче #{job}; результат — в /models.",
     "queued_predict": "Задача распознавания #{job}: изображений {n} (позиция {pos}).",
     "queue_limit": "{reason}",
     "progress": "Задача #{job} ({kind}): {stage} {pct}%{loss}{eta}",
@@ -195,20 +267,36 @@ RU: dict[str, str] = {
     "progress_failed": "Задача #{job} ({kind}): ошибка.",
     "progress_cancelled": "Задача #{job} ({kind}): отменена.",
     "queued_state": "ждёт в очереди",
-    "train_done": "Модель v{version} готова{metrics}. Теперь она активна: присылайте снимки для "
+    "train_done": "Модель v{version} готова.{figures}\nТеперь она активна: присылайте снимки для "
     "распознавания.",
+    "fig_learned": "Обучена на {objects} в {crops}: {counts}.",
+    "fig_holdout": "Проверка на области crop, отложенной от обучения (размеченных объектов: {n}): точность "
+    "{precision} (доля верного среди найденного), полнота {recall} (доля найденного среди ваших объектов). "
+    "Измерено на одной области вашего снимка; на других снимках может быть ниже.",
+    "fig_no_holdout": "Проверки на отложенной разметке нет: для неё нужно от {min_objects} размеченных "
+    "объектов в 2 и более областях crop.",
+    "fig_time": "Время обучения {time}, устройство {device}.",
+    "fig_few": "Мало разметки для {classes}: для надёжной модели разметьте около {enough} или больше "
+    "объектов каждого класса.",
+    "short_fig_learned": "обучена на {objects} в {crops} ({counts})",
+    "short_fig_holdout": "отложенная область (объектов: {n}): точность {precision}, полнота {recall}",
+    "short_fig_no_holdout": "без проверки на отложенной области",
+    "short_fig_time": "{time}, {device}",
+    "short_fig_few": "мало разметки: {classes}",
     "job_failed": "Задача #{job} не выполнена: {reason}",
     "predict_caption": "{name}: объектов {n}{counts}{size}{density}",
     "size_line": "\nсредний D = {mean} ± {std} {unit}",
+    "inset_caption": "{name}, увеличение: область в жёлтой рамке на наложении.",
     "predict_big": "Распознано изображений: {n}; все результаты в zip.\nВсего: объектов {total}{counts}\n"
     "средний D = {mean} ± {std} {unit}",
     "no_jobs": "У вас нет задач.",
     "status_line": "#{job} {kind}: {state}{extra}",
     "cancel_none": "Нечего отменять.",
+    "cancel_usage": "Использование: /cancel или /cancel #12 с номером задачи из /status.",
     "cancel_ok": "Отменяю задачу #{job}.",
     "cancel_fail": "Задача #{job} уже завершена.",
     "no_models": "Моделей пока нет. Пришлите разметку и /train.",
-    "model_line": "v{version} {name}– {status}, {date}{metrics}{active}",
+    "model_line": "v{version} {name}– {status}, {date}{active}{metrics}",
     "active_mark": " [активна]",
     "btn_use": "Выбрать v{version}",
     "btn_rename": "Переименовать v{version}",
@@ -223,6 +311,24 @@ RU: dict[str, str] = {
         "Это изображение, но активной модели у вас пока нет. Чтобы обучить её, пришлите файл LabelMe "
         "с разметкой (см. /help)."
     ),
+    "images_head": "Снимки получены:",
+    "scale_from": "масштаб {value} нм/пкс, источник: {source}; {hint}",
+    "scale_hint": "/scale – изменить",
+    "scale_yours": "масштаб {value} нм/пкс, заданный вами{own}",
+    "scale_yours_own": " (а не {value} нм/пкс из файла, источник: {source})",
+    "scale_none": "масштаба в файле нет, размеры в пикселях; задайте его: /scale 7.34 или 'scale=7.34nm' "
+    "в подписи",
+    "scale_left_out": "не распознаётся и не входит в статистику: {regions}",
+    "scale_check": "в этом чтении я не уверен: ответьте ниже",
+    "scale_unsure": (
+        "{name}: масштабная линейка даёт {value} нм/пкс ({source}), но в этом чтении я не уверен "
+        "(уверенность {conf}). Использовать его? Распознавание начнётся после ответа."
+    ),
+    "btn_scale_use": "Использовать {value} нм/пкс",
+    "btn_scale_no": "Без масштаба",
+    "scale_used": "{name}: масштаб {value} нм/пкс, как вы подтвердили.",
+    "scale_not_used": "{name}: без масштаба по линейке; размеры в пикселях (или по вашему /scale).",
+    "scale_answered": "Уже отвечено: задача #{job}.",
     "photo_note": "Примечание: сжатые фото теряют детали; присылайте изображения файлами.",
     "scale_set": "Масштаб: {value} нм на пиксель.",
     "scale_off": "Масштаб убран; размеры будут в пикселях.",
@@ -239,11 +345,17 @@ RU: dict[str, str] = {
     "btn_forget_yes": "Да, удалить всё",
     "btn_cancel": "Отмена",
     "forgotten": "Готово: всё ваше удалено. Отправьте /start, чтобы начать заново.",
+    "forgotten_already": "Ваших данных нет: они уже удалены.",
     "cancelled": "Отменено.",
     "correction": (
         "Похоже, это исправленный результат '{name}' (объектов {n}). Обучить с ним следующую версию модели?"
     ),
     "btn_train_correction": "Обучить новую версию",
+    "correction_saved": "Исправление сохранено (-{removed}, +{added} объектов{relabelled}). "
+    "Обучить следующую версию?\n{name}: теперь объектов {n}.",
+    "relabelled": ", сменён класс у {n}",
+    "btn_review": "Проверить",
+    "btn_review_named": "Проверить {name}",
     "admin_only": "Эта команда только для администраторов.",
     "admin": "Очередь: {queue}\nПользователи: {users}\nЗадач за 24 ч: {jobs24}, GPU-секунд за 24 ч: "
     "{gpu:.0f}\n"
@@ -268,6 +380,7 @@ def lang_of(language_code: str | None) -> str:
 def t(lang: str, key: str, **values: object) -> str:
     table = MESSAGES.get(lang, EN)
     template = table.get(key) or EN[key]
-    if "{howto}" in template and "howto" not in values:
-        values["howto"] = table.get("howto", EN["howto"])
+    for part in ("howto", "outputs", "formats"):  # texts shared by several messages
+        if "{" + part + "}" in template and part not in values:
+            values[part] = table.get(part, EN[part])
     return template.format(**values)

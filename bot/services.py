@@ -40,6 +40,7 @@ class UserInfo:
     active_model_id: int | None
     is_admin: bool
     preferences: dict[str, Any]
+    created: bool = False  # the row was made for this very update (a first contact)
 
     @property
     def pending_uploads(self) -> list[int]:
@@ -50,7 +51,7 @@ class UserInfo:
         return {**DEFAULT_TRAIN_OPTIONS, **(self.preferences.get("train_options") or {})}
 
 
-def snapshot(user: User, admin_ids: set[str]) -> UserInfo:
+def snapshot(user: User, admin_ids: set[str], created: bool = False) -> UserInfo:
     is_admin = (
         bool(user.is_admin)
         or str(user.telegram_id) in admin_ids
@@ -66,6 +67,7 @@ def snapshot(user: User, admin_ids: set[str]) -> UserInfo:
         user.active_model_id,
         is_admin,
         dict(user.preferences or {}),
+        created,
     )
 
 
@@ -125,6 +127,7 @@ def ensure_user(
 ) -> UserInfo:
     user = session.scalar(select(User).where(User.telegram_id == telegram_id))
     now = datetime.now(UTC)
+    created = user is None
     if user is None:
         user = User(
             telegram_id=telegram_id,
@@ -144,7 +147,13 @@ def ensure_user(
             seen = seen.replace(tzinfo=UTC)  # SQLite returns naive UTC
         if seen is None or now - seen > LAST_SEEN_EVERY:
             user.last_seen_at = now  # not on every update: a write per message would serialize users
-    return snapshot(user, admin_ids)
+    return snapshot(user, admin_ids, created)
+
+
+def user_info(session: Session, user_id: int, admin_ids: set[str]) -> UserInfo | None:
+    """The snapshot of a user by row id (for work without an update, e.g. after a restart)."""
+    user = session.get(User, user_id)
+    return snapshot(user, admin_ids) if user is not None else None
 
 
 def get_user(session: Session, user_id: int) -> User:

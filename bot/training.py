@@ -13,7 +13,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.i18n import t
 from bot.services import DEFAULT_TRAIN_OPTIONS, Services, UserInfo, get_user, update_preferences
 from jobqueue.store import QueueLimitError, queue_position, submit_job
-from storage.models import Dataset, Job, TrainedModel, Upload
+from storage.models import Dataset, Job, JobState, TrainedModel, Upload
 
 ARCHES = ("tiny", "r50", "x101")
 ITERATIONS = (None, 50, 200, 1000, 3000)
@@ -106,7 +106,33 @@ def after_labels_keyboard(lang: str) -> InlineKeyboardMarkup:
 class Queued:
     job_id: int | None = None
     position: int | None = None
-    error: str | None = None  # "no_labels", "no_model", else the queue's user-facing limit
+    # "no_labels", "no_model", "already_queued"/"already_trained" (job_id: that job), else the
+    # queue's user-facing limit
+    error: str | None = None
+
+
+ACTIVE = (JobState.QUEUED, JobState.RUNNING)
+
+
+def _already(job: Job) -> Queued:
+    return Queued(job.id, error="already_queued" if job.state in ACTIVE else "already_trained")
+
+
+def _earlier_job(session, user_id: int, correction_of: int | None) -> Job | None:
+    """The train job that already holds this set: for a correction, the job made from it (not
+    failed or cancelled); for the pending set, the user's active training."""
+    jobs = select(Job).where(Job.user_id == user_id, Job.kind == "train").order_by(Job.id.desc())
+    if correction_of is None:
+        return session.scalar(jobs.where(Job.state.in_(ACTIVE)))
+    done = (JobState.FAILED, JobState.CANCELLED)
+    return next(
+        (
+            j
+            for j in session.scalars(jobs.where(Job.state.not_in(done)).limit(200))
+            if (j.params or {}).get("correction_of") == correction_of
+        ),
+        None,
+    )
 
 
 def _submit(
@@ -145,16 +171,21 @@ def queue_training(
     upload_ids: list[int] | None = None,
     options: dict[str, Any] | None = None,
     clear_pending: bool = True,
+    correction_of: int | None = None,
 ) -> Queued:
-    """Create the dataset from the pending uploads (or the given ones) and submit the train job."""
+    """Create the dataset from the pending uploads (or the given ones, made for the correction
+    upload `correction_of`) and submit the train job; once: a set already queued gets that job."""
 
     def work(session):
         current = get_user(session, user.id)
         prefs = dict(current.preferences or {})
+        if correction_of is not None and (earlier := _earlier_job(session, user.id, correction_of)):
+            return _already(earlier)
         ids = list(upload_ids if upload_ids is not None else prefs.get("pending_uploads") or [])
         uploads = list(session.scalars(select(Upload).where(Upload.id.in_(ids), Upload.user_id == user.id)))
         if not uploads:
-            return Queued(error="no_labels")
+            earlier = _earlier_job(session, user.id, None) if upload_ids is None else None
+            return _already(earlier) if earlier is not None else Queued(error="no_labels")
         opts = {**DEFAULT_TRAIN_OPTIONS, **(prefs.get("train_options") or {}), **(options or {})}
         dataset = Dataset(
             user_id=user.id,
@@ -166,12 +197,15 @@ def queue_training(
         session.flush()
         train_opts = {k: v for k, v in opts.items() if v is not None}
         train_opts["device"] = services.settings.device
+        params: dict[str, Any] = {"upload_ids": [u.id for u in uploads], "options": train_opts}
+        if correction_of is not None:
+            params["correction_of"] = correction_of  # how a second press finds this job
         queued = _submit(
             services,
             session,
             user.id,
             "train",
-            {"upload_ids": [u.id for u in uploads], "options": train_opts},
+            params,
             chat_id,
             dataset.id,
         )
@@ -183,20 +217,79 @@ def queue_training(
 
 
 def queue_recognition(
-    services: Services, user: UserInfo, chat_id: int, upload_ids: list[int], nm_per_px: float | None
+    services: Services,
+    user: UserInfo,
+    chat_id: int,
+    upload_ids: list[int],
+    nm_per_px: float | None,
+    extra: dict[str, Any] | None = None,
 ) -> Queued:
+    """The predict job for these uploads; nm_per_px: the scale given with them (None: the user's
+    /scale, if any; the job takes the file's own, then its scale bar's). extra: more job params."""
+    return services.run_db(_queue_predict, services, user, chat_id, upload_ids, nm_per_px, extra)
+
+
+def _queue_predict(
+    session,
+    services: Services,
+    user: UserInfo,
+    chat_id: int,
+    upload_ids: list[int],
+    nm_per_px: float | None,
+    extra: dict[str, Any] | None = None,
+) -> Queued:
+    current = get_user(session, user.id)
+    model = session.get(TrainedModel, current.active_model_id) if current.active_model_id else None
+    if model is None or model.user_id != user.id:
+        return Queued(error="no_model")
+    params = {
+        "upload_ids": upload_ids,
+        "model_id": model.id,
+        "threshold": current.score_threshold,
+        "nm_per_px": nm_per_px if nm_per_px is not None else current.nm_per_px,
+        **(extra or {}),
+    }
+    return _submit(services, session, user.id, "predict", params, chat_id, model_id=model.id)
+
+
+SCALE_ASK = "scale_ask"  # Upload.summary key: the unsure scale bar reading the user was asked about
+
+
+@dataclass
+class ScaleAnswer:
+    queued: Queued
+    name: str  # the image's
+    nm_per_px: float | None  # the reading asked about
+
+
+def queue_scale_answer(
+    services: Services, user: UserInfo, chat_id: int, upload_id: int, use: bool
+) -> ScaleAnswer | None:
+    """Recognition of an image held for the user's answer on its scale bar reading, queued once:
+    use -> the reading as the user's scale (job param nm_per_px), else no scale from the bar (sizes in
+    px unless /scale is set). The answer and its job are recorded on the upload in the same
+    transaction; a second answer gets that job (error "answered") and changes nothing.
+    None: this user was asked no such question."""
+
     def work(session):
-        current = get_user(session, user.id)
-        model = session.get(TrainedModel, current.active_model_id) if current.active_model_id else None
-        if model is None or model.user_id != user.id:
-            return Queued(error="no_model")
-        params = {
-            "upload_ids": upload_ids,
-            "model_id": model.id,
-            "threshold": current.score_threshold,
-            "nm_per_px": nm_per_px if nm_per_px is not None else current.nm_per_px,
-        }
-        return _submit(services, session, user.id, "predict", params, chat_id, model_id=model.id)
+        upload = session.get(Upload, upload_id)
+        if upload is None or upload.user_id != user.id:
+            return None
+        ask = (upload.summary or {}).get(SCALE_ASK)
+        if not isinstance(ask, dict):
+            return None
+        reading = float(ask["nm_per_px"])
+        if ask.get("job_id"):
+            return ScaleAnswer(Queued(int(ask["job_id"]), error="answered"), upload.original_name, reading)
+        if use:
+            nm_per_px, extra = reading, {"scale_source": ask.get("source")}
+        else:
+            nm_per_px, extra = None, {"scale_bar": False}
+        queued = _queue_predict(session, services, user, chat_id, [upload.id], nm_per_px, extra)
+        if queued.job_id is not None:
+            answered = {**ask, "answer": "use" if use else "no", "job_id": queued.job_id}
+            upload.summary = {**(upload.summary or {}), SCALE_ASK: answered}
+        return ScaleAnswer(queued, upload.original_name, reading)
 
     return services.run_db(work)
 

@@ -10,6 +10,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,12 @@ class Settings(BaseSettings):
                                        validation_alias=_env("TELEGRAM_API_BASE_URL"))
     telegram_api_base_file_url: str = Field("https://api.telegram.org/file/bot",
                                             validation_alias=_env("TELEGRAM_API_BASE_FILE_URL"))
+    # Mini App (web/): the public HTTPS base Telegram opens; unset = no Review button, no web server
+    webapp_url: str | None = Field(None, validation_alias=_env("SEGBOT_WEBAPP_URL"))
+    web_host: str = Field("127.0.0.1", validation_alias=_env("SEGBOT_WEB_HOST"))
+    web_port: int = Field(8080, ge=0, le=65535, validation_alias=_env("SEGBOT_WEB_PORT"))
+    webapp_auth_max_age_s: float = Field(86400, gt=0, validation_alias=_env("SEGBOT_WEBAPP_AUTH_MAX_AGE_S"))
+    web_max_body_kb: int = Field(4096, gt=0, validation_alias=_env("SEGBOT_WEB_MAX_BODY_KB"))
     # Storage and queue
     data_dir: Path = Field(default_factory=default_data_dir, validation_alias=_env("SEGBOT_DATA_DIR"))
     # File store: empty = the local folder files/ in the data dir (or an NFS mount there);
@@ -97,6 +104,20 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https:// (the token is appended to it)")
+        return value
+
+    @field_validator("webapp_url")
+    @classmethod
+    def _webapp_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+        if parts.scheme != "https" and not (parts.scheme == "http" and local):
+            raise ValueError("must be an https:// URL (Telegram opens Mini Apps only over HTTPS)")
+        if not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("must be a base URL like https://segbot.example.org (no query, no #)")
         return value
 
     @field_validator("database_url_raw")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from annotations.geometry import mask_to_polygon, polygon_area
 from annotations.model import Instance
-from inference.contours import mask_to_polygon, polygon_area
 
 
 def otsu_watershed(
@@ -70,11 +70,7 @@ def otsu_watershed(
     for k, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
             continue
-        poly = mask_to_polygon(labels[sl] == k)
-        if poly is None:
-            continue
-        poly[:, 0] += sl[1].start
-        poly[:, 1] += sl[0].start
-        if polygon_area(poly) >= min_area_px:
+        poly = mask_to_polygon(labels[sl] == k, offset=(sl[1].start, sl[0].start))
+        if poly is not None and polygon_area(poly) >= min_area_px:
             instances.append(Instance(label, poly, None))
     return instances

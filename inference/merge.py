@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inference.contours import DEFAULT_TOLERANCE, mask_to_polygon
+from annotations.geometry import DEFAULT_TOLERANCE, mask_to_polygon
 from inference.tiling import Tile
 from segmodel.types import Detections
 
@@ -313,10 +313,7 @@ class CandidateSet:
         for m in members:
             b = self.box(m)
             union[b[1] - y0 : b[3] - y0, b[0] - x0 : b[2] - x0] |= self.mask[m]
-        poly = mask_to_polygon(union, self.tolerance)
-        poly[:, 0] += x0
-        poly[:, 1] += y0
-        return poly
+        return mask_to_polygon(union, self.tolerance, offset=(x0, y0))
 
 
 def _components(adjacency: dict[int, list[int]], truncated) -> list[list[int]]:

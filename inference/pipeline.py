@@ -4,6 +4,11 @@ The image is cut into overlapping tiles (tiling.py); each tile crop is rescaled 
 detector's factor on its own (an 8k image is never upscaled as a whole) and tiles go to the
 detector in batches. Detections are reduced to polygons tile by tile, then merged across tile
 borders (merge.py), filtered by size and optionally refined by a 2D Gaussian fit (refine.py).
+
+Regions to leave out (options.exclude: an info bar, a scale-bar box; annotations.infobar) are handled
+here, so every caller gets the same: full-width or full-height bands at an edge are cropped away before
+tiling (no detector time, no objects cut by the crop edge reported inside them), and an object whose
+centre lies inside any other excluded box is dropped. Outlines come back in the whole image's pixels.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class PredictOptions:
     min_area_px: float = 4.0
     refine: bool = False
     batch_size: int = 4
+    # boxes (x0, y0, x1, y1) or objects with those attributes (annotations.infobar.Region) to leave out
+    exclude: list = field(default_factory=list)
 
 
 @dataclass
@@ -83,7 +90,7 @@ def predict_image(
     progress: Callable[[int, int], None] | None = None,
 ) -> Prediction:
     """Find every object in `image` (uint8 RGB/gray, any size); polygons in original pixels."""
-    from inference.contours import polygon_area
+    from annotations.geometry import polygon_area
     from inference.merge import CandidateSet
 
     started = time.perf_counter()
@@ -91,6 +98,8 @@ def predict_image(
     image = np.asarray(image)
     if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"expected an (H, W[, C]) image, got shape {image.shape}")
+    if options.exclude:
+        return _predict_outside(image, detector, options, progress, started)
     allowed = _allowed_labels(detector.classes, options.classes)
     tiles, scale = tile_geometry(image.shape, detector, options)
 
@@ -138,6 +147,56 @@ def predict_image(
             "scale": scale,
         },
     )
+
+
+def _as_box(region) -> tuple[int, int, int, int]:
+    if hasattr(region, "x0"):
+        return int(region.x0), int(region.y0), int(region.x1), int(region.y1)
+    x0, y0, x1, y1 = (int(v) for v in region)
+    return x0, y0, x1, y1
+
+
+def _crop_for(shape: tuple[int, ...], boxes: list[tuple[int, int, int, int]]):
+    """(the crop without the edge bands, the boxes that are not such bands)."""
+    h, w = int(shape[0]), int(shape[1])
+    x0, y0, x1, y1 = 0, 0, w, h
+    inner = []
+    for bx0, by0, bx1, by1 in boxes:
+        if bx0 <= 0 and bx1 >= w and by0 <= 0:
+            y0 = max(y0, by1)
+        elif bx0 <= 0 and bx1 >= w and by1 >= h:
+            y1 = min(y1, by0)
+        elif by0 <= 0 and by1 >= h and bx0 <= 0:
+            x0 = max(x0, bx1)
+        elif by0 <= 0 and by1 >= h and bx1 >= w:
+            x1 = min(x1, bx0)
+        else:
+            inner.append((bx0, by0, bx1, by1))
+    return (x0, y0, x1, y1), inner
+
+
+def _predict_outside(image, detector, options: PredictOptions, progress, started: float) -> Prediction:
+    """predict_image over the image less its excluded regions (see the module docstring)."""
+    from dataclasses import replace
+
+    from annotations.geometry import area_centroid_perimeter
+
+    boxes = [_as_box(r) for r in options.exclude]
+    (x0, y0, x1, y1), inner = _crop_for(image.shape, boxes)
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        raise ValueError("the excluded regions cover the whole image")
+    pred = predict_image(image[y0:y1, x0:x1], detector, replace(options, exclude=[]), progress)
+    kept, dropped = [], 0
+    shifted = [inst.polygon + np.array([x0, y0], dtype=np.float64) for inst in pred.instances]
+    centres = area_centroid_perimeter(shifted)[1] if shifted else np.zeros((0, 2))
+    for inst, poly, (cx, cy) in zip(pred.instances, shifted, centres, strict=True):
+        if any(bx0 <= cx < bx1 and by0 <= cy < by1 for bx0, by0, bx1, by1 in inner):
+            dropped += 1
+            continue
+        kept.append(Instance(inst.label, poly, inst.score))
+    stats = dict(pred.stats, excluded=dropped, crop=(x0, y0, x1, y1))
+    return Prediction(instances=kept, n_refined=pred.n_refined, tiles=pred.tiles,
+                      seconds=time.perf_counter() - started, stats=stats)
 
 
 def _collect(candidates, batch, results, threshold: float, allowed) -> None:

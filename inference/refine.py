@@ -1,4 +1,4 @@
-"""Contour refinement by a 2D Gaussian fit (seed 001, ParticlesNN, section 2.5, eqs. 2-5).
+"""Contour refinement by a 2D Gaussian fit (Okunev et al., Nanomaterials 2020, section 2.5, eqs. 2-5).
 
 For each predicted outline: d_eff = diameter of the circle of equal area; the image is smoothed
 with a Gaussian kernel of size d_eff / 4; the outline is doubled in linear size about its centre
@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from annotations.geometry import polygon_area, polygon_to_mask
 from annotations.model import Instance
-from inference.contours import polygon_area, polygon_to_mask
 
 MIN_PIXELS = 12  # fewer mask pixels than this: 7 parameters cannot be fitted meaningfully
 MIN_R2 = 0.8  # share of the intensity variance the Gaussian must explain
-MAX_ELONGATION = 3.0  # ellipse axis ratio above this is a distorted fit (seed 001, section 3)
+MAX_ELONGATION = 3.0  # ellipse axis ratio above this is a distorted fit (Okunev et al. 2020, section 3)
 AREA_RANGE = (0.3, 3.0)  # refined / predicted area outside this range: implausible
 ELLIPSE_POINTS = 48
 

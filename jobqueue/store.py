@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from storage.db import session_factory
+from storage.db import Db, session_factory, session_scope
 from storage.models import Job, JobKind, JobState, User, utcnow
 from storage.notices import JOB_CANCELLED, JOB_FAILED, add_notice
 
@@ -55,14 +55,6 @@ def aware(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=UTC)
-
-
-Db = str | sessionmaker[Session]
-
-
-def _factory(db: Db) -> sessionmaker[Session]:
-    """A URL uses the process-wide cached engine; a worker's parent passes its own sessionmaker."""
-    return session_factory(db) if isinstance(db, str) else db
 
 
 def worker_name() -> str:
@@ -229,20 +221,13 @@ def locked_session(db: Db) -> Iterator[Session]:
     """A session whose transaction is serialized with every other claim/finish/sweep; commits on
     success. SQLite: BEGIN IMMEDIATE (takes the write lock first, no stale snapshot);
     PostgreSQL: pg_advisory_xact_lock (released at commit)."""
-    session = _factory(db)()
-    try:
+    with session_scope(db) as session:
         connection = session.connection()
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 @dataclass
@@ -307,10 +292,9 @@ def _owned(job_id: int, token: str):  # type: ignore[no-untyped-def]
 def heartbeat(db: Db, claim: Claim) -> bool:
     """Record that the job is alive; False when this worker no longer owns it."""
     now = utcnow()
-    with _factory(db)() as session:
+    with session_scope(db) as session:
         done = session.execute(update(Job).where(*_owned(claim.job_id, claim.token)).values(
             heartbeat_at=now, gpu_seconds=claim.seconds(now))).rowcount
-        session.commit()
     return bool(done)
 
 
@@ -321,16 +305,15 @@ def set_progress(db: Db, claim: Claim, progress: float, stage: str, eta_s: float
                                   heartbeat_at=now, gpu_seconds=claim.seconds(now))
     if loss is not None:
         values["result"] = {"loss": float(loss)}  # shown in the bot's progress message until the job ends
-    with _factory(db)() as session:
+    with session_scope(db) as session:
         owned = update(Job).where(*_owned(claim.job_id, claim.token))
         done = session.execute(owned.values(**values)).rowcount
-        session.commit()
     return bool(done)
 
 
 def should_stop(db: Db, claim: Claim) -> bool:
     """True when a cancel was requested or the job is no longer ours (swept, cancelled)."""
-    with _factory(db)() as session:
+    with session_factory(db)() as session:  # read only: nothing to commit
         row = session.execute(select(Job.cancel_requested, Job.task_id, Job.state)
                               .where(Job.id == claim.job_id)).first()
     if row is None:

@@ -154,7 +154,7 @@ def run_worker(settings: Any, queues: Sequence[str] = QUEUES, concurrency: int =
 
     metrics_dir = _start_metrics(settings)
     app = make_app(settings)
-    register_tasks(app)
+    register_tasks(app, settings)
     sweeper = Sweeper(app, settings, queues)
 
     def ready(sender: Any = None, **_: Any) -> None:

@@ -40,9 +40,18 @@ def _bundle_path(ctx: JobContext, path: str) -> Path:
     return ctx.settings.data_dir / path  # load_detector says what is wrong with it
 
 
+def _scale_from_bar(loaded: Any) -> bool:
+    """The image's scale is its scale bar's reading (the file carries none of its own)."""
+    bar = loaded.scale_bar
+    return bar is not None and loaded.scale_source == bar.describe()
+
+
 def predict_job(ctx: JobContext) -> Outcome:
+    from dataclasses import replace
+
     from annotations.export import write_outputs
     from annotations.images import read_image
+    from annotations.lab_formats import SetEntry, write_result_set
     from annotations.labelme import read_labelme
     from inference.pipeline import PredictOptions, predict_image
 
@@ -62,6 +71,8 @@ def predict_job(ctx: JobContext) -> Outcome:
     detector.score_thr = min(0.25, options.threshold)
     scratch = scratch_dir(ctx, "predict")
     rows: list[dict[str, Any]] = []
+    entries: list[SetEntry] = []
+    set_files: dict[str, str] = {}
     try:
         images = [u for u in uploads if u.kind != "zip"]
         for index, upload in enumerate(images):
@@ -70,28 +81,44 @@ def predict_job(ctx: JobContext) -> Outcome:
                 ann = read_labelme(data[upload.id], name=upload.original_name, files=files,
                                    max_pixels=ctx.settings.max_image_pixels)
                 image, own_scale = ann.image, ann.nm_per_px
+                excluded, source, region_area = [], "the LabelMe file", None
             else:
                 loaded = read_image(data[upload.id], name=upload.original_name,
                                     max_pixels=ctx.settings.max_image_pixels)
                 image, own_scale = loaded.image, loaded.nm_per_px
+                # an info bar / scale-bar box: no objects there, and not part of the analysed area
+                excluded, source = loaded.excluded, loaded.scale_source
+                region_area = loaded.analysed_area_px if excluded else None
+                if ctx.params.get("scale_bar") is False and _scale_from_bar(loaded):
+                    own_scale, source = None, None  # the user said the bar's reading is wrong
+            # the user's scale (/scale, a caption, a confirmed bar reading) > the file's > the bar's
             nm_per_px = ctx.params.get("nm_per_px") or own_scale
+            if ctx.params.get("nm_per_px"):
+                source = ctx.params.get("scale_source") or "the scale you set"
 
             def tiles(done: int, total: int, index: int = index) -> None:
                 ctx.progress((index + done / max(total, 1)) / len(images), f"image {index + 1}/{len(images)}")
                 ctx.check()
 
-            prediction = predict_image(image, detector, options, progress=tiles)
+            prediction = predict_image(image, detector, replace(options, exclude=list(excluded)),
+                                       progress=tiles)
             stem = Path(upload.original_name).stem or f"image{index + 1}"
             out_dir = scratch / str(index)
             out_dir.mkdir()
             written = write_outputs(out_dir, stem, image, prediction.instances, nm_per_px=nm_per_px,
-                                    title=upload.original_name)
+                                    title=upload.original_name, region_area_px=region_area,
+                                    excluded=excluded, scale_source=source if nm_per_px else None)
+            entries.append(SetEntry(stem, upload.original_name, image.shape, prediction.instances,
+                                    nm_per_px, region_area))
             files = {role: ctx.store.put_file(path) for role, path in written.items()}
             summary: dict[str, Any] = {}
             if "summary" in written:
                 summary = json.loads(Path(written["summary"]).read_text())
             rows.append({"upload_id": upload.id, "image_name": upload.original_name,
                          "image_sha256": upload.sha256, "files": files, "summary": summary})
+        if entries:  # the set's COCO JSON and Excel workbook, for the result zip
+            written = write_result_set(scratch / "set", entries)  # results_coco.json, results.xlsx
+            set_files = {role: ctx.store.put_file(path) for role, path in written.items()}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result_ids: list[int] = []
@@ -104,10 +131,11 @@ def predict_job(ctx: JobContext) -> Outcome:
             session.flush()
             result_ids.append(result.id)
         payload["result_ids"] = list(result_ids)
-        job.result = {**(job.result or {}), "result_ids": list(result_ids)}
+        job.result = {**(job.result or {}), "result_ids": list(result_ids), "set_files": dict(set_files)}
 
     payload: dict[str, Any] = {"job_id": ctx.job_id, "model_id": model.id, "n_images": len(rows),
-                               "n_objects": sum(int(r["summary"].get("n_objects", 0)) for r in rows)}
+                               "n_objects": sum(int(r["summary"].get("n_objects", 0)) for r in rows),
+                               "set_files": dict(set_files)}
     return Outcome(result={"n_images": len(rows), "n_objects": payload["n_objects"]},
                    notice_kind=PREDICT_DONE, notice_payload=payload, record=record)
 

@@ -40,6 +40,7 @@ def train_job(ctx: JobContext) -> Outcome:
     from annotations.labelme import read_labelme
     from segmodel.options import TrainOptions
     from trainer.checkpoint import CheckpointPlan
+    from trainer.init_weights import WeightPaths
     from trainer.train import TrainingCancelled, train_model
 
     with ctx.session() as session:
@@ -77,7 +78,8 @@ def train_job(ctx: JobContext) -> Outcome:
 
     try:
         result = train_model(sources, out_dir, options, progress=report, should_cancel=ctx.cancelled,
-                             checkpoint=plan, resume_from=resume_from)
+                             weights=WeightPaths.from_settings(ctx.settings), checkpoint=plan,
+                             resume_from=resume_from)
     except TrainingCancelled:
         shutil.rmtree(scratch, ignore_errors=True)
         drop_checkpoint()

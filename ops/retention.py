@@ -204,7 +204,7 @@ def _job_id(name: str) -> int | None:
 
 def run_cleanup(database_url: str, files_dir: Path | Store, retention_days: float, *, dry_run: bool = False,
                 now: datetime | None = None, grace_s: float = GRACE_S) -> CleanupReport:
-    from storage.db import session_factory
+    from storage.db import session_factory, session_scope
 
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=retention_days)
@@ -212,8 +212,8 @@ def run_cleanup(database_url: str, files_dir: Path | Store, retention_days: floa
     report = CleanupReport(cutoff=cutoff, dry_run=dry_run)
     store = as_store(files_dir)
 
-    session = session_factory(database_url)()
-    try:
+    # A dry run asks inside the same transaction what would still be referenced, then rolls it back.
+    with session_scope(database_url, commit=not dry_run) as session:
         uploads, results, notices = _expired_rows(session, cutoff)
         report.uploads, report.results, report.notices = len(uploads), len(results), len(notices)
         if results:
@@ -223,19 +223,8 @@ def run_cleanup(database_url: str, files_dir: Path | Store, retention_days: floa
         if notices:
             session.execute(delete(Notice).where(Notice.id.in_(notices)))
         session.flush()
-        # What is still referenced once these rows are gone (a dry run asks inside the same
-        # transaction, then rolls it back).
-        refs = collect_references(session, store)
+        refs = collect_references(session, store)  # what is still referenced once these rows are gone
         unfinished = set(session.scalars(select(Job.id).where(Job.state.in_(_UNFINISHED))))
-        if dry_run:
-            session.rollback()
-        else:
-            session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
     if not dry_run:
         # A second look just before deleting: a row added meanwhile (a re-upload of the same

@@ -13,7 +13,7 @@ from segbot import __version__
 # name -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {
     "migrate": "segbot.commands.migrate:migrate",
-    "demo": "segbot.demo:demo",
+    "demo": "segbot.commands.demo:demo",
     "train": "segbot.commands.train:train",
     "weights": "segbot.commands.train:weights",
     "predict": "segbot.commands.predict:predict",
@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "eval": "segbot.commands.annotations:eval_cmd",
     "worker": "segbot.commands.worker:worker",
     "run": "segbot.commands.run:run",
+    "web": "segbot.commands.web:web",
     "backup": "segbot.commands.ops:backup",
     "restore": "segbot.commands.ops:restore",
     "health": "segbot.commands.ops:health",

@@ -1,4 +1,5 @@
-"""`segbot demo`: the whole path offline, no services, no token, a few minutes on a 2-core CPU.
+"""The demo behind `segbot demo` (segbot/commands/demo.py): the whole path offline, no services,
+no token, a few minutes on a 2-core CPU.
 
 It draws a microscope-like image with particles labelled in three crops, writes it as a real
 LabelMe file and reads it back, trains the tiny Cascade Mask R-CNN on the CPU, predicts a second
@@ -10,12 +11,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
-import click
-
-from segbot.errors import user_errors
+from trainer.init_weights import WeightPaths
 
 DEMO_ITERATIONS = 120
 
@@ -34,7 +32,8 @@ class DemoResult:
 
 
 def run_demo(out_dir: Path, iterations: int = DEMO_ITERATIONS, seed: int = 7, progress=None,
-             echo=lambda s: None) -> DemoResult:
+             echo=lambda s: None, weights: WeightPaths | None = None) -> DemoResult:
+    """`weights`: the operator's base model for the default init 'auto' (None: start from random)."""
     import cv2
 
     from annotations.evaluate import match_centre_rule
@@ -63,7 +62,7 @@ def run_demo(out_dir: Path, iterations: int = DEMO_ITERATIONS, seed: int = 7, pr
 
     result = train_model([source], out_dir / "model",
                          TrainOptions(arch="tiny", iterations=iterations, seed=seed, device="cpu"),
-                         progress=progress)
+                         progress=progress, weights=weights)
     detector = load_detector(result.bundle_dir, device="cpu", trusted_roots=[out_dir], score_thr=0.5)
     prediction = predict_image(test_ann.image, detector, PredictOptions(threshold=0.5))
     paths = write_outputs(out_dir, "demo_test_prediction", test_ann.image, prediction.instances,
@@ -75,27 +74,3 @@ def run_demo(out_dir: Path, iterations: int = DEMO_ITERATIONS, seed: int = 7, pr
         mean_d_px=summary.get("mean_d_px"), precision=score.precision, recall=score.recall,
         seconds=time.monotonic() - started, train_seconds=result.seconds, paths=paths,
     )
-
-
-@click.command("demo")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for the results (default ./segbot-demo-<time>).")
-@click.option("--iterations", type=click.IntRange(1, 20000), default=DEMO_ITERATIONS, show_default=True,
-              help="Training iterations.")
-@click.option("--seed", type=int, default=7, show_default=True)
-@user_errors
-def demo(out_dir: Path | None, iterations: int, seed: int) -> None:
-    """Train a tiny model on a synthetic labelled image and measure a second one, offline."""
-    from segbot.commands.train import ProgressLine, _clock
-
-    out_dir = out_dir or Path.cwd() / f"segbot-demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise click.ClickException(f"{out_dir} is not empty; choose a new folder with --out")
-    click.echo(f"segbot demo: writing to {out_dir}")
-    r = run_demo(out_dir, iterations=iterations, seed=seed, progress=ProgressLine(), echo=click.echo)
-    for role in ("overlay", "labelme", "csv"):
-        click.echo(f"  {role:8s} {r.paths[role]}")
-    mean_d = "-" if r.mean_d_px is None else f"{r.mean_d_px:.1f} px"
-    click.echo(f"Done in {_clock(r.seconds)}: found {r.n_found} objects on the unseen image "
-               f"(truth {r.n_truth}; recall {r.recall:.2f}, precision {r.precision:.2f}), "
-               f"mean equivalent diameter {mean_d}. Results in {r.out_dir}")

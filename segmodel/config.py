@@ -1,8 +1,9 @@
 """The mmdet Cascade Mask R-CNN config, built in code from the options and the label statistics.
 
 Presets: `tiny` (ResNet-18, 64-channel FPN/RPN/RoI heads, 2 mask convs, 128 sampled RoIs: about
-0.5 s per 256-px iteration on 2 CPU cores), `r50` and `x101` (X-101-64x4d-FPN as in seed 001,
-paper-sized heads, for GPUs). Torch-free: returns plain dicts that go into bundle.json.
+0.5 s per 256-px iteration on 2 CPU cores), `r50` and `x101` (X-101-64x4d-FPN as in Okunev
+et al., Nanomaterials 2020; paper-sized heads, for GPUs). Torch-free: returns plain dicts that go
+into bundle.json.
 """
 
 from __future__ import annotations

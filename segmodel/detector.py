@@ -125,18 +125,17 @@ class MMDetDetector:
         return dets
 
 
-def load_detector(bundle_dir: Path, device: str = "cpu", trusted_roots: Sequence[Path] | None = None,
+def load_detector(bundle_dir: Path, device: str = "cpu", *, trusted_roots: Sequence[Path],
                   half: bool = False, batch_size: int = 4, score_thr: float = 0.25) -> MMDetDetector:
     """Load a bundle written by trainer.train; refuse one outside `trusted_roots`.
 
-    `trusted_roots` None means the settings' file store and configured base model.
+    The caller names the roots (the worker: its file store's models/; the CLI: the folder it was
+    given), so loading never depends on settings read here.
     Raises UntrustedModelError, or segmodel.bundle.BundleError for a missing/broken bundle.
     """
     from segmodel.bundle import WEIGHTS, BundleError, load_state_dict, read_meta
 
     bundle_dir = Path(bundle_dir)
-    if trusted_roots is None:
-        trusted_roots = default_trusted_roots()
     if not is_trusted(bundle_dir, trusted_roots):
         raise UntrustedModelError(
             f"refusing to load a model from {bundle_dir}: it is outside segbot's model store "
@@ -155,13 +154,3 @@ def load_detector(bundle_dir: Path, device: str = "cpu", trusted_roots: Sequence
     size = stats.get("p90_d_px")
     detector.object_size = float(size) if isinstance(size, (int, float)) and size == size else None
     return detector
-
-
-def default_trusted_roots() -> list[Path]:
-    from core.settings import get_settings
-
-    settings = get_settings()
-    roots = [settings.files_dir]
-    if settings.base_model is not None:
-        roots.append(Path(settings.base_model))
-    return roots

@@ -117,7 +117,7 @@ class LabelStats:
 
 
 def auto_rescale(median_d_px: float) -> float:
-    """Enlarge small objects 1-3x (seed 001 trained on 1x, 2x and 3x images), in steps of 0.5."""
+    """Enlarge small objects 1-3x (Okunev et al. 2020 trained on 1x, 2x and 3x images), in steps of 0.5."""
     if not math.isfinite(median_d_px) or median_d_px <= 0:
         return 1.0
     factor = TARGET_OBJECT_PX / median_d_px

@@ -31,17 +31,29 @@ def engine_for(url: str) -> Engine:
     return make_engine(url)
 
 
-def session_factory(url: str) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine_for(url), expire_on_commit=False)
+# A database URL (sessions on the process-wide cached engine) or a caller's own sessionmaker
+# (a worker's parent process uses a private engine that no forked child inherits).
+Db = str | sessionmaker[Session]
+
+
+def session_factory(db: Db) -> sessionmaker[Session]:
+    if isinstance(db, sessionmaker):
+        return db
+    return sessionmaker(bind=engine_for(db), expire_on_commit=False)
 
 
 @contextmanager
-def session_scope(url: str) -> Iterator[Session]:
-    """A session that commits on success and rolls back on any error."""
-    session = session_factory(url)()
+def session_scope(db: Db, *, commit: bool = True) -> Iterator[Session]:
+    """The one unit of work: a session that commits on success, rolls back on any error and is
+    always closed. commit=False rolls back on success too (a dry run sees its own changes, then
+    leaves nothing behind)."""
+    session = session_factory(db)()
     try:
         yield session
-        session.commit()
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
     except BaseException:
         session.rollback()
         raise

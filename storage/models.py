@@ -216,3 +216,21 @@ class Notice(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(index=True)
+    # How many of the notice's messages Telegram accepted: a restart resumes after them.
+    parts_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class PendingState(Base):
+    """What the bot waits for from a user (a JSON's image, the rest of an album, a model's new
+    name): here, not in memory, so a bot restart loses nothing; past expires_at it is ignored."""
+
+    __tablename__ = "pending_states"
+    __table_args__ = (UniqueConstraint("user_id", "kind", "key", name="uq_pending_states_user_kind_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(255), default="")
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

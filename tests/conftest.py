@@ -1,5 +1,6 @@
 """Shared fixtures: a private data dir and settings, migrated SQLite and PostgreSQL databases,
-Redis. Under CI=true a missing PostgreSQL or Redis fails the test instead of skipping it."""
+Redis. A missing PostgreSQL or Redis goes through tests.services.need_service: a skip here, a
+failure under CI=true."""
 
 from __future__ import annotations
 
@@ -10,17 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import need_service
+
 PG_ADMIN_URL = os.environ.get("SEGBOT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SEGBOT_TEST_REDIS", "redis://127.0.0.1:6379")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent
 
 
 def _unavailable(what: str, error: Exception) -> None:
-    message = f"{what} is not reachable ({error.__class__.__name__}: {error})"
-    if IN_CI:
-        pytest.fail(message + " - CI must run against it")
-    pytest.skip(message)
+    need_service(what, f"is not reachable ({error.__class__.__name__}: {error})")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from PIL import Image
 from annotations.labelme import write_labelme
 from annotations.model import Crop, Instance
 from segbot.cli import main
-from tests.conftest import IN_CI
+from tests.services import need_service
 
 EMPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "emps-dev"  # ../shared beside the repo
 REAL = "78b42bc5e8"  # 174 labelled particles
@@ -28,28 +28,27 @@ def run(*args: str):
 
 def _outline(mask: np.ndarray) -> np.ndarray:
     """Pixel-edge outline made here with plain cv2 + shapely (not annotations.geometry), so the
-    comparison with pixel areas below checks the measuring, not a polygon built from the pixel count."""
+    comparison with pixel areas below checks the measuring, not a polygon built from the pixel count.
+    Pixel centres at integers: the outline lies on the pixel edges, half a pixel out."""
     import cv2
     import shapely
 
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     contour = max(contours, key=len).reshape(-1, 2).astype(float)
     if len(contour) < 3:
-        x0, y0 = contour.min(axis=0)
-        x1, y1 = contour.max(axis=0) + 1
+        x0, y0 = contour.min(axis=0) - 0.5
+        x1, y1 = contour.max(axis=0) + 0.5
         return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
     shape = shapely.Polygon(contour).buffer(0.5, join_style="mitre")
     shape = max(getattr(shape, "geoms", [shape]), key=lambda g: g.area)
-    return np.clip(np.asarray(shape.exterior.coords)[:-1] + 0.5, 0, [mask.shape[1], mask.shape[0]])
+    return np.clip(np.asarray(shape.exterior.coords)[:-1], -0.5, [mask.shape[1] - 0.5, mask.shape[0] - 0.5])
 
 
 def _real_labelme(
     tmp_path: Path, drop_every_tenth: bool = False, name: str = "gt"
 ) -> tuple[Path, np.ndarray]:
     if not (EMPS / "images" / f"{REAL}.png").exists():
-        if IN_CI:  # CI always has ../shared beside the clone
-            pytest.fail(f"EMPS data missing at {EMPS}")
-        pytest.skip("EMPS data not available")
+        need_service("EMPS data", f"missing at {EMPS}")  # CI always has ../shared beside the clone
     image = np.asarray(Image.open(EMPS / "images" / f"{REAL}.png").convert("RGB"))
     seg = np.asarray(Image.open(EMPS / "segmaps" / f"{REAL}.png"))
     ids = [i for i in np.unique(seg) if i]
@@ -121,7 +120,8 @@ def test_stats_several_files_pooled_with_scale(tmp_path: Path):
             f"{stem}_hist.png",
             f"{stem}_summary.txt",
         } <= names
-    assert {"pooled_objects.csv", "pooled_summary.json", "pooled_hist.png", "pooled_summary.txt"} <= names
+    assert {"pooled_objects.csv", "pooled_summary.json", "pooled_hist.png", "pooled_summary.txt",
+            "pooled_coco.json", "pooled.xlsx"} <= names
     pooled = json.loads((tmp_path / "out" / "pooled_summary.json").read_text())
     assert pooled["n_objects"] == 12 and pooled["counts"] == {"particle": 8, "single_site": 4}
     # --nm-per-px overrides the file's own 2.0

@@ -71,6 +71,40 @@ def test_overlapping_gts_best_assignment():
     assert (s.tp, s.fp) == (1, 1)
 
 
+def _box(x0, y0, x1, y1, shape=(64, 64)):
+    mask = np.zeros(shape, bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def _greedy_first_hit_tp(pred: np.ndarray, gt: np.ndarray) -> int:
+    """The trainer's former rule: each prediction takes the first unmatched GT under its centroid."""
+    taken = np.zeros(len(gt), bool)
+    for mask in pred:
+        ys, xs = np.nonzero(mask)
+        hits = np.flatnonzero(gt[:, round(ys.mean()), round(xs.mean())] & ~taken)
+        if len(hits):
+            taken[hits[0]] = True
+    return int(taken.sum())
+
+
+def test_trainer_holdout_scores_are_the_evaluators_figures():
+    """Overlapping GTs, where a greedy first hit and the maximum matching differ: the held-out metrics
+    the trainer writes into a model card are what the evaluator (`segbot eval`) reports."""
+    from annotations.evaluate import instances_from_masks
+    from trainer.train import holdout_scores
+
+    gt = np.stack([_box(10, 10, 50, 30), _box(10, 10, 30, 50)])  # they overlap in [10, 30)^2
+    # centre (20, 20) lies in both GTs, centre (40, 20) only in GT 0; an empty mask is no object
+    pred = np.stack([_box(18, 18, 23, 23), _box(38, 18, 43, 23), _box(0, 0, 0, 0)])
+    assert _greedy_first_hit_tp(pred[:2], gt) == 1  # the case tells the two rules apart
+    expected = match_centre_rule(instances_from_masks(pred), instances_from_masks(gt))
+    assert (expected.tp, expected.fp, expected.fn) == (2, 0, 0)
+    assert holdout_scores(pred, gt) == {**expected.as_dict(), "n_pred": 2, "n_gt": 2}
+    s = holdout_scores(pred[1:2], gt)  # one prediction: the other GT is missed
+    assert (s["tp"], s["fp"], s["fn"], s["precision"], s["recall"]) == (1, 0, 1, 1.0, 0.5)
+
+
 def test_empty_sets():
     assert match_centre_rule([], []).precision == 1.0
     s = match_centre_rule([], grid(3))

@@ -43,7 +43,7 @@ def test_write_outputs_all_roles(tmp_path, nm):
     image = np.random.default_rng(1).integers(0, 255, (150, 200, 3), dtype=np.uint8)
     insts = _instances()
     paths = write_outputs(tmp_path, "img1", image, insts, nm_per_px=nm, title="sample")
-    assert set(paths) == {"labelme", "overlay", "csv", "summary", "histogram", "text"}
+    assert set(paths) == {"labelme", "overlay", "csv", "summary", "histogram", "text", "labels", "rois"}
     assert all(p.exists() and p.stat().st_size > 0 for p in paths.values())
     back = read_labelme(paths["labelme"])
     assert len(back.instances) == 12 and np.array_equal(back.image, image) and back.nm_per_px == nm
@@ -122,6 +122,6 @@ def test_outputs_always_readable_back(tmp_path):
     paths = write_outputs(tmp_path, "x", image, insts)
     back = read_labelme(paths["labelme"])
     assert [i.label for i in back.instances] == ["p", "q"]
-    assert back.instances[1].polygon[:, 0].max() == 60
+    assert back.instances[1].polygon[:, 0].max() == 59.5  # the last pixel column ends at W - 0.5
     summary = json.loads(paths["summary"].read_text())
     assert summary["n_objects"] == 2 and summary["dropped_invalid"] == 4

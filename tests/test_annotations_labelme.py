@@ -68,9 +68,9 @@ def test_polygon_rectangle_circle_ellipse_mask():
     assert areas[2] == pytest.approx(np.pi * 100, rel=1e-3)
     assert areas[3] == pytest.approx(np.pi * 25, rel=1e-3)
     assert areas[4] == pytest.approx(36, rel=1e-6)
-    # mask pixels (41..46, 42..47) -> continuous coordinates [41, 47) x [42, 48)
-    assert ann.instances[4].polygon.min(axis=0).tolist() == pytest.approx([41, 42], abs=0.3)
-    assert ann.instances[4].polygon.max(axis=0).tolist() == pytest.approx([47, 48], abs=0.3)
+    # mask pixels x 41..46, y 42..47, centred at integers -> pixel edges [40.5, 46.5] x [41.5, 47.5]
+    assert ann.instances[4].polygon.min(axis=0).tolist() == pytest.approx([40.5, 41.5], abs=1e-6)
+    assert ann.instances[4].polygon.max(axis=0).tolist() == pytest.approx([46.5, 47.5], abs=1e-6)
     assert ann.classes == ["big", "particle"]
 
 
@@ -164,13 +164,102 @@ def test_group_parts_merged_and_border_clipped():
     ann = read(d)
     assert len(ann.instances) == 2
     assert abs(cv2.contourArea(ann.instances[0].polygon.astype(np.float32))) == pytest.approx(200)
-    assert ann.instances[1].polygon[:, 0].max() == pytest.approx(80)
+    assert ann.instances[1].polygon[:, 0].max() == pytest.approx(79.5)  # the last pixel's right edge
     assert any("clipped" in n for n in ann.notes)
 
 
 def test_self_intersecting_polygon_kept_largest_part():
     ann = read(doc([shape("particle", [[10, 10], [30, 30], [30, 10], [10, 30]])]))  # bow tie
     assert len(ann.instances) == 1 and any("crosses" in n for n in ann.notes)
+
+
+def traced(mask: np.ndarray) -> list[list[float]]:
+    """The outline LabelMe (or a script) traces from a mask: through the boundary pixels' centres."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    (contour,) = contours
+    return contour.reshape(-1, 2).astype(float).tolist()
+
+
+def test_traced_outlines_touching_themselves_keep_their_largest_polygon():
+    import shapely
+
+    lobes = np.zeros((60, 80), np.uint8)
+    cv2.circle(lobes, (20, 30), 12, 1, -1)
+    cv2.circle(lobes, (56, 30), 8, 1, -1)
+    lobes[30, 32:49] = 1  # joined by a one-pixel bridge
+    corners = np.zeros((60, 80), np.uint8)
+    corners[5:25, 5:25] = 1
+    corners[25:45, 25:40] = 1  # two blocks touching at one corner pixel
+    figure_8 = [[10, 5], [20, 5], [15, 15], [20, 28], [10, 28], [15, 15]]  # touches itself at (15, 15)
+    spur = [[50, 40], [60, 40], [60, 45], [70, 45], [60, 45], [60, 50], [50, 50]]  # out and back
+    outlines = [traced(lobes), traced(corners), figure_8, spur]
+    # shapely repairs the traced ones into a GeometryCollection holding a MultiPolygon: the case
+    # that used to be refused as "zero area (its points lie on a line)"
+    repaired = shapely.make_valid(shapely.Polygon(outlines[0]))
+    assert repaired.geom_type == "GeometryCollection"
+    assert "MultiPolygon" in [g.geom_type for g in repaired.geoms]
+    ann = read(doc([shape("particle", pts) for pts in outlines]))
+    assert len(ann.instances) == 4
+    areas = [abs(cv2.contourArea(i.polygon.astype(np.float32))) for i in ann.instances]
+    big_lobe = abs(cv2.contourArea(np.array(traced(lobes[:, :33]), np.float32)))  # the left disc's trace
+    assert areas[0] == pytest.approx(big_lobe, rel=0.02)
+    assert areas[1] == pytest.approx(19 * 19, rel=0.01)  # the larger block's trace: centres 5..24
+    assert areas[2] == pytest.approx(0.5 * 10 * 13)  # the larger loop of the 8
+    assert areas[3] == pytest.approx(100)  # the square without its spur
+    assert any("4 shapes" in n and "cross themselves" in n for n in ann.notes)
+
+
+def _squares(n: int) -> list[dict]:
+    return [shape("particle", [[x, y], [x + 6, y], [x + 6, y + 6], [x, y + 6]])
+            for x, y in ((5 + 9 * (k % 8), 5 + 9 * (k // 8)) for k in range(n))]
+
+
+LINE = [[40, 50], [45, 52], [50, 54]]  # a "polygon" whose points lie on a line
+
+
+def test_one_unusable_shape_among_many_is_skipped_with_a_note():
+    shapes = _squares(12)
+    shapes.insert(5, shape("single_site", LINE))
+    ann = read(doc(shapes))
+    assert len(ann.instances) == 12 and ann.classes == ["particle"]
+    (note,) = [n for n in ann.notes if "Skipped" in n]
+    assert note.startswith("Shape #6 ('single_site') has zero area")
+    assert "whole image counts as labelled" in note and "unlabelled" in note
+    assert "note: Shape #6 ('single_site')" in format_summary(summarize_annotation(ann))
+
+
+@pytest.mark.parametrize("crop, expect", [([[30, 40], [60, 60]], "inside crop #1"),
+                                          ([[0, 0], [30, 30]], "outside every crop")])
+def test_a_skipped_shape_says_whether_a_crop_loses_a_label(crop, expect):
+    bad = [shape("particle", [[41, 45], [52, 45], [52, 56], [41, 56]]), shape("particle", LINE),
+           shape("particle", [[np.nan, 1], [np.inf, 3], [np.nan, 5]])]
+    ann = read(doc([*_squares(3), *bad, shape("crop", crop, "rectangle")]))
+    notes = [n for n in ann.notes if "Skipped" in n]
+    assert len(notes) == 2 and notes[0].startswith("Shape #5 ('particle') has zero area")
+    assert expect in notes[0]
+    assert notes[1].startswith("Shape #6 ('particle') has NaN") and "if it lies inside a crop" in notes[1]
+
+
+def test_many_unusable_shapes_share_one_note_after_the_first_few():
+    ann = read(doc([*_squares(3), *(shape("particle", [[x, 50], [x, 55]]) for x in range(10, 80, 10))]))
+    assert len(ann.instances) == 3
+    skipped = [n for n in ann.notes if "Skipped" in n]
+    assert len(skipped) == 5 and skipped[0].startswith("Shape #4 ('particle', polygon) has 2 point(s)")
+    assert any(n.startswith("2 shapes (#9, #10) could not be used either") for n in ann.notes)
+
+
+def test_refused_when_nothing_usable_is_left():
+    with pytest.raises(AnnotationError) as info:
+        read(doc([shape("particle", LINE), shape("particle", [[1, 1], [2, 2]])]))
+    assert info.value.code == "bad_polygon" and "shape #1" in str(info.value)
+    # a crop whose only shape is unusable: the shape is the reason, not an "empty crop"
+    with pytest.raises(AnnotationError) as info:
+        read(doc([*_squares(2), shape("particle", LINE), shape("crop", [[35, 45], [60, 60]], "rectangle")]))
+    assert info.value.code == "bad_polygon" and "shape #3" in str(info.value)
+    # an unusable crop is never skipped: without it the whole image would count as labelled
+    with pytest.raises(AnnotationError) as info:
+        read(doc([*_squares(2), shape("crop", [[5, 5], [5, 30]], "rectangle")]))
+    assert info.value.code == "bad_polygon" and "crop" in str(info.value)
 
 
 def test_score_read_from_description_and_flags():
@@ -233,7 +322,7 @@ def instance_lists(draw):
         x, y = draw(coords), draw(coords)
         w = draw(st.floats(min_value=0.5, max_value=40))
         h = draw(st.floats(min_value=0.5, max_value=40))
-        x1, y1 = min(x + w, 200.0), min(y + h, 160.0)
+        x1, y1 = min(x + w, 199.5), min(y + h, 159.5)  # the image spans [-0.5, 199.5] x [-0.5, 159.5]
         y = min(y, 159.0)
         if x1 - x < 0.5 or y1 - y < 0.5:
             continue

@@ -24,12 +24,14 @@ def test_rasterised_circle_gives_d_2r(r, fx, fy):
     size = int(2 * r + 8)
     cx, cy = size / 2 + fx, size / 2 + fy
     yy, xx = np.mgrid[0:size, 0:size]
-    mask = (xx + 0.5 - cx) ** 2 + (yy + 0.5 - cy) ** 2 <= r * r
+    mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r  # pixel centres at integers
     poly = mask_to_polygon(mask)
     m = measure([Instance("c", poly)])[0]
     # pixel-edge outline: area = pixel count exactly; D within the digitisation error of the disc
     assert m.area_px == pytest.approx(mask.sum(), rel=1e-9)
-    assert m.d_px == pytest.approx(2 * r, rel=0.08 if r < 6 else 0.03 if r < 15 else 0.01)
+    # bounds: the worst digitisation over r and centre offsets (a disc centred on a pixel or a pixel
+    # corner): 8.8% below r = 6, 3.3% below 15, 1.1% above (r = 15.44 holds 1.1% too few pixels)
+    assert m.d_px == pytest.approx(2 * r, rel=0.1 if r < 6 else 0.04 if r < 15 else 0.015)
     assert m.circularity > (0.65 if r < 6 else 0.9)
     assert m.cx_px == pytest.approx(cx, abs=0.3) and m.cy_px == pytest.approx(cy, abs=0.3)
 

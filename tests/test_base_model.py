@@ -41,8 +41,8 @@ def test_instance_maps_become_polygons_with_exact_areas(tmp_path):
     pixels = [int((seg == k).sum()) for k in range(1, len(DISCS) + 1)]
     area, centre, _ = area_centroid_perimeter([i.polygon for i in images[0].instances])
     assert [i.label for i in images[0].instances] == ["particle"] * 3
-    assert np.allclose(area, pixels, rtol=0.01)
-    assert np.allclose(centre, [(x + 0.5, y + 0.5) for (x, y), _ in DISCS], atol=0.5)
+    assert np.allclose(area, pixels, rtol=1e-9)
+    assert np.allclose(centre, [(x, y) for (x, y), _ in DISCS], atol=1e-6)  # cv2.circle centres on pixel x, y
 
 
 def test_instance_map_of_another_size_is_refused(tmp_path):
@@ -113,20 +113,39 @@ def test_cli_builds_a_base_model_that_user_training_starts_from(tmp_path, settin
     assert init["skipped"] <= 4  # at most the RPN's anchor-count-dependent convs differ
 
 
-def test_auto_init_uses_a_base_model_of_the_same_preset_only(tmp_path, settings, monkeypatch):
-    from core.settings import get_settings
-    from trainer.train import resolve_init
+def test_auto_init_uses_a_base_model_of_the_same_preset_only(tmp_path):
+    from trainer.init_weights import WeightPaths, resolve_init
 
-    assert resolve_init("auto", "tiny") == "random"  # no base model configured
     bundle = tmp_path / "base"
+    assert resolve_init("auto", "tiny", WeightPaths()) == "random"  # no base model configured
     bundle.mkdir()
     meta = {"format": 1, "arch": "tiny", "config": {}, "classes": ["particle"], "rescale": 1.0,
             "tile_size": 512}
     (bundle / "bundle.json").write_text(json.dumps(meta))
-    monkeypatch.setenv("SEGBOT_BASE_MODEL", str(bundle))
-    get_settings.cache_clear()
-    assert resolve_init("auto", "tiny") == "base"
-    assert resolve_init("auto", "x101") == "random"  # a tiny base cannot start an x101 model
-    assert resolve_init("random", "tiny") == "random" and resolve_init("coco", "r50") == "coco"
+    configured = WeightPaths(base_model=bundle)
+    assert resolve_init("auto", "tiny", configured) == "base"
+    assert resolve_init("auto", "x101", configured) == "random"  # a tiny base cannot start an x101 model
+    assert resolve_init("random", "tiny", configured) == "random"
+    assert resolve_init("coco", "r50", configured) == "coco"
     (bundle / "bundle.json").write_text("{broken")
-    assert resolve_init("auto", "tiny") == "random"  # a broken base model does not stop training
+    assert resolve_init("auto", "tiny", configured) == "random"  # a broken base model does not stop training
+
+
+def test_weight_paths_come_from_the_settings_passed_in(tmp_path, settings, monkeypatch):
+    """The trainer reads no settings: the paths are what the caller's settings say, nothing else."""
+    from core.settings import load_settings
+    from segmodel.options import OptionsError
+    from trainer.init_weights import WeightPaths, init_path
+
+    assert WeightPaths.from_settings(settings) == WeightPaths()
+    monkeypatch.setenv("SEGBOT_BASE_MODEL", str(tmp_path / "base"))
+    monkeypatch.setenv("SEGBOT_COCO_WEIGHTS", str(tmp_path / "coco.pt"))
+    assert WeightPaths.from_settings(settings) == WeightPaths()  # the environment is not read again
+    paths = WeightPaths.from_settings(load_settings())
+    assert paths == WeightPaths(tmp_path / "base", tmp_path / "coco.pt")
+    assert init_path("base", paths) == tmp_path / "base" and init_path("coco", paths) == tmp_path / "coco.pt"
+    assert init_path("/some/bundle", paths) == Path("/some/bundle")
+    with pytest.raises(OptionsError, match="SEGBOT_BASE_MODEL"):
+        init_path("base", WeightPaths())
+    with pytest.raises(OptionsError, match="SEGBOT_COCO_WEIGHTS"):
+        init_path("coco", WeightPaths())

@@ -54,10 +54,12 @@ def eventually(check, timeout: float = 10.0):
         time.sleep(0.05)
 
 
-def _send(api, user, text, contains=None, timeout=10.0):
+def _send(api, user, text, contains=None, timeout=10.0,
+          methods=("sendMessage", "sendDocument", "sendPhoto", "sendMediaGroup")):
+    """The answer to a text: a message or a file, never a progress message's edit meanwhile."""
     mark = api.mark()
     api.send_text(user, text)
-    return api.wait_reply(user.id, mark, contains, timeout=timeout)
+    return api.wait_reply(user.id, mark, contains, methods=methods, timeout=timeout)
 
 
 def _doc(api, user, name, data, contains=None, **kw):
@@ -164,8 +166,8 @@ def test_json_then_image_album_and_zip_are_paired(bs, api) -> None:
 @pytest.mark.slow
 def test_bad_inputs_get_specific_answers_and_store_nothing(bs, api, tmp_path) -> None:
     good_image = png_bytes()
-    broken = json.loads(labelme_bytes(good_image))
-    broken["shapes"][1]["points"] = [[1, 1]]  # a polygon with one point
+    broken = json.loads(labelme_bytes(good_image, n=1))
+    broken["shapes"][1]["points"] = [[1, 1]]  # its only object: a polygon with one point, nothing usable left
     bad_zip = io.BytesIO()
     with zipfile.ZipFile(bad_zip, "w") as archive:
         archive.writestr("readme.txt.exe", b"MZ")
@@ -203,6 +205,17 @@ def test_bad_inputs_get_specific_answers_and_store_nothing(bs, api, tmp_path) ->
     assert list(FileStore(bs.files_dir).iter_digests()) == []
 
 
+def test_one_unusable_shape_among_good_ones_is_skipped_with_a_note(bs, api) -> None:
+    """One odd outline must not make a file of good ones unusable: the file is kept, the shape named."""
+    doc = json.loads(labelme_bytes(png_bytes(), n=3))
+    doc["shapes"][2]["points"] = [[1, 1]]  # shape #3 (a particle inside the crop): one point
+    with running_bot(bs):
+        reply = _doc(api, ALICE, "mixed.json", json.dumps(doc).encode(), "Skipped")
+        assert "Shape #3" in reply.text and "inside crop #1" in reply.text, reply.text
+        assert "2 object(s): particle 2" in reply.text  # the two good particles are kept
+    assert [u.original_name for u in rows(bs.database_url, Upload)] == ["mixed.json"]
+
+
 def _corpus_cases() -> list[tuple[Path, str | None]]:
     """(file, the message its reader raises) for the corpus entries a bot upload can hit."""
     cases = []
@@ -225,13 +238,14 @@ def test_two_users_never_see_each_other(bs, api) -> None:
         alice = user_row(bs.database_url, ALICE.id)
         with session_scope(bs.database_url) as session:
             model = TrainedModel(
-                user_id=alice["id"], version=1, name="gold", status="ready", metrics={"f1": 0.9}
+                user_id=alice["id"], version=1, name="gold", status="ready",
+                metrics={"holdout": {"n_gt": 14, "precision": 0.9, "recall": 0.75}},
             )
             session.add(model)
             session.flush()
             model_id = model.id
         listing = _send(api, ALICE, "/models", "v1")
-        assert f"m:use:{model_id}" in buttons(listing) and "f1 0.9" in listing.text
+        assert f"m:use:{model_id}" in buttons(listing) and "precision 0.90, recall 0.75" in listing.text
         assert "Моделей" in _send(api, BORIS, "/models").text
         # Boris forging Alice's button gets nothing
         fake = {"message_id": 1, "date": 0, "chat": {"id": BORIS.id, "type": "private"}}
@@ -239,13 +253,13 @@ def test_two_users_never_see_each_other(bs, api) -> None:
             mark = api.mark()
             press = api.press(BORIS, fake, f"m:{action}:{model_id}")
             assert "больше нет" in api.wait_reply(BORIS.id, mark).text
-            assert api.answered(press)
+            assert api.wait_answered(press)
         # buttons no feature knows (old formats, forged data) are answered as expired
         for data in ("m:zap:1", "lang:de", "corr:x", "nonsense"):
             mark = api.mark()
             press = api.press(BORIS, fake, data)
             assert "устарела" in api.wait_reply(BORIS.id, mark).text, data
-            assert api.answered(press), data
+            assert api.wait_answered(press), data
         _press(api, ALICE, listing, f"m:use:{model_id}", "active")
         _press(api, ALICE, listing, f"m:ren:{model_id}", "name")
         assert "'Au'" in _send(api, ALICE, "Au", "Au").text
@@ -324,7 +338,8 @@ def test_train_button_queues_a_job_with_progress_message_then_status_and_cancel(
         assert rows(bs.database_url, Dataset)[0].id == jobs[0].dataset_id
         assert "pending_uploads" not in user_row(bs.database_url, ALICE.id)["preferences"]
         assert "queued" in _send(api, ALICE, "/status", f"#{jobs[0].id}").text
-        assert "Cancelling" in _send(api, ALICE, "/cancel").text
+        # waited for by its text: the progress message's queue-position edit can come first
+        assert "Cancelling" in _send(api, ALICE, "/cancel", "Cancelling", methods=("sendMessage",)).text
         # the progress message follows the job to its end
         api.wait_reply(ALICE.id, 0, "cancelled", methods=("editMessageText",))
     assert rows(bs.database_url, Job)[0].state == "cancelled"
@@ -363,10 +378,11 @@ def test_on_postgresql_upload_train_status_models_forget(settings, api, postgres
     upgrade(bs.database_url)
     with running_bot(bs):
         summary = _doc(api, ALICE, "sample.json", labelme_bytes(png_bytes()), "sample.json")
-        _press(api, ALICE, summary, "train:go", "queued")
-        # a stale button (the set was already queued) is answered, not crashed on; the queued job's
-        # status message may be edited in between, so wait for the answer itself
-        assert "LabelMe" in _press(api, ALICE, summary, "train:go", "LabelMe").text
+        queued = _press(api, ALICE, summary, "train:go", "queued")
+        job = re.search(r"#(\d+)", queued.text).group(1)
+        # a second press (the set was already queued) names that job; the queued job's status
+        # message may be edited in between, so wait for the answer itself
+        assert f"(#{job})" in _press(api, ALICE, summary, "train:go", "Already queued").text
         assert "train: queued" in _send(api, ALICE, "/status").text
         _give_ready_model(bs, ALICE)
         assert "[active]" in _send(api, ALICE, "/models").text

@@ -100,7 +100,9 @@ def test_notices_are_delivered_once_across_restart_and_failures(bs, api, tmp_pat
     with session_scope(bs.database_url) as session:
         train = _job(session, uid, "train")
         model = TrainedModel(
-            user_id=uid, version=3, status="ready", metrics={"f1": 0.87, "precision": 0.9}, job_id=train.id
+            user_id=uid, version=3, status="ready", job_id=train.id,
+            metrics={"holdout": {"n_gt": 9, "precision": 0.87, "recall": 0.9}, "train_seconds": 75.0,
+                     "device": "cpu"},
         )
         session.add(model)
         _notice(session, uid, train, "train_done", {"model_id": None})
@@ -126,7 +128,7 @@ def test_notices_are_delivered_once_across_restart_and_failures(bs, api, tmp_pat
     calls = api.calls_to(ALICE.id)
     texts = [c.text for c in calls if c.method == "sendMessage" and c.result]
     assert sum("Model v3 is ready" in t for t in texts) == 1
-    assert any("f1 0.87" in t for t in texts)
+    assert any("precision 0.87" in t and "1 min 15 s on CPU" in t for t in texts)
     assert sum("Your labels have no objects." in t for t in texts) == 1
     photos = [c for c in calls if c.method == "sendPhoto"]
     assert len(photos) == 2
@@ -136,7 +138,7 @@ def test_notices_are_delivered_once_across_restart_and_failures(bs, api, tmp_pat
     groups = [c for c in calls if c.method == "sendMediaGroup"]
     assert len(groups) == 2
     names = sorted(name for name, _ in groups[0].files.values())
-    assert names == ["img0.json", "img0_hist.png", "img0_objects.csv"]
+    assert names == ["img0.json", "img0_hist.png", "img0_labels.tif", "img0_objects.csv", "img0_rois.zip"]
     csv = next(data for name, data in groups[0].files.values() if name.endswith(".csv"))
     assert len(csv.decode().strip().splitlines()) == 1 + 3  # header + one row per object
     labelme = next(data for name, data in groups[0].files.values() if name.endswith(".json"))
@@ -159,6 +161,30 @@ def test_notices_are_delivered_once_across_restart_and_failures(bs, api, tmp_pat
         _wait_sent(bs.database_url, 5)
         time.sleep(1.0)
     assert sum("late failure" in c.text for c in api.calls_to(ALICE.id)) == 1
+
+
+def test_small_objects_bring_a_zoomed_inset_right_after_the_overlay(bs, api, tmp_path) -> None:
+    from trainer.synthetic import synthetic_scene
+
+    store = FileStore(bs.files_dir)
+    uid = _user(bs.database_url)
+    scene = synthetic_scene(3, n_particles=239, n_pits=0, radius=(3.5, 3.5), pairs=0.0)  # 7 px on 512 px
+    written = write_outputs(tmp_path, "dense", scene.image, scene.instances)
+    assert "inset" in written
+    summary = json.loads(Path(written["summary"]).read_text())
+    with session_scope(bs.database_url) as session:
+        job = _job(session, uid, "predict", chat_id=ALICE.id)
+        files = {role: store.put_file(path) for role, path in written.items()}
+        session.add(Result(job_id=job.id, user_id=uid, image_name="dense.png", files=files, summary=summary))
+        _notice(session, uid, job, "predict_done", {})
+    with running_bot(bs, tick_interval=0.2):
+        _wait_sent(bs.database_url, 1)
+    calls = [c for c in api.calls_to(ALICE.id) if c.method in ("sendPhoto", "sendMediaGroup")]
+    assert [c.method for c in calls] == ["sendPhoto", "sendPhoto", "sendMediaGroup"]
+    overlay, inset = calls[0], calls[1]
+    assert f"dense.png: {len(scene.instances)} objects" in overlay.text
+    assert inset.files["photo"] == ("dense_inset.png", Path(written["inset"]).read_bytes())
+    assert "yellow frame" in inset.text
 
 
 def test_blocked_user_notice_is_not_retried_forever(bs, api) -> None:

@@ -57,6 +57,10 @@ def test_training_reports_progress_and_writes_a_complete_bundle(trained):
     hold = meta["metrics"]["holdout"]  # three crops, enough objects: one was held out
     assert hold["n_gt"] >= 5 and 0.0 <= hold["recall"] <= 1.0
     assert "Held-out crop" in (bundle / "MODEL_CARD.md").read_text()
+    learned = result.metrics["trained_on"]  # what the ready message tells the user
+    assert learned["n_crops"] == 3 and set(learned["counts"]) == {"particle", "pit"}
+    assert learned["n_objects"] == sum(learned["counts"].values()) >= hold["n_gt"]
+    assert result.metrics["device"] == "cpu" and 0 < result.metrics["train_seconds"] <= result.seconds
     assert [p.name for p in root.iterdir()] == ["model"]  # no temp dirs left
 
 

@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from core.settings import _ENV_NAMES
+from tests.services import need_service
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SEGBOT_BIN = Path(sys.executable).parent / "segbot"
 
 
@@ -26,10 +26,7 @@ def tool(name: str) -> str:
     """A validator from the dev dependencies; missing is a failure under CI, a skip elsewhere."""
     found = shutil.which(name, path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if found is None:
-        message = f"{name} is not installed (dev dependency)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        need_service(name, "is not installed (dev dependency)")
     return found
 
 
@@ -146,11 +143,11 @@ def test_compose_files_hold_no_secret() -> None:
 
 @pytest.mark.parametrize("name", ["compose.yaml", "compose.worker.yaml"])
 def test_a_real_compose_implementation_accepts_the_files(name: str, tmp_path: Path) -> None:
-    """Debian's docker-compose (v1.29, optional: `apt-get install docker-compose`) resolves merges,
+    """Debian's docker-compose (v1.29, installed by deploy/system-packages.sh) resolves merges,
     interpolation and profiles. It predates the top-level `name:`, so that line is left out."""
     compose_v1 = shutil.which("docker-compose")
     if compose_v1 is None:
-        pytest.skip("docker-compose (Debian package) not installed; the schema test still runs")
+        need_service("docker-compose (Debian package)", "is not installed (bash deploy/system-packages.sh)")
     text = re.sub(r"^name: .*\n", "", (DEPLOY / name).read_text(), flags=re.M)
     (tmp_path / name).write_text(text)
     (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in FILLED.items()))
@@ -175,7 +172,17 @@ def test_env_example_values_are_valid_settings(monkeypatch) -> None:
         monkeypatch.setenv(name, values[name])
     settings = load_settings()
     assert settings.access_mode == "allowlist" and settings.metrics_port == 9100
-    assert settings.database_url.startswith("sqlite") or settings.database_url.startswith("postgresql")
+    # The example's values arrive as written: its data dir, and with DATABASE_URL and
+    # SEGBOT_BROKER_URL empty the SQLite database and queue in that dir.
+    assert settings.data_dir == Path(values["SEGBOT_DATA_DIR"])
+    assert settings.database_url == f"sqlite:///{Path(values['SEGBOT_DATA_DIR']) / 'segbot.db'}"
+    assert settings.broker_is_embedded and settings.device == values["SEGBOT_DEVICE"]
+    assert settings.base_model == Path(values["SEGBOT_BASE_MODEL"])
+    assert settings.coco_weights == Path(values["SEGBOT_COCO_WEIGHTS"])
+    loaded = {env: getattr(settings, field) for field, env in _ENV_NAMES.items()}
+    numbers = {env: v for env, v in loaded.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    assert len(numbers) >= 12, numbers  # limits, queue timings, the metrics port
+    assert {env: float(values[env]) for env in numbers} == numbers
 
 
 def test_worker_compose_for_a_second_gpu_machine() -> None:

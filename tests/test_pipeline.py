@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from inference.contours import polygon_area
+from annotations.geometry import polygon_area
 from inference.pipeline import PredictOptions, predict_image, tile_geometry
 from inference.tiling import default_overlap, plan_tiles
 from segmodel.types import Detections, TileDetector
@@ -149,7 +149,9 @@ def test_rescale_is_per_tile_and_maps_back_to_original_pixels(rescale):
     for (_, _, r), hit in zip(discs, match(pred.instances, discs, tol=0.75), strict=True):
         assert len(hit) == 1
         area = polygon_area(pred.instances[hit[0]].polygon)
-        assert area == pytest.approx(math.pi * r * r, rel=0.2 if rescale < 1 else 0.06)  # resampling the tile
+        # resampling the tile: at 0.5 the thresholded tile itself holds ~7% fewer pixels (pixels at
+        # exactly half cover fall below `level`), and outlines now have exactly the mask's area
+        assert area == pytest.approx(math.pi * r * r, rel=0.25 if rescale < 1 else 0.07)
 
 
 def test_threshold_class_and_min_size_filters():

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from annotations.geometry import polygon_area
 from inference.baseline import otsu_watershed
-from inference.contours import polygon_area
 from tests.fake_detector import disc_image
 
 

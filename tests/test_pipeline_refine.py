@@ -1,4 +1,5 @@
-"""Gaussian contour refinement (seed 001, eq. 2 + half-height rule) on synthetic blobs."""
+"""Gaussian contour refinement (Okunev et al., Nanomaterials 2020, eq. 2 + half-height rule) on
+synthetic blobs."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from annotations.geometry import mask_to_polygon, polygon_area
 from annotations.model import Instance
-from inference.contours import mask_to_polygon, polygon_area
 from inference.pipeline import PredictOptions, predict_image
 from inference.refine import fit_instance, refine_instances
 from tests.fake_detector import ThresholdDetector

@@ -178,6 +178,25 @@ def test_jobs_run_in_process_success_error_bug_and_oom(session, qs) -> None:
     assert states[ok].gpu_seconds > 0
 
 
+def test_queue_task_runs_with_the_settings_it_was_registered_with(session, qs, monkeypatch) -> None:
+    """The Celery task uses the worker's settings (closed over at registration), not a fresh read:
+    here the environment names another, empty database, so a task that re-read it would find no job."""
+    from jobqueue.celery_app import TASK_NAME, make_app
+    from jobqueue.tasks import register_tasks
+    from storage.migrate import upgrade
+
+    job = _submit(session, _user(session, 1), qs, "noop")
+    elsewhere = "sqlite:///" + str(qs.data_dir / "not-this-one.db")
+    upgrade(elsewhere)
+    other = qs.model_copy(update={"database_url_raw": elsewhere})
+    register_tasks(make_app(other), other)  # an app made earlier in the process keeps its own settings
+    app = make_app(qs)
+    register_tasks(app, qs)
+    monkeypatch.setenv("DATABASE_URL", elsewhere)
+    assert app.tasks[TASK_NAME]("train") == 1  # runs the body in this process
+    assert _reload(qs, job.id).state == "succeeded"
+
+
 def test_sweeper_requeues_dead_workers_jobs_then_gives_up(session, qs) -> None:
     qs = qs.model_copy(update={"job_max_attempts": 2, "stale_after_s": 60.0})
     a = _user(session, 1)

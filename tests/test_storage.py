@@ -120,6 +120,32 @@ def test_models_round_trip_and_cascade(db_url: str) -> None:
             assert session.scalar(select(func.count()).select_from(table)) == 0
 
 
+def test_session_scope_commits_rolls_back_and_dry_runs(db_url: str) -> None:
+    """The one unit-of-work helper (the queue's locked sessions and `segbot clean` build on it)."""
+    from sqlalchemy.orm import sessionmaker
+
+    from storage.db import engine_for
+
+    def users() -> set[int]:
+        with session_scope(db_url) as session:
+            return set(session.scalars(select(User.telegram_id)))
+
+    with session_scope(db_url) as session:
+        session.add(User(telegram_id=1))
+    with pytest.raises(RuntimeError), session_scope(db_url) as session:
+        session.add(User(telegram_id=2))
+        session.flush()
+        raise RuntimeError("any error")
+    with session_scope(db_url, commit=False) as session:
+        session.add(User(telegram_id=3))
+        session.flush()
+        assert session.scalar(select(func.count()).select_from(User)) == 2  # sees its own change
+    own = sessionmaker(bind=engine_for(db_url), expire_on_commit=False)
+    with session_scope(own) as session:  # a caller's own sessionmaker
+        session.add(User(telegram_id=4))
+    assert users() == {1, 4}
+
+
 def test_model_versions_unique_per_user(db_url: str) -> None:
     with pytest.raises(IntegrityError):
         with session_scope(db_url) as session:

@@ -54,7 +54,8 @@ def normalise_scale(ann: AnnotatedImage, d_range: tuple[float, float] = MEDIAN_D
     fx, fy = w / ann.width, h / ann.height
     image = cv2.resize(ann.image, (w, h), interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
     scale = np.array([fx, fy])
-    instances = [Instance(inst.label, inst.polygon * scale, inst.score) for inst in ann.instances]
+    # pixel centres move as cv2.resize moves them: j -> (j + 0.5) * f - 0.5
+    instances = [Instance(i.label, (i.polygon + 0.5) * scale - 0.5, i.score) for i in ann.instances]
     crops = [replace(c, x0=c.x0 * fx, y0=c.y0 * fy, x1=c.x1 * fx, y1=c.y1 * fy) for c in ann.crops]
     return replace(ann, image=image, instances=instances, crops=crops,
                    nm_per_px=None if ann.nm_per_px is None else ann.nm_per_px / fx)

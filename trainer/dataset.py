@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from annotations.geometry import polygon_to_mask
 from annotations.model import AnnotatedImage, Crop
 from segmodel.options import LabelStats
 
@@ -102,15 +103,15 @@ def build_regions(sources: Sequence[AnnotatedImage], classes: list[str], rescale
             for inst in ann.instances:
                 if inst.label not in index:
                     continue
-                pts = (inst.polygon - [x0, y0]) * rescale
+                # pixel centres map like cv2.resize maps them: j -> (j + 0.5) * rescale - 0.5
+                pts = (inst.polygon - [x0, y0] + 0.5) * rescale - 0.5
                 if pts[:, 0].max() < 0 or pts[:, 1].max() < 0 or pts[:, 0].min() >= w or pts[:, 1].min() >= h:
                     continue
-                mask = np.zeros((h, w), np.uint8)
-                # Sub-pixel polygon fill (shift=3): the canvas clips the object to the crop.
-                cv2.fillPoly(mask, [np.round((pts + 0.5 * (rescale - 1)) * 8).astype(np.int32)], 1, shift=3)
+                # the pixels the outline encloses (area == outline area); the canvas clips to the crop
+                mask = polygon_to_mask(pts, h, w)
                 if int(mask.sum()) < MIN_MASK_PX:
                     continue
-                masks.append(mask.astype(bool))
+                masks.append(mask)
                 labels.append(index[inst.label])
             regions.append(Region(
                 name=f"{ann.name}#crop{k + 1}", image=np.ascontiguousarray(pixels),

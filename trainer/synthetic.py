@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from annotations.geometry import polygon_to_mask
 from annotations.model import AnnotatedImage, Crop, Instance
 
 CLASSES = ("particle", "pit")
@@ -75,8 +76,7 @@ def synthetic_scene(
             if not _fits(cx, cy, a, others, gap):
                 continue
             poly = _ellipse(cx, cy, a, b, rng.uniform(0, math.pi))
-            mask = np.zeros((h, w), np.uint8)
-            cv2.fillPoly(mask, [np.round(poly * 8).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=3)
+            mask = polygon_to_mask(poly, h, w).astype(np.uint8)  # exactly the labelled pixels
             # Dome-shaped intensity: brighter in the middle, like a particle's height profile.
             dist_map = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
             profile = np.clip(dist_map / max(1.0, b * 0.6), 0, 1) ** 0.5

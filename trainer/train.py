@@ -26,6 +26,7 @@ from trainer.checkpoint import (
     save_checkpoint,
     try_resume,
 )
+from trainer.init_weights import WeightPaths, load_init_weights, resolve_init
 
 HOLDOUT_MIN_OBJECTS = 20  # total labelled objects before one crop may be held out
 HOLDOUT_MIN_REGION = 5  # objects the held-out crop must hold
@@ -73,55 +74,6 @@ def _classes(sources: Sequence[AnnotatedImage]) -> list[str]:
     return sorted({inst.label for ann in sources for inst in ann.instances})
 
 
-def resolve_init(init: str, arch: str) -> str:
-    """'auto' -> 'base' when the operator configured a base model of this preset, else 'random'."""
-    if init != "auto":
-        return init
-    from core.settings import get_settings
-    from segmodel.bundle import BundleError, read_meta
-
-    base = get_settings().base_model
-    if base is None:
-        return "random"
-    try:
-        return "base" if read_meta(Path(base)).get("arch") == arch else "random"
-    except BundleError:
-        return "random"  # a misconfigured base model must not stop users from training
-
-
-def _init_weights(model: Any, init: str, arch: str) -> dict[str, Any]:
-    """Load starting weights (same-shaped tensors only; heads of another class count are skipped)."""
-    from segmodel.bundle import WEIGHTS, load_state_dict
-
-    if init == "random":
-        return {"init": "random"}
-    from core.settings import get_settings
-
-    settings = get_settings()
-    if init == "coco":
-        if settings.coco_weights is None:
-            raise OptionsError("init 'coco' needs SEGBOT_COCO_WEIGHTS pointing at a local checkpoint "
-                               "(see `segbot weights fetch`)")
-        path = Path(settings.coco_weights)
-    elif init == "base":
-        if settings.base_model is None:
-            raise OptionsError("init 'base' needs SEGBOT_BASE_MODEL pointing at a base model bundle")
-        path = Path(settings.base_model)
-    else:
-        path = Path(init)
-    if path.is_dir():
-        path = path / WEIGHTS
-    if not path.is_file():
-        raise OptionsError(f"initial weights not found: {path}")
-    state = load_state_dict(path)
-    own = model.state_dict()
-    fitting = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
-    if not fitting:
-        raise OptionsError(f"no tensor in {path.name} fits the {arch} model; wrong preset?")
-    model.load_state_dict(fitting, strict=False)
-    return {"init": init, "path": str(path), "loaded": len(fitting), "skipped": len(own) - len(fitting)}
-
-
 def _to_batch(samples: Sequence[Any]) -> dict[str, Any]:
     import torch
     from mmdet.structures import DetDataSample
@@ -143,25 +95,13 @@ def _to_batch(samples: Sequence[Any]) -> dict[str, Any]:
     return {"inputs": inputs, "data_samples": data_samples}
 
 
-def centre_match(pred_masks: np.ndarray, gt_masks: np.ndarray) -> dict[str, float]:
-    """Centre rule (seed 001): a prediction is a hit when its centroid lies in an unmatched object."""
-    matched = np.zeros(len(gt_masks), bool)
-    tp = 0
-    for m in pred_masks:
-        ys, xs = np.nonzero(m)
-        if len(xs) == 0:
-            continue
-        cy, cx = int(round(ys.mean())), int(round(xs.mean()))
-        hits = np.flatnonzero(gt_masks[:, cy, cx] & ~matched) if len(gt_masks) else []
-        if len(hits):
-            matched[hits[0]] = True
-            tp += 1
-    n_pred, n_gt = int(len(pred_masks)), int(len(gt_masks))
-    precision = tp / n_pred if n_pred else 0.0
-    recall = tp / n_gt if n_gt else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"tp": tp, "fp": n_pred - tp, "fn": n_gt - tp, "n_pred": n_pred, "n_gt": n_gt,
-            "precision": precision, "recall": recall, "f1": f1}
+def holdout_scores(pred_masks: np.ndarray, gt_masks: np.ndarray) -> dict[str, Any]:
+    """The held-out crop scored as `segbot eval` scores it: annotations.evaluate's centre rule and
+    its maximum matching, so a model card's F1 is the figure the evaluator reports."""
+    from annotations.evaluate import instances_from_masks, match_centre_rule
+
+    pred, gt = instances_from_masks(pred_masks), instances_from_masks(gt_masks)
+    return {**match_centre_rule(pred, gt).as_dict(), "n_pred": len(pred), "n_gt": len(gt)}
 
 
 def _validate(model: Any, region: Any, classes: list[str], tile_size: int) -> dict[str, Any]:
@@ -170,7 +110,7 @@ def _validate(model: Any, region: Any, classes: list[str], tile_size: int) -> di
     detector = MMDetDetector(model, classes, 1.0, tile_size, device=str(next(model.parameters()).device),
                              score_thr=VALIDATION_THRESHOLD)
     det = detector.detect([region.image])[0]
-    scores = centre_match(det.masks, region.masks)
+    scores = holdout_scores(det.masks, region.masks)
     model.train()
     return scores
 
@@ -187,6 +127,30 @@ def _pick_holdout(regions: list[Any], options: TrainOptions) -> int | None:
     if not candidates:
         return None
     return min(candidates, key=lambda i: regions[i].n_objects)
+
+
+def trained_on(regions: Sequence[Any], classes: list[str], n_images: int) -> dict[str, Any]:
+    """What the model learned from, as the user can check it: objects per class inside the crops
+    (label_stats counts every polygon, also those outside the crops that were never shown)."""
+    counts = {c: 0 for c in classes}
+    for region in regions:
+        for label in region.labels.tolist():
+            counts[classes[label]] += 1
+    return {"n_objects": sum(counts.values()), "n_crops": len(regions), "n_images": n_images,
+            "counts": counts}
+
+
+def device_info(device: str) -> dict[str, str]:
+    """The device string and, for a GPU, its name: the training time means little without it."""
+    info = {"device": device}
+    if device.startswith("cuda"):
+        import torch
+
+        try:
+            info["device_name"] = torch.cuda.get_device_name(device)
+        except (RuntimeError, AssertionError, ValueError):
+            pass
+    return info
 
 
 def pick_threads() -> int | None:
@@ -221,13 +185,18 @@ def train_model(
     options: TrainOptions | None = None,
     progress: Callable[[TrainProgress], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    *,
+    weights: WeightPaths | None = None,
     checkpoint: CheckpointPlan | None = None,
     resume_from: Path | None = None,
 ) -> TrainResult:
     """Train on the labelled crops of `sources` and write a bundle to `out_dir` (absent or empty).
 
-    With `checkpoint`, the state is saved as planned; `resume_from` names a checkpoint to go on
-    from (used only when it fits this run: same tag, iterations and shapes)."""
+    `weights`: the operator's base model and COCO checkpoint for init 'auto', 'base' and 'coco'
+    (None: neither is configured, so 'auto' starts from random weights). With `checkpoint`, the
+    state is saved as planned; `resume_from` names a checkpoint to go on from (used only when it
+    fits this run: same tag, iterations and shapes).
+    """
     import torch
 
     from segmodel.bundle import (
@@ -276,14 +245,15 @@ def train_model(
     if threads:
         torch.set_num_threads(threads)
 
-    init = resolve_init(options.init, options.arch)
+    weights = weights or WeightPaths()
+    init = resolve_init(options.init, options.arch, weights)
     pretrained = init != "random"
     model_cfg = build_model_config(options.arch, len(classes), stats, rescale, options.crop_size,
                                    pretrained_backbone=init == "coco")
     from segmodel.detector import build_model
 
     model = build_model(model_cfg)
-    init_info = _init_weights(model, init, options.arch)
+    init_info = load_init_weights(model, init, options.arch, weights)
     model.to(device).train()
 
     lr = options.lr or default_lr(options.arch)
@@ -345,6 +315,8 @@ def train_model(
     metrics["iterations_per_epoch"] = ipe
     report(TrainProgress(total, total, total // ipe, loss_avg, 0.0, "saving"))
     seconds = earlier_s + time.monotonic() - started
+    metrics.update(trained_on=trained_on(regions, classes, len(sources)), train_seconds=round(seconds, 1),
+                   **device_info(device))
     meta = {
         "format": 1,
         "arch": options.arch,

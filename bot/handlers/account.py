@@ -8,8 +8,9 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
 from bot import accounts
-from bot.handlers.common import me, refresh, say, svc
+from bot.handlers.common import answer, drop_keyboard, edit_or_send, me, refresh, say, svc
 from bot.i18n import t
+from bot.parsing import parse_number
 from bot.scale import parse_scale
 from bot.services import set_user_fields
 
@@ -43,11 +44,10 @@ async def cmd_lang(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def on_lang_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    query = update.callback_query
-    await query.answer()
     lang = context.match.group(1)
     await _set_lang(context, lang)
-    await query.edit_message_text(t(lang, "lang_set"))
+    await edit_or_send(context, update, t(lang, "lang_set"))
+    await answer(update)
 
 
 async def cmd_scale(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -67,11 +67,8 @@ async def cmd_scale(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def cmd_threshold(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     info, chat = me(context), update.effective_chat.id
-    try:
-        value = float((context.args or [""])[0].replace(",", "."))
-    except ValueError:
-        value = -1.0
-    if not 0.05 <= value <= 0.95:
+    value = parse_number((context.args or [""])[0], 0.05, 0.95)
+    if value is None:
         await say(context, chat, "threshold_usage", value=f"{info.threshold:g}")
         return
     await svc(context).db(set_user_fields, info.id, score_threshold=value)
@@ -92,14 +89,19 @@ async def cmd_forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
 
 
 async def on_forget_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    query = update.callback_query
-    await query.answer()
+    """Delete first, then tidy the message. A second press hears that all was deleted already:
+    the first one deleted the row meanwhile, or before it (the gate made this row anew: deleted)."""
     s, info = svc(context), me(context)
     if context.match.group(1) == "no":
-        await query.edit_message_text(t(info.language, "cancelled"))
+        await edit_or_send(context, update, t(info.language, "cancelled"))
+        await answer(update)
         return
-    await query.edit_message_reply_markup(None)
     async with s.locks[info.telegram_id]:  # not while this user's files are being stored
-        await asyncio.to_thread(s.run_db, accounts.forget_user, s.store, s.settings.data_dir, info.id)
+        deleted = await asyncio.to_thread(
+            s.run_db, accounts.forget_user, s.store, s.settings.data_dir, info.id
+        )
     context.user_data.clear()  # type: ignore[union-attr]
-    await context.bot.send_message(update.effective_chat.id, t(info.language, "forgotten"))
+    key = "forgotten" if deleted and not info.created else "forgotten_already"
+    await context.bot.send_message(update.effective_chat.id, t(info.language, key))
+    await drop_keyboard(context, update)
+    await answer(update)

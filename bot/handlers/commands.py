@@ -9,7 +9,7 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot.example import example_labelme
-from bot.handlers.common import me, say
+from bot.handlers.common import answer, me, say
 from bot.i18n import t
 
 OTHER_KINDS = ("sticker", "video", "voice", "audio", "animation", "video_note", "location", "contact", "poll")
@@ -47,5 +47,5 @@ async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_stale_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A button no pattern matches: from an old message, or forged."""
-    await update.callback_query.answer()
     await say(context, update.effective_chat.id, "stale_button")
+    await answer(update)

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
-from telegram import Message
+from telegram import Message, Update
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
@@ -17,6 +17,12 @@ from bot.i18n import t
 from bot.services import Services, UserInfo, ensure_user
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+# Telegram's refusals of an edit or answer that only decorates what was done: the message shows it
+# already, is gone or too old to edit, or the press was answered before / has expired.
+NOT_MODIFIED = "message is not modified"
+GONE = ("message to edit not found", "message can't be edited", "message to delete not found")
+EXPIRED = ("query is too old", "query id is invalid")
 
 # While one update's files are processed, its first answer replaces the "Checking…" message
 # (a ContextVar: PTB runs each update in its own task, so other updates never see it).
@@ -75,3 +81,62 @@ async def say(
 ) -> Message:
     """The text `key` in the user's language."""
     return await send_text(context, chat_id, t(me(context).language, key, **values), markup)
+
+
+def harmless(error: BaseException) -> bool:
+    text = str(error).lower()
+    return isinstance(error, BadRequest) and any(p in text for p in (NOT_MODIFIED, *GONE, *EXPIRED))
+
+
+async def cosmetic(call: Awaitable[T]) -> T | None:
+    """Await an edit or a button answer made after the action it decorates: Telegram refusing it
+    as harmless (see above) is no failure, so a second press or an old message never errors."""
+    try:
+        return await call
+    except BadRequest as error:
+        if not harmless(error):
+            raise
+        log.info("cosmetic call refused: %s", error)
+        return None
+
+
+async def answer(update: Update, text: str | None = None) -> None:
+    """Answer the button press (once; a late or repeated answer is harmless)."""
+    if update.callback_query is not None:
+        await cosmetic(update.callback_query.answer(text))
+
+
+def _pressed(update: Update) -> tuple[int, int] | None:
+    """(chat, message id) of the message under the pressed button; an old one arrives as an
+    InaccessibleMessage, which PTB's shortcuts refuse to edit, so the ids are used directly."""
+    query = update.callback_query
+    message = query.message if query is not None else None
+    return (message.chat.id, message.message_id) if message is not None else None
+
+
+async def drop_keyboard(context: ContextTypes.DEFAULT_TYPE, update: Update) -> None:
+    """Remove the buttons of the pressed message (already gone: nothing to do)."""
+    pressed = _pressed(update)
+    if pressed is not None:
+        chat, message_id = pressed
+        await cosmetic(context.bot.edit_message_reply_markup(chat, message_id, reply_markup=None))
+
+
+async def edit_or_send(
+    context: ContextTypes.DEFAULT_TYPE, update: Update, text: str, markup: Any = None
+) -> None:
+    """Show `text` in place of the pressed message; a new message when that one is gone."""
+    pressed = _pressed(update)
+    if pressed is not None:
+        try:
+            await context.bot.edit_message_text(
+                text[:4096], chat_id=pressed[0], message_id=pressed[1], reply_markup=markup
+            )
+            return
+        except BadRequest as error:
+            lowered = str(error).lower()
+            if NOT_MODIFIED in lowered:
+                return
+            if not any(p in lowered for p in GONE):
+                raise
+    await context.bot.send_message(update.effective_chat.id, text[:4096], reply_markup=markup)

@@ -13,7 +13,7 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
-from bot.handlers.common import svc
+from bot.handlers.common import answer, svc
 from bot.i18n import lang_of, t
 from bot.logsafe import error_id, redact
 from bot.services import UserInfo, ensure_user
@@ -33,8 +33,7 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     chat = update.effective_chat
     if not s.allowed(user.id, user.username):
         log.info("refused user %s (allowlist)", user.id)
-        if update.callback_query:
-            await update.callback_query.answer()
+        await answer(update)
         if chat is not None:
             await context.bot.send_message(chat.id, t(lang_of(user.language_code), "denied", id=user.id))
         raise ApplicationHandlerStop
@@ -67,5 +66,6 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         lang = info.language if isinstance(info, UserInfo) else "en"
         try:
             await context.bot.send_message(update.effective_chat.id, t(lang, "error", id=eid))
+            await answer(update)  # a press whose handler failed before answering stops spinning
         except TelegramError:
             log.warning("could not tell chat about error %s", eid)

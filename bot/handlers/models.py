@@ -9,8 +9,13 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
 from bot import accounts
-from bot.handlers.common import me, refresh, say, svc
+from bot.captions import model_line_figures
+from bot.handlers.common import answer, me, refresh, say, svc
 from bot.i18n import t
+from bot.parsing import parse_id
+from bot.state import RENAME, TTL
+from storage.models import TrainedModel
+from storage.pending import put_state, take_state
 
 MODEL_PATTERN = r"^m:(use|ren|del):(\d+)\Z"
 BUTTON_ROWS = 8  # Telegram keyboards get unwieldy beyond this
@@ -33,7 +38,7 @@ async def cmd_models(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
                 name=f"'{m['name']}' " if m["name"] else "",
                 status=m["status"],
                 date=m["date"],
-                metrics=m["metrics"],
+                metrics=model_line_figures(lang, m["metrics"]),
                 active=t(lang, "active_mark") if m["id"] == info.active_model_id else "",
             )
         )
@@ -58,10 +63,16 @@ async def cmd_models(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
 
 async def on_model_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Use, rename or delete one of the user's models; another user's model id is "missing"."""
-    await update.callback_query.answer()
-    s, info, chat = svc(context), me(context), update.effective_chat.id
-    action, model_id = context.match.group(1), int(context.match.group(2))
-    if action == "use":
+    await _model_action(context, update.effective_chat.id)
+    await answer(update)  # after the action: answering may fail, the action must not
+
+
+async def _model_action(context: ContextTypes.DEFAULT_TYPE, chat: int) -> None:
+    s, info = svc(context), me(context)
+    action, model_id = context.match.group(1), parse_id(context.match.group(2), TrainedModel.id)
+    if model_id is None:  # more digits than any id: forged or garbled
+        await say(context, chat, "stale_button")
+    elif action == "use":
         version, ready = await s.db(accounts.use_model, info.id, model_id)
         if version is None:
             await say(context, chat, "model_missing")
@@ -72,7 +83,7 @@ async def on_model_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         if version is None:
             await say(context, chat, "model_missing")
         else:
-            context.user_data["rename"] = model_id  # type: ignore[index]
+            await s.db(put_state, info.id, RENAME, "", {"model_id": model_id}, TTL[RENAME])
             await say(context, chat, "rename_prompt", version=version)
     else:
         version = await asyncio.to_thread(s.run_db, accounts.delete_model, s.settings, info.id, model_id)
@@ -82,7 +93,8 @@ async def on_model_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Plain text: the new name when a rename is pending, else a hint what to send."""
     chat = update.effective_chat.id
-    model_id = context.user_data.pop("rename", None)  # type: ignore[union-attr]
+    pending = await svc(context).db(take_state, me(context).id, RENAME)  # kept across restarts
+    model_id = (pending or {}).get("model_id")
     if model_id is None:
         await say(context, chat, "text_hint")
         return

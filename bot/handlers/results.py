@@ -11,6 +11,7 @@ from bot import accounts
 from bot.captions import pooled_caption
 from bot.handlers.common import me, say, send_text, svc
 from bot.i18n import t
+from bot.webapp import recent_results, stats_markup
 
 TELEGRAM_FILE_LIMIT = 49 * 2**20  # bots may send documents up to 50 MB
 
@@ -21,7 +22,10 @@ async def cmd_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not summaries:
         await say(context, chat, "stats_none")
         return
-    await send_text(context, chat, pooled_caption(me(context).language, "stats", summaries))
+    lang = me(context).language
+    recent = await svc(context).db(recent_results, me(context).id)
+    markup = stats_markup(svc(context).settings, lang, recent)  # Review buttons when the Mini App is on
+    await send_text(context, chat, pooled_caption(lang, "stats", summaries), markup)
 
 
 async def cmd_export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -8,6 +8,8 @@ from telegram.ext import ContextTypes
 from bot import accounts
 from bot.handlers.common import me, say, svc
 from bot.i18n import t
+from bot.parsing import parse_id
+from storage.models import Job
 
 
 async def cmd_status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -17,11 +19,12 @@ async def cmd_status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
 
 
 async def cmd_cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    wanted = None
-    if context.args and context.args[0].lstrip("#").isdigit():
-        wanted = int(context.args[0].lstrip("#"))
-    job_id, ok = await svc(context).db(accounts.cancel_job, me(context).id, wanted)
     chat = update.effective_chat.id
+    wanted = parse_id(context.args[0], Job.id) if context.args else None
+    if context.args and wanted is None:  # not a job number: cancel nothing rather than the newest
+        await say(context, chat, "cancel_usage")
+        return
+    job_id, ok = await svc(context).db(accounts.cancel_job, me(context).id, wanted)
     if job_id is None:
         await say(context, chat, "cancel_none")
     else:

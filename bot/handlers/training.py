@@ -11,7 +11,8 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot import accounts
-from bot.handlers.common import me, refresh, say, svc
+from bot.handlers.common import answer, drop_keyboard, edit_or_send, me, refresh, say, svc
+from bot.parsing import parse_id
 from bot.services import UserInfo, update_preferences
 from bot.training import (
     Queued,
@@ -21,6 +22,7 @@ from bot.training import (
     queue_training,
     set_progress_message,
 )
+from storage.models import Upload
 
 TRAIN_PATTERN = r"^train:(go|more|opts)\Z"
 OPTION_PATTERN = re.compile(r"^opt:(.*)", re.DOTALL)  # an unknown name redraws the keyboard unchanged
@@ -35,41 +37,47 @@ async def cmd_train(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _show_options(context, update.effective_chat.id, info)
 
 
+# Buttons: the action first, then the cosmetic edit and answer (which Telegram may refuse for a
+# second press or an old message without that being a failure).
+
+
 async def on_train_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    query = update.callback_query
-    await query.answer()
     chat, action = update.effective_chat.id, context.match.group(1)
     if action == "go":
-        await query.edit_message_reply_markup(None)
-        await start_training(context, chat)
+        await start_training(context, chat)  # a second press hears "already queued (#id)"
+        await drop_keyboard(context, update)
     elif action == "more":
         await say(context, chat, "add_more")
     else:
         await _show_options(context, chat, await refresh(context))
+    await answer(update)
 
 
 async def on_option_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    query = update.callback_query
-    await query.answer()
     s, info = svc(context), me(context)
     options = next_option(info.train_options, context.match.group(1))
     await s.db(update_preferences, info.id, train_options=options)
-    await query.edit_message_text(
+    await edit_or_send(
+        context,
+        update,
         options_text(options, info.language, s.settings.device),
-        reply_markup=options_keyboard(options, info.language),
+        options_keyboard(options, info.language),
     )
+    await answer(update)
 
 
 async def on_correction_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    query = update.callback_query
-    await query.answer()
     chat = update.effective_chat.id
-    await query.edit_message_reply_markup(None)
-    plan = await svc(context).db(accounts.correction_plan, me(context).id, int(context.match.group(1)))
+    upload_id = parse_id(context.match.group(1), Upload.id)
+    plan = None
+    if upload_id is not None:
+        plan = await svc(context).db(accounts.correction_plan, me(context).id, upload_id)
     if plan is None:
         await say(context, chat, "stale_button")
     else:
-        await start_training(context, chat, plan["upload_ids"], plan["options"])
+        await start_training(context, chat, plan["upload_ids"], plan["options"], correction_of=upload_id)
+    await drop_keyboard(context, update)
+    await answer(update)
 
 
 async def _show_options(context: ContextTypes.DEFAULT_TYPE, chat_id: int, info: UserInfo) -> None:
@@ -86,10 +94,15 @@ async def start_training(
     chat_id: int,
     upload_ids: list[int] | None = None,
     options: dict[str, Any] | None = None,
+    correction_of: int | None = None,
 ) -> None:
     s = svc(context)
-    async with s.locks[me(context).telegram_id]:  # not while files of this user are still stored
-        queued = await asyncio.to_thread(queue_training, s, me(context), chat_id, upload_ids, options)
+    # not while files of this user are still stored; and one press at a time, so a second press
+    # of the same button finds the job the first one queued
+    async with s.locks[me(context).telegram_id]:
+        queued = await asyncio.to_thread(
+            queue_training, s, me(context), chat_id, upload_ids, options, correction_of=correction_of
+        )
     await report_queued(context, chat_id, queued, "queued_train")
 
 
@@ -101,6 +114,8 @@ async def report_queued(
         await say(context, chat_id, "no_labels")
     elif queued.error == "no_model":
         await say(context, chat_id, "no_model_image")
+    elif queued.error in ("already_queued", "already_trained"):
+        await say(context, chat_id, queued.error, job=queued.job_id)
     elif queued.error:
         await say(context, chat_id, "queue_limit", reason=queued.error)
     else:

@@ -11,6 +11,9 @@ from segbot.errors import user_errors
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 HEIGHT_MAP_SUFFIXES = {".txt", ".asc", ".xyz", ".dat", ".csv"}
+# DM3/DM4, TIA, EMD, MRC, Gwyddion, Nanonis ... (annotations.microscope)
+MICROSCOPE_SUFFIXES = {".dm3", ".dm4", ".ser", ".emi", ".emd", ".mrc", ".ali", ".mrcz", ".blo", ".tvips",
+                       ".unf", ".elid", ".hspy", ".prz", ".sur", ".pro", ".gwy", ".sxm"}
 
 
 def _json_files(paths: tuple[Path, ...] | list[Path]) -> list[Path]:
@@ -49,8 +52,15 @@ def _inspect_one(path: Path, lang: str, crop_label: str = "crop") -> str:
     loaded = read_image(path)
     h, w = loaded.image.shape[:2]
     line = f"{path.name}: image {w}x{h} px"
+    if loaded.source_format not in (None, "PNG", "JPEG", "BMP", "TIFF"):
+        line += f" ({loaded.source_format} file)"
     if loaded.nm_per_px:
-        line += f", scale {loaded.nm_per_px:.4g} nm/px"
+        line += f", {loaded.scale_summary()}"
+        if loaded.scale_confidence is not None and loaded.scale_confidence < 1:
+            line += f" (confidence {loaded.scale_confidence:.2f})"
+    if loaded.excluded:
+        area = loaded.analysed_area_px
+        line += f"; {', '.join(r.describe() for r in loaded.excluded)} left out ({area:.0f} px² analysed)"
     return "\n".join([line, *(f"note: {n}" for n in loaded.notes)])
 
 
@@ -69,7 +79,8 @@ def inspect_cmd(target: Path, lang: str, crop_label: str) -> None:
     files = sorted(
         p
         for p in target.iterdir()
-        if p.is_file() and p.suffix.lower() in {".json"} | IMAGE_SUFFIXES | HEIGHT_MAP_SUFFIXES
+        if p.is_file()
+        and p.suffix.lower() in {".json"} | IMAGE_SUFFIXES | HEIGHT_MAP_SUFFIXES | MICROSCOPE_SUFFIXES
     )
     if not files:
         raise click.ClickException(f"{target} holds no LabelMe files or images.")
@@ -102,7 +113,10 @@ def inspect_cmd(target: Path, lang: str, crop_label: str) -> None:
 )
 @click.option("--log", "log_hist", is_flag=True, help="Logarithmic histogram bins.")
 @click.option(
-    "--ids/--no-ids", default=None, help="Number objects on the overlay (default: up to 300 objects)."
+    "--ids/--no-ids",
+    default=None,
+    help="Number objects on the overlay even where the ids crowd (default: only when every id fits beside "
+    "its object).",
 )
 @click.option("--lang", type=click.Choice(["en", "ru"]), default="en", show_default=True)
 @CROP_LABEL
@@ -119,7 +133,8 @@ def stats(
     """Measure every object of LabelMe FILES (or folders of them): CSV, summary, histograms, overlay.
 
     With crops in a file only objects inside the crops count, and density is per crop area.
-    Several files are also pooled (pooled_*).
+    Per file also an ImageJ label TIFF and ROI set; several files are also pooled (pooled_*, with a
+    COCO JSON and an Excel workbook).
     """
     from annotations.crops import assign
     from annotations.export import write_outputs, write_pooled
@@ -130,7 +145,7 @@ def stats(
     # every file is checked before anything is written
     anns = [read_labelme(p, crop_label=crop_label) for p in paths]
     used: set[str] = set()
-    pooled = []
+    pooled, outlines, names = [], [], []
     for path, ann in zip(paths, anns, strict=True):
         scale = nm_per_px or ann.nm_per_px
         region_area = None
@@ -157,8 +172,10 @@ def stats(
         click.echo(written["text"].read_text(encoding="utf-8").rstrip())
         click.echo(f"-> {out_dir / stem}_*")
         pooled.append((stem, measure_arrays(instances), ann.image.shape, scale, region_area))
-    if len(pooled) > 1:
-        written = write_pooled(out_dir, pooled, log_hist=log_hist)
+        outlines.append(instances)
+        names.append(ann.name)
+    if len(pooled) > 1:  # with the set's COCO JSON and Excel workbook (pooled_coco.json, pooled.xlsx)
+        written = write_pooled(out_dir, pooled, log_hist=log_hist, instances=outlines, file_names=names)
         click.echo("")
         click.echo(written["text"].read_text(encoding="utf-8").rstrip())
         click.echo(f"-> {out_dir / 'pooled'}_*")

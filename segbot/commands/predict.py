@@ -10,17 +10,17 @@ import click
 from segbot.errors import user_errors
 
 
-def load_input(path: Path, max_pixels: int) -> tuple[str, object, float | None]:
-    """(stem, uint8 RGB image, nm_per_px) from an image file or a LabelMe JSON (its image)."""
+def load_input(path: Path, max_pixels: int):
+    """(stem, LoadedImage) from an image file or a LabelMe JSON (its image and scale)."""
+    from annotations.images import LoadedImage, read_image
+
     if path.suffix.lower() == ".json":
         from annotations.labelme import read_labelme
 
         ann = read_labelme(path, base_dir=path.parent, max_pixels=max_pixels)
-        return path.stem, ann.image, ann.nm_per_px
-    from annotations.images import read_image
-
-    loaded = read_image(path, max_pixels=max_pixels)
-    return path.stem, loaded.image, loaded.nm_per_px
+        return path.stem, LoadedImage(ann.image, ann.nm_per_px, [],
+                                      scale_source="the LabelMe file" if ann.nm_per_px else None)
+    return path.stem, read_image(path, max_pixels=max_pixels)
 
 
 def _tile_progress(name: str):
@@ -38,22 +38,39 @@ def _tile_progress(name: str):
 
 def predict_files(detector, files: list[Path], out_dir: Path, threshold: float, tile: int | None,
                   nm_per_px: float | None, refine: bool, max_pixels: int, echo=click.echo) -> list[dict]:
-    """Predict each file and write its outputs; returns one summary dict per image."""
+    """Predict each file and write its outputs; returns one summary dict per image. Info bars and
+    scale-bar boxes found in an image are left out of recognition and of the analysed area. The set's
+    COCO JSON and Excel workbook (results_coco.json, results.xlsx) go beside the per-image files."""
     from annotations.export import write_outputs
+    from annotations.lab_formats import SetEntry, write_result_set
     from inference.pipeline import PredictOptions, predict_image
 
-    options = PredictOptions(threshold=threshold, tile=tile, refine=refine)
     used: set[str] = set()
     results = []
+    entries = []
     for path in files:
-        stem, image, scale = load_input(path, max_pixels)
+        stem, loaded = load_input(path, max_pixels)
+        image = loaded.image
         base, k = stem, 2
         while stem in used:
             stem, k = f"{base}_{k}", k + 1
         used.add(stem)
+        options = PredictOptions(threshold=threshold, tile=tile, refine=refine, exclude=list(loaded.excluded))
         prediction = predict_image(image, detector, options, progress=_tile_progress(path.name))
-        scale = nm_per_px if nm_per_px is not None else scale
-        paths = write_outputs(out_dir, stem, image, prediction.instances, nm_per_px=scale, title=path.name)
+        scale, source = loaded.nm_per_px, loaded.scale_source
+        if nm_per_px is not None:
+            scale, source = nm_per_px, "--nm-per-px"
+        region = loaded.analysed_area_px if loaded.excluded else None
+        if nm_per_px is not None:
+            echo(f"{path.name}: scale {scale:.3g} nm/px from --nm-per-px")
+        elif scale:
+            echo(f"{path.name}: {loaded.scale_summary()}")
+        for region_ in loaded.excluded:
+            echo(f"{path.name}: {region_.describe()} left out")
+        paths = write_outputs(out_dir, stem, image, prediction.instances, nm_per_px=scale, title=path.name,
+                              region_area_px=region, excluded=loaded.excluded,
+                              scale_source=source if scale else None)
+        entries.append(SetEntry(stem, path.name, image.shape, prediction.instances, scale, region))
         import json
 
         summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
@@ -65,6 +82,9 @@ def predict_files(detector, files: list[Path], out_dir: Path, threshold: float, 
              f"-> {paths['overlay'].name}, {paths['labelme'].name}, {paths['csv'].name}")
         results.append({"file": str(path), "n_objects": len(prediction.instances), "summary": summary,
                         "paths": {k: str(v) for k, v in paths.items()}, "seconds": prediction.seconds})
+    if entries:
+        written = write_result_set(out_dir, entries)
+        echo(f"set: {written['coco'].name}, {written['xlsx'].name}")
     return results
 
 
@@ -80,14 +100,16 @@ def predict_files(detector, files: list[Path], out_dir: Path, threshold: float, 
 @click.option("--nm-per-px", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Pixel size; overrides the scale read from the image.")
 @click.option("--refine/--no-refine", default=False, show_default=True,
-              help="Refine contours by a 2D Gaussian fit (seed 001, eq. 2).")
+              help="Refine contours by a 2D Gaussian fit (Okunev et al., Nanomaterials 2020, eq. 2).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default SEGBOT_DEVICE).")
 @user_errors
 def predict(model_dir: Path, inputs: tuple[Path, ...], out_dir: Path, threshold: float, tile: int | None,
             nm_per_px: float | None, refine: bool, device: str | None) -> None:
     """Find, outline and measure every object in IMAGES_OR_JSON with the model in MODEL_DIR.
 
-    Writes per image: LabelMe JSON, overlay PNG, objects CSV, summary and histogram.
+    Writes per image: LabelMe JSON, overlay PNG, objects CSV, summary, histogram, ImageJ label TIFF
+    and ROI set; for the set: a COCO JSON and an Excel workbook. Reads microscope files (DM3/DM4,
+    TIA, EMD, MRC, Gwyddion, Nanonis ...) with their calibration, and leaves an SEM info bar out.
     """
     from core.settings import get_settings
     from segmodel.bundle import BundleError

@@ -12,6 +12,8 @@ log = logging.getLogger("bot")
 
 
 def _check_database(settings, migrate: bool) -> None:
+    """Refuse a database behind the code, except the SQLite file segbot keeps in its own data dir:
+    nobody else uses that one, so it is brought up to date here (a fresh install needs no step)."""
     from storage.migrate import current_revision, head_revision, upgrade
 
     url = settings.database_url
@@ -24,12 +26,16 @@ def _check_database(settings, migrate: bool) -> None:
         ) from None
     head = head_revision(url)
     if current != head:
-        if not migrate:
+        embedded = settings.database_url_raw is None  # the default SQLite file under SEGBOT_DATA_DIR
+        if not migrate and not embedded:
             raise click.ClickException(
                 f"the database is at revision {current or 'none'}, not {head}: "
                 "run `segbot migrate` first (or `segbot run --migrate`)"
             )
         upgrade(url)
+        if embedded:
+            log.info("embedded database %s was at revision %s: migrated to %s", url.removeprefix("sqlite:///"),
+                     current or "none", head)
 
 
 @click.command()
@@ -40,11 +46,17 @@ def _check_database(settings, migrate: bool) -> None:
     show_default=True,
     help="Start a worker process beside the bot when the queue is embedded.",
 )
+@click.option(
+    "--web/--no-web",
+    default=True,
+    show_default=True,
+    help="Serve the Mini App (Review page) in this process when SEGBOT_WEBAPP_URL is set.",
+)
 @click.option("--webhook-url", default=None, help="Use a webhook at this public URL instead of polling.")
 @click.option("--listen", default="127.0.0.1", show_default=True, help="Webhook listen address.")
 @click.option("--port", default=8443, show_default=True, type=int, help="Webhook port.")
 @user_errors
-def run(do_migrate: bool, worker: bool, webhook_url: str | None, listen: str, port: int) -> None:
+def run(do_migrate: bool, worker: bool, web: bool, webhook_url: str | None, listen: str, port: int) -> None:
     """Run the Telegram bot (polling by default)."""
     from telegram import Update
 
@@ -82,6 +94,12 @@ def run(do_migrate: bool, worker: bool, webhook_url: str | None, listen: str, po
         else:
             start_metrics_server(settings.metrics_port)
     app = build_application(settings)
+    server = None
+    if web and settings.webapp_url:
+        from web.server import WebServer  # its own loop in a thread: web/server.py says why
+
+        server = WebServer(settings).start()
+        log.info("Mini App served on %s for %s", server.url, settings.webapp_url)
     try:
         if webhook_url:
             import secrets
@@ -98,6 +116,8 @@ def run(do_migrate: bool, worker: bool, webhook_url: str | None, listen: str, po
         else:
             app.run_polling(allowed_updates=Update.ALL_TYPES)
     finally:
+        if server is not None:
+            server.stop()
         if process is not None and process.poll() is None:
             process.terminate()
             try:

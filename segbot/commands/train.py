@@ -57,11 +57,9 @@ class ProgressLine:
         sys.stderr.flush()
 
 
-def read_sources(files: tuple[Path, ...]) -> list:
+def read_sources(files: tuple[Path, ...], max_pixels: int) -> list:
     from annotations.labelme import read_labelme
-    from core.settings import get_settings
 
-    max_pixels = get_settings().max_image_pixels
     return [read_labelme(path, base_dir=path.parent, max_pixels=max_pixels) for path in files]
 
 
@@ -115,14 +113,17 @@ def train(files: tuple[Path, ...], out_dir: Path, arch: str, iterations: int | N
     from core.settings import get_settings
     from segmodel.bundle import BundleError
     from segmodel.options import OptionsError, TrainOptions
+    from trainer.init_weights import WeightPaths
     from trainer.train import train_model
 
+    settings = get_settings()
     try:
         options = TrainOptions(arch=arch, iterations=iterations, epochs=epochs, rescale=rescale,
-                               augment=augment, holdout=holdout, device=device or get_settings().device,
+                               augment=augment, holdout=holdout, device=device or settings.device,
                                init=init, seed=seed)
-        sources = read_sources(files)
-        result = train_model(sources, out_dir, options, progress=ProgressLine())
+        sources = read_sources(files, settings.max_image_pixels)
+        result = train_model(sources, out_dir, options, progress=ProgressLine(),
+                             weights=WeightPaths.from_settings(settings))
     except (OptionsError, BundleError, FloatingPointError) as error:
         raise click.ClickException(str(error)) from None
     for line in summary_lines(result):

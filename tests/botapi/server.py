@@ -3,6 +3,9 @@
 It serves /bot<token>/<method> and /file/bot<token>/<path>, keeps the chats' messages, records
 every call the bot made (uploaded files included, parsed from multipart) and lets a test inject
 updates: text and commands, documents with bytes, photos, albums, button presses.
+
+Strict where Telegram is: an edit that changes nothing, an edit of a message that is not there,
+and a second (or late) answer to a button press are refused with Telegram's own descriptions.
 """
 
 from __future__ import annotations
@@ -29,6 +32,28 @@ BOT_USER = {
 }
 TEXT_FIELDS = {"text", "caption", "callback_query_id", "file_id", "parse_mode", "url", "message_text"}
 FILE_FIELDS = ("document", "photo", "video", "audio")
+# Telegram's own words for the refusals a bot meets every day
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup are exactly "
+    "the same as a current content and reply markup of the message"
+)
+EDIT_NOT_FOUND = "Bad Request: message to edit not found"
+DELETE_NOT_FOUND = "Bad Request: message to delete not found"
+QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+QUERY_TTL_S = 15.0  # a button press must be answered within this (Telegram: a few seconds to ~15 s)
+
+
+def _bad(description: str) -> tuple[int, dict[str, Any]]:
+    return 400, {"ok": False, "error_code": 400, "description": description}
+
+
+def _markup(value: Any) -> Any:
+    """A reply markup as Telegram keeps it: one without buttons is no markup."""
+    if isinstance(value, str):
+        value = json.loads(value) if value else None
+    if isinstance(value, dict) and not any(value.get("inline_keyboard") or []):
+        return None
+    return value or None
 
 
 @dataclass
@@ -84,6 +109,9 @@ class BotApiStandIn:
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}  # (chat, message_id) -> message
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, bytes)
         self.fail_next: dict[str, dict[str, Any]] = {}  # method -> error response, used once
+        self.failing: dict[str, dict[str, Any]] = {}  # method -> error response, until removed
+        self.queries: dict[str, float] = {}  # callback query id -> when pressed (unanswered ones)
+        self.query_ttl_s = QUERY_TTL_S
         self.commands: list[dict[str, Any]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -202,16 +230,33 @@ class BotApiStandIn:
             "message": message,
             "data": data,
         }
+        with self._lock:
+            self.queries[query["id"]] = time.monotonic()
         return self._push("callback_query", query)
+
+    def expire(self, update: dict[str, Any]) -> None:
+        """Let the press `update` time out: answering it now fails as on Telegram."""
+        with self._lock:
+            self.queries.pop(update["callback_query"]["id"], None)
 
     # Looking at what the bot did
 
     def answered(self, update: dict[str, Any]) -> bool:
-        """Whether the bot answered the button press `update` (press's return value)."""
+        """Whether the bot answered the button press `update` (press's return value) successfully."""
+        return self.answers(update) >= 1
+
+    def wait_answered(self, update: dict[str, Any], timeout: float = 10.0) -> bool:
+        """Wait for the answer to the press `update` (the bot answers after acting on it)."""
+        return bool(self.wait_for(lambda _calls: self.answered(update), timeout, what="the answer"))
+
+    def answers(self, update: dict[str, Any]) -> int:
+        """How many answers to the press `update` Telegram accepted (it accepts at most one)."""
         query_id = update["callback_query"]["id"]
         with self._lock:
-            return any(
-                c.method == "answerCallbackQuery" and str(c.params.get("callback_query_id")) == query_id
+            return sum(
+                c.method == "answerCallbackQuery"
+                and str(c.params.get("callback_query_id")) == query_id
+                and c.result is True
                 for c in self.calls
             )
 
@@ -309,7 +354,7 @@ class BotApiStandIn:
 
     def handle(self, method: str, call: Call) -> tuple[int, dict[str, Any]]:
         with self._lock:
-            failure = self.fail_next.pop(method, None)
+            failure = self.fail_next.pop(method, None) or self.failing.get(method)
         if failure is not None:
             return int(failure.get("error_code", 400)), failure
         p = call.params
@@ -320,7 +365,6 @@ class BotApiStandIn:
             "setMyCommands",
             "deleteMyCommands",
             "setChatMenuButton",
-            "answerCallbackQuery",
             "sendChatAction",
             "close",
             "logOut",
@@ -330,6 +374,8 @@ class BotApiStandIn:
             return 200, {"ok": True, "result": True}
         if method == "getUpdates":
             return 200, {"ok": True, "result": self._get_updates(p)}
+        if method == "answerCallbackQuery":
+            return self._answer(str(p.get("callback_query_id")))
         chat_id = call.chat_id
         if method == "sendMessage":
             extra = {"reply_markup": p["reply_markup"]} if p.get("reply_markup") else {}
@@ -355,34 +401,11 @@ class BotApiStandIn:
                 results.append(self._new_message(chat_id, media_group_id=group, **content))
             return 200, {"ok": True, "result": results}
         if method in ("editMessageText", "editMessageReplyMarkup"):
-            key = (chat_id, int(p.get("message_id", 0)))
-            with self._lock:
-                message = self.messages.get(key)
-                if message is None:
-                    return 400, {
-                        "ok": False,
-                        "error_code": 400,
-                        "description": "Bad Request: message to edit not found",
-                    }
-                if method == "editMessageText":
-                    if message.get("text") == str(p.get("text")) and message.get("reply_markup") == p.get(
-                        "reply_markup"
-                    ):
-                        return 400, {
-                            "ok": False,
-                            "error_code": 400,
-                            "description": "Bad Request: message is not modified",
-                        }
-                    message["text"] = str(p.get("text"))
-                    message["edit_date"] = int(time.time())
-                if p.get("reply_markup") or method == "editMessageReplyMarkup":
-                    message["reply_markup"] = p.get("reply_markup")
-                    if not p.get("reply_markup"):
-                        message.pop("reply_markup", None)
-                return 200, {"ok": True, "result": dict(message)}
+            return self._edit(method, (chat_id, int(p.get("message_id", 0))), p)
         if method == "deleteMessage":
             with self._lock:
-                self.messages.pop((chat_id, int(p.get("message_id", 0))), None)
+                if self.messages.pop((chat_id, int(p.get("message_id", 0))), None) is None:
+                    return _bad(DELETE_NOT_FOUND)
             return 200, {"ok": True, "result": True}
         if method == "getFile":
             file_id = str(p.get("file_id"))
@@ -400,6 +423,36 @@ class BotApiStandIn:
                 },
             }
         return 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
+
+    def _answer(self, query_id: str) -> tuple[int, dict[str, Any]]:
+        """One answer per press, within query_ttl_s of it; after that Telegram refuses."""
+        with self._lock:
+            pressed = self.queries.pop(query_id, None)
+        if pressed is None or time.monotonic() - pressed > self.query_ttl_s:
+            return _bad(QUERY_TOO_OLD)
+        return 200, {"ok": True, "result": True}
+
+    def _edit(
+        self, method: str, key: tuple[int | None, int], p: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        """editMessageText replaces text and keyboard (none given: the keyboard goes); an edit that
+        changes nothing, or of a message that is not there, is refused."""
+        new_markup = _markup(p.get("reply_markup"))
+        with self._lock:
+            message = self.messages.get(key)
+            if message is None:
+                return _bad(EDIT_NOT_FOUND)
+            text = str(p.get("text")) if method == "editMessageText" else message.get("text")
+            if text == message.get("text") and new_markup == _markup(message.get("reply_markup")):
+                return _bad(NOT_MODIFIED)
+            if method == "editMessageText":
+                message["text"] = text
+                message["edit_date"] = int(time.time())
+            if new_markup is None:
+                message.pop("reply_markup", None)
+            else:
+                message["reply_markup"] = new_markup
+            return 200, {"ok": True, "result": dict(message)}
 
     def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)

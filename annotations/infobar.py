@@ -1,0 +1,594 @@
+"""Info bars and scale bars burned into flattened microscope exports (SEM TIFF/PNG/JPEG).
+
+An info bar is a full-width band at the bottom (sometimes the top) of flat background holding text
+and a scale bar; a scale-bar box is a flat rectangle burned into the micrograph holding the bar and
+its label. Both are found from pixel statistics alone (no OCR): rows (or a rectangle) whose pixels
+mostly share one grey value, bordered by the micrograph's texture, holding "ink" of another value.
+They are returned as regions to leave out of recognition and of the area that density and coverage
+are computed over.
+
+The scale: the bar is the widest solid horizontal rectangle of ink in the region; its length is
+measured to a fraction of a pixel (anti-aliased ends count by their coverage); its label ("200 nm",
+"1 µm", "0.5 um") is read by Tesseract OCR (pytesseract + the tesseract-ocr program) from the text
+nearest the bar. The reading carries a confidence in 0..1: below ASK_BELOW a caller should ask the
+user to confirm.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ASK_BELOW = 0.8  # a scale bar reading less sure than this should be confirmed by the user
+MIN_SIDE = 64  # images smaller than this are not searched
+_UNITS_NM = {"nm": 1.0, "µm": 1e3, "mm": 1e6, "Å": 0.1}
+# Tesseract's English model reads the micro sign as u, p, y, yu, ju, j, w, H, fi ...; and "1" as l or I
+_MICRO_READS = {"u", "µ", "p", "y", "yu", "ju", "j", "ji", "w", "H", "fi", "U", "pu", "jj", "lu", "Lu", "Li"}
+_LABEL = re.compile(r"([0-9lI|OoS.,]*[0-9lI|S][0-9lIOoS.,]*)\s*([A-Za-zµμÅ]{1,4})")
+_NUM_FIX = str.maketrans({"l": "1", "I": "1", "|": "1", "O": "0", "o": "0", "S": "5", ",": "."})
+
+
+def _unit(text: str) -> tuple[str, bool] | None:
+    """(unit, read exactly) of a label's unit as OCR gave it; None when it is no length unit."""
+    t = text.replace("μ", "µ")
+    exact = {"nm": "nm", "µm": "µm", "um": "µm", "mm": "mm", "Å": "Å"}
+    if t in exact:
+        return exact[t], True
+    if t in ("nrn", "rim", "nn"):
+        return "nm", False
+    if t.endswith("m") and t[:-1] in _MICRO_READS:
+        return "µm", False
+    return None
+
+
+@dataclass(frozen=True)
+class Region:
+    """[x0, x1) x [y0, y1) in image pixels, left out of recognition and statistics."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    kind: str  # "info_bar" | "scale_box"
+
+    @property
+    def area(self) -> int:
+        return max(0, self.x1 - self.x0) * max(0, self.y1 - self.y0)
+
+    def as_dict(self) -> dict:
+        return {"x0": self.x0, "y0": self.y0, "x1": self.x1, "y1": self.y1, "kind": self.kind}
+
+    def describe(self) -> str:
+        what = "info bar" if self.kind == "info_bar" else "scale-bar box"
+        return f"{what} x {self.x0}..{self.x1}, y {self.y0}..{self.y1}"
+
+
+@dataclass
+class ScaleBar:
+    nm_per_px: float
+    length_nm: float
+    length_px: float
+    label: str  # as read and normalised, "200 nm"
+    confidence: float
+    bar_box: tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels
+    label_box: tuple[int, int, int, int] | None = None
+
+    def describe(self) -> str:
+        return f"the scale bar: {self.label} = {self.length_px:.1f} px"
+
+    @property
+    def sure(self) -> bool:
+        return self.confidence >= ASK_BELOW
+
+    def as_dict(self) -> dict:
+        return {"nm_per_px": self.nm_per_px, "length_nm": self.length_nm, "length_px": self.length_px,
+                "label": self.label, "confidence": self.confidence, "bar_box": list(self.bar_box),
+                "label_box": list(self.label_box) if self.label_box else None}
+
+
+@dataclass
+class InfoBarResult:
+    regions: list[Region] = field(default_factory=list)
+    scale: ScaleBar | None = None
+    bar_px: float | None = None  # the bar's length even when its label could not be read
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ pixel statistics
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    a = np.asarray(image)
+    if a.ndim == 3:  # luminance (a grey image's own values); fast on 8k images, unlike a float mean
+        return cv2.cvtColor(np.ascontiguousarray(a[..., :3]).astype(np.uint8, copy=False), cv2.COLOR_RGB2GRAY)
+    return a.astype(np.uint8, copy=False)
+
+
+def _row_flatness(grey: np.ndarray, tol: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the fraction of its pixels within +-tol of its most common value, and that value."""
+    h, w = grey.shape
+    counts = np.bincount((np.arange(h)[:, None] * 256 + grey).ravel(), minlength=h * 256).reshape(h, 256)
+    c = np.cumsum(np.pad(counts, ((0, 0), (tol + 1, tol))), axis=1)
+    window = c[:, 2 * tol + 1 :] - c[:, : -(2 * tol + 1)]
+    return window.max(axis=1) / w, window.argmax(axis=1)
+
+
+def _mode(values: np.ndarray, tol: int = 2) -> int:
+    counts = np.bincount(values.ravel(), minlength=256)
+    c = np.cumsum(np.pad(counts, (tol + 1, tol)))
+    window = c[2 * tol + 1 :] - c[: -(2 * tol + 1)]
+    return int(window.argmax())
+
+
+def _ink(sub: np.ndarray, bg: int) -> tuple[np.ndarray, float]:
+    """Pixels clearly unlike the background, and the threshold used."""
+    diff = np.abs(sub.astype(np.int16) - bg)
+    top = float(np.percentile(diff, 99.5)) if diff.size else 0.0
+    thr = max(25.0, 0.4 * top)
+    return diff > thr, thr
+
+
+def _has_text(grey: np.ndarray, region: tuple[int, int, int, int]) -> bool:
+    import cv2
+
+    x0, y0, x1, y1 = region
+    sub = grey[y0:y1, x0:x1]
+    ink, _ = _ink(sub, _mode(sub))
+    frac = ink.mean() if ink.size else 0.0
+    if not 0.002 < frac < 0.6:
+        return False
+    n, _, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+    small = [s for s in stats[1:] if 2 <= s[cv2.CC_STAT_HEIGHT] <= max(4, sub.shape[0]) and s[4] >= 3]
+    return len(small) >= 2
+
+
+def _bands(grey: np.ndarray) -> list[Region]:
+    h, w = grey.shape
+    frac, _ = _row_flatness(grey, tol=3)
+    typical = float(np.median(frac[int(0.3 * h) : int(0.7 * h) + 1]))  # the micrograph's rows
+    flat = frac >= max(0.35, typical + 0.25)
+    weak = frac >= typical + 0.1  # text rows: not flat, but flatter than the micrograph
+    max_gap = max(4, h // 80)
+    out = []
+    for edge in ("bottom", "top"):
+        rows = range(h - 1, -1, -1) if edge == "bottom" else range(h)
+        order = list(rows)
+        if not flat[order[:3]].any():
+            continue
+        last, gap = None, 0
+        for k, r in enumerate(order):
+            if k > 0.45 * h:
+                break
+            if flat[r]:
+                last, gap = k, 0
+            elif weak[r] and last is not None:
+                continue
+            else:
+                gap += 1
+                if gap > max_gap:
+                    break
+        if last is None:
+            continue
+        height = last + 1
+        if height < max(10, 0.02 * h) or height > 0.45 * h:
+            continue
+        # the micrograph's texture must border the band (else this is a flat image, not a bar)
+        k = max(8, int(0.05 * h))
+        if edge == "bottom":
+            y0, y1 = h - height, h
+            above = flat[max(0, y0 - k) : y0]
+        else:
+            y0, y1 = 0, height
+            above = flat[y1 : y1 + k]
+        if len(above) == 0 or above.mean() > 0.4:
+            continue
+        if _has_text(grey, (0, y0, w, y1)):
+            out.append(Region(0, int(y0), int(w), int(y1), "info_bar"))
+    return out
+
+
+def _boxes(grey: np.ndarray, skip: list[Region]) -> list[Region]:
+    """Flat rectangles holding a scale bar, burned into the micrograph (not full-width bands)."""
+    import cv2
+
+    h, w = grey.shape
+    work = grey.copy()
+    for r in skip:
+        work[r.y0 : r.y1, r.x0 : r.x1] = 0
+    kernel = np.ones((3, 3), np.uint8)
+    rng = cv2.dilate(work, kernel).astype(np.int16) - cv2.erode(work, kernel)
+    flat = rng <= 6  # JPEG ringing stays within this; micrograph noise does not
+    for r in skip:
+        flat[r.y0 : r.y1, r.x0 : r.x1] = False
+    if flat.mean() > 0.6:  # a flat-background image: rectangles of background are no boxes
+        return []
+    values = work[flat]
+    if values.size == 0:
+        return []
+    hist = np.bincount(values, minlength=256)
+    out: list[Region] = []
+    for v in np.argsort(hist)[::-1][:4]:
+        if hist[v] < 0.001 * h * w:
+            break
+        mask = (flat & (np.abs(work.astype(np.int16) - int(v)) <= 4)).astype(np.uint8)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        for i in range(1, n):
+            x, y, bw, bh, area = (int(s) for s in stats[i])
+            if bw < 30 or bh < 12 or bw * bh < 0.001 * h * w or bw * bh > 0.2 * h * w or bw > 0.9 * w:
+                continue
+            comp = (labels[y : y + bh, x : x + bw] == i).astype(np.uint8)
+            filled = _fill_holes(comp)
+            if filled.sum() < 0.9 * bw * bh:
+                continue
+            # the box's edge pixels border the texture (not flat): take them too
+            region = Region(max(0, x - 1), max(0, y - 1), min(w, x + bw + 1), min(h, y + bh + 1), "scale_box")
+            if any(_overlap(region, o) for o in out):
+                continue
+            if _find_bar(grey, region) is not None and _has_text(grey, (x, y, x + bw, y + bh)):
+                out.append(region)
+    return out
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    import cv2
+
+    h, w = mask.shape
+    flood = np.pad(mask, 1).copy()
+    cv2.floodFill(flood, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 2)
+    return (flood[1:-1, 1:-1] != 2).astype(np.uint8)
+
+
+def _overlap(a: Region, b: Region) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+# ------------------------------------------------------------------ the bar
+
+
+@dataclass
+class _Bar:
+    x0: int
+    y0: int
+    x1: int
+    y1: int  # image pixels, exclusive ends
+    length_px: float
+    bg: int
+    ink: int
+    fill: float
+    text_height: float
+
+
+def _find_bar(grey: np.ndarray, region: Region) -> _Bar | None:
+    import cv2
+
+    sub = grey[region.y0 : region.y1, region.x0 : region.x1]
+    bg = _mode(sub)
+    ink_mask, thr = _ink(sub, bg)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink_mask.astype(np.uint8), connectivity=8)
+    best = None
+    heights = []
+    for i in range(1, n):
+        x, y, bw, bh, area = (int(s) for s in stats[i])
+        if bw >= 12 and bw <= (0.9 if region.kind == "info_bar" else 0.98) * sub.shape[1]:
+            counts = (labels[y : y + bh, x : x + bw] == i).sum(axis=1)
+            core = np.nonzero(counts >= 0.9 * bw)[0]  # rows inked across the bar (a touching glyph
+            if len(core) and bw >= 4 * len(core):  # or stray pixel in another row is no matter)
+                fill = float(counts[core].sum()) / (len(core) * bw)
+                if fill >= 0.85 and (best is None or bw > best[2]):
+                    best = (x, y + int(core[0]), bw, int(core[-1] - core[0] + 1), fill, i)
+                continue
+        if 3 <= bh and area >= 4:
+            heights.append(bh)
+    if best is None:
+        return None
+    x, y, bw, bh, fill, i = best
+    bar_pixels = labels == i
+    values = sub[y : y + bh, x : x + bw][bar_pixels[y : y + bh, x : x + bw]]
+    ink = int(np.percentile(values, 90 if values.mean() > bg else 10))  # full-coverage pixels
+    if abs(ink - bg) < thr:
+        return None
+    # interior rows: fully inked across the bar (the anti-aliased top and bottom rows left out)
+    level = np.clip((sub[y : y + bh, x : x + bw].astype(np.float64) - bg) / (ink - bg), 0, 1)
+    rows = [y + r for r in range(bh) if level[r].mean() >= 0.9]
+    if len(rows) >= 3:
+        rows = rows[1:-1]
+    if not rows:
+        rows = [y + int(np.argmax(level.mean(axis=1)))]
+    lo, hi = max(0, x - 3), min(sub.shape[1], x + bw + 3)
+    cover = np.clip((sub[rows, lo:hi].astype(np.float64) - bg) / (ink - bg), 0.0, 1.0).mean(axis=0)
+    start, end = x - lo, x - lo + bw  # the thresholded bar, then its partly covered ends
+    while start > 0 and x - lo - start < 2 and 0.02 < cover[start - 1] < 0.98:
+        start -= 1
+    while end < len(cover) and end - (x - lo + bw) < 2 and 0.02 < cover[end] < 0.98:
+        end += 1
+    length = float(cover[start:end].sum())
+    text_h = float(np.median(heights)) if heights else max(8.0, 1.5 * bh)
+    return _Bar(region.x0 + x, region.y0 + y, region.x0 + x + bw, region.y0 + y + bh, length, bg, ink,
+                fill, text_h)
+
+
+# ------------------------------------------------------------------ the label (OCR)
+
+
+def tesseract_available() -> bool:
+    try:
+        import pytesseract
+
+        pytesseract.get_tesseract_version()
+    except Exception:  # noqa: BLE001 - not installed, not on PATH, or the wrapper missing
+        return False
+    return True
+
+
+def _nice(value: float) -> bool:
+    """1, 2, 2.5, 3 ... 9 x 10^k: what scale bars are labelled with."""
+    if value <= 0:
+        return False
+    mantissa = value / 10 ** math.floor(math.log10(value))
+    return any(abs(mantissa - m) < 1e-6 for m in (1, 2, 2.5, 3, 4, 5, 6, 7, 8, 9))
+
+
+def _label_lines(grey: np.ndarray, bar: _Bar, region: Region) -> list[tuple[str, tuple[int, int, int, int]]]:
+    """Boxes (side, x0, y0, x1, y1) of the text lines right above, below, left and right of the bar,
+    nearest first: glyphs (ink components) chained with word-sized gaps."""
+    import cv2
+
+    sub = grey[region.y0 : region.y1, region.x0 : region.x1]
+    ink, _ = _ink(sub, bar.bg)
+    bx0, by0, bx1, by1 = bar.x0 - region.x0, bar.y0 - region.y0, bar.x1 - region.x0, bar.y1 - region.y0
+    ink[max(0, by0 - 1) : by1 + 1, max(0, bx0 - 2) : bx1 + 2] = False
+    n, _, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+    glyphs = [tuple(int(v) for v in s[:4]) for s in stats[1:] if s[4] >= 2]
+    th = bar.text_height
+    cy = (by0 + by1) / 2
+    gap = 1.3 * th
+
+    def chain(seed: list, pool: list) -> tuple[int, int, int, int]:
+        x0 = min(g[0] for g in seed)
+        x1 = max(g[0] + g[2] for g in seed)
+        y0 = min(g[1] for g in seed)
+        y1 = max(g[1] + g[3] for g in seed)
+        grown = True
+        while grown:
+            grown = False
+            for g in pool:
+                gx0, gy0, gx1, gy1 = g[0], g[1], g[0] + g[2], g[1] + g[3]
+                if gx0 >= x0 and gx1 <= x1 and gy0 >= y0 and gy1 <= y1:
+                    continue
+                same_line = gy0 < y1 and gy1 > y0
+                near = gx0 - x1 < gap and x0 - gx1 < gap
+                if same_line and near:
+                    x0, x1, y0, y1 = min(x0, gx0), max(x1, gx1), min(y0, gy0), max(y1, gy1)
+                    grown = True
+        return x0, y0, x1, y1
+
+    found = []
+    sides = {
+        "above": [g for g in glyphs if by0 - 2.8 * th <= g[1] + g[3] <= by0 + 1
+                  and g[0] < bx1 + th and g[0] + g[2] > bx0 - th],
+        "below": [g for g in glyphs if by1 - 1 <= g[1] <= by1 + 2.8 * th
+                  and g[0] < bx1 + th and g[0] + g[2] > bx0 - th],
+        "right": [g for g in glyphs if bx1 <= g[0] <= bx1 + 2.5 * th and g[1] < cy + th
+                  and g[1] + g[3] > cy - th],
+        "left": [g for g in glyphs if bx0 - 2.5 * th <= g[0] + g[2] <= bx0 and g[1] < cy + th
+                 and g[1] + g[3] > cy - th],
+    }
+    for side, seeds in sides.items():
+        if not seeds:
+            continue
+        if side in ("above", "below"):
+            # the line nearest the bar, then the glyphs of that line over the bar's span
+            key = (lambda g: by0 - (g[1] + g[3])) if side == "above" else (lambda g: g[1] - by1)
+            nearest = min(seeds, key=key)
+            line = [g for g in seeds if g[1] < nearest[1] + nearest[3] and g[1] + g[3] > nearest[1]]
+            dist = max(0, key(nearest))
+        else:
+            key = (lambda g: g[0] - bx1) if side == "right" else (lambda g: bx0 - (g[0] + g[2]))
+            line = [min(seeds, key=key)]
+            dist = max(0, key(line[0]))
+        box = chain(line, glyphs)
+        if (box[3] - box[1]) >= 3:
+            found.append((dist, side, (box[0] + region.x0, box[1] + region.y0, box[2] + region.x0,
+                                       box[3] + region.y0)))
+    found.sort()
+    return [(side, box) for _, side, box in found]
+
+
+def _line_page(grey: np.ndarray, box: tuple[int, int, int, int], bar: _Bar) -> np.ndarray:
+    """One text line as black on white, ~36 px high (what suits Tesseract)."""
+    import cv2
+
+    x0, y0, x1, y1 = box
+    crop = grey[max(0, y0 - 1) : y1 + 1, max(0, x0 - 1) : x1 + 1].astype(np.float64)
+    level = np.clip((crop - bar.bg) / (bar.ink - bar.bg), 0, 1)
+    page = np.rint(255 * (1 - level)).astype(np.uint8)
+    factor = float(np.clip(36.0 / max(y1 - y0, 1), 1.0, 6.0))
+    if factor > 1.01:
+        page = cv2.resize(page, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    return page
+
+
+def ocr_lines(lines: list[np.ndarray]) -> list[tuple[str, float]]:
+    """(text, confidence 0..1) of each text-line image, by ONE Tesseract run over them stacked
+    (starting Tesseract and loading its model costs far more than reading a line)."""
+    import pytesseract
+
+    if not lines:
+        return []
+    gap = 24
+    width = max(line.shape[1] for line in lines) + 2 * gap
+    spans, rows, y = [], [np.full((gap, width), 255, np.uint8)], gap
+    for line in lines:
+        h, w = line.shape
+        block = np.full((h, width), 255, np.uint8)
+        block[:, gap : gap + w] = line
+        rows += [block, np.full((gap, width), 255, np.uint8)]
+        spans.append((y, y + h))
+        y += h + gap
+    page = np.vstack(rows)
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # small pages: threads only contend
+    data = pytesseract.image_to_data(page, config="--psm 6", output_type=pytesseract.Output.DICT)
+    words: list[list[tuple[int, str, float]]] = [[] for _ in lines]
+    for k, text in enumerate(data["text"]):
+        text = (text or "").strip()
+        if not text:
+            continue
+        mid = data["top"][k] + data["height"][k] / 2
+        for i, (a, b) in enumerate(spans):
+            if a - gap / 2 <= mid < b + gap / 2:
+                words[i].append((data["left"][k], text, float(data["conf"][k])))
+                break
+    out = []
+    for ws in words:
+        ws.sort()
+        out.append((" ".join(t for _, t, _ in ws), min((c for _, _, c in ws), default=0.0) / 100.0))
+    return out
+
+
+def parse_label(text: str) -> tuple[float, str, bool] | None:
+    """(value, unit, read exactly) of a scale-bar label as OCR gives it: "200 nm", "0.5 um", "lum"..."""
+    cleaned = text.strip().replace(" .", ".").replace(". ", ".")
+    for candidate in (cleaned, cleaned.replace(" ", "")):
+        m = _LABEL.fullmatch(candidate)
+        unit = _unit(m.group(2)) if m else None
+        if unit is None:
+            continue
+        number = m.group(1).translate(_NUM_FIX).strip(".")
+        try:
+            value = float(number)
+        except ValueError:
+            continue
+        exact = unit[1] and number == m.group(1).replace(",", ".")
+        return value, unit[0], exact
+    return None
+
+
+def _scale_from(bar: _Bar, candidates: list[tuple[tuple[int, int, int, int], str, float]]) -> ScaleBar | None:
+    """The scale from the first candidate line (nearest the bar first) that reads as a label."""
+    for box, text, conf in candidates:
+        parsed = parse_label(text)
+        if parsed is None:
+            continue
+        value, unit, exact = parsed
+        if value <= 0 or bar.length_px <= 0:
+            continue
+        length_nm = value * _UNITS_NM[unit]
+        nm = length_nm / bar.length_px
+        # the digits are what OCR may get wrong; scale bars are labelled 1, 2, 2.5, 5 ... x 10^k
+        confidence = 0.6 + 0.4 * max(0.0, min(1.0, conf))
+        confidence *= 1.0 if _nice(value) else 0.6
+        confidence *= 1.0 if exact else 0.95  # the micro sign read as u, p, y ...
+        confidence *= 1.0 if bar.fill >= 0.95 else 0.9
+        confidence *= 1.0 if bar.length_px >= 20 else 0.8  # a short bar: each pixel is > 5 %
+        confidence *= 1.0 if 0.005 <= nm <= 5000 else 0.3
+        label = f"{value:g} {unit}"
+        return ScaleBar(nm, length_nm, bar.length_px, label, round(confidence, 3),
+                        (bar.x0, bar.y0, bar.x1, bar.y1), box)
+    return None
+
+
+# ------------------------------------------------------------------ entry points
+
+
+def _prepare(image: np.ndarray) -> tuple[InfoBarResult, np.ndarray | None, _Bar | None, list]:
+    """Regions, the bar and its candidate label lines (nearest first) of one image; no OCR yet."""
+    grey = _grey(image)
+    h, w = grey.shape
+    result = InfoBarResult()
+    if h < MIN_SIDE or w < MIN_SIDE:
+        return result, None, None, []
+    regions = _bands(grey)
+    regions += _boxes(grey, regions)
+    result.regions = regions
+    for region in regions:
+        article = "an" if region.kind == "info_bar" else "a"
+        result.notes.append(f"Found {article} {region.describe()}: left out of recognition and statistics.")
+    bars = [(b, r) for r in regions if (b := _find_bar(grey, r)) is not None]
+    if not bars:
+        return result, grey, None, []
+    bar, region = max(bars, key=lambda br: br[0].x1 - br[0].x0)
+    result.bar_px = bar.length_px
+    boxes = [box for _, box in _label_lines(grey, bar, region)[:4]]
+    return result, grey, bar, boxes
+
+
+def analyse_many(images: list[np.ndarray], *, read_label: bool = True) -> list[InfoBarResult]:
+    """analyse() over several images with one Tesseract run for all their labels."""
+    prepared = [_prepare(image) for image in images]
+    ocr = read_label and any(bar is not None for _, _, bar, _ in prepared) and tesseract_available()
+    pages, owners = [], []
+    for k, (_, grey, bar, boxes) in enumerate(prepared):
+        if ocr and bar is not None:
+            for box in boxes:
+                pages.append(_line_page(grey, box, bar))
+                owners.append((k, box))
+    texts = ocr_lines(pages) if pages else []
+    read: dict[int, list] = {}
+    for (k, box), (text, conf) in zip(owners, texts, strict=True):
+        read.setdefault(k, []).append((box, text, conf))
+    out = []
+    for k, (result, _, bar, _) in enumerate(prepared):
+        if bar is not None and read_label:
+            if not ocr:
+                result.notes.append(f"A scale bar of {bar.length_px:.1f} px was found, but its label "
+                                    "cannot be read here: the tesseract-ocr program is not installed.")
+            else:
+                result.scale = _scale_from(bar, read.get(k, []))
+                if result.scale is None:
+                    result.notes.append(f"A scale bar of {bar.length_px:.1f} px was found, but its label "
+                                        "was not read.")
+        out.append(result)
+    return out
+
+
+def analyse(image: np.ndarray, *, read_label: bool = True) -> InfoBarResult:
+    """Info bar / scale-bar box regions of an image and the scale its bar gives."""
+    return analyse_many([image], read_label=read_label)[0]
+
+
+def apply_info_bar(loaded) -> None:
+    """Record an image's info bar/scale-bar regions on a LoadedImage and, when the file set no scale,
+    take the scale bar's."""
+    result = analyse(loaded.image)
+    loaded.excluded = list(result.regions)
+    loaded.notes.extend(result.notes)
+    scale = result.scale
+    if scale is None:
+        return
+    loaded.scale_bar = scale
+    if loaded.nm_per_px is None:
+        loaded.nm_per_px = scale.nm_per_px
+        loaded.scale_source = scale.describe()
+        loaded.scale_confidence = scale.confidence
+        sure = "" if scale.sure else "; please check it"
+        loaded.notes.append(f"Scale {scale.nm_per_px:.4g} nm/px from {scale.describe()} "
+                            f"(confidence {scale.confidence:.2f}{sure}).")
+    elif abs(scale.nm_per_px - loaded.nm_per_px) > 0.02 * loaded.nm_per_px:
+        loaded.notes.append(f"The scale bar reads {scale.nm_per_px:.4g} nm/px ({scale.label} = "
+                            f"{scale.length_px:.1f} px); the file's own {loaded.nm_per_px:.4g} nm/px "
+                            "is used.")
+
+
+def analysed_area(shape: tuple[int, ...], regions) -> float:
+    """The image area outside the regions (their union), in px^2."""
+    h, w = int(shape[0]), int(shape[1])
+    boxes = [(max(0, r.x0), max(0, r.y0), min(w, r.x1), min(h, r.y1)) for r in regions or []]
+    boxes = [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
+    if not boxes:
+        return float(h * w)
+    xs = sorted({b[0] for b in boxes} | {b[2] for b in boxes})
+    ys = sorted({b[1] for b in boxes} | {b[3] for b in boxes})
+    covered = 0
+    for i in range(len(xs) - 1):
+        for j in range(len(ys) - 1):
+            cx, cy = xs[i], ys[j]
+            if any(b[0] <= cx < b[2] and b[1] <= cy < b[3] for b in boxes):
+                covered += (xs[i + 1] - xs[i]) * (ys[j + 1] - ys[j])
+    return float(h * w - covered)

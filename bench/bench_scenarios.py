@@ -1,0 +1,370 @@
+"""Recognition quality in the three ways users meet it, each beside Otsu + watershed on the same regions.
+
+    .venv/bin/python bench/bench_scenarios.py --quick              # ~20 min on 2 CPU cores
+    .venv/bin/python bench/bench_scenarios.py                      # ~90 min on 2 CPU cores
+    .venv/bin/python bench/bench_scenarios.py --inits random,base  # needs SEGBOT_BASE_MODEL
+
+Data: ../shared/data/emps-dev (EMPS, Yildirim and Cole, J. Chem. Inf. Model. 2021, MIT), instance maps
+turned into polygons. Scenarios:
+- same image (the iOk/DLgram case): for the images with the most particles, two crops holding at most
+  50 particles in all (and at most half of the image's) are the only labels; the rest of that image is
+  scored (ground truth and predictions whose centre lies outside both crops). One model per image.
+- same series: images grouped by look (width band and particle polarity, see `series_groups`); two crops
+  of the group's richest image train the model, the group's other images are scored whole.
+- other materials: bench_quality.py's setup (one crop on each of 4 images -> 20 other images).
+Per scenario: precision, recall, F1 (centre rule, maximum matching: annotations.evaluate), size accuracy
+(mean over matched pairs of min(D)/max(D)), mean-D accuracy (1 - |mean Dp - mean Dg| / mean Dg), the
+median signed D error in px over matched pairs (the outline bias), mask AP, iterations, training minutes,
+inference s/MP; then the targets of the quality issue, met or not, and a PNG chart of F1 against training
+minutes per init. Everything printed is measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+print = functools.partial(print, flush=True)  # progress shows up even when piped to a file
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_quality import DATA, centres, load, split, train_and_predict  # noqa: E402
+
+MAX_LABELS = 50
+
+
+@dataclass
+class Scored:
+    """Predictions and ground truth of one scenario, pooled over its models and images."""
+
+    preds: list = field(default_factory=list)
+    gts: list = field(default_factory=list)
+    baseline: list = field(default_factory=list)
+    train_s: float = 0.0
+    predict_s: float = 0.0
+    megapixels: float = 0.0
+    models: int = 0
+    labels: int = 0
+
+
+# ------------------------------------------------------------------ regions and crops
+
+
+def _inside(points: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    return (points[:, 0] >= x0) & (points[:, 0] < x1) & (points[:, 1] >= y0) & (points[:, 1] < y1)
+
+
+def two_crops(ann, quota: int):
+    """Two squares grown from the left and right quarter points while both together hold <= quota
+    particles (centres) and do not touch: the labels a user would draw. None when none fits."""
+    from annotations.model import AnnotatedImage, Crop
+
+    c = centres(ann.instances)
+    seeds = [(ann.width * 0.25, ann.height / 2), (ann.width * 0.75, ann.height / 2)]
+    best = None
+    for half in range(32, ann.width // 4, 8):
+        boxes = [(max(0.0, x - half), max(0.0, y - half), min(float(ann.width), x + half),
+                  min(float(ann.height), y + half)) for x, y in seeds]
+        inside = _inside(c, boxes[0]) | _inside(c, boxes[1])
+        if inside.sum() > quota:
+            break
+        best = boxes, inside
+    if best is None or not best[1].any():
+        return None
+    boxes, inside = best
+    kept = [inst for inst, k in zip(ann.instances, inside, strict=True) if k]
+    crops = [Crop(*b) for b in boxes]
+    return AnnotatedImage(name=ann.name, image=ann.image, instances=kept, crops=crops)
+
+
+def outside_crops(ann, instances: list, crops: list) -> list:
+    """The instances whose centre lies in none of `crops` (the unlabelled rest of a labelled image)."""
+    if not instances:
+        return []
+    c = np.array([i.polygon.mean(axis=0) for i in instances])
+    hit = np.zeros(len(instances), dtype=bool)
+    for crop in crops:
+        hit |= _inside(c, (crop.x0, crop.y0, crop.x1, crop.y1))
+    return [inst for inst, h in zip(instances, hit, strict=True) if not h]
+
+
+def richest(stems: list[str], data: Path, n: int) -> list[str]:
+    import cv2
+
+    counts = []
+    for stem in stems:
+        seg = cv2.imread(str(data / "segmaps" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        counts.append((len(np.unique(seg[seg > 0])), stem))
+    return [stem for _, stem in sorted(counts, reverse=True)[:n]]
+
+
+def series_groups(data: Path, min_images: int = 4) -> list[list[str]]:
+    """Images of one material and microscope, by look: the same width band (EMPS images of one series
+    share a size), the same particle polarity (brighter or darker than the background by > 25 grey
+    levels) and the same background band (dark < 60, mid, bright > 170 grey levels). Groups of at least
+    `min_images`, richest first within each."""
+    import cv2
+
+    groups: dict[tuple[int, str, str], list[str]] = {}
+    for path in sorted((data / "images").glob("*.png")):
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        seg = cv2.imread(str(data / "segmaps" / path.name), cv2.IMREAD_UNCHANGED)
+        if not (seg > 0).any():
+            continue
+        background = float(image[seg == 0].mean())
+        contrast = float(image[seg > 0].mean()) - background
+        if abs(contrast) <= 25:
+            continue
+        band = "dark" if background < 60 else "bright" if background > 170 else "mid"
+        key = (image.shape[1] // 40, "bright" if contrast > 0 else "dark", band)
+        groups.setdefault(key, []).append(path.stem)
+    found = [g for g in groups.values() if len(g) >= min_images]
+    return [richest(g, data, len(g)) for g in sorted(found, key=len, reverse=True)]
+
+
+# ------------------------------------------------------------------ scoring
+
+
+def pair_diameters(pred: list, gt: list) -> tuple[np.ndarray, np.ndarray]:
+    """D of matched (prediction, ground truth) pairs by the evaluator's centre-rule matching."""
+    from annotations.evaluate import centre_pairs, match_pairs
+    from annotations.geometry import area_centroid_perimeter
+
+    matched = match_pairs(centre_pairs(pred, gt), len(pred), len(gt))
+    keep = np.flatnonzero(matched >= 0)
+    if not len(keep):
+        return np.zeros(0), np.zeros(0)
+    d_pred = 2 * np.sqrt(area_centroid_perimeter([pred[i].polygon for i in keep])[0] / np.pi)
+    d_gt = 2 * np.sqrt(area_centroid_perimeter([gt[matched[i]].polygon for i in keep])[0] / np.pi)
+    return d_pred, d_gt
+
+
+def score(preds: list, gts: list) -> dict:
+    """The evaluator's pooled figures plus the pair-wise size figures of the quality issue."""
+    from annotations.evaluate import evaluate
+
+    result = evaluate(preds, gts)
+    d_pred, d_gt = map(np.concatenate, zip(*(pair_diameters(p.instances, g.instances)
+                                             for p, g in zip(preds, gts, strict=True)), strict=True))
+    c = result["count"]
+    return {
+        "precision": c["precision"], "recall": c["recall"], "f1": c["f1"], "tp": c["tp"], "fp": c["fp"],
+        "fn": c["fn"],
+        "size_acc": (float(np.mean(np.minimum(d_pred, d_gt) / np.maximum(d_pred, d_gt)))
+                     if len(d_gt) else None),
+        "mean_d_acc": result["size_accuracy"]["all"]["accuracy"],
+        "d_bias_px": float(np.median(d_pred - d_gt)) if len(d_gt) else None,
+        "mask_ap": (result.get("coco") or {}).get("segm", {}).get("AP"),
+    }
+
+
+def _named(ann, instances: list, suffix: str = ""):
+    from annotations.model import AnnotatedImage
+
+    return AnnotatedImage(name=ann.name + suffix, image=ann.image, instances=instances)
+
+
+# ------------------------------------------------------------------ scenarios
+
+
+def run_model(sources, tests, options, threshold: float, into: Scored, label: str) -> list:
+    from inference.baseline import otsu_watershed
+
+    preds, train_s, predict_s = train_and_predict(sources, tests, options, threshold, label=label)
+    into.train_s += train_s
+    into.predict_s += predict_s
+    into.megapixels += sum(a.width * a.height for a in tests) / 1e6
+    into.models += 1
+    into.labels += sum(len(s.instances) for s in sources)
+    into.baseline.extend(_named(a, otsu_watershed(a.image)) for a in tests)
+    return preds
+
+
+def same_image(stems: list[str], data: Path, options, threshold: float) -> Scored:
+    out = Scored()
+    for stem in stems:
+        ann = load(stem, data)
+        quota = min(MAX_LABELS, len(ann.instances) // 2)
+        source = two_crops(ann, quota)
+        if source is None:
+            print(f"  same image: {stem} has no two crops with <= {quota} particles, skipped")
+            continue
+        start = len(out.baseline)
+        preds = run_model([source], [ann], options, threshold, out, f"{stem} ")
+        # Only the unlabelled rest of the image is scored, for the model and the baseline alike.
+        out.preds.append(_named(ann, outside_crops(ann, preds[0].instances, source.crops)))
+        out.gts.append(_named(ann, outside_crops(ann, ann.instances, source.crops)))
+        base = out.baseline[start]
+        out.baseline[start] = _named(ann, outside_crops(ann, base.instances, source.crops))
+        print(f"  same image {stem}: {len(source.instances)} labels in 2 crops, "
+              f"{len(out.gts[-1].instances)} particles scored")
+    return out
+
+
+def same_series(groups: list[list[str]], data: Path, options, threshold: float) -> Scored:
+    out = Scored()
+    for group in groups:
+        train, tests = group[0], [load(stem, data) for stem in group[1:]]
+        ann = load(train, data)
+        source = two_crops(ann, min(MAX_LABELS, len(ann.instances)))
+        if source is None:
+            continue
+        out.preds.extend(run_model([source], tests, options, threshold, out, f"series {train} "))
+        out.gts.extend(tests)
+        print(f"  same series: {len(source.instances)} labels on {train} -> {len(tests)} images "
+              f"({', '.join(group[1:])})")
+    return out
+
+
+def other_materials(data: Path, options, threshold: float, limit: int) -> Scored:
+    out = Scored()
+    _, sources, test_stems = split(data, 4, MAX_LABELS, limit)
+    tests = [load(stem, data) for stem in test_stems]
+    out.preds.extend(run_model(sources, tests, options, threshold, out, "other "))
+    out.gts.extend(tests)
+    return out
+
+
+# ------------------------------------------------------------------ report
+
+
+def fmt(value, digits: int = 3) -> str:
+    return "  n/a" if value is None else f"{value:.{digits}f}"
+
+
+HEADER = (f"{'scenario':15} {'method':17} {'P':>6} {'R':>6} {'F1':>6} {'size':>6} {'meanD':>6} "
+          f"{'Dbias':>6} {'mAP':>6} {'labels':>6} {'iters':>6} {'train min':>9} {'s/MP':>6}")
+
+
+def table_row(scenario: str, method: str, s: dict, run: Scored | None, iterations: int | None) -> str:
+    extra = "" if run is None else (
+        f" {run.labels:6d} {iterations:6d} {run.train_s / 60 / max(run.models, 1):9.1f} "
+        f"{run.predict_s / max(run.megapixels, 1e-9):6.1f}")
+    return (f"{scenario:15} {method:17} {fmt(s['precision'])} {fmt(s['recall'])} {fmt(s['f1'])} "
+            f"{fmt(s['size_acc'])} {fmt(s['mean_d_acc'])} {fmt(s['d_bias_px'], 2):>6} {fmt(s['mask_ap'])}"
+            + extra)
+
+
+def targets(results: dict) -> list[str]:
+    lines = []
+    same = next((v for k, v in results.items() if k[0] == "same image"), None)
+    if same:
+        m = same["model"]
+        met = m["precision"] >= 0.9 and m["recall"] >= 0.85 and (m["size_acc"] or 0) >= 0.93
+        lines.append(f"same image: P {m['precision']:.3f} (>= 0.90), R {m['recall']:.3f} (>= 0.85), "
+                     f"size acc {fmt(m['size_acc'])} (>= 0.93): {'met' if met else 'not met'}")
+    other = next((v for k, v in results.items() if k[0] == "other materials"), None)
+    if other:
+        f1 = other["model"]["f1"]
+        lines.append(f"other materials: F1 {f1:.3f} (>= 0.70): {'met' if f1 >= 0.7 else 'not met'}")
+    for (scenario, init), v in results.items():
+        fb = v["baseline"]["f1"]
+        ratio = v["model"]["f1"] / fb if fb else float("inf")
+        lines.append(f"{scenario} ({init}): F1 {ratio:.2f}x the baseline's (>= 1.3x): "
+                     f"{'met' if ratio >= 1.3 else 'not met'}")
+    return lines
+
+
+def chart(points: list[tuple[str, str, float, float]], path: Path) -> None:
+    """F1 against training minutes, one marker per scenario and colour per init."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    markers = {"same image": "o", "same series": "s", "other materials": "^"}
+    colours = {"random": "tab:blue", "base": "tab:orange"}
+    for scenario, init, minutes, f1 in points:
+        ax.scatter(minutes, f1, marker=markers.get(scenario, "x"), color=colours.get(init, "tab:gray"), s=50,
+                   label=f"{scenario}, {init}")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    ax.legend(unique.values(), unique.keys(), fontsize=8)
+    ax.set_xlabel("training minutes per model (CPU)")
+    ax.set_ylabel("F1 (centre rule) on unseen particles")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--quick", action="store_true", help="2 same-image models, 1 series, 5 other images")
+    parser.add_argument("--iterations", type=int, default=None, help="default 300 (--quick: 150)")
+    parser.add_argument("--arch", default="tiny")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--inits", default="random", help="comma list: random, base (SEGBOT_BASE_MODEL)")
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--scenarios", default="same image,same series,other materials")
+    parser.add_argument("--out", type=Path, default=Path("bench-scenarios"),
+                        help="folder for the JSON and chart")
+    args = parser.parse_args(argv)
+
+    from bench_speed import hardware
+
+    from segmodel.options import TrainOptions
+
+    iterations = args.iterations or (150 if args.quick else 300)
+    n_same, n_groups, limit = (2, 1, 5) if args.quick else (6, 2, 20)
+    stems = sorted(p.stem for p in (args.data / "images").glob("*.png"))
+    print("bench_scenarios: same image / same series / other materials, model vs Otsu + watershed")
+    print(f"hardware : {hardware()}")
+    print(f"budget   : arch {args.arch}, {iterations} iterations per model, threshold {args.threshold}, "
+          f"{'quick' if args.quick else 'full'}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict[tuple[str, str], dict] = {}
+    rows: list[str] = []
+    points: list[tuple[str, str, float, float]] = []
+    wanted = [s.strip() for s in args.scenarios.split(",")]
+    for init in [i.strip() for i in args.inits.split(",")]:
+        options = TrainOptions(arch=args.arch, iterations=iterations, device=args.device, holdout=False,
+                               init=init)
+        for scenario in wanted:
+            t0 = time.perf_counter()
+            if scenario == "same image":
+                run = same_image(richest(stems, args.data, n_same), args.data, options, args.threshold)
+            elif scenario == "same series":
+                run = same_series(series_groups(args.data)[:n_groups], args.data, options, args.threshold)
+            elif scenario == "other materials":
+                run = other_materials(args.data, options, args.threshold, limit)
+            else:
+                raise SystemExit(f"unknown scenario {scenario!r}")
+            if not run.models:
+                print(f"  {scenario}: nothing to run")
+                continue
+            model, base = score(run.preds, run.gts), score(run.baseline, run.gts)
+            results[(scenario, init)] = {"model": model, "baseline": base, "models": run.models,
+                                         "labels": run.labels, "train_s": run.train_s,
+                                         "predict_s_per_mp": run.predict_s / max(run.megapixels, 1e-9),
+                                         "n_gt": sum(len(g.instances) for g in run.gts)}
+            rows.append(table_row(scenario, f"model ({init})", model, run, iterations))
+            rows.append(table_row("", "Otsu + watershed", base, None, None))
+            points.append((scenario, init, run.train_s / 60 / run.models, model["f1"]))
+            print(f"  {scenario} ({init}) done in {(time.perf_counter() - t0) / 60:.1f} min")
+    print()
+    print(HEADER)
+    for line in rows:
+        print(line)
+    print()
+    for line in targets(results):
+        print(line)
+    (args.out / "scenarios.json").write_text(json.dumps({f"{k[0]} | {k[1]}": v for k, v in results.items()},
+                                                        indent=1))
+    chart(points, args.out / "f1_vs_minutes.png")
+    print(f"\nwrote {args.out / 'scenarios.json'} and {args.out / 'f1_vs_minutes.png'}")
+
+
+if __name__ == "__main__":
+    main()

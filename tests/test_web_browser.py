@@ -1,0 +1,331 @@
+"""The Review Mini App in a real headless Chromium (selenium + chromedriver), with the real bot
+Application against the Bot API stand-in and the real web server on localhost:
+
+a result arrives in the chat with a Review button -> its page opens at a phone's size with
+Telegram's initData in the fragment -> two objects deleted (a tap on the canvas, a row of the table),
+one rod outlined by taps -> Save -> the correction is stored, the chat gets "Correction saved
+(-2, +1 objects)" with the Train button -> pressing it queues the training of the next version.
+
+Under CI=true a missing browser fails the test; elsewhere it is skipped (deploy/system-packages.sh
+installs chromium and chromium-driver)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pytest
+
+from storage.db import session_scope
+from storage.files import FileStore
+from storage.migrate import upgrade
+from storage.models import Job, Notice, Upload
+from tests.botapi.fixtures import buttons, rows
+from tests.botapi.harness import BotApiStandIn, bot_settings, running_bot
+from tests.botapi.harness import User as TgUser
+from tests.services import need_service
+from tests.webapp_helpers import HEIGHT, WIDTH, init_data, stored_result
+from web.server import WebServer
+
+ALICE = TgUser(6001, "Alice", "alice", "en")
+BOB = TgUser(6002, "Боб", "bob", "ru")
+ARTIFACTS = Path("/tmp/segbot-artifacts")
+PHONE = (390, 844)
+
+
+def _browser(phone: bool):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        need_service("chromium and chromedriver", "are not installed (bash deploy/system-packages.sh)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--disable-extensions",
+        "--no-first-run",
+        "--lang=en-US",
+    ):
+        options.add_argument(arg)
+    if phone:  # touch events, a phone's viewport and pixel ratio
+        options.add_experimental_option(
+            "mobileEmulation",
+            {"deviceMetrics": {"width": PHONE[0], "height": PHONE[1], "pixelRatio": 2, "touch": True}},
+        )
+    else:
+        options.add_argument("--window-size=1280,900")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    driver.set_page_load_timeout(30)
+    return driver
+
+
+def _open(driver, url: str, data: str) -> None:
+    # what Telegram does: the button's URL plus initData and the client's version in the fragment
+    driver.get(f"{url}#tgWebAppData={quote(data)}&tgWebAppVersion=8.0&tgWebAppPlatform=android")
+    _until(lambda: driver.execute_script("return document.body.dataset.ready === '1'"), "the page to draw")
+
+
+def _until(predicate, what: str, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _to_viewport(driver, x: float, y: float) -> tuple[int, int]:
+    """Image pixel -> viewport CSS px, by the page's first view: the whole image fitted and centred."""
+    r = driver.execute_script(
+        "const r = document.getElementById('canvas').getBoundingClientRect();"
+        "return [r.left, r.top, r.width, r.height];"
+    )
+    scale = min(r[2] / WIDTH, r[3] / HEIGHT)
+    tx, ty = (r[2] - WIDTH * scale) / 2, (r[3] - HEIGHT * scale) / 2
+    return round(r[0] + tx + x * scale), round(r[1] + ty + y * scale)
+
+
+def _tap(driver, x: float, y: float) -> None:
+    from selenium.webdriver.common.actions import interaction
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
+
+    finger = PointerInput(interaction.POINTER_TOUCH, "finger")
+    actions = ActionBuilder(driver, mouse=finger)
+    actions.pointer_action.move_to_location(*_to_viewport(driver, x, y)).pointer_down().pause(
+        0.05
+    ).pointer_up()
+    actions.perform()
+    time.sleep(0.05)
+
+
+def _pinch_out(driver) -> None:
+    from selenium.webdriver.common.actions import interaction
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    cx, cy = _to_viewport(driver, WIDTH / 2, HEIGHT / 2)
+    actions = ActionBuilder(driver)
+    for name, sign in (("f1", -1), ("f2", 1)):
+        finger = actions.add_pointer_input(interaction.POINTER_TOUCH, name)
+        finger.create_pointer_move(x=cx + sign * 20, y=cy)
+        finger.create_pointer_down()
+        finger.create_pointer_move(duration=300, x=cx + sign * 110, y=cy)
+        finger.create_pointer_up(0)
+    actions.perform()
+
+
+def _text(driver, element_id: str) -> str:
+    return driver.find_element("id", element_id).text
+
+
+def _click(driver, element_id: str) -> None:
+    element = driver.find_element("id", element_id)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    element.click()
+
+
+def _canvas_pixels(driver) -> str:
+    return driver.execute_script("return document.getElementById('canvas').toDataURL()")
+
+
+def _keep(driver, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    driver.save_screenshot(str(path))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, ARTIFACTS / name)
+    return path
+
+
+def _browser_log(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+@pytest.fixture
+def stack(settings, tmp_path):
+    """The stand-in, the web server on a free localhost port, and the bot whose Review buttons point
+    at it."""
+    api = BotApiStandIn().start()
+    plain = bot_settings(settings, api)
+    upgrade(plain.database_url)
+    with WebServer(plain, port=0) as web:
+        bs = bot_settings(settings, api, webapp_url=web.url)
+        try:
+            with running_bot(bs, tick_interval=0.3):
+                yield api, bs, web
+        finally:
+            api.stop()
+
+
+def _result_in_chat(api, bs, scene, user: TgUser):
+    """The worker's predict_done notice for the stored result, delivered by the bot."""
+    mark = api.mark()
+    with session_scope(bs.database_url) as session:
+        session.add(
+            Notice(user_id=scene.user_id, job_id=scene.predict_job_id, kind="predict_done", payload={})
+        )
+    photo = api.wait_reply(user.id, mark, "cells.png", methods=("sendPhoto",), timeout=20)
+    markup = photo.params["reply_markup"]
+    markup = json.loads(markup) if isinstance(markup, str) else markup
+    ((button,),) = markup["inline_keyboard"]
+    return button
+
+
+@pytest.mark.slow
+def test_review_on_a_phone_then_train_the_next_version(stack, tmp_path) -> None:
+    api, bs, web = stack
+    scene = stored_result(bs, tmp_path, ALICE.id)
+    button = _result_in_chat(api, bs, scene, ALICE)
+    assert button["text"] == "Review"
+    assert button["web_app"]["url"] == f"{web.url}/?result={scene.result_id}"
+    assert "callback_data" not in button and bs.token not in button["web_app"]["url"]
+
+    driver = _browser(phone=True)
+    try:
+        _open(driver, button["web_app"]["url"], init_data(bs.token, ALICE.id))
+        assert driver.execute_script("return [innerWidth, innerHeight]") == list(PHONE)
+        assert driver.execute_script("return navigator.maxTouchPoints") > 0
+        assert "particle: 10" in _text(driver, "counts") and "rod: 3" in _text(driver, "counts")
+        before = _canvas_pixels(driver)
+
+        # 1. a tap on particle #2 selects it; Delete
+        x, y = scene.instances[1].polygon.mean(axis=0)
+        _tap(driver, x, y)
+        assert _text(driver, "sel-info").startswith("#2 ")
+        _click(driver, "sel-delete")
+        assert "particle: 9" in _text(driver, "counts")
+
+        # 2. rod #12 from the table: tap its row, Delete
+        row = driver.find_element("css selector", "#table tbody tr[data-key='o12']")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
+        row.click()
+        assert _text(driver, "sel-info").startswith("#12 ")
+        _click(driver, "sel-delete")
+        assert "rod: 2" in _text(driver, "counts")
+        assert len(driver.find_elements("css selector", "#table tbody tr")) == 11
+
+        # 3. a missed rod, outlined by four taps on the canvas, then Done
+        from selenium.webdriver.support.select import Select
+
+        Select(driver.find_element("id", "new-class")).select_by_value("rod")
+        _click(driver, "mode-polygon")
+        driver.execute_script("window.scrollTo(0, 0)")
+        corners = [(140.0, 160.0), (178.0, 162.0), (176.0, 184.0), (141.0, 182.0)]
+        for cx, cy in corners:
+            _tap(driver, cx, cy)
+        assert "4" in _text(driver, "draw-hint")
+        _click(driver, "draw-done")
+        assert "rod: 3" in _text(driver, "counts") and "particle: 9" in _text(driver, "counts")
+        assert _text(driver, "save") == "Save correction (12 objects)"
+        # undo and redo go through the same steps
+        _click(driver, "undo")
+        assert "rod: 2" in _text(driver, "counts")
+        _click(driver, "redo")
+        assert "rod: 3" in _text(driver, "counts")
+
+        # 4. Save
+        mark = api.mark()
+        _click(driver, "save")
+        status = _until(lambda: "Saved" in _text(driver, "status") and _text(driver, "status"), "the save")
+        assert status.startswith("Saved (-2, +1 objects)")
+        driver.execute_script("window.scrollTo(0, 0)")
+        shot = _keep(driver, tmp_path, "webapp-review-phone.png")
+        assert shot.stat().st_size > 10_000
+
+        # pinch zoom changes the view; Fit brings back the first one
+        _click(driver, "mode-select")
+        driver.execute_script("window.scrollTo(0, 0)")
+        fitted = _canvas_pixels(driver)
+        assert fitted != before  # the edits are drawn
+        _pinch_out(driver)
+        zoomed = _canvas_pixels(driver)
+        assert zoomed != fitted
+        _click(driver, "fit")
+        assert _canvas_pixels(driver) == fitted
+        assert _browser_log(driver) == []
+    finally:
+        driver.quit()
+
+    # the stored correction: -2, +1, the right class, through the LabelMe validator's path
+    (upload,) = rows(bs.database_url, Upload, kind="correction")
+    assert upload.corrects_result_id == scene.result_id and upload.user_id == scene.user_id
+    doc = json.loads(FileStore(bs.files_dir).read_bytes(upload.sha256))
+    shapes = doc["shapes"]
+    assert len(shapes) == 12
+    assert [s["label"] for s in shapes].count("rod") == 3 and [s["label"] for s in shapes].count(
+        "particle"
+    ) == 9
+    kept = [np.asarray(s["points"]) for s in shapes[:-1]]
+    expected = [inst.polygon for k, inst in enumerate(scene.instances) if k not in (1, 11)]
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(kept, expected, strict=True))
+    new = shapes[-1]
+    assert new["label"] == "rod" and new["shape_type"] == "polygon"
+    assert np.allclose(new["points"], corners, atol=1.0)  # where the finger tapped, in image pixels
+
+    # the chat: the outbox notice, delivered by the bot, with the Train button
+    saved = api.wait_reply(ALICE.id, mark, "Correction saved (-2, +1 objects)", timeout=20)
+    assert "cells.png: 12 objects now" in saved.text
+    assert buttons(saved) == [f"corr:{upload.id}"]
+    (notice,) = rows(bs.database_url, Notice, kind="correction_saved")
+    assert notice.sent_at is not None
+
+    # Train the next version: the job for v2 is queued, on v1's training set plus the correction
+    mark = api.mark()
+    api.press(ALICE, saved.result, f"corr:{upload.id}")
+    api.wait_reply(ALICE.id, mark, "Training job")
+    (job,) = rows(bs.database_url, Job, kind="train", state="queued")
+    assert job.params["upload_ids"] == [scene.training_upload_id, upload.id]
+    assert job.params["options"]["arch"] == "tiny" and job.user_id == scene.user_id
+
+
+@pytest.mark.slow
+def test_desktop_browser_in_russian(stack, tmp_path) -> None:
+    """A mouse, a wide window and a Russian user: texts, click to select, the Delete key, sorting."""
+    api, bs, web = stack
+    scene = stored_result(bs, tmp_path, BOB.id, language="ru", username="bob")
+    button = _result_in_chat(api, bs, scene, BOB)
+    assert button["text"] == "Проверить"
+    driver = _browser(phone=False)
+    try:
+        _open(driver, button["web_app"]["url"], init_data(bs.token, BOB.id, language="ru", username="bob"))
+        assert _text(driver, "save") == "Сохранить исправление (объектов: 13)"
+        assert _text(driver, "mode-polygon") == "Контур"
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        canvas = driver.find_element("id", "canvas")
+        x, y = _to_viewport(driver, *scene.instances[0].polygon.mean(axis=0))
+        r = driver.execute_script(
+            "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top]", canvas
+        )
+        ActionChains(driver).move_to_element_with_offset(
+            canvas, x - r[0] - canvas.size["width"] / 2, y - r[1] - canvas.size["height"] / 2
+        ).click().perform()
+        assert _text(driver, "sel-info").startswith("#1 ")
+        driver.find_element("tag name", "body").send_keys(Keys.DELETE)
+        assert "particle: 9" in _text(driver, "counts")
+        # the score filter hides (and will not save) the low-confidence objects
+        driver.execute_script(
+            "const s = document.getElementById('score'); s.value = '0.6'; s.dispatchEvent(new Event('input'))"
+        )
+        assert _text(driver, "save") == "Сохранить исправление (объектов: 8)"
+        assert "скрыто 4" in _text(driver, "hidden-count")
+        driver.find_element("css selector", "#table th[data-key='d']").click()
+        ds = [float(td.text) for td in driver.find_elements("css selector", "#table tbody td:nth-child(3)")]
+        assert ds == sorted(ds) and len(ds) == 8
+        _keep(driver, tmp_path, "webapp-review-desktop-ru.png")
+        assert _browser_log(driver) == []
+    finally:
+        driver.quit()
+    assert rows(bs.database_url, Upload, kind="correction") == []  # nothing saved without Save

@@ -1,0 +1,709 @@
+// segbot's Review page: one recognition result, its outlines on a zoomable canvas, edits
+// (delete, change class, new outlines by taps or a drag), undo/redo, a score filter, and Save as a
+// correction. Plain JS, no build step, no CDN; telegram-web-app.js is not needed (see initData()).
+"use strict";
+(function () {
+  const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+    "#7f7f7f", "#bcbd22", "#17becf"]; // matplotlib's tab10, as on the overlay (annotations.export)
+  const TAP_SLOP = 8; // CSS px a finger may move and still tap
+  const CLOSE_RADIUS = 16; // CSS px around the first point that closes a polygon
+  const TABLE_ROWS = 400;
+  const $ = (id) => document.getElementById(id);
+
+  // ---- Telegram without telegram-web-app.js -------------------------------------------------
+  const hash = new URLSearchParams(location.hash.slice(1));
+
+  function initData() {
+    // The official script, when a deployment adds it, has it parsed already; else Telegram passes
+    // it in the URL fragment (#tgWebAppData=...), which we keep for reloads within the session.
+    const fromScript = window.Telegram && window.Telegram.WebApp && window.Telegram.WebApp.initData;
+    const fromHash = hash.get("tgWebAppData");
+    const value = fromScript || fromHash || sessionStorage.getItem("segbot.initData") || "";
+    if (value) sessionStorage.setItem("segbot.initData", value);
+    return value;
+  }
+
+  function postEvent(type, data) {
+    // Telegram's client bridge (core.telegram.org/api/web-events): the app's webview, the desktop
+    // app, or the web client's parent frame.
+    const payload = JSON.stringify(data === undefined ? {} : data);
+    try {
+      if (window.TelegramWebviewProxy) { window.TelegramWebviewProxy.postEvent(type, payload); return true; }
+      if (window.external && "notify" in window.external) {
+        window.external.notify(JSON.stringify({ eventType: type, eventData: data })); return true;
+      }
+      if (window.parent !== window) {
+        window.parent.postMessage(JSON.stringify({ eventType: type, eventData: data }), "*"); return true;
+      }
+    } catch (e) { /* not inside Telegram */ }
+    return false;
+  }
+  const inTelegramApp = () => Boolean(window.TelegramWebviewProxy || (window.external && "notify" in window.external));
+  const tgVersion = parseFloat(hash.get("tgWebAppVersion") || "0");
+
+  function applyTheme() {
+    let theme = null;
+    try { theme = JSON.parse(hash.get("tgWebAppThemeParams") || "null"); } catch (e) { theme = null; }
+    if (window.Telegram && window.Telegram.WebApp && window.Telegram.WebApp.themeParams) {
+      theme = window.Telegram.WebApp.themeParams;
+    }
+    for (const [key, value] of Object.entries(theme || {})) {
+      if (/^#[0-9a-f]{3,8}$/i.test(String(value))) {
+        document.documentElement.style.setProperty("--tg-" + key.replace(/_/g, "-"), value);
+      }
+    }
+  }
+
+  function initUser() {
+    try { return JSON.parse(new URLSearchParams(initData()).get("user") || "null") || {}; } catch (e) { return {}; }
+  }
+
+  // ---- texts ----------------------------------------------------------------------------------
+  let lang = "en";
+  function pickLang(...candidates) {
+    for (const c of candidates) {
+      const code = String(c || "").slice(0, 2).toLowerCase();
+      if (window.SEGBOT_TEXTS[code]) return code;
+    }
+    return "en";
+  }
+  function t(key, values) {
+    const text = (window.SEGBOT_TEXTS[lang] || {})[key] || window.SEGBOT_TEXTS.en[key] || key;
+    return text.replace(/\{(\w+)\}/g, (_, k) => (values && k in values ? values[k] : ""));
+  }
+  function translate() {
+    document.documentElement.lang = lang;
+    document.querySelectorAll("[data-t]").forEach((el) => { el.textContent = t(el.dataset.t); });
+    document.querySelectorAll("[data-t-title]").forEach((el) => { el.title = t(el.dataset.tTitle); });
+  }
+
+  // ---- API ------------------------------------------------------------------------------------
+  async function api(path, options) {
+    const opts = Object.assign({}, options || {});
+    opts.headers = Object.assign({ Authorization: "tma " + initData() }, opts.headers || {});
+    const response = await fetch(path, opts);
+    if (!response.ok) {
+      let message = response.status + " " + response.statusText;
+      try { message = (await response.json()).error || message; } catch (e) { /* not JSON */ }
+      const error = new Error(message);
+      error.status = response.status;
+      throw error;
+    }
+    return response;
+  }
+
+  // ---- geometry -------------------------------------------------------------------------------
+  function polygonArea(points) {
+    let sum = 0;
+    for (let i = 0, j = points.length - 1; i < points.length; j = i++) {
+      sum += points[j][0] * points[i][1] - points[i][0] * points[j][1];
+    }
+    return Math.abs(sum) / 2;
+  }
+  function centroid(points) {
+    let x = 0, y = 0;
+    for (const p of points) { x += p[0]; y += p[1]; }
+    return [x / points.length, y / points.length];
+  }
+  function inside(points, x, y) {
+    let hit = false;
+    for (let i = 0, j = points.length - 1; i < points.length; j = i++) {
+      const [xi, yi] = points[i], [xj, yj] = points[j];
+      if ((yi > y) !== (yj > y) && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) hit = !hit;
+    }
+    return hit;
+  }
+  function bbox(points) {
+    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    for (const [x, y] of points) { x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x); y1 = Math.max(y1, y); }
+    return [x0, y0, x1, y1];
+  }
+  function circlePoints(cx, cy, r, n = 40) {
+    const out = [];
+    for (let k = 0; k < n; k++) out.push([cx + r * Math.cos((2 * Math.PI * k) / n), cy + r * Math.sin((2 * Math.PI * k) / n)]);
+    return out;
+  }
+  function makeObject(fields) {
+    // An immutable object record: edits replace records, so undo keeps old arrays as they were.
+    const o = Object.assign({}, fields);
+    o.area = o.area !== undefined ? o.area : (o.circle ? Math.PI * o.circle.r * o.circle.r : polygonArea(o.points));
+    o.d = o.d !== undefined ? o.d : 2 * Math.sqrt(o.area / Math.PI);
+    o.c = o.circle ? [o.circle.cx, o.circle.cy] : centroid(o.points);
+    o.box = bbox(o.points);
+    return Object.freeze(o);
+  }
+
+  // ---- state ----------------------------------------------------------------------------------
+  const S = {
+    resultId: null, result: null, image: null, original: 0,
+    objects: [], undo: [], redo: [], selected: null, nextNew: 1,
+    classes: [], newClass: "particle", minScore: 0, showIds: true, mode: "select",
+    draft: [], circle: null, view: { scale: 1, tx: 0, ty: 0 }, sort: { key: "num", dir: 1 },
+    dirty: false, saving: false,
+  };
+
+  const visible = (o) => o.score === null || o.score >= S.minScore;
+  const shown = () => S.objects.filter(visible);
+  const colour = (label) => PALETTE[Math.max(0, S.classes.indexOf(label)) % PALETTE.length];
+  const scaled = () => Boolean(S.result && S.result.nm_per_px);
+  const unit = () => (scaled() ? "nm" : "px");
+  const dOf = (o) => (scaled() ? o.d * S.result.nm_per_px : o.d);
+  const areaOf = (o) => (scaled() ? o.area * S.result.nm_per_px * S.result.nm_per_px : o.area);
+
+  function fmt(value, digits = 3) {
+    if (value === null || value === undefined || !isFinite(value)) return "–";
+    return Math.abs(value) >= 1000 ? value.toFixed(0) : Number(value.toPrecision(digits)).toString();
+  }
+
+  function refreshClasses() {
+    const set = new Set(S.result.classes);
+    S.objects.forEach((o) => set.add(o.label));
+    set.add(S.newClass);
+    S.classes = Array.from(set).sort();
+  }
+
+  function commit(objects, selected) {
+    // One undoable step.
+    S.undo.push({ objects: S.objects, selected: S.selected });
+    if (S.undo.length > 200) S.undo.shift();
+    S.redo = [];
+    S.objects = objects;
+    S.selected = selected === undefined ? S.selected : selected;
+    changed(true);
+  }
+  function stepHistory(from, to) {
+    if (!from.length) return;
+    to.push({ objects: S.objects, selected: S.selected });
+    const step = from.pop();
+    S.objects = step.objects;
+    S.selected = step.selected;
+    changed(true);
+  }
+  function changed(edited) {
+    if (edited) {
+      S.dirty = true;
+      postEvent("web_app_setup_closing_behavior", { need_confirmation: true });
+    }
+    if (S.selected && !S.objects.some((o) => o.key === S.selected && visible(o))) S.selected = null;
+    refreshClasses();
+    renderControls();
+    renderStats();
+    renderTable();
+    draw();
+  }
+
+  // ---- view -----------------------------------------------------------------------------------
+  const canvas = $("canvas");
+  const ctx = canvas.getContext("2d");
+  const toImage = (x, y) => [(x - S.view.tx) / S.view.scale, (y - S.view.ty) / S.view.scale];
+  const toScreen = (x, y) => [x * S.view.scale + S.view.tx, y * S.view.scale + S.view.ty];
+
+  function fit() {
+    // The whole image, centred: what the page shows first (the browser test relies on it).
+    const w = canvas.clientWidth, h = canvas.clientHeight;
+    const scale = Math.min(w / S.result.width, h / S.result.height);
+    S.view = { scale, tx: (w - S.result.width * scale) / 2, ty: (h - S.result.height * scale) / 2 };
+    draw();
+  }
+  function zoomAt(x, y, factor) {
+    const min = Math.min(canvas.clientWidth / S.result.width, canvas.clientHeight / S.result.height) / 4;
+    const scale = Math.min(64, Math.max(min, S.view.scale * factor));
+    const [ix, iy] = toImage(x, y);
+    S.view = { scale, tx: x - ix * scale, ty: y - iy * scale };
+    draw();
+  }
+  function centreOn(o) {
+    const [x, y] = toScreen(o.c[0], o.c[1]);
+    const w = canvas.clientWidth, h = canvas.clientHeight;
+    if (x < 0 || y < 0 || x > w || y > h) { S.view.tx += w / 2 - x; S.view.ty += h / 2 - y; }
+  }
+
+  function resize() {
+    const dpr = window.devicePixelRatio || 1;
+    canvas.width = Math.round(canvas.clientWidth * dpr);
+    canvas.height = Math.round(canvas.clientHeight * dpr);
+    draw();
+  }
+
+  function tracePath(points) {
+    ctx.beginPath();
+    points.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+    ctx.closePath();
+  }
+
+  function draw() {
+    if (!S.result) return;
+    const dpr = window.devicePixelRatio || 1, v = S.view, px = 1 / v.scale;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = "#111";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.setTransform(dpr * v.scale, 0, 0, dpr * v.scale, dpr * v.tx, dpr * v.ty);
+    ctx.imageSmoothingEnabled = v.scale < 2;
+    if (S.image) ctx.drawImage(S.image, 0, 0, S.result.width, S.result.height);
+    const list = shown();
+    for (const o of list) {
+      const sel = o.key === S.selected;
+      tracePath(o.points);
+      ctx.strokeStyle = colour(o.label);
+      ctx.lineWidth = (sel ? 4 : 1.8) * px;
+      if (sel) { ctx.fillStyle = "rgba(255,255,255,0.35)"; ctx.fill(); }
+      ctx.stroke();
+    }
+    if (S.showIds && (list.length <= 600 || v.scale > 1.5)) {
+      ctx.font = `${12 * px}px system-ui, sans-serif`;
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      ctx.lineWidth = 3 * px;
+      ctx.strokeStyle = "rgba(0,0,0,0.8)";
+      ctx.fillStyle = "#fff";
+      for (const o of list) {
+        const label = o.id !== null ? String(o.id) : "+" + o.newNo;
+        ctx.strokeText(label, o.c[0], o.c[1]);
+        ctx.fillText(label, o.c[0], o.c[1]);
+      }
+    }
+    if (S.draft.length) {
+      ctx.strokeStyle = colour(S.newClass);
+      ctx.fillStyle = colour(S.newClass);
+      ctx.lineWidth = 2 * px;
+      ctx.setLineDash([6 * px, 4 * px]);
+      ctx.beginPath();
+      S.draft.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+      ctx.stroke();
+      ctx.setLineDash([]);
+      S.draft.forEach(([x, y], k) => {
+        ctx.beginPath();
+        ctx.arc(x, y, (k ? 4 : 7) * px, 0, 2 * Math.PI);
+        ctx.fill();
+      });
+    }
+    if (S.circle) {
+      ctx.strokeStyle = colour(S.newClass);
+      ctx.lineWidth = 2 * px;
+      ctx.setLineDash([6 * px, 4 * px]);
+      ctx.beginPath();
+      ctx.arc(S.circle.cx, S.circle.cy, S.circle.r, 0, 2 * Math.PI);
+      ctx.stroke();
+      ctx.setLineDash([]);
+    }
+  }
+
+  // ---- gestures: pointer events cover touch, pen and mouse ---------------------------------------
+  const pointers = new Map();
+  let gesture = null;
+
+  function pos(e) {
+    const r = canvas.getBoundingClientRect();
+    return [e.clientX - r.left, e.clientY - r.top];
+  }
+  function pinchState() {
+    const [a, b] = Array.from(pointers.values());
+    return { d: Math.hypot(a[0] - b[0], a[1] - b[1]) || 1, m: [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2] };
+  }
+
+  canvas.addEventListener("pointerdown", (e) => {
+    canvas.setPointerCapture(e.pointerId);
+    pointers.set(e.pointerId, pos(e));
+    if (pointers.size === 1) {
+      gesture = { type: "tap", start: pos(e), view: Object.assign({}, S.view) };
+    } else if (pointers.size === 2) {
+      S.circle = null;
+      const p = pinchState();
+      gesture = { type: "pinch", d0: p.d, m0: p.m, view: Object.assign({}, S.view) };
+    }
+    e.preventDefault();
+  });
+  canvas.addEventListener("pointermove", (e) => {
+    if (!pointers.has(e.pointerId) || !gesture) return;
+    const p = pos(e);
+    pointers.set(e.pointerId, p);
+    if (gesture.type === "tap" && Math.hypot(p[0] - gesture.start[0], p[1] - gesture.start[1]) > TAP_SLOP) {
+      if (S.mode === "circle") {
+        const [cx, cy] = toImage(gesture.start[0], gesture.start[1]);
+        gesture.type = "circle";
+        S.circle = { cx, cy, r: 0 };
+      } else {
+        gesture.type = "pan";
+      }
+    }
+    if (gesture.type === "pan") {
+      S.view = { scale: gesture.view.scale, tx: gesture.view.tx + p[0] - gesture.start[0], ty: gesture.view.ty + p[1] - gesture.start[1] };
+      draw();
+    } else if (gesture.type === "circle") {
+      const [x, y] = toImage(p[0], p[1]);
+      S.circle.r = Math.hypot(x - S.circle.cx, y - S.circle.cy);
+      draw();
+    } else if (gesture.type === "pinch" && pointers.size === 2) {
+      const now = pinchState(), v = gesture.view;
+      const scale = Math.min(64, Math.max(v.scale / 8, (v.scale * now.d) / gesture.d0));
+      const ix = (gesture.m0[0] - v.tx) / v.scale, iy = (gesture.m0[1] - v.ty) / v.scale;
+      S.view = { scale, tx: now.m[0] - ix * scale, ty: now.m[1] - iy * scale };
+      draw();
+    }
+  });
+  function pointerEnd(e) {
+    if (!pointers.has(e.pointerId)) return;
+    const p = pos(e);
+    pointers.delete(e.pointerId);
+    if (gesture && e.type === "pointerup") {
+      if (gesture.type === "tap") onTap(p);
+      else if (gesture.type === "circle") finishCircle();
+    }
+    if (e.type === "pointercancel") S.circle = null;
+    gesture = pointers.size ? { type: "none" } : null; // after a pinch, wait until every finger is up
+    draw();
+  }
+  canvas.addEventListener("pointerup", pointerEnd);
+  canvas.addEventListener("pointercancel", pointerEnd);
+  canvas.addEventListener("wheel", (e) => {
+    e.preventDefault();
+    const [x, y] = pos(e);
+    zoomAt(x, y, Math.exp(-e.deltaY * (e.deltaMode ? 0.05 : 0.0015)));
+  }, { passive: false });
+
+  function onTap([x, y]) {
+    const [ix, iy] = toImage(x, y);
+    if (S.mode === "polygon") {
+      if (S.draft.length >= 3) {
+        const [fx, fy] = toScreen(S.draft[0][0], S.draft[0][1]);
+        if (Math.hypot(fx - x, fy - y) <= CLOSE_RADIUS) { finishPolygon(); return; }
+      }
+      S.draft = S.draft.concat([[ix, iy]]);
+      renderControls();
+      draw();
+      return;
+    }
+    if (S.mode !== "select") return;
+    let best = null;
+    for (const o of shown()) {
+      const [x0, y0, x1, y1] = o.box;
+      if (ix < x0 || ix > x1 || iy < y0 || iy > y1 || !inside(o.points, ix, iy)) continue;
+      if (!best || o.area < best.area) best = o; // the smallest of overlapping outlines
+    }
+    S.selected = best ? best.key : null;
+    changed(false);
+  }
+
+  function addObject(fields) {
+    const o = makeObject(Object.assign({ key: "n" + S.nextNew, id: null, newNo: S.nextNew, label: S.newClass, score: null }, fields));
+    S.nextNew += 1;
+    commit(S.objects.concat([o]), o.key);
+  }
+  function finishPolygon() {
+    if (S.draft.length < 3) return;
+    const points = S.draft;
+    S.draft = [];
+    addObject({ shape: "polygon", points });
+  }
+  function finishCircle() {
+    const c = S.circle;
+    S.circle = null;
+    if (!c || c.r * S.view.scale < 4) return; // a slip, not a circle
+    addObject({ shape: "circle", circle: c, points: circlePoints(c.cx, c.cy, c.r) });
+  }
+
+  // ---- controls -------------------------------------------------------------------------------
+  function setMode(mode) {
+    S.mode = mode;
+    S.draft = [];
+    S.circle = null;
+    if (mode !== "select") S.selected = null;
+    changed(false);
+  }
+
+  function fillClassSelect(select, value) {
+    select.replaceChildren();
+    for (const c of S.classes) select.append(new Option(c, c, false, c === value));
+    select.append(new Option(t("addClass"), "\u0000new"));
+    select.value = value;
+  }
+  function askClass(select, fallback) {
+    const name = (window.prompt(t("addClassPrompt")) || "").trim().slice(0, 100);
+    if (!name || name.toLowerCase() === "crop") { select.value = fallback; return null; }
+    return name;
+  }
+
+  function renderControls() {
+    for (const m of ["select", "polygon", "circle"]) $("mode-" + m).classList.toggle("on", S.mode === m);
+    $("undo").disabled = !S.undo.length;
+    $("redo").disabled = !S.redo.length;
+    $("ids").classList.toggle("on", S.showIds);
+    $("hint").textContent = t({ select: "hintSelect", polygon: "hintPolygon", circle: "hintCircle" }[S.mode]);
+    $("drawbar").hidden = S.mode !== "polygon" || !S.draft.length;
+    $("draw-hint").textContent = t("points", { n: S.draft.length });
+    $("draw-done").disabled = S.draft.length < 3;
+    const sel = S.objects.find((o) => o.key === S.selected);
+    $("selbar").hidden = !sel;
+    if (sel) {
+      const name = sel.id !== null ? "#" + sel.id : t("newObject") + " +" + sel.newNo;
+      $("sel-info").textContent = `${name} · D ${fmt(dOf(sel))} ${unit()}` + (sel.score !== null ? ` · ${sel.score.toFixed(2)}` : "");
+      fillClassSelect($("sel-class"), sel.label);
+    }
+    fillClassSelect($("new-class"), S.newClass);
+    $("score-value").textContent = S.minScore.toFixed(2);
+    const hidden = S.objects.length - shown().length;
+    $("hidden-count").textContent = hidden ? t("hidden", { n: hidden }) : "";
+    $("save").textContent = S.saving ? t("saving") : t("save", { n: shown().length });
+    $("save").disabled = S.saving;
+    $("dirty").hidden = !S.dirty;
+  }
+
+  $("mode-select").onclick = () => setMode("select");
+  $("mode-polygon").onclick = () => setMode("polygon");
+  $("mode-circle").onclick = () => setMode("circle");
+  $("undo").onclick = () => stepHistory(S.undo, S.redo);
+  $("redo").onclick = () => stepHistory(S.redo, S.undo);
+  $("ids").onclick = () => { S.showIds = !S.showIds; renderControls(); draw(); };
+  $("fit").onclick = () => fit();
+  $("draw-done").onclick = () => finishPolygon();
+  $("draw-cancel").onclick = () => { S.draft = []; changed(false); };
+  $("sel-delete").onclick = () => {
+    if (S.selected) commit(S.objects.filter((o) => o.key !== S.selected), null);
+  };
+  $("sel-class").onchange = (e) => {
+    const sel = S.objects.find((o) => o.key === S.selected);
+    if (!sel) return;
+    let label = e.target.value;
+    if (label === "\u0000new") label = askClass(e.target, sel.label);
+    if (!label || label === sel.label) { changed(false); return; }
+    commit(S.objects.map((o) => (o.key === sel.key ? makeObject(Object.assign({}, o, { label })) : o)));
+  };
+  $("new-class").onchange = (e) => {
+    let label = e.target.value;
+    if (label === "\u0000new") label = askClass(e.target, S.newClass);
+    if (label) S.newClass = label;
+    changed(false);
+  };
+  $("score").oninput = (e) => { S.minScore = parseFloat(e.target.value) || 0; changed(false); };
+  document.addEventListener("keydown", (e) => {
+    if (e.target.tagName === "INPUT" || e.target.tagName === "SELECT") return;
+    if ((e.key === "Delete" || e.key === "Backspace") && S.selected) $("sel-delete").click();
+    else if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z") stepHistory(e.shiftKey ? S.redo : S.undo, e.shiftKey ? S.undo : S.redo);
+    else if (e.key === "Enter" && S.mode === "polygon") finishPolygon();
+    else if (e.key === "Escape") { S.draft = []; S.selected = null; changed(false); }
+  });
+
+  // ---- numbers: counts, histogram, table --------------------------------------------------------
+  function renderStats() {
+    const counts = {};
+    for (const o of shown()) counts[o.label] = (counts[o.label] || 0) + 1;
+    const chips = Object.keys(counts).sort().map((label) => {
+      const chip = document.createElement("span");
+      chip.className = "chip";
+      const dot = document.createElement("i");
+      dot.style.background = colour(label);
+      chip.append(dot, `${label}: ${counts[label]}`);
+      return chip;
+    });
+    $("counts").replaceChildren(...chips);
+    drawHistogram(shown().map(dOf));
+  }
+
+  function drawHistogram(values) {
+    const hc = $("hist"), dpr = window.devicePixelRatio || 1;
+    hc.width = Math.round(hc.clientWidth * dpr);
+    hc.height = Math.round(hc.clientHeight * dpr);
+    const g = hc.getContext("2d");
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const w = hc.clientWidth, h = hc.clientHeight, pad = 22;
+    g.clearRect(0, 0, w, h);
+    const style = getComputedStyle(document.documentElement);
+    g.fillStyle = style.getPropertyValue("--hint") || "#888";
+    g.font = "11px system-ui, sans-serif";
+    $("hist-title").textContent = `${t("histogram")} (${t("dLabel", { unit: unit() })})`;
+    if (!values.length) return;
+    const lo = Math.min(...values), hi = Math.max(...values);
+    const bins = Math.max(5, Math.min(24, Math.round(Math.sqrt(values.length)) + 2));
+    const width = (hi - lo) / bins || 1;
+    const counts = new Array(bins).fill(0);
+    for (const v of values) counts[Math.min(bins - 1, Math.floor((v - lo) / width))] += 1;
+    const top = Math.max(...counts);
+    const bw = (w - 2 * pad) / bins;
+    counts.forEach((c, k) => {
+      const bh = ((h - 2 * pad) * c) / top;
+      g.fillStyle = style.getPropertyValue("--button") || "#2a7ae2";
+      g.fillRect(pad + k * bw + 1, h - pad - bh, Math.max(1, bw - 2), bh);
+    });
+    g.fillStyle = style.getPropertyValue("--text") || "#000";
+    g.textAlign = "left";
+    g.fillText(fmt(lo), pad, h - 6);
+    g.textAlign = "right";
+    g.fillText(fmt(lo + width * bins), w - pad, h - 6);
+    g.fillText(String(top), pad - 3, pad + 4);
+    g.textAlign = "center";
+    g.fillText(`n = ${values.length}`, w / 2, 14);
+  }
+
+  function renderTable() {
+    $("th-d").textContent = t("dLabel", { unit: unit() });
+    $("th-area").textContent = t("areaLabel", { unit: unit() });
+    const key = S.sort.key, dir = S.sort.dir;
+    const value = {
+      num: (o) => (o.id !== null ? o.id : 1e9 + o.newNo), label: (o) => o.label, d: (o) => o.d,
+      area: (o) => o.area, score: (o) => (o.score === null ? 2 : o.score),
+    }[key];
+    const rows = shown().slice().sort((a, b) => {
+      const x = value(a), y = value(b);
+      return (x < y ? -1 : x > y ? 1 : 0) * dir;
+    });
+    document.querySelectorAll("#table th").forEach((th) => {
+      th.classList.toggle("asc", th.dataset.key === key && dir > 0);
+      th.classList.toggle("desc", th.dataset.key === key && dir < 0);
+    });
+    const body = rows.slice(0, TABLE_ROWS).map((o) => {
+      const tr = document.createElement("tr");
+      tr.dataset.key = o.key;
+      if (o.key === S.selected) tr.className = "sel";
+      const sw = document.createElement("span");
+      sw.className = "sw";
+      sw.style.background = colour(o.label);
+      const cells = [o.id !== null ? String(o.id) : "+" + o.newNo, null, fmt(dOf(o)), fmt(areaOf(o)),
+        o.score === null ? "–" : o.score.toFixed(2)];
+      cells.forEach((text, k) => {
+        const td = document.createElement("td");
+        if (k === 1) td.append(sw, o.label); else td.textContent = text;
+        tr.append(td);
+      });
+      return tr;
+    });
+    $("table").tBodies[0].replaceChildren(...body);
+    $("table-more").textContent = rows.length > TABLE_ROWS ? t("more", { n: rows.length - TABLE_ROWS }) : "";
+    const selRow = $("table").querySelector("tr.sel");
+    if (selRow && selRow.scrollIntoView) selRow.scrollIntoView({ block: "nearest" });
+  }
+  document.querySelectorAll("#table th").forEach((th) => {
+    th.onclick = () => {
+      S.sort = { key: th.dataset.key, dir: S.sort.key === th.dataset.key ? -S.sort.dir : 1 };
+      renderTable();
+    };
+  });
+  $("table").tBodies[0].addEventListener("click", (e) => {
+    const tr = e.target.closest("tr");
+    if (!tr) return;
+    if (S.mode !== "select") setMode("select");
+    S.selected = tr.dataset.key;
+    const o = S.objects.find((x) => x.key === S.selected);
+    if (o) centreOn(o);
+    changed(false);
+  });
+
+  // ---- save and downloads -----------------------------------------------------------------------
+  function status(text, kind) {
+    $("status").textContent = text;
+    $("status").className = "status " + (kind || "");
+  }
+
+  $("save").onclick = async () => {
+    if (S.saving) return;
+    S.saving = true;
+    renderControls();
+    status("");
+    const objects = shown().map((o) => {
+      if (o.id !== null) return { id: o.id, label: o.label };
+      if (o.shape === "circle") {
+        const c = o.circle;
+        return { label: o.label, shape_type: "circle", points: [[c.cx, c.cy], [c.cx + c.r, c.cy]] };
+      }
+      return { label: o.label, shape_type: "polygon", points: o.points };
+    });
+    try {
+      const response = await api(`/api/results/${S.resultId}/correction`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ objects }),
+      });
+      const saved = await response.json();
+      S.dirty = false;
+      postEvent("web_app_setup_closing_behavior", { need_confirmation: false });
+      status(t("saved", saved), "ok");
+    } catch (error) {
+      status(error.message, "error");
+    } finally {
+      S.saving = false;
+      renderControls();
+    }
+  };
+
+  async function download(role, e) {
+    e.preventDefault();
+    try {
+      const links = await (await api(`/api/results/${S.resultId}/links`, { method: "POST" })).json();
+      const link = links[role];
+      const url = new URL(link.url, location.href).href;
+      if (inTelegramApp() && tgVersion >= 8) { // the app's webview does not download by itself
+        postEvent("web_app_request_file_download", { url, file_name: link.name });
+        return;
+      }
+      const a = document.createElement("a");
+      a.href = url;
+      a.download = link.name;
+      document.body.append(a);
+      a.click();
+      a.remove();
+    } catch (error) {
+      status(error.message, "error");
+    }
+  }
+  $("dl-labelme").onclick = (e) => download("labelme", e);
+  $("dl-csv").onclick = (e) => download("csv", e);
+  window.addEventListener("beforeunload", (e) => { if (S.dirty) { e.preventDefault(); e.returnValue = ""; } });
+
+  // ---- start ----------------------------------------------------------------------------------
+  function message(text) {
+    $("message").textContent = text;
+    $("message").hidden = !text;
+  }
+
+  async function showPicker() {
+    const me = await (await api("/api/me")).json();
+    lang = pickLang(me.language, lang);
+    translate();
+    const list = $("picker-list");
+    list.replaceChildren(...me.results.map((r) => {
+      const li = document.createElement("li");
+      const a = document.createElement("a");
+      a.href = `?result=${r.id}${location.hash}`;
+      a.textContent = `${r.name} (${r.n_objects})`;
+      li.append(a);
+      return li;
+    }));
+    $("picker").hidden = false;
+    message(me.results.length ? "" : t("none"));
+  }
+
+  async function start() {
+    applyTheme();
+    lang = pickLang(initUser().language_code, navigator.language);
+    translate();
+    postEvent("web_app_ready");
+    postEvent("web_app_expand");
+    if (!initData()) { message(t("noAuth")); return; }
+    const rid = new URLSearchParams(location.search).get("result");
+    try {
+      if (!rid || !/^\d{1,12}$/.test(rid)) { await showPicker(); return; }
+      S.resultId = rid;
+      const view = await (await api(`/api/results/${rid}`)).json();
+      lang = pickLang(view.language, lang);
+      translate();
+      S.result = Object.assign({ classes: view.classes }, view.result);
+      S.newClass = view.classes[0] || "particle";
+      S.objects = view.objects.map((o) => makeObject({
+        key: "o" + o.id, id: o.id, label: o.label, points: o.points, score: o.score,
+        area: o.area_px, d: o.d_px, shape: "polygon",
+      }));
+      S.original = S.objects.length;
+      $("title").textContent = S.result.name;
+      document.title = `segbot · ${S.result.name}`;
+      const blob = await (await api(`/api/results/${rid}/image`)).blob();
+      S.image = await createImageBitmap(blob);
+      $("main").hidden = false;
+      message("");
+      resize();
+      fit();
+      changed(false);
+      document.body.dataset.ready = "1"; // for the browser test: everything is drawn
+    } catch (error) {
+      message(error.message);
+    }
+  }
+  window.addEventListener("resize", () => { if (S.result) { resize(); renderStats(); } });
+  start();
+})();

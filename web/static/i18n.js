@@ -1,0 +1,43 @@
+// The page's texts in English and Russian; app.js picks the user's language (users table, then
+// Telegram's language_code, then the browser's).
+"use strict";
+window.SEGBOT_TEXTS = {
+  en: {
+    title: "Review", unsaved: "unsaved", loading: "Loading…",
+    select: "Select", polygon: "Polygon", circle: "Circle", undo: "Undo", redo: "Redo",
+    ids: "IDs", fit: "Fit", done: "Done", cancel: "Cancel", delete: "Delete",
+    newClass: "Class for new outlines", addClass: "+ new class…", addClassPrompt: "Name of the new class:",
+    minScore: "Min score", hidden: "({n} hidden, not saved)",
+    save: "Save correction ({n} objects)", saving: "Saving…",
+    saved: "Saved (-{removed}, +{added} objects). The chat has a button to train the next version.",
+    counts: "Objects per class", histogram: "Size distribution", objects: "Objects",
+    class: "class", score: "score", downloads: "Downloads", labelme: "LabelMe JSON", csv: "CSV table",
+    hintSelect: "Tap an object to select it; drag to pan, pinch or scroll to zoom.",
+    hintPolygon: "Tap the outline's corners; tap the first point or Done to close it.",
+    hintCircle: "Drag from the centre outwards to draw a circle.",
+    points: "{n} point(s)", newObject: "new", more: "… and {n} more (sort to see others)",
+    pick: "Your recent results", none: "No results yet: send an image to the bot first.",
+    noAuth: "Open this page from the bot's Review button in Telegram.",
+    discard: "Discard the unsaved changes?",
+    dLabel: "D, {unit}", areaLabel: "area, {unit}²",
+  },
+  ru: {
+    title: "Проверка", unsaved: "не сохранено", loading: "Загрузка…",
+    select: "Выбор", polygon: "Контур", circle: "Круг", undo: "Отменить", redo: "Повторить",
+    ids: "Номера", fit: "Вписать", done: "Готово", cancel: "Отмена", delete: "Удалить",
+    newClass: "Класс новых контуров", addClass: "+ новый класс…", addClassPrompt: "Название нового класса:",
+    minScore: "Мин. уверенность", hidden: "(скрыто {n}, не сохранятся)",
+    save: "Сохранить исправление (объектов: {n})", saving: "Сохраняю…",
+    saved: "Сохранено (-{removed}, +{added} объектов). В чате есть кнопка, чтобы обучить следующую версию.",
+    counts: "Объекты по классам", histogram: "Распределение размеров", objects: "Объекты",
+    class: "класс", score: "уверенность", downloads: "Файлы", labelme: "LabelMe JSON", csv: "Таблица CSV",
+    hintSelect: "Нажмите на объект, чтобы выбрать; тяните — сдвиг, щипок или колесо — масштаб.",
+    hintPolygon: "Отмечайте углы контура; нажмите на первую точку или «Готово», чтобы замкнуть.",
+    hintCircle: "Тяните от центра наружу, чтобы нарисовать круг.",
+    points: "точек: {n}", newObject: "новый", more: "… и ещё {n} (сортируйте, чтобы увидеть)",
+    pick: "Ваши последние результаты", none: "Результатов пока нет: сначала пришлите боту снимок.",
+    noAuth: "Откройте эту страницу кнопкой «Проверить» под результатом в Telegram.",
+    discard: "Отменить несохранённые изменения?",
+    dLabel: "D, {unit}", areaLabel: "площадь, {unit}²",
+  },
+};
