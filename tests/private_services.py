@@ -12,18 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import IN_CI, free_port
+from tests.conftest import free_port
+from tests.services import need_service
 
 
 def _binary(name: str) -> str:
     found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
     if found is None:
-        message = f"{name} not found: the fault tests start their own server"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        need_service(name, "not found: the fault tests start their own server")
     return found
 
 
