@@ -155,3 +155,23 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path):
     if request.param == "local":
         return FileStore(tmp_path / "files")
     return make_s3_store(request.getfixturevalue("s3_env"), tmp_path / "files")
+
+
+# The Bot API stand-in and bot settings pointing at it: every test that runs the real PTB Application.
+@pytest.fixture
+def api():
+    from tests.botapi.server import BotApiStandIn
+
+    server = BotApiStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bs(settings, api):
+    from storage.migrate import upgrade
+    from tests.botapi.harness import bot_settings
+
+    s = bot_settings(settings, api)
+    upgrade(s.database_url)
+    return s

@@ -22,27 +22,13 @@ from storage.files import FileStore
 from storage.migrate import upgrade
 from storage.models import Dataset, Job, TrainedModel, Upload, User
 from tests.botapi.fixtures import buttons, labelme_bytes, png_bytes, rows, user_row
-from tests.botapi.harness import BotApiStandIn, bot_settings, running_bot
 from tests.botapi.harness import User as TgUser
+from tests.botapi.harness import bot_settings, running_bot
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 ACK = ("Checking", "Проверяю")
 ALICE = TgUser(1001, "Alice", "alice", "en")
 BORIS = TgUser(1002, "Boris", "boris", "ru")
-
-
-@pytest.fixture
-def api():
-    server = BotApiStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bs(settings, api):
-    s = bot_settings(settings, api)
-    upgrade(s.database_url)
-    return s
 
 
 def eventually(check, timeout: float = 10.0):

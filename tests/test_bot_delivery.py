@@ -20,26 +20,11 @@ from annotations.model import Instance
 from bot.captions import fmt_num
 from storage.db import session_scope
 from storage.files import FileStore
-from storage.migrate import upgrade
 from storage.models import Job, Notice, Result, TrainedModel, User
-from tests.botapi.harness import BotApiStandIn, bot_settings, running_bot
 from tests.botapi.harness import User as TgUser
+from tests.botapi.harness import running_bot
 
 ALICE = TgUser(2001, "Alice", "alice", "en")
-
-
-@pytest.fixture
-def api():
-    server = BotApiStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bs(settings, api):
-    s = bot_settings(settings, api)
-    upgrade(s.database_url)
-    return s
 
 
 def _user(url: str, telegram_id: int = ALICE.id) -> int:

@@ -26,8 +26,8 @@ from storage.files import FileStore
 from storage.migrate import upgrade
 from storage.models import Job, Notice, Result, TrainedModel, Upload, User
 from tests.botapi.fixtures import buttons, rows, user_row
-from tests.botapi.harness import BotApiStandIn, bot_settings, running_bot
 from tests.botapi.harness import User as TgUser
+from tests.botapi.harness import running_bot
 from tests.fake_detector import disc_image
 from tests.microscope_files import dm_bytes, gwy_bytes, sxm_bytes
 from tests.scalebar_images import Case, draw_case
@@ -38,20 +38,6 @@ ALICE = TgUser(3001, "Alice", "alice", "en")
 BORIS = TgUser(3002, "Boris", "boris", "ru")
 SURE = Case(value=200, unit="nm", nm_per_px=7.34, layout="above", seed=1)  # read with confidence ~0.97
 UNSURE = Case(value=230, unit="nm", nm_per_px=7.34, layout="above", seed=1)  # 230 is no usual bar label
-
-
-@pytest.fixture
-def api():
-    server = BotApiStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bs(settings, api):
-    s = bot_settings(settings, api)
-    upgrade(s.database_url)
-    return s
 
 
 def _tiff(rgb: np.ndarray) -> bytes:

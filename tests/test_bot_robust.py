@@ -22,28 +22,14 @@ from storage.migrate import upgrade
 from storage.models import Job, Notice, PendingState, Result, TrainedModel, Upload, User, utcnow
 from storage.pending import get_state, purge_expired, put_state, take_state
 from tests.botapi.fixtures import buttons, labelme_bytes, png_bytes, rows, user_row
-from tests.botapi.harness import BotApiStandIn, bot_settings, running_bot
 from tests.botapi.harness import User as TgUser
+from tests.botapi.harness import bot_settings, running_bot
 
 ALICE = TgUser(3001, "Alice", "alice", "en")
 BORIS = TgUser(3002, "Boris", "boris", "ru")
 ACK = ("Checking", "Проверяю")
 GENERIC = ("error id", "код ошибки")  # the answer reserved for our own bugs
 HUGE = "9" * 23
-
-
-@pytest.fixture
-def api():
-    server = BotApiStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bs(settings, api):
-    s = bot_settings(settings, api)
-    upgrade(s.database_url)
-    return s
 
 
 def _send(api, user, text, contains=None):

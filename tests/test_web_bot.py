@@ -12,20 +12,13 @@ from storage.db import session_scope
 from storage.migrate import upgrade
 from storage.models import Notice
 from tests.botapi.fixtures import buttons
-from tests.botapi.harness import BotApiStandIn, bot_settings, running_bot
 from tests.botapi.harness import User as TgUser
+from tests.botapi.harness import bot_settings, running_bot
 from tests.webapp_helpers import stored_result
 
 ALICE = TgUser(7001, "Alice", "alice", "en")
 BOB = TgUser(7002, "Боб", "bob", "ru")
 URL = "https://segbot.example.org"
-
-
-@pytest.fixture
-def api():
-    server = BotApiStandIn().start()
-    yield server
-    server.stop()
 
 
 def _markup(call) -> dict:
