@@ -9,6 +9,12 @@ Regions to leave out (options.exclude: an info bar, a scale-bar box; annotations
 here, so every caller gets the same: full-width or full-height bands at an edge are cropped away before
 tiling (no detector time, no objects cut by the crop edge reported inside them), and an object whose
 centre lies inside any other excluded box is dropped. Outlines come back in the whole image's pixels.
+
+Particles cut by the image border: the model, trained on crops where such cuts continue into more
+image, misses most of them (13 of the 24 it missed on one EMPS image). The image is mirrored outward
+by about half a particle first, so a cut particle and its reflection look like one whole particle;
+outlines are then clipped back to the image, and reflections of particles that do not touch the
+border (nearly all outside once clipped) are dropped.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ class PredictOptions:
     batch_size: int = 4
     # boxes (x0, y0, x1, y1) or objects with those attributes (annotations.infobar.Region) to leave out
     exclude: list = field(default_factory=list)
+    # Mirror this many original px around the image so particles cut by its border are found
+    # (None: from the detector's object size; 0: off). See _predict_padded.
+    edge_pad: int | None = None
 
 
 @dataclass
@@ -100,6 +109,9 @@ def predict_image(
         raise ValueError(f"expected an (H, W[, C]) image, got shape {image.shape}")
     if options.exclude:
         return _predict_outside(image, detector, options, progress, started)
+    pad = edge_pad(image.shape, detector, options)
+    if pad:
+        return _predict_padded(image, detector, options, progress, started, pad)
     allowed = _allowed_labels(detector.classes, options.classes)
     tiles, scale = tile_geometry(image.shape, detector, options)
 
@@ -212,3 +224,63 @@ def _allowed_labels(classes: list[str], wanted: set[str] | None) -> np.ndarray |
     if unknown:
         raise ValueError(f"unknown class {', '.join(unknown)}; this model knows: {', '.join(classes)}")
     return np.array([i for i, name in enumerate(classes) if name in wanted], dtype=np.int64)
+
+
+EDGE_PAD_OF_SIZE = 0.6  # mirrored margin per typical large object diameter
+EDGE_PAD_DEFAULT = 16  # px, when the detector knows no object size
+EDGE_PAD_MAX = 96
+EDGE_KEEP_FRACTION = 0.3  # a mirrored cut particle is ~half inside; a mere reflection ~none
+
+
+def edge_pad(shape: tuple[int, ...], detector: TileDetector, options: PredictOptions) -> int:
+    """The mirrored margin in original px for this image (0: none)."""
+    if options.edge_pad is not None:
+        pad = int(options.edge_pad)
+    else:
+        size = getattr(detector, "object_size", None)
+        ok = isinstance(size, (int, float)) and size == size and size > 0
+        pad = round(EDGE_PAD_OF_SIZE * size) if ok else EDGE_PAD_DEFAULT
+        pad = min(max(pad, 4), EDGE_PAD_MAX)
+    return max(0, min(pad, int(shape[0]) - 1, int(shape[1]) - 1))  # reflection needs pad < side
+
+
+def _predict_padded(image, detector, options: PredictOptions, progress, started: float,
+                    pad: int) -> Prediction:
+    """predict_image on the image mirrored by `pad` px, outlines clipped back (module docstring)."""
+    from dataclasses import replace
+
+    import cv2
+
+    height, width = image.shape[:2]
+    padded = cv2.copyMakeBorder(np.ascontiguousarray(image), pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+    pred = predict_image(padded, detector, replace(options, edge_pad=0), progress)
+    kept, reflections = [], 0
+    for inst in pred.instances:
+        polygon = _clip_to_image(inst.polygon - pad, width, height, options.min_area_px)
+        if polygon is None:
+            reflections += 1
+            continue
+        kept.append(Instance(inst.label, polygon, inst.score))
+    stats = dict(pred.stats, reflections=reflections, edge_pad=pad)
+    return Prediction(instances=kept, n_refined=pred.n_refined, tiles=pred.tiles,
+                      seconds=time.perf_counter() - started, stats=stats)
+
+
+def _clip_to_image(polygon: np.ndarray, width: int, height: int, min_area: float) -> np.ndarray | None:
+    """The part of `polygon` on the image (pixel centres at integer coordinates, so the image spans
+    -0.5 .. side - 0.5); None when that part is a reflection's sliver."""
+    lo, hi = polygon.min(axis=0), polygon.max(axis=0)
+    if lo[0] >= -0.5 and lo[1] >= -0.5 and hi[0] <= width - 0.5 and hi[1] <= height - 0.5:
+        return polygon  # wholly inside: nearly every object
+    from shapely.geometry import Polygon, box
+
+    whole = Polygon(polygon).buffer(0)
+    part = whole.intersection(box(-0.5, -0.5, width - 0.5, height - 0.5))
+    if part.is_empty or part.area < min_area or part.area < EDGE_KEEP_FRACTION * whole.area:
+        return None
+    if part.geom_type != "Polygon":
+        part = max((g for g in getattr(part, "geoms", []) if g.geom_type == "Polygon"), key=lambda g: g.area,
+                   default=None)
+        if part is None:
+            return None
+    return np.asarray(part.exterior.coords, dtype=np.float64)[:-1]

@@ -206,7 +206,8 @@ def test_detector_returning_masks_outside_boxes_and_empty_masks():
                 out.append(Detections([[0, 0, 5, 5], [1, 1, 2, 2]], [0.9, 0.9], [0, 0], masks))
             return out
 
-    pred = predict_image(np.zeros((64, 64, 3), np.uint8), Sloppy())
+    # edge_pad 0: Sloppy's masks sit at fixed tile pixels
+    pred = predict_image(np.zeros((64, 64, 3), np.uint8), Sloppy(), PredictOptions(edge_pad=0))
     assert len(pred.instances) == 1
     assert polygon_area(pred.instances[0].polygon) == pytest.approx(150)
 
@@ -259,3 +260,44 @@ def test_merge_settles_as_it_goes_and_tile_order_does_not_matter():
             assert max(holding) <= 2.5 * per_row * per_tile
     assert len(results["rows"]) == len(discs)
     assert results["rows"] == results["shuffled"]
+
+
+class EdgeShy(ThresholdDetector):
+    """Like the trained model: finds whole blobs, misses those cut by the tile's edge."""
+
+    def detect(self, tiles):
+        out = []
+        for det in super().detect(tiles):
+            m = det.masks
+            keep = ~(m[:, 0].any(axis=1) | m[:, -1].any(axis=1) | m[:, :, 0].any(axis=1)
+                     | m[:, :, -1].any(axis=1))
+            out.append(Detections(det.boxes[keep], det.scores[keep], det.labels[keep], m[keep]))
+        return out
+
+
+def test_particles_cut_by_the_image_border_are_found_by_mirroring_it():
+    # one disc cut by the left border (centre 4 px outside the image), one whole disc near the right one
+    image = disc_image(120, 160, [(-4, 60, 14), (140, 40, 12), (80, 90, 10)])
+    plain = predict_image(image, EdgeShy(tile_size=256), PredictOptions(edge_pad=0))
+    assert len(plain.instances) == 2  # the cut disc is missed
+    mirrored = predict_image(image, EdgeShy(tile_size=256), PredictOptions(edge_pad=20))
+    assert len(mirrored.instances) == 3 and mirrored.stats["edge_pad"] == 20
+    cut = min(mirrored.instances, key=lambda i: i.polygon[:, 0].mean())
+    assert cut.polygon[:, 0].min() >= -0.5 and cut.polygon[:, 0].max() < 12  # clipped to the image
+    visible = int((image[:, :, 0] > 100)[:, :20].sum())  # the cut disc's pixels on the image
+    assert polygon_area(cut.polygon) == pytest.approx(visible, rel=0.08)
+    # the whole discs come back unchanged and their reflections are not reported
+    key = lambda i: tuple(np.round(i.polygon.mean(axis=0)))  # noqa: E731
+    whole = sorted(mirrored.instances, key=key)[1:]
+    for a, b in zip(sorted(plain.instances, key=key), whole, strict=True):
+        assert np.allclose(a.polygon, b.polygon)
+
+
+def test_edge_pad_follows_the_object_size_and_fits_small_images():
+    from inference.pipeline import edge_pad
+
+    det = ThresholdDetector(object_size=50.0)
+    assert edge_pad((500, 500), det, PredictOptions()) == 30
+    assert edge_pad((500, 500), ThresholdDetector(), PredictOptions()) == 16  # size unknown
+    assert edge_pad((10, 500), det, PredictOptions()) == 9  # reflection needs pad < side
+    assert edge_pad((500, 500), det, PredictOptions(edge_pad=0)) == 0
