@@ -9,6 +9,7 @@ from typing import Any
 
 from annotations.stats import pool_summaries
 from bot.i18n import t
+from segmodel.options import HOLDOUT_MIN_OBJECTS
 
 
 def fmt_num(value: Any) -> str:
@@ -102,8 +103,6 @@ def model_figures(lang: str, metrics: dict[str, Any], short: bool = False) -> li
 
     Models trained before these figures were kept have only final_loss (meaningless to a user) and
     perhaps the held-out scores: they get the held-out line or nothing."""
-    from trainer.train import HOLDOUT_MIN_OBJECTS
-
     pre = "short_" if short else ""
     lines = []
     data = metrics.get("trained_on") if isinstance(metrics.get("trained_on"), dict) else None
@@ -118,8 +117,12 @@ def model_figures(lang: str, metrics: dict[str, Any], short: bool = False) -> li
         lines.append(t(lang, pre + "fig_learned", objects=objects, crops=areas, counts=per_class))
     hold = metrics.get("holdout")
     if isinstance(hold, dict) and "precision" in hold and "recall" in hold:
-        lines.append(t(lang, pre + "fig_holdout", n=hold.get("n_gt", "?"),
-                       precision=f"{hold['precision']:.2f}", recall=f"{hold['recall']:.2f}"))
+        line = t(lang, pre + "fig_holdout", n=hold.get("n_gt", "?"), precision=f"{hold['precision']:.2f}",
+                 recall=f"{hold['recall']:.2f}")
+        if not short and all(isinstance(hold.get(k), float) for k in ("f1", "f1_low", "f1_high")):
+            line += " " + t(lang, "fig_holdout_range", f1=f"{hold['f1']:.2f}", low=f"{hold['f1_low']:.2f}",
+                            high=f"{hold['f1_high']:.2f}")
+        lines.append(line)
     elif data:  # a new model without a held-out crop: say why there is no check
         lines.append(t(lang, pre + "fig_no_holdout", min_objects=HOLDOUT_MIN_OBJECTS))
     if isinstance(metrics.get("train_seconds"), int | float):

@@ -149,7 +149,7 @@ def model_card(meta: dict[str, Any]) -> str:
     if hold:
         lines.append(f"- Held-out crop {hold.get('region')} ({hold.get('n_gt')} objects): precision "
                      f"{_fmt(hold.get('precision'))}, recall {_fmt(hold.get('recall'))}, "
-                     f"F1 {_fmt(hold.get('f1'))} "
+                     f"F1 {_fmt(hold.get('f1'))}{_range(hold)} "
                      f"(centre rule, score >= {hold.get('threshold')}, measured at iteration "
                      f"{hold.get('iteration')}, before that crop joined training)")
     else:
@@ -163,6 +163,13 @@ def model_card(meta: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _range(hold: dict[str, Any]) -> str:
+    low, high = hold.get("f1_low"), hold.get("f1_high")
+    if not isinstance(low, float) or not isinstance(high, float):
+        return ""
+    return f", 90 % range {low:.2f}-{high:.2f} for another crop like it"
 
 
 def _fmt(value: Any) -> str:

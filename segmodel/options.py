@@ -22,6 +22,7 @@ DEFAULT_TILE = {"tiny": 512, "r50": 800, "x101": 800}
 TARGET_OBJECT_PX = 28.0
 MAX_ITERATIONS = 200_000
 USER_INITS = ("auto", "random", "base", "coco")
+HOLDOUT_MIN_OBJECTS = 20  # total labelled objects before one crop may be held out for a check
 
 
 class OptionsError(UserError, ValueError):

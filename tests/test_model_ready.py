@@ -9,8 +9,9 @@ import pytest
 from annotations.geometry import circle_polygon
 from annotations.model import AnnotatedImage, Crop, Instance
 from bot.captions import FEW_LABELS, duration_text, model_figures, model_line_figures, ready_text
+from segmodel.options import HOLDOUT_MIN_OBJECTS
 from trainer.dataset import build_regions
-from trainer.train import HOLDOUT_MIN_OBJECTS, device_info, trained_on
+from trainer.train import device_info, trained_on
 
 HOLD = {"region": "a.json#crop2", "n_gt": 25, "tp": 22, "fp": 2, "fn": 3, "n_pred": 24,
         "precision": 22 / 24, "recall": 22 / 25, "f1": 0.9, "iteration": 80, "threshold": 0.5}
@@ -84,3 +85,18 @@ def test_russian_numbers_agree() -> None:
     assert "11 размеченных объектах в 5 областях crop" in model_figures("ru", many)[0]
     assert "1 crop:" in model_figures("en", one)[0] and "5 crops" in model_figures("en", many)[0]
     assert duration_text("en", 3725) == "1 h 2 min" and duration_text("ru", 59.6) == "1 мин 0 с"
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_the_held_out_f1_comes_with_its_range(lang: str) -> None:
+    from annotations.evaluate import f1_interval
+
+    low, high = f1_interval(17, 2, 4)  # a crop of 21 objects
+    assert low < 2 * 17 / (2 * 17 + 6) < high and high - low > 0.1  # few objects: a wide range
+    wide = f1_interval(170, 20, 40)
+    assert wide[1] - wide[0] < (high - low) / 2  # ten times the objects: a much narrower one
+    hold = {**HOLD, "f1": 0.85, "f1_low": round(low, 3), "f1_high": round(high, 3)}
+    text = ready_text(lang, 3, {**NEW, "holdout": hold})
+    assert f"{low:.2f}" in text and f"{high:.2f}" in text and "0.85" in text and "90 %" in text
+    assert len(text.splitlines()) == len(ready_text(lang, 3, NEW).splitlines())
+    assert f"{low:.2f}" not in model_line_figures(lang, {**NEW, "holdout": hold})  # /models stays short

@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 from annotations.model import AnnotatedImage, AnnotationError
-from segmodel.options import LabelStats, OptionsError, TrainOptions, auto_rescale, resolve_iterations
+from segmodel.options import (
+    HOLDOUT_MIN_OBJECTS,
+    LabelStats,
+    OptionsError,
+    TrainOptions,
+    auto_rescale,
+    resolve_iterations,
+)
 from trainer.checkpoint import (
     CheckpointPlan,
     TrainState,
@@ -28,7 +35,6 @@ from trainer.checkpoint import (
 )
 from trainer.init_weights import WeightPaths, load_init_weights, resolve_init
 
-HOLDOUT_MIN_OBJECTS = 20  # total labelled objects before one crop may be held out
 HOLDOUT_MIN_REGION = 5  # objects the held-out crop must hold
 HOLDOUT_MIN_REST = 12  # objects left to train on meanwhile
 HOLDOUT_AT = 0.8  # fraction of training done without the held-out crop; it joins afterwards
@@ -98,10 +104,13 @@ def _to_batch(samples: Sequence[Any]) -> dict[str, Any]:
 def holdout_scores(pred_masks: np.ndarray, gt_masks: np.ndarray) -> dict[str, Any]:
     """The held-out crop scored as `segbot eval` scores it: annotations.evaluate's centre rule and
     its maximum matching, so a model card's F1 is the figure the evaluator reports."""
-    from annotations.evaluate import instances_from_masks, match_centre_rule
+    from annotations.evaluate import f1_interval, instances_from_masks, match_centre_rule
 
     pred, gt = instances_from_masks(pred_masks), instances_from_masks(gt_masks)
-    return {**match_centre_rule(pred, gt).as_dict(), "n_pred": len(pred), "n_gt": len(gt)}
+    score = match_centre_rule(pred, gt)
+    low, high = f1_interval(score.tp, score.fp, score.fn)  # one crop of ~20 objects: say how sure
+    return {**score.as_dict(), "f1_low": round(low, 3), "f1_high": round(high, 3), "n_pred": len(pred),
+            "n_gt": len(gt)}
 
 
 def _validate(model: Any, region: Any, classes: list[str], tile_size: int) -> dict[str, Any]:

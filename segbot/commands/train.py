@@ -78,8 +78,9 @@ def summary_lines(result) -> list[str]:
     ]
     hold = result.metrics.get("holdout")
     if hold:
+        spread = f" (90 % range {hold['f1_low']:.2f}-{hold['f1_high']:.2f})" if "f1_low" in hold else ""
         lines.append(f"held-out crop ({hold['n_gt']} objects): precision {hold['precision']:.2f}, "
-                     f"recall {hold['recall']:.2f}, F1 {hold['f1']:.2f}")
+                     f"recall {hold['recall']:.2f}, F1 {hold['f1']:.2f}{spread}")
     else:
         lines.append("no held-out crop (needs 2+ crops and 20+ objects)")
     return lines
