@@ -41,6 +41,7 @@ def train_job(ctx: JobContext) -> Outcome:
     from segmodel.options import TrainOptions
     from trainer.checkpoint import CheckpointPlan
     from trainer.init_weights import WeightPaths
+    from trainer.threads import ThreadPlan
     from trainer.train import TrainingCancelled, train_model
 
     with ctx.session() as session:
@@ -79,7 +80,7 @@ def train_job(ctx: JobContext) -> Outcome:
     try:
         result = train_model(sources, out_dir, options, progress=report, should_cancel=ctx.cancelled,
                              weights=WeightPaths.from_settings(ctx.settings), checkpoint=plan,
-                             resume_from=resume_from)
+                             resume_from=resume_from, threads=ThreadPlan.from_settings(ctx.settings))
     except TrainingCancelled:
         shutil.rmtree(scratch, ignore_errors=True)
         drop_checkpoint()
