@@ -32,7 +32,7 @@ LOOK_BACK = 200  # finished train jobs read to find them
 # the bot says it has not measured that yet, and the first job of it measures it.
 # (device kind, preset): (seconds per iteration, setup seconds)
 BENCHMARK_RATES: dict[tuple[str, str], tuple[float, float]] = {
-    # 2 shared cores (Xeon, KVM), torch CPU, 2 threads, after the speed work of issue #15's sibling
+    # the project's shared 2-core AMD EPYC machine, torch CPU, after the training speed work (issue #15)
     ("cpu", "tiny"): (1.29, 8.0),
 }
 REFERENCE_PIXELS = 2 * 256 * 256  # batch x crop side^2 the table was measured at
