@@ -23,7 +23,7 @@ from segmodel.options import TrainOptions, auto_rescale, resolve_iterations
 from storage.models import Job, JobState, Upload
 
 RECENT = 5  # finished jobs the running figure is the median of
-LOOK_BACK = 200  # finished train jobs read to find them
+LOOK_BACK = 50  # finished train jobs (newest first) read to find them
 
 # Seconds per iteration and setup seconds (reading labels, building the model, saving the bundle:
 # what the iterations do not explain) at the bot's defaults: batch 2, 256 px crops, init 'auto'
