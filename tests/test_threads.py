@@ -107,13 +107,13 @@ def test_omp_num_threads_and_the_setting_win(machine) -> None:
     applied: list[int] = []
     env_plan = ThreadPlan(stat_path=machine.path, env={"OMP_NUM_THREADS": "3"}, setting=1)
     gov = ThreadGovernor(env_plan, applied.append)
-    assert gov.start(sleep=lambda s: None) is None  # torch reads OMP_NUM_THREADS itself
+    assert gov.start(sleep=lambda s: None) == 3
     assert gov.summary() == {"threads": 3, "threads_source": "OMP_NUM_THREADS", "threads_used": [3]}
     fixed = ThreadGovernor(ThreadPlan(stat_path=machine.path, env={}, setting=1), applied.append)
     assert fixed.start(sleep=lambda s: None) == 1
     machine.run(5, others=0.0)
     fixed.tick(1e9)
-    assert applied == [1] and fixed.summary()["threads_source"] == "setting"
+    assert applied == [3, 1] and fixed.summary()["threads_source"] == "setting"
 
 
 def test_setting_from_settings(settings, monkeypatch) -> None:

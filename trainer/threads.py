@@ -154,13 +154,14 @@ class ThreadGovernor:
             self.threads = threads
             self.history.append(threads)
 
-    def start(self, sleep: Callable[[float], None] = time.sleep) -> int | None:
-        """Choose and apply the first thread count; None: left to torch (OMP_NUM_THREADS)."""
+    def start(self, sleep: Callable[[float], None] = time.sleep) -> int:
+        """Choose and apply the first thread count."""
         env = os.environ if self.plan.env is None else self.plan.env
         from_env = _env_threads(env)
-        if from_env is not None:  # torch reads it itself; nothing to set, nothing to govern
-            self.source, self.threads, self.history = "OMP_NUM_THREADS", from_env, [from_env]
-            return None
+        if from_env is not None:  # set too: torch read it at import, maybe before it was changed
+            self.source = "OMP_NUM_THREADS"
+            self._set(from_env)
+            return self.threads
         if self.plan.setting > 0:
             self.source = "setting"
             self._set(self.plan.setting)
