@@ -28,6 +28,7 @@ from bot.i18n import t
 from bot.result_files import DOCUMENT_ROLES, output_name, read_stored, set_file_name, zip_results
 from bot.services import Services
 from bot.webapp import correction_saved, review_markup
+from jobqueue.estimates import Rates, Wait, wait_ahead
 from jobqueue.store import queue_position
 from storage.models import Job, JobState, ModelStatus, Result, TrainedModel, User
 from storage.notices import CORRECTION_SAVED, mark_part_sent, mark_sent, pending_notices
@@ -289,7 +290,9 @@ def _progress_rows(session) -> list[dict[str, Any]]:
         .limit(100)
     )
     rows = []
+    rates = Rates(session)  # the measured speeds, read once for every waiting job
     for job, lang in session.execute(stmt):
+        waiting = job.state == JobState.QUEUED
         rows.append(
             {
                 "id": job.id,
@@ -298,14 +301,15 @@ def _progress_rows(session) -> list[dict[str, Any]]:
                 "text": progress_text(
                     job,
                     lang or "en",
-                    queue_position(session, job) if job.state == JobState.QUEUED else None,
+                    queue_position(session, job) if waiting else None,
+                    wait_ahead(session, job, rates) if waiting else None,
                 ),
             }
         )
     return rows
 
 
-def progress_text(job: Job, lang: str, position: int | None = None) -> str:
+def progress_text(job: Job, lang: str, position: int | None = None, wait: Wait | None = None) -> str:
     if job.state == JobState.SUCCEEDED:
         return t(lang, "progress_done", job=job.id, kind=job.kind)
     if job.state == JobState.FAILED:
@@ -314,6 +318,8 @@ def progress_text(job: Job, lang: str, position: int | None = None) -> str:
         return t(lang, "progress_cancelled", job=job.id, kind=job.kind)
     if job.state == JobState.QUEUED:
         stage = t(lang, "queued_state") + (f" (#{position})" if position else "")
+        if wait is not None and wait.ahead and wait.seconds is not None:
+            stage += " " + t(lang, "queued_wait", minutes=max(1, round(wait.seconds / 60)), ahead=wait.ahead)
         return t(lang, "progress", job=job.id, kind=job.kind, stage=stage, pct=0, loss="", eta="")
     loss = (job.result or {}).get("loss") if isinstance(job.result, dict) else None
     eta = f", ETA {int(job.eta_s) // 60}:{int(job.eta_s) % 60:02d}" if job.eta_s else ""

@@ -71,12 +71,19 @@ EN: dict[str, str] = {
     "no_labels": "Send me labelled LabelMe files first (see /help or try /example).",
     "options_title": "Training options:\npreset {arch}, {iters} iterations, augmentation {aug}, "
     "rescale {rescale}.\n"
-    "Estimated time: about {minutes} min.",
+    "Estimated time: {estimate}.",
+    "estimate": "about {minutes} min ({iterations} iterations)",
+    "estimate_unknown": "not measured yet for this preset on this server ({iterations} iterations); "
+    "the first training measures it",
+    "wait_next": "It starts next.",
+    "wait_ahead": "Starts in about {minutes} min, jobs ahead: {ahead}.",
+    "wait_ahead_unknown": "Jobs ahead: {ahead}.",
     "btn_start": "Start training",
     "auto": "auto",
     "on": "on",
     "off": "off",
-    "queued_train": "Training job #{job} queued (position {pos}). I will edit this message with progress.",
+    "queued_train": "Training job #{job} queued (position {pos}). Estimated time: {estimate}. {wait} "
+    "I will edit this message with progress.",
     "already_queued": "Already queued (#{job}); /status shows how it goes.",
     "already_trained": "Already trained in job #{job}; /models lists the result.",
     "queued_predict": "Recognition job #{job} queued for {n} image(s) (position {pos}).",
@@ -86,6 +93,7 @@ EN: dict[str, str] = {
     "progress_failed": "Job #{job} ({kind}): failed.",
     "progress_cancelled": "Job #{job} ({kind}): cancelled.",
     "queued_state": "waiting in the queue",
+    "queued_wait": "- starts in about {minutes} min, jobs ahead: {ahead}",
     "train_done": "Model v{version} is ready.{figures}\nIt is now your active model: send images to "
     "recognise.",
     "fig_learned": "Learned from {objects} in {crops}: {counts}.",
@@ -254,12 +262,19 @@ RU: dict[str, str] = {
     "no_labels": "Сначала пришлите размеченные файлы LabelMe (см. /help или /example).",
     "options_title": "Параметры обучения:\nпресет {arch}, итераций {iters}, аугментация {aug}, "
     "масштаб {rescale}.\n"
-    "Примерное время: около {minutes} мин.",
+    "Примерное время: {estimate}.",
+    "estimate": "около {minutes} мин (итераций: {iterations})",
+    "estimate_unknown": "ещё не измерено для этого пресета на этом сервере (итераций: {iterations}); "
+    "первое обучение его измерит",
+    "wait_next": "Начнётся следующей.",
+    "wait_ahead": "Начнётся примерно через {minutes} мин, задач впереди: {ahead}.",
+    "wait_ahead_unknown": "Задач впереди: {ahead}.",
     "btn_start": "Начать обучение",
     "auto": "авто",
     "on": "вкл",
     "off": "выкл",
-    "queued_train": "Задача обучения #{job} в очереди (позиция {pos}). Я буду обновлять это сообщение.",
+    "queued_train": "Задача обучения #{job} в очереди (позиция {pos}). Примерное время: {estimate}. {wait} "
+    "Я буду обновлять это сообщение.",
     "already_queued": "Уже в очереди (#{job}); ход — в /status.",
     "already_trained": "Уже обучено в задаче #{job}; результат — в /models.",
     "queued_predict": "Задача распознавания #{job}: изображений {n} (позиция {pos}).",
@@ -269,6 +284,7 @@ RU: dict[str, str] = {
     "progress_failed": "Задача #{job} ({kind}): ошибка.",
     "progress_cancelled": "Задача #{job} ({kind}): отменена.",
     "queued_state": "ждёт в очереди",
+    "queued_wait": "- начнётся примерно через {minutes} мин, задач впереди: {ahead}",
     "train_done": "Модель v{version} готова.{figures}\nТеперь она активна: присылайте снимки для "
     "распознавания.",
     "fig_learned": "Обучена на {objects} в {crops}: {counts}.",

@@ -12,18 +12,13 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.i18n import t
 from bot.services import DEFAULT_TRAIN_OPTIONS, Services, UserInfo, get_user, update_preferences
+from jobqueue.estimates import Estimate, Rates, Wait, estimate_job, estimate_training, wait_ahead
 from jobqueue.store import QueueLimitError, queue_position, submit_job
 from storage.models import Dataset, Job, JobState, TrainedModel, Upload
 
 ARCHES = ("tiny", "r50", "x101")
 ITERATIONS = (None, 50, 200, 1000, 3000)
 RESCALES = (None, 1.0, 2.0, 3.0)
-DEFAULT_ITERS = {"tiny": 300, "r50": 1500, "x101": 2000}
-# Rough seconds per iteration (batch 2, 256 px crops), measured order of magnitude, not a promise.
-SEC_PER_ITER = {
-    "cpu": {"tiny": 0.4, "r50": 5.0, "x101": 11.0},
-    "cuda": {"tiny": 0.05, "r50": 0.35, "x101": 0.7},
-}
 
 
 def cycle(values: tuple, current: Any) -> Any:
@@ -46,14 +41,29 @@ def next_option(options: dict[str, Any], name: str) -> dict[str, Any]:
     return options
 
 
-def estimate_minutes(options: dict[str, Any], device: str) -> int:
-    arch = options.get("arch", "tiny")
-    iters = options.get("iterations") or DEFAULT_ITERS.get(arch, 300)
-    per = SEC_PER_ITER["cpu" if device == "cpu" else "cuda"].get(arch, 1.0)
-    return max(1, round(iters * per / 60 + 0.5))
+def training_estimate(
+    session, options: dict[str, Any], device: str, upload_ids: list[int] | None = None
+) -> Estimate:
+    """The estimate the options message shows: measured speed of this kind of worker and preset
+    (jobqueue/estimates.py), the iteration count the trainer will actually run."""
+    return estimate_training(session, {**DEFAULT_TRAIN_OPTIONS, **options}, device, upload_ids)
 
 
-def options_text(options: dict[str, Any], lang: str, device: str) -> str:
+def estimate_text(lang: str, estimate: Estimate) -> str:
+    if estimate.minutes is None:
+        return t(lang, "estimate_unknown", iterations=f"{estimate.iterations:,}")
+    return t(lang, "estimate", minutes=estimate.minutes, iterations=f"{estimate.iterations:,}")
+
+
+def wait_text(lang: str, wait: Wait | None) -> str:
+    if wait is None or wait.ahead == 0:
+        return t(lang, "wait_next")
+    if wait.seconds is None:
+        return t(lang, "wait_ahead_unknown", ahead=wait.ahead)
+    return t(lang, "wait_ahead", ahead=wait.ahead, minutes=max(1, round(wait.seconds / 60)))
+
+
+def options_text(options: dict[str, Any], lang: str, estimate: Estimate) -> str:
     o = {**DEFAULT_TRAIN_OPTIONS, **options}
     return t(
         lang,
@@ -62,7 +72,7 @@ def options_text(options: dict[str, Any], lang: str, device: str) -> str:
         iters=o["iterations"] or t(lang, "auto"),
         aug=t(lang, "on" if o["augment"] else "off"),
         rescale=f"x{o['rescale']:g}" if o["rescale"] else t(lang, "auto"),
-        minutes=estimate_minutes(o, device),
+        estimate=estimate_text(lang, estimate),
     )
 
 
@@ -106,6 +116,8 @@ def after_labels_keyboard(lang: str) -> InlineKeyboardMarkup:
 class Queued:
     job_id: int | None = None
     position: int | None = None
+    estimate: Estimate | None = None  # a train job's
+    wait: Wait | None = None  # what runs before it
     # "no_labels", "no_model", "already_queued"/"already_trained" (job_id: that job), else the
     # queue's user-facing limit
     error: str | None = None
@@ -161,7 +173,9 @@ def _submit(
         session.rollback()
         return Queued(error=str(error))
     session.flush()
-    return Queued(job.id, queue_position(session, job))
+    rates = Rates(session)
+    return Queued(job.id, queue_position(session, job), estimate_job(session, job, rates),
+                  wait_ahead(session, job, rates))
 
 
 def queue_training(

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     database_url_raw: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
     broker_url_raw: str | None = Field(None, validation_alias=_env("SEGBOT_BROKER_URL", "BROKER_URL"))
     device: str = Field("cpu", validation_alias=_env("SEGBOT_DEVICE"))
+    # CPU threads of a training job: 0 = every idle core, re-checked while it runs; N = exactly N
+    # (OMP_NUM_THREADS, when set, wins over both)
+    train_threads: int = Field(0, ge=0, le=1024, validation_alias=_env("SEGBOT_TRAIN_THREADS"))
     # Access
     access_mode: Literal["open", "allowlist"] = Field("open", validation_alias=_env("SEGBOT_ACCESS_MODE"))
     allowed_users: str = Field("", validation_alias=_env("SEGBOT_ALLOWED_USERS"))

@@ -7,6 +7,8 @@ import hashlib
 import json
 import logging
 import shutil
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +38,31 @@ def run_fingerprint(options: dict[str, Any], digests: list[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def timing_record(metrics: dict[str, Any], options: Any, iterations: int, body_s: float,
+                  warm: bool = True) -> dict[str, Any]:
+    """How fast this job trained, for jobqueue/estimates.py (the bot's next estimates): the trainer's
+    measured seconds per iteration and threads, with the worker kind, preset, batch and crop size it
+    is compared by, and the setup = everything of the body the iterations do not explain. `warm`:
+    torch and mmdet were imported already (a worker's first job pays several seconds for that,
+    which a later job does not)."""
+    timing = dict(metrics.get("timing") or {})
+    loop_s = float(timing.get("loop_s") or 0.0)
+    timing.update(device_kind="cpu" if options.device == "cpu" else "cuda", arch=options.arch,
+                  batch_size=options.batch_size, crop_size=options.crop_size, iterations=iterations,
+                  seconds=round(body_s, 2), setup_s=round(max(0.0, body_s - loop_s), 2), warm=warm)
+    return timing
+
+
 def train_job(ctx: JobContext) -> Outcome:
     from annotations.labelme import read_labelme
     from segmodel.options import TrainOptions
     from trainer.checkpoint import CheckpointPlan
     from trainer.init_weights import WeightPaths
+    from trainer.threads import ThreadPlan
     from trainer.train import TrainingCancelled, train_model
 
+    began = time.monotonic()
+    warm = "mmdet.models" in sys.modules  # else this job's setup includes importing torch and mmdet
     with ctx.session() as session:
         uploads = job_uploads(ctx, session)
         data = {u.id: read_upload(ctx, u) for u in uploads}
@@ -79,7 +99,7 @@ def train_job(ctx: JobContext) -> Outcome:
     try:
         result = train_model(sources, out_dir, options, progress=report, should_cancel=ctx.cancelled,
                              weights=WeightPaths.from_settings(ctx.settings), checkpoint=plan,
-                             resume_from=resume_from)
+                             resume_from=resume_from, threads=ThreadPlan.from_settings(ctx.settings))
     except TrainingCancelled:
         shutil.rmtree(scratch, ignore_errors=True)
         drop_checkpoint()
@@ -136,7 +156,9 @@ def train_job(ctx: JobContext) -> Outcome:
                    iterations=result.iterations, seconds=round(result.seconds, 1))
     summary = {"classes": list(result.classes), "metrics": dict(result.metrics),
                "iterations": result.iterations, "seconds": round(result.seconds, 1),
-               "resumed_at": result.resumed_at}
+               "resumed_at": result.resumed_at,
+               "timing": timing_record(result.metrics, options, result.iterations, time.monotonic() - began,
+                                        warm)}
 
     def clean_up() -> None:  # the model is in: nothing left to resume
         shutil.rmtree(scratch, ignore_errors=True)

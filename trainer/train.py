@@ -34,6 +34,7 @@ from trainer.checkpoint import (
     try_resume,
 )
 from trainer.init_weights import WeightPaths, load_init_weights, resolve_init
+from trainer.threads import ThreadGovernor, ThreadPlan
 
 HOLDOUT_MIN_REGION = 5  # objects the held-out crop must hold
 HOLDOUT_MIN_REST = 12  # objects left to train on meanwhile
@@ -162,24 +163,6 @@ def device_info(device: str) -> dict[str, str]:
     return info
 
 
-def pick_threads() -> int | None:
-    """CPU threads for torch on a shared machine: the cores that are not already busy.
-
-    Two OpenMP threads on two cores that other processes also use ran 4x slower than one thread
-    (measured). Leaves torch alone when OMP_NUM_THREADS is set explicitly.
-    """
-    import os
-
-    if os.environ.get("OMP_NUM_THREADS"):
-        return None
-    cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        return None
-    return int(max(1, min(cores, round(cores - busy))))
-
-
 def _lr_at(it: int, total: int, base: float, warmup: int) -> float:
     if it < warmup:
         return base * (0.001 + (1 - 0.001) * it / warmup)
@@ -198,13 +181,15 @@ def train_model(
     weights: WeightPaths | None = None,
     checkpoint: CheckpointPlan | None = None,
     resume_from: Path | None = None,
+    threads: ThreadPlan | None = None,
 ) -> TrainResult:
     """Train on the labelled crops of `sources` and write a bundle to `out_dir` (absent or empty).
 
     `weights`: the operator's base model and COCO checkpoint for init 'auto', 'base' and 'coco'
     (None: neither is configured, so 'auto' starts from random weights). With `checkpoint`, the
     state is saved as planned; `resume_from` names a checkpoint to go on from (used only when it
-    fits this run: same tag, iterations and shapes).
+    fits this run: same tag, iterations and shapes). `threads`: how CPU threads are chosen
+    (trainer/threads.py; None = automatic, from the idle cores).
     """
     import torch
 
@@ -250,9 +235,9 @@ def train_model(
     device = options.device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise OptionsError(f"device {device!r} requested but CUDA is not available")
-    threads = pick_threads() if device == "cpu" else None
-    if threads:
-        torch.set_num_threads(threads)
+    governor = ThreadGovernor(threads or ThreadPlan(), torch.set_num_threads) if device == "cpu" else None
+    if governor is not None:
+        governor.start()
 
     weights = weights or WeightPaths()
     init = resolve_init(options.init, options.arch, weights)
@@ -295,6 +280,8 @@ def train_model(
                                   "iteration": it, "threshold": VALIDATION_THRESHOLD, **val}
             # The held-out crop joins for the rest: the final model learns from every label.
             source = SampleSource(regions, options.crop_size, options.augment, seed=options.seed + 1)
+        if governor is not None:
+            governor.tick()
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(it, total, lr, warmup)
         batch = _to_batch([source.draw() for _ in range(options.batch_size)])
@@ -319,6 +306,7 @@ def train_model(
                                                    capture_rng(source.rng)))
     if cancelled():
         raise TrainingCancelled("training cancelled")
+    loop_s = time.monotonic() - t0
 
     metrics["final_loss"] = loss_avg
     metrics["iterations_per_epoch"] = ipe
@@ -326,6 +314,12 @@ def train_model(
     seconds = earlier_s + time.monotonic() - started
     metrics.update(trained_on=trained_on(regions, classes, len(sources)), train_seconds=round(seconds, 1),
                    **device_info(device))
+    # Measured speed of this run (jobqueue/estimates.py learns the bot's estimates from it); the
+    # setup (reading, building, saving) is what the iterations do not explain.
+    metrics["timing"] = {"sec_per_iter": loop_s / (total - start) if total > start else None,
+                         "iterations_run": total - start, "loop_s": round(loop_s, 2),
+                         "setup_s": round(time.monotonic() - started - loop_s, 2), "rescale": rescale,
+                         **(governor.summary() if governor is not None else {})}
     meta = {
         "format": 1,
         "arch": options.arch,

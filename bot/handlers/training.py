@@ -16,11 +16,14 @@ from bot.parsing import parse_id
 from bot.services import UserInfo, update_preferences
 from bot.training import (
     Queued,
+    estimate_text,
     next_option,
     options_keyboard,
     options_text,
     queue_training,
     set_progress_message,
+    training_estimate,
+    wait_text,
 )
 from storage.models import Upload
 
@@ -57,10 +60,11 @@ async def on_option_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     s, info = svc(context), me(context)
     options = next_option(info.train_options, context.match.group(1))
     await s.db(update_preferences, info.id, train_options=options)
+    estimate = await s.db(training_estimate, options, s.settings.device, info.pending_uploads)
     await edit_or_send(
         context,
         update,
-        options_text(options, info.language, s.settings.device),
+        options_text(options, info.language, estimate),
         options_keyboard(options, info.language),
     )
     await answer(update)
@@ -81,10 +85,11 @@ async def on_correction_button(update: Update, context: ContextTypes.DEFAULT_TYP
 
 
 async def _show_options(context: ContextTypes.DEFAULT_TYPE, chat_id: int, info: UserInfo) -> None:
-    device = svc(context).settings.device
+    s = svc(context)
+    estimate = await s.db(training_estimate, info.train_options, s.settings.device, info.pending_uploads)
     await context.bot.send_message(
         chat_id,
-        options_text(info.train_options, info.language, device),
+        options_text(info.train_options, info.language, estimate),
         reply_markup=options_keyboard(info.train_options, info.language),
     )
 
@@ -119,6 +124,10 @@ async def report_queued(
     elif queued.error:
         await say(context, chat_id, "queue_limit", reason=queued.error)
     else:
+        lang = me(context).language
+        if queued.estimate is not None:
+            values.setdefault("estimate", estimate_text(lang, queued.estimate))
+        values.setdefault("wait", wait_text(lang, queued.wait))
         message = await say(context, chat_id, key, job=queued.job_id, pos=queued.position or 1, **values)
         await asyncio.to_thread(
             set_progress_message, svc(context), queued.job_id, chat_id, message.message_id

@@ -115,6 +115,7 @@ def train(files: tuple[Path, ...], out_dir: Path, arch: str, iterations: int | N
     from segmodel.bundle import BundleError
     from segmodel.options import OptionsError, TrainOptions
     from trainer.init_weights import WeightPaths
+    from trainer.threads import ThreadPlan
     from trainer.train import train_model
 
     settings = get_settings()
@@ -124,7 +125,8 @@ def train(files: tuple[Path, ...], out_dir: Path, arch: str, iterations: int | N
                                init=init, seed=seed)
         sources = read_sources(files, settings.max_image_pixels)
         result = train_model(sources, out_dir, options, progress=ProgressLine(),
-                             weights=WeightPaths.from_settings(settings))
+                             weights=WeightPaths.from_settings(settings),
+                             threads=ThreadPlan.from_settings(settings))
     except (OptionsError, BundleError, FloatingPointError) as error:
         raise click.ClickException(str(error)) from None
     for line in summary_lines(result):
