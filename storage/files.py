@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -300,21 +301,8 @@ class FileStore(Store):
             raise StoreError("refusing to replace the store itself")
         if target.exists() and not replace:
             raise StoreError(f"already in the store: {relative}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=self.tmp, prefix="dir-"))
-        try:
-            with disk_full_as_store_full():
-                if move and Path(source).stat().st_dev == staging.stat().st_dev:
-                    staging.rmdir()
-                    os.replace(source, staging)  # same disk: a move, no second copy of the weights
-                else:
-                    shutil.copytree(source, staging, dirs_exist_ok=True)
-                if target.exists():
-                    shutil.rmtree(target)
-                os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        with disk_full_as_store_full(), staged_dir(self.tmp, target) as staging:
+            fill_dir(staging, Path(source), move)
         return target
 
     def remove_dir(self, relative: str) -> None:
@@ -331,6 +319,32 @@ class FileStore(Store):
 
 
 LocalStore = FileStore
+
+
+@contextmanager
+def staged_dir(tmp: Path, target: Path) -> Iterator[Path]:
+    """A fresh folder in `tmp` to fill; when the block ends well it replaces `target` whole (readers
+    see the old folder or the new one, never half), when it fails it is removed."""
+    staging = Path(tempfile.mkdtemp(dir=tmp, prefix="dir-"))
+    try:
+        yield staging
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def fill_dir(staging: Path, source: Path, move: bool) -> None:
+    """Put `source`'s files into the empty `staging`: moved (a rename on the same disk, so no second
+    copy of the weights) or copied."""
+    if move:
+        staging.rmdir()
+        shutil.move(source, staging)
+    else:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
 
 
 class disk_full_as_store_full:

@@ -25,7 +25,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from storage.files import Store, StoredFile, StoreError, blob_name, check_name, disk_full_as_store_full
+from storage.files import (
+    Store,
+    StoredFile,
+    StoreError,
+    blob_name,
+    check_name,
+    disk_full_as_store_full,
+    fill_dir,
+    staged_dir,
+)
 
 MARKER = ".complete"
 
@@ -177,21 +186,13 @@ class S3Store(Store):
         cached = target / MARKER
         if cached.is_file() and cached.read_text() == marker:
             return target
-        staging = Path(tempfile.mkdtemp(dir=self.tmp, prefix="dir-"))
-        try:
+        with staged_dir(self.tmp, target) as staging:
             prefix = check_name(relative) + "/"
             for entry in self.iter_files(check_name(relative)):
                 local = staging / entry.name[len(prefix):]
                 local.parent.mkdir(parents=True, exist_ok=True)
                 self.fs.get_file(self._key(entry.name), str(local))
             (staging / MARKER).write_text(marker)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return target
 
     def install_dir(self, source: Path, relative: str, replace: bool = False, move: bool = False) -> Path:
@@ -210,21 +211,9 @@ class S3Store(Store):
         with disk_full_as_store_full():
             self.fs.pipe_file(self._key(f"{name}/{MARKER}"), marker.encode())  # last: now it is complete
         # The local cache gets the same files, so this machine loads the bundle without a download.
-        staging = Path(tempfile.mkdtemp(dir=self.tmp, prefix="dir-"))
-        try:
-            if move:
-                staging.rmdir()
-                shutil.move(source, staging)
-            else:
-                shutil.copytree(source, staging, dirs_exist_ok=True)
+        with staged_dir(self.tmp, target) as staging:
+            fill_dir(staging, source, move)
             (staging / MARKER).write_text(marker)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return target
 
     def _remove_remote(self, name: str) -> None:

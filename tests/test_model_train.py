@@ -80,6 +80,12 @@ def test_trained_model_finds_objects_on_an_unseen_image(trained):
     # Measured after 60 iterations: recall 1.00, precision 0.96 (103 objects); chance is ~0.
     assert score.recall >= 0.7, score
     assert score.precision >= 0.7, score
+    # the same model over flipped views, voted: as good on this scene (the real model, not a fake)
+    from inference.tta import FlipTTA
+
+    voted = predict_image(test.image, FlipTTA(detector), PredictOptions(threshold=0.5, tile=384))
+    tta = match_centre_rule(voted.instances, test.instances)
+    assert tta.recall >= 0.7 and tta.precision >= 0.7, tta
 
 
 def test_cli_predict_writes_labelme_overlay_and_csv(trained, tmp_path):
@@ -106,6 +112,12 @@ def test_cli_predict_writes_labelme_overlay_and_csv(trained, tmp_path):
     rows = list(csv.DictReader((out / "scan_objects.csv").open()))
     assert len(rows) == len(back.instances)
     assert any("nm" in key for key in rows[0])
+    voted = CliRunner().invoke(main, ["predict", str(result.bundle_dir), str(src),
+                                      "--out", str(tmp_path / "tta"),
+                                      "--threshold", "0.3", "--tta"])
+    assert voted.exit_code == 0, voted.output
+    n_tta = len(read_labelme(tmp_path / "tta" / "scan.json").instances)
+    assert 0.7 * len(back.instances) <= n_tta <= 1.3 * len(back.instances)
 
 
 def test_training_can_start_from_another_model(trained, tmp_path):

@@ -157,3 +157,61 @@ def demo_pair(seed: int = 7, size: tuple[int, int] = (512, 512)) -> tuple[Annota
     train = with_crops(full, n_crops=3, crop_size=170, seed=seed)
     test = synthetic_scene(seed + 1, size, name="demo_test.png")
     return train, test
+
+
+def stem_scene(
+    seed: int = 0,
+    size: tuple[int, int] = (512, 512),
+    n_particles: int = 7,
+    n_sites: int = 280,
+    particle_radius: tuple[float, float] = (9.0, 16.0),
+    site_diameter: tuple[float, float] = (2.0, 8.0),
+    noise: float = 8.0,
+    name: str | None = None,
+) -> AnnotatedImage:
+    """A HAADF-STEM-like image with two classes, as in the iOk single-atom case (Okunev et al.):
+    a few bright nanoparticles (`particle`) and many 2-8 px bright dots (`single_site`) on a dark,
+    textured support. Sites are Gaussian spots; their label is the disc where the spot is above half
+    its peak (what a person outlines), so D runs over `site_diameter`."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    support = rng.normal(0, 1, size=(h // 8 + 2, w // 8 + 2)).astype(np.float32)
+    support = cv2.resize(cv2.GaussianBlur(support, (0, 0), 1.5), (w, h), interpolation=cv2.INTER_CUBIC)
+    image = 35 + 8 * support
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    instances: list[Instance] = []
+    placed: list[tuple[float, float, float]] = []
+    for label, count in (("particle", n_particles), ("single_site", n_sites)):
+        for _ in range(count):
+            for _ in range(60):
+                if label == "particle":
+                    r = rng.uniform(*particle_radius)
+                else:
+                    r = rng.uniform(*site_diameter) / 2
+                cx, cy = rng.uniform(4 + r, w - 4 - r), rng.uniform(4 + r, h - 4 - r)
+                if _fits(cx, cy, r, placed, 3.0):
+                    break
+            else:
+                continue
+            if label == "particle":
+                poly = _ellipse(cx, cy, r, r * rng.uniform(0.8, 1.0), rng.uniform(0, math.pi))
+                mask = polygon_to_mask(poly, h, w)
+                image[mask] = 150 + 40 * rng.random() + 10 * support[mask]
+            else:
+                # a Gaussian spot whose half-maximum contour is the circle of radius r
+                sigma = r / math.sqrt(2 * math.log(2))
+                peak = rng.uniform(90, 160)
+                x0, x1, y0, y1 = (max(0, int(cx - 4 * sigma - 1)), min(w, int(cx + 4 * sigma + 2)),
+                                  max(0, int(cy - 4 * sigma - 1)), min(h, int(cy + 4 * sigma + 2)))
+                d2 = (xx[y0:y1, x0:x1] - cx) ** 2 + (yy[y0:y1, x0:x1] - cy) ** 2
+                image[y0:y1, x0:x1] += peak * np.exp(-d2 / (2 * sigma ** 2))
+                poly = _ellipse(cx, cy, max(r, 1.0), max(r, 1.0), 0.0, n=16)
+            instances.append(Instance(label, poly))
+            placed.append((cx, cy, r))
+    image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 0.6)
+    image += rng.normal(0, noise, size=image.shape).astype(np.float32)
+    gray = np.clip(image, 0, 255).astype(np.uint8)
+    return AnnotatedImage(name=name or f"stem_{seed}.png", image=np.repeat(gray[:, :, None], 3, axis=2),
+                          instances=instances, crops=[])

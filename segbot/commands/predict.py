@@ -101,10 +101,13 @@ def predict_files(detector, files: list[Path], out_dir: Path, threshold: float, 
               help="Pixel size; overrides the scale read from the image.")
 @click.option("--refine/--no-refine", default=False, show_default=True,
               help="Refine contours by a 2D Gaussian fit (Okunev et al., Nanomaterials 2020, eq. 2).")
+@click.option("--tta/--no-tta", default=False, show_default=True,
+              help="Also run on 3 flipped copies and keep what most views agree on (4x the time; "
+                   "F1 +0.01, size accuracy +0.01 on EMPS-dev).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default SEGBOT_DEVICE).")
 @user_errors
 def predict(model_dir: Path, inputs: tuple[Path, ...], out_dir: Path, threshold: float, tile: int | None,
-            nm_per_px: float | None, refine: bool, device: str | None) -> None:
+            nm_per_px: float | None, refine: bool, tta: bool, device: str | None) -> None:
     """Find, outline and measure every object in IMAGES_OR_JSON with the model in MODEL_DIR.
 
     Writes per image: LabelMe JSON, overlay PNG, objects CSV, summary, histogram, ImageJ label TIFF
@@ -122,6 +125,10 @@ def predict(model_dir: Path, inputs: tuple[Path, ...], out_dir: Path, threshold:
                                  score_thr=threshold)
     except (BundleError, UntrustedModelError, RuntimeError) as error:
         raise click.ClickException(str(error)) from None
+    if tta:
+        from inference.tta import FlipTTA
+
+        detector = FlipTTA(detector)
     results = predict_files(detector, list(inputs), out_dir, threshold, tile, nm_per_px, refine,
                             settings.max_image_pixels)
     total = sum(r["n_objects"] for r in results)
