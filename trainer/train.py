@@ -208,6 +208,7 @@ def train_model(
         versions,
         write_bundle_atomic,
     )
+    from segmodel import fast_ops
     from segmodel.config import build_model_config, default_lr, describe
     from trainer.dataset import SampleSource, build_regions, iterations_per_epoch, label_stats
 
@@ -255,6 +256,8 @@ def train_model(
     model = build_model(model_cfg)
     init_info = load_init_weights(model, init, options.arch, weights)
     model.to(device).train()
+    if fast_ops.enabled():  # same results, faster CPU RoIAlign and mask targets (segmodel/fast_ops.py)
+        fast_ops.install(model, device)
 
     lr = options.lr or default_lr(options.arch)
     params = [p for p in model.parameters() if p.requires_grad]
