@@ -364,38 +364,40 @@ def _mask_head_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
     return out.view(n, h, w, s, s, k).permute(0, 5, 1, 3, 2, 4).reshape(n, k, h * s, w * s)
 
 
-# --------------------------------------------------------------------------- RPN assigner
+# --------------------------------------------------------------------------- IoU of the assigners
 
 
-def _assign_wrt_overlaps(self: Any, overlaps: torch.Tensor, gt_labels: torch.Tensor) -> Any:
-    """MaxIoUAssigner.assign_wrt_overlaps with its low-quality matching loop over the ground truths
-    (one pass over every anchor per object, ~35 ms for 40 objects and 33k anchors) vectorised:
-    each anchor takes the last object for which it is a best match, as the loop's overwrites leave it."""
-    from mmdet.models.task_modules.assigners import AssignResult
+def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """mmdet's bbox_overlaps(boxes1, boxes2, 'iou') for [m, 4] x [n, 4] boxes, bit for bit: the same
+    float operations per pair, on [m, n] planes instead of [m, n, 2] stacks and in place, which
+    takes the RPN assigner's 40 objects x 33k anchors from ~40 to ~17 ms."""
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    w = torch.minimum(boxes1[:, None, 2], boxes2[None, :, 2])
+    w.sub_(torch.maximum(boxes1[:, None, 0], boxes2[None, :, 0])).clamp_(min=0)
+    h = torch.minimum(boxes1[:, None, 3], boxes2[None, :, 3])
+    h.sub_(torch.maximum(boxes1[:, None, 1], boxes2[None, :, 1])).clamp_(min=0)
+    overlap = w.mul_(h)
+    union = (area1[:, None] + area2[None, :]).sub_(overlap).clamp_(min=eps)
+    return overlap.div_(union)
 
-    num_gts, num_bboxes = overlaps.size(0), overlaps.size(1)
-    if num_gts == 0 or num_bboxes == 0 or not (self.match_low_quality and self.gt_max_assign_all):
-        return type(self).assign_wrt_overlaps(self, overlaps, gt_labels)
-    assigned_gt_inds = overlaps.new_full((num_bboxes,), -1, dtype=torch.long)
-    max_overlaps, argmax_overlaps = overlaps.max(dim=0)
-    gt_max_overlaps, _ = overlaps.max(dim=1)
-    if isinstance(self.neg_iou_thr, float):
-        assigned_gt_inds[(max_overlaps >= 0) & (max_overlaps < self.neg_iou_thr)] = 0
-    elif isinstance(self.neg_iou_thr, tuple):
-        assert len(self.neg_iou_thr) == 2
-        assigned_gt_inds[(max_overlaps >= self.neg_iou_thr[0]) & (max_overlaps < self.neg_iou_thr[1])] = 0
-    pos_inds = max_overlaps >= self.pos_iou_thr
-    assigned_gt_inds[pos_inds] = argmax_overlaps[pos_inds] + 1
-    # for i in range(num_gts): if gt_max[i] >= min_pos_iou: assigned[overlaps[i] == gt_max[i]] = i + 1
-    hit = (overlaps == gt_max_overlaps[:, None]) & (gt_max_overlaps >= self.min_pos_iou)[:, None]
-    last = (num_gts - 1) - hit.flip(0).to(torch.uint8).argmax(dim=0)  # argmax: the first maximum
-    assigned_gt_inds = torch.where(hit.any(dim=0), last + 1, assigned_gt_inds)
-    assigned_labels = assigned_gt_inds.new_full((num_bboxes,), -1)
-    pos = torch.nonzero(assigned_gt_inds > 0, as_tuple=False).squeeze()
-    if pos.numel() > 0:
-        assigned_labels[pos] = gt_labels[assigned_gt_inds[pos] - 1]
-    return AssignResult(num_gts=num_gts, gt_inds=assigned_gt_inds, max_overlaps=max_overlaps,
-                        labels=assigned_labels)
+
+class FastOverlaps2D:
+    """An assigner's BboxOverlaps2D with box_iou for its common case (plain float32 [m, 4|5] x
+    [n, 4|5] tensors, 'iou', not aligned, no fp16 cast); anything else goes to mmdet's."""
+
+    def __init__(self, plain: Any) -> None:
+        self.plain = plain
+
+    def __call__(self, bboxes1: Any, bboxes2: Any, mode: str = "iou", is_aligned: bool = False) -> Any:
+        if (mode == "iou" and not is_aligned and self.plain.dtype is None
+                and all(isinstance(b, torch.Tensor) and b.dim() == 2 and b.shape[1] in (4, 5)
+                        and b.dtype == torch.float32 and b.shape[0] > 0 for b in (bboxes1, bboxes2))):
+            return box_iou(bboxes1[:, :4], bboxes2[:, :4])
+        return self.plain(bboxes1, bboxes2, mode=mode, is_aligned=is_aligned)
+
+    def __repr__(self) -> str:
+        return f"FastOverlaps2D({self.plain!r})"
 
 
 # --------------------------------------------------------------------------- installing
@@ -446,8 +448,13 @@ def install(model: nn.Module, device: str = "cpu") -> list[str]:
             if (type(module).forward is FCNMaskHead.forward and _upsample_as_matmul(module)
                     and _swap(module, "forward", _mask_head_forward)):
                 done.append(f"{name}: mask upsample as matmul")
-    rpn_train = getattr(getattr(model, "rpn_head", None), "assigner", None)
-    if (type(rpn_train) is MaxIoUAssigner and rpn_train.match_low_quality and rpn_train.gt_max_assign_all
-            and _swap(rpn_train, "assign_wrt_overlaps", _assign_wrt_overlaps)):
-        done.append("rpn_head.assigner: vectorised low-quality matching")
+    from mmdet.models.task_modules.assigners import BboxOverlaps2D
+
+    roi_head = getattr(model, "roi_head", None)
+    assigners = [getattr(getattr(model, "rpn_head", None), "assigner", None),
+                 *(getattr(roi_head, "bbox_assigner", None) or [])]
+    for i, assigner in enumerate(assigners):
+        if type(assigner) is MaxIoUAssigner and type(assigner.iou_calculator) is BboxOverlaps2D:
+            assigner.iou_calculator = FastOverlaps2D(assigner.iou_calculator)
+            done.append(f"{'rpn_head' if i == 0 else f'roi_head stage {i}'} assigner: box_iou")
     return done

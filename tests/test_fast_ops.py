@@ -67,7 +67,7 @@ def test_install_swaps_and_keeps_the_state_dict():
     assert sum("SparseRoIAlign" in d for d in done) == 24  # 3 stages x (bbox, mask) x 4 levels
     assert any("share one flattened map" in d for d in done)
     assert sum("mask targets" in d for d in done) == 3 and sum("as matmul" in d for d in done) == 3
-    assert any("assigner" in d for d in done)
+    assert sum("assigner: box_iou" in d for d in done) == 4  # RPN + 3 RCNN stages
     assert {k: v.shape for k, v in model.state_dict().items()} == keys  # bundles are unchanged
     assert fast_ops.install(model, "cpu") == []  # twice changes nothing more
 
@@ -155,25 +155,23 @@ def test_mask_head_forward_matches_mmdet():
     assert head_got(torch.zeros(0, 64, 14, 14)).shape == (0, 3, 28, 28)
 
 
-def test_rpn_assigner_matches_mmdet_with_ties():
-    from mmdet.models.task_modules.assigners import MaxIoUAssigner
+def test_box_iou_is_bit_identical_to_mmdet():
+    from mmdet.structures.bbox import bbox_overlaps
 
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(300, 2, generator=g) * 256
+    boxes = torch.cat([xy, xy + torch.rand(300, 2, generator=g) * 60], dim=1)
+    boxes[:3] = torch.tensor([[5.0, 5.0, 5.0, 5.0], [0.0, 0.0, 256.0, 256.0], [5.0, 5.0, 5.0, 5.0]])
+    gts = boxes[::7].clone()
+    assert torch.equal(fast_ops.box_iou(gts, boxes), bbox_overlaps(gts, boxes))
     model = _model()
     fast_ops.install(model, "cpu")
-    fast = model.rpn_head.assigner
-    plain = MaxIoUAssigner(pos_iou_thr=0.7, neg_iou_thr=0.3, min_pos_iou=0.3, match_low_quality=True,
-                           ignore_iof_thr=-1)
-    g = torch.Generator().manual_seed(0)
-    for n_gt, n_anchor in ((1, 50), (7, 400), (40, 3000)):
-        overlaps = (torch.rand(n_gt, n_anchor, generator=g) * 20).round() / 20  # many exact ties
-        overlaps[0, :5] = overlaps[0].max()  # one object best-matched by several anchors
-        if n_gt > 1:
-            overlaps[1] = overlaps[1] * 0.2  # an object below min_pos_iou
-        labels = torch.randint(0, 3, (n_gt,), generator=g)
-        ref = plain.assign_wrt_overlaps(overlaps, labels)
-        got = fast.assign_wrt_overlaps(overlaps, labels)
-        assert torch.equal(got.gt_inds, ref.gt_inds) and torch.equal(got.labels, ref.labels)
-        assert torch.equal(got.max_overlaps, ref.max_overlaps) and got.num_gts == ref.num_gts
+    calc = model.rpn_head.assigner.iou_calculator
+    assert isinstance(calc, fast_ops.FastOverlaps2D)
+    scored = torch.cat([boxes, torch.rand(300, 1, generator=g)], dim=1)  # RoIs with scores
+    assert torch.equal(calc(gts, scored), calc.plain(gts, scored))
+    assert torch.equal(calc(gts, boxes, mode="iof"), calc.plain(gts, boxes, mode="iof"))
+    assert calc(gts, boxes[:0]).shape == (len(gts), 0)
 
 
 def _synthetic_batch():
