@@ -3,6 +3,7 @@
     PYTHONPATH=$PWD .venv/bin/python bench/bench_train_speed.py --quick     # ~3 min on 2 CPU cores
     PYTHONPATH=$PWD .venv/bin/python bench/bench_train_speed.py             # ~8 min
     PYTHONPATH=$PWD .venv/bin/python bench/bench_train_speed.py --only on   # one variant
+    PYTHONPATH=$PWD .venv/bin/python bench/bench_train_speed.py --quality 150   # F1 off vs on, ~25 min
 
 What is timed: `trainer.train.train_model` itself (the `tiny` preset, random init, no hold-out,
 batch 2 x 256 px) on two labelled 300 px crops of a real EMPS-dev image (every particle inside
@@ -166,6 +167,28 @@ def summary(r: dict) -> str:
             f"{it / bare:.2f} of means | threads {r['threads']} | final loss {r['final_loss']:.4f}")
 
 
+def quality(iterations: int, data: Path, seed: int) -> None:
+    """bench_scenarios' same-image case on STEM, trained once with fast ops off and once on (same
+    seed, same labels), the unlabelled rest of the image scored: the swaps must not cost quality.
+    Prediction loads the bundle without fast ops in both cases, so only the training differs."""
+    from bench_scenarios import same_image, score
+
+    from segmodel.options import TrainOptions
+
+    print(f"quality  : same image {STEM}, two crops of <= 50 labels, {iterations} iterations, seed {seed}, "
+          f"threshold 0.5; load average {load_avg()}")
+    for name in ("off", "on"):
+        os.environ["SEGBOT_FAST_OPS"] = "1" if name == "on" else "0"
+        options = TrainOptions(arch="tiny", iterations=iterations, holdout=False, init="random", seed=seed)
+        run = same_image([STEM], data, options, 0.5)
+        s = score(run.preds, run.gts)
+        print(f"fast ops {name:>3}: P {s['precision']:.3f} R {s['recall']:.3f} F1 {s['f1']:.3f} "
+              f"(TP {s['tp']} FP {s['fp']} FN {s['fn']}), size acc {s['size_acc']:.3f}, "
+              f"mask AP {s['mask_ap'] if s['mask_ap'] is None else round(s['mask_ap'], 3)}, "
+              f"training {run.train_s / 60:.1f} min ({run.train_s / iterations:.2f} s/it), "
+              f"load {load_avg()}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations (~3 min)")
@@ -174,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", type=int, default=None, help="profiled iterations (default 3, quick 2)")
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quality", type=int, default=None, metavar="ITERATIONS",
+                        help="instead: same-image F1 with fast ops off vs on at this budget (150: ~25 min)")
     args = parser.parse_args(argv)
 
     import torch
@@ -182,6 +207,10 @@ def main(argv: list[str] | None = None) -> None:
     iterations = args.iterations or (16 if args.quick else 40)
     profile_its = args.profile if args.profile is not None else (2 if args.quick else 3)
     warmup = 3
+    if args.quality:
+        print(f"hardware : {hardware()}, torch {torch.__version__}")
+        quality(args.quality, args.data or DATA, args.seed)
+        return
     sources = labelled_sources(args.data or DATA)
     bare = BareBackbone(2, 256)
     print("bench_train_speed: trainer.train.train_model s/it vs the bare ResNet-18 forward+backward")
