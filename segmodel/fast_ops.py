@@ -152,10 +152,13 @@ def _flatten(features: torch.Tensor) -> torch.Tensor:
     return features.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
 
 
-def _unflatten_out(out: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
-    """[n * oh * ow, C] -> [n, C, oh, ow] contiguous, as mmcv returns it."""
+def _unflatten_out(out: torch.Tensor, output_size: tuple[int, int], channels_last: bool = False
+                   ) -> torch.Tensor:
+    """[n * oh * ow, C] -> [n, C, oh, ow]: contiguous as mmcv returns it, or (channels_last) the
+    same values as a channels-last view, no copy, for the mask head's convolutions."""
     oh, ow = output_size
-    return out.view(-1, oh, ow, out.shape[1]).permute(0, 3, 1, 2).contiguous()
+    nchw = out.view(-1, oh, ow, out.shape[1]).permute(0, 3, 1, 2)
+    return nchw if channels_last else nchw.contiguous()
 
 
 def sparse_roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: tuple[int, int],
@@ -264,7 +267,8 @@ def _extractor_forward(self: Any, feats: tuple[torch.Tensor, ...], rois: torch.T
     per = table[levels]
     m = _matrix(rois, scales[levels], per[:, 1], per[:, 2], per[:, 0], flat.shape[0], output_size,
                 first.sampling_ratio)
-    return _unflatten_out(_SparseProduct.apply(m, flat), output_size)
+    return _unflatten_out(_SparseProduct.apply(m, flat), output_size,
+                          channels_last=getattr(self, "_segbot_channels_last", False))
 
 
 def _scoped(method: Any, maps: SharedMaps) -> Any:
@@ -360,7 +364,10 @@ def _mask_head_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
     # deconv: out[n, o, i*s + a, j*s + b] = sum_c x[n, c, i, j] W[c, o, a, b] + bias[o]
     weight = up.weight.permute(0, 2, 3, 1).reshape(c, s * s * co)  # columns ordered (a, b, o)
     y = torch.addmm(up.bias.repeat(s * s), rows, weight).relu_().view(n * h * w * s * s, co)
-    out = torch.addmm(logits.bias, y, logits.weight.view(k, co).t())  # rows (n, i, j, a, b)
+    if k == 1:  # one class: a matrix-vector product, whose backward is a broadcast, not a K=1 GEMM
+        out = torch.mv(y, logits.weight.view(co)).add_(logits.bias).unsqueeze(1)
+    else:
+        out = torch.addmm(logits.bias, y, logits.weight.view(k, co).t())  # rows (n, i, j, a, b)
     return out.view(n, h, w, s, s, k).permute(0, 5, 1, 3, 2, 4).reshape(n, k, h * s, w * s)
 
 
@@ -433,8 +440,13 @@ def install(model: nn.Module, device: str = "cpu") -> list[str]:
         extractors = [m for m in (roi_head.modules() if roi_head is not None else []) if _fits_extractor(m)]
         if extractors and "forward" not in [k for e in extractors for k in vars(e)]:
             maps = SharedMaps()
+            mask = getattr(roi_head, "mask_roi_extractor", None)
+            mask_extractors = list(mask) if isinstance(mask, nn.ModuleList) else [mask]
             for extractor in extractors:
                 extractor._segbot_maps = maps
+                # the mask head's 3x3 convolutions take channels-last input as fast as NCHW, and
+                # so the RoI features and the head's matrix products need no layout copies
+                extractor._segbot_channels_last = any(extractor is m for m in mask_extractors)
                 _swap(extractor, "forward", _extractor_forward)
             for method in ("loss", "predict"):
                 if method not in vars(roi_head):

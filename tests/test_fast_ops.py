@@ -98,6 +98,9 @@ def test_extractor_matches_mmdet_over_levels_and_shares_the_map():
         got_out = [getattr(fast.roi_head, name)[s](tuple(got_feats), rois) for s in range(3)]
         for r, g in zip(ref_out, got_out, strict=True):
             assert torch.allclose(g, r, atol=TOL, rtol=0)
+            # the mask head's input is a channels-last view (no copy), the bbox head's contiguous
+            assert (g.is_contiguous(memory_format=torch.channels_last) if name == "mask_roi_extractor"
+                    else g.is_contiguous())
         grads = [torch.randn_like(r) for r in ref_out]
         torch.autograd.backward(ref_out, grads)
         torch.autograd.backward(got_out, grads)
@@ -134,17 +137,18 @@ def test_mask_targets_are_identical_to_mmdet():
     assert got.dtype == ref.dtype and torch.equal(got, ref)
 
 
-def test_mask_head_forward_matches_mmdet():
+@pytest.mark.parametrize("num_classes", [1, 3])
+def test_mask_head_forward_matches_mmdet(num_classes):
     from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 
-    plain, fast = _model(num_classes=3), _model(num_classes=3)
+    plain, fast = _model(num_classes=num_classes), _model(num_classes=num_classes)
     fast_ops.install(fast, "cpu")
     head_ref, head_got = plain.roi_head.mask_head[0], fast.roi_head.mask_head[0]
     assert isinstance(head_got, FCNMaskHead) and "forward" in vars(head_got)
     x = torch.randn(37, 64, 14, 14)
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
     ref, got = head_ref(a), head_got(b)
-    assert got.shape == ref.shape == (37, 3, 28, 28)
+    assert got.shape == ref.shape == (37, num_classes, 28, 28)
     assert torch.allclose(got, ref, atol=TOL, rtol=0)
     grad = torch.randn_like(ref)
     ref.backward(grad)
@@ -152,7 +156,7 @@ def test_mask_head_forward_matches_mmdet():
     assert torch.allclose(b.grad, a.grad, atol=TOL, rtol=0)
     for (name, p), q in zip(head_ref.named_parameters(), head_got.parameters(), strict=True):
         assert torch.allclose(q.grad, p.grad, rtol=1e-4, atol=1e-4), name
-    assert head_got(torch.zeros(0, 64, 14, 14)).shape == (0, 3, 28, 28)
+    assert head_got(torch.zeros(0, 64, 14, 14)).shape == (0, num_classes, 28, 28)
 
 
 def test_box_iou_is_bit_identical_to_mmdet():
