@@ -199,6 +199,7 @@ def train_model(
     """
     import torch
 
+    from segmodel import fast_ops
     from segmodel.bundle import (
         CARD,
         WEIGHTS,
@@ -208,7 +209,6 @@ def train_model(
         versions,
         write_bundle_atomic,
     )
-    from segmodel import fast_ops
     from segmodel.config import build_model_config, default_lr, describe
     from trainer.dataset import SampleSource, build_regions, iterations_per_epoch, label_stats
 
