@@ -1,22 +1,26 @@
 """Faster CPU versions of the mmdet/mmcv operations that dominate a training step, same results.
 
-Profiled on the `tiny` preset (2 x 256 px batches, 1-2 CPU threads, bench/bench_train_speed.py):
-mmcv's CPU RoIAlign took ~30 % of an iteration (its backward ~20 %: a serial scatter), more than
-the whole backbone. What is swapped, by `install(model, device)`, on a built model:
+Profiled on the `tiny` preset (2 x 256 px batches, one CPU thread, bench/bench_train_speed.py):
+mmcv's CPU RoIAlign took ~30 % of an iteration (its backward ~17 %: a serial scatter), more than
+the whole backbone; with these swaps an iteration went from 5.3x to 3.4x the bare backbone pass.
+What is swapped, by `install(model, device)`, on a built model:
 
 - every mmcv `RoIAlign` (aligned, average pooling, fixed sampling ratio: what the RoI extractors
-  use) by `SparseRoIAlign`: the bilinear sampling of mmcv's kernel written as one sparse matrix
-  [rois * out_h * out_w, batch * H * W] per call and feature level, so forward is one sparse x dense
-  product and backward the transposed product. Same sampling points, same weights, same
-  border rules as mmcv (tests/test_fast_ops.py checks forward and backward against
-  mmcv.ops.roi_align to 1e-5); only the order of the float additions differs.
+  use) by `SparseRoIAlign`, and each `SingleRoIExtractor.forward` by one sparse matrix
+  [RoIs * out_h * out_w, pixels of all FPN levels] times the levels flattened into rows once per
+  forward pass (`SharedMaps`, shared by the six extractors of a cascade): mmcv's bilinear sampling
+  points, weights and border rules, each RoI on the level mmdet maps it to; backward is the
+  transposed product. Checked against mmcv.ops.roi_align forward and backward to 1e-5; only the
+  order of float additions differs. The mask RoI features come out as a channels-last view.
 - `FCNMaskHead.get_targets` by `mask_targets`: mmdet copies the whole image-sized ground-truth
   mask once per positive RoI (index_select, then float) before its RoIAlign; here each image's
   masks are converted once and the RoIs point at their ground truth by batch index, the same
   mmcv kernel on the same values: bit-identical targets.
-- `FCNMaskHead.forward`'s 2x2 stride-2 deconv + ReLU + 1x1 logits conv by two matrix products
-  (`_mask_head_forward`; oneDNN's transposed convolution and the layout copies around it were
-  ~8 % of an iteration). Same sums in another order (1e-6 relative).
+- `FCNMaskHead.forward`'s 2x2 stride-2 deconv + ReLU + 1x1 logits conv by matrix products on
+  channels-last rows (`_mask_head_forward`); one class: a matrix-vector product. Same sums in
+  another order (1e-6 relative).
+- the assigners' `BboxOverlaps2D` by `FastOverlaps2D` (`box_iou`): the same float operations on
+  [m, n] planes in place, bit-identical.
 
 Nothing learnt or stored changes: the swapped modules hold no parameters or buffers, so the state
 dict (and a bundle) is the same. `SEGBOT_FAST_OPS=0` leaves the model as mmdet builds it (the
