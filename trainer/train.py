@@ -193,6 +193,7 @@ def train_model(
     """
     import torch
 
+    from segmodel import fast_ops
     from segmodel.bundle import (
         CARD,
         WEIGHTS,
@@ -249,6 +250,8 @@ def train_model(
     model = build_model(model_cfg)
     init_info = load_init_weights(model, init, options.arch, weights)
     model.to(device).train()
+    if fast_ops.enabled():  # same results, faster CPU RoIAlign and mask targets (segmodel/fast_ops.py)
+        fast_ops.install(model, device)
 
     lr = options.lr or default_lr(options.arch)
     params = [p for p in model.parameters() if p.requires_grad]
