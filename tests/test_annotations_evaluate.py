@@ -100,7 +100,8 @@ def test_trainer_holdout_scores_are_the_evaluators_figures():
     assert _greedy_first_hit_tp(pred[:2], gt) == 1  # the case tells the two rules apart
     expected = match_centre_rule(instances_from_masks(pred), instances_from_masks(gt))
     assert (expected.tp, expected.fp, expected.fn) == (2, 0, 0)
-    assert holdout_scores(pred, gt) == {**expected.as_dict(), "n_pred": 2, "n_gt": 2}
+    assert holdout_scores(pred, gt) == {**expected.as_dict(), "f1_low": 1.0, "f1_high": 1.0, "n_pred": 2,
+                                        "n_gt": 2}  # 2 of 2 right: no other crop outcome was seen
     s = holdout_scores(pred[1:2], gt)  # one prediction: the other GT is missed
     assert (s["tp"], s["fp"], s["fn"], s["precision"], s["recall"]) == (1, 0, 1, 1.0, 0.5)
 
