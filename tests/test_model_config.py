@@ -258,3 +258,45 @@ def test_cli_help_does_not_load_torch():
             "    assert r.exit_code == 0, r.output\n"
             "assert 'torch' not in sys.modules and 'mmdet' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
+
+
+def test_scale_jitter_keeps_masks_on_their_particles_and_changes_their_size():
+    from trainer.dataset import Augmentation
+
+    ann = with_crops(synthetic_scene(2), n_crops=2, crop_size=160, seed=2)
+    regions = build_regions([ann], ann.classes, rescale=2.0)
+    zoom_only = Augmentation(flips=False, scale=(0.6, 1.6), scale_p=1.0, gamma=None, blur_p=0.0, noise_p=0.0,
+                             contrast=(1.0, 1.0), brightness=0.0)
+    sizes = {}
+    for name, aug in (("basic", Augmentation()), ("zoom", zoom_only)):
+        source = SampleSource(regions, crop_size=128, augment=aug, seed=1)
+        areas = []
+        for _ in range(30):
+            s = source.draw()
+            assert s.image.shape == (128, 128, 3) and s.masks.shape[1:] == (128, 128)
+            bright = s.masks[s.labels == ann.classes.index("particle")]
+            if not len(bright):
+                continue
+            gray = s.image[:, :, 0].astype(float)
+            inside, outside = gray[bright.any(axis=0)], gray[~s.masks.any(axis=0)]
+            assert inside.mean() > outside.mean() + 30  # still on the bright particles
+            areas.extend(s.masks.reshape(len(s.masks), -1).sum(axis=1).tolist())
+        sizes[name] = np.asarray(areas, float)
+    # zoomed samples spread object areas wider than the rescaled crops alone do
+    assert np.std(np.log(sizes["zoom"])) > np.std(np.log(sizes["basic"])) * 1.1
+
+
+def test_stem_scene_has_two_classes_with_labels_on_the_bright_spots():
+    from annotations.geometry import area_centroid_perimeter
+    from trainer.synthetic import stem_scene
+
+    ann = stem_scene(3, (256, 256), n_particles=3, n_sites=60)
+    labels = [i.label for i in ann.instances]
+    assert labels.count("particle") == 3 and 50 <= labels.count("single_site") <= 60
+    sites = [i.polygon for i in ann.instances if i.label == "single_site"]
+    d = 2 * np.sqrt(area_centroid_perimeter(sites)[0] / np.pi)
+    assert d.min() >= 1.5 and d.max() <= 8.5  # the 2-8 px single sites of the iOk case
+    gray = ann.image[:, :, 0].astype(float)
+    centres = np.round(area_centroid_perimeter(sites)[1]).astype(int)
+    background = np.median(gray)
+    assert np.mean(gray[centres[:, 1], centres[:, 0]] > background + 40) > 0.9  # a spot under each label
