@@ -39,8 +39,16 @@ def hardware() -> str:
                 break
     except OSError:
         pass
+    mem = ""
+    try:
+        for line in open("/proc/meminfo", encoding="utf-8"):
+            if line.startswith("MemTotal"):
+                mem = f", {int(line.split()[1]) / 2**20:.0f} GiB"
+                break
+    except OSError:
+        pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu}, {os.cpu_count()} logical CPUs, load average {load:.1f}, "
+    return (f"{cpu}, {os.cpu_count()} logical CPUs{mem}, load average {load:.1f}, "
             f"Python {platform.python_version()}")
 
 

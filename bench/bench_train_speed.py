@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,29 +34,11 @@ print = functools.partial(print, flush=True)  # progress shows up even when pipe
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_speed import hardware  # noqa: E402
+
 STEM = "78b42bc5e8"  # EMPS-dev image with many particles (bench_scenarios' first same-image case)
 GOAL = 3.5
 CROP_SIDE = 300  # px; the image is 636 x 512 and its particles ~46 px across (rescale 1)
-
-
-def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        for line in open("/proc/meminfo", encoding="utf-8"):
-            if line.startswith("MemTotal"):
-                mem = f", {int(line.split()[1]) / 2**20:.0f} GiB"
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs{mem}, Python {platform.python_version()}"
 
 
 def load_avg() -> str:
