@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -415,6 +417,24 @@ def _line_page(grey: np.ndarray, box: tuple[int, int, int, int], bar: _Bar) -> n
     return page
 
 
+@contextmanager
+def _tesseract_single_threaded() -> Iterator[None]:
+    """OMP_THREAD_LIMIT=1 for the Tesseract child only (small pages: its threads only contend).
+
+    pytesseract hands the child os.environ, so the variable is set for the call and taken out
+    again: left behind, it reached every process started later (a worker's pool processes), whose
+    OpenMP then gave oneDNN one thread where it had planned two, and training hung in its barrier.
+    An operator's own OMP_THREAD_LIMIT stays as it is."""
+    if "OMP_THREAD_LIMIT" in os.environ:
+        yield
+        return
+    os.environ["OMP_THREAD_LIMIT"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_THREAD_LIMIT", None)
+
+
 def ocr_lines(lines: list[np.ndarray]) -> list[tuple[str, float]]:
     """(text, confidence 0..1) of each text-line image, by ONE Tesseract run over them stacked
     (starting Tesseract and loading its model costs far more than reading a line)."""
@@ -433,8 +453,8 @@ def ocr_lines(lines: list[np.ndarray]) -> list[tuple[str, float]]:
         spans.append((y, y + h))
         y += h + gap
     page = np.vstack(rows)
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # small pages: threads only contend
-    data = pytesseract.image_to_data(page, config="--psm 6", output_type=pytesseract.Output.DICT)
+    with _tesseract_single_threaded():
+        data = pytesseract.image_to_data(page, config="--psm 6", output_type=pytesseract.Output.DICT)
     words: list[list[tuple[int, str, float]]] = [[] for _ in lines]
     for k, text in enumerate(data["text"]):
         text = (text or "").strip()

@@ -91,6 +91,21 @@ def test_read_image_takes_the_bars_scale_and_says_so():
     assert loaded.analysed_area_px == h * w - (x1 - x0) * (y1 - y0)
 
 
+def test_reading_the_bar_leaves_the_environment_as_it_was(monkeypatch):
+    """OCR runs Tesseract on one OpenMP thread without leaving OMP_THREAD_LIMIT behind: processes
+    started later inherited it, and a 2-thread training under it hung (trainer/threads.py)."""
+    import os
+
+    need_tesseract()
+    drawn = draw_case(Case(value=500, unit="nm", nm_per_px=3.1, layout="above", seed=2))
+    monkeypatch.delenv("OMP_THREAD_LIMIT", raising=False)
+    assert read(png(drawn.image), "sem.png").scale_bar is not None
+    assert "OMP_THREAD_LIMIT" not in os.environ
+    monkeypatch.setenv("OMP_THREAD_LIMIT", "3")  # the operator's own value stays
+    assert read(png(drawn.image), "sem.png").scale_bar is not None
+    assert os.environ["OMP_THREAD_LIMIT"] == "3"
+
+
 def read(data: bytes, name: str):
     from annotations.images import read_image
 
