@@ -124,16 +124,9 @@ def _connection_lost() -> None:
 
 
 def _reset_engines_in_child(**_: Any) -> None:
-    import os
-
     from storage.db import engine_for
 
     engine_for.cache_clear()  # a forked pool process opens its own connections
-    # A forked pool process training on 2 threads hung in oneDNN's 1x1-convolution backward (one
-    # thread spinning in its barrier, seen on a quiet 2-core CI machine): pool processes train on one
-    # thread unless the operator says otherwise (OMP_NUM_THREADS or SEGBOT_TRAIN_THREADS win).
-    if not os.environ.get("OMP_NUM_THREADS") and not os.environ.get("SEGBOT_TRAIN_THREADS"):
-        os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def _start_metrics(settings: Any) -> str | None:

@@ -33,6 +33,8 @@ def test_training_survives_sigkill_then_model_recognises(queue_env) -> None:  # 
     workers, settings = queue_env
     # Training shares two busy cores: give heartbeats room so a slow one is not taken for a death.
     workers.env["SEGBOT_STALE_AFTER_S"] = "8"
+    for name in ("OMP_NUM_THREADS", "SEGBOT_TRAIN_THREADS"):  # the pool process decides by itself
+        workers.env.pop(name, None)
     settings = settings.model_copy(update={"stale_after_s": 8.0})
     store = FileStore(settings.files_dir)
     scene = synthetic_scene(3, (256, 256), n_particles=20, n_pits=4)
@@ -55,6 +57,8 @@ def test_training_survives_sigkill_then_model_recognises(queue_env) -> None:  # 
     done = _wait_state(settings, job.id, ("succeeded", "failed"), timeout=400)
     assert done.state == "succeeded", done.error
     assert done.attempts == 2
+    # Threads chosen from the idle cores (no cap on forked pool processes): 1 or 2, by the load.
+    assert done.result["timing"]["threads_source"] == "auto" and done.result["timing"]["threads"] >= 1
     with session_factory(settings.database_url)() as session:
         models = list(session.scalars(select(TrainedModel)))
         assert len(models) == 1 and models[0].job_id == job.id and models[0].version == 1

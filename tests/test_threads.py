@@ -150,3 +150,57 @@ def test_the_real_proc_stat_gives_a_sane_choice() -> None:
         pytest.skip("no /proc/stat here")
     gov = ThreadGovernor(ThreadPlan(window_s=0.2, env={}), lambda n: None)
     assert 1 <= gov.start() <= gov.n_cores
+
+
+def test_omp_thread_limit_caps_every_choice(machine) -> None:
+    """OpenMP starts no more than OMP_THREAD_LIMIT threads; asking oneDNN for more deadlocks it."""
+    applied: list[int] = []
+    limited = ThreadPlan(stat_path=machine.path, own_cpu_s=lambda: machine.own,
+                         env={"OMP_THREAD_LIMIT": "1"})
+    gov = ThreadGovernor(limited, applied.append)
+    assert gov.start(sleep=lambda s: machine.run(s, others=0.0)) == 1  # a quiet machine: 2 otherwise
+    machine.run(5, others=0.0)
+    gov.tick(1e6)
+    assert applied == [1]
+    for env in ({"OMP_THREAD_LIMIT": "1", "OMP_NUM_THREADS": "2"}, {"OMP_THREAD_LIMIT": "1"}):
+        fixed = ThreadGovernor(ThreadPlan(stat_path=machine.path, env=env, setting=2), applied.append)
+        assert fixed.start(sleep=lambda s: None) == 1
+    roomy = ThreadGovernor(ThreadPlan(stat_path=machine.path, env={"OMP_THREAD_LIMIT": "8"}, setting=2),
+                           [].append)
+    assert roomy.start(sleep=lambda s: None) == 2
+
+
+_TRAIN_TWO_THREADS = """
+import json, sys, tempfile
+from pathlib import Path
+from segmodel.options import TrainOptions
+from trainer.synthetic import synthetic_scene, with_crops
+from trainer.threads import ThreadPlan
+from trainer.train import train_model
+ann = with_crops(synthetic_scene(3, (256, 256), n_particles=20, n_pits=4), n_crops=1, crop_size=160)
+options = TrainOptions(arch="tiny", iterations=4, holdout=False, batch_size=1, crop_size=128)
+with tempfile.TemporaryDirectory() as tmp:
+    result = train_model([ann], Path(tmp) / "m", options, threads=ThreadPlan(setting=2))
+print(json.dumps(result.metrics["timing"]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_training_asked_for_two_threads_under_a_thread_limit_of_one_finishes() -> None:
+    """The hang seen in a worker's pool process, reproduced in a fresh process: OMP_THREAD_LIMIT=1
+    (inherited from an earlier OCR call) and 2 threads asked for; oneDNN's 1x1-convolution backward
+    then waited for a second OpenMP thread that never started. A few iterations take seconds."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1", "PYTHONPATH": str(root)}
+    env.pop("OMP_NUM_THREADS", None)
+    done = subprocess.run([sys.executable, "-c", _TRAIN_TWO_THREADS], env=env, cwd=root, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    timing = json.loads(done.stdout.strip().splitlines()[-1])
+    assert timing["threads"] == 1 and timing["threads_source"] == "setting"

@@ -6,6 +6,7 @@ process), so a worker on a quiet 2-core machine used one core; two threads were 
 Why a governor: two threads chosen in a quiet moment ran 1.7-2.0 s/iteration once other processes
 took the cores, against 0.47 s on one thread (OpenMP threads that wait for a busy core spin).
 
+Never more than OMP_THREAD_LIMIT (more deadlocks oneDNN, see ThreadGovernor._set).
 The choice, in this order: OMP_NUM_THREADS (the operator's word for every OpenMP program) wins;
 then the worker's setting SEGBOT_TRAIN_THREADS (passed in as ThreadPlan.setting, 0 = automatic);
 else the idle cores over a short window of /proc/stat, at least 1, lowered (and raised again, up to
@@ -116,8 +117,8 @@ def threads_for(free_cores: float, n_cores: int) -> int:
     return int(max(1, min(n_cores, int(free_cores + (1 - MIN_FREE_PER_THREAD) + 1e-9))))
 
 
-def _env_threads(env: dict[str, str]) -> int | None:
-    raw = (env.get("OMP_NUM_THREADS") or "").split(",")[0].strip()
+def _env_threads(env: dict[str, str], name: str = "OMP_NUM_THREADS") -> int | None:
+    raw = (env.get(name) or "").split(",")[0].strip()
     try:
         value = int(raw)
     except ValueError:
@@ -133,6 +134,7 @@ class ThreadGovernor:
         self.apply = apply
         self.source = "auto"
         self.threads: int | None = None
+        self.limit: int | None = None  # OMP_THREAD_LIMIT, read by start()
         self.history: list[int] = []  # every thread count used, in order
         self._cores = usable_cores()
         self._last: CpuSample | None = None
@@ -149,6 +151,10 @@ class ThreadGovernor:
         return len(self._cores) if self._cores else (os.cpu_count() or 1)
 
     def _set(self, threads: int) -> None:
+        # More threads than OMP_THREAD_LIMIT deadlock: oneDNN plans its work for the count asked
+        # for, OpenMP starts only the limit, and the planned threads wait for absent ones forever.
+        if self.limit is not None:
+            threads = min(threads, self.limit)
         if threads != self.threads:
             self.apply(threads)
             self.threads = threads
@@ -157,6 +163,7 @@ class ThreadGovernor:
     def start(self, sleep: Callable[[float], None] = time.sleep) -> int:
         """Choose and apply the first thread count."""
         env = os.environ if self.plan.env is None else self.plan.env
+        self.limit = _env_threads(env, "OMP_THREAD_LIMIT")
         from_env = _env_threads(env)
         if from_env is not None:  # set too: torch read it at import, maybe before it was changed
             self.source = "OMP_NUM_THREADS"
