@@ -72,10 +72,6 @@ class DuplicateId(AnnotationError):
     code = "duplicate_id"
 
 
-class DuplicateShape(AnnotationError):
-    code = "duplicate_shape"
-
-
 class UnknownFileType(AnnotationError):
     code = "unknown_file_type"
 
@@ -111,7 +107,6 @@ ALL_ERRORS: dict[str, type[AnnotationError]] = {
         UnsafeImagePath,
         UnknownShapeType,
         DuplicateId,
-        DuplicateShape,
         UnknownFileType,
         BadHeightMap,
         BadScale,

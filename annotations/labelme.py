@@ -31,7 +31,6 @@ from annotations.errors import (
     BadPolygon,
     BadScale,
     DuplicateId,
-    DuplicateShape,
     EmptyCrop,
     ImageMissing,
     ImageSizeMismatch,
@@ -530,16 +529,15 @@ def _finish_objects(
     polys = [p for p, kept in zip(polys, keep.tolist(), strict=True) if kept]
 
     seen: dict[bytes, int] = {}
+    copies: list[tuple[int, int]] = []  # (shape number, the number of the shape it copies)
     groups: dict[Any, tuple[str, int]] = {}  # group_id -> (label, position in instances)
     instances: list[Instance] = []
     for k, (index, label, _, score, group_id) in enumerate(raw):
         polygon = polys[k]
         key = label.encode() + b"|" + (np.round(polygon, 6) + 0.0).tobytes()
-        if key in seen:
-            raise DuplicateShape(
-                f"'{name}': shape #{index + 1} ('{label}') is an exact copy of shape #{seen[key] + 1}; "
-                "delete one of them."
-            )
+        if key in seen:  # a copy (a double paste, say) labels nothing new: keep the first
+            copies.append((index + 1, seen[key] + 1))
+            continue
         seen[key] = index
         if group_id is not None:
             if not isinstance(group_id, int | str) or isinstance(group_id, bool):
@@ -565,6 +563,12 @@ def _finish_objects(
                 continue
             groups[group_id] = (label, len(instances))
         instances.append(Instance(label, polygon, score))
+    if len(copies) == 1:
+        copy, original = copies[0]
+        notes.append(f"Shape #{copy} is an exact copy of shape #{original}; the copy was skipped.")
+    elif copies:
+        notes.append(f"{_shape_list([c for c, _ in copies])} are exact copies of earlier shapes; "
+                     "the copies were skipped.")
     return instances
 
 

@@ -248,6 +248,19 @@ def test_many_unusable_shapes_share_one_note_after_the_first_few():
     assert any(n.startswith("2 shapes (#9, #10) could not be used either") for n in ann.notes)
 
 
+def test_exact_copies_are_skipped_with_a_note():
+    """A double paste labels nothing new: the first stays, the copy goes, the file is read."""
+    squares = _squares(4)
+    ann = read(doc([*squares, dict(squares[1])]))
+    assert len(ann.instances) == 4
+    assert "Shape #5 is an exact copy of shape #2; the copy was skipped." in ann.notes
+    again = read(doc([*squares, *squares[:3]]))
+    assert len(again.instances) == 4
+    assert "3 shapes (#5, #6, #7) are exact copies of earlier shapes; the copies were skipped." in again.notes
+    relabelled = dict(squares[0], label="single_site")  # same outline, another class: two objects
+    assert len(read(doc([*squares, relabelled])).instances) == 5
+
+
 def test_refused_when_nothing_usable_is_left():
     with pytest.raises(AnnotationError) as info:
         read(doc([shape("particle", LINE), shape("particle", [[1, 1], [2, 2]])]))
@@ -329,7 +342,7 @@ def instance_lists(draw):
         pts = np.array([[x, y], [x1, y], [x1, y1], [x, y1]])
         score = draw(st.one_of(st.none(), st.floats(min_value=0, max_value=1)))
         out.append(Instance(draw(st.sampled_from(["particle", "single_site"])), pts, score))
-    # distinct outlines (an exact copy is refused)
+    # distinct outlines (an exact copy is skipped)
     uniq = {(i.label, (np.round(i.polygon, 6) + 0.0).tobytes()): i for i in out}
     return list(uniq.values())
 

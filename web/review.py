@@ -188,6 +188,7 @@ def parse_edits(body: Any, ann: AnnotatedImage) -> tuple[list[dict[str, Any]], d
         raise EditError(f"At most {MAX_OBJECTS} objects can be saved at once.")
     shapes: list[dict[str, Any]] = []
     kept: set[int] = set()
+    drawn: dict[tuple[str, str, str], int] = {}  # new outlines: (label, type, points) -> object number
     added = relabelled = 0
     for number, entry in enumerate(entries, 1):
         where = f"object #{number}"
@@ -222,7 +223,13 @@ def parse_edits(body: Any, ann: AnnotatedImage) -> tuple[list[dict[str, Any]], d
                 }
             )
         else:
-            shapes.append(_new_shape(entry, where))
+            shape = _new_shape(entry, where)
+            # A LabelMe file's copy is skipped with a note; here it is a double tap: say so, store nothing.
+            key = (shape["label"], shape["shape_type"], json.dumps(shape["points"]))
+            if key in drawn:
+                raise EditError(f"{where} is an exact copy of object #{drawn[key]}; send it once.")
+            drawn[key] = number
+            shapes.append(shape)
             added += 1
     delta = {"removed": len(ann.instances) - len(kept), "added": added, "relabelled": relabelled}
     return shapes, delta

@@ -265,12 +265,6 @@ add(
     ).encode(),
     why="one group_id on two classes",
 )
-add(
-    "duplicate_shape.json",
-    "duplicate_shape",
-    json.dumps(doc([poly(), poly()])).encode(),
-    why="the same outline twice",
-)
 add("bad_label_empty.json", "bad_label", json.dumps(doc([poly(label="")])).encode(), why="empty label")
 add("bad_label_number.json", "bad_label", json.dumps(doc([poly(label=5)])).encode(), why="label is a number")
 add(
