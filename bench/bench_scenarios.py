@@ -307,6 +307,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--inits", default="random", help="comma list: random, base (SEGBOT_BASE_MODEL)")
     parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--copy-paste", type=float, default=0.0,
+                        help="probability a training sample gets labelled objects pasted (0 = off)")
     parser.add_argument("--scenarios", default="same image,same series,other materials")
     parser.add_argument("--out", type=Path, default=Path("bench-scenarios"),
                         help="folder for the JSON and chart")
@@ -322,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     print("bench_scenarios: same image / same series / other materials, model vs Otsu + watershed")
     print(f"hardware : {hardware()}")
     print(f"budget   : arch {args.arch}, {iterations} iterations per model, threshold {args.threshold}, "
-          f"{'quick' if args.quick else 'full'}")
+          f"copy-paste {args.copy_paste}, {'quick' if args.quick else 'full'}")
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[tuple[str, str], dict] = {}
     rows: list[str] = []
@@ -330,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     wanted = [s.strip() for s in args.scenarios.split(",")]
     for init in [i.strip() for i in args.inits.split(",")]:
         options = TrainOptions(arch=args.arch, iterations=iterations, device=args.device, holdout=False,
-                               init=init)
+                               init=init, copy_paste=args.copy_paste)
         for scenario in wanted:
             t0 = time.perf_counter()
             if scenario == "same image":

@@ -36,6 +36,8 @@ class TrainOptions:
     epochs: int | None = None
     rescale: float | None = None  # None = automatic 1..3 from the median object size
     augment: bool = True
+    # probability a training sample gets labelled objects pasted onto its background (0 = off)
+    copy_paste: float = 0.0
     device: str = "cpu"
     seed: int = 0
     # 'auto' (the operator's base model when one is configured for this preset, else random) |
@@ -65,6 +67,9 @@ class TrainOptions:
             raise OptionsError("crop size must be between 64 and 2048 px")
         if self.tile_size is not None and not (64 <= self.tile_size <= 4096):
             raise OptionsError("tile size must be between 64 and 4096 px")
+        if isinstance(self.copy_paste, bool) or not isinstance(self.copy_paste, int | float) \
+                or not (0 <= self.copy_paste <= 1):
+            raise OptionsError("copy-paste must be a probability between 0 and 1")
         if self.lr is not None and not (0 < self.lr < 1):
             raise OptionsError("learning rate must be between 0 and 1")
 

@@ -35,7 +35,8 @@ def _stats(d: float, n: int = 40) -> LabelStats:
 def test_options_validate_and_roundtrip():
     opts = TrainOptions(arch="r50", epochs=3, rescale=2.0, augment=False)
     assert TrainOptions.from_dict({**opts.to_dict(), "unknown": 1}) == opts
-    for bad in ({"arch": "vgg"}, {"iterations": 0}, {"rescale": 9.0}, {"batch_size": 0}, {"crop_size": 8}):
+    for bad in ({"arch": "vgg"}, {"iterations": 0}, {"rescale": 9.0}, {"batch_size": 0}, {"crop_size": 8},
+                {"copy_paste": 1.5}, {"copy_paste": -0.1}, {"copy_paste": "half"}):
         with pytest.raises(OptionsError):
             TrainOptions(**bad)
 
@@ -284,6 +285,43 @@ def test_scale_jitter_keeps_masks_on_their_particles_and_changes_their_size():
         sizes[name] = np.asarray(areas, float)
     # zoomed samples spread object areas wider than the rescaled crops alone do
     assert np.std(np.log(sizes["zoom"])) > np.std(np.log(sizes["basic"])) * 1.1
+
+
+def test_copy_paste_puts_whole_objects_on_background_only():
+    import cv2
+
+    from trainer.dataset import Augmentation, cutouts
+
+    ann = with_crops(synthetic_scene(2), n_crops=2, crop_size=160, seed=2)
+    regions = build_regions([ann], ann.classes, rescale=2.0)
+    bank = cutouts(regions)
+    assert 0 < len(bank) < sum(r.n_objects for r in regions)  # objects cut by a crop edge stay out
+    still = dict(flips=False, noise_p=0.0, contrast=(1.0, 1.0), brightness=0.0)
+    assert SampleSource(regions, 128, augment=Augmentation(**still)).cutouts == []  # off: nothing cut
+    added = 0
+    for seed in range(20):  # one draw per seed: both sources cut the same sub-crop
+        s = SampleSource(regions, 128, augment=Augmentation(copy_paste_p=1.0, **still), seed=seed).draw()
+        before = SampleSource(regions, 128, augment=Augmentation(**still), seed=seed).draw()
+        n = len(before.labels)
+        assert np.array_equal(s.labels[:n], before.labels) and np.array_equal(s.masks[:n], before.masks)
+        new = s.masks[n:]
+        added += len(new)
+        assert not (new.any(axis=0) & before.masks.any(axis=0)).any()  # never over an object
+        assert (new.sum(axis=0) <= 1).all()  # nor over one another
+        sizes = sorted(int(c.mask.sum()) for c in bank)
+        assert all(int(m.sum()) in sizes for m in new)  # a whole cutout, turned or flipped
+        for mask, box in zip(s.masks, s.boxes, strict=True):
+            ys, xs = np.nonzero(mask)
+            assert (box[0], box[1], box[2], box[3]) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        # inside a pasted object the pixels are the object's: bright particles stay bright
+        bright = new[s.labels[n:] == ann.classes.index("particle")]
+        if len(bright):
+            gray = s.image[:, :, 0].astype(float)
+            assert gray[bright.any(axis=0)].mean() > gray[~s.masks.any(axis=0)].mean() + 30
+        # the two sources drew the same sub-crops: their pixels agree away from the pasted objects
+        away = ~cv2.dilate(new.any(axis=0).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        assert np.array_equal(s.image[away], before.image[away])
+    assert added >= 20
 
 
 def test_stem_scene_has_two_classes_with_labels_on_the_bright_spots():

@@ -55,6 +55,34 @@ class Augmentation:
     gamma_p: float = 0.5
     blur_p: float = 0.0
     noise_p: float = 0.5
+    # Copy-paste: with probability copy_paste_p a sample gets 1..copy_paste_max whole labelled objects
+    # (from any region, flipped or turned) pasted onto its background, never over another object; the
+    # crops are fully labelled, so the background there is known to be empty.
+    copy_paste_p: float = 0.0
+    copy_paste_max: int = 4
+
+
+@dataclass(frozen=True)
+class Cutout:
+    """One whole labelled object cut out of its region, for copy-paste."""
+
+    image: np.ndarray  # (h, w, 3) uint8, the object's box
+    mask: np.ndarray  # (h, w) bool
+    label: int
+
+
+def cutouts(regions: Sequence[Region]) -> list[Cutout]:
+    """Every object that lies wholly inside its region (one cut by a crop edge is only a part)."""
+    out: list[Cutout] = []
+    for region in regions:
+        h, w = region.image.shape[:2]
+        for mask, label, (x0, y0, x1, y1) in zip(region.masks, region.labels, boxes_from_masks(region.masks),
+                                                 strict=True):
+            x0, y0, x1, y1 = int(x0), int(y0), int(x1), int(y1)
+            if x0 == 0 or y0 == 0 or x1 == w or y1 == h:
+                continue
+            out.append(Cutout(region.image[y0:y1, x0:x1].copy(), mask[y0:y1, x0:x1].copy(), int(label)))
+    return out
 
 
 @dataclass
@@ -172,6 +200,8 @@ class SampleSource:
         self.rng = np.random.default_rng(seed)
         areas = np.asarray([r.image.shape[0] * r.image.shape[1] for r in self.regions], np.float64)
         self.weights = areas / areas.sum()
+        wants_cutouts = self.augment is not None and self.augment.copy_paste_p > 0
+        self.cutouts = cutouts(self.regions) if wants_cutouts else []
 
     def draw(self) -> Sample:
         region = self.regions[int(self.rng.choice(len(self.regions), p=self.weights))]
@@ -192,12 +222,56 @@ class SampleSource:
             image, masks = _zoom(image, masks, size)
         keep = masks.reshape(len(masks), -1).sum(axis=1) >= MIN_MASK_PX
         masks, labels = masks[keep], region.labels[keep]
+        if self.cutouts and self.rng.random() < aug.copy_paste_p:
+            image, masks, labels = self._paste(image, masks, labels, aug.copy_paste_max)
         if aug is not None:
             if aug.flips:
                 image, masks = self._geometry(image, masks)
             image = self._photometric(image, aug)
         return Sample(image=np.ascontiguousarray(image), masks=np.ascontiguousarray(masks), labels=labels,
                       boxes=boxes_from_masks(masks))
+
+    def _paste(self, image: np.ndarray, masks: np.ndarray, labels: np.ndarray,
+               most: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Up to `most` cutouts pasted where they overlap no object (with a 2 px gap); the
+        pasted edge is blended over about a pixel so it does not give the object away."""
+        import cv2
+
+        h, w = image.shape[:2]
+        taken = cv2.dilate(masks.any(axis=0).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        image = image.astype(np.float32)
+        new_masks, new_labels = [], []
+        for _ in range(int(self.rng.integers(1, most + 1))):
+            cut = self.cutouts[int(self.rng.integers(len(self.cutouts)))]
+            patch, mask = cut.image, cut.mask
+            k = int(self.rng.integers(0, 4))
+            flip = self.rng.random() < 0.5
+            patch, mask = np.rot90(patch, k), np.rot90(mask, k)
+            if flip:
+                patch, mask = patch[:, ::-1], mask[:, ::-1]
+            ph, pw = mask.shape
+            if ph >= h or pw >= w:
+                continue
+            for _try in range(5):
+                y, x = int(self.rng.integers(0, h - ph + 1)), int(self.rng.integers(0, w - pw + 1))
+                if not (taken[y:y + ph, x:x + pw] & mask).any():
+                    break
+            else:
+                continue
+            alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)
+            alpha = np.maximum(alpha, mask)[:, :, None]  # inside stays the object, outside blends
+            window = image[y:y + ph, x:x + pw]
+            window[:] = alpha * patch + (1 - alpha) * window
+            full = np.zeros((h, w), bool)
+            full[y:y + ph, x:x + pw] = mask
+            taken |= cv2.dilate(full.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+            new_masks.append(full)
+            new_labels.append(cut.label)
+        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+        if not new_masks:
+            return image, masks, labels
+        return (image, np.concatenate([masks, np.stack(new_masks)]),
+                np.concatenate([labels, np.asarray(new_labels, np.int64)]))
 
     def _geometry(self, image: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.rng.random() < 0.5:

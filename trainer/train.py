@@ -204,7 +204,7 @@ def train_model(
         write_bundle_atomic,
     )
     from segmodel.config import build_model_config, default_lr, describe
-    from trainer.dataset import SampleSource, build_regions, iterations_per_epoch, label_stats
+    from trainer.dataset import Augmentation, SampleSource, build_regions, iterations_per_epoch, label_stats
 
     options = options or TrainOptions()
     options.validate()
@@ -258,7 +258,8 @@ def train_model(
     optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
     warmup = min(100, max(1, total // 10)) if not pretrained else min(50, max(1, total // 20))
 
-    source = SampleSource(train_regions, options.crop_size, options.augment, seed=options.seed)
+    augment = Augmentation(copy_paste_p=options.copy_paste) if options.augment else False
+    source = SampleSource(train_regions, options.crop_size, augment, seed=options.seed)
     holdout_at = int(total * HOLDOUT_AT) if holdout is not None else None
     metrics: dict[str, Any] = {}
     loss_avg: float | None = None
@@ -268,7 +269,7 @@ def train_model(
         start, loss_avg, metrics, earlier_s = (resumed.iteration, resumed.loss_avg, resumed.metrics,
                                                resumed.elapsed_s)
         if holdout_at is not None and start > holdout_at:  # the held-out crop had joined already
-            source = SampleSource(regions, options.crop_size, options.augment, seed=options.seed + 1)
+            source = SampleSource(regions, options.crop_size, augment, seed=options.seed + 1)
         restore_rng(resumed.rng, source.rng)
         stage = f"training, resumed at {start:,} / {total:,}"
         report(TrainProgress(start, total, start // ipe, loss_avg, None, stage))
@@ -282,7 +283,7 @@ def train_model(
             metrics["holdout"] = {"region": regions[holdout].name, "n_gt": regions[holdout].n_objects,
                                   "iteration": it, "threshold": VALIDATION_THRESHOLD, **val}
             # The held-out crop joins for the rest: the final model learns from every label.
-            source = SampleSource(regions, options.crop_size, options.augment, seed=options.seed + 1)
+            source = SampleSource(regions, options.crop_size, augment, seed=options.seed + 1)
         if governor is not None:
             governor.tick()
         for group in optimizer.param_groups:
