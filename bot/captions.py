@@ -122,6 +122,8 @@ def model_figures(lang: str, metrics: dict[str, Any], short: bool = False) -> li
         if not short and all(isinstance(hold.get(k), float) for k in ("f1", "f1_low", "f1_high")):
             line += " " + t(lang, "fig_holdout_range", f1=f"{hold['f1']:.2f}", low=f"{hold['f1_low']:.2f}",
                             high=f"{hold['f1_high']:.2f}")
+        if not short:
+            line += " " + t(lang, "fig_holdout_caveat")
         lines.append(line)
     elif data:  # a new model without a held-out crop: say why there is no check
         lines.append(t(lang, pre + "fig_no_holdout", min_objects=HOLDOUT_MIN_OBJECTS))

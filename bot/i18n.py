@@ -98,10 +98,10 @@ EN: dict[str, str] = {
     "recognise.",
     "fig_learned": "Learned from {objects} in {crops}: {counts}.",
     "fig_holdout": "Check on a crop held out from training ({n} labelled objects): precision {precision} "
-    "(the share of what it found that is right), recall {recall} (the share of your objects it found). "
-    "Measured on one crop of your image; other images may score lower.",
-    "fig_holdout_range": "F1 {f1}; on another crop like it, likely between {low} and {high} (90 % range): "
-    "one crop holds few objects.",
+    "(the share of what it found that is right), recall {recall} (the share of your objects it found).",
+    "fig_holdout_range": "Together (F1) {f1}; on another crop like it, likely between {low} and {high} "
+    "(90 % range): one crop holds few objects.",
+    "fig_holdout_caveat": "Measured on one crop of your image; other images may score lower.",
     "fig_no_holdout": "Not checked on held-out labels: that needs {min_objects} or more labelled objects in "
     "2 or more crops.",
     "fig_time": "Trained in {time} on {device}.",
@@ -289,10 +289,10 @@ RU: dict[str, str] = {
     "распознавания.",
     "fig_learned": "Обучена на {objects} в {crops}: {counts}.",
     "fig_holdout": "Проверка на области crop, отложенной от обучения (размеченных объектов: {n}): точность "
-    "{precision} (доля верного среди найденного), полнота {recall} (доля найденного среди ваших объектов). "
-    "Измерено на одной области вашего снимка; на других снимках может быть ниже.",
-    "fig_holdout_range": "F1 {f1}; на другой такой области, вероятно, от {low} до {high} (90 %): "
+    "{precision} (доля верного среди найденного), полнота {recall} (доля найденного среди ваших объектов).",
+    "fig_holdout_range": "Вместе (F1) {f1}; на другой такой области, вероятно, от {low} до {high} (90 %): "
     "в одной области мало объектов.",
+    "fig_holdout_caveat": "Измерено на одной области вашего снимка; на других снимках может быть ниже.",
     "fig_no_holdout": "Проверки на отложенной разметке нет: для неё нужно от {min_objects} размеченных "
     "объектов в 2 и более областях crop.",
     "fig_time": "Время обучения {time}, устройство {device}.",
