@@ -57,7 +57,9 @@ class Augmentation:
     noise_p: float = 0.5
     # Copy-paste: with probability copy_paste_p a sample gets 1..copy_paste_max whole labelled objects
     # (from any region, flipped or turned) pasted onto its background, never over another object; the
-    # crops are fully labelled, so the background there is known to be empty.
+    # crops are fully labelled, so the background there is known to be empty. Off by default: at p 0.5,
+    # bench_scenarios --quick went from F1 0.887 / 0.753 / 0.468 to 0.893 / 0.650 / 0.397 (recall up,
+    # precision down: more false positives on images it was not trained on).
     copy_paste_p: float = 0.0
     copy_paste_max: int = 4
 
