@@ -175,10 +175,35 @@ def _named(ann, instances: list, suffix: str = ""):
 # ------------------------------------------------------------------ scenarios
 
 
+@functools.cache
+def _weights():
+    """The operator's base model (SEGBOT_BASE_MODEL) and COCO weights, for --inits base."""
+    from core.settings import load_settings
+    from trainer.init_weights import WeightPaths
+
+    return WeightPaths.from_settings(load_settings())
+
+
+def _check_unseen(weights, images: list) -> None:
+    """Stop when the base model was pretrained on an image this scenario trains or scores on."""
+    base = weights.base_model
+    if base is None:
+        sys.exit("--inits base needs SEGBOT_BASE_MODEL (segbot weights base, see bench_base.py)")
+    meta = json.loads((Path(base) / "bundle.json").read_text())
+    seen = {Path(name).stem for name in meta.get("sources", [])}
+    leaked = sorted({stem for stem in seen for a in images if stem and stem in a.name})
+    if leaked:
+        sys.exit(f"the base model was pretrained on images of this scenario: {', '.join(leaked)}")
+
+
 def run_model(sources, tests, options, threshold: float, into: Scored, label: str) -> list:
     from inference.baseline import otsu_watershed
 
-    preds, train_s, predict_s = train_and_predict(sources, tests, options, threshold, label=label)
+    weights = _weights() if options.init != "random" else None
+    if options.init == "base":
+        _check_unseen(weights, [*sources, *tests])
+    preds, train_s, predict_s = train_and_predict(sources, tests, options, threshold, label=label,
+                                                  weights=weights)
     into.train_s += train_s
     into.predict_s += predict_s
     into.megapixels += sum(a.width * a.height for a in tests) / 1e6
