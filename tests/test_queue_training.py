@@ -58,7 +58,9 @@ def test_training_survives_sigkill_then_model_recognises(queue_env) -> None:  # 
     assert done.state == "succeeded", done.error
     assert done.attempts == 2
     # Threads chosen from the idle cores (no cap on forked pool processes): 1 or 2, by the load.
-    assert done.result["timing"]["threads_source"] == "auto" and done.result["timing"]["threads"] >= 1
+    timing = done.result["timing"]
+    print(f"pool process trained on {timing['threads']} thread(s), used {timing['threads_used']}")
+    assert timing["threads_source"] == "auto" and timing["threads"] >= 1
     with session_factory(settings.database_url)() as session:
         models = list(session.scalars(select(TrainedModel)))
         assert len(models) == 1 and models[0].job_id == job.id and models[0].version == 1
