@@ -26,6 +26,12 @@ from bench_sem_pair import TEST as SEM_TEST  # noqa: E402
 from bench_sem_pair import TRAIN as SEM_TRAIN  # noqa: E402
 
 
+def pretrained_on(base: Path) -> set[str]:
+    """The image stems a base bundle was pretrained on (its bundle.json lists its sources)."""
+    meta = json.loads((Path(base) / "bundle.json").read_text())
+    return {Path(name).stem for name in meta.get("sources", [])}
+
+
 def held_out(train_stems: list[str], test_stems: list[str]) -> list[str]:
     """Every image a benchmark trains or tests on: the base model must not see them."""
     return sorted({*train_stems, *test_stems, SEM_TRAIN, SEM_TEST})
@@ -57,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     from segmodel.options import TrainOptions
 
     meta = json.loads((args.base / "bundle.json").read_text())
-    seen = {Path(name).stem for name in meta.get("sources", [])}
+    seen = pretrained_on(args.base)
     leaked = seen & set(excluded)
     if leaked:
         sys.exit(f"the base model was trained on benchmark images: {', '.join(sorted(leaked))}")

@@ -189,8 +189,9 @@ def _check_unseen(weights, images: list) -> None:
     base = weights.base_model
     if base is None:
         sys.exit("--inits base needs SEGBOT_BASE_MODEL (segbot weights base, see bench_base.py)")
-    meta = json.loads((Path(base) / "bundle.json").read_text())
-    seen = {Path(name).stem for name in meta.get("sources", [])}
+    from bench_base import pretrained_on
+
+    seen = pretrained_on(base)
     leaked = sorted({stem for stem in seen for a in images if stem and stem in a.name})
     if leaked:
         sys.exit(f"the base model was pretrained on images of this scenario: {', '.join(leaked)}")

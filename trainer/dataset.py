@@ -240,7 +240,10 @@ class SampleSource:
         import cv2
 
         h, w = image.shape[:2]
-        taken = cv2.dilate(masks.any(axis=0).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        def grown(mask: np.ndarray) -> np.ndarray:  # the mask and a 2 px gap around it
+            return cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+
+        taken = grown(masks.any(axis=0))
         image = image.astype(np.float32)
         new_masks, new_labels = [], []
         for _ in range(int(self.rng.integers(1, most + 1))):
@@ -266,7 +269,7 @@ class SampleSource:
             window[:] = alpha * patch + (1 - alpha) * window
             full = np.zeros((h, w), bool)
             full[y:y + ph, x:x + pw] = mask
-            taken |= cv2.dilate(full.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+            taken |= grown(full)
             new_masks.append(full)
             new_labels.append(cut.label)
         image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
