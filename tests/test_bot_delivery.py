@@ -224,10 +224,14 @@ def test_progress_edits_are_throttled_and_honour_retry_after(bs, api) -> None:
             "description": "Too Many Requests: retry after 2",
             "parameters": {"retry_after": 2},
         }
-        api.wait_for(
-            lambda calls: any(c.method == "editMessageText" and c.result is None for c in calls),
-            what="the refused edit",
-        )
+        # keep the progress moving until the bot tries (and is refused) an edit: if the loop
+        # above ended right after an edit, the bot has nothing new to send and never would
+        deadline = time.monotonic() + 10
+        while not any(c.method == "editMessageText" and c.result is None for c in list(api.calls)):
+            assert time.monotonic() < deadline, "timed out waiting for the refused edit"
+            step += 1
+            set_progress(min(step / 100, 0.99))
+            time.sleep(0.05)
         refused_at = time.monotonic()
         set_progress(0.995)
         api.wait_for(
