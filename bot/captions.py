@@ -41,6 +41,7 @@ def caption_for(result: dict[str, Any], lang: str) -> str:
     dens = ""
     if density is not None:
         dens = f"\ndensity {fmt_num(density)} {s.get('density_unit', '')}".rstrip()
+    factor = s.get("scale_factor")  # recognised on the image shrunk by this (inference/scale.py)
     return t(
         lang,
         "predict_caption",
@@ -49,6 +50,7 @@ def caption_for(result: dict[str, Any], lang: str) -> str:
         counts=counts_text(s.get("counts") or {}),
         size="" if mean is None else t(lang, "size_line", mean=fmt_num(mean), std=fmt_num(std), unit=unit),
         density=dens,
+        scaled=t(lang, "scaled_line", factor=fmt_num(factor)) if factor else "",
     )[:1024]
 
 

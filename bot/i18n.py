@@ -113,8 +113,9 @@ EN: dict[str, str] = {
     "short_fig_time": "{time} on {device}",
     "short_fig_few": "few labels: {classes}",
     "job_failed": "Job #{job} failed: {reason}",
-    "predict_caption": "{name}: {n} objects{counts}{size}{density}",
+    "predict_caption": "{name}: {n} objects{counts}{size}{density}{scaled}",
     "size_line": "\nmean D = {mean} ± {std} {unit}",
+    "scaled_line": "\nparticles larger than in your labels: recognised at {factor}x",
     "inset_caption": "{name}, zoomed: the region in the yellow frame on the overlay.",
     "predict_big": "{n} images recognised; all outputs are in the zip.\nPooled: {total} objects{counts}\n"
     "mean D = {mean} ± {std} {unit}",
@@ -304,8 +305,9 @@ RU: dict[str, str] = {
     "short_fig_time": "{time}, {device}",
     "short_fig_few": "мало разметки: {classes}",
     "job_failed": "Задача #{job} не выполнена: {reason}",
-    "predict_caption": "{name}: объектов {n}{counts}{size}{density}",
+    "predict_caption": "{name}: объектов {n}{counts}{size}{density}{scaled}",
     "size_line": "\nсредний D = {mean} ± {std} {unit}",
+    "scaled_line": "\nчастицы крупнее, чем в вашей разметке: распознано в масштабе {factor}x",
     "inset_caption": "{name}, увеличение: область в жёлтой рамке на наложении.",
     "predict_big": "Распознано изображений: {n}; все результаты в zip.\nВсего: объектов {total}{counts}\n"
     "средний D = {mean} ± {std} {unit}",

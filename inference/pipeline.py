@@ -51,6 +51,10 @@ class PredictOptions:
     # Mirror this many original px around the image so particles cut by its border are found
     # (None: from the detector's object size; 0: off). See _predict_padded.
     edge_pad: int | None = None
+    # Extra enlargement for an image at another magnification than the training image (2.0: its
+    # particles look half the labelled size); auto_scale chooses it per image (inference/scale.py).
+    scale: float = 1.0
+    auto_scale: bool = False
 
 
 @dataclass
@@ -109,6 +113,8 @@ def predict_image(
         raise ValueError(f"expected an (H, W[, C]) image, got shape {image.shape}")
     if options.exclude:
         return _predict_outside(image, detector, options, progress, started)
+    if options.auto_scale or options.scale != 1.0:
+        return _predict_scaled(image, detector, options, progress, started)
     pad = edge_pad(image.shape, detector, options)
     if pad:
         return _predict_padded(image, detector, options, progress, started, pad)
@@ -209,6 +215,25 @@ def _predict_outside(image, detector, options: PredictOptions, progress, started
     stats = dict(pred.stats, excluded=dropped, crop=(x0, y0, x1, y1))
     return Prediction(instances=kept, n_refined=pred.n_refined, tiles=pred.tiles,
                       seconds=time.perf_counter() - started, stats=stats)
+
+
+def _predict_scaled(image, detector, options: PredictOptions, progress, started: float) -> Prediction:
+    """predict_image with the detector enlarging tiles by options.scale, or by the chosen factor."""
+    from dataclasses import replace
+
+    from inference.scale import ScaledDetector, choose_scale
+
+    probes: dict[float, float] = {}
+    factor = float(options.scale)
+    if options.auto_scale:
+        choice = choose_scale(image, detector)
+        factor, probes = choice.factor, choice.probes
+    inner = replace(options, scale=1.0, auto_scale=False)
+    pred = predict_image(image, ScaledDetector(detector, factor) if factor != 1.0 else detector, inner,
+                         progress)
+    pred.stats.update(scale_factor=factor, scale_probes={f"{f:.3g}": round(v, 1) for f, v in probes.items()})
+    pred.seconds = time.perf_counter() - started
+    return pred
 
 
 def _collect(candidates, batch, results, threshold: float, allowed) -> None:

@@ -114,6 +114,7 @@ class FlipTTA:
         self.rescale = inner.rescale
         self.tile_size = inner.tile_size
         self.object_size = getattr(inner, "object_size", None)
+        self.meta = getattr(inner, "meta", {})  # label statistics, for inference.scale
 
     def detect(self, tiles: list[np.ndarray]) -> list[Detections]:
         per_view = []

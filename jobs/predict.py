@@ -65,7 +65,10 @@ def predict_job(ctx: JobContext) -> Outcome:
     files = {u.original_name: data[u.id] for u in uploads}  # resolves imagePath between uploads
     ctx.progress(0.0, "loading model")
     detector = _detector(ctx, model)
-    options = PredictOptions(threshold=float(ctx.params.get("threshold", 0.5)), tile=ctx.params.get("tile"))
+    # auto_scale: particles larger than the labelled ones (another magnification or material) are
+    # recognised on the image shrunk to the labelled size (inference/scale.py)
+    options = PredictOptions(threshold=float(ctx.params.get("threshold", 0.5)), tile=ctx.params.get("tile"),
+                             auto_scale=bool(ctx.params.get("auto_scale", True)))
     # The model drops detections below this floor before building masks: low enough for the
     # user's threshold, no lower (dense tiles at 0.05 would hold ~0.5 GB of masks).
     detector.score_thr = min(0.25, options.threshold)
@@ -114,6 +117,8 @@ def predict_job(ctx: JobContext) -> Outcome:
             summary: dict[str, Any] = {}
             if "summary" in written:
                 summary = json.loads(Path(written["summary"]).read_text())
+            if prediction.stats.get("scale_factor", 1.0) != 1.0:  # the caption says so
+                summary["scale_factor"] = prediction.stats["scale_factor"]
             rows.append({"upload_id": upload.id, "image_name": upload.original_name,
                          "image_sha256": upload.sha256, "files": files, "summary": summary})
         if entries:  # the set's COCO JSON and Excel workbook, for the result zip

@@ -100,7 +100,7 @@ class MMDetDetector:
             if tile.ndim == 2:
                 tile = np.repeat(tile[:, :, None], 3, axis=2)
             h, w = tile.shape[:2]
-            pixels = np.ascontiguousarray(tile[:, :, :3])
+            pixels = np.require(tile[:, :, :3], requirements=["C", "W"])  # torch wants writable memory
             inputs.append(torch.from_numpy(pixels).permute(2, 0, 1).contiguous())
             samples.append(DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
                                                        scale_factor=(1.0, 1.0))))

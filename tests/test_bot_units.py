@@ -20,7 +20,7 @@ import pytest
 from annotations.export import write_outputs
 from annotations.measure import measure_arrays
 from annotations.model import Instance
-from bot.captions import fmt_num, pooled_caption
+from bot.captions import caption_for, fmt_num, pooled_caption
 from bot.files_in import expand_zip, kind_of
 from bot.i18n import EN, RU, lang_of, t
 from bot.logsafe import install_redaction, redact
@@ -150,6 +150,15 @@ def test_pooled_caption_shows_the_sample_std_of_all_objects(tmp_path: Path) -> N
         f"Pooled over 3 image(s): 10 objects\nmean D = {fmt_num(d_px.mean())} ± "
         f"{fmt_num(np.std(d_px, ddof=1))} px"
     )
+
+
+def test_the_caption_says_when_an_image_was_recognised_shrunk() -> None:
+    summary = {"n_objects": 4, "mean_d_px": 120.0, "std_d_px": 9.0}
+    plain = caption_for({"name": "a.png", "summary": summary}, "en")
+    assert plain == "a.png: 4 objects\nmean D = 120 ± 9 px"
+    shrunk = {"name": "a.png", "summary": {**summary, "scale_factor": 0.35}}
+    assert caption_for(shrunk, "en") == plain + "\nparticles larger than in your labels: recognised at 0.35x"
+    assert caption_for(shrunk, "ru").endswith("распознано в масштабе 0.35x")
 
 
 def test_the_bot_starts_without_the_model_stack() -> None:

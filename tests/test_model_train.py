@@ -88,6 +88,26 @@ def test_trained_model_finds_objects_on_an_unseen_image(trained):
     assert tta.recall >= 0.7 and tta.precision >= 0.7, tta
 
 
+def test_auto_scale_finds_the_particles_of_an_image_at_three_times_the_magnification(trained):
+    """The same scene taken at 3x: auto_scale shrinks it back and the model finds its particles."""
+    import cv2
+
+    from annotations.evaluate import match_centre_rule
+    from annotations.model import Instance
+    from inference.pipeline import PredictOptions, predict_image
+    from segmodel.detector import load_detector
+
+    root, result, _ = trained
+    detector = load_detector(result.bundle_dir, trusted_roots=[root], score_thr=0.5)
+    test = synthetic_scene(12, (256, 256))
+    zoomed = cv2.resize(test.image, (768, 768), interpolation=cv2.INTER_LINEAR)
+    truth = [Instance(i.label, (i.polygon + 0.5) * 3 - 0.5) for i in test.instances]
+    prediction = predict_image(zoomed, detector, PredictOptions(threshold=0.5, auto_scale=True))
+    assert 0.25 <= prediction.stats["scale_factor"] <= 0.5, prediction.stats["scale_probes"]
+    score = match_centre_rule(prediction.instances, truth)
+    assert score.recall >= 0.7 and score.precision >= 0.7, score
+
+
 def test_cli_predict_writes_labelme_overlay_and_csv(trained, tmp_path):
     import csv
 
