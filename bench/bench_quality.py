@@ -104,9 +104,14 @@ def train_and_predict(sources, tests, options, threshold: float,
     """Train on `sources`, predict every test image: (predictions, training s, prediction s).
 
     `weights`: trainer.init_weights.WeightPaths for init base/coco/auto (None: neither configured)."""
-    from annotations.model import AnnotatedImage
-    from inference.pipeline import PredictOptions, predict_image
-    from segmodel.detector import load_detector
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle, train_s = train_bundle(sources, Path(tmp) / "bundle", options, label, weights)
+        preds, predict_s = predict_all(bundle, tests, options.device, threshold)
+    return preds, train_s, predict_s
+
+
+def train_bundle(sources, bundle: Path, options, label: str = "", weights=None) -> tuple[Path, float]:
+    """Train on `sources` into the folder `bundle`: (the bundle folder, training s)."""
     from trainer.train import train_model
 
     def progress(p) -> None:
@@ -114,17 +119,24 @@ def train_and_predict(sources, tests, options, threshold: float,
             loss = "n/a" if p.loss is None else f"{p.loss:.3f}"
             print(f"  {label}iteration {p.iteration}/{p.max_iterations}, loss {loss}", file=sys.stderr)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        result = train_model(sources, Path(tmp) / "bundle", options, progress=progress, weights=weights)
-        train_s = time.perf_counter() - t0
-        det = load_detector(result.bundle_dir, device=options.device, trusted_roots=[Path(tmp)],
-                            score_thr=threshold)
-        t0 = time.perf_counter()
-        predict = PredictOptions(threshold=threshold)
-        preds = [AnnotatedImage(name=ann.name, image=ann.image,
-                                instances=predict_image(ann.image, det, predict).instances) for ann in tests]
-    return preds, train_s, time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = train_model(sources, bundle, options, progress=progress, weights=weights)
+    return result.bundle_dir, time.perf_counter() - t0
+
+
+def predict_all(bundle: Path, tests, device: str, threshold: float, **predict) -> tuple[list, float]:
+    """Every test image predicted by the bundle's model: (predictions, seconds). `predict`: more
+    inference.pipeline.PredictOptions fields (auto_scale=True, ...)."""
+    from annotations.model import AnnotatedImage
+    from inference.pipeline import PredictOptions, predict_image
+    from segmodel.detector import load_detector
+
+    det = load_detector(bundle, device=device, trusted_roots=[bundle.parent], score_thr=threshold)
+    t0 = time.perf_counter()
+    options = PredictOptions(threshold=threshold, **predict)
+    preds = [AnnotatedImage(name=ann.name, image=ann.image,
+                            instances=predict_image(ann.image, det, options).instances) for ann in tests]
+    return preds, time.perf_counter() - t0
 
 
 HEADER = (f"{'method':22} " + " ".join(f"{h:>{w}}" for h, w in (("precision", 9), ("recall", 7), ("F1", 6),

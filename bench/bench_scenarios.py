@@ -35,7 +35,7 @@ print = functools.partial(print, flush=True)  # progress shows up even when pipe
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_quality import DATA, centres, load, split, train_and_predict  # noqa: E402
+from bench_quality import DATA, centres, load, predict_all, split, train_bundle  # noqa: E402
 
 MAX_LABELS = 50
 
@@ -45,10 +45,12 @@ class Scored:
     """Predictions and ground truth of one scenario, pooled over its models and images."""
 
     preds: list = field(default_factory=list)
+    scaled: list = field(default_factory=list)  # the same models' predictions with auto_scale (--auto-scale)
     gts: list = field(default_factory=list)
     baseline: list = field(default_factory=list)
     train_s: float = 0.0
     predict_s: float = 0.0
+    scaled_s: float = 0.0
     megapixels: float = 0.0
     models: int = 0
     labels: int = 0
@@ -166,6 +168,11 @@ def score(preds: list, gts: list) -> dict:
     }
 
 
+def at(preds: list, threshold: float) -> list:
+    """The predictions whose score is at least `threshold` (they were made at a lower one)."""
+    return [_named(p, [i for i in p.instances if i.score is None or i.score >= threshold]) for p in preds]
+
+
 def _named(ann, instances: list, suffix: str = ""):
     from annotations.model import AnnotatedImage
 
@@ -197,24 +204,33 @@ def _check_unseen(weights, images: list) -> None:
         sys.exit(f"the base model was pretrained on images of this scenario: {', '.join(leaked)}")
 
 
-def run_model(sources, tests, options, threshold: float, into: Scored, label: str) -> list:
+def run_model(sources, tests, options, threshold: float, into: Scored, label: str,
+              auto_scale: bool = False) -> tuple[list, list]:
+    """Train one model; (its predictions of `tests`, the same with auto_scale, or [] without)."""
+    import tempfile
+
     from inference.baseline import otsu_watershed
 
     weights = _weights() if options.init != "random" else None
     if options.init == "base":
         _check_unseen(weights, [*sources, *tests])
-    preds, train_s, predict_s = train_and_predict(sources, tests, options, threshold, label=label,
-                                                  weights=weights)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle, train_s = train_bundle(sources, Path(tmp) / "bundle", options, label, weights)
+        preds, predict_s = predict_all(bundle, tests, options.device, threshold)
+        scaled, scaled_s = [], 0.0
+        if auto_scale:
+            scaled, scaled_s = predict_all(bundle, tests, options.device, threshold, auto_scale=True)
     into.train_s += train_s
     into.predict_s += predict_s
+    into.scaled_s += scaled_s
     into.megapixels += sum(a.width * a.height for a in tests) / 1e6
     into.models += 1
     into.labels += sum(len(s.instances) for s in sources)
     into.baseline.extend(_named(a, otsu_watershed(a.image)) for a in tests)
-    return preds
+    return preds, scaled
 
 
-def same_image(stems: list[str], data: Path, options, threshold: float) -> Scored:
+def same_image(stems: list[str], data: Path, options, threshold: float, auto_scale: bool = False) -> Scored:
     out = Scored()
     for stem in stems:
         ann = load(stem, data)
@@ -224,9 +240,10 @@ def same_image(stems: list[str], data: Path, options, threshold: float) -> Score
             print(f"  same image: {stem} has no two crops with <= {quota} particles, skipped")
             continue
         start = len(out.baseline)
-        preds = run_model([source], [ann], options, threshold, out, f"{stem} ")
+        preds, scaled = run_model([source], [ann], options, threshold, out, f"{stem} ", auto_scale)
         # Only the unlabelled rest of the image is scored, for the model and the baseline alike.
         out.preds.append(_named(ann, outside_crops(ann, preds[0].instances, source.crops)))
+        out.scaled.extend(_named(ann, outside_crops(ann, p.instances, source.crops)) for p in scaled)
         out.gts.append(_named(ann, outside_crops(ann, ann.instances, source.crops)))
         base = out.baseline[start]
         out.baseline[start] = _named(ann, outside_crops(ann, base.instances, source.crops))
@@ -235,7 +252,8 @@ def same_image(stems: list[str], data: Path, options, threshold: float) -> Score
     return out
 
 
-def same_series(groups: list[list[str]], data: Path, options, threshold: float) -> Scored:
+def same_series(groups: list[list[str]], data: Path, options, threshold: float,
+                auto_scale: bool = False) -> Scored:
     out = Scored()
     for group in groups:
         train, tests = group[0], [load(stem, data) for stem in group[1:]]
@@ -243,18 +261,22 @@ def same_series(groups: list[list[str]], data: Path, options, threshold: float) 
         source = two_crops(ann, min(MAX_LABELS, len(ann.instances)))
         if source is None:
             continue
-        out.preds.extend(run_model([source], tests, options, threshold, out, f"series {train} "))
+        preds, scaled = run_model([source], tests, options, threshold, out, f"series {train} ", auto_scale)
+        out.preds.extend(preds)
+        out.scaled.extend(scaled)
         out.gts.extend(tests)
         print(f"  same series: {len(source.instances)} labels on {train} -> {len(tests)} images "
               f"({', '.join(group[1:])})")
     return out
 
 
-def other_materials(data: Path, options, threshold: float, limit: int) -> Scored:
+def other_materials(data: Path, options, threshold: float, limit: int, auto_scale: bool = False) -> Scored:
     out = Scored()
     _, sources, test_stems = split(data, 4, MAX_LABELS, limit)
     tests = [load(stem, data) for stem in test_stems]
-    out.preds.extend(run_model(sources, tests, options, threshold, out, "other "))
+    preds, scaled = run_model(sources, tests, options, threshold, out, "other ", auto_scale)
+    out.preds.extend(preds)
+    out.scaled.extend(scaled)
     out.gts.extend(tests)
     return out
 
@@ -277,6 +299,22 @@ def table_row(scenario: str, method: str, s: dict, run: Scored | None, iteration
     return (f"{scenario:15} {method:17} {fmt(s['precision'])} {fmt(s['recall'])} {fmt(s['f1'])} "
             f"{fmt(s['size_acc'])} {fmt(s['mean_d_acc'])} {fmt(s['d_bias_px'], 2):>6} {fmt(s['mask_ap'])}"
             + extra)
+
+
+SWEEP_HEADER = f"{'scenario':15} {'init':7} {'method':13} {'thr':>5} {'P':>6} {'R':>6} {'F1':>6} {'size':>6}"
+
+
+def threshold_sweep(scenario: str, init: str, run: Scored, thresholds: list[float], into: dict) -> list[str]:
+    """The same predictions scored at each threshold (with and without auto scale); into["sweep"]."""
+    lines = []
+    for t in thresholds:
+        for method, preds in (("model", run.preds), ("+ auto scale", run.scaled)):
+            if preds:
+                s = score(at(preds, t), run.gts)
+                into.setdefault("sweep", {})[f"{method} @ {t:g}"] = s
+                lines.append(f"{scenario:15} {init:7} {method:13} {t:5.2f} {fmt(s['precision'])} "
+                             f"{fmt(s['recall'])} {fmt(s['f1'])} {fmt(s['size_acc'])}")
+    return lines
 
 
 def targets(results: dict) -> list[str]:
@@ -335,6 +373,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--copy-paste", type=float, default=0.0,
                         help="probability a training sample gets labelled objects pasted (0 = off)")
+    parser.add_argument("--auto-scale", action="store_true",
+                        help="also predict with PredictOptions.auto_scale (same models): a row each")
+    parser.add_argument("--sweep", default="",
+                        help="more score thresholds to score the same predictions at, e.g. 0.6,0.7,0.8,0.9")
     parser.add_argument("--scenarios", default="same image,same series,other materials")
     parser.add_argument("--out", type=Path, default=Path("bench-scenarios"),
                         help="folder for the JSON and chart")
@@ -356,35 +398,52 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[str] = []
     points: list[tuple[str, str, float, float]] = []
     wanted = [s.strip() for s in args.scenarios.split(",")]
+    sweep = [float(t) for t in args.sweep.split(",") if t.strip()]
+    low = min([args.threshold, *sweep])  # predicted once at the lowest, then filtered by score
+    sweep_rows: list[str] = []
     for init in [i.strip() for i in args.inits.split(",")]:
         options = TrainOptions(arch=args.arch, iterations=iterations, device=args.device, holdout=False,
                                init=init, copy_paste=args.copy_paste)
         for scenario in wanted:
             t0 = time.perf_counter()
             if scenario == "same image":
-                run = same_image(richest(stems, args.data, n_same), args.data, options, args.threshold)
+                run = same_image(richest(stems, args.data, n_same), args.data, options, low, args.auto_scale)
             elif scenario == "same series":
-                run = same_series(series_groups(args.data)[:n_groups], args.data, options, args.threshold)
+                groups = series_groups(args.data)[:n_groups]
+                run = same_series(groups, args.data, options, low, args.auto_scale)
             elif scenario == "other materials":
-                run = other_materials(args.data, options, args.threshold, limit)
+                run = other_materials(args.data, options, low, limit, args.auto_scale)
             else:
                 raise SystemExit(f"unknown scenario {scenario!r}")
             if not run.models:
                 print(f"  {scenario}: nothing to run")
                 continue
-            model, base = score(run.preds, run.gts), score(run.baseline, run.gts)
+            model, base = score(at(run.preds, args.threshold), run.gts), score(run.baseline, run.gts)
             results[(scenario, init)] = {"model": model, "baseline": base, "models": run.models,
                                          "labels": run.labels, "train_s": run.train_s,
                                          "predict_s_per_mp": run.predict_s / max(run.megapixels, 1e-9),
                                          "n_gt": sum(len(g.instances) for g in run.gts)}
             rows.append(table_row(scenario, f"model ({init})", model, run, iterations))
+            if run.scaled:
+                scaled = score(at(run.scaled, args.threshold), run.gts)
+                results[(scenario, init)]["auto_scale"] = scaled
+                results[(scenario, init)]["auto_scale_s_per_mp"] = run.scaled_s / max(run.megapixels, 1e-9)
+                rows.append(table_row("", "  + auto scale", scaled, None, None)
+                            + f" {'':6} {'':6} {'':9} {run.scaled_s / max(run.megapixels, 1e-9):6.1f}")
             rows.append(table_row("", "Otsu + watershed", base, None, None))
             points.append((scenario, init, run.train_s / 60 / run.models, model["f1"]))
+            if sweep:
+                sweep_rows.extend(threshold_sweep(scenario, init, run, sorted({args.threshold, *sweep}),
+                                                  results[(scenario, init)]))
             print(f"  {scenario} ({init}) done in {(time.perf_counter() - t0) / 60:.1f} min")
     print()
     print(HEADER)
     for line in rows:
         print(line)
+    if sweep_rows:
+        print("\n" + SWEEP_HEADER)
+        for line in sweep_rows:
+            print(line)
     print()
     for line in targets(results):
         print(line)
