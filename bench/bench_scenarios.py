@@ -363,6 +363,8 @@ def chart(points: list[tuple[str, str, float, float]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from segmodel.options import DEFAULT_SCORE_THRESHOLD
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--quick", action="store_true", help="2 same-image models, 1 series, 5 other images")
@@ -370,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arch", default="tiny")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--inits", default="random", help="comma list: random, base (SEGBOT_BASE_MODEL)")
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="default: segbot's")
     parser.add_argument("--copy-paste", type=float, default=0.0,
                         help="probability a training sample gets labelled objects pasted (0 = off)")
     parser.add_argument("--auto-scale", action="store_true",

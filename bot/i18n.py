@@ -24,7 +24,7 @@ EN: dict[str, str] = {
         "{howto}\n\nCommands:\n/example – a labelled sample\n/train – train on what you sent\n"
         "/status – your jobs\n/cancel – stop a job\n/models – your models\n"
         "/scale 7.34 – nm per pixel (or 'scale=7.34nm' in a caption; /scale off)\n"
-        "/threshold 0.5 – score threshold\n/stats – pooled statistics\n/export – all your files as a zip\n"
+        "/threshold 0.7 – score threshold\n/stats – pooled statistics\n/export – all your files as a zip\n"
         "/lang – English/Русский\n/forget_me – delete everything of yours\n\n{outputs}\n\n{formats}"
     ),
     "outputs": (
@@ -164,7 +164,7 @@ EN: dict[str, str] = {
     "scale_off": "Scale removed; sizes will be in pixels.",
     "scale_usage": "Usage: /scale 7.34 (nm per pixel) or /scale off. Now: {value}.",
     "threshold_set": "Score threshold: {value}.",
-    "threshold_usage": "Usage: /threshold 0.5 (between 0.05 and 0.95). Now: {value}.",
+    "threshold_usage": "Usage: /threshold 0.7 (between 0.05 and 0.95). Now: {value}.",
     "stats_none": "No results yet: send images to recognise first.",
     "stats": "Pooled over {n} image(s): {total} objects{counts}\nmean D = {mean} ± {std} {unit}",
     "export_none": "You have nothing to export yet.",
@@ -216,7 +216,7 @@ RU: dict[str, str] = {
         "{howto}\n\nКоманды:\n/example – размеченный пример\n/train – обучить на присланном\n"
         "/status – ваши задачи\n/cancel – остановить задачу\n/models – ваши модели\n"
         "/scale 7.34 – нм на пиксель (или 'scale=7.34nm' в подписи; /scale off)\n"
-        "/threshold 0.5 – порог уверенности\n/stats – сводная статистика\n/export – все ваши файлы в zip\n"
+        "/threshold 0.7 – порог уверенности\n/stats – сводная статистика\n/export – все ваши файлы в zip\n"
         "/lang – English/Русский\n/forget_me – удалить всё ваше\n\n{outputs}\n\n{formats}"
     ),
     "outputs": (
@@ -356,7 +356,7 @@ RU: dict[str, str] = {
     "scale_off": "Масштаб убран; размеры будут в пикселях.",
     "scale_usage": "Использование: /scale 7.34 (нм на пиксель) или /scale off. Сейчас: {value}.",
     "threshold_set": "Порог уверенности: {value}.",
-    "threshold_usage": "Использование: /threshold 0.5 (от 0.05 до 0.95). Сейчас: {value}.",
+    "threshold_usage": "Использование: /threshold 0.7 (от 0.05 до 0.95). Сейчас: {value}.",
     "stats_none": "Результатов пока нет: сначала пришлите снимки для распознавания.",
     "stats": "По {n} изображениям: объектов {total}{counts}\nсредний D = {mean} ± {std} {unit}",
     "export_none": "Экспортировать пока нечего.",

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from bot.i18n import lang_of
 from bot.throttle import EditThrottle
 from core.settings import Settings
+from segmodel.options import DEFAULT_SCORE_THRESHOLD
 from storage.db import session_scope
 from storage.files import Store, open_store
 from storage.models import User
@@ -63,7 +64,7 @@ def snapshot(user: User, admin_ids: set[str], created: bool = False) -> UserInfo
         user.username,
         user.language or "en",
         user.nm_per_px,
-        user.score_threshold if user.score_threshold is not None else 0.5,
+        user.score_threshold if user.score_threshold is not None else DEFAULT_SCORE_THRESHOLD,
         user.active_model_id,
         is_admin,
         dict(user.preferences or {}),

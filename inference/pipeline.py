@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from annotations.model import Instance
+from segmodel.options import DEFAULT_SCORE_THRESHOLD
 from segmodel.types import TileDetector
 
 
@@ -39,7 +40,7 @@ class PredictOptions:
     classes: class names to keep (None = all). min_area_px: smallest kept outline, original px^2.
     """
 
-    threshold: float = 0.5
+    threshold: float = DEFAULT_SCORE_THRESHOLD
     tile: int | None = None
     overlap: int | None = None
     classes: set[str] | None = None

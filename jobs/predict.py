@@ -54,6 +54,7 @@ def predict_job(ctx: JobContext) -> Outcome:
     from annotations.lab_formats import SetEntry, write_result_set
     from annotations.labelme import read_labelme
     from inference.pipeline import PredictOptions, predict_image
+    from segmodel.options import DEFAULT_SCORE_THRESHOLD
 
     with ctx.session() as session:
         uploads = job_uploads(ctx, session)
@@ -67,7 +68,9 @@ def predict_job(ctx: JobContext) -> Outcome:
     detector = _detector(ctx, model)
     # auto_scale: particles larger than the labelled ones (another magnification or material) are
     # recognised on the image shrunk to the labelled size (inference/scale.py)
-    options = PredictOptions(threshold=float(ctx.params.get("threshold", 0.5)), tile=ctx.params.get("tile"),
+    threshold = ctx.params.get("threshold")  # the user's /threshold; None: segbot's default
+    options = PredictOptions(threshold=float(DEFAULT_SCORE_THRESHOLD if threshold is None else threshold),
+                             tile=ctx.params.get("tile"),
                              auto_scale=bool(ctx.params.get("auto_scale", True)))
     # The model drops detections below this floor before building masks: low enough for the
     # user's threshold, no lower (dense tiles at 0.05 would hold ~0.5 GB of masks).

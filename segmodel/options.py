@@ -23,6 +23,11 @@ TARGET_OBJECT_PX = 28.0
 MAX_ITERATIONS = 200_000
 USER_INITS = ("auto", "random", "base", "coco")
 HOLDOUT_MIN_OBJECTS = 20  # total labelled objects before one crop may be held out for a check
+# Detections scored below this are dropped unless the user sets another (/threshold, --threshold).
+# 0.7 rather than 0.5: on images other than the labelled one the false detections are the unsure
+# ones (EMPS, same models: same series F1 0.867 -> 0.903, other materials 0.594 -> 0.648, same
+# image 0.923 either way; docs/benchmarks.md).
+DEFAULT_SCORE_THRESHOLD = 0.7
 
 
 class OptionsError(UserError, ValueError):

@@ -65,7 +65,7 @@ class User(Base):
     username: Mapped[str | None] = mapped_column(String(64))
     language: Mapped[str] = mapped_column(String(8), default="en")
     nm_per_px: Mapped[float | None] = mapped_column(Float)
-    score_threshold: Mapped[float] = mapped_column(Float, default=0.5)
+    score_threshold: Mapped[float | None] = mapped_column(Float)  # NULL: segbot's default (segmodel.options)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     # Per-user overrides of the global limits; NULL means "the settings' value".
     max_jobs: Mapped[int | None] = mapped_column(Integer)

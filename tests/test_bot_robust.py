@@ -233,7 +233,7 @@ def test_absurd_numbers_and_deep_json_get_their_own_answer_and_change_nothing(an
     [job] = rows(bs.database_url, Job)
     assert job.state == "queued"  # /cancel with a bad number cancelled nothing
     row = user_row(bs.database_url, ALICE.id)
-    assert row["threshold"] == 0.5 and row["nm_per_px"] is None
+    assert row["threshold"] is None and row["nm_per_px"] is None  # nothing chosen: segbot's default
     assert [m.id for m in rows(bs.database_url, TrainedModel)] == [model_id]
     assert [u.original_name for u in rows(bs.database_url, Upload)] == ["sample.json"]
     _no_generic_error(api)

@@ -94,6 +94,33 @@ def test_downgrade_to_base_and_back(db_url: str) -> None:
     assert current_revision(db_url) == head_revision(db_url)
 
 
+def test_the_old_default_threshold_gives_way_to_segbots_default(db_url: str) -> None:
+    """0006: the 0.5 every user got on sign-up becomes NULL (segbot's default); chosen ones stay."""
+    from sqlalchemy import text
+
+    from bot.services import snapshot
+    from segmodel.options import DEFAULT_SCORE_THRESHOLD
+
+    downgrade(db_url, "0005_bot_state")
+    engine = make_engine(db_url)
+    insert = text("INSERT INTO users (telegram_id, language, score_threshold, is_admin, preferences, "
+                  "created_at, last_seen_at) VALUES (:t, 'en', :v, false, '{}', CURRENT_TIMESTAMP, "
+                  "CURRENT_TIMESTAMP)")
+    with engine.begin() as connection:
+        for telegram_id, value in ((71, 0.5), (72, 0.3)):
+            connection.execute(insert, {"t": telegram_id, "v": value})
+    engine.dispose()
+    upgrade(db_url)
+    with session_scope(db_url) as session:
+        users = {u.telegram_id: u for u in session.scalars(select(User))}
+        assert users[71].score_threshold is None and users[72].score_threshold == 0.3
+        assert snapshot(users[71], set()).threshold == DEFAULT_SCORE_THRESHOLD == 0.7
+        assert snapshot(users[72], set()).threshold == 0.3
+        session.add(User(telegram_id=73))
+    with session_scope(db_url) as session:
+        assert session.scalars(select(User).where(User.telegram_id == 73)).one().score_threshold is None
+
+
 def test_models_round_trip_and_cascade(db_url: str) -> None:
     with session_scope(db_url) as session:
         user = User(telegram_id=10**12 + 7, username="chemist", language="ru", nm_per_px=7.34)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from segbot.errors import user_errors
+from segmodel.options import DEFAULT_SCORE_THRESHOLD
 
 
 def load_input(path: Path, max_pixels: int):
@@ -98,8 +99,8 @@ def predict_files(detector, files: list[Path], out_dir: Path, threshold: float, 
 @click.argument("inputs", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
-              help="Minimum detection score.")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=DEFAULT_SCORE_THRESHOLD,
+              show_default=True, help="Minimum detection score.")
 @click.option("--tile", type=click.IntRange(64, 4096), default=None,
               help="Tile side in model pixels (default from the model).")
 @click.option("--nm-per-px", type=click.FloatRange(min=0, min_open=True), default=None,
