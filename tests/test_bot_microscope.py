@@ -223,30 +223,21 @@ class Claim:
     attempts: int = 1
 
 
-@pytest.mark.parametrize("answer", ["use", "no"])
-def test_the_predict_job_keeps_the_answer(settings, monkeypatch, answer) -> None:
-    """What the two answers' job params do in jobs/predict.py: the confirmed reading is used and named
-    as such; "No scale" drops the bar's reading (sizes in px)."""
-    need_tesseract()
+def run_predict_job(settings, monkeypatch, data: bytes, name: str, params: dict[str, Any], detector) -> dict:
+    """jobs/predict.py's body on one uploaded image with `detector` as the user's model: the stored
+    Result's summary."""
     import jobs.predict as predict
     from jobs.context import JobContext
-    from tests.fake_detector import ThresholdDetector
 
     upgrade(settings.database_url)
     store = FileStore(settings.files_dir)
-    data = _png(draw_case(UNSURE).image)
-    loaded = read_image(data, name="sem.png")
-    params: dict[str, Any] = {"threshold": 0.1}
-    if answer == "use":
-        params.update(nm_per_px=loaded.nm_per_px, scale_source="the scale bar (confirmed by you)")
-    else:
-        params.update(nm_per_px=None, scale_bar=False)
+    params = dict(params)
     with session_scope(settings.database_url) as session:
         user = User(telegram_id=1)
         session.add(user)
         session.flush()
         model = TrainedModel(user_id=user.id, version=1, classes=["particle"], status="ready", path="m")
-        upload = Upload(user_id=user.id, kind="image", original_name="sem.png", sha256=store.put_bytes(data),
+        upload = Upload(user_id=user.id, kind="image", original_name=name, sha256=store.put_bytes(data),
                         size=len(data))
         session.add_all([model, upload])
         session.flush()
@@ -255,14 +246,32 @@ def test_the_predict_job_keeps_the_answer(settings, monkeypatch, answer) -> None
         session.add(job)
         session.flush()
         ids = (job.id, user.id, model.id)
-    monkeypatch.setattr(predict, "_detector", lambda ctx, m: ThresholdDetector(level=140, tile_size=256))
+    monkeypatch.setattr(predict, "_detector", lambda ctx, m: detector)
     ctx = JobContext(settings=settings, claim=Claim(ids[0], ids[1], params=params, model_id=ids[2]),
                      write_progress=lambda *a: True, read_stop=lambda: False)
     outcome = predict.predict_job(ctx)
     with session_scope(settings.database_url) as session:
         outcome.record(session, session.get(Job, ids[0]))
         (result,) = session.query(Result).all()
-        summary = dict(result.summary)
+        return dict(result.summary)
+
+
+@pytest.mark.parametrize("answer", ["use", "no"])
+def test_the_predict_job_keeps_the_answer(settings, monkeypatch, answer) -> None:
+    """What the two answers' job params do in jobs/predict.py: the confirmed reading is used and named
+    as such; "No scale" drops the bar's reading (sizes in px)."""
+    need_tesseract()
+    from tests.fake_detector import ThresholdDetector
+
+    data = _png(draw_case(UNSURE).image)
+    loaded = read_image(data, name="sem.png")
+    params: dict[str, Any] = {"threshold": 0.1}
+    if answer == "use":
+        params.update(nm_per_px=loaded.nm_per_px, scale_source="the scale bar (confirmed by you)")
+    else:
+        params.update(nm_per_px=None, scale_bar=False)
+    summary = run_predict_job(settings, monkeypatch, data, "sem.png", params,
+                              ThresholdDetector(level=140, tile_size=256))
     if answer == "use":
         assert summary["nm_per_px"] == pytest.approx(loaded.nm_per_px)
         assert summary["scale_source"] == "the scale bar (confirmed by you)"

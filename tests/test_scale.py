@@ -93,43 +93,13 @@ def test_the_predict_job_shrinks_large_particles_and_records_the_factor(settings
 
     from PIL import Image
 
-    import jobs.predict as predict
-    from jobs.context import JobContext
-    from storage.db import session_scope
-    from storage.files import FileStore
-    from storage.migrate import upgrade
-    from storage.models import Job, Result, TrainedModel, Upload, User
-    from tests.test_bot_microscope import Claim
+    from tests.test_bot_microscope import run_predict_job
 
-    upgrade(settings.database_url)
-    store = FileStore(settings.files_dir)
     image, n = grid_of_discs(2 * TRAINED_D)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
-    data = buffer.getvalue()
-    params: dict = {"threshold": 0.5, **({} if auto else {"auto_scale": False})}
-    with session_scope(settings.database_url) as session:
-        user = User(telegram_id=1)
-        session.add(user)
-        session.flush()
-        model = TrainedModel(user_id=user.id, version=1, classes=["particle"], status="ready", path="m")
-        upload = Upload(user_id=user.id, kind="image", original_name="zoomed.png",
-                        sha256=store.put_bytes(data), size=len(data))
-        session.add_all([model, upload])
-        session.flush()
-        params["upload_ids"] = [upload.id]
-        job = Job(user_id=user.id, kind="predict", params=params)
-        session.add(job)
-        session.flush()
-        ids = (job.id, user.id, model.id)
-    monkeypatch.setattr(predict, "_detector", lambda ctx, m: SizeSelective())
-    ctx = JobContext(settings=settings, claim=Claim(ids[0], ids[1], params=params, model_id=ids[2]),
-                     write_progress=lambda *a: True, read_stop=lambda: False)
-    outcome = predict.predict_job(ctx)
-    with session_scope(settings.database_url) as session:
-        outcome.record(session, session.get(Job, ids[0]))
-        (result,) = session.query(Result).all()
-        summary = dict(result.summary)
+    params = {"threshold": 0.5, **({} if auto else {"auto_scale": False})}
+    summary = run_predict_job(settings, monkeypatch, buffer.getvalue(), "zoomed.png", params, SizeSelective())
     if auto:
         assert summary["scale_factor"] == pytest.approx(0.5) and summary["n_objects"] == n
     else:
