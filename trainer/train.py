@@ -18,6 +18,7 @@ import numpy as np
 
 from annotations.model import AnnotatedImage, AnnotationError
 from segmodel.options import (
+    DEFAULT_SCORE_THRESHOLD,
     HOLDOUT_MIN_OBJECTS,
     LabelStats,
     OptionsError,
@@ -39,7 +40,7 @@ from trainer.threads import ThreadGovernor, ThreadPlan
 HOLDOUT_MIN_REGION = 5  # objects the held-out crop must hold
 HOLDOUT_MIN_REST = 12  # objects left to train on meanwhile
 HOLDOUT_AT = 0.8  # fraction of training done without the held-out crop; it joins afterwards
-VALIDATION_THRESHOLD = 0.5
+VALIDATION_THRESHOLD = DEFAULT_SCORE_THRESHOLD  # the card's figures: what a user gets by default
 
 
 class TrainingCancelled(Exception):
