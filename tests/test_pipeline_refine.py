@@ -94,8 +94,9 @@ def test_pipeline_reports_refined_count():
     specs = [(40.0, 40.0, 7.0), (100.0, 50.0, 9.0), (60.0, 110.0, 6.0)]
     image = blobs(160, 160, specs)
     det = ThresholdDetector(tile_size=96, level=135)  # outlines ~15% too small on purpose
-    plain = predict_image(image, det, PredictOptions())
-    refined = predict_image(image, det, PredictOptions(refine=True))
+    # threshold 0.5: the fake scores brightness / 255, and these blobs' mean is below the default 0.7
+    plain = predict_image(image, det, PredictOptions(threshold=0.5))
+    refined = predict_image(image, det, PredictOptions(threshold=0.5, refine=True))
     assert plain.n_refined == 0 and refined.n_refined == 3
     assert refined.stats["refine_failed"] == 0
     for a, b in zip(plain.instances, refined.instances, strict=True):
