@@ -1,6 +1,7 @@
-"""Domain package: LabelMe and microscope images in, measurements and exports out.
+"""LabelMe in and out, crops and geometry: the shared vocabulary of instances, crops and annotated images.
 
-No Telegram, no torch: the bot, the trainer and inference all import it.
+Below it, imaging reads the pixels and scales; above it, measures and outputs turn outlines into
+numbers and files. No Telegram, no torch: the bot, the trainer and inference all import it.
 """
 
 from annotations.model import AnnotatedImage, AnnotationError, Crop, Instance

@@ -1,4 +1,5 @@
-"""One exception class per bad-input problem; `str(error)` is the message for the user, `.code` is stable.
+"""One exception class per problem with a LabelMe file; `str(error)` is the message for the user, `.code` is
+stable. The image file's own problems are imaging.errors; ALL_ERRORS holds both.
 
 Messages say what is wrong and what to do about it, and never contain a traceback.
 """
@@ -6,6 +7,8 @@ Messages say what is wrong and what to do about it, and never contain a tracebac
 from __future__ import annotations
 
 from annotations.model import AnnotationError
+from core.errors import InputError
+from imaging.errors import IMAGE_ERRORS
 
 
 class NotJson(AnnotationError):
@@ -14,18 +17,6 @@ class NotJson(AnnotationError):
 
 class NotLabelMe(AnnotationError):
     code = "not_labelme"
-
-
-class EmptyFile(AnnotationError):
-    code = "empty_file"
-
-
-class ImageMissing(AnnotationError):
-    code = "image_missing"
-
-
-class ImageUndecodable(AnnotationError):
-    code = "image_undecodable"
 
 
 class ImageSizeMismatch(AnnotationError):
@@ -52,14 +43,6 @@ class EmptyCrop(AnnotationError):
     code = "empty_crop"
 
 
-class TooManyPixels(AnnotationError):
-    code = "too_many_pixels"
-
-
-class FileTooLarge(AnnotationError):
-    code = "file_too_large"
-
-
 class UnsafeImagePath(AnnotationError):
     code = "unsafe_image_path"
 
@@ -72,14 +55,6 @@ class DuplicateId(AnnotationError):
     code = "duplicate_id"
 
 
-class UnknownFileType(AnnotationError):
-    code = "unknown_file_type"
-
-
-class BadHeightMap(AnnotationError):
-    code = "bad_height_map"
-
-
 class BadScale(AnnotationError):
     code = "bad_scale"
 
@@ -88,27 +63,21 @@ class NothingToEvaluate(AnnotationError):
     code = "nothing_to_evaluate"
 
 
-ALL_ERRORS: dict[str, type[AnnotationError]] = {
+ALL_ERRORS: dict[str, type[InputError]] = {
     cls.code: cls
     for cls in (
+        *IMAGE_ERRORS,
         NotJson,
         NotLabelMe,
-        EmptyFile,
-        ImageMissing,
-        ImageUndecodable,
         ImageSizeMismatch,
         BadPolygon,
         BadMask,
         BadLabel,
         ShapeOutsideImage,
         EmptyCrop,
-        TooManyPixels,
-        FileTooLarge,
         UnsafeImagePath,
         UnknownShapeType,
         DuplicateId,
-        UnknownFileType,
-        BadHeightMap,
         BadScale,
         NothingToEvaluate,
     )

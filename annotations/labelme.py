@@ -32,24 +32,17 @@ from annotations.errors import (
     BadScale,
     DuplicateId,
     EmptyCrop,
-    ImageMissing,
     ImageSizeMismatch,
-    ImageUndecodable,
     NotJson,
     NotLabelMe,
     ShapeOutsideImage,
     UnknownShapeType,
     UnsafeImagePath,
 )
-from annotations.images import (
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_PIXELS,
-    encode_png,
-    read_image,
-    read_limited,
-    sniff_kind,
-)
 from annotations.model import AnnotatedImage, AnnotationError, Crop, Instance
+from imaging.errors import ImageMissing, ImageUndecodable
+from imaging.images import encode_png, read_image, sniff_kind
+from imaging.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, read_limited
 
 LABELME_VERSION = "5.5.0"
 SKIPPED_TYPES = {"point", "points", "line", "linestrip"}
@@ -278,11 +271,13 @@ def parse_labelme(
         except (binascii.Error, ValueError):
             raise ImageUndecodable(f"'{name}': the embedded image (imageData) is not valid base64.") from None
         loaded = read_image(
-            image_bytes, name=f"{name} (embedded image)", max_pixels=max_pixels, max_bytes=max_bytes
+            image_bytes, name=f"{name} (embedded image)", max_pixels=max_pixels, max_bytes=max_bytes,
+            info_bar=True,  # a scale from its scale bar when the file has none
         )
     elif isinstance(image_path, str) and image_path.strip():
         source, _found = _find_image(image_path, name, base_dir, files)
-        loaded = read_image(source, name=image_name, max_pixels=max_pixels, max_bytes=max_bytes)
+        loaded = read_image(source, name=image_name, max_pixels=max_pixels, max_bytes=max_bytes,
+                            info_bar=True)
     else:
         raise ImageMissing(
             f"'{name}' has neither embedded image data nor an image path. Save it in LabelMe with "

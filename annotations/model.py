@@ -6,17 +6,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.errors import UserError
+from core.errors import InputError
 
 
-class AnnotationError(UserError):
-    """Bad input a user can fix; `str(error)` is the message shown to them.
+class AnnotationError(InputError):
+    """A LabelMe file (or a shape in it) a user can fix; `str(error)` is the message shown to them.
 
     Subclasses name the problem (see annotations.errors); `code` is a stable identifier
     for tests and translations.
     """
 
-    code = "bad_input"
+    code = "bad_annotation"
 
 
 @dataclass(frozen=True)

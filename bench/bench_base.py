@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from bench_speed import hardware
 
-    from annotations.evaluate import evaluate
+    from measures.evaluation import evaluate
     from segmodel.options import TrainOptions
 
     meta = json.loads((args.base / "bundle.json").read_text())

@@ -8,7 +8,7 @@ Training: the --train-images images with the most medium-sized particles; on eac
 from the image centre grown while it holds at most 50 / n_train particles (by centre) - those are
 the only labels the model sees (the rest of the image is unlabelled, as a user's crops would be).
 Test: the other images (the first --limit of them by name; 0 = all), whole-image ground truth.
-Both methods are scored by annotations.evaluate: precision / recall / F1 by the centre rule of
+Both methods are scored by measures.evaluation: precision / recall / F1 by the centre rule of
 Okunev et al. (Nanomaterials 2020), COCO mask AP, and size accuracy
 (1 - |mean D_pred - mean D_gt| / mean D_gt).
 Goal: F1(model) >= 1.2 x F1(baseline). Everything printed is measured in this run.
@@ -158,10 +158,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from bench_speed import hardware
 
-    from annotations.evaluate import evaluate
     from annotations.model import AnnotatedImage
     from core.settings import load_settings
     from inference.baseline import otsu_watershed
+    from measures.evaluation import evaluate
     from segmodel.options import TrainOptions
     from trainer.init_weights import WeightPaths
 

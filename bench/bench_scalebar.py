@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from annotations.infobar import ASK_BELOW, analyse, analyse_many, tesseract_available  # noqa: E402
+from imaging.infobar import ASK_BELOW, analyse, analyse_many, tesseract_available  # noqa: E402
 from tests.scalebar_images import FONTS, cases, draw_case  # noqa: E402
 
 

@@ -12,7 +12,7 @@ turned into polygons. Scenarios:
 - same series: images grouped by look (width band and particle polarity, see `series_groups`); two crops
   of the group's richest image train the model, the group's other images are scored whole.
 - other materials: bench_quality.py's setup (one crop on each of 4 images -> 20 other images).
-Per scenario: precision, recall, F1 (centre rule, maximum matching: annotations.evaluate), size accuracy
+Per scenario: precision, recall, F1 (centre rule, maximum matching: measures.evaluation), size accuracy
 (mean over matched pairs of min(D)/max(D)), mean-D accuracy (1 - |mean Dp - mean Dg| / mean Dg), the
 median signed D error in px over matched pairs (the outline bias), mask AP, iterations, training minutes,
 inference s/MP; then the targets of the quality issue, met or not, and a PNG chart of F1 against training
@@ -137,8 +137,8 @@ def series_groups(data: Path, min_images: int = 4) -> list[list[str]]:
 
 def pair_diameters(pred: list, gt: list) -> tuple[np.ndarray, np.ndarray]:
     """D of matched (prediction, ground truth) pairs by the evaluator's centre-rule matching."""
-    from annotations.evaluate import centre_pairs, match_pairs
     from annotations.geometry import area_centroid_perimeter
+    from measures.evaluation import centre_pairs, match_pairs
 
     matched = match_pairs(centre_pairs(pred, gt), len(pred), len(gt))
     keep = np.flatnonzero(matched >= 0)
@@ -151,7 +151,7 @@ def pair_diameters(pred: list, gt: list) -> tuple[np.ndarray, np.ndarray]:
 
 def score(preds: list, gts: list) -> dict:
     """The evaluator's pooled figures plus the pair-wise size figures of the quality issue."""
-    from annotations.evaluate import evaluate
+    from measures.evaluation import evaluate
 
     result = evaluate(preds, gts)
     d_pred, d_gt = map(np.concatenate, zip(*(pair_diameters(p.instances, g.instances)

@@ -21,13 +21,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from annotations.evaluate import _coco_datasets, _coco_eval_class, coco_ap, evaluate  # noqa: E402
-from annotations.export import write_outputs  # noqa: E402
 from annotations.geometry import circle_polygon  # noqa: E402
 from annotations.labelme import read_labelme, to_labelme  # noqa: E402
-from annotations.measure import measure_arrays  # noqa: E402
 from annotations.model import AnnotatedImage, Instance  # noqa: E402
-from annotations.stats import image_stats  # noqa: E402
+from measures.evaluation import _coco_datasets, _coco_eval_class, coco_ap, evaluate  # noqa: E402
+from measures.objects import measure_arrays  # noqa: E402
+from measures.stats import image_stats  # noqa: E402
+from outputs.files import write_outputs  # noqa: E402
 
 
 def scene(n: int, seed: int = 0) -> tuple[np.ndarray, list[Instance], list[Instance]]:

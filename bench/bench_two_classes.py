@@ -56,7 +56,7 @@ def outside(instances, crop) -> list:
 
 
 def per_class(preds, gts, classes) -> dict[str, dict]:
-    from annotations.evaluate import match_centre_rule
+    from measures.evaluation import match_centre_rule
 
     out = {}
     for label in classes:
@@ -70,7 +70,7 @@ def per_class(preds, gts, classes) -> dict[str, dict]:
 
 
 def class_blind(preds, gts) -> dict:
-    from annotations.evaluate import match_centre_rule
+    from measures.evaluation import match_centre_rule
 
     tp = fp = fn = 0
     for p, g in zip(preds, gts, strict=True):

@@ -1,5 +1,5 @@
 """The texts under results: one image's caption, the pooled caption over many (/stats and the zip
-of a big set, composed once here from annotations.stats), a trained model's figures (the ready
+of a big set, composed once here from measures.stats), a trained model's figures (the ready
 message and /models); and the summary of images sent (their scale and what is left out)."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from annotations.stats import pool_summaries
 from bot.i18n import t
+from measures.stats import pool_summaries
 from segmodel.options import HOLDOUT_MIN_OBJECTS
 
 
@@ -155,7 +155,7 @@ def model_line_figures(lang: str, metrics: dict[str, Any]) -> str:
 
 
 def _nm(value: float) -> str:
-    return f"{value:.3g}"  # as annotations.images.LoadedImage.scale_summary writes it
+    return f"{value:.3g}"  # as imaging.images.LoadedImage.scale_summary writes it
 
 
 def scale_text(lang: str, facts: Any, user_scale: float | None) -> str:

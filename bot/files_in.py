@@ -10,16 +10,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from annotations.crops import format_summary
-from annotations.errors import ImageMissing
-from annotations.images import IMAGE_SUFFIXES, LoadedImage, read_image
-from annotations.infobar import ASK_BELOW
-from annotations.microscope import sniff_microscope
-from annotations.model import AnnotationError
 from bot.services import Services, UserInfo
+from core.errors import InputError
+from imaging.errors import ImageMissing
+from imaging.images import IMAGE_SUFFIXES, LoadedImage, read_image
+from imaging.infobar import ASK_BELOW
+from imaging.microscope import sniff_microscope
 from intake.labels import basename, keep_labels
 from storage.models import Upload
 
-IMAGE_EXT = IMAGE_SUFFIXES  # every name annotations.images.read_image takes, microscope files too
+IMAGE_EXT = IMAGE_SUFFIXES  # every name imaging.images.read_image takes, microscope files too
 ZIP_MAX_ENTRIES = 200
 
 
@@ -146,7 +146,7 @@ def process_labels(
     for item in jsons:
         try:
             kept = keep_labels(services.settings, services.store, user.id, item.name, item.data, images)
-        except AnnotationError as error:
+        except InputError as error:
             wanted = image_path_of(item.data)
             if isinstance(error, ImageMissing) and wanted:
                 outcome.need_image.append((item.name, wanted, item.data))
@@ -174,7 +174,7 @@ class ImageFacts:
 
     @property
     def unsure(self) -> bool:
-        """The scale is a scale bar reading to be confirmed (annotations.infobar.ASK_BELOW)."""
+        """The scale is a scale bar reading to be confirmed (imaging.infobar.ASK_BELOW)."""
         return (
             self.bar_nm_per_px is not None
             and self.scale_confidence is not None
@@ -195,11 +195,12 @@ def facts_of(loaded: LoadedImage) -> ImageFacts:
 
 
 def check_image(services: Services, item: Incoming) -> ImageFacts | str:
-    """The image's scale and the regions left out (annotations.images), else the user-facing reason
+    """The image's scale and the regions left out (imaging.images), else the user-facing reason
     it cannot be used."""
     try:
-        loaded = read_image(item.data, name=item.name, max_pixels=services.settings.max_image_pixels)
-    except AnnotationError as error:
+        loaded = read_image(item.data, name=item.name, max_pixels=services.settings.max_image_pixels,
+                            info_bar=True)
+    except InputError as error:
         return str(error)
     return facts_of(loaded)
 

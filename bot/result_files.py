@@ -1,4 +1,4 @@
-"""A result's files in the store: their names (as annotations.export names them), reading one that
+"""A result's files in the store: their names (as outputs.files names them), reading one that
 may be gone, and a zip of many results."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 from storage.files import FileStore, StoreError
 
-ROLE_SUFFIX = {  # the names annotations.export.write_outputs gives its files
+ROLE_SUFFIX = {  # the names outputs.files.write_outputs gives its files
     "labelme": ".json",
     "overlay": "_overlay.png",
     "inset": "_inset.png",  # only for small objects: a zoom of the densest region
@@ -23,7 +23,7 @@ ROLE_SUFFIX = {  # the names annotations.export.write_outputs gives its files
 # Sent as one album of documents under the overlay photo (Telegram takes 2..10 per album): what a
 # phone user opens first (LabelMe JSON, CSV), then the histogram, then the files for lab tools.
 DOCUMENT_ROLES = ("labelme", "csv", "histogram", "labels", "rois")
-SET_NAMES = {"coco": "results_coco.json", "xlsx": "results.xlsx"}  # annotations.lab_formats's, per job
+SET_NAMES = {"coco": "results_coco.json", "xlsx": "results.xlsx"}  # outputs.lab_formats's, per job
 
 
 def set_file_name(role: str) -> str:

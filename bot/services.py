@@ -19,8 +19,9 @@ from bot.throttle import EditThrottle
 from core.settings import Settings
 from segmodel.options import DEFAULT_SCORE_THRESHOLD
 from storage.db import session_scope
-from storage.files import Store, open_store
+from storage.files import Store
 from storage.models import User
+from storage.stores import open_store
 
 T = TypeVar("T")
 LAST_SEEN_EVERY = timedelta(minutes=5)

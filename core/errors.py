@@ -6,3 +6,12 @@ from __future__ import annotations
 
 class UserError(Exception):
     """Bad input or settings, explained in words the user can act on; never our own bug."""
+
+
+class InputError(UserError):
+    """A file or value the user sent that cannot be used (an image, a LabelMe file, a scale).
+
+    Subclasses name the problem (imaging.errors, annotations.errors); `code` is a stable identifier
+    for tests and translations."""
+
+    code = "bad_input"

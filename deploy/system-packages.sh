@@ -6,7 +6,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  tesseract-ocr    # scale-bar labels (annotations/infobar.py, tests/test_infobar.py)
+  tesseract-ocr    # scale-bar labels (imaging/infobar.py, tests/test_infobar.py)
   chromium         # the Mini App's browser test (tests/test_web_browser.py)
   chromium-driver  # its WebDriver, for selenium
   docker-compose   # a real Compose implementation checks deploy/compose*.yaml (tests/test_ops_deploy.py)

@@ -5,7 +5,7 @@ detector's factor on its own (an 8k image is never upscaled as a whole) and tile
 detector in batches. Detections are reduced to polygons tile by tile, then merged across tile
 borders (merge.py), filtered by size and optionally refined by a 2D Gaussian fit (refine.py).
 
-Regions to leave out (options.exclude: an info bar, a scale-bar box; annotations.infobar) are handled
+Regions to leave out (options.exclude: an info bar, a scale-bar box; imaging.infobar) are handled
 here, so every caller gets the same: full-width or full-height bands at an edge are cropped away before
 tiling (no detector time, no objects cut by the crop edge reported inside them), and an object whose
 centre lies inside any other excluded box is dropped. Outlines come back in the whole image's pixels.
@@ -47,7 +47,7 @@ class PredictOptions:
     min_area_px: float = 4.0
     refine: bool = False
     batch_size: int = 4
-    # boxes (x0, y0, x1, y1) or objects with those attributes (annotations.infobar.Region) to leave out
+    # boxes (x0, y0, x1, y1) or objects with those attributes (imaging.infobar.Region) to leave out
     exclude: list = field(default_factory=list)
     # Mirror this many original px around the image so particles cut by its border are found
     # (None: from the detector's object size; 0: off). See _predict_padded.

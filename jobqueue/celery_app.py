@@ -13,7 +13,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from jobqueue.store import QUEUES
+from jobqueue.queues import QUEUES
 
 TASK_NAME = "segbot.run_queue"
 

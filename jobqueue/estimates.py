@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from jobqueue.store import fair_order, queue_for
+from jobqueue.queues import queue_for
+from jobqueue.store import fair_order
 from segmodel.options import TrainOptions, auto_rescale, resolve_iterations
 from storage.models import Job, JobState, Upload
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from annotations.model import AnnotationError
+from core.errors import InputError
 from jobqueue import store as jobstore
 from jobs import BODIES
 from jobs.context import JobCancelled, JobContext, JobError, Outcome
@@ -271,7 +271,7 @@ def _record(ctx: JobContext, outcome: Outcome) -> str:
 
 def _is_user_error(error: BaseException) -> bool:
     """Bad input (annotations, options): its message is written for the user."""
-    return isinstance(error, AnnotationError | OptionsError)
+    return isinstance(error, InputError | OptionsError)
 
 
 def drain(settings: Any, queue: str, worker: str | None = None, limit: int | None = None) -> int:

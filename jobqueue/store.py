@@ -22,13 +22,14 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
+from jobqueue.celery_app import wake
+from jobqueue.queues import QUEUES, queue_for
 from storage.db import Db, session_factory, session_scope
 from storage.models import Job, JobKind, JobState, User, utcnow
 from storage.notices import JOB_CANCELLED, JOB_FAILED, add_notice
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("train", "predict")
 _LOCK_KEY = 0x5E6B0707  # PostgreSQL advisory lock serializing claims, finishes and sweeps
 ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
 
@@ -39,11 +40,6 @@ class QueueLimitError(Exception):
     def __init__(self, message: str, code: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-def queue_for(kind: str) -> str:
-    """Recognition has its own queue (many may run at once); everything else is GPU training."""
-    return "predict" if kind == JobKind.PREDICT else "train"
 
 
 def _in_queue(queue: str):  # type: ignore[no-untyped-def]
@@ -130,8 +126,6 @@ def submit_job(session: Session, user: User, kind: JobKind | str, params: dict[s
     session.commit()
     if enqueue:
         try:
-            from jobqueue.celery_app import wake
-
             wake(settings, queue_for(kind))
         except Exception:  # noqa: BLE001 - the sweeper wakes a worker for it later
             log.warning("could not publish a wake-up for job %s; the sweeper will", job.id, exc_info=True)

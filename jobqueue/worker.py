@@ -16,7 +16,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import task_received, worker_process_init, worker_ready, worker_shutdown
 
-from jobqueue.store import QUEUES
+from jobqueue.queues import QUEUES
 
 log = logging.getLogger(__name__)
 

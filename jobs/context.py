@@ -15,8 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.db import session_factory
-from storage.files import Store, StoreError, open_store
+from storage.files import Store, StoreError
 from storage.models import Job, Upload
+from storage.stores import open_store
 
 
 class JobCancelled(Exception):

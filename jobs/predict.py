@@ -49,11 +49,11 @@ def _scale_from_bar(loaded: Any) -> bool:
 def predict_job(ctx: JobContext) -> Outcome:
     from dataclasses import replace
 
-    from annotations.export import write_outputs
-    from annotations.images import read_image
-    from annotations.lab_formats import SetEntry, write_result_set
     from annotations.labelme import read_labelme
+    from imaging.images import read_image
     from inference.pipeline import PredictOptions, predict_image
+    from outputs.files import write_outputs
+    from outputs.lab_formats import SetEntry, write_result_set
     from segmodel.options import DEFAULT_SCORE_THRESHOLD
 
     with ctx.session() as session:
@@ -90,7 +90,7 @@ def predict_job(ctx: JobContext) -> Outcome:
                 excluded, source, region_area = [], "the LabelMe file", None
             else:
                 loaded = read_image(data[upload.id], name=upload.original_name,
-                                    max_pixels=ctx.settings.max_image_pixels)
+                                    max_pixels=ctx.settings.max_image_pixels, info_bar=True)
                 image, own_scale = loaded.image, loaded.nm_per_px
                 # an info bar / scale-bar box: no objects there, and not part of the analysed area
                 excluded, source = loaded.excluded, loaded.scale_source

@@ -107,7 +107,7 @@ def check_broker(settings: Settings) -> Check:
 def check_file_store(settings: Settings) -> Check:
     root = settings.files_dir
     try:
-        from storage.files import open_store
+        from storage.stores import open_store
 
         store = open_store(settings)
         store.check_writable()

@@ -36,10 +36,10 @@ def run_demo(out_dir: Path, iterations: int = DEMO_ITERATIONS, seed: int = 7, pr
     """`weights`: the operator's base model for the default init 'auto' (None: start from random)."""
     import cv2
 
-    from annotations.evaluate import match_centre_rule
-    from annotations.export import write_outputs
     from annotations.labelme import read_labelme
     from inference.pipeline import PredictOptions, predict_image
+    from measures.evaluation import match_centre_rule
+    from outputs.files import write_outputs
     from segmodel.detector import load_detector
     from segmodel.options import TrainOptions
     from trainer.synthetic import demo_pair, labelme_dict

@@ -1,5 +1,6 @@
 """Content-addressed file store: blobs named by their sha256, plus our own named files (model
-bundles, checkpoints). Two backends behind one interface, chosen by `open_store(settings)`:
+bundles, checkpoints). Two backends behind one interface, chosen by
+`storage.stores.open_store(settings)`:
 
 - `FileStore`: a local folder (or an NFS mount: the same thing to us), the default;
 - `storage.s3store.S3Store`: an S3-compatible bucket (SEGBOT_STORE_URL=s3://bucket/prefix).
@@ -357,16 +358,6 @@ class disk_full_as_store_full:
         if error is not None and is_disk_full(error):
             raise StoreFull(str(error)) from error
         return False
-
-
-def open_store(settings: Any) -> Store:
-    """The store the settings name: SEGBOT_STORE_URL=s3://... or the local files dir."""
-    url = getattr(settings, "store_url", None)
-    if url:
-        from storage.s3store import S3Store
-
-        return S3Store.from_settings(settings)
-    return FileStore(settings.files_dir)
 
 
 def as_store(store_or_dir: Store | Path | str) -> Store:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from annotations.errors import ALL_ERRORS
-from annotations.images import read_image
 from annotations.labelme import read_labelme
-from annotations.model import AnnotationError
+from core.errors import InputError
+from imaging.images import read_image
 
 CORPUS = Path(__file__).parent / "corpus"
 MANIFEST = json.loads((CORPUS / "manifest.json").read_text())["files"]
@@ -36,7 +36,7 @@ def test_corpus_is_big_and_listed():
 def test_corpus_file_refused(entry: dict, mode: str):
     path = CORPUS / entry["file"]
     source = path if mode == "path" else path.read_bytes()
-    with pytest.raises(AnnotationError) as info:
+    with pytest.raises(InputError) as info:
         _read(entry, source)
     error = info.value
     assert error.code == entry["code"], str(error)
@@ -50,7 +50,7 @@ def test_corpus_file_refused(entry: dict, mode: str):
 def test_messages_differ_between_problems():
     seen: dict[str, str] = {}
     for entry in MANIFEST:
-        with pytest.raises(AnnotationError) as info:
+        with pytest.raises(InputError) as info:
             _read(entry, CORPUS / entry["file"])
         text = str(info.value).replace(entry["file"], "FILE")
         assert seen.setdefault(text, entry["code"]) == entry["code"], f"same message for two problems: {text}"
@@ -66,7 +66,7 @@ def test_symlink_out_of_base_dir_refused(tmp_path: Path):
     doc = json.loads((CORPUS / "image_missing_not_sent.json").read_text())
     doc["imagePath"] = "img.png"
     (folder / "a.json").write_text(json.dumps(doc))
-    with pytest.raises(AnnotationError) as info:
+    with pytest.raises(InputError) as info:
         read_labelme(folder / "a.json")
     assert info.value.code == "unsafe_image_path"
 
@@ -80,6 +80,6 @@ def test_directory_symlink_escape_refused(tmp_path: Path):
     (folder / "sub").symlink_to(outside, target_is_directory=True)
     doc = json.loads((CORPUS / "image_missing_not_sent.json").read_text())
     doc["imagePath"] = "sub/img.png"
-    with pytest.raises(AnnotationError) as info:
+    with pytest.raises(InputError) as info:
         read_labelme(json.dumps(doc).encode(), base_dir=folder)
     assert info.value.code == "unsafe_image_path"

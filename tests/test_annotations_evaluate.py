@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from annotations.evaluate import (
+from annotations.geometry import circle_polygon
+from annotations.model import AnnotatedImage, AnnotationError, Crop, Instance
+from measures.evaluation import (
     _coco_datasets,
     _coco_eval_class,
     coco_ap,
@@ -19,8 +21,6 @@ from annotations.evaluate import (
     match_centre_rule,
     size_accuracy,
 )
-from annotations.geometry import circle_polygon
-from annotations.model import AnnotatedImage, AnnotationError, Crop, Instance
 
 
 def sq(x, y, s, label="p", score=None):
@@ -91,7 +91,7 @@ def _greedy_first_hit_tp(pred: np.ndarray, gt: np.ndarray) -> int:
 def test_trainer_holdout_scores_are_the_evaluators_figures():
     """Overlapping GTs, where a greedy first hit and the maximum matching differ: the held-out metrics
     the trainer writes into a model card are what the evaluator (`segbot eval`) reports."""
-    from annotations.evaluate import instances_from_masks
+    from measures.evaluation import instances_from_masks
     from trainer.train import holdout_scores
 
     gt = np.stack([_box(10, 10, 50, 30), _box(10, 10, 30, 50)])  # they overlap in [10, 30)^2

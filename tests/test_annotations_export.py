@@ -9,17 +9,17 @@ import cv2
 import numpy as np
 import pytest
 
-from annotations.export import (
+from annotations.geometry import circle_polygon
+from annotations.labelme import read_labelme
+from annotations.model import Instance
+from outputs.files import (
     bin_edges,
     format_stats,
-    nice_scale_bar,
     render_overlay,
     summary_for,
     write_outputs,
 )
-from annotations.geometry import circle_polygon
-from annotations.labelme import read_labelme
-from annotations.model import Instance
+from outputs.overlay import nice_scale_bar
 
 
 def _instances(n=12):

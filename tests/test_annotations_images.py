@@ -10,8 +10,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from annotations.images import read_height_map, read_image
-from annotations.model import AnnotationError
+from core.errors import InputError
+from imaging.images import read_height_map, read_image
 
 RNG = np.random.default_rng(3)
 GREY = RNG.integers(0, 255, (30, 40), dtype=np.uint8)
@@ -112,10 +112,10 @@ def test_height_map_eq1_and_header_scale():
 
 
 def test_pixel_limit_checked_before_decoding():
-    with pytest.raises(AnnotationError) as info:
+    with pytest.raises(InputError) as info:
         read_image(pil_bytes(RGB, "PNG"), max_pixels=1000)
     assert info.value.code == "too_many_pixels"
-    with pytest.raises(AnnotationError) as info:
+    with pytest.raises(InputError) as info:
         read_image(tiff_bytes(GREY), max_pixels=1000)
     assert info.value.code == "too_many_pixels"
 
@@ -123,10 +123,10 @@ def test_pixel_limit_checked_before_decoding():
 def test_byte_limit(tmp_path):
     path = tmp_path / "a.png"
     path.write_bytes(pil_bytes(RGB, "PNG"))
-    with pytest.raises(AnnotationError) as info:
+    with pytest.raises(InputError) as info:
         read_image(path, max_bytes=100)
     assert info.value.code == "file_too_large" and "a.png" in str(info.value)
-    with pytest.raises(AnnotationError) as info:
+    with pytest.raises(InputError) as info:
         read_image(tmp_path / "missing.png")
     assert info.value.code == "image_missing"
 

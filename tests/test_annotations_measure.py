@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from annotations.geometry import area_centroid_perimeter, circle_polygon, ferets, mask_to_polygon
-from annotations.measure import measure, measure_arrays
 from annotations.model import Instance
-from annotations.stats import ImageMeasures, image_stats, nearest_neighbour, pooled_stats
+from measures.objects import measure, measure_arrays
+from measures.stats import ImageMeasures, image_stats, nearest_neighbour, pooled_stats
 
 
 def square(x, y, s, label="particle"):

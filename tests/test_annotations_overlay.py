@@ -13,12 +13,12 @@ import cv2
 import numpy as np
 import pytest
 
-from annotations.export import write_outputs, write_png
 from annotations.geometry import bboxes, circle_polygon
-from annotations.measure import measure_arrays
 from annotations.model import Instance
-from annotations.overlay import IDS_OFF_NOTE, Picture, render_pictures
-from annotations.overlay_layout import inset_window, place_ids
+from measures.objects import measure_arrays
+from outputs.files import write_outputs, write_png
+from outputs.overlay import IDS_OFF_NOTE, Picture, render_pictures
+from outputs.overlay_layout import inset_window, place_ids
 from trainer.synthetic import synthetic_scene
 
 ARTIFACTS = Path("/tmp/segbot-artifacts")

@@ -1,4 +1,4 @@
-"""annotations.stats.pool_summaries: per-image summaries, as the product writes them, pooled into
+"""measures.stats.pool_summaries: per-image summaries, as the product writes them, pooled into
 what pooled_stats computes from all the objects (the sample std of the union, ddof=1)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotations.export import summary_for, write_outputs
-from annotations.measure import measure_arrays
 from annotations.model import Instance
-from annotations.stats import ImageMeasures, pool_summaries, pooled_stats
+from measures.objects import measure_arrays
+from measures.stats import ImageMeasures, pool_summaries, pooled_stats
+from outputs.files import summary_for, write_outputs
 
 IMAGE = np.full((48, 160, 3), 40, np.uint8)
 POOLED_KEYS = ("n_images", "n_objects", "counts", "mean_d_px", "std_d_px", "mean_d_nm", "std_d_nm")

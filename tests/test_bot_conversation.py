@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from annotations.images import read_image
 from annotations.labelme import read_labelme
-from annotations.model import AnnotationError
 from bot import accounts
+from core.errors import InputError
+from imaging.images import read_image
 from storage.db import session_scope
 from storage.files import FileStore
 from storage.migrate import upgrade
@@ -211,7 +211,7 @@ def _corpus_cases() -> list[tuple[Path, str | None]]:
         path = CORPUS / entry["file"]
         try:
             (read_labelme if entry["reader"] == "labelme" else read_image)(path.read_bytes(), name=path.name)
-        except AnnotationError as error:
+        except InputError as error:
             missing = entry["code"] == "image_missing"  # the bot asks for the image instead
             cases.append((path, None if missing else str(error)))
     return cases

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotations.export import write_outputs
-from annotations.measure import measure_arrays
 from annotations.model import Instance
 from bot.captions import fmt_num
+from measures.objects import measure_arrays
+from outputs.files import write_outputs
 from storage.db import session_scope
 from storage.files import FileStore
 from storage.models import Job, Notice, Result, TrainedModel, User
@@ -53,7 +53,7 @@ def _squares(n: int) -> list[Instance]:
 
 
 def _result_files(store: FileStore, tmp: Path, stem: str, n: int) -> tuple[dict[str, str], dict]:
-    """Real outputs (annotations.export) for a small image with n square objects, at 2 nm/px."""
+    """Real outputs (outputs.files) for a small image with n square objects, at 2 nm/px."""
     image = np.full((80, 80, 3), 40, np.uint8)
     out = tmp / stem
     out.mkdir()

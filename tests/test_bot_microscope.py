@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from annotations.export import write_outputs
-from annotations.images import read_image
-from annotations.infobar import ASK_BELOW
-from annotations.lab_formats import SetEntry, write_result_set
 from bot.files_in import kind_of
+from imaging.images import read_image
+from imaging.infobar import ASK_BELOW
+from outputs.files import write_outputs
+from outputs.lab_formats import SetEntry, write_result_set
 from storage.db import session_scope
 from storage.files import FileStore
 from storage.migrate import upgrade
@@ -102,7 +102,7 @@ def test_microscope_files_are_images_by_name_and_by_content() -> None:
 def test_dm4_and_sem_tiff_summaries_say_where_the_scale_came_from(bs, api) -> None:
     need_tesseract()
     dm4, sem = _dm4(), _tiff(draw_case(SURE).image)
-    loaded = read_image(sem, name="sem.tif")
+    loaded = read_image(sem, name="sem.tif", info_bar=True)
     bar_summary = loaded.scale_summary("/scale to change")
     assert bar_summary.startswith("scale 7.34 nm/px from the scale bar: 200 nm = ")
     (region,) = loaded.excluded
@@ -136,7 +136,7 @@ def test_dm4_and_sem_tiff_summaries_say_where_the_scale_came_from(bs, api) -> No
 def test_unsure_scale_bar_is_asked_and_answered_once(bs, api) -> None:
     need_tesseract()
     drawn = draw_case(UNSURE)
-    loaded = read_image(_png(drawn.image), name="sem.png")
+    loaded = read_image(_png(drawn.image), name="sem.png", info_bar=True)
     assert loaded.scale_bar is not None and loaded.scale_confidence < ASK_BELOW
     value = f"{loaded.nm_per_px:.3g}"
     with running_bot(bs):
@@ -264,7 +264,7 @@ def test_the_predict_job_keeps_the_answer(settings, monkeypatch, answer) -> None
     from tests.fake_detector import ThresholdDetector
 
     data = _png(draw_case(UNSURE).image)
-    loaded = read_image(data, name="sem.png")
+    loaded = read_image(data, name="sem.png", info_bar=True)
     params: dict[str, Any] = {"threshold": 0.1}
     if answer == "use":
         params.update(nm_per_px=loaded.nm_per_px, scale_source="the scale bar (confirmed by you)")

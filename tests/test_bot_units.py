@@ -17,8 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotations.export import write_outputs
-from annotations.measure import measure_arrays
 from annotations.model import Instance
 from bot.captions import caption_for, fmt_num, pooled_caption
 from bot.files_in import expand_zip, kind_of
@@ -27,6 +25,8 @@ from bot.logsafe import install_redaction, redact
 from bot.scale import parse_scale, scale_from_caption
 from bot.throttle import EditThrottle
 from bot.training import next_option
+from measures.objects import measure_arrays
+from outputs.files import write_outputs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -129,7 +129,7 @@ def _squares(sides: list[int]) -> list[Instance]:
 
 
 def test_pooled_caption_shows_the_sample_std_of_all_objects(tmp_path: Path) -> None:
-    """5 + 4 objects, summaries as predict jobs store them (annotations.export's summary JSON)."""
+    """5 + 4 objects, summaries as predict jobs store them (outputs.files's summary JSON)."""
     image = np.full((48, 160, 3), 40, np.uint8)
     images = {"a": (_squares([6, 7, 8, 9, 10]), 2.0), "b": (_squares([12, 13, 15, 18]), 2.0)}
     summaries = []

@@ -1,4 +1,4 @@
-"""Info bars and scale bars of flattened SEM exports (annotations/infobar.py): the regions found, the
+"""Info bars and scale bars of flattened SEM exports (imaging/infobar.py): the regions found, the
 bar measured and its label read (Tesseract), the scale used unless the file has one, and the
 pipeline finding no object on the bar. Images are drawn in code (tests/scalebar_images.py) with a
 known scale; the benchmark (bench/bench_scalebar.py) runs the full set."""
@@ -10,7 +10,7 @@ import io
 import numpy as np
 import pytest
 
-from annotations.infobar import Region, analyse, analyse_many, analysed_area, parse_label, tesseract_available
+from imaging.infobar import Region, analyse, analyse_many, analysed_area, parse_label, tesseract_available
 from tests.fake_detector import ThresholdDetector, disc_image
 from tests.scalebar_images import Case, cases, draw_case, micrograph
 from tests.services import need_service
@@ -107,9 +107,9 @@ def test_reading_the_bar_leaves_the_environment_as_it_was(monkeypatch):
 
 
 def read(data: bytes, name: str):
-    from annotations.images import read_image
+    from imaging.images import read_image
 
-    return read_image(data, name=name)
+    return read_image(data, name=name, info_bar=True)
 
 
 def test_the_files_own_scale_wins_over_the_bar():
@@ -125,7 +125,7 @@ def test_the_files_own_scale_wins_over_the_bar():
 
 
 def test_without_tesseract_the_bar_is_still_left_out(monkeypatch):
-    import annotations.infobar as infobar
+    import imaging.infobar as infobar
 
     monkeypatch.setattr(infobar, "tesseract_available", lambda: False)
     drawn = draw_case(Case(seed=3))
@@ -142,11 +142,11 @@ def sem_with_bar(layout: str = "above") -> tuple[np.ndarray, tuple[int, int, int
 
 @pytest.mark.parametrize("layout", ["above", "box"])
 def test_pipeline_finds_nothing_on_the_bar(layout: str):
-    from annotations.images import read_image
+    from imaging.images import read_image
     from inference.pipeline import PredictOptions, predict_image
 
     image, (x0, y0, x1, y1) = sem_with_bar(layout)
-    loaded = read_image(png(image), name="sem.png")
+    loaded = read_image(png(image), name="sem.png", info_bar=True)
     assert [(r.x0, r.y0, r.x1, r.y1) for r in loaded.excluded] == [(x0, y0, x1, y1)]
 
     def on_bar(instances):

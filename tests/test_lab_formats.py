@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotations.export import write_outputs, write_pooled
-from annotations.measure import measure_arrays
 from annotations.model import Instance
+from measures.objects import measure_arrays
+from outputs.files import write_outputs, write_pooled
 
 H, W = 90, 120
 NM = 2.5
@@ -91,10 +91,10 @@ def test_label_tiff_gives_the_csv_count_and_areas(written):
 
 
 def test_label_tiff_scale_read_back_by_our_reader(written):
-    from annotations.images import read_image
+    from imaging.images import read_image
 
     _, paths = written
-    loaded = read_image(paths["labels"], info_bar=False)
+    loaded = read_image(paths["labels"])
     assert loaded.nm_per_px == pytest.approx(NM, rel=1e-6)
 
 

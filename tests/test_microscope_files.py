@@ -1,4 +1,4 @@
-"""Microscope files in (annotations/microscope.py through read_image): each reader on its sample
+"""Microscope files in (imaging/microscope.py through read_image): each reader on its sample
 file, its calibration as nm/px with where it came from, height channels through eq. (1), the first
 frame of a stack, and the same limits and typed errors as any image. How each sample file is made
 (by the library itself, or built from the format's description) is said in tests/microscope_files.py."""
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotations.errors import FileTooLarge, ImageUndecodable, TooManyPixels, UnknownFileType
-from annotations.images import IMAGE_SUFFIXES, read_image, to_uint8_rgb
+from imaging.errors import FileTooLarge, ImageUndecodable, TooManyPixels, UnknownFileType
+from imaging.images import IMAGE_SUFFIXES, read_image, to_uint8_rgb
 from tests.microscope_files import dm_bytes, emd_file, gwy_bytes, mrc_bytes, ser_bytes, sxm_bytes
 
 RNG = np.random.default_rng(7)

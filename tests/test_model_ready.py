@@ -89,7 +89,7 @@ def test_russian_numbers_agree() -> None:
 
 @pytest.mark.parametrize("lang", ["en", "ru"])
 def test_the_held_out_f1_comes_with_its_range(lang: str) -> None:
-    from annotations.evaluate import f1_interval
+    from measures.evaluation import f1_interval
 
     low, high = f1_interval(17, 2, 4)  # a crop of 21 objects
     assert low < 2 * 17 / (2 * 17 + 6) < high and high - low > 0.1  # few objects: a wide range

@@ -66,8 +66,8 @@ def test_training_reports_progress_and_writes_a_complete_bundle(trained):
 
 def test_trained_model_finds_objects_on_an_unseen_image(trained):
     """Train -> bundle -> load -> sliced prediction: recall far above chance (which is ~0)."""
-    from annotations.evaluate import match_centre_rule
     from inference.pipeline import PredictOptions, predict_image
+    from measures.evaluation import match_centre_rule
     from segmodel.detector import load_detector
 
     root, result, _ = trained
@@ -92,9 +92,9 @@ def test_auto_scale_finds_the_particles_of_an_image_at_three_times_the_magnifica
     """The same scene taken at 3x: auto_scale shrinks it back and the model finds its particles."""
     import cv2
 
-    from annotations.evaluate import match_centre_rule
     from annotations.model import Instance
     from inference.pipeline import PredictOptions, predict_image
+    from measures.evaluation import match_centre_rule
     from segmodel.detector import load_detector
 
     root, result, _ = trained

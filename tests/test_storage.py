@@ -357,8 +357,8 @@ def test_s3_bundle_cache_follows_the_bucket(s3_env, tmp_path: Path) -> None:
 
 
 def test_store_url_setting_selects_s3(settings, s3_env, monkeypatch) -> None:
-    from storage.files import open_store
     from storage.s3store import S3Store
+    from storage.stores import open_store
 
     assert isinstance(open_store(settings), FileStore)
     for key, value in s3_env.items():

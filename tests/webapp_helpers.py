@@ -12,8 +12,8 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from annotations.export import write_outputs
 from annotations.model import Instance
+from outputs.files import write_outputs
 from storage.db import session_scope
 from storage.files import FileStore
 from storage.models import Job, Result, TrainedModel, Upload, User

@@ -104,9 +104,9 @@ def _to_batch(samples: Sequence[Any]) -> dict[str, Any]:
 
 
 def holdout_scores(pred_masks: np.ndarray, gt_masks: np.ndarray) -> dict[str, Any]:
-    """The held-out crop scored as `segbot eval` scores it: annotations.evaluate's centre rule and
+    """The held-out crop scored as `segbot eval` scores it: measures.evaluation's centre rule and
     its maximum matching, so a model card's F1 is the figure the evaluator reports."""
-    from annotations.evaluate import f1_interval, instances_from_masks, match_centre_rule
+    from measures.evaluation import f1_interval, instances_from_masks, match_centre_rule
 
     pred, gt = instances_from_masks(pred_masks), instances_from_masks(gt_masks)
     score = match_centre_rule(pred, gt)

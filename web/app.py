@@ -18,9 +18,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from annotations.model import AnnotationError
+from core.errors import InputError
 from core.settings import Settings
-from storage.files import Store, open_store
+from storage.files import Store
+from storage.stores import open_store
 from web import links, review
 from web.auth import AuthError, allowed, check_init_data, from_header
 
@@ -173,7 +174,7 @@ async def correction(request: web.Request) -> web.Response:
         saved = await _blocking(
             review.save_correction, state.settings, state.store, caller.user_id, rid, body
         )
-    except (review.EditError, AnnotationError) as error:
+    except (review.EditError, InputError) as error:
         raise fail(web.HTTPBadRequest, str(error)) from None
     log.info("correction of result %s saved as upload %s", rid, saved["upload_id"])
     return _json(saved)

@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import select
 
 from annotations.labelme import read_labelme
-from annotations.measure import measure_arrays
 from annotations.model import AnnotatedImage
 from core.settings import Settings
 from intake.labels import NotTheirs, keep_labels
+from measures.objects import measure_arrays
 from storage.db import session_scope
 from storage.files import FileStore, StoreError
 from storage.models import Result, User

@@ -11,7 +11,7 @@ from segbot.errors import user_errors
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 HEIGHT_MAP_SUFFIXES = {".txt", ".asc", ".xyz", ".dat", ".csv"}
-# DM3/DM4, TIA, EMD, MRC, Gwyddion, Nanonis ... (annotations.microscope)
+# DM3/DM4, TIA, EMD, MRC, Gwyddion, Nanonis ... (imaging.microscope)
 MICROSCOPE_SUFFIXES = {".dm3", ".dm4", ".ser", ".emi", ".emd", ".mrc", ".ali", ".mrcz", ".blo", ".tvips",
                        ".unf", ".elid", ".hspy", ".prz", ".sur", ".pro", ".gwy", ".sxm"}
 
@@ -44,12 +44,12 @@ CROP_LABEL = click.option(
 
 def _inspect_one(path: Path, lang: str, crop_label: str = "crop") -> str:
     from annotations.crops import format_summary, summarize_annotation
-    from annotations.images import read_image
     from annotations.labelme import read_labelme
+    from imaging.images import read_image
 
     if path.suffix.lower() == ".json":
         return format_summary(summarize_annotation(read_labelme(path, crop_label=crop_label)), lang)
-    loaded = read_image(path)
+    loaded = read_image(path, info_bar=True)
     h, w = loaded.image.shape[:2]
     line = f"{path.name}: image {w}x{h} px"
     if loaded.source_format not in (None, "PNG", "JPEG", "BMP", "TIFF"):
@@ -74,7 +74,7 @@ def inspect_cmd(target: Path, lang: str, crop_label: str) -> None:
     if not target.is_dir():
         click.echo(_inspect_one(target, lang, crop_label))
         return
-    from annotations.model import AnnotationError
+    from core.errors import InputError
 
     files = sorted(
         p
@@ -88,7 +88,7 @@ def inspect_cmd(target: Path, lang: str, crop_label: str) -> None:
     for path in files:
         try:
             click.echo(_inspect_one(path, lang, crop_label))
-        except AnnotationError as error:
+        except InputError as error:
             bad += 1
             click.echo(f"Error: {error}", err=True)
         click.echo("")
@@ -137,9 +137,9 @@ def stats(
     COCO JSON and an Excel workbook).
     """
     from annotations.crops import assign
-    from annotations.export import write_outputs, write_pooled
     from annotations.labelme import read_labelme
-    from annotations.measure import measure_arrays
+    from measures.objects import measure_arrays
+    from outputs.files import write_outputs, write_pooled
 
     paths = _json_files(list(files))
     # every file is checked before anything is written
@@ -190,8 +190,8 @@ def stats(
 @user_errors
 def eval_cmd(pred: Path, gt: Path, as_json: bool, coco: bool, max_dets: int) -> None:
     """Score predictions PRED against ground truth GT (LabelMe files or folders paired by image name)."""
-    from annotations.evaluate import evaluate, format_evaluation
     from annotations.labelme import read_labelme
+    from measures.evaluation import evaluate, format_evaluation
 
     pred_anns = [read_labelme(p) for p in _json_files([pred])]
     gt_anns = [read_labelme(p) for p in _json_files([gt])]

@@ -22,7 +22,7 @@ def migrate(database_url: str | None, revision: str) -> None:
     migrations.upgrade(url, revision)
     click.echo(f"database at revision {migrations.current_revision(url)}")
     if settings.store_url:  # the one-shot setup step also makes the object store's bucket
-        from storage.files import open_store
+        from storage.stores import open_store
 
         store = open_store(settings)
         store.ensure_bucket()  # type: ignore[attr-defined]

@@ -55,7 +55,7 @@ def _database_errors(func):  # type: ignore[no-untyped-def]
 
 def _store(settings):  # type: ignore[no-untyped-def]
     """The configured store: the local folder or the S3 bucket (SEGBOT_STORE_URL)."""
-    from storage.files import open_store
+    from storage.stores import open_store
 
     return open_store(settings)
 

@@ -13,7 +13,7 @@ from segmodel.options import DEFAULT_SCORE_THRESHOLD
 
 def load_input(path: Path, max_pixels: int):
     """(stem, LoadedImage) from an image file or a LabelMe JSON (its image and scale)."""
-    from annotations.images import LoadedImage, read_image
+    from imaging.images import LoadedImage, read_image
 
     if path.suffix.lower() == ".json":
         from annotations.labelme import read_labelme
@@ -21,7 +21,7 @@ def load_input(path: Path, max_pixels: int):
         ann = read_labelme(path, base_dir=path.parent, max_pixels=max_pixels)
         return path.stem, LoadedImage(ann.image, ann.nm_per_px, [],
                                       scale_source="the LabelMe file" if ann.nm_per_px else None)
-    return path.stem, read_image(path, max_pixels=max_pixels)
+    return path.stem, read_image(path, max_pixels=max_pixels, info_bar=True)
 
 
 def _tile_progress(name: str):
@@ -43,9 +43,9 @@ def predict_files(detector, files: list[Path], out_dir: Path, threshold: float, 
     """Predict each file and write its outputs; returns one summary dict per image. Info bars and
     scale-bar boxes found in an image are left out of recognition and of the analysed area. The set's
     COCO JSON and Excel workbook (results_coco.json, results.xlsx) go beside the per-image files."""
-    from annotations.export import write_outputs
-    from annotations.lab_formats import SetEntry, write_result_set
     from inference.pipeline import PredictOptions, predict_image
+    from outputs.files import write_outputs
+    from outputs.lab_formats import SetEntry, write_result_set
 
     used: set[str] = set()
     results = []

@@ -1,6 +1,6 @@
 """The overlay pictures: outlines by class, ids beside the objects where they fit, a legend and a
 scale bar; and, when the objects are too small to judge in the whole picture, a zoomed inset of its
-densest region (the same ids). Layout decisions are in annotations.overlay_layout."""
+densest region (the same ids). Layout decisions are in outputs.overlay_layout."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from annotations.model import Instance
-from annotations.overlay_layout import (
+from outputs.overlay_layout import (
     Box,
     InsetWindow,
     id_font_px,

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from annotations.model import Instance
+from measures.objects import measure_arrays
+from outputs.tables import csv_columns, csv_rows, usable_instances
 
 UINT16_MAX = 65535
 
@@ -116,9 +118,6 @@ class SetEntry:
 def coco_dict(entries: Sequence[SetEntry]) -> dict:
     """COCO instance segmentation: images, categories (the classes), annotations with polygon,
     bbox, area (outline area, px^2) and score."""
-    from annotations.export import usable_instances
-    from annotations.measure import measure_arrays
-
     names = sorted({i.label for e in entries for i in e.instances})
     cat = {name: k for k, name in enumerate(names, 1)}
     images, annotations = [], []
@@ -187,10 +186,7 @@ def _sheet_title(name: str, used: set[str]) -> str:
 
 
 def table_rows(entry: SetEntry, with_image: bool = False, scaled: bool | None = None):
-    """(columns, rows of strings) of an entry: the same table as its CSV (export.csv_rows)."""
-    from annotations.export import csv_columns, csv_rows, usable_instances
-    from annotations.measure import measure_arrays
-
+    """(columns, rows of strings) of an entry: the same table as its CSV (outputs.tables.csv_rows)."""
     instances, _ = usable_instances(entry.instances, entry.shape)
     a = measure_arrays(instances)
     a.mask_area_px = mask_areas(rasterise(instances, entry.shape), len(instances))
@@ -231,8 +227,6 @@ def write_workbook(path: Path, entries: Sequence[SetEntry]) -> Path:
         for row in rows:
             pooled.append([_cell(c, v) for c, v in zip(columns, row, strict=True)])
     if not header_done:
-        from annotations.export import csv_columns
-
         pooled.append([header_with_unit(c) for c in csv_columns(all_scaled, with_image=True, with_mask=True)])
     wb.save(path)
     return Path(path)

@@ -71,7 +71,7 @@ class MeasureArrays:
     feret_max_px: np.ndarray
     bbox: np.ndarray  # (n, 4)
     score: np.ndarray  # (n,) float, nan when none
-    # pixels of each object in the instance label image (annotations.lab_formats.rasterise), when made
+    # pixels of each object in the instance label image (outputs.lab_formats.rasterise), when made
     mask_area_px: np.ndarray | None = None
 
     def __len__(self) -> int:

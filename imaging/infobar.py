@@ -573,29 +573,6 @@ def analyse(image: np.ndarray, *, read_label: bool = True) -> InfoBarResult:
     return analyse_many([image], read_label=read_label)[0]
 
 
-def apply_info_bar(loaded) -> None:
-    """Record an image's info bar/scale-bar regions on a LoadedImage and, when the file set no scale,
-    take the scale bar's."""
-    result = analyse(loaded.image)
-    loaded.excluded = list(result.regions)
-    loaded.notes.extend(result.notes)
-    scale = result.scale
-    if scale is None:
-        return
-    loaded.scale_bar = scale
-    if loaded.nm_per_px is None:
-        loaded.nm_per_px = scale.nm_per_px
-        loaded.scale_source = scale.describe()
-        loaded.scale_confidence = scale.confidence
-        sure = "" if scale.sure else "; please check it"
-        loaded.notes.append(f"Scale {scale.nm_per_px:.4g} nm/px from {scale.describe()} "
-                            f"(confidence {scale.confidence:.2f}{sure}).")
-    elif abs(scale.nm_per_px - loaded.nm_per_px) > 0.02 * loaded.nm_per_px:
-        loaded.notes.append(f"The scale bar reads {scale.nm_per_px:.4g} nm/px ({scale.label} = "
-                            f"{scale.length_px:.1f} px); the file's own {loaded.nm_per_px:.4g} nm/px "
-                            "is used.")
-
-
 def analysed_area(shape: tuple[int, ...], regions) -> float:
     """The image area outside the regions (their union), in px^2."""
     h, w = int(shape[0]), int(shape[1])

@@ -1,11 +1,11 @@
 """Microscope images in: PNG/JPEG/BMP/TIFF (8/16-bit, float, multi-page), ASCII height maps and the
-microscopes' own files (annotations/microscope.py: DM3/DM4, TIA, EMD, MRC, Gwyddion, Nanonis ...)
+microscopes' own files (imaging/microscope.py: DM3/DM4, TIA, EMD, MRC, Gwyddion, Nanonis ...)
 -> uint8 RGB.
 
 The pixel count is checked from the header before any decoding (decompression bombs), the byte count
 before reading. A physical scale is taken from the file where it carries one: FEI/Thermo and Zeiss SEM
 TIFF metadata, ImageJ/TIFF resolution tags, WSxM-style ASCII headers, the microscope file's calibration;
-else from the scale bar burned into a flattened export (annotations/infobar.py), whose info bar is
+else from the scale bar burned into a flattened export (imaging/infobar.py), whose info bar is
 also reported as a region to leave out of recognition and statistics.
 """
 
@@ -19,41 +19,22 @@ from pathlib import Path
 
 import numpy as np
 
-from annotations.errors import (
+from imaging.errors import (
     BadHeightMap,
     EmptyFile,
-    FileTooLarge,
-    ImageMissing,
     ImageUndecodable,
     TooManyPixels,
     UnknownFileType,
 )
+from imaging.infobar import Region, ScaleBar, analyse, analysed_area
+from imaging.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, check_pixels, read_limited
+from imaging.microscope import read_microscope, sniff_microscope
+from imaging.units import unit_factor
 
-DEFAULT_MAX_PIXELS = 120_000_000
-DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".txt", ".asc", ".xyz", ".dat", ".csv")
 MICROSCOPE_SUFFIXES = (".dm3", ".dm4", ".ser", ".emi", ".emd", ".mrc", ".ali", ".mrcz", ".blo", ".tvips",
                        ".unf", ".elid", ".hspy", ".prz", ".sur", ".pro", ".gwy", ".sxm")
 IMAGE_SUFFIXES = PLAIN_SUFFIXES + MICROSCOPE_SUFFIXES  # every name read_image takes (bot, CLI folders)
-
-_UNIT_NM = {
-    "m": 1e9,
-    "meter": 1e9,
-    "cm": 1e7,
-    "mm": 1e6,
-    "um": 1e3,
-    "µm": 1e3,
-    "μm": 1e3,
-    "micron": 1e3,
-    "microns": 1e3,
-    "nm": 1.0,
-    "nanometer": 1.0,
-    "a": 0.1,
-    "å": 0.1,
-    "angstrom": 0.1,
-    "pm": 1e-3,
-    "inch": 2.54e7,
-}
 
 
 @dataclass
@@ -65,17 +46,14 @@ class LoadedImage:
     scale_source: str | None = None
     # 1.0 for a file's own calibration; the scale bar reading's confidence (ask the user below 0.8)
     scale_confidence: float | None = None
-    # info bars / scale-bar boxes burned into the image (annotations.infobar.Region): no recognition
-    # or statistics there
-    excluded: list = field(default_factory=list)
-    scale_bar: object | None = None  # annotations.infobar.ScaleBar when a bar was read
+    # info bars / scale-bar boxes burned into the image: no recognition or statistics there
+    excluded: list[Region] = field(default_factory=list)
+    scale_bar: ScaleBar | None = None  # when a bar was read
     source_format: str | None = None  # "DM4", "Gwyddion", "PNG" ...
 
     @property
     def analysed_area_px(self) -> float:
         """Image area minus the excluded regions: what density and coverage are per."""
-        from annotations.infobar import analysed_area
-
         return analysed_area(self.image.shape, self.excluded)
 
     def scale_summary(self, change_hint: str | None = None) -> str | None:
@@ -88,34 +66,6 @@ class LoadedImage:
         if change_hint:
             text += f"; {change_hint}"
         return text
-
-
-def read_limited(source: Path | str | bytes, name: str, max_bytes: int, *, what: str = "File",
-                 advice: str = "Send a smaller file.") -> bytes:
-    """The bytes of a path or buffer; a missing file or one over `max_bytes` (checked before
-    reading) raises the user-facing error, with `advice` on what to do instead."""
-
-    def too_large(size: int) -> FileTooLarge:
-        limit = max_bytes / 2**20
-        return FileTooLarge(f"'{name}' is {size / 2**20:.1f} MB; the limit is {limit:.0f} MB. {advice}")
-
-    if isinstance(source, bytes | bytearray | memoryview):
-        data = bytes(source)
-    else:
-        path = Path(source)
-        try:
-            size = path.stat().st_size
-        except OSError:
-            raise ImageMissing(f"{what} '{name}' was not found.") from None
-        if size > max_bytes:
-            raise too_large(size)
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            raise ImageMissing(f"{what} '{name}' cannot be read ({error.strerror}).") from None
-    if len(data) > max_bytes:
-        raise too_large(len(data))
-    return data
 
 
 def _read_source(source: Path | str | bytes, max_bytes: int, name: str) -> bytes:
@@ -150,16 +100,6 @@ def sniff_kind(data: bytes) -> str | None:
     return None
 
 
-def _check_pixels(width: int, height: int, max_pixels: int, name: str) -> None:
-    if width <= 0 or height <= 0:
-        raise ImageUndecodable(f"'{name}' has an empty image ({width}x{height} pixels).")
-    if width * height > max_pixels:
-        raise TooManyPixels(
-            f"'{name}' is {width}x{height} = {width * height / 1e6:.0f} Mpx; the limit is "
-            f"{max_pixels / 1e6:.0f} Mpx. Crop or downscale the image."
-        )
-
-
 def to_uint8_rgb(array: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
     """Any 2-D/3-D numeric array -> (H, W, 3) uint8; non-8-bit data is stretched min..max (as eq. 1)."""
     notes = notes if notes is not None else []
@@ -192,11 +132,6 @@ def to_uint8_rgb(array: np.ndarray, notes: list[str] | None = None) -> np.ndarra
     return np.ascontiguousarray(a)
 
 
-def _unit_factor(unit: str) -> float | None:
-    # ImageJ writes the micro sign escaped ("\\u00B5m")
-    return _UNIT_NM.get(unit.strip().lower().replace("\\u00b5", "µ"))
-
-
 def _tiff_scale(tif, page, notes: list[str]) -> tuple[float | None, str | None]:
     """(nm per px, where it came from in words) of a TIFF, or (None, None)."""
     # FEI / Thermo Fisher SEM: [Scan] PixelWidth in metres
@@ -218,7 +153,7 @@ def _tiff_scale(tif, page, notes: list[str]) -> tuple[float | None, str | None]:
     if sem:
         entry = sem.get("ap_image_pixel_size") or sem.get("ap_pixel_size")
         if isinstance(entry, tuple | list) and len(entry) >= 3:
-            factor = _unit_factor(str(entry[2]))
+            factor = unit_factor(str(entry[2]))
             if factor and isinstance(entry[1], int | float) and entry[1] > 0:
                 notes.append("Scale read from Zeiss SEM metadata.")
                 return float(entry[1]) * factor, "the TIFF's Zeiss SEM metadata"
@@ -234,7 +169,7 @@ def _tiff_scale(tif, page, notes: list[str]) -> tuple[float | None, str | None]:
     ij = getattr(tif, "imagej_metadata", None) or {}
     unit = ij.get("unit")
     if unit:
-        factor = _unit_factor(str(unit))
+        factor = unit_factor(str(unit))
         if factor:
             notes.append("Scale read from ImageJ resolution tags.")
             return factor / px_per_unit, "the TIFF's ImageJ resolution tags"
@@ -268,7 +203,7 @@ def _read_tiff(
                 raise ImageUndecodable(f"'{name}' is a TIFF without images.")
             page = pages.first
             depth = max(1, int(getattr(page, "imagedepth", 1) or 1))  # a volume page decodes all slices
-            _check_pixels(int(page.imagewidth), int(page.imagelength) * depth, max_pixels, name)
+            check_pixels(int(page.imagewidth), int(page.imagelength) * depth, max_pixels, name)
             if len(pages) > 1:
                 notes.append(f"Multi-page TIFF ({len(pages)} pages): only the first page is used.")
             array = page.asarray()
@@ -293,7 +228,7 @@ def _read_pillow(data: bytes, name: str, max_pixels: int) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
-                _check_pixels(img.width, img.height, max_pixels, name)
+                check_pixels(img.width, img.height, max_pixels, name)
                 if img.format == "JPEG":  # as LabelMe shows it (it applies the EXIF orientation too)
                     from PIL import ImageOps
 
@@ -371,7 +306,7 @@ def read_height_map(
             )
         rows.append([float(v) for v in re.split(r"[\s,;]+", stripped.strip(" ,;\t"))])
         if len(rows) * len(rows[0]) > max_pixels:
-            _check_pixels(len(rows[0]), len(rows), max_pixels, name)
+            check_pixels(len(rows[0]), len(rows), max_pixels, name)
     if len(rows) < 2:
         raise BadHeightMap(f"'{name}' holds no height matrix (need at least 2 rows of numbers).")
     widths = {len(r) for r in rows}
@@ -383,7 +318,7 @@ def read_height_map(
     heights = np.asarray(rows, dtype=np.float64)
     if heights.shape[1] < 2:
         raise BadHeightMap(f"'{name}' has a single column; expected a height matrix.")
-    _check_pixels(heights.shape[1], heights.shape[0], max_pixels, name)
+    check_pixels(heights.shape[1], heights.shape[0], max_pixels, name)
     grey = heights_to_grey(heights, name, notes, allow_nan=False)
     scale = None
     for line in header:
@@ -391,7 +326,7 @@ def read_height_map(
             r"x[ _-]*(amplitude|range|size|length)\s*[:=]\s*([-+\d.eE]+)\s*([a-zA-Zµμå]+)", line, re.I
         )
         if m:
-            factor = _unit_factor(m.group(3))
+            factor = unit_factor(m.group(3))
             try:
                 value = float(m.group(2))
             except ValueError:
@@ -409,20 +344,19 @@ def read_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     *,
-    info_bar: bool = True,
+    info_bar: bool = False,
 ) -> LoadedImage:
-    """Decode an image file (path or bytes) into uint8 RGB; raises AnnotationError subclasses.
+    """Decode an image file (path or bytes) into uint8 RGB; raises imaging.errors subclasses.
 
-    info_bar: look for an info bar / scale-bar box (flattened SEM exports); found ones are listed in
-    `excluded`, and the scale bar gives nm_per_px when the file carries no scale of its own.
+    info_bar: also look for an info bar / scale-bar box (flattened SEM exports; runs OCR on a bar's
+    label); found ones are listed in `excluded`, and the scale bar gives nm_per_px when the file carries
+    no scale of its own. Off unless asked: reading pixels should not start Tesseract.
     """
     if name is None:
         name = Path(source).name if isinstance(source, str | Path) else "image"
     data = _read_source(source, max_bytes, name)
     notes: list[str] = []
     scale, source = None, None
-    from annotations.microscope import read_microscope, sniff_microscope
-
     micro = sniff_microscope(data, name)
     if micro is not None:
         got = read_microscope(data, name, micro, max_pixels)
@@ -460,10 +394,31 @@ def read_image(
     if scale:
         loaded.scale_source, loaded.scale_confidence = source, 1.0
     if info_bar:
-        from annotations.infobar import apply_info_bar
-
         apply_info_bar(loaded)
     return loaded
+
+
+def apply_info_bar(loaded: LoadedImage) -> None:
+    """Record an image's info bar/scale-bar regions on a LoadedImage and, when the file set no scale,
+    take the scale bar's."""
+    result = analyse(loaded.image)
+    loaded.excluded = list(result.regions)
+    loaded.notes.extend(result.notes)
+    scale = result.scale
+    if scale is None:
+        return
+    loaded.scale_bar = scale
+    if loaded.nm_per_px is None:
+        loaded.nm_per_px = scale.nm_per_px
+        loaded.scale_source = scale.describe()
+        loaded.scale_confidence = scale.confidence
+        sure = "" if scale.sure else "; please check it"
+        loaded.notes.append(f"Scale {scale.nm_per_px:.4g} nm/px from {scale.describe()} "
+                            f"(confidence {scale.confidence:.2f}{sure}).")
+    elif abs(scale.nm_per_px - loaded.nm_per_px) > 0.02 * loaded.nm_per_px:
+        loaded.notes.append(f"The scale bar reads {scale.nm_per_px:.4g} nm/px ({scale.label} = "
+                            f"{scale.length_px:.1f} px); the file's own {loaded.nm_per_px:.4g} nm/px "
+                            "is used.")
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -11,10 +11,19 @@ from pathlib import Path
 import numpy as np
 
 from annotations.labelme import write_labelme
-from annotations.measure import MeasureArrays, measure_arrays
 from annotations.model import Instance
-from annotations.overlay import class_colours, nice_scale_bar, render_pictures  # noqa: F401 - nice_scale_bar: re-exported
-from annotations.stats import ImageMeasures, image_stats, nearest_neighbour, pooled_stats
+from measures.objects import MeasureArrays, measure_arrays
+from measures.stats import ImageMeasures, image_stats, pooled_stats
+from outputs.lab_formats import (
+    SetEntry,
+    mask_areas,
+    rasterise,
+    write_label_tiff,
+    write_result_set,
+    write_roi_zip,
+)
+from outputs.overlay import class_colours, render_pictures
+from outputs.tables import csv_columns, csv_rows, usable_instances, write_csv
 
 
 def summary_for(
@@ -34,97 +43,6 @@ def summary_for(
     return out
 
 
-# ---------------------------------------------------------------- CSV
-
-
-def csv_columns(scaled: bool, with_image: bool = False, with_mask: bool = False) -> list[str]:
-    """The per-object table's columns; with_mask adds area_mask_px, the object's pixel count in
-    {stem}_labels.tif (see annotations.lab_formats for the pixel convention)."""
-    cols = ["image"] if with_image else []
-    cols += [
-        "id",
-        "class",
-        "score",
-        "cx_px",
-        "cy_px",
-        "area_px",
-        *(["area_mask_px"] if with_mask else []),
-        "d_px",
-        "perimeter_px",
-        "circularity",
-        "feret_min_px",
-        "feret_max_px",
-        "bbox_x0_px",
-        "bbox_y0_px",
-        "bbox_x1_px",
-        "bbox_y1_px",
-        "nnd_px",
-    ]
-    if scaled:
-        cols += [
-            "nm_per_px",
-            "cx_nm",
-            "cy_nm",
-            "area_nm2",
-            "d_nm",
-            "perimeter_nm",
-            "feret_min_nm",
-            "feret_max_nm",
-            "nnd_nm",
-        ]
-    return cols
-
-
-def _col(values: np.ndarray, digits: int = 3) -> list[str]:
-    return ["" if v != v else f"{v:.{digits}f}" for v in np.asarray(values, dtype=np.float64).tolist()]
-
-
-def csv_rows(a: MeasureArrays, nm_per_px: float | None, image: str | None = None) -> list[list[str]]:
-    """Rows for csv_columns(..., with_mask=a.mask_area_px is not None); formatted column by column
-    (thousands of objects)."""
-    nnd = nearest_neighbour(a.centroid)
-    n = len(a)
-    cols: list[list[str]] = [] if image is None else [[image] * n]
-    cols += [
-        [str(k + 1) for k in range(n)],
-        [str(v) for v in a.labels.tolist()],
-        _col(a.score, 4),
-        _col(a.centroid[:, 0], 2),
-        _col(a.centroid[:, 1], 2),
-        _col(a.area_px, 2),
-        *([_col(a.mask_area_px, 0)] if a.mask_area_px is not None else []),
-        _col(a.d_px),
-        _col(a.perimeter_px),
-        _col(a.circularity, 4),
-        _col(a.feret_min_px),
-        _col(a.feret_max_px),
-        *(_col(a.bbox[:, k], 2) for k in range(4)),
-        _col(nnd),
-    ]
-    if nm_per_px:
-        nm = float(nm_per_px)
-        cols += [
-            [f"{nm:.6g}"] * n,
-            _col(a.centroid[:, 0] * nm),
-            _col(a.centroid[:, 1] * nm),
-            _col(a.area_px * nm * nm),
-            _col(a.d_px * nm, 4),
-            _col(a.perimeter_px * nm),
-            _col(a.feret_min_px * nm),
-            _col(a.feret_max_px * nm),
-            _col(nnd * nm),
-        ]
-    return [list(row) for row in zip(*cols, strict=True)] if n else []
-
-
-def write_csv(path: Path, a: MeasureArrays, nm_per_px: float | None) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(csv_columns(bool(nm_per_px), with_mask=a.mask_area_px is not None))
-        writer.writerows(csv_rows(a, nm_per_px))
-    return path
-
-
 # ---------------------------------------------------------------- overlay
 
 
@@ -136,7 +54,7 @@ def render_overlay(
     show_ids: bool | None = None,
     title: str | None = None,
 ) -> np.ndarray:
-    """The overlay picture alone (annotations.overlay.render_pictures has the inset and the id boxes)."""
+    """The overlay picture alone (outputs.overlay.render_pictures has the inset and the id boxes)."""
     pictures = render_pictures(image, instances, nm_per_px, show_ids=show_ids, title=title, inset=False)
     return pictures.overlay.rgb
 
@@ -282,38 +200,6 @@ def format_stats(summary: dict, lang: str = "en") -> str:
 # ---------------------------------------------------------------- all outputs
 
 
-def usable_instances(instances: list[Instance], image_shape: tuple[int, ...]) -> tuple[list[Instance], int]:
-    """Instances that read_labelme will accept back, and how many were dropped.
-
-    Drops outlines with < 3 points, non-finite or zero-area ones, and exact copies, so the LabelMe file
-    the user corrects and sends back is never refused; clamps vertices to the image. Vectorised checks.
-    """
-    from annotations.geometry import area_centroid_perimeter, bboxes, image_frame, pack
-
-    x0, y0, x1, y1 = image_frame(image_shape[1], image_shape[0])
-    cand = [i for i in instances if len(i.polygon) >= 3]
-    if cand:
-        verts, starts = pack([i.polygon for i in cand])
-        finite = np.logical_and.reduceat(np.isfinite(verts).all(axis=1), starts)
-        cand = [i for i, f in zip(cand, finite.tolist(), strict=True) if f]
-    if cand:
-        boxes = bboxes([i.polygon for i in cand])
-        outside = (boxes[:, 0] < x0) | (boxes[:, 1] < y0) | (boxes[:, 2] > x1) | (boxes[:, 3] > y1)
-        for k in np.nonzero(outside)[0].tolist():
-            poly = cand[k].polygon
-            clamped = np.column_stack([np.clip(poly[:, 0], x0, x1), np.clip(poly[:, 1], y0, y1)])
-            cand[k] = Instance(cand[k].label, clamped, cand[k].score)
-        areas = area_centroid_perimeter([i.polygon for i in cand])[0]
-        cand = [i for i, a in zip(cand, areas.tolist(), strict=True) if a > 1e-9]
-    kept, seen = [], set()
-    for inst in cand:
-        key = (inst.label, (np.round(inst.polygon, 6) + 0.0).tobytes())
-        if key not in seen:
-            seen.add(key)
-            kept.append(inst)
-    return kept, len(instances) - len(kept)
-
-
 def write_outputs(
     out_dir: Path,
     stem: str,
@@ -335,8 +221,6 @@ def write_outputs(
     histogram, text, labels (ImageJ label TIFF), rois (ImageJ ROI set), and inset when the objects are
     too small to judge on the whole overlay. `crops` (optional) are kept as crop rectangles in the
     LabelMe file; `excluded` (info bar regions) and `scale_source` are recorded in the summary."""
-    from annotations.lab_formats import mask_areas, rasterise, write_label_tiff, write_roi_zip
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     instances, dropped = usable_instances(instances, image.shape)
@@ -418,8 +302,6 @@ def write_pooled(
         paths["histogram"], merged, 1.0 if all_scaled else None, log=log_hist, title=f"{len(items)} images"
     )
     if instances is not None:
-        from annotations.lab_formats import SetEntry, write_result_set
-
         names = list(file_names) if file_names is not None else [f"{n}.png" for n, *_ in items]
         entries = [SetEntry(n, f, shape, list(inst), nm, reg)
                    for (n, _, shape, nm, reg), inst, f in zip(items, instances, names, strict=True)]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotations.measure import MeasureArrays, ObjectMeasure, to_arrays
+from measures.objects import MeasureArrays, ObjectMeasure, to_arrays
 
 PERCENTILES = (5, 10, 25, 75, 90, 95)
 

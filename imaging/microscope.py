@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from annotations.errors import ImageUndecodable, TooManyPixels, UnknownFileType
+from imaging.errors import ImageUndecodable, TooManyPixels, UnknownFileType
+from imaging.limits import check_pixels
+from imaging.units import unit_factor
 
 # extension -> (format key, human name)
 FORMATS: dict[str, tuple[str, str]] = {
@@ -101,21 +103,13 @@ def sniff_microscope(data: bytes, name: str) -> tuple[str, str] | None:
     return by_suffix
 
 
-def _check_pixels(width: int, height: int, max_pixels: int, name: str) -> None:
-    from annotations.images import _check_pixels as check
-
-    check(width, height, max_pixels, name)
-
-
 def _nm_factor(unit) -> float | None:
-    from annotations.images import _unit_factor
-
     if unit is None:
         return None
     text = str(unit).strip()
     if not text or text.startswith("<"):
         return None
-    return _unit_factor(text)
+    return unit_factor(text)
 
 
 # ------------------------------------------------------------------ rsciio
@@ -197,7 +191,7 @@ def _read_rsciio(key: str, fmt: str, path: Path, name: str, max_pixels: int, not
         if len(nav) != 2:
             nav = axes[:2]
         ny, nx = (int(s) for s in data.shape[:2])
-        _check_pixels(nx, ny, max_pixels, name)
+        check_pixels(nx, ny, max_pixels, name)
         if int(np.prod(data.shape)) > 4 * max_pixels:
             raise TooManyPixels(f"'{name}': the spectrum image is too large to sum ({data.shape}).")
         array = np.asarray(data.sum(axis=-1))
@@ -209,14 +203,14 @@ def _read_rsciio(key: str, fmt: str, path: Path, name: str, max_pixels: int, not
             extra = data.shape[:-2]
             frames = int(np.prod(extra))
             ny, nx = int(data.shape[-2]), int(data.shape[-1])
-            _check_pixels(nx, ny, max_pixels, name)
+            check_pixels(nx, ny, max_pixels, name)
             data = data[(0,) * len(extra)]
             if frames > 1:
                 notes.append(f"The {fmt} file holds {frames} frames ({'x'.join(map(str, extra))}): "
                              "the first is used.")
         else:
             ny, nx = int(data.shape[0]), int(data.shape[1])
-            _check_pixels(nx, ny, max_pixels, name)
+            check_pixels(nx, ny, max_pixels, name)
         array = np.asarray(data)
         if array.dtype.names:  # DM RGB(A) records
             array = np.stack([array[c] for c in ("R", "G", "B")], axis=-1)
@@ -272,7 +266,7 @@ def _read_gwy(data: bytes, name: str, max_pixels: int, notes: list[str]):
     number, title = channels[0]
     field_ = container[f"/{number}/data"]
     xres, yres = int(field_["xres"]), int(field_["yres"])
-    _check_pixels(xres, yres, max_pixels, name)
+    check_pixels(xres, yres, max_pixels, name)
     heights = np.asarray(field_.data, dtype=np.float64).reshape(yres, xres)
     if len(channels) > 1:
         notes.append(f"Gwyddion file with {len(channels)} channels: the first ('{title}') is used.")
@@ -292,7 +286,7 @@ def _read_sxm(path: Path, name: str, max_pixels: int, notes: list[str]):
         scan = nanonispy2.read.Scan(str(path))
     header = scan.header
     nx, ny = (int(v) for v in header["scan_pixels"])
-    _check_pixels(nx, ny, max_pixels, name)
+    check_pixels(nx, ny, max_pixels, name)
     channels = list(scan.signals)
     if not channels:
         raise ImageUndecodable(f"'{name}' is a Nanonis scan without channels.")
