@@ -76,19 +76,12 @@ def pooled_caption(lang: str, key: str, summaries: Sequence[Mapping[str, Any]]) 
 FEW_LABELS = 10  # below this many labelled objects a class is learned unreliably (hint to label more)
 
 
-def _plural(lang: str, n: int, one: str, many: str) -> str:
-    """'1 crop' / '3 crops'; Russian prepositional: 'на 1 объекте', 'на 21 объекте', 'на 5 объектах'."""
-    single = n % 10 == 1 and n % 100 != 11 if lang == "ru" else n == 1
-    return f"{n} {one if single else many}"
-
-
 def duration_text(lang: str, seconds: float) -> str:
     s = int(round(seconds))
     h, m, sec = s // 3600, s % 3600 // 60, s % 60
-    units = ("ч", "мин", "с") if lang == "ru" else ("h", "min", "s")
     if h:
-        return f"{h} {units[0]} {m} {units[1]}"
-    return f"{m} {units[1]} {sec} {units[2]}" if m else f"{sec} {units[2]}"
+        return t(lang, "duration_h", h=h, m=m)
+    return t(lang, "duration_min", m=m, s=sec) if m else t(lang, "duration_s", s=sec)
 
 
 def device_text(metrics: dict[str, Any]) -> str:
@@ -110,13 +103,9 @@ def model_figures(lang: str, metrics: dict[str, Any], short: bool = False) -> li
     data = metrics.get("trained_on") if isinstance(metrics.get("trained_on"), dict) else None
     counts: dict[str, int] = dict(data.get("counts") or {}) if data else {}
     if data:
-        n, crops = int(data.get("n_objects", 0)), int(data.get("n_crops", 0))
-        objects = _plural(lang, n, *(("размеченном объекте", "размеченных объектах") if lang == "ru"
-                                     else ("labelled object", "labelled objects")))
-        areas = _plural(lang, crops, *(("области crop", "областях crop") if lang == "ru"
-                                       else ("crop", "crops")))
         per_class = ", ".join(f"{k} {v}" for k, v in counts.items())
-        lines.append(t(lang, pre + "fig_learned", objects=objects, crops=areas, counts=per_class))
+        lines.append(t(lang, pre + "fig_learned", n_objects=int(data.get("n_objects", 0)),
+                       n_crops=int(data.get("n_crops", 0)), counts=per_class))
     hold = metrics.get("holdout")
     if isinstance(hold, dict) and "precision" in hold and "recall" in hold:
         line = t(lang, pre + "fig_holdout", n=hold.get("n_gt", "?"), precision=f"{hold['precision']:.2f}",

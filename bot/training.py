@@ -51,8 +51,8 @@ def training_estimate(
 
 def estimate_text(lang: str, estimate: Estimate) -> str:
     if estimate.minutes is None:
-        return t(lang, "estimate_unknown", iterations=f"{estimate.iterations:,}")
-    return t(lang, "estimate", minutes=estimate.minutes, iterations=f"{estimate.iterations:,}")
+        return t(lang, "estimate_unknown", iterations=estimate.iterations)
+    return t(lang, "estimate", minutes=estimate.minutes, iterations=estimate.iterations)
 
 
 def wait_text(lang: str, wait: Wait | None) -> str:

@@ -7,16 +7,20 @@ shows a Text to a user renders it in theirs (`render(lang, text)`); `str(text)` 
 the CLI and tests.
 
 Mark every message with `N_` (one form) or `NP_` (singular, plural): `pybabel extract` finds them by
-these names (see babel.cfg), the catalogs live in core/locale/<lang>/LC_MESSAGES/segbot.po and are
-compiled to .mo by the install (deploy/install.sh).
+these names (`make translations`; babel.cfg), the catalogs live in core/locale/<lang>/LC_MESSAGES/
+segbot.po and are compiled to .mo by the install (deploy/install.sh). A Text without values is a
+template: the tables of keyed messages (bot/i18n.py, web/texts.py) hold such templates and give them
+their values when they are shown (`Text.with_values`).
 """
 
 from __future__ import annotations
 
 import gettext
+import logging
+import string
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,7 @@ DOMAIN = "segbot"
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 SOURCE_LANG = "en"  # the msgids are English: English needs no catalog
 LANGS = ("en", "ru")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,15 @@ class Text:
     def render(self, lang: str = SOURCE_LANG) -> str:
         return render(lang, self)
 
+    def with_values(self, **values: Any) -> Text:
+        """The same message with (more) values: a template of a table made ready to render."""
+        return replace(self, values={**self.values, **values})
+
+    @property
+    def placeholders(self) -> set[str]:
+        """The names of the values its English forms use ({n}, {size:.1f} -> n, size)."""
+        return fields(self.msgid) | fields(self.plural or "")
+
     def __str__(self) -> str:
         return self.render(SOURCE_LANG)
 
@@ -49,18 +63,49 @@ def N_(msgid: str, /, **values: Any) -> Text:
 
 def NP_(singular: str, plural: str, /, count: str = "n", **values: Any) -> Text:
     """A message whose words follow a number: NP_("{n} file", "{n} files", n=5). `count` names the value
-    that picks the form (Russian has three: 1, 2-4, 5-20 files...)."""
-    if count not in values:
+    that picks the form (Russian has three: 1, 2-4, 5-20 files...). Without values it is a template
+    whose count comes with the values it is shown with."""
+    if values and count not in values:
         raise TypeError(f"NP_ needs the value {count!r} that picks the plural form")
     return Text(singular, values, plural, count)
 
 
-@lru_cache(maxsize=None)
+@cache
 def translations(lang: str) -> gettext.NullTranslations:
     """The compiled catalog of `lang` (English and unknown languages: the msgids themselves)."""
     if lang == SOURCE_LANG or lang not in LANGS:
         return gettext.NullTranslations()
-    return gettext.translation(DOMAIN, LOCALE_DIR, languages=[lang], fallback=True)
+    try:
+        return gettext.translation(DOMAIN, LOCALE_DIR, languages=[lang])
+    except FileNotFoundError:  # an install that skipped the compile step; tests/test_i18n.py catches it
+        log.error("no compiled catalog for %r under %s (pybabel compile -d core/locale -D segbot): "
+                  "its users get English", lang, LOCALE_DIR)
+        return gettext.NullTranslations()
+
+
+def fields(pattern: str) -> set[str]:
+    """The names of the values a pattern formats: "{n} of {total:,}" -> {"n", "total"}."""
+    return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(pattern) if name}
+
+
+def plural_count(value: Any) -> int:
+    """The number that picks a plural form. A value that is no number ("?" for a figure an old model
+    lacks) takes the form of 0, the plural of "no objects"."""
+    try:
+        return abs(int(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def pattern(lang: str, text: Text, count: int | None = None) -> str:
+    """The translation of `text` in `lang`, not yet formatted: for a plural message, the form for
+    `count` (by default the count among its values)."""
+    catalog = translations(lang)
+    if text.plural is None or text.count is None:
+        return catalog.gettext(text.msgid)
+    if count is None:
+        count = plural_count(text.values[text.count])
+    return catalog.ngettext(text.msgid, text.plural, count)
 
 
 def render(lang: str, text: Text | str) -> str:
@@ -68,11 +113,7 @@ def render(lang: str, text: Text | str) -> str:
     returned as it is: it was never a message of ours (a file name, a number)."""
     if isinstance(text, str):
         return text
-    catalog = translations(lang)
     values = {key: render(lang, value) if isinstance(value, Text) else value
               for key, value in text.values.items()}
-    if text.plural is not None and text.count is not None:
-        pattern = catalog.ngettext(text.msgid, text.plural, int(text.values[text.count]))
-    else:
-        pattern = catalog.gettext(text.msgid)
-    return pattern.format(**values) if values else pattern
+    form = pattern(lang, text)
+    return form.format(**values) if values else form

@@ -58,5 +58,7 @@ else
 fi
 
 "${PIP[@]}" install -e ".[dev]"
+# The translations: core/locale/*/LC_MESSAGES/segbot.po -> .mo (not in git; docs/bot.md)
+.venv/bin/pybabel -q compile -d core/locale -D segbot
 .venv/bin/segbot --version >/dev/null
 log "ready: .venv/bin/segbot"

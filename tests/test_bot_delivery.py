@@ -270,7 +270,7 @@ def test_stats_and_export_cover_only_the_users_own_results(bs, api, tmp_path) ->
         # pooled over Alice's 3 + 5 objects: the sample std of all 8, in nm
         d_nm = np.concatenate([measure_arrays(_squares(n)).d_px * 2.0 for n in (3, 5)])
         mean, std = fmt_num(d_nm.mean()), fmt_num(np.std(d_nm, ddof=1))
-        assert stats.text == f"Pooled over 2 image(s): 8 objects\nmean D = {mean} ± {std} nm"
+        assert stats.text == f"Pooled over 2 images: 8 objects\nmean D = {mean} ± {std} nm"
         mark = api.mark()
         api.send_text(ALICE, "/export")
         export = api.wait_reply(ALICE.id, mark, methods=("sendDocument",))

@@ -41,13 +41,13 @@ def test_estimate_with_iterations_and_the_wait_ahead(bs, api) -> None:
         assert "about 2 min (50 iterations)" in fewer.text  # 30 s + 75 s
         queued = _press(api, ALICE, summary, "train:go", "queued")
         assert "Estimated time: about 2 min (50 iterations)." in queued.text
-        assert "Starts in about 10 min, jobs ahead: 1." in queued.text  # the running job's ETA
+        assert "Starts in about 10 min, 1 job ahead." in queued.text  # the running job's ETA
         progress = api.wait_reply(ALICE.id, 0, "waiting in the queue", methods=("editMessageText",))
-        assert "starts in about 10 min, jobs ahead: 1" in progress.text
+        assert "starts in about 10 min, 1 job ahead" in progress.text
 
         summary = _doc(api, BORIS, "sample.json", labelme_bytes(png_bytes()), "sample.json")
         options = _press(api, BORIS, summary, "train:opts", "Примерное")
-        assert "Примерное время: около 16 мин (итераций: 600)." in options.text
+        assert "Примерное время: около 16 мин (600 итераций)." in options.text
         queued = _press(api, BORIS, summary, "train:go", "очереди")
         # behind the running job and Alice's (30 s + 75 s)
-        assert "Начнётся примерно через 12 мин, задач впереди: 2." in queued.text
+        assert "Начнётся примерно через 12 мин, впереди 2 задачи." in queued.text

@@ -114,7 +114,8 @@ def test_full_journey_with_a_real_worker(settings) -> None:
             assert photo.files["photo"][1].startswith(b"\x89PNG")
             assert "new_image.png" in photo.text
             n_caption = int(photo.text.split(":")[1].split()[0])
-            assert n_caption > 0 and "objects" in photo.text and " nm" in photo.text, photo.text
+            noun = "object" if n_caption == 1 else "objects"  # the caption's plural form
+            assert n_caption > 0 and f"{n_caption} {noun}" in photo.text and " nm" in photo.text, photo.text
             files = {fname: content for fname, content in group.files.values()}
             labelme = json.loads(files["new_image.json"])
             table = list(csv.DictReader(io.StringIO(files["new_image_objects.csv"].decode())))

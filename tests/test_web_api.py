@@ -139,6 +139,23 @@ def test_image_me_and_static(server, scenes) -> None:
     assert escape.status_code in (403, 404)
 
 
+def test_the_page_texts_come_from_the_catalogs(server) -> None:
+    """Public like the page itself (it needs them before it knows who opened it): every language,
+    plural messages as forms per CLDR category for Intl.PluralRules on the page."""
+    with client(server, telegram_id=None) as c:
+        response = c.get("/api/texts")
+    assert response.status_code == 200 and response.headers["cache-control"] == "no-cache"
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    texts = response.json()
+    assert set(texts) == {"en", "ru"} and set(texts["en"]) == set(texts["ru"])
+    assert texts["en"]["polygon"] == "Polygon" and texts["ru"]["polygon"] == "Контур"
+    assert texts["en"]["points"] == {"count": "n", "forms": {"one": "{n} point", "other": "{n} points"}}
+    assert texts["ru"]["points"] == {
+        "count": "n",
+        "forms": {"one": "{n} точка", "few": "{n} точки", "many": "{n} точек", "other": "{n} точек"},
+    }
+
+
 @pytest.mark.parametrize(
     ("who", "status", "reason"),
     [

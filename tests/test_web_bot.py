@@ -69,13 +69,13 @@ def test_review_buttons_under_a_result_and_in_stats(settings, api, tmp_path) -> 
     [
         (
             ALICE,
-            "Correction saved (-5, +3 objects, 2 relabelled). Train the next version?\n"
-            "cells.png: 11 objects now.",
+            "Correction saved: 5 objects removed, 3 objects added, 2 objects relabelled. "
+            "Train the next version?\ncells.png: 11 objects now.",
         ),
         (
             BOB,
-            "Исправление сохранено (-5, +3 объектов, сменён класс у 2). Обучить следующую версию?\n"
-            "cells.png: теперь объектов 11.",
+            "Исправление сохранено: удалено 5 объектов, добавлено 3 объекта, у 2 объектов сменён класс. "
+            "Обучить следующую версию?\ncells.png: теперь 11 объектов.",
         ),
     ],
 )

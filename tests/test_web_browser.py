@@ -3,8 +3,9 @@ Application against the Bot API stand-in and the real web server on localhost:
 
 a result arrives in the chat with a Review button -> its page opens at a phone's size with
 Telegram's initData in the fragment -> two objects deleted (a tap on the canvas, a row of the table),
-one rod outlined by taps -> Save -> the correction is stored, the chat gets "Correction saved
-(-2, +1 objects)" with the Train button -> pressing it queues the training of the next version.
+one rod outlined by taps -> Save -> the correction is stored, the chat gets "Correction saved: 2
+objects removed, 1 object added" with the Train button -> pressing it queues the training of the next
+version. The page's texts come from the gettext catalogs (GET /api/texts) with their plural forms.
 
 Under CI=true a missing browser fails the test; elsewhere it is skipped (deploy/system-packages.sh
 installs chromium and chromium-driver)."""
@@ -136,6 +137,14 @@ def _click(driver, element_id: str) -> None:
     element.click()
 
 
+def _min_score(driver, value: str) -> None:
+    driver.execute_script(
+        "const s = document.getElementById('score'); s.value = arguments[0];"
+        "s.dispatchEvent(new Event('input'))",
+        value,
+    )
+
+
 def _canvas_pixels(driver) -> str:
     return driver.execute_script("return document.getElementById('canvas').toDataURL()")
 
@@ -222,9 +231,9 @@ def test_review_on_a_phone_then_train_the_next_version(stack, tmp_path) -> None:
         _click(driver, "mode-polygon")
         driver.execute_script("window.scrollTo(0, 0)")
         corners = [(140.0, 160.0), (178.0, 162.0), (176.0, 184.0), (141.0, 182.0)]
-        for cx, cy in corners:
+        for k, (cx, cy) in enumerate(corners, 1):
             _tap(driver, cx, cy)
-        assert "4" in _text(driver, "draw-hint")
+            assert _text(driver, "draw-hint") == ("1 point" if k == 1 else f"{k} points")
         _click(driver, "draw-done")
         assert "rod: 3" in _text(driver, "counts") and "particle: 9" in _text(driver, "counts")
         assert _text(driver, "save") == "Save correction (12 objects)"
@@ -238,7 +247,7 @@ def test_review_on_a_phone_then_train_the_next_version(stack, tmp_path) -> None:
         mark = api.mark()
         _click(driver, "save")
         status = _until(lambda: "Saved" in _text(driver, "status") and _text(driver, "status"), "the save")
-        assert status.startswith("Saved (-2, +1 objects)")
+        assert status.startswith("Saved: 2 objects removed, 1 object added. The chat has a button")
         driver.execute_script("window.scrollTo(0, 0)")
         shot = _keep(driver, tmp_path, "webapp-review-phone.png")
         assert shot.stat().st_size > 10_000
@@ -274,7 +283,7 @@ def test_review_on_a_phone_then_train_the_next_version(stack, tmp_path) -> None:
     assert np.allclose(new["points"], corners, atol=1.0)  # where the finger tapped, in image pixels
 
     # the chat: the outbox notice, delivered by the bot, with the Train button
-    saved = api.wait_reply(ALICE.id, mark, "Correction saved (-2, +1 objects)", timeout=20)
+    saved = api.wait_reply(ALICE.id, mark, "Correction saved: 2 objects removed, 1 object added.", timeout=20)
     assert "cells.png: 12 objects now" in saved.text
     assert buttons(saved) == [f"corr:{upload.id}"]
     (notice,) = rows(bs.database_url, Notice, kind="correction_saved")
@@ -299,7 +308,7 @@ def test_desktop_browser_in_russian(stack, tmp_path) -> None:
     driver = _browser(phone=False)
     try:
         _open(driver, button["web_app"]["url"], init_data(bs.token, BOB.id, language="ru", username="bob"))
-        assert _text(driver, "save") == "Сохранить исправление (объектов: 13)"
+        assert _text(driver, "save") == "Сохранить исправление (13 объектов)"
         assert _text(driver, "mode-polygon") == "Контур"
         from selenium.webdriver.common.action_chains import ActionChains
         from selenium.webdriver.common.keys import Keys
@@ -316,14 +325,19 @@ def test_desktop_browser_in_russian(stack, tmp_path) -> None:
         driver.find_element("tag name", "body").send_keys(Keys.DELETE)
         assert "particle: 9" in _text(driver, "counts")
         # the score filter hides (and will not save) the low-confidence objects
-        driver.execute_script(
-            "const s = document.getElementById('score'); s.value = '0.6'; s.dispatchEvent(new Event('input'))"
-        )
-        assert _text(driver, "save") == "Сохранить исправление (объектов: 8)"
-        assert "скрыто 4" in _text(driver, "hidden-count")
+        _min_score(driver, "0.6")
+        assert _text(driver, "save") == "Сохранить исправление (8 объектов)"
+        assert _text(driver, "hidden-count") == "(скрыто 4 объекта, не сохранятся)"
         driver.find_element("css selector", "#table th[data-key='d']").click()
         ds = [float(td.text) for td in driver.find_elements("css selector", "#table tbody td:nth-child(3)")]
         assert ds == sorted(ds) and len(ds) == 8
+        # Russian plurals, picked by Intl.PluralRules from the catalog's forms: 3 and 1 shown, 9 and 11 hidden
+        _min_score(driver, "0.85")
+        assert _text(driver, "save") == "Сохранить исправление (3 объекта)"
+        assert _text(driver, "hidden-count") == "(скрыто 9 объектов, не сохранятся)"
+        _min_score(driver, "0.91")
+        assert _text(driver, "save") == "Сохранить исправление (1 объект)"
+        assert _text(driver, "hidden-count") == "(скрыто 11 объектов, не сохранятся)"
         _keep(driver, tmp_path, "webapp-review-desktop-ru.png")
         assert _browser_log(driver) == []
     finally:

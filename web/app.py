@@ -24,6 +24,7 @@ from storage.files import Store
 from storage.stores import open_store
 from web import links, review
 from web.auth import AuthError, allowed, check_init_data, from_header
+from web.texts import all_page_texts
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -98,6 +99,12 @@ async def index(request: web.Request) -> web.FileResponse:
 
 async def health(request: web.Request) -> web.Response:
     return _json({"ok": True})
+
+
+async def texts(request: web.Request) -> web.Response:
+    """The page's texts in every language, from the gettext catalogs (web/texts.py); public, as the
+    page itself is, and the same for everyone until the next deploy."""
+    return web.json_response(all_page_texts(), headers={"Cache-Control": "no-cache"})
 
 
 async def me(request: web.Request) -> web.Response:
@@ -223,6 +230,7 @@ def build_web_app(settings: Settings) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/healthz", health)
     app.router.add_static("/static/", STATIC, follow_symlinks=False, show_index=False)
+    app.router.add_get("/api/texts", texts)
     app.router.add_get("/api/me", me)
     app.router.add_get(f"/api/results/{RID}", result)
     app.router.add_get(f"/api/results/{RID}/image", image)

@@ -59,17 +59,36 @@
   }
 
   // ---- texts ----------------------------------------------------------------------------------
+  // From the server's gettext catalogs (GET /api/texts, web/texts.py): per language, key -> pattern,
+  // or for a plural message {count: the value's name, forms: {CLDR category: pattern}}.
+  let TEXTS = { en: {} };
   let lang = "en";
+  async function loadTexts() {
+    const response = await fetch("/api/texts");
+    if (!response.ok) throw new Error(response.status + " " + response.statusText);
+    TEXTS = await response.json();
+  }
   function pickLang(...candidates) {
     for (const c of candidates) {
       const code = String(c || "").slice(0, 2).toLowerCase();
-      if (window.SEGBOT_TEXTS[code]) return code;
+      if (TEXTS[code]) return code;
     }
     return "en";
   }
+  function pattern(key, values) {
+    const entry = (TEXTS[lang] || {})[key] || TEXTS.en[key];
+    if (entry === undefined || typeof entry === "string") return entry;
+    const n = Number(values && values[entry.count]) || 0;
+    return entry.forms[new Intl.PluralRules(lang).select(n)] || entry.forms.other;
+  }
   function t(key, values) {
-    const text = (window.SEGBOT_TEXTS[lang] || {})[key] || window.SEGBOT_TEXTS.en[key] || key;
-    return text.replace(/\{(\w+)\}/g, (_, k) => (values && k in values ? values[k] : ""));
+    // A placeholder that is no value but another text's key is that text, with the same values.
+    const text = pattern(key, values);
+    if (text === undefined) return key;
+    return text.replace(/\{(\w+)\}/g, (_, k) => {
+      if (values && k in values) return values[k];
+      return k in (TEXTS[lang] || TEXTS.en) ? t(k, values) : "";
+    });
   }
   function translate() {
     document.documentElement.lang = lang;
@@ -671,10 +690,16 @@
 
   async function start() {
     applyTheme();
-    lang = pickLang(initUser().language_code, navigator.language);
-    translate();
     postEvent("web_app_ready");
     postEvent("web_app_expand");
+    try {
+      await loadTexts();
+    } catch (error) {
+      message(error.message);
+      return;
+    }
+    lang = pickLang(initUser().language_code, navigator.language);
+    translate();
     if (!initData()) { message(t("noAuth")); return; }
     const rid = new URLSearchParams(location.search).get("result");
     try {
