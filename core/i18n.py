@@ -16,7 +16,7 @@ from __future__ import annotations
 import gettext
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,39 @@ class Text:
     def __str__(self) -> str:
         return self.render(SOURCE_LANG)
 
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict (for a database row): nested Texts as dicts, NumPy numbers as Python's."""
+        values = {key: _json_value(value) for key, value in self.values.items()}
+        data: dict[str, Any] = {"msgid": self.msgid, "values": values}
+        if self.plural is not None:
+            data["plural"], data["count"] = self.plural, self.count
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Text:
+        values = {key: cls.from_json(value) if isinstance(value, Mapping) else value
+                  for key, value in (data.get("values") or {}).items()}
+        return cls(data["msgid"], values, data.get("plural"), data.get("count"))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Text):
+        return value.to_json()
+    if hasattr(value, "item") and not isinstance(value, str | bytes):  # a NumPy scalar
+        return value.item()
+    return value
+
+
+def dump_text(text: Text | str) -> dict[str, Any] | str:
+    """What a database row keeps of a message: Text.to_json(), a plain str as it is."""
+    return text.to_json() if isinstance(text, Text) else text
+
+
+def load_text(stored: Any) -> Text | str:
+    """A message as dump_text kept it; a plain str (rows written before messages were Texts: English)
+    stays a str, which render() shows as it is."""
+    return Text.from_json(stored) if isinstance(stored, Mapping) else str(stored)
+
 
 def N_(msgid: str, /, **values: Any) -> Text:
     """A message with one form: N_("Crop #{n} is a {shape}; its bounding box is used.", n=2, shape=...)."""
@@ -55,7 +88,7 @@ def NP_(singular: str, plural: str, /, count: str = "n", **values: Any) -> Text:
     return Text(singular, values, plural, count)
 
 
-@lru_cache(maxsize=None)
+@cache
 def translations(lang: str) -> gettext.NullTranslations:
     """The compiled catalog of `lang` (English and unknown languages: the msgids themselves)."""
     if lang == SOURCE_LANG or lang not in LANGS:
