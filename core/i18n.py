@@ -14,6 +14,7 @@ compiled to .mo by the install (deploy/install.sh).
 from __future__ import annotations
 
 import gettext
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -51,8 +52,7 @@ class Text:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Text:
-        values = {key: cls.from_json(value) if isinstance(value, Mapping) else value
-                  for key, value in (data.get("values") or {}).items()}
+        values = {key: _from_json_value(value) for key, value in (data.get("values") or {}).items()}
         return cls(data["msgid"], values, data.get("plural"), data.get("count"))
 
 
@@ -60,7 +60,15 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, Text):
         return value.to_json()
     if hasattr(value, "item") and not isinstance(value, str | bytes):  # a NumPy scalar
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"float": str(value)}  # JSON has no NaN or Infinity (PostgreSQL refuses them)
+    return value
+
+
+def _from_json_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return float(value["float"]) if "float" in value else Text.from_json(value)
     return value
 
 
