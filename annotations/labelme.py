@@ -88,7 +88,8 @@ def _shape_error(cls: type[AnnotationError], name: str, shape: Text, problem: Te
 
 
 def _numbers(numbers: list[int]) -> str | Text:
-    """'#3, #7' for a note on several shapes; past NUMBERS_SHOWN, "... and 12 more"."""
+    """'#3, #7' for a note on several shapes; past NUMBERS_SHOWN, "... and 12 more". (A note on one
+    shape has a message of its own: "Shape #3 crosses itself", where Russian's form for 1 is also 21's.)"""
     shown = ", ".join(f"#{n}" for n in numbers[:NUMBERS_SHOWN])
     if len(numbers) <= NUMBERS_SHOWN:
         return shown
@@ -563,14 +564,20 @@ def _unusable_notes(unusable: list[_Unusable], crops: list[Crop]) -> list[Text]:
     numbers = [u.index + 1 for u in rest]
     inside = sum(1 for u in rest
                  if not crops or u.centre is None or any(c.contains(*u.centre) for c in crops))
-    if inside:
+    if len(rest) == 1 and inside:
+        notes.append(N_("Shape #{number} could not be used either and was skipped; it may leave an object "
+                        "unlabelled.", number=numbers[0]))
+    elif len(rest) == 1:
+        notes.append(N_("Shape #{number} could not be used either and was skipped.", number=numbers[0]))
+    elif inside:
         notes.append(NP_(
-            "Shape {numbers} could not be used either and was skipped; it may leave an object unlabelled.",
+            "{n} shape ({numbers}) could not be used either and was skipped; {inside} of them may leave an "
+            "object unlabelled.",
             "{n} shapes ({numbers}) could not be used either and were skipped; {inside} of them may leave "
             "an object unlabelled.", n=len(numbers), numbers=_numbers(numbers), inside=inside,
         ))
     else:
-        notes.append(NP_("Shape {numbers} could not be used either and was skipped.",
+        notes.append(NP_("{n} shape ({numbers}) could not be used either and was skipped.",
                          "{n} shapes ({numbers}) could not be used either and were skipped.",
                          n=len(numbers), numbers=_numbers(numbers)))
     return notes
@@ -662,9 +669,11 @@ def _repair_crossings(batch: _Batch) -> list[Text]:
             continue
         batch.polygons[k] = fixed
         crossing.append(batch.number(k))
+    if len(crossing) == 1:
+        return [N_("Shape #{number} crosses itself; the largest part was kept.", number=crossing[0])]
     if not crossing:
         return []
-    return [NP_("Shape {numbers} crosses itself; the largest part was kept.",
+    return [NP_("{n} shape ({numbers}) crosses itself; the largest part was kept.",
                 "{n} shapes ({numbers}) cross themselves; the largest part was kept.",
                 n=len(crossing), numbers=_numbers(crossing))]
 
@@ -703,12 +712,14 @@ def _clip_to_image(batch: _Batch, boxes: np.ndarray, width: int, height: int) ->
             continue
         batch.polygons[k] = clipped
     noted = (boxes[:, 0] < sx0) | (boxes[:, 1] < sy0) | (boxes[:, 2] > sx1) | (boxes[:, 3] > sy1)
-    clipped_numbers = [batch.number(k) for k in np.nonzero(noted & batch.keep)[0].tolist()]
-    if not clipped_numbers:
+    past = [batch.number(k) for k in np.nonzero(noted & batch.keep)[0].tolist()]
+    if len(past) == 1:
+        return [N_("Shape #{number} reached past the image border; clipped to it.", number=past[0])]
+    if not past:
         return []
-    return [NP_("Shape {numbers} reached past the image border; clipped to it.",
+    return [NP_("{n} shape ({numbers}) reached past the image border; clipped to it.",
                 "{n} shapes ({numbers}) reached past the image border; clipped to it.",
-                n=len(clipped_numbers), numbers=_numbers(clipped_numbers))]
+                n=len(past), numbers=_numbers(past))]
 
 
 def _instances(kept: list[tuple[_Outline, np.ndarray]], name: str, notes: list[Text]) -> list[Instance]:
@@ -768,7 +779,7 @@ def _copy_notes(copies: list[tuple[int, int]]) -> list[Text]:
     if not copies:
         return []
     numbers = [c for c, _ in copies]
-    return [NP_("Shape {numbers} is an exact copy of an earlier shape; the copy was skipped.",
+    return [NP_("{n} shape ({numbers}) is an exact copy of an earlier shape; the copy was skipped.",
                 "{n} shapes ({numbers}) are exact copies of earlier shapes; the copies were skipped.",
                 n=len(numbers), numbers=_numbers(numbers))]
 
