@@ -370,37 +370,18 @@ def read_image(
     if name is None:
         name = Path(source).name if isinstance(source, str | Path) else "image"
     data = _read_source(source, max_bytes, name)
-    notes: list[Text] = []
-    scale, source = None, None
     micro = sniff_microscope(data, str(name))
     if micro is not None:
-        got = read_microscope(data, name, micro, max_pixels)
-        notes.extend(got.notes)
-        if got.is_height:
-            array = heights_to_grey(got.array, name, notes)
-        else:
-            array = got.array
-        loaded = LoadedImage(to_uint8_rgb(array, notes), got.nm_per_px, notes, source_format=got.format_name)
-        if got.nm_per_px:
-            loaded.scale_source, loaded.scale_confidence = str(got.scale_source), 1.0
-            notes.append(N_("Scale {scale:.4g} nm/px from {source}.", scale=got.nm_per_px,
-                            source=got.scale_source))
-        return loaded
+        return _from_microscope(data, name, micro, max_pixels)  # its own calibration: no info bar
     kind = sniff_kind(data)
+    if kind == "text":
+        return _from_height_map(data, name, max_pixels)
+    notes: list[Text] = []
+    scale, scale_source = None, None
     if kind == "tiff":
-        array, scale, source = _read_tiff(data, name, max_pixels, notes)
+        array, scale, scale_source = _read_tiff(data, name, max_pixels, notes)
     elif kind in ("png", "jpeg", "bmp"):
         array = _read_pillow(data, name, max_pixels)
-    elif kind == "text":
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
-        grey, scale = read_height_map(text, name, max_pixels, notes)
-        loaded = LoadedImage(to_uint8_rgb(grey), scale, notes, source_format="height map")
-        if scale:
-            loaded.scale_source, loaded.scale_confidence = "the height map's header", 1.0
-        return loaded
     else:
         raise UnknownFileType(N_(
             "'{name}' is not a supported image; send PNG, JPEG, BMP, TIFF, an ASCII height map or the "
@@ -409,9 +390,34 @@ def read_image(
         ))
     loaded = LoadedImage(to_uint8_rgb(array, notes), scale, notes, source_format=kind.upper())
     if scale:
-        loaded.scale_source, loaded.scale_confidence = source, 1.0
+        loaded.scale_source, loaded.scale_confidence = scale_source, 1.0
     if info_bar:
         apply_info_bar(loaded)
+    return loaded
+
+
+def _from_microscope(data: bytes, name: str | Text, micro: tuple[str, str], max_pixels: int) -> LoadedImage:
+    got = read_microscope(data, name, micro, max_pixels)
+    notes = list(got.notes)
+    array = heights_to_grey(got.array, name, notes) if got.is_height else got.array
+    loaded = LoadedImage(to_uint8_rgb(array, notes), got.nm_per_px, notes, source_format=got.format_name)
+    if got.nm_per_px:
+        loaded.scale_source, loaded.scale_confidence = str(got.scale_source), 1.0
+        notes.append(N_("Scale {scale:.4g} nm/px from {source}.", scale=got.nm_per_px,
+                        source=got.scale_source))
+    return loaded
+
+
+def _from_height_map(data: bytes, name: str | Text, max_pixels: int) -> LoadedImage:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    notes: list[Text] = []
+    grey, scale = read_height_map(text, name, max_pixels, notes)
+    loaded = LoadedImage(to_uint8_rgb(grey), scale, notes, source_format="height map")
+    if scale:
+        loaded.scale_source, loaded.scale_confidence = "the height map's header", 1.0
     return loaded
 
 
