@@ -12,6 +12,7 @@ import numpy as np
 
 from annotations import geometry
 from annotations.model import AnnotatedImage, Crop, Instance
+from core.i18n import N_, NP_, dump_text, load_text, render
 
 
 @dataclass
@@ -142,66 +143,55 @@ def summarize_annotation(ann: AnnotatedImage) -> dict:
         "nm_per_px": ann.nm_per_px,
         "mean_d_nm": mean_d * ann.nm_per_px if (mean_d is not None and ann.nm_per_px) else None,
         "ignored_outside_crops": outside,
-        "notes": list(ann.notes),
+        "notes": [dump_text(note) for note in ann.notes],  # JSON: kept in Upload.summary
     }
 
 
-_TEXT = {
-    "en": {
-        "image": "{name}: {w}x{h} px",
-        "scale": "scale {s:.4g} nm/px",
-        "whole": "no crops: the whole image counts as labelled",
-        "crops": "{n} crop(s)",
-        "crop": "  crop {i}: {w:.0f}x{h:.0f} px, {n} object(s){classes}{d}",
-        "objects": "{n} object(s): {classes}",
-        "mean": "mean D {d:.1f} px{nm}",
-        "ignored": "{n} object(s) outside every crop ignored",
-        "none": "no objects",
-        "mean_short": ", mean D {d:.1f} px",
-    },
-    "ru": {
-        "image": "{name}: {w}x{h} пикс.",
-        "scale": "масштаб {s:.4g} нм/пикс.",
-        "whole": "кропов нет: размеченным считается всё изображение",
-        "crops": "кропов: {n}",
-        "crop": "  кроп {i}: {w:.0f}x{h:.0f} пикс., объектов: {n}{classes}{d}",
-        "objects": "объектов: {n} ({classes})",
-        "mean": "средний D {d:.1f} пикс.{nm}",
-        "ignored": "объектов вне кропов (не учтены): {n}",
-        "none": "объектов нет",
-        "mean_short": ", средний D {d:.1f} пикс.",
-    },
-}
+def _classes(counts: dict[str, int]) -> str:
+    return ", ".join(f"{label} {n}" for label, n in counts.items())
+
+
+def _crop_line(lang: str, number: int, crop: dict) -> str:
+    classes = f" ({_classes(crop['counts'])})" if len(crop["counts"]) > 1 else ""
+    line = render(lang, NP_("crop {i}: {width:.0f}x{height:.0f} px, {n} object{classes}",
+                            "crop {i}: {width:.0f}x{height:.0f} px, {n} objects{classes}",
+                            i=number, width=crop["width"], height=crop["height"], n=crop["n_objects"],
+                            classes=classes))
+    if crop["mean_d_px"] is not None:
+        line += render(lang, N_(", mean D {d:.1f} px", d=crop["mean_d_px"]))
+    return "  " + line
+
+
+def _objects_lines(lang: str, summary: dict) -> list[str]:
+    if not summary["n_objects"]:
+        return [render(lang, N_("no objects"))]
+    objects = NP_("{n} object: {classes}", "{n} objects: {classes}", n=summary["n_objects"],
+                  classes=_classes(summary["counts"]))
+    if summary.get("mean_d_nm"):
+        mean = N_("mean D {d:.1f} px ({nm:.2f} nm)", d=summary["mean_d_px"], nm=summary["mean_d_nm"])
+    else:
+        mean = N_("mean D {d:.1f} px", d=summary["mean_d_px"])
+    return [render(lang, objects), render(lang, mean)]
 
 
 def format_summary(summary: dict, lang: str = "en") -> str:
-    """A few short lines for a chat message (lang 'en' or 'ru')."""
-    t = _TEXT.get(lang, _TEXT["en"])
-    lines = [t["image"].format(name=summary["name"], w=summary["width"], h=summary["height"])]
+    """A few short lines for a chat message, in `lang`; the notes as summarize_annotation stored them
+    (Texts as JSON; a plain str in rows older than that, shown as it is)."""
+    size = {"name": summary["name"], "width": summary["width"], "height": summary["height"]}
     if summary.get("nm_per_px"):
-        lines[0] += ", " + t["scale"].format(s=summary["nm_per_px"])
+        head = N_("{name}: {width}x{height} px, scale {scale:.4g} nm/px", scale=summary["nm_per_px"], **size)
+    else:
+        head = N_("{name}: {width}x{height} px", **size)
+    lines = [render(lang, head)]
     if summary["whole_image"]:
-        lines.append(t["whole"])
+        lines.append(render(lang, N_("no crops: the whole image counts as labelled")))
     else:
-        lines.append(t["crops"].format(n=summary["n_crops"]))
-        for i, c in enumerate(summary["crops"], 1):
-            classes = ""
-            if len(c["counts"]) > 1:
-                classes = " (" + ", ".join(f"{k} {v}" for k, v in c["counts"].items()) + ")"
-            d = t["mean_short"].format(d=c["mean_d_px"]) if c["mean_d_px"] is not None else ""
-            lines.append(
-                t["crop"].format(i=i, w=c["width"], h=c["height"], n=c["n_objects"], classes=classes, d=d)
-            )
-    if summary["n_objects"]:
-        classes = ", ".join(f"{k} {v}" for k, v in summary["counts"].items())
-        lines.append(t["objects"].format(n=summary["n_objects"], classes=classes))
-        nm = f" ({summary['mean_d_nm']:.2f} nm)" if summary.get("mean_d_nm") else ""
-        if lang == "ru" and nm:
-            nm = f" ({summary['mean_d_nm']:.2f} нм)"
-        lines.append(t["mean"].format(d=summary["mean_d_px"], nm=nm))
-    else:
-        lines.append(t["none"])
+        lines.append(render(lang, NP_("{n} crop", "{n} crops", n=summary["n_crops"])))
+        lines += [_crop_line(lang, i, c) for i, c in enumerate(summary["crops"], 1)]
+    lines += _objects_lines(lang, summary)
     if summary["ignored_outside_crops"]:
-        lines.append(t["ignored"].format(n=summary["ignored_outside_crops"]))
-    lines.extend(f"note: {n}" if lang != "ru" else f"примечание: {n}" for n in summary.get("notes", []))
+        lines.append(render(lang, NP_("{n} object outside every crop ignored",
+                                      "{n} objects outside every crop ignored",
+                                      n=summary["ignored_outside_crops"])))
+    lines += [render(lang, N_("note: {note}", note=load_text(note))) for note in summary.get("notes", [])]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.errors import InputError
+from core.i18n import Text
 
 
 class AnnotationError(InputError):
@@ -62,7 +63,7 @@ class AnnotatedImage:
     instances: list[Instance] = field(default_factory=list)
     crops: list[Crop] = field(default_factory=list)
     nm_per_px: float | None = None
-    notes: list[str] = field(default_factory=list)  # things the user should know (skipped shapes, ...)
+    notes: list[Text] = field(default_factory=list)  # what the user should know (skipped shapes, ...)
 
     @property
     def height(self) -> int:

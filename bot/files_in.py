@@ -12,6 +12,7 @@ from typing import Any
 from annotations.crops import format_summary
 from bot.services import Services, UserInfo
 from core.errors import InputError
+from core.i18n import render
 from imaging.errors import ImageMissing
 from imaging.images import IMAGE_SUFFIXES, LoadedImage, read_image
 from imaging.infobar import ASK_BELOW
@@ -41,7 +42,7 @@ class Accepted:
 @dataclass
 class LabelsOutcome:
     accepted: list[Accepted] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason in the user's language)
     need_image: list[tuple[str, str, bytes]] = field(default_factory=list)  # (json name, image name, json)
     used_images: set[str] = field(default_factory=set)
     pending_count: int = 0
@@ -141,7 +142,8 @@ def process_labels(
     services: Services, user: UserInfo, jsons: list[Incoming], images: dict[str, bytes], lang: str
 ) -> LabelsOutcome:
     """Validate LabelMe files; keep the good ones in the user's pending training set (intake.labels,
-    the path the Mini App's saved corrections take too)."""
+    the path the Mini App's saved corrections take too). Refusals and summaries (with the reader's
+    notes) are rendered in `lang`."""
     outcome = LabelsOutcome()
     for item in jsons:
         try:
@@ -151,7 +153,7 @@ def process_labels(
             if isinstance(error, ImageMissing) and wanted:
                 outcome.need_image.append((item.name, wanted, item.data))
             else:
-                outcome.errors.append((item.name, str(error)))
+                outcome.errors.append((item.name, render(lang, error.text)))
             continue
         if kept.used_image:
             outcome.used_images.add(kept.used_image)
@@ -194,14 +196,14 @@ def facts_of(loaded: LoadedImage) -> ImageFacts:
     )
 
 
-def check_image(services: Services, item: Incoming) -> ImageFacts | str:
-    """The image's scale and the regions left out (imaging.images), else the user-facing reason
-    it cannot be used."""
+def check_image(services: Services, item: Incoming, lang: str = "en") -> ImageFacts | str:
+    """The image's scale and the regions left out (imaging.images), else the reason it cannot be
+    used, in the user's language."""
     try:
         loaded = read_image(item.data, name=item.name, max_pixels=services.settings.max_image_pixels,
                             info_bar=True)
     except InputError as error:
-        return str(error)
+        return render(lang, error.text)
     return facts_of(loaded)
 
 

@@ -1,7 +1,10 @@
 """The error base every package raises for a failure its user can fix. str() is the message for
-that user: entry points print it as one line (segbot.errors.user_errors) or send it to the chat."""
+that user in English: entry points print it as one line (segbot.errors.user_errors); the bot renders
+an InputError's `text` in the user's language (core.i18n.render)."""
 
 from __future__ import annotations
+
+from core.i18n import Text
 
 
 class UserError(Exception):
@@ -12,6 +15,14 @@ class InputError(UserError):
     """A file or value the user sent that cannot be used (an image, a LabelMe file, a scale).
 
     Subclasses name the problem (imaging.errors, annotations.errors); `code` is a stable identifier
-    for tests and translations."""
+    for tests. `text` is the message as a Text (N_/NP_), to be rendered in the user's language; old
+    call sites may still pass a plain English str."""
 
     code = "bad_input"
+
+    def __init__(self, text: Text | str) -> None:
+        super().__init__(str(text))
+        self.text = text
+
+    def __reduce__(self):  # pickled (a worker process's error) with its Text, not just the English
+        return self.__class__, (self.text,)

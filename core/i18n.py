@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gettext
 import logging
+import math
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -54,6 +55,46 @@ class Text:
 
     def __str__(self) -> str:
         return self.render(SOURCE_LANG)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict (for a database row): nested Texts as dicts, NumPy numbers as Python's."""
+        values = {key: _json_value(value) for key, value in self.values.items()}
+        data: dict[str, Any] = {"msgid": self.msgid, "values": values}
+        if self.plural is not None:
+            data["plural"], data["count"] = self.plural, self.count
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Text:
+        values = {key: _from_json_value(value) for key, value in (data.get("values") or {}).items()}
+        return cls(data["msgid"], values, data.get("plural"), data.get("count"))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Text):
+        return value.to_json()
+    if hasattr(value, "item") and not isinstance(value, str | bytes):  # a NumPy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"float": str(value)}  # JSON has no NaN or Infinity (PostgreSQL refuses them)
+    return value
+
+
+def _from_json_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return float(value["float"]) if "float" in value else Text.from_json(value)
+    return value
+
+
+def dump_text(text: Text | str) -> dict[str, Any] | str:
+    """What a database row keeps of a message: Text.to_json(), a plain str as it is."""
+    return text.to_json() if isinstance(text, Text) else text
+
+
+def load_text(stored: Any) -> Text | str:
+    """A message as dump_text kept it; a plain str (rows written before messages were Texts: English)
+    stays a str, which render() shows as it is."""
+    return Text.from_json(stored) if isinstance(stored, Mapping) else str(stored)
 
 
 def N_(msgid: str, /, **values: Any) -> Text:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.i18n import N_, NP_, Text
 from imaging.errors import (
     BadHeightMap,
     EmptyFile,
@@ -41,7 +42,7 @@ IMAGE_SUFFIXES = PLAIN_SUFFIXES + MICROSCOPE_SUFFIXES  # every name read_image t
 class LoadedImage:
     image: np.ndarray  # (H, W, 3) uint8 RGB
     nm_per_px: float | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[Text] = field(default_factory=list)  # what the user should know: rendered in their language
     # where nm_per_px came from, in words: "the DM4 file's calibration", "the scale bar: 200 nm = 27.2 px"
     scale_source: str | None = None
     # 1.0 for a file's own calibration; the scale bar reading's confidence (ask the user below 0.8)
@@ -68,11 +69,11 @@ class LoadedImage:
         return text
 
 
-def _read_source(source: Path | str | bytes, max_bytes: int, name: str) -> bytes:
-    data = read_limited(source, name, max_bytes, what="Image file",
-                        advice="Send a smaller file or crop the image.")
+def _read_source(source: Path | str | bytes, max_bytes: int, name: str | Text) -> bytes:
+    data = read_limited(source, name, max_bytes, what=N_("Image file"),
+                        advice=N_("Send a smaller file or crop the image."))
     if not data:
-        raise EmptyFile(f"'{name}' is empty (0 bytes).")
+        raise EmptyFile(N_("'{name}' is empty (0 bytes).", name=name))
     return data
 
 
@@ -100,7 +101,7 @@ def sniff_kind(data: bytes) -> str | None:
     return None
 
 
-def to_uint8_rgb(array: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
+def to_uint8_rgb(array: np.ndarray, notes: list[Text] | None = None) -> np.ndarray:
     """Any 2-D/3-D numeric array -> (H, W, 3) uint8; non-8-bit data is stretched min..max (as eq. 1)."""
     notes = notes if notes is not None else []
     a = np.asarray(array)
@@ -113,26 +114,31 @@ def to_uint8_rgb(array: np.ndarray, notes: list[str] | None = None) -> np.ndarra
     if a.ndim == 3 and a.shape[-1] == 4:
         a = a[..., :3]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] != 3):
-        raise ImageUndecodable(f"Unsupported image layout {a.shape}; send a grey or RGB image.")
+        raise ImageUndecodable(N_("Unsupported image layout {layout}; send a grey or RGB image.",
+                                  layout=str(a.shape)))
     if a.dtype == np.bool_:
         a = a.astype(np.uint8) * 255
     elif a.dtype != np.uint8:
-        kind = "float" if a.dtype.kind == "f" else f"{a.dtype.itemsize * 8}-bit"
+        floats, bits = a.dtype.kind == "f", a.dtype.itemsize * 8
         f = a.astype(np.float64)
         finite = np.isfinite(f)
         if not finite.any():
-            raise ImageUndecodable("The image holds no finite values.")
+            raise ImageUndecodable(N_("The image holds no finite values."))
         lo, hi = float(f[finite].min()), float(f[finite].max())
         f = np.where(finite, f, lo)
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
         a = np.clip(np.rint((f - lo) * scale), 0, 255).astype(np.uint8)
-        notes.append(f"{kind} image stretched to 8 bit (range {lo:g}..{hi:g}).")
+        if floats:
+            notes.append(N_("float image stretched to 8 bit (range {lo:g}..{hi:g}).", lo=lo, hi=hi))
+        else:
+            notes.append(N_("{bits}-bit image stretched to 8 bit (range {lo:g}..{hi:g}).",
+                            bits=bits, lo=lo, hi=hi))
     if a.ndim == 2:
         a = np.repeat(a[..., None], 3, axis=2)
     return np.ascontiguousarray(a)
 
 
-def _tiff_scale(tif, page, notes: list[str]) -> tuple[float | None, str | None]:
+def _tiff_scale(tif, page, notes: list[Text]) -> tuple[float | None, str | None]:
     """(nm per px, where it came from in words) of a TIFF, or (None, None)."""
     # FEI / Thermo Fisher SEM: [Scan] PixelWidth in metres
     try:
@@ -143,7 +149,7 @@ def _tiff_scale(tif, page, notes: list[str]) -> tuple[float | None, str | None]:
         for section in ("Scan", "EScan", "Image"):
             value = (fei.get(section) or {}).get("PixelWidth")
             if isinstance(value, int | float) and 0 < value < 1e-3:
-                notes.append("Scale read from FEI/Thermo metadata.")
+                notes.append(N_("Scale read from FEI/Thermo metadata."))
                 return float(value) * 1e9, "the TIFF's FEI/Thermo metadata"
     # Zeiss SEM: ap_image_pixel_size = ('Image Pixel Size', value, unit)
     try:
@@ -155,7 +161,7 @@ def _tiff_scale(tif, page, notes: list[str]) -> tuple[float | None, str | None]:
         if isinstance(entry, tuple | list) and len(entry) >= 3:
             factor = unit_factor(str(entry[2]))
             if factor and isinstance(entry[1], int | float) and entry[1] > 0:
-                notes.append("Scale read from Zeiss SEM metadata.")
+                notes.append(N_("Scale read from Zeiss SEM metadata."))
                 return float(entry[1]) * factor, "the TIFF's Zeiss SEM metadata"
     # ImageJ: pixels per `unit` in XResolution
     tags = page.tags
@@ -171,7 +177,7 @@ def _tiff_scale(tif, page, notes: list[str]) -> tuple[float | None, str | None]:
     if unit:
         factor = unit_factor(str(unit))
         if factor:
-            notes.append("Scale read from ImageJ resolution tags.")
+            notes.append(N_("Scale read from ImageJ resolution tags."))
             return factor / px_per_unit, "the TIFF's ImageJ resolution tags"
         return None, None
     res_unit = tags.get("ResolutionUnit")
@@ -181,13 +187,13 @@ def _tiff_scale(tif, page, notes: list[str]) -> tuple[float | None, str | None]:
         return None, None
     nm = per / px_per_unit
     if nm < 1000:  # finer than 1 um/px: a microscope's calibration, not a print resolution (72 dpi ...)
-        notes.append("Scale read from TIFF resolution tags.")
+        notes.append(N_("Scale read from TIFF resolution tags."))
         return nm, "the TIFF resolution tags"
     return None, None
 
 
 def _read_tiff(
-    data: bytes, name: str, max_pixels: int, notes: list[str]
+    data: bytes, name: str | Text, max_pixels: int, notes: list[Text]
 ) -> tuple[np.ndarray, float | None, str | None]:
     import logging
 
@@ -200,18 +206,20 @@ def _read_tiff(
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
             pages = tif.pages
             if len(pages) == 0:
-                raise ImageUndecodable(f"'{name}' is a TIFF without images.")
+                raise ImageUndecodable(N_("'{name}' is a TIFF without images.", name=name))
             page = pages.first
             depth = max(1, int(getattr(page, "imagedepth", 1) or 1))  # a volume page decodes all slices
             check_pixels(int(page.imagewidth), int(page.imagelength) * depth, max_pixels, name)
             if len(pages) > 1:
-                notes.append(f"Multi-page TIFF ({len(pages)} pages): only the first page is used.")
+                notes.append(NP_("Multi-page TIFF ({n} page): only the first page is used.",
+                                 "Multi-page TIFF ({n} pages): only the first page is used.", n=len(pages)))
             array = page.asarray()
             scale, source = _tiff_scale(tif, page, notes)
     except (TooManyPixels, ImageUndecodable):
         raise
     except Exception as error:  # noqa: BLE001 - tifffile raises many kinds on corrupt input
-        raise ImageUndecodable(f"'{name}' is not a readable TIFF ({error.__class__.__name__}).") from None
+        raise ImageUndecodable(N_("'{name}' is not a readable TIFF ({kind}).", name=name,
+                                  kind=error.__class__.__name__)) from None
     finally:
         log.setLevel(level)
     while array.ndim > 3 or (
@@ -221,7 +229,7 @@ def _read_tiff(
     return array, scale, source
 
 
-def _read_pillow(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+def _read_pillow(data: bytes, name: str | Text, max_pixels: int) -> np.ndarray:
     from PIL import Image
 
     try:
@@ -243,12 +251,13 @@ def _read_pillow(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     except TooManyPixels:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise TooManyPixels(f"'{name}' declares too many pixels; crop or downscale the image.") from None
+        raise TooManyPixels(N_("'{name}' declares too many pixels; crop or downscale the image.",
+                               name=name)) from None
     except Exception as error:  # noqa: BLE001 - Pillow raises many kinds on corrupt input
-        raise ImageUndecodable(
-            f"'{name}' cannot be decoded as an image ({error.__class__.__name__}); "
-            "send a PNG, JPEG, BMP or TIFF file."
-        ) from None
+        raise ImageUndecodable(N_(
+            "'{name}' cannot be decoded as an image ({kind}); send a PNG, JPEG, BMP or TIFF file.",
+            name=name, kind=error.__class__.__name__,
+        )) from None
     return array  # 16-bit ('I;16') and 32-bit ('I', 'F') modes are stretched by to_uint8_rgb
 
 
@@ -258,7 +267,7 @@ _NUM = re.compile(
 
 
 def heights_to_grey(
-    heights: np.ndarray, name: str, notes: list[str], *, allow_nan: bool = True
+    heights: np.ndarray, name: str | Text, notes: list[Text], *, allow_nan: bool = True
 ) -> np.ndarray:
     """Eq. (1): I = (H - Hmin) / (Hmax - Hmin) * 255 as uint8 grey; a flat map is refused.
 
@@ -267,21 +276,22 @@ def heights_to_grey(
     finite = np.isfinite(heights)
     if not finite.all():
         if not allow_nan or not finite.any():
-            raise BadHeightMap(f"'{name}' contains NaN or infinite heights.")
-        notes.append(f"{int((~finite).sum())} missing height values shown at the lowest level.")
+            raise BadHeightMap(N_("'{name}' contains NaN or infinite heights.", name=name))
+        notes.append(NP_("{n} missing height value shown at the lowest level.",
+                         "{n} missing height values shown at the lowest level.", n=int((~finite).sum())))
     lo, hi = float(heights[finite].min()), float(heights[finite].max())
     if hi <= lo:
-        raise BadHeightMap(f"'{name}' is flat (all heights are {lo:g}); nothing to see.")
+        raise BadHeightMap(N_("'{name}' is flat (all heights are {height:g}); nothing to see.",
+                              name=name, height=lo))
     grey = np.rint((np.where(finite, heights, lo) - lo) / (hi - lo) * 255.0).astype(np.uint8)  # eq. (1)
-    notes.append(
-        f"Height map {heights.shape[1]}x{heights.shape[0]} converted to 8 bit by eq. 1 "
-        f"(range {lo:g}..{hi:g})."
-    )
+    notes.append(N_("Height map {width}x{height} converted to 8 bit by eq. 1 (range {lo:g}..{hi:g}).",
+                    width=int(heights.shape[1]), height=int(heights.shape[0]), lo=lo, hi=hi))
     return grey
 
 
 def read_height_map(
-    text: str, name: str = "height map", max_pixels: int = DEFAULT_MAX_PIXELS, notes: list[str] | None = None
+    text: str, name: str | Text = "height map", max_pixels: int = DEFAULT_MAX_PIXELS,
+    notes: list[Text] | None = None,
 ) -> tuple[np.ndarray, float | None]:
     """ASCII matrix of heights (optional header lines) -> uint8 grey and nm/px; the grey levels by
     eq. (1) of Okunev et al. (Nanomaterials 2020, ParticlesNN).
@@ -301,23 +311,26 @@ def read_height_map(
                 break
             continue
         if not _NUM.match(stripped):
-            raise BadHeightMap(
-                f"'{name}': line {line_no} is not a row of numbers; expected a plain height matrix."
-            )
+            raise BadHeightMap(N_(
+                "'{name}': line {line} is not a row of numbers; expected a plain height matrix.",
+                name=name, line=line_no,
+            ))
         rows.append([float(v) for v in re.split(r"[\s,;]+", stripped.strip(" ,;\t"))])
         if len(rows) * len(rows[0]) > max_pixels:
             check_pixels(len(rows[0]), len(rows), max_pixels, name)
     if len(rows) < 2:
-        raise BadHeightMap(f"'{name}' holds no height matrix (need at least 2 rows of numbers).")
+        raise BadHeightMap(N_("'{name}' holds no height matrix (need at least 2 rows of numbers).",
+                              name=name))
     widths = {len(r) for r in rows}
     if len(widths) != 1:
-        raise BadHeightMap(
-            f"'{name}': rows have different lengths ({min(widths)}..{max(widths)} values); "
-            "export the height map as a full matrix."
-        )
+        raise BadHeightMap(N_(
+            "'{name}': rows have different lengths ({shortest}..{longest} values); "
+            "export the height map as a full matrix.",
+            name=name, shortest=min(widths), longest=max(widths),
+        ))
     heights = np.asarray(rows, dtype=np.float64)
     if heights.shape[1] < 2:
-        raise BadHeightMap(f"'{name}' has a single column; expected a height matrix.")
+        raise BadHeightMap(N_("'{name}' has a single column; expected a height matrix.", name=name))
     check_pixels(heights.shape[1], heights.shape[0], max_pixels, name)
     grey = heights_to_grey(heights, name, notes, allow_nan=False)
     scale = None
@@ -333,14 +346,14 @@ def read_height_map(
                 continue
             if factor and value > 0:
                 scale = value * factor / heights.shape[1]
-                notes.append("Scale read from the height map header.")
+                notes.append(N_("Scale read from the height map header."))
                 break
     return grey, scale
 
 
 def read_image(
     source: Path | str | bytes,
-    name: str | None = None,
+    name: str | Text | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     *,
@@ -351,50 +364,60 @@ def read_image(
     info_bar: also look for an info bar / scale-bar box (flattened SEM exports; runs OCR on a bar's
     label); found ones are listed in `excluded`, and the scale bar gives nm_per_px when the file carries
     no scale of its own. Off unless asked: reading pixels should not start Tesseract.
+    `name` is the file as messages show it (a Text for an image without a file name of its own); its
+    str() is the file name whose extension may tell a microscope's format.
     """
     if name is None:
         name = Path(source).name if isinstance(source, str | Path) else "image"
     data = _read_source(source, max_bytes, name)
-    notes: list[str] = []
-    scale, source = None, None
-    micro = sniff_microscope(data, name)
+    micro = sniff_microscope(data, str(name))
     if micro is not None:
-        got = read_microscope(data, name, micro, max_pixels)
-        notes.extend(got.notes)
-        if got.is_height:
-            array = heights_to_grey(got.array, name, notes)
-        else:
-            array = got.array
-        loaded = LoadedImage(to_uint8_rgb(array, notes), got.nm_per_px, notes, source_format=got.format_name)
-        if got.nm_per_px:
-            loaded.scale_source, loaded.scale_confidence = got.scale_source, 1.0
-            notes.append(f"Scale {got.nm_per_px:.4g} nm/px from {got.scale_source}.")
-        return loaded
+        return _from_microscope(data, name, micro, max_pixels)  # its own calibration: no info bar
     kind = sniff_kind(data)
+    if kind == "text":
+        return _from_height_map(data, name, max_pixels)
+    notes: list[Text] = []
+    scale, scale_source = None, None
     if kind == "tiff":
-        array, scale, source = _read_tiff(data, name, max_pixels, notes)
+        array, scale, scale_source = _read_tiff(data, name, max_pixels, notes)
     elif kind in ("png", "jpeg", "bmp"):
         array = _read_pillow(data, name, max_pixels)
-    elif kind == "text":
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
-        grey, scale = read_height_map(text, name, max_pixels, notes)
-        loaded = LoadedImage(to_uint8_rgb(grey), scale, notes, source_format="height map")
-        if scale:
-            loaded.scale_source, loaded.scale_confidence = "the height map's header", 1.0
-        return loaded
     else:
-        raise UnknownFileType(
-            f"'{name}' is not a supported image; send PNG, JPEG, BMP, TIFF, an ASCII height map or the "
-            "microscope's own file (DM3/DM4, TIA .ser, EMD, MRC, Gwyddion .gwy, Nanonis .sxm)."
-        )
+        raise UnknownFileType(N_(
+            "'{name}' is not a supported image; send PNG, JPEG, BMP, TIFF, an ASCII height map or the "
+            "microscope's own file (DM3/DM4, TIA .ser, EMD, MRC, Gwyddion .gwy, Nanonis .sxm).",
+            name=name,
+        ))
     loaded = LoadedImage(to_uint8_rgb(array, notes), scale, notes, source_format=kind.upper())
     if scale:
-        loaded.scale_source, loaded.scale_confidence = source, 1.0
+        loaded.scale_source, loaded.scale_confidence = scale_source, 1.0
     if info_bar:
         apply_info_bar(loaded)
+    return loaded
+
+
+def _from_microscope(data: bytes, name: str | Text, micro: tuple[str, str], max_pixels: int) -> LoadedImage:
+    got = read_microscope(data, name, micro, max_pixels)
+    notes = list(got.notes)
+    array = heights_to_grey(got.array, name, notes) if got.is_height else got.array
+    loaded = LoadedImage(to_uint8_rgb(array, notes), got.nm_per_px, notes, source_format=got.format_name)
+    if got.nm_per_px:
+        loaded.scale_source, loaded.scale_confidence = str(got.scale_source), 1.0
+        notes.append(N_("Scale {scale:.4g} nm/px from {source}.", scale=got.nm_per_px,
+                        source=got.scale_source))
+    return loaded
+
+
+def _from_height_map(data: bytes, name: str | Text, max_pixels: int) -> LoadedImage:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    notes: list[Text] = []
+    grey, scale = read_height_map(text, name, max_pixels, notes)
+    loaded = LoadedImage(to_uint8_rgb(grey), scale, notes, source_format="height map")
+    if scale:
+        loaded.scale_source, loaded.scale_confidence = "the height map's header", 1.0
     return loaded
 
 
@@ -412,13 +435,18 @@ def apply_info_bar(loaded: LoadedImage) -> None:
         loaded.nm_per_px = scale.nm_per_px
         loaded.scale_source = scale.describe()
         loaded.scale_confidence = scale.confidence
-        sure = "" if scale.sure else "; please check it"
-        loaded.notes.append(f"Scale {scale.nm_per_px:.4g} nm/px from {scale.describe()} "
-                            f"(confidence {scale.confidence:.2f}{sure}).")
+        values = {"scale": scale.nm_per_px, "source": scale.source_text(), "confidence": scale.confidence}
+        if scale.sure:
+            loaded.notes.append(N_("Scale {scale:.4g} nm/px from {source} (confidence {confidence:.2f}).",
+                                   **values))
+        else:
+            loaded.notes.append(N_("Scale {scale:.4g} nm/px from {source} (confidence {confidence:.2f}; "
+                                   "please check it).", **values))
     elif abs(scale.nm_per_px - loaded.nm_per_px) > 0.02 * loaded.nm_per_px:
-        loaded.notes.append(f"The scale bar reads {scale.nm_per_px:.4g} nm/px ({scale.label} = "
-                            f"{scale.length_px:.1f} px); the file's own {loaded.nm_per_px:.4g} nm/px "
-                            "is used.")
+        loaded.notes.append(N_(
+            "The scale bar reads {bar:.4g} nm/px ({label} = {length:.1f} px); the file's own {own:.4g} nm/px "
+            "is used.", bar=scale.nm_per_px, label=scale.label, length=scale.length_px, own=loaded.nm_per_px,
+        ))
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -427,5 +455,5 @@ def encode_png(image: np.ndarray) -> bytes:
 
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
     if not ok:  # pragma: no cover - cv2 encodes any uint8 array
-        raise ImageUndecodable("The image could not be encoded as PNG.")
+        raise ImageUndecodable(N_("The image could not be encoded as PNG."))
     return buf.tobytes()

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.i18n import N_, Text
+
 ASK_BELOW = 0.8  # a scale bar reading less sure than this should be confirmed by the user
 MIN_SIDE = 64  # images smaller than this are not searched
 _UNITS_NM = {"nm": 1.0, "µm": 1e3, "mm": 1e6, "Å": 0.1}
@@ -68,6 +70,15 @@ class Region:
         what = "info bar" if self.kind == "info_bar" else "scale-bar box"
         return f"{what} x {self.x0}..{self.x1}, y {self.y0}..{self.y1}"
 
+    def found_note(self) -> Text:
+        """The note that says this region is left out, for the user (in their language)."""
+        where = {"x0": self.x0, "x1": self.x1, "y0": self.y0, "y1": self.y1}
+        if self.kind == "info_bar":
+            return N_("Found an info bar x {x0}..{x1}, y {y0}..{y1}: left out of recognition and statistics.",
+                      **where)
+        return N_("Found a scale-bar box x {x0}..{x1}, y {y0}..{y1}: left out of recognition and statistics.",
+                  **where)
+
 
 @dataclass
 class ScaleBar:
@@ -81,6 +92,10 @@ class ScaleBar:
 
     def describe(self) -> str:
         return f"the scale bar: {self.label} = {self.length_px:.1f} px"
+
+    def source_text(self) -> Text:
+        """describe() as a message, for notes in the user's language."""
+        return N_("the scale bar: {label} = {length:.1f} px", label=self.label, length=self.length_px)
 
     @property
     def sure(self) -> bool:
@@ -97,7 +112,7 @@ class InfoBarResult:
     regions: list[Region] = field(default_factory=list)
     scale: ScaleBar | None = None
     bar_px: float | None = None  # the bar's length even when its label could not be read
-    notes: list[str] = field(default_factory=list)
+    notes: list[Text] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------ pixel statistics
@@ -527,9 +542,7 @@ def _prepare(image: np.ndarray) -> tuple[InfoBarResult, np.ndarray | None, _Bar 
     regions = _bands(grey)
     regions += _boxes(grey, regions)
     result.regions = regions
-    for region in regions:
-        article = "an" if region.kind == "info_bar" else "a"
-        result.notes.append(f"Found {article} {region.describe()}: left out of recognition and statistics.")
+    result.notes.extend(region.found_note() for region in regions)
     bars = [(b, r) for r in regions if (b := _find_bar(grey, r)) is not None]
     if not bars:
         return result, grey, None, []
@@ -557,13 +570,17 @@ def analyse_many(images: list[np.ndarray], *, read_label: bool = True) -> list[I
     for k, (result, _, bar, _) in enumerate(prepared):
         if bar is not None and read_label:
             if not ocr:
-                result.notes.append(f"A scale bar of {bar.length_px:.1f} px was found, but its label "
-                                    "cannot be read here: the tesseract-ocr program is not installed.")
+                result.notes.append(N_(
+                    "A scale bar of {length:.1f} px was found, but its label cannot be read here: the "
+                    "tesseract-ocr program is not installed.", length=bar.length_px,
+                ))
             else:
                 result.scale = _scale_from(bar, read.get(k, []))
                 if result.scale is None:
-                    result.notes.append(f"A scale bar of {bar.length_px:.1f} px was found, but its label "
-                                        "was not read.")
+                    result.notes.append(N_(
+                        "A scale bar of {length:.1f} px was found, but its label was not read.",
+                        length=bar.length_px,
+                    ))
         out.append(result)
     return out
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.i18n import N_, NP_, Text
 from imaging.errors import ImageUndecodable, TooManyPixels, UnknownFileType
 from imaging.limits import check_pixels
 from imaging.units import unit_factor
@@ -73,10 +74,10 @@ _HDF5 = b"\x89HDF\r\n\x1a\n"
 class MicroscopeImage:
     array: np.ndarray  # 2-D (or H x W x 3), any numeric dtype
     nm_per_px: float | None
-    scale_source: str | None
+    scale_source: Text | None  # "the DM4 file's calibration", for notes in the user's language
     is_height: bool
     format_name: str
-    notes: list[str] = field(default_factory=list)
+    notes: list[Text] = field(default_factory=list)
 
 
 def sniff_microscope(data: bytes, name: str) -> tuple[str, str] | None:
@@ -144,7 +145,7 @@ def _kind(signal: dict) -> str | None:
     return "image" if ndim >= 3 else None
 
 
-def _pick_image(signals: list[dict], fmt: str, name: str, notes: list[str]):
+def _pick_image(signals: list[dict], fmt: str, name: str | Text, notes: list[Text]):
     """(signal, kind) of the first 2-D image: 'image' (maybe a stack) or 'spectrum image'."""
     images, spectrum_images = [], []
     for signal in signals:
@@ -156,15 +157,20 @@ def _pick_image(signals: list[dict], fmt: str, name: str, notes: list[str]):
     if images:
         chosen, kind = images[0], "image"
         if len(signals) > 1:
-            notes.append(f"The {fmt} file holds {len(signals)} datasets: the first 2-D image is used.")
+            notes.append(NP_("The {fmt} file holds {n} dataset: the first 2-D image is used.",
+                             "The {fmt} file holds {n} datasets: the first 2-D image is used.",
+                             fmt=fmt, n=len(signals)))
         return chosen, kind
     if spectrum_images:
         if len(signals) > 1:
-            notes.append(f"The {fmt} file holds {len(signals)} datasets: the first spectrum image is used.")
+            notes.append(NP_("The {fmt} file holds {n} dataset: the first spectrum image is used.",
+                             "The {fmt} file holds {n} datasets: the first spectrum image is used.",
+                             fmt=fmt, n=len(signals)))
         return spectrum_images[0], "spectrum image"
-    raise ImageUndecodable(
-        f"'{name}' is a {fmt} file without a 2-D image (only spectra or line scans); send an image."
-    )
+    raise ImageUndecodable(N_(
+        "'{name}' is a {fmt} file without a 2-D image (only spectra or line scans); send an image.",
+        name=name, fmt=fmt,
+    ))
 
 
 def _rsciio_signals(module: str, path: Path) -> list[dict]:
@@ -179,10 +185,10 @@ def _rsciio_signals(module: str, path: Path) -> list[dict]:
             return list(reader(str(path)))
 
 
-def _read_rsciio(key: str, fmt: str, path: Path, name: str, max_pixels: int, notes: list[str]):
+def _read_rsciio(key: str, fmt: str, path: Path, name: str | Text, max_pixels: int, notes: list[Text]):
     signals = _rsciio_signals(_RSCIIO[key], path)
     if not signals:
-        raise ImageUndecodable(f"'{name}' is a {fmt} file without data.")
+        raise ImageUndecodable(N_("'{name}' is a {fmt} file without data.", name=name, fmt=fmt))
     signal, kind = _pick_image(signals, fmt, name, notes)
     data = signal["data"]
     nav, sig = _signal_axes(signal)
@@ -193,10 +199,12 @@ def _read_rsciio(key: str, fmt: str, path: Path, name: str, max_pixels: int, not
         ny, nx = (int(s) for s in data.shape[:2])
         check_pixels(nx, ny, max_pixels, name)
         if int(np.prod(data.shape)) > 4 * max_pixels:
-            raise TooManyPixels(f"'{name}': the spectrum image is too large to sum ({data.shape}).")
+            raise TooManyPixels(N_("'{name}': the spectrum image is too large to sum ({shape}).",
+                                   name=name, shape=str(data.shape)))
         array = np.asarray(data.sum(axis=-1))
-        notes.append(f"Spectrum image {nx}x{ny} x {data.shape[-1]} channels: the total-intensity map "
-                     "is used.")
+        notes.append(NP_("Spectrum image {width}x{height} x {n} channel: the total-intensity map is used.",
+                         "Spectrum image {width}x{height} x {n} channels: the total-intensity map is used.",
+                         width=nx, height=ny, n=int(data.shape[-1])))
         x_axis, y_axis = nav[-1], nav[-2]
     else:
         if data.ndim > 2:  # a stack or series of images: the first frame
@@ -206,8 +214,9 @@ def _read_rsciio(key: str, fmt: str, path: Path, name: str, max_pixels: int, not
             check_pixels(nx, ny, max_pixels, name)
             data = data[(0,) * len(extra)]
             if frames > 1:
-                notes.append(f"The {fmt} file holds {frames} frames ({'x'.join(map(str, extra))}): "
-                             "the first is used.")
+                notes.append(NP_("The {fmt} file holds {n} frame ({dims}): the first is used.",
+                                 "The {fmt} file holds {n} frames ({dims}): the first is used.",
+                                 fmt=fmt, n=frames, dims="x".join(map(str, extra))))
         else:
             ny, nx = int(data.shape[0]), int(data.shape[1])
             check_pixels(nx, ny, max_pixels, name)
@@ -218,17 +227,18 @@ def _read_rsciio(key: str, fmt: str, path: Path, name: str, max_pixels: int, not
         x_axis, y_axis = (sig_axes[-1], sig_axes[-2]) if len(sig_axes) == 2 else ({}, {})
     if np.iscomplexobj(array):
         array = np.abs(array)
-        notes.append("Complex data: its modulus is shown.")
+        notes.append(N_("Complex data: its modulus is shown."))
     nm, source = _axis_scale(x_axis, y_axis, fmt, notes)
     return array, nm, source
 
 
-def _axis_scale(x_axis: dict, y_axis: dict, fmt: str, notes: list[str]) -> tuple[float | None, str | None]:
+def _axis_scale(x_axis: dict, y_axis: dict, fmt: str, notes: list[Text]) -> tuple[float | None, Text | None]:
     unit = x_axis.get("units")
     scale = x_axis.get("scale")
     text = str(unit or "").strip()
     if "/" in text or text.startswith("1"):  # reciprocal space (diffraction)
-        notes.append(f"The {fmt} calibration is in {text} (reciprocal space): no pixel size taken.")
+        notes.append(N_("The {fmt} calibration is in {unit} (reciprocal space): no pixel size taken.",
+                        fmt=fmt, unit=text))
         return None, None
     factor = _nm_factor(unit)
     try:
@@ -237,8 +247,10 @@ def _axis_scale(x_axis: dict, y_axis: dict, fmt: str, notes: list[str]) -> tuple
         return None, None
     if not factor or not np.isfinite(value) or value <= 0:
         if text or (value and value != 1.0):
-            notes.append(f"The {fmt} file's calibration ({value:g} {text or 'no unit'}) is not a length: "
-                         "no pixel size taken.")
+            notes.append(N_(
+                "The {fmt} file's calibration ({value:g} {unit}) is not a length: no pixel size taken.",
+                fmt=fmt, value=value, unit=text or N_("no unit"),
+            ))
         return None, None
     nm = float(f"{value * factor:.6g}")  # DM stores the scale as float32: no 0.5199999809
     try:
@@ -246,39 +258,42 @@ def _axis_scale(x_axis: dict, y_axis: dict, fmt: str, notes: list[str]) -> tuple
     except (TypeError, ValueError):
         y_nm = 0.0
     if y_nm > 0 and abs(y_nm - nm) > 0.01 * nm:
-        notes.append(f"Pixels are not square ({nm:.4g} x {y_nm:.4g} nm): the x size is used.")
+        notes.append(N_("Pixels are not square ({x:.4g} x {y:.4g} nm): the x size is used.", x=nm, y=y_nm))
     if not 1e-6 < nm < 1e9:
-        notes.append(f"The {fmt} calibration ({nm:g} nm/px) is implausible: not used.")
+        notes.append(N_("The {fmt} calibration ({scale:g} nm/px) is implausible: not used.",
+                        fmt=fmt, scale=nm))
         return None, None
-    return nm, f"the {fmt} file's calibration"
+    return nm, N_("the {fmt} file's calibration", fmt=fmt)
 
 
 # ------------------------------------------------------------------ Gwyddion, Nanonis
 
 
-def _read_gwy(data: bytes, name: str, max_pixels: int, notes: list[str]):
+def _read_gwy(data: bytes, name: str | Text, max_pixels: int, notes: list[Text]):
     import gwyfile
 
     container = gwyfile.objects.GwyObject.fromfile(io.BytesIO(data))
     channels = sorted(gwyfile.util.find_datafields(container), key=lambda c: c[0])
     if not channels:
-        raise ImageUndecodable(f"'{name}' is a Gwyddion file without an image channel.")
+        raise ImageUndecodable(N_("'{name}' is a Gwyddion file without an image channel.", name=name))
     number, title = channels[0]
     field_ = container[f"/{number}/data"]
     xres, yres = int(field_["xres"]), int(field_["yres"])
     check_pixels(xres, yres, max_pixels, name)
     heights = np.asarray(field_.data, dtype=np.float64).reshape(yres, xres)
     if len(channels) > 1:
-        notes.append(f"Gwyddion file with {len(channels)} channels: the first ('{title}') is used.")
+        notes.append(NP_("Gwyddion file with {n} channel: the first ('{title}') is used.",
+                         "Gwyddion file with {n} channels: the first ('{title}') is used.",
+                         n=len(channels), title=str(title)))
     unit = field_.get("si_unit_xy")
     unit_text = unit.get("unitstr", "m") if unit is not None else "m"
     factor = _nm_factor(unit_text or "m")
     xreal = float(field_.get("xreal", 0) or 0)
     nm = xreal * factor / xres if factor and xreal > 0 else None
-    return heights, nm, "the Gwyddion file's calibration" if nm else None
+    return heights, nm, N_("the Gwyddion file's calibration") if nm else None
 
 
-def _read_sxm(path: Path, name: str, max_pixels: int, notes: list[str]):
+def _read_sxm(path: Path, name: str | Text, max_pixels: int, notes: list[Text]):
     import nanonispy2
 
     with warnings.catch_warnings():
@@ -289,36 +304,39 @@ def _read_sxm(path: Path, name: str, max_pixels: int, notes: list[str]):
     check_pixels(nx, ny, max_pixels, name)
     channels = list(scan.signals)
     if not channels:
-        raise ImageUndecodable(f"'{name}' is a Nanonis scan without channels.")
+        raise ImageUndecodable(N_("'{name}' is a Nanonis scan without channels.", name=name))
     first = channels[0]
     heights = np.asarray(scan.signals[first]["forward"], dtype=np.float64)
     if str(header.get("scan_dir", "")).strip().lower() == "up":
         heights = heights[::-1]  # recorded bottom to top: show it as the microscope does
     if len(channels) > 1:
-        notes.append(f"Nanonis scan with {len(channels)} channels: the first ('{first}', forward) is used.")
+        notes.append(NP_("Nanonis scan with {n} channel: the first ('{first}', forward) is used.",
+                         "Nanonis scan with {n} channels: the first ('{first}', forward) is used.",
+                         n=len(channels), first=str(first)))
     x_range = float(np.asarray(header["scan_range"], dtype=np.float64)[0])
     nm = x_range * 1e9 / nx if x_range > 0 else None
-    return heights, nm, "the Nanonis file's scan range" if nm else None
+    return heights, nm, N_("the Nanonis file's scan range") if nm else None
 
 
 # ------------------------------------------------------------------ entry point
 
 
-def read_microscope(data: bytes, name: str, kind: tuple[str, str], max_pixels: int) -> MicroscopeImage:
-    """Decode one microscope file; raises AnnotationError subclasses, nothing else."""
+def read_microscope(data: bytes, name: str | Text, kind: tuple[str, str], max_pixels: int) -> MicroscopeImage:
+    """Decode one microscope file; raises imaging.errors subclasses, nothing else. `name`: the file as
+    messages show it (its str() is the file name)."""
     key, fmt = kind
-    notes: list[str] = []
+    notes: list[Text] = []
     if key == "tia_emi":
-        raise UnknownFileType(
-            f"'{name}' is a TIA .emi file: it only describes the series. Send the .ser file that holds "
-            "the image (…_1.ser)."
-        )
+        raise UnknownFileType(N_(
+            "'{name}' is a TIA .emi file: it only describes the series. Send the .ser file that holds "
+            "the image (…_1.ser).", name=name,
+        ))
     log = logging.getLogger("rsciio")
     level = log.level
     log.setLevel(logging.CRITICAL)  # corrupt files are reported to the user, not logged
     try:
         with tempfile.TemporaryDirectory(prefix="segbot-micro-") as tmp:
-            suffix = Path(name).suffix.lower()
+            suffix = Path(str(name)).suffix.lower()
             if FORMATS.get(suffix, (None,))[0] != key:
                 suffix = next(s for s, (k, _) in FORMATS.items() if k == key)
             path = Path(tmp) / f"upload{suffix}"  # the readers pick their parser by extension
@@ -332,17 +350,17 @@ def read_microscope(data: bytes, name: str, kind: tuple[str, str], max_pixels: i
     except (TooManyPixels, ImageUndecodable, UnknownFileType):
         raise
     except ImportError as error:  # pragma: no cover - an install without the reader
-        raise UnknownFileType(
-            f"'{name}': reading {fmt} files needs {error.name}, not installed here."
-        ) from None
+        raise UnknownFileType(N_("'{name}': reading {fmt} files needs {module}, not installed here.",
+                                 name=name, fmt=fmt, module=str(error.name))) from None
     except Exception as error:  # noqa: BLE001 - the readers raise many kinds on corrupt input
-        raise ImageUndecodable(
-            f"'{name}' is not a readable {fmt} file ({error.__class__.__name__}); "
-            "send the file as the microscope saved it."
-        ) from None
+        raise ImageUndecodable(N_(
+            "'{name}' is not a readable {fmt} file ({kind}); send the file as the microscope saved it.",
+            name=name, fmt=fmt, kind=error.__class__.__name__,
+        )) from None
     finally:
         log.setLevel(level)
     array = np.asarray(array)
     if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
-        raise ImageUndecodable(f"'{name}': the {fmt} image has an unusable shape {array.shape}.")
+        raise ImageUndecodable(N_("'{name}': the {fmt} image has an unusable shape {shape}.",
+                                  name=name, fmt=fmt, shape=str(array.shape)))
     return MicroscopeImage(array, nm, source, key in HEIGHT_FORMATS, fmt, notes)

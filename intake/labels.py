@@ -33,7 +33,7 @@ class NotTheirs(LookupError):
 @dataclass(frozen=True)
 class Kept:
     upload_id: int
-    summary: dict[str, Any]
+    summary: dict[str, Any]  # annotations.crops.summarize_annotation, JSON-safe (notes: Text.to_json())
     used_image: str | None  # lower-cased name of a separately sent image now embedded in the file
     correction_of: dict[str, Any] | None  # {"result_id", "image_name", "n"} when it corrects a result
     pending_count: int
@@ -65,6 +65,35 @@ def keep_labels(
     upload_id)` runs in the same transaction (e.g. to add a notice)."""
     images = dict(images or {})
     ann = read_labelme(data, name=name, files=images, max_pixels=settings.max_image_pixels)
+    labels = _self_contained(data, images)
+    summary = _json_safe(summarize_annotation(ann))  # notes: Texts as JSON, shown in the user's language
+    with session_scope(settings.database_url) as session:
+        result = _corrected_result(session, user_id, corrects_result_id, labels.image_sha256,
+                                   labels.image_path)
+        sha = store.put_bytes(labels.stored)  # only once the row will be written too
+        upload = Upload(user_id=user_id, kind="correction" if result else "labelme", original_name=name[:255],
+                        sha256=sha, size=len(labels.stored), summary=summary,
+                        corrects_result_id=result.id if result else None)
+        session.add(upload)
+        session.flush()
+        pending = _add_to_pending(session, user_id, upload.id)
+        if then is not None:
+            then(session, upload.id)
+        return Kept(upload.id, summary, labels.used_image, _correction_of(result), pending)
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """The LabelMe file as it is kept: with its image embedded when that was sent separately."""
+
+    stored: bytes
+    image_sha256: str | None  # of the image it labels, when known: finds the result it corrects
+    image_path: str | None  # its imagePath, else
+    used_image: str | None  # lower-cased name of the separately sent image now embedded
+
+
+def _self_contained(data: bytes, images: Mapping[str, bytes]) -> _Labels:
+    """The file with its image inside, so the trainer needs nothing else (read_labelme accepted it)."""
     doc = json.loads(data)
     stored, image_bytes, used = data, None, None
     if doc.get("imageData"):
@@ -75,43 +104,30 @@ def keep_labels(
     else:
         wanted = basename(str(doc.get("imagePath") or ""))
         image_bytes = {k.lower(): v for k, v in images.items()}.get(wanted.lower())
-        if image_bytes is not None:  # embedded, so the trainer needs nothing else
-            stored = json.dumps(
-                {**doc, "imagePath": wanted, "imageData": base64.b64encode(image_bytes).decode("ascii")}
-            ).encode("utf-8")
+        if image_bytes is not None:
+            encoded = base64.b64encode(image_bytes).decode("ascii")
+            stored = json.dumps({**doc, "imagePath": wanted, "imageData": encoded}).encode("utf-8")
             used = wanted.lower()
-    summary = _json_safe(summarize_annotation(ann))
     image_sha = hashlib.sha256(image_bytes).hexdigest() if image_bytes else None
     image_path = doc.get("imagePath") if isinstance(doc.get("imagePath"), str) else None
-    with session_scope(settings.database_url) as session:
-        result = _corrected_result(session, user_id, corrects_result_id, image_sha, image_path)
-        sha = store.put_bytes(stored)  # only once the row will be written too
-        upload = Upload(
-            user_id=user_id,
-            kind="correction" if result else "labelme",
-            original_name=name[:255],
-            sha256=sha,
-            size=len(stored),
-            summary=summary,
-            corrects_result_id=result.id if result else None,
-        )
-        session.add(upload)
-        session.flush()
-        user = session.get(User, user_id)
-        if user is None:
-            raise NotTheirs(f"user {user_id} is gone")
-        pending = [*((user.preferences or {}).get("pending_uploads") or []), upload.id]
-        user.preferences = {**(user.preferences or {}), "pending_uploads": pending}  # a new dict: seen
-        correction = None
-        if result is not None:
-            correction = {
-                "result_id": result.id,
-                "image_name": result.image_name,
-                "n": int((result.summary or {}).get("n_objects", 0)),
-            }
-        if then is not None:
-            then(session, upload.id)
-        return Kept(upload.id, summary, used, correction, len(pending))
+    return _Labels(stored, image_sha, image_path, used)
+
+
+def _add_to_pending(session: Session, user_id: int, upload_id: int) -> int:
+    """The upload joins the user's pending training set; how many uploads it holds now."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotTheirs(f"user {user_id} is gone")
+    pending = [*((user.preferences or {}).get("pending_uploads") or []), upload_id]
+    user.preferences = {**(user.preferences or {}), "pending_uploads": pending}  # a new dict: seen
+    return len(pending)
+
+
+def _correction_of(result: Result | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    return {"result_id": result.id, "image_name": result.image_name,
+            "n": int((result.summary or {}).get("n_objects", 0))}
 
 
 def _corrected_result(

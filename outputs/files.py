@@ -12,6 +12,7 @@ import numpy as np
 
 from annotations.labelme import write_labelme
 from annotations.model import Instance
+from core.i18n import N_, NP_, Text, render
 from measures.objects import MeasureArrays, measure_arrays
 from measures.stats import ImageMeasures, image_stats, pooled_stats
 from outputs.lab_formats import (
@@ -147,53 +148,53 @@ def render_histogram(
 # ---------------------------------------------------------------- summary text
 
 
+def _diameter_lines(summary: dict, lang: str) -> list[str]:
+    """Mean D (with the spread) overall and, for several classes, per class: in nm where known."""
+    in_nm = summary.get("mean_d_nm") is not None
+    unit = N_("nm") if in_nm else N_("px")
+    suffix = "nm" if in_nm else "px"
+    lines = [render(lang, N_("mean D {mean:.2f} ± {std:.2f} {unit} (median {median:.2f})", unit=unit,
+                             mean=summary[f"mean_d_{suffix}"], std=summary[f"std_d_{suffix}"],
+                             median=summary[f"median_d_{suffix}"]))]
+    classes = summary.get("classes", {})
+    for label, block in classes.items() if len(classes) > 1 else ():
+        d = block.get("mean_d_nm") if block.get("mean_d_nm") is not None else block.get("mean_d_px")
+        if d is not None:
+            line = N_("{label}: D {d:.2f} {unit} (n={n})", label=label, d=d, unit=unit, n=block["n_objects"])
+            lines.append("  " + render(lang, line))
+    return lines
+
+
+def _spatial_lines(summary: dict) -> list[Text]:
+    """Density, coverage and the nearest-neighbour distance, where measured."""
+    lines: list[Text] = []
+    if summary.get("density") is not None:
+        if summary["density_unit"] == "per um2":
+            lines.append(N_("density {value:.4g} per µm²", value=summary["density"]))
+        else:
+            lines.append(N_("density {value:.4g} per Mpx", value=summary["density"]))
+    if summary.get("coverage") is not None:
+        lines.append(N_("coverage {value:.1f} %", value=100 * summary["coverage"]))
+    nnd_nm, nnd_px = summary.get("mean_nnd_nm"), summary.get("mean_nnd_px")
+    if nnd_nm is not None or nnd_px is not None:
+        value, unit = (nnd_nm, N_("nm")) if nnd_nm is not None else (nnd_px, N_("px"))
+        lines.append(N_("mean nearest-neighbour distance {value:.2f} {unit}", value=value, unit=unit))
+    return lines
+
+
 def format_stats(summary: dict, lang: str = "en") -> str:
-    """A short human summary of image_stats/pooled_stats output (lang 'en' or 'ru')."""
-    ru = lang == "ru"
+    """A short human summary of image_stats/pooled_stats output, in `lang`."""
     n = summary["n_objects"]
     head = summary.get("title") or summary.get("name")
     lines = [head] if head else []
     counts = ", ".join(f"{k} {v}" for k, v in summary.get("counts", {}).items())
-    if ru:
-        lines.append(f"объектов: {n}" + (f" ({counts})" if counts else ""))
+    if counts:
+        lines.append(render(lang, NP_("{n} object: {counts}", "{n} objects: {counts}", n=n, counts=counts)))
     else:
-        lines.append(f"{n} object(s)" + (f": {counts}" if counts else ""))
+        lines.append(render(lang, NP_("{n} object", "{n} objects", n=n)))
     if n:
-        if summary.get("mean_d_nm") is not None:
-            unit = "нм" if ru else "nm"
-            d = (summary["mean_d_nm"], summary["std_d_nm"], summary["median_d_nm"])
-        else:
-            unit = "пикс." if ru else "px"
-            d = (summary["mean_d_px"], summary["std_d_px"], summary["median_d_px"])
-        if ru:
-            lines.append(f"средний D {d[0]:.2f} ± {d[1]:.2f} {unit} (медиана {d[2]:.2f})")
-        else:
-            lines.append(f"mean D {d[0]:.2f} ± {d[1]:.2f} {unit} (median {d[2]:.2f})")
-        for label, block in summary.get("classes", {}).items():
-            if len(summary["classes"]) < 2:
-                break
-            dv = block.get("mean_d_nm") if block.get("mean_d_nm") is not None else block.get("mean_d_px")
-            if dv is not None:
-                lines.append(
-                    f"  {label}: {'D' if not ru else 'средний D'} {dv:.2f} {unit} (n={block['n_objects']})"
-                )
-    if summary.get("density") is not None:
-        unit = summary["density_unit"]
-        if ru:
-            unit = "на мкм²" if unit == "per um2" else "на Мпикс."
-        else:
-            unit = "per µm²" if unit == "per um2" else "per Mpx"
-        lines.append(f"{'плотность' if ru else 'density'} {summary['density']:.4g} {unit}")
-    if summary.get("coverage") is not None:
-        lines.append(f"{'покрытие' if ru else 'coverage'} {100 * summary['coverage']:.1f} %")
-    nnd_nm, nnd_px = summary.get("mean_nnd_nm"), summary.get("mean_nnd_px")
-    if nnd_nm is not None or nnd_px is not None:
-        value, unit = (nnd_nm, "nm") if nnd_nm is not None else (nnd_px, "px")
-        if ru:
-            unit = {"nm": "нм", "px": "пикс."}[unit]
-            lines.append(f"среднее расстояние до ближайшего соседа {value:.2f} {unit}")
-        else:
-            lines.append(f"mean nearest-neighbour distance {value:.2f} {unit}")
+        lines += _diameter_lines(summary, lang)
+    lines += [render(lang, line) for line in _spatial_lines(summary)]
     return "\n".join(lines)
 
 

@@ -65,14 +65,14 @@ def test_write_outputs_all_roles(tmp_path, nm):
     assert ("mean_d_nm" in summary) == (nm is not None)
     assert summary["counts"] == {"particle": 9, "single_site": 3}
     text = paths["text"].read_text()
-    assert "12 object(s)" in text and ("nm" in text) == (nm is not None)
+    assert "12 objects" in text and ("nm" in text) == (nm is not None)
 
 
 def test_outputs_with_no_objects(tmp_path):
     paths = write_outputs(tmp_path, "empty", np.zeros((50, 60, 3), np.uint8), [], nm_per_px=1.0)
     summary = json.loads(paths["summary"].read_text())
     assert summary["n_objects"] == 0 and summary["mean_d_px"] is None
-    assert "0 object(s)" in paths["text"].read_text()
+    assert "0 objects" in paths["text"].read_text()
 
 
 def test_bins_make_sense_for_small_counts():
@@ -105,7 +105,7 @@ def test_overlay_scale_bar_and_ids_drawn():
 def test_russian_summary_text():
     s = summary_for(np.zeros((100, 100, 3), np.uint8), _instances(4), 2.0, name="x")
     ru = format_stats(s, "ru")
-    assert "объектов: 4" in ru and "нм" in ru and "плотность" in ru
+    assert "4 объекта" in ru and "нм" in ru and "плотность" in ru
 
 
 def test_outputs_always_readable_back(tmp_path):

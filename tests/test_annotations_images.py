@@ -59,7 +59,7 @@ def test_16_bit_png_and_tiff_stretched():
         assert np.array_equal(
             np.argsort(loaded.image[..., 0].ravel(), kind="stable"), np.argsort(GREY.ravel(), kind="stable")
         )
-        assert any("16-bit" in n for n in loaded.notes)
+        assert any("16-bit" in n for n in map(str, loaded.notes))
 
 
 def test_float_tiff_with_nan():
@@ -73,7 +73,7 @@ def test_multipage_tiff_first_page_with_note():
     stack = np.stack([GREY, 255 - GREY, GREY // 2, GREY // 3, GREY // 4, GREY // 5])
     loaded = read_image(tiff_bytes(stack))
     assert np.array_equal(loaded.image[..., 0], GREY)
-    assert any("first page" in n for n in loaded.notes)
+    assert any("first page" in n for n in map(str, loaded.notes))
 
 
 def test_tiff_resolution_scale_and_print_dpi_ignored():
@@ -95,7 +95,7 @@ def test_fei_sem_metadata_scale():
     data = tiff_bytes(GREY, extratags=[(34682, "s", 0, ini, True)])
     loaded = read_image(data)
     assert loaded.nm_per_px == pytest.approx(1.5)
-    assert any("FEI" in n for n in loaded.notes)
+    assert any("FEI" in n for n in map(str, loaded.notes))
 
 
 def test_height_map_eq1_and_header_scale():

@@ -198,7 +198,7 @@ def test_one_unusable_shape_among_good_ones_is_skipped_with_a_note(bs, api) -> N
     with running_bot(bs):
         reply = _doc(api, ALICE, "mixed.json", json.dumps(doc).encode(), "Skipped")
         assert "Shape #3" in reply.text and "inside crop #1" in reply.text, reply.text
-        assert "2 object(s): particle 2" in reply.text  # the two good particles are kept
+        assert "2 objects: particle 2" in reply.text  # the two good particles are kept
     assert [u.original_name for u in rows(bs.database_url, Upload)] == ["mixed.json"]
 
 

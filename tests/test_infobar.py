@@ -121,7 +121,7 @@ def test_the_files_own_scale_wins_over_the_bar():
     tifffile.imwrite(buf, drawn.image, imagej=True, resolution=(250, 250), metadata={"unit": "um"})
     loaded = read(buf.getvalue(), "sem.tif")
     assert loaded.nm_per_px == pytest.approx(4.0) and "ImageJ" in loaded.scale_source
-    assert loaded.excluded and any("scale bar reads" in n for n in loaded.notes)
+    assert loaded.excluded and any("scale bar reads" in n for n in map(str, loaded.notes))
 
 
 def test_without_tesseract_the_bar_is_still_left_out(monkeypatch):
@@ -131,7 +131,7 @@ def test_without_tesseract_the_bar_is_still_left_out(monkeypatch):
     drawn = draw_case(Case(seed=3))
     loaded = read(png(drawn.image), "sem.png")
     assert loaded.nm_per_px is None and len(loaded.excluded) == 1
-    assert any("tesseract-ocr" in n for n in loaded.notes)
+    assert any("tesseract-ocr" in n for n in map(str, loaded.notes))
 
 
 def sem_with_bar(layout: str = "above") -> tuple[np.ndarray, tuple[int, int, int, int]]:

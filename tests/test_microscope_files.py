@@ -54,7 +54,7 @@ def test_dm_stack_gives_first_frame_with_a_note():
     stack = np.stack([IMG, IMG[::-1], IMG[:, ::-1]])
     loaded = read_image(dm_bytes(stack, 0.3), name="series.dm4")
     assert np.array_equal(loaded.image, to_uint8_rgb(IMG))
-    assert any("3 frames" in n and "first" in n for n in loaded.notes)
+    assert any("3 frames" in n and "first" in n for n in map(str, loaded.notes))
 
 
 def test_tia_ser():
@@ -87,11 +87,12 @@ def test_emd_spectrum_image_and_stack(tmp_path: Path):
     si = RNG.integers(0, 50, (20, 30, 16)).astype(np.uint16)
     loaded = read_image(emd_file(tmp_path / "si.emd", si, nm_per_px=2.0, last="eV"))
     assert np.array_equal(loaded.image, to_uint8_rgb(si.sum(axis=-1)))
-    assert loaded.nm_per_px == pytest.approx(2.0) and any("total-intensity" in n for n in loaded.notes)
+    assert loaded.nm_per_px == pytest.approx(2.0)
+    assert any("total-intensity" in n for n in map(str, loaded.notes))
     stack = np.stack([IMG, IMG[::-1]])
     loaded = read_image(emd_file(tmp_path / "stack.emd", stack, nm_per_px=0.4, last="frame"))
     assert np.array_equal(loaded.image, to_uint8_rgb(IMG)) and loaded.nm_per_px == pytest.approx(0.4)
-    assert any("2 frames" in n for n in loaded.notes)
+    assert any("2 frames" in n for n in map(str, loaded.notes))
 
 
 def test_gwyddion_height_channel_eq1():
@@ -99,8 +100,8 @@ def test_gwyddion_height_channel_eq1():
     loaded = read_image(gwy_bytes(HEIGHTS, width_nm=50.0, channels=2), name="afm.gwy")
     assert np.array_equal(grey(loaded), eq1(HEIGHTS))
     assert loaded.nm_per_px == pytest.approx(1.0)  # 50 nm over 50 px
-    assert any("2 channels" in n and "Height" in n for n in loaded.notes)
-    assert any("eq. 1" in n for n in loaded.notes)
+    assert any("2 channels" in n and "Height" in n for n in map(str, loaded.notes))
+    assert any("eq. 1" in n for n in map(str, loaded.notes))
 
 
 def test_nanonis_sxm_height_channel_eq1():

@@ -238,7 +238,7 @@ async def _recognise(
     info = me(context)
     good: list[tuple[files_in.Incoming, files_in.ImageFacts]] = []
     for image in images:
-        facts = await asyncio.to_thread(files_in.check_image, s, image)
+        facts = await asyncio.to_thread(files_in.check_image, s, image, info.language)
         if isinstance(facts, str):
             await send_text(context, chat, facts if image.name in facts else f"{image.name}: {facts}")
         else:
