@@ -25,6 +25,7 @@ from bot.handlers import account, admin, commands, models, results, scale, statu
 from bot.handlers.gate import gate, handled, on_error
 from bot.logsafe import install_redaction
 from bot.services import Services
+from core.i18n import LANGS, N_, SOURCE_LANG, render
 from core.settings import Settings
 from storage.pending import purge_expired
 
@@ -59,21 +60,25 @@ BUTTONS = [
     (training.CORRECTION_PATTERN, training.on_correction_button),  # corr:<upload id>
     (scale.SCALE_PATTERN, scale.on_scale_button),  # sb:use|no:<upload id>
 ]
-MENU = [
-    ("start", "what segbot does"),
-    ("help", "how to label, commands"),
-    ("example", "a labelled sample"),
-    ("train", "train on your labels"),
-    ("status", "your jobs"),
-    ("cancel", "stop a job"),
-    ("models", "your models"),
-    ("scale", "nm per pixel"),
-    ("threshold", "score threshold"),
-    ("stats", "pooled statistics"),
-    ("export", "all your files"),
-    ("lang", "English/Русский"),
-    ("forget_me", "delete everything of yours"),
+MENU = [  # the command menu, in each language (Telegram shows the one for the user's app language)
+    ("start", N_("what segbot does")),
+    ("help", N_("how to label, commands")),
+    ("example", N_("a labelled sample")),
+    ("train", N_("train on your labels")),
+    ("status", N_("your jobs")),
+    ("cancel", N_("stop a job")),
+    ("models", N_("your models")),
+    ("scale", N_("nm per pixel")),
+    ("threshold", N_("score threshold")),
+    ("stats", N_("pooled statistics")),
+    ("export", N_("all your files")),
+    ("lang", N_("English/Русский")),
+    ("forget_me", N_("delete everything of yours")),
 ]
+
+
+def menu(lang: str) -> list[BotCommand]:
+    return [BotCommand(command, render(lang, about)) for command, about in MENU]
 
 
 def build_application(
@@ -138,7 +143,10 @@ def add_handlers(app: Application) -> None:
 async def on_startup(app: Application) -> None:
     use_big_executor()
     try:
-        await app.bot.set_my_commands([BotCommand(c, d) for c, d in MENU])
+        await app.bot.set_my_commands(menu(SOURCE_LANG))  # the default, for every other language
+        for lang in LANGS:
+            if lang != SOURCE_LANG:
+                await app.bot.set_my_commands(menu(lang), language_code=lang)
     except Exception as error:  # noqa: BLE001 - the menu is a convenience, never a reason not to start
         log.warning("could not set the command menu: %s", error)
     services: Services = app.bot_data["services"]

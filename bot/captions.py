@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.i18n import t
+from core.i18n import N_, render
 from measures.stats import pool_summaries
 from segmodel.options import HOLDOUT_MIN_OBJECTS
 
@@ -26,6 +27,8 @@ def counts_text(counts: dict[str, Any]) -> str:
         return ""
     return " (" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + ")"
 
+DENSITY_UNITS = {"per um2": N_("per µm²"), "per Mpx": N_("per Mpx")}  # measures.stats' density_unit
+
 
 def size_of(summary: Mapping[str, Any]) -> tuple[Any, Any, str]:
     """Mean and std of D, in nm when the summary has them, else in px."""
@@ -40,7 +43,8 @@ def caption_for(result: dict[str, Any], lang: str) -> str:
     density = s.get("density")
     dens = ""
     if density is not None:
-        dens = f"\ndensity {fmt_num(density)} {s.get('density_unit', '')}".rstrip()
+        unit = DENSITY_UNITS.get(s.get("density_unit") or "", s.get("density_unit") or "")
+        dens = t(lang, "density_line", density=fmt_num(density), unit=render(lang, unit)).rstrip()
     factor = s.get("scale_factor")  # recognised on the image shrunk by this (inference/scale.py)
     return t(
         lang,

@@ -199,6 +199,7 @@ MESSAGES: dict[str, Text] = {
         "{name}: {n} objects{counts}{size}{density}{scaled}",
     ),
     "size_line": N_("\nmean D = {mean} ± {std} {unit}"),
+    "density_line": N_("\ndensity {density} {unit}"),
     "scaled_line": N_("\nparticles larger than in your labels: recognised at {factor}x"),
     "inset_caption": N_("{name}, zoomed: the region in the yellow frame on the overlay."),
     "predict_big": NP_(

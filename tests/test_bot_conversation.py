@@ -99,6 +99,10 @@ def test_start_help_example_and_languages(bs, api) -> None:
     assert user_row(bs.database_url, BORIS.id)["language"] == "en"
     assert handled() - before >= 8  # every update's handling time is observed
     assert {c["command"] for c in api.commands} >= {"start", "help", "train", "models"}
+    about = {c["command"]: c["description"] for c in api.commands}
+    about_ru = {c["command"]: c["description"] for c in api.commands_by_lang["ru"]}
+    assert about_ru.keys() == about.keys() and about["models"] == "your models"
+    assert about_ru["models"] == "ваши модели" and about_ru["lang"] == about["lang"]
 
 
 def test_labels_upload_gives_summary_and_buttons(bs, api) -> None:

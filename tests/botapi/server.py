@@ -112,7 +112,8 @@ class BotApiStandIn:
         self.failing: dict[str, dict[str, Any]] = {}  # method -> error response, until removed
         self.queries: dict[str, float] = {}  # callback query id -> when pressed (unanswered ones)
         self.query_ttl_s = QUERY_TTL_S
-        self.commands: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] = []  # the default menu
+        self.commands_by_lang: dict[str, list[dict[str, Any]]] = {}  # setMyCommands' language_code
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -370,7 +371,13 @@ class BotApiStandIn:
             "logOut",
         ):
             if method == "setMyCommands":
-                self.commands = list(p.get("commands") or [])
+                commands = p.get("commands") or []
+                if isinstance(commands, str):  # sent form-encoded
+                    commands = json.loads(commands)
+                if p.get("language_code"):
+                    self.commands_by_lang[str(p["language_code"])] = list(commands)
+                else:
+                    self.commands = list(commands)
             return 200, {"ok": True, "result": True}
         if method == "getUpdates":
             return 200, {"ok": True, "result": self._get_updates(p)}
