@@ -99,3 +99,57 @@ def test_predict_job_on_microscope_files(settings, monkeypatch):
     coco = json.loads(store.read_bytes(set_files["coco"]))
     assert len(coco["images"]) == 2 and len(coco["annotations"]) == sum(
         r.summary["n_objects"] for r in results.values())
+
+
+def _labelme_beside(image_name: str, height: int, width: int) -> bytes:
+    """A LabelMe file that names its image by imagePath (not embedded): the image is sent beside it."""
+    import json
+
+    square = [[10.0, 10.0], [30.0, 10.0], [30.0, 30.0], [10.0, 30.0]]
+    return json.dumps({"version": "5.2.1", "flags": {}, "imagePath": image_name, "imageData": None,
+                       "imageHeight": height, "imageWidth": width,
+                       "shapes": [{"label": "particle", "points": square, "group_id": None, "description": "",
+                                   "shape_type": "polygon", "flags": {}}]}).encode()
+
+
+def test_predict_job_reads_every_labelme_files_image_sent_beside_it(settings, monkeypatch):
+    """Two LabelMe uploads whose imagePath names an image sent in the same job: both are found (the
+    uploads by name stay what imagePath is resolved against while results are stored)."""
+    import jobs.predict as predict
+    from jobs.context import JobContext
+    from storage.db import session_factory
+    from storage.files import FileStore
+    from storage.migrate import upgrade
+    from storage.models import Job, ModelStatus, Result, TrainedModel, Upload, User
+
+    upgrade(settings.database_url)
+    store = FileStore(settings.files_dir)
+    discs = {"a.png": [(40, 40, 9)], "b.png": [(40, 40, 9), (100, 60, 9), (60, 100, 9)]}
+    files = {"a.json": ("labelme", _labelme_beside("a.png", 140, 140)),
+             "b.json": ("labelme", _labelme_beside("b.png", 140, 140)),
+             **{name: ("image", _png(disc_image(140, 140, spots))) for name, spots in discs.items()}}
+    with session_factory(settings.database_url)() as session:
+        user = User(telegram_id=1)
+        session.add(user)
+        session.flush()
+        model = TrainedModel(user_id=user.id, version=1, classes=["particle"], status=ModelStatus.READY,
+                             path="models/fake")
+        session.add(model)
+        uploads = [Upload(user_id=user.id, kind=kind, original_name=name, sha256=store.put_bytes(data),
+                          size=len(data)) for name, (kind, data) in files.items()]
+        session.add_all(uploads)
+        session.flush()
+        params = {"upload_ids": [u.id for u in uploads], "model_id": model.id, "threshold": 0.1}
+        job = Job(user_id=user.id, kind="predict", params=params)
+        session.add(job)
+        session.commit()
+        ids = (job.id, user.id, model.id)
+    monkeypatch.setattr(predict, "_detector", lambda ctx, m: ThresholdDetector(level=140, tile_size=256))
+    ctx = JobContext(settings=settings, claim=Claim(ids[0], ids[1], params=params, model_id=ids[2]),
+                     write_progress=lambda *a: True, read_stop=lambda: False)
+    outcome = predict.predict_job(ctx)
+    with session_factory(settings.database_url)() as session:
+        outcome.record(session, session.get(Job, ids[0]))
+        session.commit()
+        found = {r.image_name: r.summary["n_objects"] for r in session.query(Result).all()}
+    assert found == {"a.json": 1, "b.json": 3, "a.png": 1, "b.png": 3}
