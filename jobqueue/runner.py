@@ -152,6 +152,7 @@ def run_claim(settings: Settings, claim: jobstore.Claim, detectors: DetectorCach
     try:
         job_type, params = job_type_of(claim)
     except JobError as error:  # no body for its kind here, or a row its kind's class cannot read
+        log.warning("job %s (%s) cannot start: %s", claim.job_id, claim.kind, error)
         _fail(settings, claim, str(error))
         outcome = JobState.FAILED.value
     else:

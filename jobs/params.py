@@ -12,7 +12,6 @@ own small params classes with a plain string kind, registered the same way.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self, TypeVar
@@ -21,8 +20,6 @@ from jobs.errors import JobError
 from segmodel.options import OptionsError, TrainOptions
 from storage.models import Job, JobKind
 from storage.records import JsonRecord, RecordError
-
-log = logging.getLogger(__name__)
 
 KIND_MAX = 16  # Job.kind is a String(16)
 
@@ -57,7 +54,6 @@ class JobParams(JsonRecord):
         try:
             return cls.from_json(raw)
         except RecordError as error:
-            log.warning("job params do not fit %s: %s", cls.__name__, error)
             raise ParamsError(f"This job's settings cannot be read ({error}); "
                               "please send it again.") from None
 

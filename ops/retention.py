@@ -172,7 +172,7 @@ def _uploads_needed(kind: str, params: dict[str, Any] | None) -> tuple[int, ...]
     """The uploads an unfinished job works on, read through its kind's params class."""
     try:
         parsed = parse_params(kind, params or {})
-    except ParamsError:  # that job fails when it starts: it needs nothing (jobs.params logs why)
+    except ParamsError:  # that job fails when it starts (the runner says why): it needs nothing
         return ()
     return parsed.upload_ids if isinstance(parsed, UploadParams) else ()
 
