@@ -127,6 +127,7 @@ def latency(setup: Setup, n: int) -> dict[str, float]:
     from storage.db import session_factory
     from storage.models import Job, Notice, User
     from storage.notices import mark_sent, pending_notices
+    from tests.queue_fakes import NoopParams
 
     factory = session_factory(setup.settings.database_url)
     starts, seen, committed = [], [], []
@@ -135,7 +136,7 @@ def latency(setup: Setup, n: int) -> dict[str, float]:
         session.add(user)
         session.commit()
         for i in range(n + 2):  # the first two warm up connections and caches
-            job = submit_job(session, user, "noop", {}, settings=setup.settings)
+            job = submit_job(session, user, NoopParams(), settings=setup.settings)
             while True:
                 notice = next((x for x in pending_notices(session, 10) if x.job_id == job.id), None)
                 if notice is not None:
@@ -168,6 +169,7 @@ def round_robin(setup: Setup, users: int = 20, per_user: int = 10) -> dict[str, 
     from jobqueue.store import submit_job
     from storage.db import session_factory
     from storage.models import Job, JobState, User
+    from tests.queue_fakes import NoopParams
 
     setup.stop_worker()
     factory = session_factory(setup.settings.database_url)
@@ -177,7 +179,7 @@ def round_robin(setup: Setup, users: int = 20, per_user: int = 10) -> dict[str, 
         session.add_all(people)
         session.commit()
         for person in people:  # user after user: a FIFO queue would serve rr0 ten times first
-            ids += [submit_job(session, person, "noop", {}, settings=setup.settings).id
+            ids += [submit_job(session, person, NoopParams(), settings=setup.settings).id
                     for _ in range(per_user)]
     started = time.monotonic()
     setup.start_worker()

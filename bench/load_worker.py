@@ -8,25 +8,33 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass
 
 from jobs import register
 from jobs.context import JobContext, Outcome
+from jobs.params import PredictParams, TrainParams
 from segbot.cli import main
+from storage.notices import NoticePayload
 
 
-def fake_job(ctx: JobContext) -> Outcome:
+@dataclass(frozen=True, kw_only=True)
+class BenchDone(NoticePayload, kind="bench_done"):
+    text: str  # the bot sends a notice kind it does not know as this text
+
+
+def fake_job(ctx: JobContext[TrainParams] | JobContext[PredictParams]) -> Outcome:
     seconds = random.uniform(0.05, 0.4)
     started = time.monotonic()
     while time.monotonic() - started < seconds:
         ctx.progress((time.monotonic() - started) / seconds, "working")
         ctx.check()
         time.sleep(0.05)
-    text = f"bench: job #{ctx.job_id} done"
-    return Outcome(result={"fake": True}, notice_kind="bench_done", notice_payload={"text": text})
+    return Outcome(result={"fake": True}, notice=BenchDone(text=f"bench: job #{ctx.job_id} done"))
 
 
-register("train")(fake_job)
-register("predict")(fake_job)
+# The product's kinds and params (the bot submits them as usual); only the bodies are fakes.
+register(TrainParams)(fake_job)
+register(PredictParams)(fake_job)
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,7 @@ import json
 import logging
 import shutil
 import zipfile
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 
 from bot.result_files import output_name
 from jobqueue.store import queue_position, request_cancel
+from jobs.params import ParamsError, TrainParams
 from storage.files import FileStore, StoreError
 from storage.models import Job, JobState, ModelStatus, Result, TrainedModel, Upload, User
 
@@ -221,7 +223,25 @@ def forget_user(session, store: FileStore, data_dir: Path, user_id: int) -> bool
     return True
 
 
-def correction_plan(session, user_id: int, upload_id: int) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class TrainingPlan:
+    """The uploads and options of the training a correction starts."""
+
+    upload_ids: list[int]
+    options: dict[str, Any]
+
+
+def _trained_with(train_job: Job | None) -> TrainParams | None:
+    """The params the model's training job ran with (None: no such job, or a row that cannot be read)."""
+    if train_job is None:
+        return None
+    try:
+        return TrainParams.from_job(train_job)
+    except ParamsError:
+        return None
+
+
+def correction_plan(session, user_id: int, upload_id: int) -> TrainingPlan | None:
     """The next training set after a correction: the model's training uploads plus the correction."""
     upload = session.get(Upload, upload_id)
     if upload is None or upload.user_id != user_id:
@@ -232,10 +252,9 @@ def correction_plan(session, user_id: int, upload_id: int) -> dict[str, Any] | N
     predict_job = session.get(Job, result.job_id) if result else None
     model = session.get(TrainedModel, predict_job.model_id) if predict_job and predict_job.model_id else None
     if model is not None and model.user_id == user_id:
-        train_job = session.get(Job, model.job_id) if model.job_id else None
-        if train_job is not None:
-            ids = [int(i) for i in (train_job.params or {}).get("upload_ids", [])]
-            options = dict((train_job.params or {}).get("options") or {})
+        trained = _trained_with(session.get(Job, model.job_id) if model.job_id else None)
+        if trained is not None:
+            ids, options = list(trained.upload_ids), dict(trained.options)
         options = {
             **options,
             **{
@@ -252,7 +271,7 @@ def correction_plan(session, user_id: int, upload_id: int) -> dict[str, Any] | N
     prefs["pending_uploads"] = pending
     user.preferences = prefs
     options.pop("device", None)
-    return {"upload_ids": ids, "options": options}
+    return TrainingPlan(ids, options)
 
 
 def admin_overview(session) -> dict[str, Any]:

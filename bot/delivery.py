@@ -31,7 +31,7 @@ from bot.webapp import correction_saved, review_markup
 from jobqueue.estimates import Rates, Wait, wait_ahead
 from jobqueue.store import queue_position
 from storage.models import Job, JobState, ModelStatus, Result, TrainedModel, User
-from storage.notices import CORRECTION_SAVED, mark_part_sent, mark_sent, pending_notices
+from storage.notices import NoticeKind, mark_part_sent, mark_sent, pending_notices
 
 log = logging.getLogger(__name__)
 BIG_SET = 4  # more results than this in one job -> one zip
@@ -70,7 +70,7 @@ def _load_pending(session, limit: int) -> list[NoticeView]:
             error=(job.error if job else None),
             parts_sent=int(notice.parts_sent or 0),
         )
-        if notice.kind == "train_done":
+        if notice.kind == NoticeKind.TRAIN_DONE:
             model = None
             if notice.payload and notice.payload.get("model_id"):
                 model = session.get(TrainedModel, int(notice.payload["model_id"]))
@@ -80,7 +80,7 @@ def _load_pending(session, limit: int) -> list[NoticeView]:
                 view.model = {"id": model.id, "version": model.version, "metrics": dict(model.metrics or {})}
                 if model.status == ModelStatus.READY:
                     user.active_model_id = model.id
-        elif notice.kind == "predict_done" and notice.job_id:
+        elif notice.kind == NoticeKind.PREDICT_DONE and notice.job_id:
             view.set_files = _set_files(view.payload, job)
             for result in session.scalars(
                 select(Result).where(Result.job_id == notice.job_id).order_by(Result.id)
@@ -146,17 +146,17 @@ class Deliverer:
     def _parts(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> list[Part]:
         """The same list for the same notice every time (a restart counts on it)."""
         bot, lang = context.bot, view.lang
-        if view.kind == "train_done":
+        if view.kind == NoticeKind.TRAIN_DONE:
             model = view.model or {"version": view.payload.get("version", "?"),
                                    "metrics": view.payload.get("metrics") or {}}
             text = ready_text(lang, model["version"], model.get("metrics") or {})
             return [lambda: bot.send_message(view.chat_id, text)]
-        if view.kind == "predict_done":
+        if view.kind == NoticeKind.PREDICT_DONE:
             return self._result_parts(context, view)
-        if view.kind == CORRECTION_SAVED:  # saved on the Mini App page
+        if view.kind == NoticeKind.CORRECTION_SAVED:  # saved on the Mini App page
             text, markup = correction_saved(lang, view.payload)
             return [lambda: bot.send_message(view.chat_id, text, reply_markup=markup)]
-        if view.kind in ("job_failed", "job_cancelled"):
+        if view.kind in (NoticeKind.JOB_FAILED, NoticeKind.JOB_CANCELLED):
             reason = view.payload.get("reason") or view.payload.get("error") or view.error or view.kind
             text = t(lang, "job_failed", job=view.job_id, reason=reason)
             return [lambda: bot.send_message(view.chat_id, text)]

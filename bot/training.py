@@ -1,27 +1,32 @@
 """Training options (inline keyboard), the time estimate, and queueing train/predict jobs.
 
-The queueing functions are blocking (database + broker) and run in threads."""
+The queueing functions are blocking (database + broker) and run in threads. Jobs are made from
+their typed params (jobs/params.py: TrainParams, PredictParams), and read back through them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.i18n import t
 from bot.services import DEFAULT_TRAIN_OPTIONS, Services, UserInfo, get_user, update_preferences
 from jobqueue.estimates import Estimate, Rates, Wait, estimate_job, estimate_training, wait_ahead
 from jobqueue.store import QueueLimitError, queue_position, submit_job
-from storage.models import Dataset, Job, JobState, TrainedModel, Upload
+from jobs.params import JobParams, ParamsError, PredictParams, TrainParams
+from segmodel.options import OptionsError
+from storage.models import Dataset, Job, JobKind, JobState, TrainedModel, Upload
 
 ARCHES = ("tiny", "r50", "x101")
 ITERATIONS = (None, 50, 200, 1000, 3000)
 RESCALES = (None, 1.0, 2.0, 3.0)
 
 
-def cycle(values: tuple, current: Any) -> Any:
+def cycle(values: tuple[Any, ...], current: Any) -> Any:
     try:
         return values[(values.index(current) + 1) % len(values)]
     except ValueError:
@@ -42,7 +47,7 @@ def next_option(options: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def training_estimate(
-    session, options: dict[str, Any], device: str, upload_ids: list[int] | None = None
+    session: Session, options: dict[str, Any], device: str, upload_ids: list[int] | None = None
 ) -> Estimate:
     """The estimate the options message shows: measured speed of this kind of worker and preset
     (jobqueue/estimates.py), the iteration count the trainer will actually run."""
@@ -130,29 +135,32 @@ def _already(job: Job) -> Queued:
     return Queued(job.id, error="already_queued" if job.state in ACTIVE else "already_trained")
 
 
-def _earlier_job(session, user_id: int, correction_of: int | None) -> Job | None:
+def _earlier_job(session: Session, user_id: int, correction_of: int | None) -> Job | None:
     """The train job that already holds this set: for a correction, the job made from it (not
     failed or cancelled); for the pending set, the user's active training."""
-    jobs = select(Job).where(Job.user_id == user_id, Job.kind == "train").order_by(Job.id.desc())
+    jobs = select(Job).where(Job.user_id == user_id, Job.kind == JobKind.TRAIN.value).order_by(Job.id.desc())
     if correction_of is None:
         return session.scalar(jobs.where(Job.state.in_(ACTIVE)))
     done = (JobState.FAILED, JobState.CANCELLED)
     return next(
-        (
-            j
-            for j in session.scalars(jobs.where(Job.state.not_in(done)).limit(200))
-            if (j.params or {}).get("correction_of") == correction_of
-        ),
+        (j for j in session.scalars(jobs.where(Job.state.not_in(done)).limit(200))
+         if _correction_of(j) == correction_of),
         None,
     )
 
 
+def _correction_of(job: Job) -> int | None:
+    try:
+        return TrainParams.from_job(job).correction_of
+    except ParamsError:  # a row that cannot be read holds no set of ours
+        return None
+
+
 def _submit(
     services: Services,
-    session,
+    session: Session,
     user_id: int,
-    kind: str,
-    params: dict[str, Any],
+    params: JobParams,
     chat_id: int,
     dataset_id: int | None = None,
     model_id: int | None = None,
@@ -162,7 +170,6 @@ def _submit(
         job = submit_job(
             session,
             user,
-            kind,
             params,
             settings=services.settings,
             dataset_id=dataset_id,
@@ -190,7 +197,7 @@ def queue_training(
     """Create the dataset from the pending uploads (or the given ones, made for the correction
     upload `correction_of`) and submit the train job; once: a set already queued gets that job."""
 
-    def work(session):
+    def work(session: Session) -> Queued:
         current = get_user(session, user.id)
         prefs = dict(current.preferences or {})
         if correction_of is not None and (earlier := _earlier_job(session, user.id, correction_of)):
@@ -201,6 +208,13 @@ def queue_training(
             earlier = _earlier_job(session, user.id, None) if upload_ids is None else None
             return _already(earlier) if earlier is not None else Queued(error="no_labels")
         opts = {**DEFAULT_TRAIN_OPTIONS, **(prefs.get("train_options") or {}), **(options or {})}
+        train_opts = {k: v for k, v in opts.items() if v is not None}
+        train_opts["device"] = services.settings.device
+        try:  # correction_of: how a second press finds this job
+            params = TrainParams(upload_ids=tuple(u.id for u in uploads), options=train_opts,
+                                 correction_of=correction_of)
+        except OptionsError as error:  # saved choices no training can use: say which
+            return Queued(error=str(error))
         dataset = Dataset(
             user_id=user.id,
             name=f"set {len(uploads)} file(s)",
@@ -209,20 +223,7 @@ def queue_training(
         )
         session.add(dataset)
         session.flush()
-        train_opts = {k: v for k, v in opts.items() if v is not None}
-        train_opts["device"] = services.settings.device
-        params: dict[str, Any] = {"upload_ids": [u.id for u in uploads], "options": train_opts}
-        if correction_of is not None:
-            params["correction_of"] = correction_of  # how a second press finds this job
-        queued = _submit(
-            services,
-            session,
-            user.id,
-            "train",
-            params,
-            chat_id,
-            dataset.id,
-        )
+        queued = _submit(services, session, user.id, params, chat_id, dataset.id)
         if queued.job_id is not None and clear_pending and upload_ids is None:
             update_preferences(session, user.id, pending_uploads=None)
         return queued
@@ -234,36 +235,34 @@ def queue_recognition(
     services: Services,
     user: UserInfo,
     chat_id: int,
-    upload_ids: list[int],
+    upload_ids: Sequence[int],
     nm_per_px: float | None,
-    extra: dict[str, Any] | None = None,
 ) -> Queued:
     """The predict job for these uploads; nm_per_px: the scale given with them (None: the user's
-    /scale, if any; the job takes the file's own, then its scale bar's). extra: more job params."""
-    return services.run_db(_queue_predict, services, user, chat_id, upload_ids, nm_per_px, extra)
+    /scale, if any; the job takes the file's own, then its scale bar's)."""
+    return services.run_db(_queue_predict, services, user, chat_id, upload_ids, nm_per_px)
 
 
 def _queue_predict(
-    session,
+    session: Session,
     services: Services,
     user: UserInfo,
     chat_id: int,
-    upload_ids: list[int],
+    upload_ids: Sequence[int],
     nm_per_px: float | None,
-    extra: dict[str, Any] | None = None,
+    scale_source: str | None = None,
+    scale_bar: bool = True,
 ) -> Queued:
+    """scale_source: where nm_per_px comes from (a confirmed bar reading); scale_bar False: the user
+    said the image's scale bar reading is wrong."""
     current = get_user(session, user.id)
     model = session.get(TrainedModel, current.active_model_id) if current.active_model_id else None
     if model is None or model.user_id != user.id:
         return Queued(error="no_model")
-    params = {
-        "upload_ids": upload_ids,
-        "model_id": model.id,
-        "threshold": current.score_threshold,
-        "nm_per_px": nm_per_px if nm_per_px is not None else current.nm_per_px,
-        **(extra or {}),
-    }
-    return _submit(services, session, user.id, "predict", params, chat_id, model_id=model.id)
+    params = PredictParams(upload_ids=tuple(upload_ids), model_id=model.id, threshold=current.score_threshold,
+                           nm_per_px=nm_per_px if nm_per_px is not None else current.nm_per_px,
+                           scale_source=scale_source, scale_bar=scale_bar)
+    return _submit(services, session, user.id, params, chat_id, model_id=model.id)
 
 
 SCALE_ASK = "scale_ask"  # Upload.summary key: the unsure scale bar reading the user was asked about
@@ -285,7 +284,7 @@ def queue_scale_answer(
     transaction; a second answer gets that job (error "answered") and changes nothing.
     None: this user was asked no such question."""
 
-    def work(session):
+    def work(session: Session) -> ScaleAnswer | None:
         upload = session.get(Upload, upload_id)
         if upload is None or upload.user_id != user.id:
             return None
@@ -296,10 +295,10 @@ def queue_scale_answer(
         if ask.get("job_id"):
             return ScaleAnswer(Queued(int(ask["job_id"]), error="answered"), upload.original_name, reading)
         if use:
-            nm_per_px, extra = reading, {"scale_source": ask.get("source")}
+            queued = _queue_predict(session, services, user, chat_id, [upload.id], reading,
+                                    scale_source=ask.get("source"))
         else:
-            nm_per_px, extra = None, {"scale_bar": False}
-        queued = _queue_predict(session, services, user, chat_id, [upload.id], nm_per_px, extra)
+            queued = _queue_predict(session, services, user, chat_id, [upload.id], None, scale_bar=False)
         if queued.job_id is not None:
             answered = {**ask, "answer": "use" if use else "no", "job_id": queued.job_id}
             upload.summary = {**(upload.summary or {}), SCALE_ASK: answered}
@@ -309,7 +308,7 @@ def queue_scale_answer(
 
 
 def set_progress_message(services: Services, job_id: int, chat_id: int, message_id: int) -> None:
-    def work(session):
+    def work(session: Session) -> None:
         job = session.get(Job, job_id)
         if job is not None:
             job.chat_id = chat_id

@@ -14,6 +14,8 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
+from core.settings import Settings
+
 REDACTED = "<redacted>"
 # Bot API URLs carry the token: .../bot<token>/getMe and .../file/bot<token>/<path>.
 _URL_TOKEN = re.compile(r"/(file/)?bot\d+(?::|%3A)[^/\s\"'?#]+", re.IGNORECASE)  # httpx logs %3A
@@ -108,7 +110,7 @@ class _SegbotHandler(logging.StreamHandler):
     """Marks the handler we installed, so a second setup_logging() replaces it."""
 
 
-def setup_logging(settings: Any, service: str, stream: Any = None) -> logging.Handler:
+def setup_logging(settings: Settings, service: str, stream: Any = None) -> logging.Handler:
     """Configure the root logger for one process (`bot`, `worker`, `cli`...)."""
     root = logging.getLogger()
     for handler in list(root.handlers):

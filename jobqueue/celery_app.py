@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
+from core.settings import Settings
 from jobqueue.queues import QUEUES
 
 TASK_NAME = "segbot.run_queue"
@@ -21,7 +22,7 @@ _apps: dict[tuple[str, str, float, float], Celery] = {}
 _apps_lock = threading.Lock()
 
 
-def transport_options(settings: Any) -> dict[str, Any]:
+def transport_options(settings: Settings) -> dict[str, Any]:
     url = settings.broker_url
     if url.startswith("redis"):
         # Unacked tokens come back after the visibility timeout; a redelivered token is harmless.
@@ -44,7 +45,7 @@ def _embedded_polling(seconds: float) -> None:
     sqla_transport.Transport.polling_interval = seconds
 
 
-def make_app(settings: Any) -> Celery:
+def make_app(settings: Settings) -> Celery:
     if settings.broker_url.startswith("sqla+"):
         _embedded_polling(settings.broker_poll_s)
     app = Celery("segbot", broker=settings.broker_url, set_as_current=False)
@@ -71,7 +72,7 @@ def make_app(settings: Any) -> Celery:
     return app
 
 
-def get_app(settings: Any) -> Celery:
+def get_app(settings: Settings) -> Celery:
     """One app per broker configuration in this process (producers reuse its connection pool)."""
     key = (settings.broker_url, settings.redis_key_prefix, settings.visibility_timeout_s,
            settings.broker_poll_s)
@@ -82,7 +83,7 @@ def get_app(settings: Any) -> Celery:
         return app
 
 
-def wake(settings: Any, queue: str) -> None:
+def wake(settings: Settings, queue: str) -> None:
     """Publish a wake-up token for `queue`: some worker of that queue will claim the next job."""
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +21,9 @@ from sqlalchemy.orm import Session
 
 from jobqueue.queues import queue_for
 from jobqueue.store import fair_order
+from jobs.params import ParamsError, TrainParams
 from segmodel.options import TrainOptions, auto_rescale, resolve_iterations
-from storage.models import Job, JobState, Upload
+from storage.models import Job, JobKind, JobState, Upload
 
 RECENT = 5  # finished jobs the running figure is the median of
 LOOK_BACK = 50  # finished train jobs (newest first) read to find them
@@ -96,7 +98,7 @@ class Rates:
     def _timings(self) -> list[dict[str, Any]]:
         if self._recent is None:
             jobs = self.session.scalars(
-                select(Job).where(Job.kind == "train", Job.state == JobState.SUCCEEDED.value)
+                select(Job).where(Job.kind == JobKind.TRAIN.value, Job.state == JobState.SUCCEEDED.value)
                 .order_by(Job.finished_at.desc(), Job.id.desc()).limit(LOOK_BACK))
             self._recent = [timing for job in jobs if (timing := _timing(job)) is not None]
         return self._recent
@@ -151,7 +153,7 @@ def planned_iterations(options: TrainOptions, summaries: list[dict[str, Any]] | 
     return resolve_iterations(options, 1)
 
 
-def _options(raw: dict[str, Any] | None) -> TrainOptions:
+def _options(raw: Mapping[str, Any] | None) -> TrainOptions:
     try:
         return TrainOptions.from_dict({k: v for k, v in (raw or {}).items() if v is not None})
     except (ValueError, TypeError):
@@ -165,7 +167,7 @@ def _summaries(session: Session, upload_ids: list[int]) -> list[dict[str, Any]]:
     return [dict(u.summary or {}) for u in rows if u.kind in ("labelme", "correction")]
 
 
-def estimate_training(session: Session, options: dict[str, Any] | None, device: str | None = None,
+def estimate_training(session: Session, options: Mapping[str, Any] | None, device: str | None = None,
                       upload_ids: list[int] | None = None, rates: Rates | None = None) -> Estimate:
     """The first estimate of a training with these (user) options on a worker of `device`."""
     opts = _options(options)
@@ -178,12 +180,15 @@ def estimate_training(session: Session, options: dict[str, Any] | None, device: 
 
 
 def estimate_job(session: Session, job: Job, rates: Rates | None = None) -> Estimate | None:
-    """A train job's estimate from its params; None for other kinds."""
-    if job.kind == "predict":
+    """A train job's estimate from its params; None for other kinds (and a row that cannot be read:
+    that job fails when it starts)."""
+    if job.kind != JobKind.TRAIN:
         return None
-    params = job.params or {}
-    uploads = list(params.get("upload_ids") or [])
-    return estimate_training(session, params.get("options"), None, uploads, rates)
+    try:
+        params = TrainParams.from_job(job)
+    except ParamsError:
+        return None
+    return estimate_training(session, params.options, None, list(params.upload_ids), rates)
 
 
 def remaining_s(session: Session, job: Job, rates: Rates | None = None) -> float | None:
@@ -213,10 +218,10 @@ def wait_ahead(session: Session, job: Job, rates: Rates | None = None) -> Wait |
     if job.id not in ids:
         return None
     rates = rates or Rates(session)
-    kinds = ("predict",) if queue == "predict" else None
     running = [j for j in session.scalars(select(Job).where(Job.state == JobState.RUNNING.value))
-               if (j.kind in kinds if kinds else j.kind != "predict")]
+               if queue_for(j.kind) == queue]
     before = running + order[:ids.index(job.id)]
     times = [remaining_s(session, j, rates) for j in before]
-    seconds = None if any(s is None for s in times) else float(sum(times))  # type: ignore[arg-type]
+    known = [t for t in times if t is not None]
+    seconds = float(sum(known)) if len(known) == len(times) else None
     return Wait(len(before), seconds)

@@ -1,6 +1,6 @@
-"""The loop that runs claimed jobs: claim in fair order, build the body's JobContext, keep the
-heartbeat, and record the outcome (or the failure) in the job's row with its notice. Celery's
-task only calls `drain`; the bodies themselves are in jobs/."""
+"""The loop that runs claimed jobs: claim in fair order, parse the job's params with its kind's
+class, build the body's JobContext, keep the heartbeat, and record the outcome (or the failure) in
+the job's row with its notice. Celery's task only calls `drain`; the bodies themselves are in jobs/."""
 
 from __future__ import annotations
 
@@ -13,16 +13,23 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from core.errors import InputError
+from core.settings import Settings
 from jobqueue import store as jobstore
-from jobs import BODIES
-from jobs.context import JobCancelled, JobContext, JobError, Outcome
+from jobs import BODIES, JobType
+from jobs.context import Body, JobCancelled, JobContext, JobError, Outcome
+from jobs.detectors import DetectorCache
+from jobs.params import JobParams, P
 from segmodel.options import OptionsError
 from storage.files import StoreFull
-from storage.models import JobState
-from storage.notices import JOB_CANCELLED, JOB_FAILED
+from storage.models import JobKind, JobState
+from storage.notices import JobCancelledNotice, JobFailedNotice
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# The user models this worker process keeps loaded (one at a time). Made at import, so each prefork
+# pool process has its own; tests hand drain/run_claim a cache of fakes instead.
+PROCESS_DETECTORS = DetectorCache()
 
 
 def db_unreachable(error: BaseException) -> bool:
@@ -33,7 +40,7 @@ def db_unreachable(error: BaseException) -> bool:
                                                    and bool(error.connection_invalidated))
 
 
-def with_db_retry(settings: Any, what: str, call: Callable[[], T]) -> T:
+def with_db_retry(settings: Settings, what: str, call: Callable[[], T]) -> T:
     """`call()`, retried with backoff for up to settings.db_retry_s while the database is
     unreachable (the pool's pre-ping then hands out fresh connections); other errors pass."""
     deadline = time.monotonic() + settings.db_retry_s
@@ -50,7 +57,8 @@ def with_db_retry(settings: Any, what: str, call: Callable[[], T]) -> T:
             delay = min(delay * 2, 5.0)
 
 
-def make_context(settings: Any, claim: jobstore.Claim) -> JobContext:
+def make_context(settings: Settings, claim: jobstore.Claim, params: P,
+                 detectors: DetectorCache) -> JobContext[P]:
     """The body's context: progress and cancel go through the queue's claim checks. A database
     outage while the body runs is only logged: progress waits, the body goes on."""
     url = settings.database_url
@@ -72,7 +80,8 @@ def make_context(settings: Any, claim: jobstore.Claim) -> JobContext:
                 raise
             return False  # we cannot know; the finishing compare-and-set decides
 
-    return JobContext(settings, claim, write_progress=write_progress, read_stop=read_stop)
+    return JobContext(settings, claim, params, write_progress=write_progress, read_stop=read_stop,
+                      detectors=detectors)
 
 
 # Running
@@ -81,15 +90,16 @@ def make_context(settings: Any, claim: jobstore.Claim) -> JobContext:
 class _Heartbeat(threading.Thread):
     """Keeps heartbeat_at fresh while a body runs, so the sweeper knows the worker is alive."""
 
-    def __init__(self, ctx: JobContext) -> None:
+    def __init__(self, ctx: JobContext[Any], claim: jobstore.Claim) -> None:
         super().__init__(daemon=True, name=f"heartbeat-{ctx.job_id}")
         self.ctx = ctx
+        self.claim = claim
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(self.ctx.settings.heartbeat_s):
             try:
-                if not jobstore.heartbeat(self.ctx.url, self.ctx.claim):
+                if not jobstore.heartbeat(self.ctx.url, self.claim):
                     self.ctx.lost = True
             except Exception:  # noqa: BLE001 - a database hiccup must not kill the job
                 log.warning("job %s: heartbeat failed", self.ctx.job_id, exc_info=True)
@@ -102,10 +112,10 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 def out_of_memory_advice(kind: str) -> str:
-    if kind == "predict":
+    if kind == JobKind.PREDICT:
         return ("Recognition ran out of memory. Try a smaller tile size, fewer images per job, or crop "
                 "very large images; a model trained with the smaller preset (tiny) also needs less.")
-    if kind == "train":
+    if kind == JobKind.TRAIN:
         return ("Training ran out of memory. Try the smaller preset (tiny), fewer or smaller labelled crops, "
                 "or a smaller crop size; or ask the administrator for a machine with more memory.")
     return ("The job ran out of memory. Try a smaller preset, fewer objects or images, or a smaller tile "
@@ -123,34 +133,50 @@ def _free_memory() -> None:
             pass
 
 
-def _fail(ctx: JobContext, reason: str) -> None:
-    notice = (JOB_FAILED, {"job_id": ctx.job_id, "kind": ctx.claim.kind, "reason": reason})
+def _fail(settings: Settings, claim: jobstore.Claim, reason: str) -> None:
+    notice = JobFailedNotice(job_id=claim.job_id, kind=claim.kind, reason=reason)
     try:
-        with_db_retry(ctx.settings, f"job {ctx.job_id}: recording the failure", lambda: jobstore.finish_job(
-            ctx.url, ctx.claim, JobState.FAILED, error=reason, notice=notice))
+        with_db_retry(settings, f"job {claim.job_id}: recording the failure", lambda: jobstore.finish_job(
+            settings.database_url, claim, JobState.FAILED, error=reason, notice=notice))
     except Exception as error:
         if not db_unreachable(error):
             raise
         log.error("job %s: could not record its failure, the database stayed unreachable; the sweeper "
-                  "retries the job", ctx.job_id)
+                  "retries the job", claim.job_id)
 
 
-def run_claim(settings: Any, claim: jobstore.Claim) -> str:
-    """Run one claimed job to its end state; never raises for a job's own failure."""
-    ctx = make_context(settings, claim)
-    beat = _Heartbeat(ctx)
-    beat.start()
+def run_claim(settings: Settings, claim: jobstore.Claim, detectors: DetectorCache | None = None) -> str:
+    """Run one claimed job to its end state; never raises for a job's own failure. `detectors`: the
+    models it may load (default: this process's cache)."""
     started = time.monotonic()
     try:
-        outcome = _run(ctx)
-    finally:
-        beat.done.set()
-        beat.join(timeout=5)
+        job_type, params = job_type_of(claim)
+    except JobError as error:  # no body for its kind here, or a row its kind's class cannot read
+        log.warning("job %s (%s) cannot start: %s", claim.job_id, claim.kind, error)
+        _fail(settings, claim, str(error))
+        outcome = JobState.FAILED.value
+    else:
+        ctx = make_context(settings, claim, params, PROCESS_DETECTORS if detectors is None else detectors)
+        beat = _Heartbeat(ctx, claim)
+        beat.start()
+        try:
+            outcome = _run(ctx, claim, job_type.body)
+        finally:
+            beat.done.set()
+            beat.join(timeout=5)
     _observe(settings, claim.kind, outcome, time.monotonic() - started)
     return outcome
 
 
-def _observe(settings: Any, kind: str, outcome: str, seconds: float) -> None:
+def job_type_of(claim: jobstore.Claim) -> tuple[JobType[Any], JobParams]:
+    """What runs this claim, and its params parsed ONCE, before the body starts (JobError: why not)."""
+    job_type = BODIES.get(claim.kind)
+    if job_type is None:
+        raise JobError(f"This worker cannot run jobs of kind '{claim.kind}'. Please tell the administrator.")
+    return job_type, job_type.params.from_row(claim.kind, claim.params)
+
+
+def _observe(settings: Settings, kind: str, outcome: str, seconds: float) -> None:
     """Prometheus counters (core/metrics.py); metrics never break a job."""
     try:
         from core import metrics  # late: the worker sets PROMETHEUS_MULTIPROC_DIR before the first import
@@ -162,12 +188,7 @@ def _observe(settings: Any, kind: str, outcome: str, seconds: float) -> None:
         log.debug("metrics not recorded", exc_info=True)
 
 
-def _run(ctx: JobContext) -> str:
-    claim = ctx.claim
-    body = BODIES.get(claim.kind)
-    if body is None:
-        _fail(ctx, f"This worker cannot run jobs of kind '{claim.kind}'. Please tell the administrator.")
-        return JobState.FAILED.value
+def _run(ctx: JobContext[P], claim: jobstore.Claim, body: Body[P]) -> str:
     log.info("job %s (%s) started, attempt %s", claim.job_id, claim.kind, claim.attempts)
     try:
         outcome = body(ctx)
@@ -176,7 +197,7 @@ def _run(ctx: JobContext) -> str:
                 outcome.discard()
             raise JobCancelled()
     except JobCancelled:
-        notice = (JOB_CANCELLED, {"job_id": claim.job_id, "kind": claim.kind})
+        notice = JobCancelledNotice(job_id=claim.job_id, kind=claim.kind)
         try:
             cancelled = with_db_retry(ctx.settings, f"job {claim.job_id}: recording the cancel",
                                       lambda: jobstore.finish_job(ctx.url, claim, JobState.CANCELLED,
@@ -210,10 +231,10 @@ def _run(ctx: JobContext) -> str:
             reason = (f"Job #{claim.job_id} failed because of an internal error; the administrator "
                       "can find the details in the worker log.")
     else:
-        return _record(ctx, outcome)
+        return _record(ctx, claim, outcome)
     if out_of_memory:  # the exception and its frames (big arrays) are gone once out of `except`
         _free_memory()
-    _fail(ctx, reason)
+    _fail(ctx.settings, claim, reason)
     return JobState.FAILED.value
 
 
@@ -234,13 +255,11 @@ def _count_error() -> None:
         pass
 
 
-def _record(ctx: JobContext, outcome: Outcome) -> str:
-    claim = ctx.claim
+def _record(ctx: JobContext[Any], claim: jobstore.Claim, outcome: Outcome) -> str:
     try:
-        notice = (outcome.notice_kind, outcome.notice_payload)
         recorded = with_db_retry(ctx.settings, f"job {claim.job_id}: recording the results",
                                  lambda: jobstore.finish_job(ctx.url, claim, JobState.SUCCEEDED,
-                                                             result=outcome.result, notice=notice,
+                                                             result=outcome.result, notice=outcome.notice,
                                                              hook=outcome.record))
     except BaseException as error:
         if outcome.discard:
@@ -251,10 +270,11 @@ def _record(ctx: JobContext, outcome: Outcome) -> str:
             return "lost"
         if isinstance(error, StoreFull):
             _disk_full(claim, error)
-            _fail(ctx, str(error))
+            _fail(ctx.settings, claim, str(error))
             return JobState.FAILED.value
         log.exception("job %s: could not record its results", claim.job_id)
-        _fail(ctx, f"Job #{claim.job_id} finished but its results could not be saved; please send it again.")
+        _fail(ctx.settings, claim,
+              f"Job #{claim.job_id} finished but its results could not be saved; please send it again.")
         return JobState.FAILED.value
     if not recorded:  # swept or cancelled meanwhile: whoever owns it now decides
         if outcome.discard:
@@ -274,13 +294,14 @@ def _is_user_error(error: BaseException) -> bool:
     return isinstance(error, InputError | OptionsError)
 
 
-def drain(settings: Any, queue: str, worker: str | None = None, limit: int | None = None) -> int:
+def drain(settings: Settings, queue: str, worker: str | None = None, limit: int | None = None,
+          detectors: DetectorCache | None = None) -> int:
     """Claim and run jobs of `queue` (fair order) until none is claimable; returns how many ran."""
     ran = 0
     while limit is None or ran < limit:
         claim = jobstore.claim_next(settings.database_url, queue, settings, worker)
         if claim is None:
             break
-        run_claim(settings, claim)
+        run_claim(settings, claim, detectors)
         ran += 1
     return ran

@@ -17,16 +17,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast, overload
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, CursorResult, func, select, text, update
 from sqlalchemy.orm import Session
 
+from core.settings import Settings
 from jobqueue.celery_app import wake
 from jobqueue.queues import QUEUES, queue_for
+from jobs.params import JobParams
 from storage.db import Db, session_factory, session_scope
 from storage.models import Job, JobKind, JobState, User, utcnow
-from storage.notices import JOB_CANCELLED, JOB_FAILED, add_notice
+from storage.notices import JobCancelledNotice, JobFailedNotice, NoticePayload, add_notice
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +37,26 @@ ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
 
 
 class QueueLimitError(Exception):
-    """A job was refused (too many jobs, quota used up, bad kind); str() is the user message."""
+    """A job was refused (too many jobs, quota used up); str() is the user message."""
 
     def __init__(self, message: str, code: str) -> None:
         super().__init__(message)
         self.code = code
 
 
-def _in_queue(queue: str):  # type: ignore[no-untyped-def]
+def _in_queue(queue: str) -> ColumnElement[bool]:
     return Job.kind == JobKind.PREDICT.value if queue == "predict" else Job.kind != JobKind.PREDICT.value
 
 
+def _rowcount(outcome: Any) -> int:
+    """Rows an UPDATE changed (session.execute types its result as a plain Result)."""
+    return int(cast(CursorResult[Any], outcome).rowcount)
+
+
+@overload
+def aware(moment: datetime) -> datetime: ...
+@overload
+def aware(moment: None) -> None: ...
 def aware(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive UTC datetimes, PostgreSQL aware ones; compare them as aware."""
     if moment is None or moment.tzinfo is not None:
@@ -62,7 +73,7 @@ def worker_name() -> str:
 # Limits
 
 
-def is_admin(user: User, settings: Any) -> bool:
+def is_admin(user: User, settings: Settings) -> bool:
     ids = settings.admin_ids
     return bool(user.is_admin) or str(user.telegram_id) in ids or (user.username or "").lower() in ids
 
@@ -77,14 +88,14 @@ def gpu_seconds_today(session: Session, user_id: int, now: datetime | None = Non
     return float(used or 0.0)
 
 
-def check_limits(session: Session, user: User, settings: Any) -> None:
+def check_limits(session: Session, user: User, settings: Settings) -> None:
     """Raise QueueLimitError when this user may not queue another job now."""
     if is_admin(user, settings):
         return
     cap = user.max_jobs or settings.max_jobs_per_user
     active = session.scalar(
         select(func.count()).select_from(Job).where(Job.user_id == user.id, Job.state.in_(ACTIVE))
-    )
+    ) or 0
     if active >= cap:
         raise QueueLimitError(
             f"You already have {active} jobs waiting or running (the limit is {cap}). "
@@ -94,7 +105,7 @@ def check_limits(session: Session, user: User, settings: Any) -> None:
         raise QueueLimitError(reason, "quota")
 
 
-def quota_reason(session: Session, user: User, settings: Any) -> str | None:
+def quota_reason(session: Session, user: User, settings: Settings) -> str | None:
     """The user message when this user's daily compute time is used up (admins: never)."""
     if is_admin(user, settings):
         return None
@@ -109,24 +120,25 @@ def quota_reason(session: Session, user: User, settings: Any) -> str | None:
 # Submitting, listing, cancelling
 
 
-def submit_job(session: Session, user: User, kind: JobKind | str, params: dict[str, Any], *, settings: Any,
+def submit_job(session: Session, user: User, params: JobParams, *, settings: Settings,
                dataset_id: int | None = None, model_id: int | None = None, chat_id: int | None = None,
                enqueue: bool = True) -> Job:
-    """Check the user's limits, store a queued job, COMMIT, then wake a worker of its queue.
+    """Check the user's limits, store a queued job of the params' kind, COMMIT, then wake a worker of
+    its queue. The only way to make a job: its params are a kind's typed class (jobs/params.py).
 
     A broker that is down does not lose the job: it stays queued and the workers' sweeper
     wakes a worker for it later."""
-    kind = str(getattr(kind, "value", kind))
-    if not kind or len(kind) > 16 or not kind.replace("_", "").isalnum():
-        raise QueueLimitError(f"unknown job kind {kind!r}", "bad_kind")
+    if not isinstance(params, JobParams) or not hasattr(type(params), "kind"):
+        raise TypeError(f"a job's params are a JobParams subclass of one kind, not {type(params).__name__}")
+    stored = params.to_json()  # RecordError for a field of the wrong type: what is written reads back
     check_limits(session, user, settings)
-    job = Job(user_id=user.id, kind=kind, params=dict(params), dataset_id=dataset_id, model_id=model_id,
+    job = Job(user_id=user.id, kind=str(params.kind), params=stored, dataset_id=dataset_id, model_id=model_id,
               chat_id=chat_id, state=JobState.QUEUED.value, created_at=utcnow())
     session.add(job)
     session.commit()
     if enqueue:
         try:
-            wake(settings, queue_for(kind))
+            wake(settings, queue_for(job.kind))
         except Exception:  # noqa: BLE001 - the sweeper wakes a worker for it later
             log.warning("could not publish a wake-up for job %s; the sweeper will", job.id, exc_info=True)
     return job
@@ -145,15 +157,15 @@ def request_cancel(session: Session, job: Job) -> bool:
     one is asked to stop at its next check (the worker then marks it cancelled, keeping nothing).
     False when the job had already finished."""
     now = utcnow()
-    done = session.execute(
+    done = _rowcount(session.execute(
         update(Job).where(Job.id == job.id, Job.state == JobState.QUEUED.value)
         .values(state=JobState.CANCELLED.value, cancel_requested=True, finished_at=now, stage="cancelled")
-    ).rowcount
+    ))
     if not done:
-        done = session.execute(
+        done = _rowcount(session.execute(
             update(Job).where(Job.id == job.id, Job.state == JobState.RUNNING.value)
             .values(cancel_requested=True)
-        ).rowcount
+        ))
     session.commit()
     if job in session:
         session.refresh(job)
@@ -226,7 +238,8 @@ def locked_session(db: Db) -> Iterator[Session]:
 
 @dataclass
 class Claim:
-    """A job this worker now runs; `token` proves ownership in every later update."""
+    """A job this worker now runs; `token` proves ownership in every later update. `params` is the
+    row as stored: the runner parses it with the kind's class before the body starts."""
 
     job_id: int
     token: str
@@ -243,7 +256,7 @@ class Claim:
         return self.base_seconds + (now - self.started).total_seconds()
 
 
-def claim_next(db: Db, queue: str, settings: Any, worker: str | None = None) -> Claim | None:
+def claim_next(db: Db, queue: str, settings: Settings, worker: str | None = None) -> Claim | None:
     """Take the next job of `queue` in fair order whose user is under the running cap."""
     with locked_session(db) as session:
         order = fair_order(session, queue)
@@ -262,7 +275,7 @@ def claim_next(db: Db, queue: str, settings: Any, worker: str | None = None) -> 
                 job.state = JobState.FAILED.value
                 job.error = over
                 job.finished_at = utcnow()
-                add_notice(session, job, JOB_FAILED, {"job_id": job.id, "kind": job.kind, "reason": over})
+                add_notice(session, job, JobFailedNotice(job_id=job.id, kind=job.kind, reason=over))
                 continue
             token = uuid.uuid4().hex
             now = utcnow()
@@ -279,7 +292,7 @@ def claim_next(db: Db, queue: str, settings: Any, worker: str | None = None) -> 
     return None
 
 
-def _owned(job_id: int, token: str):  # type: ignore[no-untyped-def]
+def _owned(job_id: int, token: str) -> tuple[ColumnElement[bool], ...]:
     return (Job.id == job_id, Job.task_id == token, Job.state == JobState.RUNNING.value)
 
 
@@ -287,8 +300,8 @@ def heartbeat(db: Db, claim: Claim) -> bool:
     """Record that the job is alive; False when this worker no longer owns it."""
     now = utcnow()
     with session_scope(db) as session:
-        done = session.execute(update(Job).where(*_owned(claim.job_id, claim.token)).values(
-            heartbeat_at=now, gpu_seconds=claim.seconds(now))).rowcount
+        done = _rowcount(session.execute(update(Job).where(*_owned(claim.job_id, claim.token)).values(
+            heartbeat_at=now, gpu_seconds=claim.seconds(now))))
     return bool(done)
 
 
@@ -301,7 +314,7 @@ def set_progress(db: Db, claim: Claim, progress: float, stage: str, eta_s: float
         values["result"] = {"loss": float(loss)}  # shown in the bot's progress message until the job ends
     with session_scope(db) as session:
         owned = update(Job).where(*_owned(claim.job_id, claim.token))
-        done = session.execute(owned.values(**values)).rowcount
+        done = _rowcount(session.execute(owned.values(**values)))
     return bool(done)
 
 
@@ -317,10 +330,12 @@ def should_stop(db: Db, claim: Claim) -> bool:
 
 
 def finish_job(db: Db, claim: Claim, state: JobState, *, error: str | None = None,
-               result: dict[str, Any] | None = None, notice: tuple[str, dict[str, Any]] | None = None,
+               result: dict[str, Any] | None = None,
+               notice: NoticePayload | Callable[[Job], NoticePayload] | None = None,
                hook: Callable[[Session, Job], None] | None = None) -> bool:
     """Record the end of a claimed job, its outputs (`hook` adds rows) and its notice in ONE
-    transaction; nothing is written when the job is no longer ours. Returns True when recorded."""
+    transaction; nothing is written when the job is no longer ours. Returns True when recorded.
+    `notice` may be made from the job row after `hook` ran (with the ids the hook gave out)."""
     with locked_session(db) as session:
         job = session.scalar(select(Job).where(*_owned(claim.job_id, claim.token)))
         if job is None:
@@ -340,7 +355,7 @@ def finish_job(db: Db, claim: Claim, state: JobState, *, error: str | None = Non
         if state == JobState.SUCCEEDED:
             job.progress = 1.0
         if notice is not None:
-            add_notice(session, job, notice[0], notice[1])
+            add_notice(session, job, notice if isinstance(notice, NoticePayload) else notice(job))
         return True
 
 
@@ -359,7 +374,7 @@ def dead_worker_reason(attempts: int) -> str:
             "memory). Try a smaller preset, fewer or smaller images, or ask the administrator.")
 
 
-def sweep(db: Db, settings: Any, now: datetime | None = None) -> SweepReport:
+def sweep(db: Db, settings: Settings, now: datetime | None = None) -> SweepReport:
     """Requeue running jobs whose heartbeat is older than settings.stale_after_s (their worker
     died); after settings.job_max_attempts fail them with a clear reason and a notice."""
     now = now or utcnow()
@@ -373,15 +388,14 @@ def sweep(db: Db, settings: Any, now: datetime | None = None) -> SweepReport:
                         job.attempts)
             if job.attempts >= settings.job_max_attempts:
                 job.state = JobState.FAILED.value
-                job.error = dead_worker_reason(job.attempts)
+                job.error = reason = dead_worker_reason(job.attempts)
                 job.finished_at = now
-                add_notice(session, job, JOB_FAILED,
-                           {"job_id": job.id, "kind": job.kind, "reason": job.error})
+                add_notice(session, job, JobFailedNotice(job_id=job.id, kind=job.kind, reason=reason))
                 report.failed.append(job.id)
             elif job.cancel_requested:
                 job.state = JobState.CANCELLED.value
                 job.finished_at = now
-                add_notice(session, job, JOB_CANCELLED, {"job_id": job.id, "kind": job.kind})
+                add_notice(session, job, JobCancelledNotice(job_id=job.id, kind=job.kind))
             else:
                 job.state = JobState.QUEUED.value
                 job.task_id = None
@@ -398,7 +412,7 @@ def sweep(db: Db, settings: Any, now: datetime | None = None) -> SweepReport:
     return report
 
 
-def refresh_queue_lengths(session: Any) -> dict[str, int]:
+def refresh_queue_lengths(session: Session) -> dict[str, int]:
     """Set QUEUE_LENGTH from the jobs table (the broker's own count differs per transport)."""
     from core import metrics  # late: the worker sets PROMETHEUS_MULTIPROC_DIR before the first import
 

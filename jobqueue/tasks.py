@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import Celery
 
+from core.settings import Settings
 from jobqueue.celery_app import TASK_NAME
 
 
-def register_tasks(app: Celery, settings: Any) -> None:
+def register_tasks(app: Celery, settings: Settings) -> None:
     """Register the queue task; it runs with the `settings` the worker started with.
 
     The task closes over them: the prefork pool forks its children after this call, so each child

@@ -16,6 +16,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import task_received, worker_process_init, worker_ready, worker_shutdown
 
+from core.settings import Settings
 from jobqueue.queues import QUEUES
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class Sweeper(threading.Thread):
     and none received for `deaf_after_s`: the consumer is told its connection is lost, and it
     reconnects."""
 
-    def __init__(self, app: Celery, settings: Any, queues: Sequence[str] = QUEUES) -> None:
+    def __init__(self, app: Celery, settings: Settings, queues: Sequence[str] = QUEUES) -> None:
         super().__init__(daemon=True, name="segbot-sweeper")
         self.app = app
         self.settings = settings
@@ -129,7 +130,7 @@ def _reset_engines_in_child(**_: Any) -> None:
     engine_for.cache_clear()  # a forked pool process opens its own connections
 
 
-def _start_metrics(settings: Any) -> str | None:
+def _start_metrics(settings: Settings) -> str | None:
     """Serve /metrics on SEGBOT_METRICS_PORT; the pool processes write into a shared directory
     (PROMETHEUS_MULTIPROC_DIR, set before prometheus_client is imported anywhere here)."""
     if settings.metrics_port is None:
@@ -146,7 +147,7 @@ def _start_metrics(settings: Any) -> str | None:
     return created
 
 
-def run_worker(settings: Any, queues: Sequence[str] = QUEUES, concurrency: int = 1,
+def run_worker(settings: Settings, queues: Sequence[str] = QUEUES, concurrency: int = 1,
                loglevel: str = "INFO") -> None:
     """Start a Celery worker in this process (blocks until it stops)."""
     from jobqueue.celery_app import make_app
@@ -188,7 +189,7 @@ def run_worker(settings: Any, queues: Sequence[str] = QUEUES, concurrency: int =
         raise SystemExit(code)
 
 
-def start_worker_process(settings: Any, queues: Sequence[str] = QUEUES, concurrency: int = 1,
+def start_worker_process(settings: Settings, queues: Sequence[str] = QUEUES, concurrency: int = 1,
                          env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen[bytes]:
     """`segbot worker` as a child process with the same data dir, database and broker (used by
     `segbot run` with the embedded broker). The caller stops it (terminate(), then wait())."""

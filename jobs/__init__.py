@@ -1,21 +1,35 @@
-"""Job bodies: plain functions that take a JobContext (ids, params, storage, progress and cancel
-checks), read inputs from storage, run the trainer or inference and return an Outcome. The queue
-(jobqueue.runner) claims jobs and calls the body for the job's kind from BODIES."""
+"""Job bodies: plain functions that take a JobContext (ids, typed params, storage, progress and
+cancel checks), read inputs from storage, run the trainer or inference and return an Outcome. The
+queue (jobqueue.runner) claims jobs, parses their params with the kind's class and calls the body
+registered for it in BODIES."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic
 
 from jobs.context import Body
+from jobs.params import P, PredictParams, TrainParams
 
-BODIES: dict[str, Body] = {}
+
+@dataclass(frozen=True)
+class JobType(Generic[P]):
+    """A kind's params class and the body that runs its jobs."""
+
+    params: type[P]
+    body: Body[P]
 
 
-def register(kind: str) -> Callable[[Body], Body]:
-    """Decorator: the body for jobs of `kind` (tests add fake kinds the same way)."""
+BODIES: dict[str, JobType[Any]] = {}  # kind -> what runs it in this process
 
-    def add(body: Body) -> Body:
-        BODIES[kind] = body
+
+def register(params: type[P]) -> Callable[[Body[P]], Body[P]]:
+    """Decorator: the body for jobs whose params are `params` (of its kind). Tests register their fake
+    kinds the same way; registering a kind again replaces its body (bench/load_worker.py)."""
+
+    def add(body: Body[P]) -> Body[P]:
+        BODIES[params.kind] = JobType(params, body)
         return body
 
     return add
@@ -26,8 +40,8 @@ def _register_product_bodies() -> None:
     from jobs.predict import predict_job
     from jobs.train import train_job
 
-    register("train")(train_job)
-    register("predict")(predict_job)
+    register(TrainParams)(train_job)
+    register(PredictParams)(predict_job)
 
 
 _register_product_bodies()

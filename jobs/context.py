@@ -1,6 +1,7 @@
-"""What a job body gets and gives back: its ids and params, storage, progress and cancel checks,
-and the typed outcome. The queue (jobqueue.runner) builds the context from a claim and passes in
-how progress is written and how a cancel is read, so bodies never import the queue."""
+"""What a job body gets and gives back: its ids, its typed params, storage, the worker's detector
+cache, progress and cancel checks, and the typed outcome. The queue (jobqueue.runner) builds the
+context from a claim and passes in how progress is written and how a cancel is read, so bodies
+never import the queue."""
 
 from __future__ import annotations
 
@@ -9,46 +10,52 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.settings import Settings
+from jobs.detectors import DetectorCache
+from jobs.errors import JobCancelled, JobError
+from jobs.params import P, UploadParams
 from storage.db import session_factory
 from storage.files import Store, StoreError
 from storage.models import Job, Upload
+from storage.notices import NoticePayload
 from storage.stores import open_store
 
-
-class JobCancelled(Exception):
-    """The user cancelled the job (or it is no longer this worker's): stop, keep nothing."""
-
-
-class JobError(Exception):
-    """A failure the user can act on; str() is the message shown to them."""
+__all__ = ["Body", "ClaimInfo", "JobCancelled", "JobContext", "JobError", "Outcome", "ProgressSink",
+           "job_uploads", "read_upload", "scratch_dir"]
 
 
 @dataclass
 class Outcome:
     """What a body produced. `record` adds rows in the transaction that marks the job done (it
-    may run again when a lost connection made that transaction roll back); `discard` removes
-    files when that transaction did not happen."""
+    may run again when a lost connection made that transaction roll back); `notice` is the notice
+    added in that transaction, or makes it from the job row once `record` ran (ids it gave out);
+    `discard` removes files when that transaction did not happen."""
 
     result: dict[str, Any]
-    notice_kind: str
-    notice_payload: dict[str, Any]
+    notice: NoticePayload | Callable[[Job], NoticePayload]
     record: Callable[[Session, Job], None] | None = None
     discard: Callable[[], None] | None = None
     committed: Callable[[], None] | None = None  # after that transaction committed (clean-up)
 
 
 class ClaimInfo(Protocol):
-    job_id: int
-    user_id: int
-    kind: str
-    params: dict[str, Any]
-    model_id: int | None
-    attempts: int
+    """The claimed job's row as a body sees it (its params come parsed, as JobContext.params)."""
+
+    @property
+    def job_id(self) -> int: ...
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def model_id(self) -> int | None: ...
+    @property
+    def attempts(self) -> int: ...
 
 
 # progress(fraction, stage, eta_s, loss) -> False once the job is no longer ours
@@ -56,20 +63,22 @@ ProgressSink = Callable[[float, str, "float | None", "float | None"], bool]
 
 
 @dataclass
-class JobContext:
+class JobContext(Generic[P]):
     """What a running body may use: its ids and params, storage, progress and cancel checks."""
 
-    settings: Any
+    settings: Settings
     claim: ClaimInfo
+    params: P
     write_progress: ProgressSink
     read_stop: Callable[[], bool]
+    detectors: DetectorCache = field(default_factory=DetectorCache)  # the runner's: one per process
     min_interval_s: float = 1.0  # database writes/reads for progress and cancel, at most this often
     _last_progress: float = 0.0
     _last_stage: str = ""
     _last_check: float = 0.0
     _stop: bool = False
     lost: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    _store: Store | None = None
 
     @property
     def url(self) -> str:
@@ -80,14 +89,10 @@ class JobContext:
         return self.claim.job_id
 
     @property
-    def params(self) -> dict[str, Any]:
-        return self.claim.params
-
-    @property
     def store(self) -> Store:
-        if "store" not in self.extra:  # one per job: the S3 backend holds a connection pool
-            self.extra["store"] = open_store(self.settings)
-        return self.extra["store"]
+        if self._store is None:  # one per job: the S3 backend holds a connection pool
+            self._store = open_store(self.settings)
+        return self._store
 
     def session(self) -> Session:
         return session_factory(self.url)()
@@ -121,13 +126,15 @@ class JobContext:
             raise JobCancelled()
 
 
-Body = Callable[[JobContext], Outcome]
+Body = Callable[[JobContext[P]], Outcome]
 
 # Shared helpers for the bodies
 
+U = TypeVar("U", bound=UploadParams)
 
-def job_uploads(ctx: JobContext, session: Session) -> list[Upload]:
-    ids = [int(i) for i in ctx.params.get("upload_ids", [])]
+
+def job_uploads(ctx: JobContext[U], session: Session) -> list[Upload]:
+    ids = list(ctx.params.upload_ids)
     if not ids:
         raise JobError("This job has no files to work on; please send them again.")
     rows = {u.id: u for u in session.scalars(select(Upload).where(Upload.id.in_(ids),
@@ -139,7 +146,7 @@ def job_uploads(ctx: JobContext, session: Session) -> list[Upload]:
     return [rows[i] for i in ids]
 
 
-def read_upload(ctx: JobContext, upload: Upload) -> bytes:
+def read_upload(ctx: JobContext[Any], upload: Upload) -> bytes:
     try:
         return ctx.store.read_bytes(upload.sha256)
     except StoreError:
@@ -147,7 +154,5 @@ def read_upload(ctx: JobContext, upload: Upload) -> bytes:
                        "please send it again.") from None
 
 
-def scratch_dir(ctx: JobContext, prefix: str) -> Path:
+def scratch_dir(ctx: JobContext[Any], prefix: str) -> Path:
     return Path(tempfile.mkdtemp(dir=ctx.store.tmp, prefix=f"{prefix}-{ctx.job_id}-"))
-
-

@@ -1,5 +1,9 @@
 """The train job body: uploads in storage -> trainer.train_model -> a model bundle in the file
-store and a TrainedModel row, added in the transaction that marks the job done."""
+store and a TrainedModel row, added in the transaction that marks the job done.
+
+Read top-down: train_job reads the LabelMe files, makes the options, trains (resuming from the
+job's checkpoint when a worker died), and hands the result to a ModelInstall, whose `record`
+installs the bundle and adds the model row when the job is marked done."""
 
 from __future__ import annotations
 
@@ -9,15 +13,22 @@ import logging
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from jobs.context import JobCancelled, JobContext, JobError, Outcome, job_uploads, read_upload, scratch_dir
+from jobs.params import TrainParams
+from segmodel.options import OptionsError, TrainOptions
 from storage.models import Job, ModelStatus, TrainedModel, User
-from storage.notices import TRAIN_DONE
+from storage.notices import TrainDoneNotice
+
+if TYPE_CHECKING:
+    from annotations.model import AnnotatedImage
+    from trainer.train import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -53,53 +64,75 @@ def timing_record(metrics: dict[str, Any], options: Any, iterations: int, body_s
     return timing
 
 
-def train_job(ctx: JobContext) -> Outcome:
+def train_job(ctx: JobContext[TrainParams]) -> Outcome:
+    began = time.monotonic()
+    warm = "mmdet.models" in sys.modules  # else this job's setup includes importing torch and mmdet
+    sources, digests = read_sources(ctx)
+    options = train_options(ctx)
+    scratch = scratch_dir(ctx, "train")
+    result = train(ctx, sources, digests, options, scratch)
+    if result.resumed_at:
+        log.info("job %s resumed at iteration %s of %s", ctx.job_id, result.resumed_at, result.iterations)
+    summary = {"classes": list(result.classes), "metrics": dict(result.metrics),
+               "iterations": result.iterations, "seconds": round(result.seconds, 1),
+               "resumed_at": result.resumed_at,
+               "timing": timing_record(result.metrics, options, result.iterations, time.monotonic() - began,
+                                        warm)}
+    install = ModelInstall(ctx, result, options, scratch)
+    return Outcome(result=summary, notice=install.notice, record=install.record, discard=install.discard,
+                   committed=install.clean_up)
+
+
+def read_sources(ctx: JobContext[TrainParams]) -> tuple[list[AnnotatedImage], list[str]]:
+    """The job's LabelMe files (images sent beside them resolve their imagePath) and the digests of
+    every input, which name this run for its checkpoint."""
     from annotations.labelme import read_labelme
-    from segmodel.options import TrainOptions
+
+    with ctx.session() as session:
+        uploads = job_uploads(ctx, session)
+        data = {u.id: read_upload(ctx, u) for u in uploads}
+    by_name = {u.original_name: data[u.id] for u in uploads}
+    ctx.progress(0.0, "reading labels")
+    sources = [read_labelme(data[u.id], name=u.original_name, files=by_name,
+                            max_pixels=ctx.settings.max_image_pixels)
+               for u in uploads if u.kind in ("labelme", "correction")]
+    if not sources:
+        raise JobError("No LabelMe annotation files in this job; send the .json files you labelled.")
+    return sources, [u.sha256 for u in uploads]
+
+
+def train_options(ctx: JobContext[TrainParams]) -> TrainOptions:
+    try:
+        return ctx.params.train_options(ctx.settings.device)
+    except OptionsError as error:
+        raise JobError(f"These training options cannot be used: {error}") from None
+
+
+def train(ctx: JobContext[TrainParams], sources: list[AnnotatedImage], digests: list[str],
+          options: TrainOptions, scratch: Path) -> TrainResult:
+    """trainer.train_model, checkpointing into the store under the job's id. A cancel or a failure
+    ends the run for good (its checkpoint goes); a stopping worker leaves it for the next one."""
     from trainer.checkpoint import CheckpointPlan
     from trainer.init_weights import WeightPaths
     from trainer.threads import ThreadPlan
     from trainer.train import TrainingCancelled, train_model
 
-    began = time.monotonic()
-    warm = "mmdet.models" in sys.modules  # else this job's setup includes importing torch and mmdet
-    with ctx.session() as session:
-        uploads = job_uploads(ctx, session)
-        data = {u.id: read_upload(ctx, u) for u in uploads}
-    files = {u.original_name: data[u.id] for u in uploads}  # resolves imagePath between uploads
-    digests = [u.sha256 for u in uploads]
-    ctx.progress(0.0, "reading labels")
-    sources = [read_labelme(data[u.id], name=u.original_name, files=files,
-                            max_pixels=ctx.settings.max_image_pixels)
-               for u in uploads if u.kind in ("labelme", "correction")]
-    if not sources:
-        raise JobError("No LabelMe annotation files in this job; send the .json files you labelled.")
-    try:  # from_user: never an init path from a job (it would load any file on the worker)
-        options = TrainOptions.from_user({**ctx.params.get("options", {}), "device": ctx.settings.device})
-    except ValueError as error:
-        raise JobError(f"These training options cannot be used: {error}") from None
-    scratch = scratch_dir(ctx, "train")
-    out_dir = scratch / "bundle"
-
-    def report(p: Any) -> None:
-        ctx.progress(p.fraction, p.stage, p.eta_s, p.loss)
-
-    store = ctx.store
-    name = checkpoint_name(ctx.job_id)
+    store, name = ctx.store, checkpoint_name(ctx.job_id)
     tag = {"job_id": ctx.job_id, "fingerprint": run_fingerprint(options.to_dict(), digests)}
     plan = CheckpointPlan(store.resolve(name), every_iters=ctx.settings.checkpoint_every_iters,
                           every_s=ctx.settings.checkpoint_every_s, tag=tag,
                           on_saved=lambda _path: store.publish(name))
-    resume_from = store.fetch(name)  # None on a first attempt
 
     def drop_checkpoint() -> None:
         if not ctx.lost:  # a job that is no longer ours: its new worker resumes from it
             store.remove_dir(checkpoint_dir(ctx.job_id))
 
     try:
-        result = train_model(sources, out_dir, options, progress=report, should_cancel=ctx.cancelled,
-                             weights=WeightPaths.from_settings(ctx.settings), checkpoint=plan,
-                             resume_from=resume_from, threads=ThreadPlan.from_settings(ctx.settings))
+        return train_model(sources, scratch / "bundle", options,
+                           progress=lambda p: ctx.progress(p.fraction, p.stage, p.eta_s, p.loss),
+                           should_cancel=ctx.cancelled, weights=WeightPaths.from_settings(ctx.settings),
+                           checkpoint=plan, resume_from=store.fetch(name),  # None on a first attempt
+                           threads=ThreadPlan.from_settings(ctx.settings))
     except TrainingCancelled:
         shutil.rmtree(scratch, ignore_errors=True)
         drop_checkpoint()
@@ -111,60 +144,65 @@ def train_job(ctx: JobContext) -> Outcome:
     except BaseException:  # the worker is stopping: the job comes back and resumes
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    if result.resumed_at:
-        log.info("job %s resumed at iteration %s of %s", ctx.job_id, result.resumed_at, result.iterations)
-    bundle = Path(result.bundle_dir)
-    installed: list[str] = []
 
-    def record(session: Session, job: Job) -> None:
+
+@dataclass
+class ModelInstall:
+    """The trained bundle into the store and its TrainedModel row, in the job's finishing transaction."""
+
+    ctx: JobContext[TrainParams]
+    result: TrainResult
+    options: TrainOptions
+    scratch: Path
+    installed: list[str] = field(default_factory=list)  # store dirs the bundle went to, last = current
+    model_id: int | None = None  # the row `record` added
+    version: int | None = None
+
+    def record(self, session: Session, job: Job) -> None:
         # Runs inside the serialized finishing transaction: version numbers cannot collide, and a
         # directory left by an attempt that died before committing is an orphan we may replace.
         version = (session.scalar(select(func.max(TrainedModel.version))
                                   .where(TrainedModel.user_id == job.user_id)) or 0) + 1
-        relative = f"models/u{job.user_id}/v{version}"
-        # Never half a bundle: one rename on a local store, a completion marker last on S3.
-        if not installed:
-            store.install_dir(bundle, relative, replace=True, move=True)
-            installed.append(relative)
-        elif installed[-1] != relative:  # a retried transaction numbered it anew: move it there
-            store.install_dir(store.resolve(installed[-1]), relative, replace=True, move=True)
-            store.remove_dir(installed[-1])
-            installed.append(relative)
-        path = str(Path(ctx.settings.files_dir.name) / relative)  # relative to the data dir
+        relative = self._install(f"models/u{job.user_id}/v{version}")
+        path = str(Path(self.ctx.settings.files_dir.name) / relative)  # relative to the data dir
         model = TrainedModel(user_id=job.user_id, version=version, name=f"v{version}",
-                             classes=list(result.classes), status=ModelStatus.READY.value, path=path,
-                             arch=options.arch, metrics=dict(result.metrics), options=options.to_dict(),
-                             dataset_id=job.dataset_id, job_id=job.id)
+                             classes=list(self.result.classes), status=ModelStatus.READY.value, path=path,
+                             arch=self.options.arch, metrics=dict(self.result.metrics),
+                             options=self.options.to_dict(), dataset_id=job.dataset_id, job_id=job.id)
         session.add(model)
         session.flush()
         job.model_id = model.id
-        if ctx.params.get("activate", True):
+        if self.ctx.params.activate:
             user = session.get(User, job.user_id)
             if user is not None:
                 user.active_model_id = model.id
         job.result = {**(job.result or {}), "model_id": model.id, "version": version}
-        payload = ctx.extra.setdefault("payload", {})
-        payload.update(model_id=model.id, version=version)
+        self.model_id, self.version = model.id, version
 
-    def discard() -> None:
-        for relative in installed:
-            store.remove_dir(relative)
-        shutil.rmtree(scratch, ignore_errors=True)
+    def _install(self, relative: str) -> str:
+        """Never half a bundle: one rename on a local store, a completion marker last on S3."""
+        store = self.ctx.store
+        if not self.installed:
+            store.install_dir(Path(self.result.bundle_dir), relative, replace=True, move=True)
+            self.installed.append(relative)
+        elif self.installed[-1] != relative:  # a retried transaction numbered it anew: move it there
+            store.install_dir(store.resolve(self.installed[-1]), relative, replace=True, move=True)
+            store.remove_dir(self.installed[-1])
+            self.installed.append(relative)
+        return relative
 
-    payload = ctx.extra.setdefault("payload", {})
-    payload.update(job_id=ctx.job_id, classes=list(result.classes), metrics=dict(result.metrics),
-                   iterations=result.iterations, seconds=round(result.seconds, 1))
-    summary = {"classes": list(result.classes), "metrics": dict(result.metrics),
-               "iterations": result.iterations, "seconds": round(result.seconds, 1),
-               "resumed_at": result.resumed_at,
-               "timing": timing_record(result.metrics, options, result.iterations, time.monotonic() - began,
-                                        warm)}
+    def notice(self, job: Job) -> TrainDoneNotice:
+        """The chat's "model ready", made after `record` (which numbered the model)."""
+        assert self.model_id is not None and self.version is not None, "record() runs first"
+        return TrainDoneNotice(job_id=job.id, model_id=self.model_id, version=self.version,
+                         classes=list(self.result.classes), metrics=dict(self.result.metrics),
+                         iterations=self.result.iterations, seconds=round(self.result.seconds, 1))
 
-    def clean_up() -> None:  # the model is in: nothing left to resume
-        shutil.rmtree(scratch, ignore_errors=True)
-        store.remove_dir(checkpoint_dir(ctx.job_id))
+    def discard(self) -> None:
+        for relative in self.installed:
+            self.ctx.store.remove_dir(relative)
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
-    return Outcome(result=summary, notice_kind=TRAIN_DONE, notice_payload=payload, record=record,
-                   discard=discard, committed=clean_up)
-
-
+    def clean_up(self) -> None:  # the model is in: nothing left to resume
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        self.ctx.store.remove_dir(checkpoint_dir(self.ctx.job_id))

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from jobs.params import ParamsError, UploadParams, parse_params
 from storage.files import Store, StoredFile, as_store
 from storage.models import (
     Dataset,
@@ -153,9 +154,8 @@ def _expired_rows(session: Session, cutoff: datetime) -> tuple[list[int], list[i
     kept_uploads = set(session.scalars(
         select(dataset_uploads.c.upload_id).where(dataset_uploads.c.dataset_id.in_(kept_datasets))
     ))
-    for (params,) in session.execute(select(Job.params).where(Job.state.in_(_UNFINISHED))):
-        ids = (params or {}).get("upload_ids") or []
-        kept_uploads.update(int(i) for i in ids if isinstance(i, int) or str(i).isdigit())
+    for kind, params in session.execute(select(Job.kind, Job.params).where(Job.state.in_(_UNFINISHED))):
+        kept_uploads.update(_uploads_needed(kind, params))
     uploads = [i for i in session.scalars(select(Upload.id).where(Upload.created_at < cutoff))
                if i not in kept_uploads]
     unfinished_jobs = select(Job.id).where(Job.state.in_(_UNFINISHED))
@@ -166,6 +166,15 @@ def _expired_rows(session: Session, cutoff: datetime) -> tuple[list[int], list[i
         select(Notice.id).where(Notice.sent_at.is_not(None), Notice.created_at < cutoff)
     ))
     return uploads, results, notices
+
+
+def _uploads_needed(kind: str, params: dict[str, Any] | None) -> tuple[int, ...]:
+    """The uploads an unfinished job works on, read through its kind's params class."""
+    try:
+        parsed = parse_params(kind, params or {})
+    except ParamsError:  # that job fails when it starts (the runner says why): it needs nothing
+        return ()
+    return parsed.upload_ids if isinstance(parsed, UploadParams) else ()
 
 
 def _size(path: Path) -> int:

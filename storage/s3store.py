@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from core.settings import Settings
 from storage.files import (
     Store,
     StoredFile,
@@ -69,7 +70,7 @@ class S3Store(Store):
         self._pid = 0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> S3Store:
+    def from_settings(cls, settings: Settings) -> S3Store:
         secret = settings.store_secret_key.get_secret_value() if settings.store_secret_key else None
         return cls(settings.store_url, settings.store_cache_dir, endpoint_url=settings.store_endpoint_url,
                    key=settings.store_access_key, secret=secret, region=settings.store_region)

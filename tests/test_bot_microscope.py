@@ -9,7 +9,6 @@ import io
 import json
 import time
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,11 @@ import pytest
 from bot.files_in import kind_of
 from imaging.images import read_image
 from imaging.infobar import ASK_BELOW
+from jobs.params import PredictParams
 from outputs.files import write_outputs
 from outputs.lab_formats import SetEntry, write_result_set
 from storage.db import session_scope
 from storage.files import FileStore
-from storage.migrate import upgrade
 from storage.models import Job, Notice, Result, TrainedModel, Upload, User
 from tests.botapi.fixtures import buttons, rows, user_row
 from tests.botapi.harness import User as TgUser
@@ -127,10 +126,10 @@ def test_dm4_and_sem_tiff_summaries_say_where_the_scale_came_from(bs, api) -> No
         reply = _doc(api, ALICE, "tem2.dm4", dm4, "tem2.dm4")
         assert "scale 5 nm/px as you set it (not the file's 0.52 nm/px from the DM4 file's" in reply.text
         api.wait_for(lambda _: len(_predict_jobs(bs)) == 4, what="four jobs")
-    jobs = _predict_jobs(bs)
+    jobs = [PredictParams.from_job(j) for j in _predict_jobs(bs)]
     # no scale of the user's: the job takes the file's (jobs/predict.py); then the /scale one
-    assert [j.params["nm_per_px"] for j in jobs] == [None, None, None, 5.0]
-    assert all("scale_bar" not in j.params for j in jobs)
+    assert [j.nm_per_px for j in jobs] == [None, None, None, 5.0]
+    assert all(j.scale_bar for j in jobs)  # the scale bar's reading may be used
 
 
 def test_unsure_scale_bar_is_asked_and_answered_once(bs, api) -> None:
@@ -182,14 +181,14 @@ def test_unsure_scale_bar_is_asked_and_answered_once(bs, api) -> None:
         api.press(ALICE, ask2.result, f"sb:no:{second.id}")
         api.wait_reply(ALICE.id, mark, "Recognition job")
     assert f"#{_predict_jobs(bs)[0].id}" in queued.text
-    use, no = _predict_jobs(bs)
-    assert use.params["upload_ids"] == [upload.id] and use.params["nm_per_px"] == pytest.approx(
-        loaded.nm_per_px)
-    assert use.params["scale_source"] == f"{loaded.scale_source} (confirmed by you)"
-    assert no.params["upload_ids"] == [second.id] and no.params["nm_per_px"] is None
-    assert no.params["scale_bar"] is False
+    use_job, no_job = _predict_jobs(bs)
+    use, no = PredictParams.from_job(use_job), PredictParams.from_job(no_job)
+    assert use.upload_ids == (upload.id,) and use.nm_per_px == pytest.approx(loaded.nm_per_px)
+    assert use.scale_source == f"{loaded.scale_source} (confirmed by you)" and use.scale_bar
+    assert no.upload_ids == (second.id,) and no.nm_per_px is None
+    assert no.scale_bar is False
     recorded = rows(bs.database_url, Upload, kind="image")[0].summary["scale_ask"]
-    assert recorded["answer"] == "use" and recorded["job_id"] == use.id
+    assert recorded["answer"] == "use" and recorded["job_id"] == use_job.id
 
 
 def _answer_text(api, press: dict) -> str:
@@ -213,51 +212,17 @@ def _said_since(api, mark: int, chat: int, question_id: int) -> list[str]:
     ]
 
 
-@dataclass
-class Claim:
-    job_id: int
-    user_id: int
-    kind: str = "predict"
-    params: dict[str, Any] = field(default_factory=dict)
-    model_id: int | None = None
-    attempts: int = 1
+def run_predict_job(settings, data: bytes, name: str, params: dict[str, Any], detector) -> dict:
+    """jobs/predict.py's body on one uploaded image with `detector` as the user's model, through the
+    queue's front door (tests/test_microscope_job.py): the stored Result's summary."""
+    from tests.test_microscope_job import run_predict_job as run_job
 
-
-def run_predict_job(settings, monkeypatch, data: bytes, name: str, params: dict[str, Any], detector) -> dict:
-    """jobs/predict.py's body on one uploaded image with `detector` as the user's model: the stored
-    Result's summary."""
-    import jobs.predict as predict
-    from jobs.context import JobContext
-
-    upgrade(settings.database_url)
-    store = FileStore(settings.files_dir)
-    params = dict(params)
-    with session_scope(settings.database_url) as session:
-        user = User(telegram_id=1)
-        session.add(user)
-        session.flush()
-        model = TrainedModel(user_id=user.id, version=1, classes=["particle"], status="ready", path="m")
-        upload = Upload(user_id=user.id, kind="image", original_name=name, sha256=store.put_bytes(data),
-                        size=len(data))
-        session.add_all([model, upload])
-        session.flush()
-        params["upload_ids"] = [upload.id]
-        job = Job(user_id=user.id, kind="predict", params=params)
-        session.add(job)
-        session.flush()
-        ids = (job.id, user.id, model.id)
-    monkeypatch.setattr(predict, "_detector", lambda ctx, m: detector)
-    ctx = JobContext(settings=settings, claim=Claim(ids[0], ids[1], params=params, model_id=ids[2]),
-                     write_progress=lambda *a: True, read_stop=lambda: False)
-    outcome = predict.predict_job(ctx)
-    with session_scope(settings.database_url) as session:
-        outcome.record(session, session.get(Job, ids[0]))
-        (result,) = session.query(Result).all()
-        return dict(result.summary)
+    (result,) = run_job(settings, {name: ("image", data)}, detector, **params)["results"].values()
+    return dict(result.summary)
 
 
 @pytest.mark.parametrize("answer", ["use", "no"])
-def test_the_predict_job_keeps_the_answer(settings, monkeypatch, answer) -> None:
+def test_the_predict_job_keeps_the_answer(settings, answer) -> None:
     """What the two answers' job params do in jobs/predict.py: the confirmed reading is used and named
     as such; "No scale" drops the bar's reading (sizes in px)."""
     need_tesseract()
@@ -270,8 +235,7 @@ def test_the_predict_job_keeps_the_answer(settings, monkeypatch, answer) -> None
         params.update(nm_per_px=loaded.nm_per_px, scale_source="the scale bar (confirmed by you)")
     else:
         params.update(nm_per_px=None, scale_bar=False)
-    summary = run_predict_job(settings, monkeypatch, data, "sem.png", params,
-                              ThresholdDetector(level=140, tile_size=256))
+    summary = run_predict_job(settings, data, "sem.png", params, ThresholdDetector(level=140, tile_size=256))
     if answer == "use":
         assert summary["nm_per_px"] == pytest.approx(loaded.nm_per_px)
         assert summary["scale_source"] == "the scale bar (confirmed by you)"

@@ -13,6 +13,7 @@ from bot.training import estimate_text
 from jobqueue.estimates import estimate_job
 from jobqueue.runner import drain
 from jobqueue.store import aware, submit_job
+from jobs.params import TrainParams
 from storage.db import session_factory
 from storage.files import FileStore
 from storage.migrate import upgrade
@@ -57,8 +58,8 @@ def test_the_estimate_of_the_next_job_is_within_30_percent(settings) -> None:
         session.commit()
 
         def run(iterations: int) -> tuple[Job, object]:
-            params = {"upload_ids": [upload.id], "options": {**OPTIONS, "iterations": iterations}}
-            job = submit_job(session, user, "train", params, settings=settings, enqueue=False)
+            params = TrainParams(upload_ids=(upload.id,), options={**OPTIONS, "iterations": iterations})
+            job = submit_job(session, user, params, settings=settings, enqueue=False)
             estimate = estimate_job(session, job)
             assert drain(settings, "train") == 1
             session.expire_all()

@@ -67,7 +67,7 @@ def build(url: str, files_dir: Path, tmp: Path) -> dict[str, object]:
         job = Job(user_id=chemist.id, kind="predict", state="succeeded", created_at=OLD,
                   result={"archive": blob["old_csv_in_job"]})
         waiting = Job(user_id=chemist.id, kind="predict", state="queued",
-                      params={"upload_ids": [up["in_active_job"].id]})
+                      params={"upload_ids": [up["in_active_job"].id], "model_id": 1})
         session.add_all([job, waiting])
         session.flush()
         session.add_all([

@@ -19,6 +19,7 @@ from storage.db import engine_for, session_factory
 from storage.migrate import upgrade
 from storage.models import Notice, Result
 from tests.private_services import PrivatePostgres, PrivateRedis
+from tests.queue_fakes import SleepParams, WriteParams
 from tests.test_queue_workers import FAST, REPO, Workers, _count, _job, _user, _wait_state, wait_for
 
 pytestmark = pytest.mark.slow
@@ -68,7 +69,7 @@ def test_postgres_restart_while_a_job_runs_and_finishes(tmp_path, monkeypatch, p
         worker = workers.start("--queues", "train")
         with session_factory(settings.database_url)() as session:
             user = _user(session, 1)
-            job = submit_job(session, user, "sleep", {"seconds": 2.0}, settings=settings)
+            job = submit_job(session, user, SleepParams(seconds=2.0), settings=settings)
         wait_for(lambda: _job(settings, job.id).progress > 0.2, 60, "the job to be under way")
         engine_for(settings.database_url).dispose()  # our own pool must not hold the old server
         private_pg.stop("fast")  # terminates every connection, as a restart does
@@ -83,7 +84,7 @@ def test_postgres_restart_while_a_job_runs_and_finishes(tmp_path, monkeypatch, p
         assert _count(settings, Notice, job_id=job.id) == 1
         assert "database unreachable" in worker.log.read_text()  # it did meet the outage
         with session_factory(settings.database_url)() as session:  # and goes on working
-            after = submit_job(session, user, "sleep", {"seconds": 0.1}, settings=settings)
+            after = submit_job(session, user, SleepParams(seconds=0.1), settings=settings)
         assert _wait_state(settings, after.id, ("succeeded",), timeout=60).attempts == 1
         assert worker.poll() is None
     finally:
@@ -105,14 +106,14 @@ def test_redis_restart_loses_wakeups_but_queued_jobs_start(tmp_path, monkeypatch
         with session_factory(settings.database_url)() as session:
             user = _user(session, 1)
             for round_ in ("idle", "at the ack"):
-                job = submit_job(session, user, "sleep", {"seconds": 0.3}, settings=settings)
+                job = submit_job(session, user, SleepParams(seconds=0.3), settings=settings)
                 if round_ == "idle":
                     _wait_state(settings, job.id, ("succeeded",), timeout=60)
                     time.sleep(1.5)  # no wake-up left in flight
                 else:
                     wait_for(lambda j=job: _job(settings, j.id).state == "succeeded", 60, "the job's end")
                 private_redis.stop()
-                lost = submit_job(session, user, "sleep", {"seconds": 0.1}, settings=settings)  # no token
+                lost = submit_job(session, user, SleepParams(seconds=0.1), settings=settings)  # no token
                 time.sleep(2)
                 private_redis.start()
                 back = time.time()
@@ -158,8 +159,8 @@ def test_disk_full_fails_clearly_keeps_nothing_then_recovers(tmp_path, monkeypat
         workers.start("--queues", "train")
         with session_factory(settings.database_url)() as session:
             user = _user(session, 1)
-            blob = submit_job(session, user, "write", {"blob_bytes": 2 << 20, **inject}, settings=settings)
-            bundle = submit_job(session, user, "write", {"bundle_bytes": 2 << 20, **inject},
+            blob = submit_job(session, user, WriteParams(blob_bytes=2 << 20, **inject), settings=settings)
+            bundle = submit_job(session, user, WriteParams(bundle_bytes=2 << 20, **inject),
                                 settings=settings)
             for job in (blob, bundle):
                 failed = _wait_state(settings, job.id, ("failed", "succeeded"), timeout=90)
@@ -171,7 +172,7 @@ def test_disk_full_fails_clearly_keeps_nothing_then_recovers(tmp_path, monkeypat
             assert not (files / "models").exists() or not any((files / "models").rglob("*.pt"))
             assert "the file store is full" in workers.procs[0].log.read_text()  # the administrator's line
             filler.unlink(missing_ok=True)  # space is back
-            ok = submit_job(session, user, "write", {"blob_bytes": 1 << 20, "bundle_bytes": 1 << 20},
+            ok = submit_job(session, user, WriteParams(blob_bytes=1 << 20, bundle_bytes=1 << 20),
                             settings=settings)
             done = _wait_state(settings, ok.id, ("failed", "succeeded"), timeout=90)
         assert done.state == "succeeded", done.error

@@ -3,13 +3,13 @@ running bodies (success, user error, bug, out of memory), the sweeper, the notic
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-import tests.queue_fakes  # noqa: F401 - registers the sleep/fail/oom/crash bodies
 from jobqueue.runner import drain, run_claim
 from jobqueue.store import (
     QueueLimitError,
@@ -23,9 +23,24 @@ from jobqueue.store import (
     sweep,
     user_jobs,
 )
+from jobs.params import JobParams, ParamsError, PredictParams, TrainParams, parse_params
 from storage.db import session_factory
 from storage.models import Job, JobState, Notice, Result, User, utcnow
 from storage.notices import add_notice, mark_sent, pending_notices
+from tests.queue_fakes import (
+    CrashParams,
+    FailParams,
+    NoopDone,
+    NoopParams,
+    OomParams,
+    SleepDone,
+    SleepParams,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotHereParams(JobParams, kind="nothere"):
+    """A kind some process may submit but no body in this worker runs."""
 
 
 @pytest.fixture
@@ -48,8 +63,8 @@ def _user(session: Session, tid: int, **kw) -> User:
     return user
 
 
-def _submit(session, user, qs, kind="sleep", **params) -> Job:
-    return submit_job(session, user, kind, params, settings=qs, enqueue=False)
+def _submit(session, user, qs, params: JobParams | None = None) -> Job:
+    return submit_job(session, user, params or SleepParams(), settings=qs, enqueue=False)
 
 
 def _reload(qs, job_id: int) -> Job:
@@ -92,7 +107,7 @@ def test_user_with_running_job_waits_behind_others(session, qs) -> None:
 def test_predict_and_train_are_separate_queues(session, qs) -> None:
     a = _user(session, 1)
     train = _submit(session, a, qs)
-    predict = submit_job(session, a, "predict", {}, settings=qs, enqueue=False)
+    predict = submit_job(session, a, PredictParams(model_id=1), settings=qs, enqueue=False)
     assert claim_next(qs.database_url, "predict", qs).job_id == predict.id
     assert claim_next(qs.database_url, "predict", qs) is None
     assert claim_next(qs.database_url, "train", qs).job_id == train.id
@@ -131,8 +146,6 @@ def test_per_user_cap_quota_and_admins(session, qs) -> None:
     session.commit()
     for _ in range(4):  # admins are exempt from caps and quota
         _submit(session, boss, qs)
-    with pytest.raises(QueueLimitError):
-        submit_job(session, a, "no such kind!", {}, settings=qs, enqueue=False)
 
 
 def test_cancel_queued_never_starts_and_running_is_asked_to_stop(session, qs) -> None:
@@ -156,12 +169,12 @@ def test_cancel_queued_never_starts_and_running_is_asked_to_stop(session, qs) ->
 
 def test_jobs_run_in_process_success_error_bug_and_oom(session, qs) -> None:
     a = _user(session, 1)
-    ok = _submit(session, a, qs, "sleep", seconds=0.05)
-    oom = _submit(session, a, qs, "oom")
-    bad = _submit(session, a, qs, "fail", message="Your LabelMe file has no polygons.")
-    bug = _submit(session, a, qs, "crash")
-    after = _submit(session, a, qs, "sleep", seconds=0.01)
-    unknown = _submit(session, a, qs, "nothere")
+    ok = _submit(session, a, qs, SleepParams(seconds=0.05))
+    oom = _submit(session, a, qs, OomParams())
+    bad = _submit(session, a, qs, FailParams(message="Your LabelMe file has no polygons."))
+    bug = _submit(session, a, qs, CrashParams())
+    after = _submit(session, a, qs, SleepParams(seconds=0.01))
+    unknown = _submit(session, a, qs, NotHereParams())
     assert drain(qs, "train") == 6
     states = {j: _reload(qs, j.id) for j in (ok, oom, bad, bug, after, unknown)}
     assert states[ok].state == "succeeded" and states[ok].progress == 1.0 and states[ok].attempts == 1
@@ -185,7 +198,7 @@ def test_queue_task_runs_with_the_settings_it_was_registered_with(session, qs, m
     from jobqueue.tasks import register_tasks
     from storage.migrate import upgrade
 
-    job = _submit(session, _user(session, 1), qs, "noop")
+    job = _submit(session, _user(session, 1), qs, NoopParams())
     elsewhere = "sqlite:///" + str(qs.data_dir / "not-this-one.db")
     upgrade(elsewhere)
     other = qs.model_copy(update={"database_url_raw": elsewhere})
@@ -200,7 +213,7 @@ def test_queue_task_runs_with_the_settings_it_was_registered_with(session, qs, m
 def test_sweeper_requeues_dead_workers_jobs_then_gives_up(session, qs) -> None:
     qs = qs.model_copy(update={"job_max_attempts": 2, "stale_after_s": 60.0})
     a = _user(session, 1)
-    job = _submit(session, a, qs, "sleep", seconds=0.01)
+    job = _submit(session, a, qs, SleepParams(seconds=0.01))
     first = claim_next(qs.database_url, "train", qs, "dead-worker")
     assert sweep(qs.database_url, qs).requeued == []  # fresh heartbeat: left alone
     later = utcnow() + timedelta(seconds=61)
@@ -209,7 +222,7 @@ def test_sweeper_requeues_dead_workers_jobs_then_gives_up(session, qs) -> None:
     row = _reload(qs, job.id)
     assert row.state == "queued" and row.attempts == 1 and row.worker is None
     # The dead worker's late result is refused: its claim token is no longer the job's.
-    assert not finish_job(qs.database_url, first, JobState.SUCCEEDED, notice=("sleep_done", {}))
+    assert not finish_job(qs.database_url, first, JobState.SUCCEEDED, notice=SleepDone(job_id=job.id))
     second = claim_next(qs.database_url, "train", qs, "dead-again")
     assert second.attempts == 2
     report = sweep(qs.database_url, qs, now=utcnow() + timedelta(seconds=61))
@@ -222,14 +235,85 @@ def test_sweeper_requeues_dead_workers_jobs_then_gives_up(session, qs) -> None:
 def test_notice_outbox_is_idempotent(session, qs) -> None:
     a = _user(session, 1)
     job = _submit(session, a, qs)
-    first = add_notice(session, job, "train_done", {"v": 1})
+    first = add_notice(session, job, SleepDone(job_id=1))
     session.commit()
-    again = add_notice(session, job, "train_done", {"v": 2})
+    again = add_notice(session, job, SleepDone(job_id=2))
     session.commit()
-    assert again.id == first.id and again.payload == {"v": 1}
-    other = add_notice(session, job, "job_failed", {})
+    assert again.id == first.id and again.payload == {"job_id": 1}
+    other = add_notice(session, job, NoopDone(job_id=job.id))
     session.commit()
     assert [n.id for n in pending_notices(session, 10)] == [first.id, other.id]
     assert mark_sent(session, first.id)
     assert not mark_sent(session, first.id)  # a second delivery attempt is refused
     assert [n.id for n in pending_notices(session, 10)] == [other.id]
+
+
+# Typed params: the only way to make a job, and what a worker reads back
+
+
+def test_a_job_is_made_from_its_kinds_params_and_stored_as_json(session, qs) -> None:
+    a = _user(session, 1)
+    job = submit_job(session, a, TrainParams(upload_ids=(3, 1), options={"arch": "tiny"}, correction_of=3),
+                     settings=qs, enqueue=False)
+    stored = _reload(qs, job.id)
+    assert stored.kind == "train"
+    assert stored.params == {"upload_ids": [3, 1], "options": {"arch": "tiny"}, "correction_of": 3,
+                             "activate": True}
+    assert TrainParams.from_job(stored) == TrainParams(upload_ids=(3, 1), options={"arch": "tiny"},
+                                                       correction_of=3)
+    with pytest.raises(TypeError):  # no other way: a dict is not a kind's params
+        submit_job(session, a, {"upload_ids": [1]}, settings=qs, enqueue=False)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="seconds"):  # a field of the wrong type is refused
+        submit_job(session, a, SleepParams(seconds="soon"), settings=qs, enqueue=False)  # type: ignore[arg-type]
+    assert session.scalar(select(func.count()).select_from(Job)) == 1
+
+
+def test_rows_written_by_the_old_code_parse() -> None:
+    """Params the old code wrote as free dicts (the same keys) read back as the typed classes."""
+    train = {"upload_ids": [4, 5], "options": {"arch": "tiny", "iterations": 200, "augment": True,
+                                              "device": "cpu"}, "correction_of": 5}
+    assert parse_params("train", train) == TrainParams(upload_ids=(4, 5), options=train["options"],
+                                                       correction_of=5)
+    predict = {"upload_ids": [7], "model_id": 2, "threshold": None, "nm_per_px": 3.5,
+               "scale_source": "the scale bar (confirmed by you)"}
+    parsed = parse_params("predict", predict)
+    assert isinstance(parsed, PredictParams)
+    assert (parsed.upload_ids, parsed.model_id, parsed.nm_per_px, parsed.scale_bar) == ((7,), 2, 3.5, True)
+    assert parse_params("predict", {"upload_ids": [7], "model_id": 2, "scale_bar": False}).scale_bar is False
+
+
+@pytest.mark.parametrize("kind, raw, why", [
+    ("predict", {"upload_ids": [1]}, "model_id"),  # a required field missing
+    ("predict", {"upload_ids": [1], "model_id": 1, "treshold": 0.5}, "treshold"),  # a misspelt key
+    ("train", {"upload_ids": ["one"]}, "upload_ids"),  # the wrong type
+    ("train", {"options": {"arch": "huge"}}, "unknown architecture"),  # options no training can use
+    ("nothere!", {}, "does not know jobs of kind"),
+])
+def test_a_row_that_does_not_fit_is_a_params_error_with_a_user_message(kind, raw, why) -> None:
+    with pytest.raises(ParamsError, match=why) as caught:
+        parse_params(kind, raw)
+    assert "KeyError" not in str(caught.value)
+
+
+def test_kinds_are_checked_where_a_params_class_is_declared() -> None:
+    with pytest.raises(ValueError, match="letters, digits"):
+        @dataclass(frozen=True, kw_only=True)
+        class Spaced(JobParams, kind="no such kind!"):
+            pass
+    with pytest.raises(ValueError, match="taken by"):  # one class per kind: a typo cannot shadow train
+        @dataclass(frozen=True, kw_only=True)
+        class Impostor(JobParams, kind="train"):
+            pass
+    assert parse_params("train", {}) == TrainParams()
+
+
+def test_a_stored_row_the_worker_cannot_read_fails_its_job_with_a_message(session, qs) -> None:
+    a = _user(session, 1)
+    broken = Job(user_id=a.id, kind="sleep", params={"seconds": "soon"}, state="queued", created_at=utcnow())
+    session.add(broken)
+    session.commit()
+    assert drain(qs, "train") == 1
+    failed = _reload(qs, broken.id)
+    assert failed.state == "failed" and failed.started_at is not None
+    assert "settings cannot be read" in failed.error and "seconds" in failed.error
+    assert session.scalar(select(Notice.kind).where(Notice.job_id == broken.id)) == "job_failed"

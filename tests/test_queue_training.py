@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from jobqueue.store import submit_job
+from jobs.params import PredictParams, TrainParams
 from storage.db import session_factory
 from storage.files import FileStore
 from storage.models import Job, Notice, Result, TrainedModel, Upload, User
@@ -47,7 +48,7 @@ def test_training_survives_sigkill_then_model_recognises(queue_env) -> None:  # 
         labels = _upload(session, store, user, "labelme", "train.json",
                          json.dumps(labelme_dict(labelled, image_name="train.png")).encode())
         options = {"arch": "tiny", "iterations": 2, "holdout": False, "batch_size": 1, "crop_size": 128}
-        job = submit_job(session, user, "train", {"upload_ids": [labels.id], "options": options},
+        job = submit_job(session, user, TrainParams(upload_ids=(labels.id,), options=options),
                          settings=settings)
     wait_for(lambda: _job(settings, job.id).stage == "training", 300, "training to start")
     workers.kill(first)  # mid-training: the model is not saved, the job stays "running" for now
@@ -76,9 +77,9 @@ def test_training_survives_sigkill_then_model_recognises(queue_env) -> None:  # 
 
         ok, png = cv2.imencode(".png", cv2.cvtColor(synthetic_scene(4, (256, 256)).image, cv2.COLOR_RGB2BGR))
         image = _upload(session, store, user, "image", "new.png", png.tobytes())
-        predict = submit_job(session, user, "predict",
-                             {"upload_ids": [image.id], "model_id": model.id, "threshold": 0.05,
-                              "nm_per_px": 2.5}, settings=settings, model_id=model.id)
+        predict = submit_job(session, user, PredictParams(upload_ids=(image.id,), model_id=model.id,
+                                                          threshold=0.05, nm_per_px=2.5),
+                             settings=settings, model_id=model.id)
     done = _wait_state(settings, predict.id, ("succeeded", "failed"), timeout=300)
     assert done.state == "succeeded", done.error
     with session_factory(settings.database_url)() as session:
@@ -114,7 +115,7 @@ def test_reclaimed_training_resumes_from_its_checkpoint(queue_env) -> None:  # n
         labels = _upload(session, store, user, "labelme", "train.json",
                          json.dumps(labelme_dict(labelled, image_name="train.png")).encode())
         options = {"arch": "tiny", "iterations": 9, "holdout": False, "batch_size": 1, "crop_size": 128}
-        job = submit_job(session, user, "train", {"upload_ids": [labels.id], "options": options},
+        job = submit_job(session, user, TrainParams(upload_ids=(labels.id,), options=options),
                          settings=settings)
     checkpoint = store.resolve(checkpoint_name(job.id))
     wait_for(checkpoint.is_file, 400, "the first checkpoint")

@@ -20,6 +20,7 @@ from jobqueue.store import request_cancel, submit_job
 from storage.db import session_factory
 from storage.migrate import upgrade
 from storage.models import Job, Notice, Result, User
+from tests.queue_fakes import OomParams, SleepParams
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = {  # heartbeats and sweeps fast enough for a test, slow enough for 2 shared cores
@@ -147,8 +148,8 @@ def _assert_lifecycle(workers: Workers, settings) -> None:
     worker = workers.start("--queues", "train")
     with session_factory(settings.database_url)() as session:
         user = _user(session, 1)
-        job = submit_job(session, user, "sleep", {"seconds": 0.6}, settings=settings)
-        queued = submit_job(session, user, "sleep", {"seconds": 0.1}, settings=settings)
+        job = submit_job(session, user, SleepParams(seconds=0.6), settings=settings)
+        queued = submit_job(session, user, SleepParams(seconds=0.1), settings=settings)
         request_cancel(session, queued)
     running = _wait_state(settings, job.id, ("running",))
     assert running.worker and running.started_at is not None and running.heartbeat_at is not None
@@ -187,8 +188,8 @@ def test_two_users_interleave_fairly(queue_env) -> None:
     workers, settings = queue_env
     with session_factory(settings.database_url)() as session:
         a, b = _user(session, 1), _user(session, 2)
-        ids = [submit_job(session, a, "sleep", {"seconds": 0.05}, settings=settings).id for _ in range(4)]
-        ids += [submit_job(session, b, "sleep", {"seconds": 0.05}, settings=settings).id for _ in range(2)]
+        ids = [submit_job(session, a, SleepParams(seconds=0.05), settings=settings).id for _ in range(4)]
+        ids += [submit_job(session, b, SleepParams(seconds=0.05), settings=settings).id for _ in range(2)]
     workers.start("--queues", "train")  # all six were waiting before any worker was there
     jobs = [_wait_state(settings, i, ("succeeded",)) for i in ids]
     order = [j.user_id for j in sorted(jobs, key=lambda j: j.started_at)]
@@ -201,8 +202,8 @@ def test_cancel_running_job_stops_it_and_worker_goes_on(queue_env) -> None:
     worker = workers.start("--queues", "train")
     with session_factory(settings.database_url)() as session:
         user = _user(session, 1)
-        long = submit_job(session, user, "sleep", {"seconds": 60}, settings=settings)
-        waiting = submit_job(session, user, "sleep", {"seconds": 0.1}, settings=settings)
+        long = submit_job(session, user, SleepParams(seconds=60), settings=settings)
+        waiting = submit_job(session, user, SleepParams(seconds=0.1), settings=settings)
         _wait_state(settings, long.id, ("running",))
         assert request_cancel(session, waiting)  # queued: never starts
         assert request_cancel(session, long)
@@ -212,7 +213,7 @@ def test_cancel_running_job_stops_it_and_worker_goes_on(queue_env) -> None:
         assert stopped.finished_at is not None and stopped.progress < 1.0
         assert _count(settings, Result, job_id=long.id) == 0
         assert _count(settings, Notice, job_id=long.id, kind="job_cancelled") == 1
-        after = submit_job(session, user, "sleep", {"seconds": 0.1}, settings=settings)
+        after = submit_job(session, user, SleepParams(seconds=0.1), settings=settings)
     _wait_state(settings, after.id, ("succeeded",))
     assert _job(settings, waiting.id).started_at is None
     assert worker.poll() is None
@@ -224,8 +225,8 @@ def test_out_of_memory_fails_with_advice_and_worker_survives(queue_env) -> None:
     worker = workers.start("--queues", "train")
     with session_factory(settings.database_url)() as session:
         user = _user(session, 1)
-        oom = submit_job(session, user, "oom", {}, settings=settings)
-        after = submit_job(session, user, "sleep", {"seconds": 0.1}, settings=settings)
+        oom = submit_job(session, user, OomParams(), settings=settings)
+        after = submit_job(session, user, SleepParams(seconds=0.1), settings=settings)
     failed = _wait_state(settings, oom.id, ("failed",))
     assert "out of memory" in failed.error and "smaller" in failed.error
     assert _count(settings, Notice, job_id=oom.id, kind="job_failed") == 1
@@ -239,7 +240,7 @@ def test_sigkill_mid_job_then_new_worker_completes_it_once(queue_env) -> None:
     first = workers.start("--queues", "train")
     with session_factory(settings.database_url)() as session:
         user = _user(session, 1)
-        job = submit_job(session, user, "sleep", {"seconds": 2.0}, settings=settings)
+        job = submit_job(session, user, SleepParams(seconds=2.0), settings=settings)
     wait_for(lambda: _job(settings, job.id).progress > 0.2, 30, "the job to be under way")
     workers.kill(first)
     assert _job(settings, job.id).state == "running"  # nobody knows yet

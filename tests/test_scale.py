@@ -86,7 +86,7 @@ def test_a_model_without_label_statistics_keeps_1x_and_bad_factors_are_refused()
 
 
 @pytest.mark.parametrize("auto", [True, False])
-def test_the_predict_job_shrinks_large_particles_and_records_the_factor(settings, monkeypatch, auto) -> None:
+def test_the_predict_job_shrinks_large_particles_and_records_the_factor(settings, auto) -> None:
     """The bot's worker (jobs/predict.py) chooses the scale unless the job says auto_scale False; the
     summary carries the factor, which the caption shows."""
     import io
@@ -99,7 +99,7 @@ def test_the_predict_job_shrinks_large_particles_and_records_the_factor(settings
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     params = {"threshold": 0.5, **({} if auto else {"auto_scale": False})}
-    summary = run_predict_job(settings, monkeypatch, buffer.getvalue(), "zoomed.png", params, SizeSelective())
+    summary = run_predict_job(settings, buffer.getvalue(), "zoomed.png", params, SizeSelective())
     if auto:
         assert summary["scale_factor"] == pytest.approx(0.5) and summary["n_objects"] == n
     else:

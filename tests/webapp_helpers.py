@@ -7,12 +7,12 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 import numpy as np
 
 from annotations.model import Instance
+from core.settings import Settings
 from outputs.files import write_outputs
 from storage.db import session_scope
 from storage.files import FileStore
@@ -68,7 +68,7 @@ def scene_image(instances: list[Instance]) -> np.ndarray:
 
 
 def stored_result(
-    settings: Any, tmp: Path, telegram_id: int, language: str = "en", username: str | None = "alice"
+    settings: Settings, tmp: Path, telegram_id: int, language: str = "en", username: str | None = "alice"
 ) -> Scene:
     """A user whose model v1 recognised one image: every row and file a real run leaves."""
     store = FileStore(settings.files_dir)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.settings import Settings
 from segmodel.options import OptionsError
 
 
@@ -21,8 +22,8 @@ class WeightPaths:
     coco_weights: Path | None = None  # a COCO checkpoint, tensors only (SEGBOT_COCO_WEIGHTS)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> WeightPaths:
-        """The paths of a core.settings.Settings (or anything with the same two attributes)."""
+    def from_settings(cls, settings: Settings) -> WeightPaths:
+        """The paths of the settings (SEGBOT_BASE_MODEL, SEGBOT_COCO_WEIGHTS)."""
         base, coco = settings.base_model, settings.coco_weights
         return cls(None if base is None else Path(base), None if coco is None else Path(coco))
 

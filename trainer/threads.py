@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.settings import Settings
+
 log = logging.getLogger(__name__)
 
 # A thread needs this much of a free core; less and it spins on a busy one (see the module doc).
@@ -41,9 +43,9 @@ class ThreadPlan:
     env: dict[str, str] | None = field(default=None, compare=False)  # None = os.environ
 
     @classmethod
-    def from_settings(cls, settings: Any) -> ThreadPlan:
-        """The plan of a core.settings.Settings (or anything with `train_threads`)."""
-        return cls(setting=int(getattr(settings, "train_threads", 0) or 0))
+    def from_settings(cls, settings: Settings) -> ThreadPlan:
+        """The plan of the settings' SEGBOT_TRAIN_THREADS."""
+        return cls(setting=int(settings.train_threads or 0))
 
 
 @dataclass

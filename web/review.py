@@ -22,7 +22,7 @@ from measures.objects import measure_arrays
 from storage.db import session_scope
 from storage.files import FileStore, StoreError
 from storage.models import Result, User
-from storage.notices import CORRECTION_SAVED, add_user_notice
+from storage.notices import CorrectionSavedNotice, add_user_notice
 
 MAX_OBJECTS = 20_000
 MAX_POINTS = 2_000  # vertices of one outline drawn on the page
@@ -250,7 +250,10 @@ def save_correction(
     payload = {"result_id": result_id, "image_name": name, "n_objects": len(shapes), **delta}
 
     def notice(session, upload_id: int) -> None:
-        add_user_notice(session, user_id, CORRECTION_SAVED, {**payload, "upload_id": upload_id})
+        saved = CorrectionSavedNotice(upload_id=upload_id, result_id=result_id, image_name=name,
+                                      n_objects=len(shapes), removed=delta["removed"], added=delta["added"],
+                                      relabelled=delta["relabelled"])
+        add_user_notice(session, user_id, saved)
 
     data = json.dumps(doc).encode("utf-8")
     try:

@@ -79,7 +79,7 @@ async def on_correction_button(update: Update, context: ContextTypes.DEFAULT_TYP
     if plan is None:
         await say(context, chat, "stale_button")
     else:
-        await start_training(context, chat, plan["upload_ids"], plan["options"], correction_of=upload_id)
+        await start_training(context, chat, plan.upload_ids, plan.options, correction_of=upload_id)
     await drop_keyboard(context, update)
     await answer(update)
 

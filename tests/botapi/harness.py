@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from core.settings import Settings
 from tests.botapi.server import BotApiStandIn, User
 
 
-def bot_settings(settings: Any, api: BotApiStandIn, **overrides: Any):
+def bot_settings(settings: Settings, api: BotApiStandIn, **overrides: Any) -> Settings:
     """A copy of the test settings pointing at the stand-in."""
     from core.settings import load_settings
 
@@ -23,7 +25,7 @@ def bot_settings(settings: Any, api: BotApiStandIn, **overrides: Any):
 
 
 @contextmanager
-def running_bot(settings: Any, **build_kwargs: Any):
+def running_bot(settings: Settings, **build_kwargs: Any) -> Iterator[Any]:
     from bot.app import BotThread
 
     runner = BotThread(settings, poll_timeout=1.0, **build_kwargs).start()
