@@ -43,8 +43,8 @@ def caption_for(result: dict[str, Any], lang: str) -> str:
     density = s.get("density")
     dens = ""
     if density is not None:
-        unit = DENSITY_UNITS.get(s.get("density_unit") or "", s.get("density_unit") or "")
-        dens = t(lang, "density_line", density=fmt_num(density), unit=render(lang, unit)).rstrip()
+        per = DENSITY_UNITS.get(s.get("density_unit") or "", s.get("density_unit") or "")
+        dens = t(lang, "density_line", density=fmt_num(density), unit=render(lang, per)).rstrip()
     factor = s.get("scale_factor")  # recognised on the image shrunk by this (inference/scale.py)
     return t(
         lang,
