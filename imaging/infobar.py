@@ -355,6 +355,23 @@ def _nice(value: float) -> bool:
 def _label_lines(grey: np.ndarray, bar: _Bar, region: Region) -> list[tuple[str, tuple[int, int, int, int]]]:
     """Boxes (side, x0, y0, x1, y1) of the text lines right above, below, left and right of the bar,
     nearest first: glyphs (ink components) chained with word-sized gaps."""
+    glyphs = _glyphs_off_bar(grey, bar, region)
+    bar_box = (bar.x0 - region.x0, bar.y0 - region.y0, bar.x1 - region.x0, bar.y1 - region.y0)
+    found = []
+    for side, seeds in _glyphs_beside(glyphs, bar_box, bar.text_height).items():
+        if not seeds:
+            continue
+        line, dist = _nearest_line(side, seeds, bar_box)
+        box = _chain(line, glyphs, 1.3 * bar.text_height)
+        if (box[3] - box[1]) >= 3:
+            found.append((dist, side, (box[0] + region.x0, box[1] + region.y0, box[2] + region.x0,
+                                       box[3] + region.y0)))
+    found.sort()
+    return [(side, box) for _, side, box in found]
+
+
+def _glyphs_off_bar(grey: np.ndarray, bar: _Bar, region: Region) -> list[tuple[int, int, int, int]]:
+    """The ink components of `region` (x, y, w, h in the region, 2 px or more), the bar itself erased."""
     import cv2
 
     sub = grey[region.y0 : region.y1, region.x0 : region.x1]
@@ -362,32 +379,15 @@ def _label_lines(grey: np.ndarray, bar: _Bar, region: Region) -> list[tuple[str,
     bx0, by0, bx1, by1 = bar.x0 - region.x0, bar.y0 - region.y0, bar.x1 - region.x0, bar.y1 - region.y0
     ink[max(0, by0 - 1) : by1 + 1, max(0, bx0 - 2) : bx1 + 2] = False
     n, _, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
-    glyphs = [tuple(int(v) for v in s[:4]) for s in stats[1:] if s[4] >= 2]
-    th = bar.text_height
+    return [tuple(int(v) for v in s[:4]) for s in stats[1:] if s[4] >= 2]
+
+
+def _glyphs_beside(glyphs: list, bar_box: tuple[int, int, int, int], th: float) -> dict[str, list]:
+    """Per side of the bar, the glyphs that could start its label: within ~3 text heights above or
+    below over the bar's span, or ~2.5 to the right or left at the bar's height."""
+    bx0, by0, bx1, by1 = bar_box
     cy = (by0 + by1) / 2
-    gap = 1.3 * th
-
-    def chain(seed: list, pool: list) -> tuple[int, int, int, int]:
-        x0 = min(g[0] for g in seed)
-        x1 = max(g[0] + g[2] for g in seed)
-        y0 = min(g[1] for g in seed)
-        y1 = max(g[1] + g[3] for g in seed)
-        grown = True
-        while grown:
-            grown = False
-            for g in pool:
-                gx0, gy0, gx1, gy1 = g[0], g[1], g[0] + g[2], g[1] + g[3]
-                if gx0 >= x0 and gx1 <= x1 and gy0 >= y0 and gy1 <= y1:
-                    continue
-                same_line = gy0 < y1 and gy1 > y0
-                near = gx0 - x1 < gap and x0 - gx1 < gap
-                if same_line and near:
-                    x0, x1, y0, y1 = min(x0, gx0), max(x1, gx1), min(y0, gy0), max(y1, gy1)
-                    grown = True
-        return x0, y0, x1, y1
-
-    found = []
-    sides = {
+    return {
         "above": [g for g in glyphs if by0 - 2.8 * th <= g[1] + g[3] <= by0 + 1
                   and g[0] < bx1 + th and g[0] + g[2] > bx0 - th],
         "below": [g for g in glyphs if by1 - 1 <= g[1] <= by1 + 2.8 * th
@@ -397,25 +397,42 @@ def _label_lines(grey: np.ndarray, bar: _Bar, region: Region) -> list[tuple[str,
         "left": [g for g in glyphs if bx0 - 2.5 * th <= g[0] + g[2] <= bx0 and g[1] < cy + th
                  and g[1] + g[3] > cy - th],
     }
-    for side, seeds in sides.items():
-        if not seeds:
-            continue
-        if side in ("above", "below"):
-            # the line nearest the bar, then the glyphs of that line over the bar's span
-            key = (lambda g: by0 - (g[1] + g[3])) if side == "above" else (lambda g: g[1] - by1)
-            nearest = min(seeds, key=key)
-            line = [g for g in seeds if g[1] < nearest[1] + nearest[3] and g[1] + g[3] > nearest[1]]
-            dist = max(0, key(nearest))
-        else:
-            key = (lambda g: g[0] - bx1) if side == "right" else (lambda g: bx0 - (g[0] + g[2]))
-            line = [min(seeds, key=key)]
-            dist = max(0, key(line[0]))
-        box = chain(line, glyphs)
-        if (box[3] - box[1]) >= 3:
-            found.append((dist, side, (box[0] + region.x0, box[1] + region.y0, box[2] + region.x0,
-                                       box[3] + region.y0)))
-    found.sort()
-    return [(side, box) for _, side, box in found]
+
+
+def _nearest_line(side: str, seeds: list, bar_box: tuple[int, int, int, int]) -> tuple[list, int]:
+    """The glyphs of the label line nearest the bar on `side`, and its distance from the bar (px)."""
+    bx0, by0, bx1, by1 = bar_box
+    if side in ("above", "below"):
+        # the line nearest the bar, then the glyphs of that line over the bar's span
+        key = (lambda g: by0 - (g[1] + g[3])) if side == "above" else (lambda g: g[1] - by1)
+        nearest = min(seeds, key=key)
+        line = [g for g in seeds if g[1] < nearest[1] + nearest[3] and g[1] + g[3] > nearest[1]]
+        return line, max(0, key(nearest))
+    key = (lambda g: g[0] - bx1) if side == "right" else (lambda g: bx0 - (g[0] + g[2]))
+    line = [min(seeds, key=key)]
+    return line, max(0, key(line[0]))
+
+
+def _chain(seed: list, pool: list, gap: float) -> tuple[int, int, int, int]:
+    """The box (x0, y0, x1, y1) of `seed` grown by every glyph of `pool` on the same line and less
+    than `gap` from it, until nothing more joins."""
+    x0 = min(g[0] for g in seed)
+    x1 = max(g[0] + g[2] for g in seed)
+    y0 = min(g[1] for g in seed)
+    y1 = max(g[1] + g[3] for g in seed)
+    grown = True
+    while grown:
+        grown = False
+        for g in pool:
+            gx0, gy0, gx1, gy1 = g[0], g[1], g[0] + g[2], g[1] + g[3]
+            if gx0 >= x0 and gx1 <= x1 and gy0 >= y0 and gy1 <= y1:
+                continue
+            same_line = gy0 < y1 and gy1 > y0
+            near = gx0 - x1 < gap and x0 - gx1 < gap
+            if same_line and near:
+                x0, x1, y0, y1 = min(x0, gx0), max(x1, gx1), min(y0, gy0), max(y1, gy1)
+                grown = True
+    return x0, y0, x1, y1
 
 
 def _line_page(grey: np.ndarray, box: tuple[int, int, int, int], bar: _Bar) -> np.ndarray:

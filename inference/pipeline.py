@@ -22,12 +22,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from annotations.model import Instance
 from segmodel.options import DEFAULT_SCORE_THRESHOLD
 from segmodel.types import TileDetector
+
+if TYPE_CHECKING:
+    from inference.merge import CandidateSet
 
 
 @dataclass
@@ -104,9 +108,6 @@ def predict_image(
     progress: Callable[[int, int], None] | None = None,
 ) -> Prediction:
     """Find every object in `image` (uint8 RGB/gray, any size); polygons in original pixels."""
-    from annotations.geometry import polygon_area
-    from inference.merge import CandidateSet
-
     started = time.perf_counter()
     options = options or PredictOptions()
     image = np.asarray(image)
@@ -122,6 +123,31 @@ def predict_image(
     allowed = _allowed_labels(detector.classes, options.classes)
     tiles, scale = tile_geometry(image.shape, detector, options)
 
+    candidates = _detect_tiles(image, detector, tiles, scale, options, allowed, progress)
+    n_merged = candidates.finish()
+    n_candidates = len(candidates)
+    instances, too_small = _large_enough(candidates, detector.classes, options.min_area_px)
+    del candidates
+
+    n_refined, refine_failed = 0, 0
+    if options.refine and instances:
+        from inference.refine import refine_instances
+
+        instances, n_refined = refine_instances(image, instances)
+        refine_failed = len(instances) - n_refined
+    stats = {"candidates": n_candidates, "merged_away": n_candidates - n_merged, "too_small": too_small,
+             "refine_failed": refine_failed, "scale": scale}
+    return Prediction(instances=instances, n_refined=n_refined, tiles=len(tiles),
+                      seconds=time.perf_counter() - started, stats=stats)
+
+
+def _detect_tiles(image: np.ndarray, detector: TileDetector, tiles: list, scale: float,
+                  options: PredictOptions, allowed: np.ndarray | None,
+                  progress: Callable[[int, int], None] | None) -> CandidateSet:
+    """The detector over every tile, batch by batch, its detections above the threshold collected as
+    candidates (not yet merged across tile borders); progress as (tiles done, tiles)."""
+    from inference.merge import CandidateSet
+
     candidates = CandidateSet(tiles)
     done = 0
     if progress is not None:
@@ -135,37 +161,22 @@ def predict_image(
         del batch, results  # full-tile masks: free them before the next batch is detected
         if progress is not None:
             progress(done, len(tiles))
+    return candidates
 
-    n_merged = candidates.finish()
-    n_candidates = len(candidates)
+
+def _large_enough(candidates: CandidateSet, classes: list[str], min_area_px: float
+                  ) -> tuple[list[Instance], int]:
+    """The merged candidates of at least `min_area_px` as instances, and how many were smaller."""
+    from annotations.geometry import polygon_area
+
     instances = []
     too_small = 0
     for obj in candidates.objects():  # unpacked one at a time: no second copy of every outline
-        if polygon_area(obj.polygon) < options.min_area_px:
+        if polygon_area(obj.polygon) < min_area_px:
             too_small += 1
             continue
-        instances.append(Instance(detector.classes[obj.label], obj.polygon, obj.score))
-    del candidates
-
-    n_refined, refine_failed = 0, 0
-    if options.refine and instances:
-        from inference.refine import refine_instances
-
-        instances, n_refined = refine_instances(image, instances)
-        refine_failed = len(instances) - n_refined
-    return Prediction(
-        instances=instances,
-        n_refined=n_refined,
-        tiles=len(tiles),
-        seconds=time.perf_counter() - started,
-        stats={
-            "candidates": n_candidates,
-            "merged_away": n_candidates - n_merged,
-            "too_small": too_small,
-            "refine_failed": refine_failed,
-            "scale": scale,
-        },
-    )
+        instances.append(Instance(classes[obj.label], obj.polygon, obj.score))
+    return instances, too_small
 
 
 def _as_box(region) -> tuple[int, int, int, int]:

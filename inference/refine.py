@@ -63,12 +63,47 @@ def fit_instance(
     image: np.ndarray, polygon: np.ndarray, others: list[np.ndarray], polarity: str = "auto"
 ) -> FitOutcome:
     """Fit eq. 2 around one predicted outline; see the module docstring."""
-    import cv2
-
     polygon = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
     area = polygon_area(polygon)
     if area < MIN_PIXELS:
         return FitOutcome(None, "too small")
+    window = _fit_window(image, polygon, area)
+    if window is None:
+        return FitOutcome(None, "outside the image")
+    own, region = _fit_masks(window, polygon, others)
+    if own.sum() < MIN_PIXELS or region.sum() < 2 * MIN_PIXELS:
+        return FitOutcome(None, "too few pixels")
+    smooth = _as_peak(window.smooth, own, region, polarity)
+    if _n_peaks(smooth, own, window.d_eff) > 1:
+        return FitOutcome(None, "two or more peaks (clumped)")
+
+    ys, xs = np.nonzero(region)
+    values = smooth[ys, xs].astype(np.float64)
+    params, r2 = _fit_gaussian(xs.astype(np.float64), ys.astype(np.float64), values, own, window.d_eff)
+    if params is None:
+        return FitOutcome(None, "no convergence")
+    rejected = _rejected_peak(params, r2, own)
+    if rejected is not None:
+        return FitOutcome(None, rejected, tuple(params))
+    return _half_height_outline(params, values, area, window)
+
+
+@dataclass
+class _FitWindow:
+    """The part of the image one fit looks at: the doubled outline and a margin, smoothed."""
+
+    x0: int  # the window's top-left corner in the image
+    y0: int
+    smooth: np.ndarray  # float32 gray, blurred by a Gaussian of kernel size ~ d_eff / 4
+    d_eff: float  # diameter of the circle of the outline's area
+    extended: np.ndarray  # the outline doubled in linear size about its centre of mass (image px)
+
+
+def _fit_window(image: np.ndarray, polygon: np.ndarray, area: float) -> _FitWindow | None:
+    """The window around the doubled outline, padded by the smoothing kernel; None when less than
+    3 px of it lie in the image."""
+    import cv2
+
     d_eff = 2.0 * np.sqrt(area / np.pi)
     centre = _centroid(polygon)
     extended = centre + 2.0 * (polygon - centre)
@@ -80,40 +115,55 @@ def fit_instance(
     x1 = min(w, int(np.ceil(extended[:, 0].max())) + pad + 1)
     y1 = min(h, int(np.ceil(extended[:, 1].max())) + pad + 1)
     if x1 - x0 < 3 or y1 - y0 < 3:
-        return FitOutcome(None, "outside the image")
+        return None
     window = image[y0:y1, x0:x1]
     gray = window.astype(np.float32) if window.ndim == 2 else window[:, :, :3].astype(np.float32).mean(axis=2)
-    smooth = cv2.GaussianBlur(gray, (ksize, ksize), 0)
+    return _FitWindow(x0, y0, cv2.GaussianBlur(gray, (ksize, ksize), 0), d_eff, extended)
 
-    shape = smooth.shape
-    own = polygon_to_mask(polygon, *shape, offset=(x0, y0))
-    region = polygon_to_mask(extended, *shape, offset=(x0, y0))
+
+def _fit_masks(window: _FitWindow, polygon: np.ndarray, others: list[np.ndarray]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(own, region) in the window: the outline's pixels, and those of the doubled outline less
+    where other objects' doubled outlines reach (close particles)."""
+    shape = window.smooth.shape
+    offset = (window.x0, window.y0)
+    own = polygon_to_mask(polygon, *shape, offset=offset)
+    region = polygon_to_mask(window.extended, *shape, offset=offset)
     for other in others:  # close particles: leave out where their doubled outlines reach
         other = np.asarray(other, dtype=np.float64).reshape(-1, 2)
         oc = _centroid(other)
-        region &= ~(polygon_to_mask(oc + 2.0 * (other - oc), *shape, offset=(x0, y0)) & ~own)
-    if own.sum() < MIN_PIXELS or region.sum() < 2 * MIN_PIXELS:
-        return FitOutcome(None, "too few pixels")
+        region &= ~(polygon_to_mask(oc + 2.0 * (other - oc), *shape, offset=offset) & ~own)
+    return own, region
+
+
+def _as_peak(smooth: np.ndarray, own: np.ndarray, region: np.ndarray, polarity: str) -> np.ndarray:
+    """The window with the particle as a peak: inverted for a dark one ('dark', or 'auto' when the
+    outline is darker than the ring around it)."""
     ring = region & ~own
     if polarity == "dark" or (polarity == "auto" and ring.any() and smooth[own].mean() < smooth[ring].mean()):
-        smooth = -smooth
-    if _n_peaks(smooth, own, d_eff) > 1:
-        return FitOutcome(None, "two or more peaks (clumped)")
+        return -smooth
+    return smooth
 
-    ys, xs = np.nonzero(region)
-    values = smooth[ys, xs].astype(np.float64)
-    params, r2 = _fit_gaussian(xs.astype(np.float64), ys.astype(np.float64), values, own, d_eff)
-    if params is None:
-        return FitOutcome(None, "no convergence")
+
+def _rejected_peak(params: np.ndarray, r2: float, own: np.ndarray) -> str | None:
+    """Why the fitted surface is no particle's peak (a poor fit, not a peak, its top outside the
+    predicted contour), or None."""
     h0, hm, cx, cy, a, b, c = params
     if r2 < MIN_R2:
-        return FitOutcome(None, f"poor fit (R2 {r2:.2f})", tuple(params))
+        return f"poor fit (R2 {r2:.2f})"
     if hm <= 0 or a <= 0 or b <= 0 or 4 * a * b - c * c <= 0:
-        return FitOutcome(None, "not a peak", tuple(params))
+        return "not a peak"
     ix, iy = int(round(cx)), int(round(cy))
-    if not (0 <= iy < shape[0] and 0 <= ix < shape[1] and own[iy, ix]):
-        return FitOutcome(None, "peak outside the predicted contour", tuple(params))
+    if not (0 <= iy < own.shape[0] and 0 <= ix < own.shape[1] and own[iy, ix]):
+        return "peak outside the predicted contour"
+    return None
 
+
+def _half_height_outline(params: np.ndarray, values: np.ndarray, area: float, window: _FitWindow
+                         ) -> FitOutcome:
+    """The fitted surface's cross-section at half height (eqs. 3-5) as the refined outline, in image
+    px, unless it is missing, degenerate, elongated or of an implausible size."""
+    h0, hm, cx, cy, a, b, c = params
     # eqs. 3-5: half height between the fitted/observed floor and the fitted/observed top
     h_min = max(h0, values.min())
     h_max = min(h0 + hm, values.max())
@@ -130,9 +180,9 @@ def fit_instance(
     ratio = np.pi * axes[0] * axes[1] / area
     if not AREA_RANGE[0] <= ratio <= AREA_RANGE[1]:
         return FitOutcome(None, f"implausible size ({ratio:.2f}x)", tuple(params))
-    points[:, 0] += x0
-    points[:, 1] += y0
-    return FitOutcome(points, "ok", (h0, hm, cx + x0, cy + y0, a, b, c))
+    points[:, 0] += window.x0
+    points[:, 1] += window.y0
+    return FitOutcome(points, "ok", (h0, hm, cx + window.x0, cy + window.y0, a, b, c))
 
 
 def _fit_gaussian(xs, ys, values, own, d_eff) -> tuple[np.ndarray | None, float]:

@@ -164,103 +164,33 @@ def size_accuracy(pred: Sequence[Instance], gt: Sequence[Instance], nm_per_px: f
 
 
 def _coco_eval_class():
-    from pycocotools import mask as mask_utils
+    """pycocotools' COCOeval with the sparse IoUs and matching (pycocotools is imported on first use)."""
     from pycocotools.cocoeval import COCOeval
 
     class SparseCOCOeval(COCOeval):
         """COCOeval with IoUs only for box-overlapping pairs and matching over those pairs only."""
 
         def computeIoU(self, imgId, catId):  # noqa: N802 - pycocotools' name
-            p = self.params
-            gt = self._gts[imgId, catId] if p.useCats else [g for c in p.catIds for g in self._gts[imgId, c]]
-            dt = self._dts[imgId, catId] if p.useCats else [d for c in p.catIds for d in self._dts[imgId, c]]
+            gt, dt = _image_gts_dts(self, imgId, catId)
             if not gt or not dt:
                 return []
             order = np.argsort([-d["score"] for d in dt], kind="mergesort")
-            dt = [dt[i] for i in order[: p.maxDets[-1]]]
-            gb = np.array([g["bbox"] for g in gt], dtype=np.float64)
-            db = np.array([d["bbox"] for d in dt], dtype=np.float64)
-            import shapely
-
-            tree = shapely.STRtree(shapely.box(gb[:, 0], gb[:, 1], gb[:, 0] + gb[:, 2], gb[:, 1] + gb[:, 3]))
-            qd, qg = tree.query(shapely.box(db[:, 0], db[:, 1], db[:, 0] + db[:, 2], db[:, 1] + db[:, 3]))
-            crowd = np.array([int(g["iscrowd"]) for g in gt])
-            if p.iouType == "bbox":
-                x0 = np.maximum(db[qd, 0], gb[qg, 0])
-                y0 = np.maximum(db[qd, 1], gb[qg, 1])
-                x1 = np.minimum(db[qd, 0] + db[qd, 2], gb[qg, 0] + gb[qg, 2])
-                y1 = np.minimum(db[qd, 1] + db[qd, 3], gb[qg, 1] + gb[qg, 3])
-                inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-                area_d = db[qd, 2] * db[qd, 3]
-                area_g = gb[qg, 2] * gb[qg, 3]
-                union = np.where(crowd[qg] == 1, area_d, area_d + area_g - inter)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    iou = np.where(union > 0, inter / union, 0.0)
-            else:
-                iou = np.zeros(len(qd))
-                for d_idx in np.unique(qd):
-                    sel = np.nonzero(qd == d_idx)[0]
-                    g_sel = qg[sel]
-                    iou[sel] = np.asarray(
-                        mask_utils.iou(
-                            [dt[d_idx]["segmentation"]],
-                            [gt[g]["segmentation"] for g in g_sel],
-                            crowd[g_sel].tolist(),
-                        )
-                    ).reshape(-1)
-            keep = iou > 0
-            return {"d": qd[keep], "g": qg[keep], "iou": iou[keep], "nd": len(dt), "ng": len(gt)}
+            dt = [dt[i] for i in order[: self.params.maxDets[-1]]]
+            return _sparse_ious(gt, dt, self.params.iouType)
 
         def evaluateImg(self, imgId, catId, aRng, maxDet):  # noqa: N802, N803
-            p = self.params
-            if p.useCats:
-                gt, dt = self._gts[imgId, catId], self._dts[imgId, catId]
-            else:
-                gt = [g for c in p.catIds for g in self._gts[imgId, c]]
-                dt = [d for c in p.catIds for d in self._dts[imgId, c]]
+            gt, dt = _image_gts_dts(self, imgId, catId)
             if not gt and not dt:
                 return None
-            for g in gt:
-                g["_ignore"] = 1 if (g["ignore"] or g["area"] < aRng[0] or g["area"] > aRng[1]) else 0
-            gtind = np.argsort([g["_ignore"] for g in gt], kind="mergesort")
-            gt = [gt[i] for i in gtind]
-            dtind = np.argsort([-d["score"] for d in dt], kind="mergesort")
-            dt = [dt[i] for i in dtind[0:maxDet]]
-            iscrowd = [int(o["iscrowd"]) for o in gt]
-            T, G, D = len(p.iouThrs), len(gt), len(dt)  # noqa: N806
-            gtm, dtm = np.zeros((T, G)), np.zeros((T, D))
+            gt, gtind, dt = _in_matching_order(gt, dt, aRng, maxDet)
+            T, D = len(self.params.iouThrs), len(dt)  # noqa: N806
+            gtm, dtm = np.zeros((T, len(gt))), np.zeros((T, D))
             gtIg = np.array([g["_ignore"] for g in gt])  # noqa: N806
             dtIg = np.zeros((T, D))  # noqa: N806
             sparse = self.ious[imgId, catId]
-            if len(sparse) and D and G:
-                position = np.empty(len(gtind), dtype=np.int64)
-                position[gtind] = np.arange(len(gtind))
-                cand: list[list[tuple[int, float]]] = [[] for _ in range(D)]
-                for d_i, g_i, v in zip(
-                    sparse["d"].tolist(), position[sparse["g"]].tolist(), sparse["iou"].tolist(), strict=True
-                ):
-                    if d_i < D:
-                        cand[d_i].append((g_i, v))
-                for c in cand:
-                    c.sort()  # COCOeval walks GTs in (non-ignored first) order
-                for tind, t in enumerate(p.iouThrs):
-                    for dind, d in enumerate(dt):
-                        iou = min([t, 1 - 1e-10])
-                        m = -1
-                        for gind, value in cand[dind]:
-                            if gtm[tind, gind] > 0 and not iscrowd[gind]:
-                                continue
-                            if m > -1 and gtIg[m] == 0 and gtIg[gind] == 1:
-                                break
-                            if value < iou:
-                                continue
-                            iou = value
-                            m = gind
-                        if m == -1:
-                            continue
-                        dtIg[tind, dind] = gtIg[m]
-                        dtm[tind, dind] = gt[m]["id"]
-                        gtm[tind, m] = d["id"]
+            if len(sparse) and D and gt:
+                cand = _candidates(sparse, gtind, D)
+                _greedy_match(cand, self.params.iouThrs, gt, dt, gtIg, gtm, dtm, dtIg)
             a = np.array([d["area"] < aRng[0] or d["area"] > aRng[1] for d in dt]).reshape((1, len(dt)))
             dtIg = np.logical_or(dtIg, np.logical_and(dtm == 0, np.repeat(a, T, 0)))  # noqa: N806
             return {
@@ -278,6 +208,121 @@ def _coco_eval_class():
             }
 
     return SparseCOCOeval
+
+
+def _image_gts_dts(ev, img_id: int, cat_id: int) -> tuple[list[dict], list[dict]]:
+    """The image's GTs and detections of the class, or of every class when the evaluator ignores classes."""
+    p = ev.params
+    if p.useCats:
+        return ev._gts[img_id, cat_id], ev._dts[img_id, cat_id]
+    gt = [g for c in p.catIds for g in ev._gts[img_id, c]]
+    return gt, [d for c in p.catIds for d in ev._dts[img_id, c]]
+
+
+def _sparse_ious(gt: list[dict], dt: list[dict], iou_type: str) -> dict:
+    """IoUs of the (detection, GT) pairs whose boxes overlap, the pairs with IoU 0 left out:
+    {"d", "g": indices into dt and gt, "iou", "nd", "ng"}."""
+    import shapely
+
+    gb = np.array([g["bbox"] for g in gt], dtype=np.float64)
+    db = np.array([d["bbox"] for d in dt], dtype=np.float64)
+    tree = shapely.STRtree(shapely.box(gb[:, 0], gb[:, 1], gb[:, 0] + gb[:, 2], gb[:, 1] + gb[:, 3]))
+    qd, qg = tree.query(shapely.box(db[:, 0], db[:, 1], db[:, 0] + db[:, 2], db[:, 1] + db[:, 3]))
+    crowd = np.array([int(g["iscrowd"]) for g in gt])
+    if iou_type == "bbox":
+        iou = _box_ious(db[qd], gb[qg], crowd[qg])
+    else:
+        iou = _mask_ious(dt, gt, qd, qg, crowd)
+    keep = iou > 0
+    return {"d": qd[keep], "g": qg[keep], "iou": iou[keep], "nd": len(dt), "ng": len(gt)}
+
+
+def _box_ious(db: np.ndarray, gb: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """IoU of each pair of [x, y, w, h] boxes, row by row (of a crowd GT: the part of the detection)."""
+    x0 = np.maximum(db[:, 0], gb[:, 0])
+    y0 = np.maximum(db[:, 1], gb[:, 1])
+    x1 = np.minimum(db[:, 0] + db[:, 2], gb[:, 0] + gb[:, 2])
+    y1 = np.minimum(db[:, 1] + db[:, 3], gb[:, 1] + gb[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_d = db[:, 2] * db[:, 3]
+    area_g = gb[:, 2] * gb[:, 3]
+    union = np.where(crowd == 1, area_d, area_d + area_g - inter)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+def _mask_ious(dt: list[dict], gt: list[dict], qd: np.ndarray, qg: np.ndarray, crowd: np.ndarray
+               ) -> np.ndarray:
+    """Mask IoU of each (dt[qd[k]], gt[qg[k]]) pair: pycocotools' RLE IoU, one detection at a time."""
+    from pycocotools import mask as mask_utils
+
+    iou = np.zeros(len(qd))
+    for d_idx in np.unique(qd):
+        sel = np.nonzero(qd == d_idx)[0]
+        g_sel = qg[sel]
+        iou[sel] = np.asarray(
+            mask_utils.iou(
+                [dt[d_idx]["segmentation"]],
+                [gt[g]["segmentation"] for g in g_sel],
+                crowd[g_sel].tolist(),
+            )
+        ).reshape(-1)
+    return iou
+
+
+def _in_matching_order(gt: list[dict], dt: list[dict], a_rng: list[float], max_det: int
+                       ) -> tuple[list[dict], np.ndarray, list[dict]]:
+    """As COCOeval.evaluateImg orders them: each GT flagged `_ignore` (ignored, or outside the area
+    range) and the kept ones first, stably; the `max_det` best-scored detections. Also the GT order
+    (indices into the given list)."""
+    for g in gt:
+        g["_ignore"] = 1 if (g["ignore"] or g["area"] < a_rng[0] or g["area"] > a_rng[1]) else 0
+    gtind = np.argsort([g["_ignore"] for g in gt], kind="mergesort")
+    dtind = np.argsort([-d["score"] for d in dt], kind="mergesort")
+    return [gt[i] for i in gtind], gtind, [dt[i] for i in dtind[0:max_det]]
+
+
+def _candidates(sparse: dict, gtind: np.ndarray, n_dt: int) -> list[list[tuple[int, float]]]:
+    """Per detection (of the first `n_dt`), its overlapping GTs as (position in matching order, IoU),
+    in the order COCOeval walks GTs (non-ignored first)."""
+    position = np.empty(len(gtind), dtype=np.int64)
+    position[gtind] = np.arange(len(gtind))
+    cand: list[list[tuple[int, float]]] = [[] for _ in range(n_dt)]
+    for d_i, g_i, v in zip(
+        sparse["d"].tolist(), position[sparse["g"]].tolist(), sparse["iou"].tolist(), strict=True
+    ):
+        if d_i < n_dt:
+            cand[d_i].append((g_i, v))
+    for c in cand:
+        c.sort()  # COCOeval walks GTs in (non-ignored first) order
+    return cand
+
+
+def _greedy_match(cand: list[list[tuple[int, float]]], thresholds: np.ndarray, gt: list[dict],
+                  dt: list[dict], gt_ignore: np.ndarray, gtm: np.ndarray, dtm: np.ndarray,
+                  dt_ignore: np.ndarray) -> None:
+    """COCOeval's greedy matching at each IoU threshold, over the candidate pairs only: each detection,
+    best score first, takes the unmatched GT (or a crowd) of highest IoU, a non-ignored one before an
+    ignored one. Fills gtm and dtm (the matched ids) and dt_ignore in place."""
+    iscrowd = [int(o["iscrowd"]) for o in gt]
+    for tind, t in enumerate(thresholds):
+        for dind, d in enumerate(dt):
+            iou = min([t, 1 - 1e-10])
+            m = -1
+            for gind, value in cand[dind]:
+                if gtm[tind, gind] > 0 and not iscrowd[gind]:
+                    continue
+                if m > -1 and gt_ignore[m] == 0 and gt_ignore[gind] == 1:
+                    break
+                if value < iou:
+                    continue
+                iou = value
+                m = gind
+            if m == -1:
+                continue
+            dt_ignore[tind, dind] = gt_ignore[m]
+            dtm[tind, dind] = gt[m]["id"]
+            gtm[tind, m] = d["id"]
 
 
 def _coco_datasets(pairs: Sequence[tuple[Sequence[Instance], Sequence[Instance], tuple[int, int]]]):
@@ -421,52 +466,79 @@ def evaluate(
             "No prediction matches a ground-truth image by name; name the files alike "
             "(e.g. img1.json in both)."
         )
-    per_image = []
-    totals = np.zeros(3, dtype=np.int64)
-    class_totals: dict[str, np.ndarray] = {}
-    all_pred: list[Instance] = []
-    all_gt: list[Instance] = []
-    coco_pairs = []
-    for pred_ann, gt_ann in pairs:
-        pred = _in_crops(pred_ann.instances, gt_ann)
-        gt = _in_crops(gt_ann.instances, gt_ann)
-        cpairs = centre_pairs(pred, gt)
-        matched = match_pairs(cpairs, len(pred), len(gt))
-        tp = int((matched >= 0).sum())
-        score = CountScore.from_counts(tp, len(pred) - tp, len(gt) - tp)
-        totals += (score.tp, score.fp, score.fn)
-        pred_labels = np.array([i.label for i in pred], dtype=object)
-        gt_labels = np.array([i.label for i in gt], dtype=object)
-        for label in sorted(set(pred_labels.tolist()) | set(gt_labels.tolist())):
-            # same cpairs, restricted to this class on both sides
-            keep = (
-                (pred_labels[cpairs[0]] == label) & (gt_labels[cpairs[1]] == label)
-                if cpairs.shape[1]
-                else np.zeros(0, dtype=bool)
-            )
-            m = match_pairs(cpairs[:, keep], len(pred), len(gt))
-            n_p, n_g = int((pred_labels == label).sum()), int((gt_labels == label).sum())
-            tp_c = int((m >= 0).sum())
-            class_totals.setdefault(label, np.zeros(3, dtype=np.int64))
-            class_totals[label] += (tp_c, n_p - tp_c, n_g - tp_c)
-        per_image.append({"name": gt_ann.name, **score.as_dict(), "n_pred": len(pred), "n_gt": len(gt)})
-        all_pred.extend(pred)
-        all_gt.extend(gt)
-        coco_pairs.append((pred, gt, (gt_ann.height, gt_ann.width)))
+    images = [_count_image(pred_ann, gt_ann) for pred_ann, gt_ann in pairs]
+    totals, class_totals = _pooled_counts(images)
     scales = {a.nm_per_px for _, a in pairs}
     nm = scales.pop() if len(scales) == 1 else None
     result = {
         "n_images": len(pairs),
         "count": CountScore.from_counts(*totals.tolist()).as_dict(),
         "per_class": {k: CountScore.from_counts(*v.tolist()).as_dict() for k, v in class_totals.items()},
-        "size_accuracy": size_accuracy(all_pred, all_gt, nm),
-        "images": per_image,
+        "size_accuracy": size_accuracy([i for im in images for i in im.pred],
+                                       [i for im in images for i in im.gt], nm),
+        "images": [{"name": im.name, **im.score.as_dict(), "n_pred": len(im.pred), "n_gt": len(im.gt)}
+                   for im in images],
         "unpaired_gt": missing_pred,
         "unpaired_pred": missing_gt,
     }
     if coco:
-        result["coco"] = coco_ap(coco_pairs, max_dets=max_dets)
+        result["coco"] = coco_ap([(im.pred, im.gt, im.shape) for im in images], max_dets=max_dets)
     return result
+
+
+@dataclass
+class _ImageCount:
+    """One image's objects (those in the GT's crops) and their counting scores."""
+
+    name: str
+    shape: tuple[int, int]  # height, width
+    pred: list[Instance]
+    gt: list[Instance]
+    score: CountScore
+    per_class: dict[str, tuple[int, int, int]]  # label -> (tp, fp, fn), labels in sorted order
+
+
+def _count_image(pred_ann: AnnotatedImage, gt_ann: AnnotatedImage) -> _ImageCount:
+    """The centre rule on one image pair, over all classes and per class."""
+    pred = _in_crops(pred_ann.instances, gt_ann)
+    gt = _in_crops(gt_ann.instances, gt_ann)
+    cpairs = centre_pairs(pred, gt)
+    matched = match_pairs(cpairs, len(pred), len(gt))
+    tp = int((matched >= 0).sum())
+    score = CountScore.from_counts(tp, len(pred) - tp, len(gt) - tp)
+    return _ImageCount(gt_ann.name, (gt_ann.height, gt_ann.width), pred, gt, score,
+                       _count_classes(pred, gt, cpairs))
+
+
+def _count_classes(pred: list[Instance], gt: list[Instance], cpairs: np.ndarray
+                   ) -> dict[str, tuple[int, int, int]]:
+    """(tp, fp, fn) per class: the same centre pairs, restricted to the class on both sides."""
+    pred_labels = np.array([i.label for i in pred], dtype=object)
+    gt_labels = np.array([i.label for i in gt], dtype=object)
+    counts = {}
+    for label in sorted(set(pred_labels.tolist()) | set(gt_labels.tolist())):
+        keep = (
+            (pred_labels[cpairs[0]] == label) & (gt_labels[cpairs[1]] == label)
+            if cpairs.shape[1]
+            else np.zeros(0, dtype=bool)
+        )
+        m = match_pairs(cpairs[:, keep], len(pred), len(gt))
+        n_p, n_g = int((pred_labels == label).sum()), int((gt_labels == label).sum())
+        tp_c = int((m >= 0).sum())
+        counts[label] = (tp_c, n_p - tp_c, n_g - tp_c)
+    return counts
+
+
+def _pooled_counts(images: Sequence[_ImageCount]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(tp, fp, fn) summed over the images: all classes, and per class (in order of first appearance)."""
+    totals = np.zeros(3, dtype=np.int64)
+    class_totals: dict[str, np.ndarray] = {}
+    for im in images:
+        totals += (im.score.tp, im.score.fp, im.score.fn)
+        for label, counts in im.per_class.items():
+            class_totals.setdefault(label, np.zeros(3, dtype=np.int64))
+            class_totals[label] += counts
+    return totals, class_totals
 
 
 def format_evaluation(result: dict) -> str:

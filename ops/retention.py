@@ -213,15 +213,33 @@ def _job_id(name: str) -> int | None:
 
 def run_cleanup(database_url: str, files_dir: Path | Store, retention_days: float, *, dry_run: bool = False,
                 now: datetime | None = None, grace_s: float = GRACE_S) -> CleanupReport:
-    from storage.db import session_factory, session_scope
-
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=retention_days)
     young = now.timestamp() - grace_s
     report = CleanupReport(cutoff=cutoff, dry_run=dry_run)
     store = as_store(files_dir)
 
-    # A dry run asks inside the same transaction what would still be referenced, then rolls it back.
+    refs, unfinished = _expire_rows(database_url, store, cutoff, report, dry_run)
+    if not dry_run:
+        # A second look just before deleting: a row added meanwhile (a re-upload of the same
+        # content) protects its blob.
+        again, unfinished_now = _references_now(database_url, store)
+        refs = References(refs.blobs | again.blobs, refs.model_dirs | again.model_dirs)
+        unfinished |= unfinished_now
+    _remove_blobs(store, refs.blobs, young, report)
+    _remove_model_dirs(store, refs.model_dirs, young, report)
+    _remove_checkpoints(store, unfinished, report)
+    _remove_tmp_files(store, young, report)
+    return report
+
+
+def _expire_rows(database_url: str, store: Store, cutoff: datetime, report: CleanupReport, dry_run: bool
+                 ) -> tuple[References, set[int]]:
+    """Delete the expired uploads, results and sent notices (counted in `report`); what is still
+    referenced once they are gone, and the unfinished jobs. A dry run asks inside the same
+    transaction, then rolls it back."""
+    from storage.db import session_scope
+
     with session_scope(database_url, commit=not dry_run) as session:
         uploads, results, notices = _expired_rows(session, cutoff)
         report.uploads, report.results, report.notices = len(uploads), len(results), len(notices)
@@ -234,46 +252,62 @@ def run_cleanup(database_url: str, files_dir: Path | Store, retention_days: floa
         session.flush()
         refs = collect_references(session, store)  # what is still referenced once these rows are gone
         unfinished = set(session.scalars(select(Job.id).where(Job.state.in_(_UNFINISHED))))
+    return refs, unfinished
 
-    if not dry_run:
-        # A second look just before deleting: a row added meanwhile (a re-upload of the same
-        # content) protects its blob.
-        with session_factory(database_url)() as session:
-            again = collect_references(session, store)
-            unfinished |= set(session.scalars(select(Job.id).where(Job.state.in_(_UNFINISHED))))
-        refs = References(refs.blobs | again.blobs, refs.model_dirs | again.model_dirs)
 
+def _references_now(database_url: str, store: Store) -> tuple[References, set[int]]:
+    """What the database references now, and its unfinished jobs, in a session of its own."""
+    from storage.db import session_factory
+
+    with session_factory(database_url)() as session:
+        refs = collect_references(session, store)
+        unfinished = set(session.scalars(select(Job.id).where(Job.state.in_(_UNFINISHED))))
+    return refs, unfinished
+
+
+def _remove_blobs(store: Store, referenced: set[str], young: float, report: CleanupReport) -> None:
+    """Blobs no row names, older than `young` (a timestamp)."""
     for entry in list(store.iter_files("blobs")):
         sha = entry.name.rsplit("/", 1)[-1]
-        if not _DIGEST.match(sha) or sha in refs.blobs or entry.mtime > young:
+        if not _DIGEST.match(sha) or sha in referenced or entry.mtime > young:
             continue
         report.blobs += 1
         report.bytes_freed += entry.size
-        if not dry_run:
+        if not report.dry_run:
             store.delete(sha)
+
+
+def _remove_model_dirs(store: Store, referenced: set[str], young: float, report: CleanupReport) -> None:
+    """Model bundle dirs (models/u<user>/<dir>) no row names, none of whose files is younger than `young`."""
     for name, (mtime, size) in _dirs(store.iter_files("models"), 3).items():
-        if name in refs.model_dirs or mtime > young:
+        if name in referenced or mtime > young:
             continue
         report.model_dirs += 1
         report.bytes_freed += size
-        if not dry_run:
+        if not report.dry_run:
             store.remove_dir(name)
-    # Checkpoints: kept while their job may still resume, gone once it ended however it ended.
+
+
+def _remove_checkpoints(store: Store, unfinished: set[int], report: CleanupReport) -> None:
+    """Checkpoints: kept while their job may still resume, gone once it ended however it ended."""
     for name, (_mtime_s, size) in _dirs(store.iter_files("scratch/jobs"), 3).items():
         if _job_id(name) in unfinished:
             continue
         report.checkpoints += 1
         report.bytes_freed += size
-        if not dry_run:
+        if not report.dry_run:
             store.remove_dir(name)
+
+
+def _remove_tmp_files(store: Store, young: float, report: CleanupReport) -> None:
+    """Scratch files and dirs of the store's tmp dir last changed before `young`."""
     for path in list(store.tmp.iterdir()):
         if _mtime(path) > young:
             continue
         report.tmp_files += 1
         report.bytes_freed += _size(path)
-        if not dry_run:
+        if not report.dry_run:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    return report
 
 
 def _mtime(path: Path) -> float:

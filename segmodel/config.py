@@ -99,72 +99,91 @@ def build_model_config(
     if num_classes < 1:
         raise ValueError("need at least one class")
     p = PRESETS[arch]
-    width, fc = p["width"], p["fc"]
-    backbone = dict(
-        p["backbone"], num_stages=4, out_indices=(0, 1, 2, 3),
-        # Random init: BN statistics must be learnt (norm_eval False) and nothing frozen.
-        frozen_stages=1 if pretrained_backbone else -1,
-        norm_cfg=dict(type="BN", requires_grad=True),
-        norm_eval=bool(pretrained_backbone), style="pytorch", init_cfg=None,
-    )
     pos_fraction = rcnn_pos_fraction(stats, crop_size, rescale, p["rcnn_samples"])
-    mask_size = 28  # 28x28 mask targets: a 5-50 px object (after rescale 15-150) keeps its outline
-    rpn_nms_pre = max(3000, max_per_img)
     model: dict[str, Any] = dict(
         type="CascadeRCNN",
         data_preprocessor=dict(type="DetDataPreprocessor", mean=MEAN, std=STD, bgr_to_rgb=False,
                                pad_mask=True, pad_size_divisor=32),
-        backbone=backbone,
-        neck=dict(type="FPN", in_channels=list(p["in_channels"]), out_channels=width, num_outs=5),
-        rpn_head=dict(
-            type="RPNHead", in_channels=width, feat_channels=width,
-            anchor_generator=dict(type="AnchorGenerator", scales=anchor_scales(stats, rescale),
-                                  ratios=anchor_ratios(stats), strides=list(STRIDES)),
-            bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[1.0] * 4),
-            loss_cls=dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0),
-            loss_bbox=dict(type="SmoothL1Loss", beta=1.0 / 9.0, loss_weight=1.0),
-        ),
-        roi_head=dict(
-            type="CascadeRoIHead", num_stages=3, stage_loss_weights=[1, 0.5, 0.25],
-            bbox_roi_extractor=dict(type="SingleRoIExtractor",
-                                    roi_layer=dict(type="RoIAlign", output_size=7, sampling_ratio=2),
-                                    out_channels=width, featmap_strides=STRIDES[:4]),
-            bbox_head=[
-                _bbox_head(num_classes, width, fc, [0.1, 0.1, 0.2, 0.2]),
-                _bbox_head(num_classes, width, fc, [0.05, 0.05, 0.1, 0.1]),
-                _bbox_head(num_classes, width, fc, [0.033, 0.033, 0.067, 0.067]),
-            ],
-            mask_roi_extractor=dict(type="SingleRoIExtractor",
-                                    roi_layer=dict(type="RoIAlign", output_size=14, sampling_ratio=2),
-                                    out_channels=width, featmap_strides=STRIDES[:4]),
-            mask_head=dict(type="FCNMaskHead", num_convs=p["mask_convs"], in_channels=width,
-                           conv_out_channels=width, num_classes=num_classes,
-                           loss_mask=dict(type="CrossEntropyLoss", use_mask=True, loss_weight=1.0)),
-        ),
-        train_cfg=dict(
-            rpn=dict(
-                assigner=dict(type="MaxIoUAssigner", pos_iou_thr=0.7, neg_iou_thr=0.3, min_pos_iou=0.3,
-                              match_low_quality=True, ignore_iof_thr=-1),
-                sampler=dict(type="RandomSampler", num=p["rpn_samples"], pos_fraction=0.5, neg_pos_ub=-1,
-                             add_gt_as_proposals=False),
-                allowed_border=-1, pos_weight=-1, debug=False,
-            ),
-            rpn_proposal=dict(nms_pre=p["train_proposals"], max_per_img=p["train_proposals"],
-                              nms=dict(type="nms", iou_threshold=0.7), min_bbox_size=0),
-            rcnn=[
-                _rcnn_train(0.5, p["rcnn_samples"], pos_fraction, mask_size),
-                _rcnn_train(0.6, p["rcnn_samples"], pos_fraction, mask_size),
-                _rcnn_train(0.7, p["rcnn_samples"], pos_fraction, mask_size),
-            ],
-        ),
-        test_cfg=dict(
-            rpn=dict(nms_pre=rpn_nms_pre, max_per_img=max_per_img,
-                     nms=dict(type="nms", iou_threshold=0.7), min_bbox_size=0),
-            rcnn=dict(score_thr=0.05, nms=dict(type="nms", iou_threshold=0.5), max_per_img=max_per_img,
-                      mask_thr_binary=0.5),
-        ),
+        backbone=_backbone(p, pretrained_backbone),
+        neck=dict(type="FPN", in_channels=list(p["in_channels"]), out_channels=p["width"], num_outs=5),
+        rpn_head=_rpn_head(p["width"], stats, rescale),
+        roi_head=_roi_head(p, num_classes),
+        train_cfg=_train_cfg(p, pos_fraction),
+        test_cfg=_test_cfg(max_per_img),
     )
     return model
+
+
+def _backbone(p: dict[str, Any], pretrained: bool) -> dict[str, Any]:
+    return dict(
+        p["backbone"], num_stages=4, out_indices=(0, 1, 2, 3),
+        # Random init: BN statistics must be learnt (norm_eval False) and nothing frozen.
+        frozen_stages=1 if pretrained else -1,
+        norm_cfg=dict(type="BN", requires_grad=True),
+        norm_eval=bool(pretrained), style="pytorch", init_cfg=None,
+    )
+
+
+def _rpn_head(width: int, stats: LabelStats | None, rescale: float) -> dict[str, Any]:
+    return dict(
+        type="RPNHead", in_channels=width, feat_channels=width,
+        anchor_generator=dict(type="AnchorGenerator", scales=anchor_scales(stats, rescale),
+                              ratios=anchor_ratios(stats), strides=list(STRIDES)),
+        bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[1.0] * 4),
+        loss_cls=dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0),
+        loss_bbox=dict(type="SmoothL1Loss", beta=1.0 / 9.0, loss_weight=1.0),
+    )
+
+
+def _roi_head(p: dict[str, Any], num_classes: int) -> dict[str, Any]:
+    """Three cascade stages (box targets tighter at each) sharing the RoI extractors and mask head."""
+    width, fc = p["width"], p["fc"]
+    return dict(
+        type="CascadeRoIHead", num_stages=3, stage_loss_weights=[1, 0.5, 0.25],
+        bbox_roi_extractor=dict(type="SingleRoIExtractor",
+                                roi_layer=dict(type="RoIAlign", output_size=7, sampling_ratio=2),
+                                out_channels=width, featmap_strides=STRIDES[:4]),
+        bbox_head=[
+            _bbox_head(num_classes, width, fc, [0.1, 0.1, 0.2, 0.2]),
+            _bbox_head(num_classes, width, fc, [0.05, 0.05, 0.1, 0.1]),
+            _bbox_head(num_classes, width, fc, [0.033, 0.033, 0.067, 0.067]),
+        ],
+        mask_roi_extractor=dict(type="SingleRoIExtractor",
+                                roi_layer=dict(type="RoIAlign", output_size=14, sampling_ratio=2),
+                                out_channels=width, featmap_strides=STRIDES[:4]),
+        mask_head=dict(type="FCNMaskHead", num_convs=p["mask_convs"], in_channels=width,
+                       conv_out_channels=width, num_classes=num_classes,
+                       loss_mask=dict(type="CrossEntropyLoss", use_mask=True, loss_weight=1.0)),
+    )
+
+
+def _train_cfg(p: dict[str, Any], pos_fraction: float) -> dict[str, Any]:
+    mask_size = 28  # 28x28 mask targets: a 5-50 px object (after rescale 15-150) keeps its outline
+    return dict(
+        rpn=dict(
+            assigner=dict(type="MaxIoUAssigner", pos_iou_thr=0.7, neg_iou_thr=0.3, min_pos_iou=0.3,
+                          match_low_quality=True, ignore_iof_thr=-1),
+            sampler=dict(type="RandomSampler", num=p["rpn_samples"], pos_fraction=0.5, neg_pos_ub=-1,
+                         add_gt_as_proposals=False),
+            allowed_border=-1, pos_weight=-1, debug=False,
+        ),
+        rpn_proposal=dict(nms_pre=p["train_proposals"], max_per_img=p["train_proposals"],
+                          nms=dict(type="nms", iou_threshold=0.7), min_bbox_size=0),
+        rcnn=[
+            _rcnn_train(0.5, p["rcnn_samples"], pos_fraction, mask_size),
+            _rcnn_train(0.6, p["rcnn_samples"], pos_fraction, mask_size),
+            _rcnn_train(0.7, p["rcnn_samples"], pos_fraction, mask_size),
+        ],
+    )
+
+
+def _test_cfg(max_per_img: int) -> dict[str, Any]:
+    return dict(
+        rpn=dict(nms_pre=max(3000, max_per_img), max_per_img=max_per_img,
+                 nms=dict(type="nms", iou_threshold=0.7), min_bbox_size=0),
+        rcnn=dict(score_thr=0.05, nms=dict(type="nms", iou_threshold=0.5), max_per_img=max_per_img,
+                  mask_thr_binary=0.5),
+    )
 
 
 def default_lr(arch: str) -> float:

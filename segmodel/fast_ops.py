@@ -10,8 +10,9 @@ What is swapped, by `install(model, device)`, on a built model:
   [RoIs * out_h * out_w, pixels of all FPN levels] times the levels flattened into rows once per
   forward pass (`SharedMaps`, shared by the six extractors of a cascade): mmcv's bilinear sampling
   points, weights and border rules, each RoI on the level mmdet maps it to; backward is the
-  transposed product. Checked against mmcv.ops.roi_align forward and backward to 1e-5; only the
-  order of float additions differs. The mask RoI features come out as a channels-last view.
+  transposed product. Checked against mmcv.ops.roi_align forward and backward to float32 rounding
+  (a bound from the terms' count and magnitude, tests/test_fast_ops.py); only the order of float
+  additions differs. The mask RoI features come out as a channels-last view.
 - `FCNMaskHead.get_targets` by `mask_targets`: mmdet copies the whole image-sized ground-truth
   mask once per positive RoI (index_select, then float) before its RoIAlign; here each image's
   masks are converted once and the RoIs point at their ground truth by batch index, the same

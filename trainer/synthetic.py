@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,63 +43,102 @@ def synthetic_scene(
     name: str | None = None,
 ) -> AnnotatedImage:
     """One fully labelled image (crops empty = everything labelled)."""
-    import cv2
-
+    # Every random draw comes from `rng`, in a fixed order: the tests and benchmarks depend on the
+    # exact images a seed gives.
     rng = np.random.default_rng(seed)
-    h, w = size
+    scene = _Scene(_background(rng, *size))
+    for _ in range(n_particles):
+        _add(scene, rng, "particle", radius[0], radius[1], 220.0, None)
+        if scene.placed and rng.random() < pairs:
+            _add(scene, rng, "particle", radius[0], radius[1], 210.0, scene.placed[-1])
+    for _ in range(n_pits):
+        _add(scene, rng, "pit", radius[0] * 0.6, radius[0] * 1.1, 15.0, None)
+    image = _blurred_noisy_rgb(scene.image, rng, noise)
+    return AnnotatedImage(name=name or f"synthetic_{seed}.png", image=image, instances=scene.instances,
+                          crops=[])
+
+
+MARGIN = 3  # px between any object and the image border
+
+
+@dataclass
+class _Scene:
+    """The image being painted (float32 gray) and what is on it so far."""
+
+    image: np.ndarray
+    instances: list[Instance] = field(default_factory=list)
+    placed: list[tuple[float, float, float]] = field(default_factory=list)  # (cx, cy, a) of each object
+
+
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Uneven illumination: a tilted plane plus a broad bump, float32."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    # Uneven illumination: a tilted plane plus a broad bump.
     bx, by = w * rng.uniform(0.2, 0.8), h * rng.uniform(0.2, 0.8)
     bump = np.exp(-((xx - bx) ** 2 + (yy - by) ** 2) / (2 * (0.35 * max(h, w)) ** 2))
     background = 70 + 25 * (xx / w) + 15 * (yy / h) + 20 * bump
-    image = background.astype(np.float32)
-    instances: list[Instance] = []
-    placed: list[tuple[float, float, float]] = []
-    margin = 3
+    return background.astype(np.float32)
 
-    def add(label: str, r_lo: float, r_hi: float, level: float,
-            near: tuple[float, float, float] | None) -> None:
-        for _ in range(60):
-            a = rng.uniform(r_lo, r_hi)
-            b = a * rng.uniform(0.75, 1.0)
-            if near is not None:
-                px, py, pr = near
-                ang = rng.uniform(0, 2 * math.pi)
-                dist = pr + a * 0.95  # touching, barely overlapping outlines
-                cx, cy = px + dist * math.cos(ang), py + dist * math.sin(ang)
-                gap = -0.3 * a
-            else:
-                cx, cy = rng.uniform(margin + a, w - margin - a), rng.uniform(margin + a, h - margin - a)
-                gap = 2.0
-            if not (margin + a <= cx <= w - margin - a and margin + a <= cy <= h - margin - a):
-                continue
-            others = [p for p in placed if near is None or p != near]
-            if not _fits(cx, cy, a, others, gap):
-                continue
-            poly = _ellipse(cx, cy, a, b, rng.uniform(0, math.pi))
-            mask = polygon_to_mask(poly, h, w).astype(np.uint8)  # exactly the labelled pixels
-            # Dome-shaped intensity: brighter in the middle, like a particle's height profile.
-            dist_map = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
-            profile = np.clip(dist_map / max(1.0, b * 0.6), 0, 1) ** 0.5
-            image[mask > 0] = (image[mask > 0] * (1 - profile[mask > 0] * 0.85)
-                               + level * rng.uniform(0.85, 1.1) * profile[mask > 0] * 0.85)
-            # The outline itself: a thin rim so touching particles stay separable.
-            instances.append(Instance(label, poly))
-            placed.append((cx, cy, a))
-            return
 
-    for _ in range(n_particles):
-        add("particle", radius[0], radius[1], 220.0, None)
-        if placed and rng.random() < pairs:
-            add("particle", radius[0], radius[1], 210.0, placed[-1])
-    for _ in range(n_pits):
-        add("pit", radius[0] * 0.6, radius[0] * 1.1, 15.0, None)
+def _add(scene: _Scene, rng: np.random.Generator, label: str, r_lo: float, r_hi: float, level: float,
+         near: tuple[float, float, float] | None) -> None:
+    """One elliptical object of brightness `level`, where it keeps clear of the others (touching
+    `near` when given); nothing after 60 tries."""
+    for _ in range(60):
+        spot = _free_spot(scene, rng, r_lo, r_hi, near)
+        if spot is None:
+            continue
+        cx, cy, a, b = spot
+        poly = _ellipse(cx, cy, a, b, rng.uniform(0, math.pi))
+        _paint(scene.image, poly, b, level, rng)
+        scene.instances.append(Instance(label, poly))
+        scene.placed.append((cx, cy, a))
+        return
+
+
+def _free_spot(scene: _Scene, rng: np.random.Generator, r_lo: float, r_hi: float,
+               near: tuple[float, float, float] | None) -> tuple[float, float, float, float] | None:
+    """A random (cx, cy, a, b) ellipse inside the margins and clear of the placed objects (or
+    touching `near`, barely overlapping it), or None where this draw does not fit."""
+    h, w = scene.image.shape
+    a = rng.uniform(r_lo, r_hi)
+    b = a * rng.uniform(0.75, 1.0)
+    if near is not None:
+        px, py, pr = near
+        ang = rng.uniform(0, 2 * math.pi)
+        dist = pr + a * 0.95  # touching, barely overlapping outlines
+        cx, cy = px + dist * math.cos(ang), py + dist * math.sin(ang)
+        gap = -0.3 * a
+    else:
+        cx, cy = rng.uniform(MARGIN + a, w - MARGIN - a), rng.uniform(MARGIN + a, h - MARGIN - a)
+        gap = 2.0
+    if not (MARGIN + a <= cx <= w - MARGIN - a and MARGIN + a <= cy <= h - MARGIN - a):
+        return None
+    others = [p for p in scene.placed if near is None or p != near]
+    if not _fits(cx, cy, a, others, gap):
+        return None
+    return cx, cy, a, b
+
+
+def _paint(image: np.ndarray, poly: np.ndarray, b: float, level: float, rng: np.random.Generator) -> None:
+    """Paint the outline's pixels (exactly the labelled ones) with a dome-shaped intensity, brighter
+    in the middle like a particle's height profile."""
+    import cv2
+
+    mask = polygon_to_mask(poly, *image.shape).astype(np.uint8)
+    dist_map = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
+    profile = np.clip(dist_map / max(1.0, b * 0.6), 0, 1) ** 0.5
+    image[mask > 0] = (image[mask > 0] * (1 - profile[mask > 0] * 0.85)
+                       + level * rng.uniform(0.85, 1.1) * profile[mask > 0] * 0.85)
+
+
+def _blurred_noisy_rgb(image: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
+    """The painted scene slightly blurred like an SEM/STM image, with Gaussian noise, as uint8 RGB."""
+    import cv2
 
     image = cv2.GaussianBlur(image, (0, 0), 1.0)
     image += rng.normal(0, noise, size=image.shape).astype(np.float32)
     gray = np.clip(image, 0, 255).astype(np.uint8)
-    rgb = np.repeat(gray[:, :, None], 3, axis=2)
-    return AnnotatedImage(name=name or f"synthetic_{seed}.png", image=rgb, instances=instances, crops=[])
+    return np.repeat(gray[:, :, None], 3, axis=2)
 
 
 def _bbox(poly: np.ndarray) -> tuple[float, float, float, float]:

@@ -192,26 +192,52 @@ def train_model(
     fits this run: same tag, iterations and shapes). `threads`: how CPU threads are chosen
     (trainer/threads.py; None = automatic, from the idle cores).
     """
-    import torch
-
-    from segmodel import fast_ops
-    from segmodel.bundle import (
-        CARD,
-        WEIGHTS,
-        model_card,
-        now_iso,
-        save_weights,
-        versions,
-        write_bundle_atomic,
-    )
-    from segmodel.config import build_model_config, default_lr, describe
-    from trainer.dataset import Augmentation, SampleSource, build_regions, iterations_per_epoch, label_stats
-
     options = options or TrainOptions()
     options.validate()
     started = time.monotonic()
     report = progress or (lambda p: None)
     cancelled = should_cancel or (lambda: False)
+
+    plan = _plan(sources, options)
+    report(TrainProgress(0, plan.total, 0, None, None, "preparing"))
+    governor = _seed_and_check_device(options, threads)
+    net = _build_net(options, plan, weights or WeightPaths())
+    run = _new_run(options, plan, net, report, started, governor)
+    _resume(run, checkpoint, resume_from)
+    loop_s = _train_loop(run, cancelled, checkpoint)
+
+    report(TrainProgress(plan.total, plan.total, plan.total // plan.ipe, run.loss_avg, 0.0, "saving"))
+    seconds = _record_metrics(run, len(sources), loop_s)
+    bundle_dir = _write_bundle(Path(out_dir), net.model, _bundle_meta(run, sources, seconds))
+    report(TrainProgress(plan.total, plan.total, plan.total // plan.ipe, run.loss_avg, 0.0, "done"))
+    return TrainResult(bundle_dir=bundle_dir, classes=plan.classes, metrics=run.metrics,
+                       iterations=plan.total, seconds=time.monotonic() - started, rescale=plan.rescale,
+                       label_stats=plan.stats.to_dict(), init=net.init, resumed_at=run.start or None)
+
+
+@dataclass
+class _Plan:
+    """What a run learns from and for how long, fixed before any weight exists."""
+
+    classes: list[str]
+    stats: LabelStats
+    rescale: float
+    tile_size: int
+    regions: list[Any]  # trainer.dataset.Region: the labelled crops at the training scale
+    holdout: int | None  # the held-out crop's index in `regions`
+    ipe: int  # iterations per epoch
+    total: int  # iterations
+
+    @property
+    def holdout_at(self) -> int | None:
+        """The iteration at which the held-out crop is scored and joins the training."""
+        return int(self.total * HOLDOUT_AT) if self.holdout is not None else None
+
+
+def _plan(sources: Sequence[AnnotatedImage], options: TrainOptions) -> _Plan:
+    """The classes, the scale, the crops (one held out when there are enough) and the iterations;
+    NotEnoughLabels when nothing labelled lies where training looks."""
+    from trainer.dataset import build_regions, iterations_per_epoch, label_stats
 
     classes = _classes(sources)
     stats: LabelStats = label_stats(sources)
@@ -226,10 +252,14 @@ def train_model(
         raise NotEnoughLabels("the labelled objects lie outside every crop rectangle; "
                               "label objects inside the crops")
     holdout = _pick_holdout(regions, options)
-    train_regions = [r for i, r in enumerate(regions) if i != holdout]
     ipe = iterations_per_epoch(regions, options.crop_size, options.batch_size)
-    total = resolve_iterations(options, ipe)
-    report(TrainProgress(0, total, 0, None, None, "preparing"))
+    return _Plan(classes, stats, rescale, tile_size, regions, holdout, ipe, resolve_iterations(options, ipe))
+
+
+def _seed_and_check_device(options: TrainOptions, threads: ThreadPlan | None) -> ThreadGovernor | None:
+    """Seed Python's, numpy's and torch's generators, refuse a CUDA device that is not there and, on
+    the CPU, start choosing the thread count (the governor, None on a GPU)."""
+    import torch
 
     random.seed(options.seed)
     np.random.seed(options.seed)
@@ -240,119 +270,227 @@ def train_model(
     governor = ThreadGovernor(threads or ThreadPlan(), torch.set_num_threads) if device == "cpu" else None
     if governor is not None:
         governor.start()
+    return governor
 
-    weights = weights or WeightPaths()
+
+@dataclass
+class _Net:
+    """The model being trained, where its weights started, and its optimizer and schedule."""
+
+    model: Any
+    config: dict[str, Any]  # the mmdet config it was built from (kept in the bundle)
+    init: dict[str, Any]  # what the weights started from
+    optimizer: Any
+    params: list[Any]  # the trained parameters (gradients clipped together)
+    lr: float  # the base learning rate
+    warmup: int  # iterations of linear warm-up
+
+
+def _build_net(options: TrainOptions, plan: _Plan, weights: WeightPaths) -> _Net:
+    """The model for `plan`'s classes and label sizes, its first weights ('random', 'base', 'coco'),
+    the fast CPU ops, and SGD with a warm-up (shorter from pretrained weights)."""
+    import torch
+
+    from segmodel import fast_ops
+    from segmodel.config import build_model_config, default_lr
+
     init = resolve_init(options.init, options.arch, weights)
     pretrained = init != "random"
-    model_cfg = build_model_config(options.arch, len(classes), stats, rescale, options.crop_size,
-                                   pretrained_backbone=init == "coco")
+    model_cfg = build_model_config(options.arch, len(plan.classes), plan.stats, plan.rescale,
+                                   options.crop_size, pretrained_backbone=init == "coco")
     from segmodel.detector import build_model
 
     model = build_model(model_cfg)
     init_info = load_init_weights(model, init, options.arch, weights)
-    model.to(device).train()
+    model.to(options.device).train()
     if fast_ops.enabled():  # same results, faster CPU RoIAlign and mask targets (segmodel/fast_ops.py)
-        fast_ops.install(model, device)
+        fast_ops.install(model, options.device)
 
     lr = options.lr or default_lr(options.arch)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
+    total = plan.total
     warmup = min(100, max(1, total // 10)) if not pretrained else min(50, max(1, total // 20))
+    return _Net(model, model_cfg, init_info, optimizer, params, lr, warmup)
+
+
+@dataclass
+class _Run:
+    """One training run's parts and where its loop stands (what a checkpoint keeps), handed from step
+    to step of train_model."""
+
+    options: TrainOptions
+    plan: _Plan
+    net: _Net
+    report: Callable[[TrainProgress], None]
+    started: float  # time.monotonic() when train_model began
+    governor: ThreadGovernor | None
+    augment: Any  # trainer.dataset.Augmentation, or False
+    source: Any  # trainer.dataset.SampleSource: the crops the batches are drawn from now
+    start: int = 0  # the first iteration this process runs (a resumed checkpoint's)
+    loss_avg: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    earlier_s: float = 0.0  # seconds spent before a resume
+    stage: str = "training"
+
+
+def _new_run(options: TrainOptions, plan: _Plan, net: _Net, report: Callable[[TrainProgress], None],
+             started: float, governor: ThreadGovernor | None) -> _Run:
+    """A run at iteration 0, drawing from every crop but the held-out one."""
+    from trainer.dataset import Augmentation, SampleSource
 
     augment = Augmentation(copy_paste_p=options.copy_paste) if options.augment else False
+    train_regions = [r for i, r in enumerate(plan.regions) if i != plan.holdout]
     source = SampleSource(train_regions, options.crop_size, augment, seed=options.seed)
-    holdout_at = int(total * HOLDOUT_AT) if holdout is not None else None
-    metrics: dict[str, Any] = {}
-    loss_avg: float | None = None
-    start, earlier_s, stage = 0, 0.0, "training"
-    resumed = try_resume(resume_from, checkpoint.tag if checkpoint else {}, total, model, optimizer)
-    if resumed is not None:
-        start, loss_avg, metrics, earlier_s = (resumed.iteration, resumed.loss_avg, resumed.metrics,
-                                               resumed.elapsed_s)
-        if holdout_at is not None and start > holdout_at:  # the held-out crop had joined already
-            source = SampleSource(regions, options.crop_size, augment, seed=options.seed + 1)
-        restore_rng(resumed.rng, source.rng)
-        stage = f"training, resumed at {start:,} / {total:,}"
-        report(TrainProgress(start, total, start // ipe, loss_avg, None, stage))
+    return _Run(options, plan, net, report, started, governor, augment, source)
+
+
+def _every_crop(run: _Run) -> Any:
+    """The sample source once the held-out crop has joined: every crop, its own random stream."""
+    from trainer.dataset import SampleSource
+
+    return SampleSource(run.plan.regions, run.options.crop_size, run.augment, seed=run.options.seed + 1)
+
+
+def _resume(run: _Run, checkpoint: CheckpointPlan | None, resume_from: Path | None) -> None:
+    """Go on from `resume_from` when it fits this run (try_resume decides): the weights, optimizer,
+    loss, metrics, time spent and every random stream as the checkpoint left them."""
+    total = run.plan.total
+    resumed = try_resume(resume_from, checkpoint.tag if checkpoint else {}, total, run.net.model,
+                         run.net.optimizer)
+    if resumed is None:
+        return
+    run.start, run.loss_avg, run.metrics, run.earlier_s = (resumed.iteration, resumed.loss_avg,
+                                                           resumed.metrics, resumed.elapsed_s)
+    holdout_at = run.plan.holdout_at
+    if holdout_at is not None and run.start > holdout_at:  # the held-out crop had joined already
+        run.source = _every_crop(run)
+    restore_rng(resumed.rng, run.source.rng)
+    run.stage = f"training, resumed at {run.start:,} / {total:,}"
+    run.report(TrainProgress(run.start, total, run.start // run.plan.ipe, run.loss_avg, None, run.stage))
+
+
+def _train_loop(run: _Run, cancelled: Callable[[], bool], checkpoint: CheckpointPlan | None) -> float:
+    """The iterations from run.start on, cancellable before each one and after the last, with the
+    held-out crop scored on its way, progress after each step and checkpoints when due; the seconds
+    the loop took."""
+    plan = run.plan
     t0 = time.monotonic()
-    for it in range(start, total):
+    for it in range(run.start, plan.total):
         if cancelled():
             raise TrainingCancelled("training cancelled")
-        if holdout_at is not None and it == holdout_at:
-            report(TrainProgress(it, total, it // ipe, loss_avg, None, "validating"))
-            val = _validate(model, regions[holdout], classes, tile_size)
-            metrics["holdout"] = {"region": regions[holdout].name, "n_gt": regions[holdout].n_objects,
-                                  "iteration": it, "threshold": VALIDATION_THRESHOLD, **val}
-            # The held-out crop joins for the rest: the final model learns from every label.
-            source = SampleSource(regions, options.crop_size, augment, seed=options.seed + 1)
-        if governor is not None:
-            governor.tick()
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(it, total, lr, warmup)
-        batch = _to_batch([source.draw() for _ in range(options.batch_size)])
-        data = model.data_preprocessor(batch, training=True)
-        losses = model(**data, mode="loss")
-        loss, _log = model.parse_losses(losses)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training diverged at iteration {it + 1} (loss {float(loss)}); "
-                                     "try a lower learning rate")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, max_norm=10.0)
-        optimizer.step()
-        value = float(loss.detach())
-        loss_avg = value if loss_avg is None else 0.9 * loss_avg + 0.1 * value
+        if plan.holdout_at is not None and it == plan.holdout_at:
+            _score_holdout(run, it)
+        if run.governor is not None:
+            run.governor.tick()
+        value = _train_step(run, it)
+        run.loss_avg = value if run.loss_avg is None else 0.9 * run.loss_avg + 0.1 * value
         done = it + 1
-        per_it = (time.monotonic() - t0) / (done - start)
-        report(TrainProgress(done, total, done // ipe, loss_avg, per_it * (total - done), stage))
-        if checkpoint is not None and checkpoint.due(done, total):
-            save_checkpoint(checkpoint, TrainState(done, total, model.state_dict(), optimizer.state_dict(),
-                                                   loss_avg, metrics, earlier_s + time.monotonic() - started,
-                                                   capture_rng(source.rng)))
+        per_it = (time.monotonic() - t0) / (done - run.start)
+        eta_s = per_it * (plan.total - done)
+        run.report(TrainProgress(done, plan.total, done // plan.ipe, run.loss_avg, eta_s, run.stage))
+        if checkpoint is not None and checkpoint.due(done, plan.total):
+            _save_checkpoint(run, checkpoint, done)
     if cancelled():
         raise TrainingCancelled("training cancelled")
-    loop_s = time.monotonic() - t0
+    return time.monotonic() - t0
 
-    metrics["final_loss"] = loss_avg
-    metrics["iterations_per_epoch"] = ipe
-    report(TrainProgress(total, total, total // ipe, loss_avg, 0.0, "saving"))
-    seconds = earlier_s + time.monotonic() - started
-    metrics.update(trained_on=trained_on(regions, classes, len(sources)), train_seconds=round(seconds, 1),
-                   **device_info(device))
+
+def _score_holdout(run: _Run, it: int) -> None:
+    """Score the held-out crop as the model is at iteration `it`, then let it join for the rest: the
+    final model learns from every label."""
+    plan = run.plan
+    region = plan.regions[plan.holdout]  # type: ignore[index]
+    run.report(TrainProgress(it, plan.total, it // plan.ipe, run.loss_avg, None, "validating"))
+    val = _validate(run.net.model, region, plan.classes, plan.tile_size)
+    run.metrics["holdout"] = {"region": region.name, "n_gt": region.n_objects, "iteration": it,
+                              "threshold": VALIDATION_THRESHOLD, **val}
+    run.source = _every_crop(run)
+
+
+def _train_step(run: _Run, it: int) -> float:
+    """One SGD step on a fresh batch at iteration `it`'s learning rate; its loss. FloatingPointError
+    when the loss is no longer finite."""
+    import torch
+
+    net = run.net
+    for group in net.optimizer.param_groups:
+        group["lr"] = _lr_at(it, run.plan.total, net.lr, net.warmup)
+    batch = _to_batch([run.source.draw() for _ in range(run.options.batch_size)])
+    data = net.model.data_preprocessor(batch, training=True)
+    losses = net.model(**data, mode="loss")
+    loss, _log = net.model.parse_losses(losses)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"training diverged at iteration {it + 1} (loss {float(loss)}); "
+                                 "try a lower learning rate")
+    net.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.params, max_norm=10.0)
+    net.optimizer.step()
+    return float(loss.detach())
+
+
+def _save_checkpoint(run: _Run, checkpoint: CheckpointPlan, done: int) -> None:
+    net = run.net
+    save_checkpoint(checkpoint, TrainState(done, run.plan.total, net.model.state_dict(),
+                                           net.optimizer.state_dict(), run.loss_avg, run.metrics,
+                                           run.earlier_s + time.monotonic() - run.started,
+                                           capture_rng(run.source.rng)))
+
+
+def _record_metrics(run: _Run, n_images: int, loop_s: float) -> float:
+    """The final loss, what the model learned from, the device and the measured speed, into
+    run.metrics; the run's seconds (a resumed run's earlier ones included)."""
+    plan, metrics = run.plan, run.metrics
+    metrics["final_loss"] = run.loss_avg
+    metrics["iterations_per_epoch"] = plan.ipe
+    seconds = run.earlier_s + time.monotonic() - run.started
+    metrics.update(trained_on=trained_on(plan.regions, plan.classes, n_images),
+                   train_seconds=round(seconds, 1), **device_info(run.options.device))
     # Measured speed of this run (jobqueue/estimates.py learns the bot's estimates from it); the
     # setup (reading, building, saving) is what the iterations do not explain.
-    metrics["timing"] = {"sec_per_iter": loop_s / (total - start) if total > start else None,
-                         "iterations_run": total - start, "loop_s": round(loop_s, 2),
-                         "setup_s": round(time.monotonic() - started - loop_s, 2), "rescale": rescale,
-                         **(governor.summary() if governor is not None else {})}
-    meta = {
+    ran = plan.total - run.start
+    metrics["timing"] = {"sec_per_iter": loop_s / ran if plan.total > run.start else None,
+                         "iterations_run": ran, "loop_s": round(loop_s, 2),
+                         "setup_s": round(time.monotonic() - run.started - loop_s, 2),
+                         "rescale": plan.rescale,
+                         **(run.governor.summary() if run.governor is not None else {})}
+    return seconds
+
+
+def _bundle_meta(run: _Run, sources: Sequence[AnnotatedImage], seconds: float) -> dict[str, Any]:
+    """bundle.json: how the model was built and trained, on what, and how it scored."""
+    from segmodel.bundle import now_iso, versions
+    from segmodel.config import describe
+
+    options, plan = run.options, run.plan
+    return {
         "format": 1,
         "arch": options.arch,
-        "description": describe(model_cfg),
-        "config": model_cfg,
-        "classes": classes,
-        "rescale": rescale,
-        "tile_size": tile_size,
+        "description": describe(run.net.config),
+        "config": run.net.config,
+        "classes": plan.classes,
+        "rescale": plan.rescale,
+        "tile_size": plan.tile_size,
         "options": options.to_dict(),
-        "init": init_info,
-        "label_stats": stats.to_dict(),
-        "metrics": metrics,
-        "iterations": total,
+        "init": run.net.init,
+        "label_stats": plan.stats.to_dict(),
+        "metrics": run.metrics,
+        "iterations": plan.total,
         "train_seconds": round(seconds, 1),
         "versions": versions(),
         "created": now_iso(),
         "sources": [ann.name for ann in sources],
     }
 
-    def fill(tmp: Path) -> None:
-        from segmodel.bundle import write_meta
 
+def _write_bundle(out_dir: Path, model: Any, meta: dict[str, Any]) -> Path:
+    """The weights, bundle.json and the model card, written to `out_dir` all at once."""
+    from segmodel.bundle import CARD, WEIGHTS, model_card, save_weights, write_bundle_atomic, write_meta
+
+    def fill(tmp: Path) -> None:
         save_weights(tmp / WEIGHTS, model.state_dict())
         write_meta(tmp, meta)
         (tmp / CARD).write_text(model_card(meta), encoding="utf-8")
 
-    bundle_dir = write_bundle_atomic(Path(out_dir), fill)
-    report(TrainProgress(total, total, total // ipe, loss_avg, 0.0, "done"))
-    return TrainResult(bundle_dir=bundle_dir, classes=classes, metrics=metrics, iterations=total,
-                       seconds=time.monotonic() - started, rescale=rescale, label_stats=stats.to_dict(),
-                       init=init_info, resumed_at=start or None)
+    return write_bundle_atomic(out_dir, fill)

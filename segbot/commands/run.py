@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import click
 
 from segbot.errors import user_errors
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from telegram.ext import Application
+
+    from core.settings import Settings
+    from web.server import WebServer
 
 log = logging.getLogger("bot")
 
@@ -58,69 +67,94 @@ def _check_database(settings, migrate: bool) -> None:
 @user_errors
 def run(do_migrate: bool, worker: bool, web: bool, webhook_url: str | None, listen: str, port: int) -> None:
     """Run the Telegram bot (polling by default)."""
-    from telegram import Update
-
     from bot.app import build_application
     from bot.logsafe import setup_logging
     from core.settings import get_settings
 
     if webhook_url:
-        try:
-            import tornado  # noqa: F401 - PTB's webhook server
-        except ImportError:
-            raise click.ClickException(
-                "webhook mode needs PTB's webhook extra: pip install 'python-telegram-bot[webhooks]==22.8' "
-                "(or run without --webhook-url to poll)"
-            ) from None
+        _require_webhook_extra()
     settings = get_settings()
     settings.token  # noqa: B018 - fail early with the settings message when the token is missing
     setup_logging(settings)
     settings.ensure_dirs()
     _check_database(settings, do_migrate)
-    process = None
-    if worker and settings.broker_is_embedded:
-        try:
-            from jobqueue.worker import start_worker_process
-        except ImportError:
-            log.warning("no worker module (jobqueue.worker): jobs stay queued until a worker runs")
-        else:
-            process = start_worker_process(settings)
-            log.info("worker process %s started (embedded queue)", process.pid)
+    process = _start_worker(settings) if worker and settings.broker_is_embedded else None
     if settings.metrics_port:
-        try:
-            from core.metrics import start_metrics_server
-        except ImportError:
-            pass
-        else:
-            start_metrics_server(settings.metrics_port)
+        _start_metrics(settings.metrics_port)
     app = build_application(settings)
-    server = None
-    if web and settings.webapp_url:
-        from web.server import WebServer  # its own loop in a thread: web/server.py says why
-
-        server = WebServer(settings).start()
-        log.info("Mini App served on %s for %s", server.url, settings.webapp_url)
+    server = _start_web(settings) if web and settings.webapp_url else None
     try:
-        if webhook_url:
-            import secrets
-
-            secret = secrets.token_hex(16)  # Telegram echoes it; set anew at each start
-            app.run_webhook(
-                listen=listen,
-                port=port,
-                url_path="telegram",
-                webhook_url=webhook_url.rstrip("/") + "/telegram",
-                secret_token=secret,
-                allowed_updates=Update.ALL_TYPES,
-            )
-        else:
-            app.run_polling(allowed_updates=Update.ALL_TYPES)
+        _serve(app, webhook_url, listen, port)
     finally:
-        if server is not None:
-            server.stop()
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(30)
-            except Exception:  # noqa: BLE001
-                process.kill()
+        _stop(server, process)
+
+
+def _require_webhook_extra() -> None:
+    try:
+        import tornado  # noqa: F401 - PTB's webhook server
+    except ImportError:
+        raise click.ClickException(
+            "webhook mode needs PTB's webhook extra: pip install 'python-telegram-bot[webhooks]==22.8' "
+            "(or run without --webhook-url to poll)"
+        ) from None
+
+
+def _start_worker(settings: Settings) -> subprocess.Popen[bytes] | None:
+    """A worker process beside the bot (the embedded queue), or None without the worker module."""
+    try:
+        from jobqueue.worker import start_worker_process
+    except ImportError:
+        log.warning("no worker module (jobqueue.worker): jobs stay queued until a worker runs")
+        return None
+    process = start_worker_process(settings)
+    log.info("worker process %s started (embedded queue)", process.pid)
+    return process
+
+
+def _start_metrics(port: int) -> None:
+    try:
+        from core.metrics import start_metrics_server
+    except ImportError:
+        return
+    start_metrics_server(port)
+
+
+def _start_web(settings: Settings) -> WebServer:
+    """The Mini App's server, started."""
+    from web.server import WebServer  # its own loop in a thread: web/server.py says why
+
+    server = WebServer(settings).start()
+    log.info("Mini App served on %s for %s", server.url, settings.webapp_url)
+    return server
+
+
+def _serve(app: Application, webhook_url: str | None, listen: str, port: int) -> None:
+    """Take updates until stopped: from a webhook at `webhook_url`, else by polling."""
+    from telegram import Update
+
+    if webhook_url:
+        import secrets
+
+        secret = secrets.token_hex(16)  # Telegram echoes it; set anew at each start
+        app.run_webhook(
+            listen=listen,
+            port=port,
+            url_path="telegram",
+            webhook_url=webhook_url.rstrip("/") + "/telegram",
+            secret_token=secret,
+            allowed_updates=Update.ALL_TYPES,
+        )
+    else:
+        app.run_polling(allowed_updates=Update.ALL_TYPES)
+
+
+def _stop(server: WebServer | None, process: subprocess.Popen[bytes] | None) -> None:
+    """Stop the Mini App's server and the worker (killed when it has not ended within 30 s)."""
+    if server is not None:
+        server.stop()
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(30)
+        except Exception:  # noqa: BLE001
+            process.kill()
