@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from core.i18n import N_
 from jobs.context import JobContext, JobError, Outcome, job_uploads, read_upload, scratch_dir
 from jobs.params import PredictParams
 from segmodel.types import TileDetector
@@ -82,7 +83,8 @@ def load_inputs(ctx: JobContext[PredictParams]) -> tuple[list[Upload], dict[int,
         uploads = job_uploads(ctx, session)
         model = session.get(TrainedModel, ctx.params.model_id)
         if model is None or model.user_id != ctx.claim.user_id or model.status != ModelStatus.READY:
-            raise JobError("The model for this job is not available; train one or pick another with /models.")
+            raise JobError(N_("The model for this job is not available; train one or pick another with "
+                              "/models."))
         data = {u.id: read_upload(ctx, u) for u in uploads}
     return uploads, data, model
 
