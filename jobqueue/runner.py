@@ -16,10 +16,10 @@ from core.errors import InputError
 from core.i18n import N_, Text, dump_text
 from core.settings import Settings
 from jobqueue import store as jobstore
-from jobs import BODIES, JobType
 from jobs.context import Body, JobCancelled, JobContext, JobError, Outcome
 from jobs.detectors import DetectorCache
 from jobs.params import JobParams, P
+from jobs.registry import BODIES, JobType
 from segmodel.options import OptionsError
 from storage.files import StoreFull
 from storage.models import JobKind, JobState
