@@ -87,6 +87,16 @@ def _shape_error(cls: type[AnnotationError], name: str, shape: Text, problem: Te
     return cls(N_("'{name}': {shape} {problem}", name=name, shape=shape, problem=problem))
 
 
+def _note_on_shapes(numbers: list[int], one: Text, several: Text) -> list[Text]:
+    """The note on these shapes, if any: `one` (a template with {number}) names a single shape, `several`
+    (a plural template with {n} and {numbers}) counts them."""
+    if not numbers:
+        return []
+    if len(numbers) == 1:
+        return [one.with_values(number=numbers[0])]
+    return [several.with_values(n=len(numbers), numbers=_numbers(numbers))]
+
+
 def _numbers(numbers: list[int]) -> str | Text:
     """'#3, #7' for a note on several shapes; past NUMBERS_SHOWN, "... and 12 more". (A note on one
     shape has a message of its own: "Shape #3 crosses itself", where Russian's form for 1 is also 21's.)"""
@@ -669,13 +679,9 @@ def _repair_crossings(batch: _Batch) -> list[Text]:
             continue
         batch.polygons[k] = fixed
         crossing.append(batch.number(k))
-    if len(crossing) == 1:
-        return [N_("Shape #{number} crosses itself; the largest part was kept.", number=crossing[0])]
-    if not crossing:
-        return []
-    return [NP_("{n} shape ({numbers}) crosses itself; the largest part was kept.",
-                "{n} shapes ({numbers}) cross themselves; the largest part was kept.",
-                n=len(crossing), numbers=_numbers(crossing))]
+    return _note_on_shapes(crossing, N_("Shape #{number} crosses itself; the largest part was kept."),
+                           NP_("{n} shape ({numbers}) crosses itself; the largest part was kept.",
+                               "{n} shapes ({numbers}) cross themselves; the largest part was kept."))
 
 
 def _frames(width: int, height: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -713,13 +719,9 @@ def _clip_to_image(batch: _Batch, boxes: np.ndarray, width: int, height: int) ->
         batch.polygons[k] = clipped
     noted = (boxes[:, 0] < sx0) | (boxes[:, 1] < sy0) | (boxes[:, 2] > sx1) | (boxes[:, 3] > sy1)
     past = [batch.number(k) for k in np.nonzero(noted & batch.keep)[0].tolist()]
-    if len(past) == 1:
-        return [N_("Shape #{number} reached past the image border; clipped to it.", number=past[0])]
-    if not past:
-        return []
-    return [NP_("{n} shape ({numbers}) reached past the image border; clipped to it.",
-                "{n} shapes ({numbers}) reached past the image border; clipped to it.",
-                n=len(past), numbers=_numbers(past))]
+    return _note_on_shapes(past, N_("Shape #{number} reached past the image border; clipped to it."),
+                           NP_("{n} shape ({numbers}) reached past the image border; clipped to it.",
+                               "{n} shapes ({numbers}) reached past the image border; clipped to it."))
 
 
 def _instances(kept: list[tuple[_Outline, np.ndarray]], name: str, notes: list[Text]) -> list[Instance]:

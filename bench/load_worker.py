@@ -10,9 +10,9 @@ import random
 import time
 from dataclasses import dataclass
 
-from jobs import register
 from jobs.context import JobContext, Outcome
 from jobs.params import PredictParams, TrainParams
+from jobs.registry import register
 from segbot.cli import main
 from storage.notices import NoticePayload
 

@@ -168,7 +168,7 @@ def scale_text(lang: str, facts: Any, user_scale: float | None) -> str:
 def image_line(lang: str, name: str, facts: Any, user_scale: float | None) -> str:
     line = f"• {name}: {scale_text(lang, facts, user_scale)}"
     if facts.excluded:
-        line += "\n  " + t(lang, "scale_left_out", regions="; ".join(facts.excluded))
+        line += "\n  " + t(lang, "scale_left_out", regions="; ".join(render(lang, r) for r in facts.excluded))
     return line
 
 

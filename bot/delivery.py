@@ -28,6 +28,7 @@ from bot.i18n import t
 from bot.result_files import DOCUMENT_ROLES, output_name, read_stored, set_file_name, zip_results
 from bot.services import Services
 from bot.webapp import correction_saved, review_markup
+from core.i18n import N_, load_text
 from jobqueue.estimates import Rates, Wait, wait_ahead
 from jobqueue.store import queue_position
 from storage.models import Job, JobState, ModelStatus, Result, TrainedModel, User
@@ -158,7 +159,7 @@ class Deliverer:
             return [lambda: bot.send_message(view.chat_id, text, reply_markup=markup)]
         if view.kind in (NoticeKind.JOB_FAILED, NoticeKind.JOB_CANCELLED):
             reason = view.payload.get("reason") or view.payload.get("error") or view.error or view.kind
-            text = t(lang, "job_failed", job=view.job_id, reason=reason)
+            text = t(lang, "job_failed", job=view.job_id, reason=load_text(reason))
             return [lambda: bot.send_message(view.chat_id, text)]
         text = view.payload.get("text") or view.payload.get("message") or f"{view.kind} (job #{view.job_id})"
         return [lambda: bot.send_message(view.chat_id, str(text)[:4000])]
@@ -166,7 +167,7 @@ class Deliverer:
     def _result_parts(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> list[Part]:
         bot, lang, store = context.bot, view.lang, self.services.store
         if not view.results:
-            text = t(lang, "job_failed", job=view.job_id, reason="no results")
+            text = t(lang, "job_failed", job=view.job_id, reason=N_("no results"))
             return [lambda: bot.send_message(view.chat_id, text)]
         if len(view.results) > BIG_SET:
 

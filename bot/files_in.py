@@ -12,7 +12,7 @@ from typing import Any
 from annotations.crops import format_summary
 from bot.services import Services, UserInfo
 from core.errors import InputError
-from core.i18n import render
+from core.i18n import Text, render
 from imaging.errors import ImageMissing
 from imaging.images import IMAGE_SUFFIXES, LoadedImage, read_image
 from imaging.infobar import ASK_BELOW
@@ -169,10 +169,10 @@ class ImageFacts:
     images would sit in memory until the job is queued)."""
 
     nm_per_px: float | None  # the file's own scale, else the scale bar's
-    scale_source: str | None  # "the DM4 file's calibration", "the scale bar: 200 nm = 27.2 px"
+    scale_source: Text | None  # "the DM4 file's calibration", "the scale bar: 200 nm = 27.2 px"
     scale_confidence: float | None
     bar_nm_per_px: float | None  # the scale bar's reading when that is the scale used
-    excluded: tuple[str, ...] = ()  # "info bar x 0..640, y 480..537"
+    excluded: tuple[Text, ...] = ()  # "info bar x 0..640, y 480..537"
 
     @property
     def unsure(self) -> bool:
@@ -186,13 +186,13 @@ class ImageFacts:
 
 def facts_of(loaded: LoadedImage) -> ImageFacts:
     bar = loaded.scale_bar
-    from_bar = bar is not None and loaded.scale_source == bar.describe()  # the file had none
+    from_bar = bar is not None and loaded.scale_source == bar.source_text()  # the file had none
     return ImageFacts(
         loaded.nm_per_px,
         loaded.scale_source,
         loaded.scale_confidence,
         bar.nm_per_px if from_bar else None,
-        tuple(region.describe() for region in loaded.excluded),
+        tuple(region.label() for region in loaded.excluded),
     )
 
 

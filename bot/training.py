@@ -15,6 +15,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.i18n import t
 from bot.services import DEFAULT_TRAIN_OPTIONS, Services, UserInfo, get_user, update_preferences
+from core.i18n import Text
 from jobqueue.estimates import Estimate, Rates, Wait, estimate_job, estimate_training, wait_ahead
 from jobqueue.store import QueueLimitError, queue_position, submit_job
 from jobs.params import JobParams, ParamsError, PredictParams, TrainParams
@@ -124,8 +125,8 @@ class Queued:
     estimate: Estimate | None = None  # a train job's
     wait: Wait | None = None  # what runs before it
     # "no_labels", "no_model", "already_queued"/"already_trained" (job_id: that job), else the
-    # queue's user-facing limit
-    error: str | None = None
+    # queue's user-facing limit (a Text, shown in the user's language)
+    error: str | Text | None = None
 
 
 ACTIVE = (JobState.QUEUED, JobState.RUNNING)
@@ -178,7 +179,7 @@ def _submit(
         )
     except QueueLimitError as error:
         session.rollback()
-        return Queued(error=str(error))
+        return Queued(error=error.text)
     session.flush()
     rates = Rates(session)
     return Queued(job.id, queue_position(session, job), estimate_job(session, job, rates),
@@ -214,7 +215,7 @@ def queue_training(
             params = TrainParams(upload_ids=tuple(u.id for u in uploads), options=train_opts,
                                  correction_of=correction_of)
         except OptionsError as error:  # saved choices no training can use: say which
-            return Queued(error=str(error))
+            return Queued(error=error.text)
         dataset = Dataset(
             user_id=user.id,
             name=f"set {len(uploads)} file(s)",

@@ -44,7 +44,7 @@ class LoadedImage:
     nm_per_px: float | None = None
     notes: list[Text] = field(default_factory=list)  # what the user should know: rendered in their language
     # where nm_per_px came from, in words: "the DM4 file's calibration", "the scale bar: 200 nm = 27.2 px"
-    scale_source: str | None = None
+    scale_source: Text | None = None
     # 1.0 for a file's own calibration; the scale bar reading's confidence (ask the user below 0.8)
     scale_confidence: float | None = None
     # info bars / scale-bar boxes burned into the image: no recognition or statistics there
@@ -138,7 +138,7 @@ def to_uint8_rgb(array: np.ndarray, notes: list[Text] | None = None) -> np.ndarr
     return np.ascontiguousarray(a)
 
 
-def _tiff_scale(tif, page, notes: list[Text]) -> tuple[float | None, str | None]:
+def _tiff_scale(tif, page, notes: list[Text]) -> tuple[float | None, Text | None]:
     """(nm per px, where it came from in words) of a TIFF, or (None, None)."""
     # FEI / Thermo Fisher SEM: [Scan] PixelWidth in metres
     try:
@@ -150,7 +150,7 @@ def _tiff_scale(tif, page, notes: list[Text]) -> tuple[float | None, str | None]
             value = (fei.get(section) or {}).get("PixelWidth")
             if isinstance(value, int | float) and 0 < value < 1e-3:
                 notes.append(N_("Scale read from FEI/Thermo metadata."))
-                return float(value) * 1e9, "the TIFF's FEI/Thermo metadata"
+                return float(value) * 1e9, N_("the TIFF's FEI/Thermo metadata")
     # Zeiss SEM: ap_image_pixel_size = ('Image Pixel Size', value, unit)
     try:
         sem = tif.sem_metadata
@@ -162,7 +162,7 @@ def _tiff_scale(tif, page, notes: list[Text]) -> tuple[float | None, str | None]
             factor = unit_factor(str(entry[2]))
             if factor and isinstance(entry[1], int | float) and entry[1] > 0:
                 notes.append(N_("Scale read from Zeiss SEM metadata."))
-                return float(entry[1]) * factor, "the TIFF's Zeiss SEM metadata"
+                return float(entry[1]) * factor, N_("the TIFF's Zeiss SEM metadata")
     # ImageJ: pixels per `unit` in XResolution
     tags = page.tags
     xres = tags.get("XResolution")
@@ -178,7 +178,7 @@ def _tiff_scale(tif, page, notes: list[Text]) -> tuple[float | None, str | None]
         factor = unit_factor(str(unit))
         if factor:
             notes.append(N_("Scale read from ImageJ resolution tags."))
-            return factor / px_per_unit, "the TIFF's ImageJ resolution tags"
+            return factor / px_per_unit, N_("the TIFF's ImageJ resolution tags")
         return None, None
     res_unit = tags.get("ResolutionUnit")
     unit_code = int(res_unit.value) if res_unit is not None else 2
@@ -188,13 +188,13 @@ def _tiff_scale(tif, page, notes: list[Text]) -> tuple[float | None, str | None]
     nm = per / px_per_unit
     if nm < 1000:  # finer than 1 um/px: a microscope's calibration, not a print resolution (72 dpi ...)
         notes.append(N_("Scale read from TIFF resolution tags."))
-        return nm, "the TIFF resolution tags"
+        return nm, N_("the TIFF resolution tags")
     return None, None
 
 
 def _read_tiff(
     data: bytes, name: str | Text, max_pixels: int, notes: list[Text]
-) -> tuple[np.ndarray, float | None, str | None]:
+) -> tuple[np.ndarray, float | None, Text | None]:
     import logging
 
     import tifffile
@@ -402,7 +402,7 @@ def _from_microscope(data: bytes, name: str | Text, micro: tuple[str, str], max_
     array = heights_to_grey(got.array, name, notes) if got.is_height else got.array
     loaded = LoadedImage(to_uint8_rgb(array, notes), got.nm_per_px, notes, source_format=got.format_name)
     if got.nm_per_px:
-        loaded.scale_source, loaded.scale_confidence = str(got.scale_source), 1.0
+        loaded.scale_source, loaded.scale_confidence = got.scale_source, 1.0
         notes.append(N_("Scale {scale:.4g} nm/px from {source}.", scale=got.nm_per_px,
                         source=got.scale_source))
     return loaded
@@ -417,7 +417,7 @@ def _from_height_map(data: bytes, name: str | Text, max_pixels: int) -> LoadedIm
     grey, scale = read_height_map(text, name, max_pixels, notes)
     loaded = LoadedImage(to_uint8_rgb(grey), scale, notes, source_format="height map")
     if scale:
-        loaded.scale_source, loaded.scale_confidence = "the height map's header", 1.0
+        loaded.scale_source, loaded.scale_confidence = N_("the height map's header"), 1.0
     return loaded
 
 
@@ -433,7 +433,7 @@ def apply_info_bar(loaded: LoadedImage) -> None:
     loaded.scale_bar = scale
     if loaded.nm_per_px is None:
         loaded.nm_per_px = scale.nm_per_px
-        loaded.scale_source = scale.describe()
+        loaded.scale_source = scale.source_text()
         loaded.scale_confidence = scale.confidence
         values = {"scale": scale.nm_per_px, "source": scale.source_text(), "confidence": scale.confidence}
         if scale.sure:

@@ -67,8 +67,14 @@ class Region:
         return {"x0": self.x0, "y0": self.y0, "x1": self.x1, "y1": self.y1, "kind": self.kind}
 
     def describe(self) -> str:
-        what = "info bar" if self.kind == "info_bar" else "scale-bar box"
-        return f"{what} x {self.x0}..{self.x1}, y {self.y0}..{self.y1}"
+        return str(self.label())
+
+    def label(self) -> Text:
+        """'info bar x 0..640, y 480..537', for the user (in their language)."""
+        where = {"x0": self.x0, "x1": self.x1, "y0": self.y0, "y1": self.y1}
+        if self.kind == "info_bar":
+            return N_("info bar x {x0}..{x1}, y {y0}..{y1}", **where)
+        return N_("scale-bar box x {x0}..{x1}, y {y0}..{y1}", **where)
 
     def found_note(self) -> Text:
         """The note that says this region is left out, for the user (in their language)."""
@@ -91,10 +97,10 @@ class ScaleBar:
     label_box: tuple[int, int, int, int] | None = None
 
     def describe(self) -> str:
-        return f"the scale bar: {self.label} = {self.length_px:.1f} px"
+        return str(self.source_text())
 
     def source_text(self) -> Text:
-        """describe() as a message, for notes in the user's language."""
+        """'the scale bar: 200 nm = 27.2 px', for the user (in their language)."""
         return N_("the scale bar: {label} = {length:.1f} px", label=self.label, length=self.length_px)
 
     @property

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from core.errors import InputError
+from core.i18n import N_, Text, dump_text
 from core.settings import Settings
 from jobqueue import store as jobstore
-from jobs import BODIES, JobType
 from jobs.context import Body, JobCancelled, JobContext, JobError, Outcome
 from jobs.detectors import DetectorCache
 from jobs.params import JobParams, P
+from jobs.registry import BODIES, JobType
 from segmodel.options import OptionsError
 from storage.files import StoreFull
 from storage.models import JobKind, JobState
@@ -111,15 +112,15 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
 
 
-def out_of_memory_advice(kind: str) -> str:
+def out_of_memory_advice(kind: str) -> Text:
     if kind == JobKind.PREDICT:
-        return ("Recognition ran out of memory. Try a smaller tile size, fewer images per job, or crop "
-                "very large images; a model trained with the smaller preset (tiny) also needs less.")
+        return N_("Recognition ran out of memory. Try a smaller tile size, fewer images per job, or crop "
+                  "very large images; a model trained with the smaller preset (tiny) also needs less.")
     if kind == JobKind.TRAIN:
-        return ("Training ran out of memory. Try the smaller preset (tiny), fewer or smaller labelled crops, "
-                "or a smaller crop size; or ask the administrator for a machine with more memory.")
-    return ("The job ran out of memory. Try a smaller preset, fewer objects or images, or a smaller tile "
-            "size.")
+        return N_("Training ran out of memory. Try the smaller preset (tiny), fewer or smaller labelled "
+                  "crops, or a smaller crop size; or ask the administrator for a machine with more memory.")
+    return N_("The job ran out of memory. Try a smaller preset, fewer objects or images, or a smaller tile "
+              "size.")
 
 
 def _free_memory() -> None:
@@ -133,11 +134,13 @@ def _free_memory() -> None:
             pass
 
 
-def _fail(settings: Settings, claim: jobstore.Claim, reason: str) -> None:
-    notice = JobFailedNotice(job_id=claim.job_id, kind=claim.kind, reason=reason)
+def _fail(settings: Settings, claim: jobstore.Claim, reason: Text | str) -> None:
+    """The job failed: its row keeps the English (for the operator), its notice the message itself
+    (rendered in the user's language by the bot)."""
+    notice = JobFailedNotice(job_id=claim.job_id, kind=claim.kind, reason=dump_text(reason))
     try:
         with_db_retry(settings, f"job {claim.job_id}: recording the failure", lambda: jobstore.finish_job(
-            settings.database_url, claim, JobState.FAILED, error=reason, notice=notice))
+            settings.database_url, claim, JobState.FAILED, error=str(reason), notice=notice))
     except Exception as error:
         if not db_unreachable(error):
             raise
@@ -153,7 +156,7 @@ def run_claim(settings: Settings, claim: jobstore.Claim, detectors: DetectorCach
         job_type, params = job_type_of(claim)
     except JobError as error:  # no body for its kind here, or a row its kind's class cannot read
         log.warning("job %s (%s) cannot start: %s", claim.job_id, claim.kind, error)
-        _fail(settings, claim, str(error))
+        _fail(settings, claim, error.text)
         outcome = JobState.FAILED.value
     else:
         ctx = make_context(settings, claim, params, PROCESS_DETECTORS if detectors is None else detectors)
@@ -172,7 +175,8 @@ def job_type_of(claim: jobstore.Claim) -> tuple[JobType[Any], JobParams]:
     """What runs this claim, and its params parsed ONCE, before the body starts (JobError: why not)."""
     job_type = BODIES.get(claim.kind)
     if job_type is None:
-        raise JobError(f"This worker cannot run jobs of kind '{claim.kind}'. Please tell the administrator.")
+        raise JobError(N_("This worker cannot run jobs of kind '{kind}'. Please tell the administrator.",
+                          kind=claim.kind))
     return job_type, job_type.params.from_row(claim.kind, claim.params)
 
 
@@ -217,19 +221,20 @@ def _run(ctx: JobContext[P], claim: jobstore.Claim, body: Body[P]) -> str:
                       claim.job_id)
             return "lost"
         out_of_memory = is_out_of_memory(error)
+        reason: Text | str
         if out_of_memory:
             log.warning("job %s ran out of memory: %s", claim.job_id, error)
             reason = out_of_memory_advice(claim.kind)
         elif isinstance(error, StoreFull):
             _disk_full(claim, error)
-            reason = str(error)
-        elif isinstance(error, JobError) or _is_user_error(error):
-            reason = str(error)
+            reason = error.text
+        elif isinstance(error, JobError | InputError | OptionsError):  # written for the user
+            reason = error.text
         else:
             log.exception("job %s failed", claim.job_id)
             _count_error()
-            reason = (f"Job #{claim.job_id} failed because of an internal error; the administrator "
-                      "can find the details in the worker log.")
+            reason = N_("Job #{job} failed because of an internal error; the administrator can find the "
+                        "details in the worker log.", job=claim.job_id)
     else:
         return _record(ctx, claim, outcome)
     if out_of_memory:  # the exception and its frames (big arrays) are gone once out of `except`
@@ -287,11 +292,6 @@ def _record(ctx: JobContext[Any], claim: jobstore.Claim, outcome: Outcome) -> st
             log.warning("job %s: clean-up after success failed", claim.job_id, exc_info=True)
     log.info("job %s succeeded", claim.job_id)
     return JobState.SUCCEEDED.value
-
-
-def _is_user_error(error: BaseException) -> bool:
-    """Bad input (annotations, options): its message is written for the user."""
-    return isinstance(error, InputError | OptionsError)
 
 
 def drain(settings: Settings, queue: str, worker: str | None = None, limit: int | None = None,

@@ -22,6 +22,8 @@ from typing import Any, cast, overload
 from sqlalchemy import ColumnElement, CursorResult, func, select, text, update
 from sqlalchemy.orm import Session
 
+from core.errors import UserError
+from core.i18n import N_, NP_, Text, dump_text
 from core.settings import Settings
 from jobqueue.celery_app import wake
 from jobqueue.queues import QUEUES, queue_for
@@ -36,12 +38,15 @@ _LOCK_KEY = 0x5E6B0707  # PostgreSQL advisory lock serializing claims, finishes 
 ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
 
 
-class QueueLimitError(Exception):
-    """A job was refused (too many jobs, quota used up); str() is the user message."""
+class QueueLimitError(UserError):
+    """A job was refused (too many jobs, quota used up); `text` is the user message, `code` says which."""
 
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
+    def __init__(self, text: Text | str, code: str) -> None:
+        super().__init__(text)
         self.code = code
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return self.__class__, (self.text, self.code)
 
 
 def _in_queue(queue: str) -> ColumnElement[bool]:
@@ -97,15 +102,17 @@ def check_limits(session: Session, user: User, settings: Settings) -> None:
         select(func.count()).select_from(Job).where(Job.user_id == user.id, Job.state.in_(ACTIVE))
     ) or 0
     if active >= cap:
-        raise QueueLimitError(
-            f"You already have {active} jobs waiting or running (the limit is {cap}). "
-            "Wait for one to finish or cancel one, then send it again.", "too_many_jobs")
+        raise QueueLimitError(NP_(
+            "You already have {n} job waiting or running (the limit is {cap}). Wait for it to finish or "
+            "cancel it, then send it again.",
+            "You already have {n} jobs waiting or running (the limit is {cap}). Wait for one to finish or "
+            "cancel one, then send it again.", n=active, cap=cap), "too_many_jobs")
     reason = quota_reason(session, user, settings)
     if reason:
         raise QueueLimitError(reason, "quota")
 
 
-def quota_reason(session: Session, user: User, settings: Settings) -> str | None:
+def quota_reason(session: Session, user: User, settings: Settings) -> Text | None:
     """The user message when this user's daily compute time is used up (admins: never)."""
     if is_admin(user, settings):
         return None
@@ -113,8 +120,8 @@ def quota_reason(session: Session, user: User, settings: Settings) -> str | None
     used = gpu_seconds_today(session, user.id)
     if used < quota:
         return None
-    return (f"You have used your compute time for today ({used / 3600:.1f} h of {quota / 3600:.1f} h). "
-            "It frees up over the next 24 hours; please try again later.")
+    return N_("You have used your compute time for today ({used:.1f} h of {quota:.1f} h). It frees up "
+              "over the next 24 hours; please try again later.", used=used / 3600, quota=quota / 3600)
 
 
 # Submitting, listing, cancelling
@@ -273,9 +280,10 @@ def claim_next(db: Db, queue: str, settings: Settings, worker: str | None = None
             over = quota_reason(session, user, settings) if user is not None else None
             if over:  # queued before the quota ran out: it does not start
                 job.state = JobState.FAILED.value
-                job.error = over
+                job.error = str(over)
                 job.finished_at = utcnow()
-                add_notice(session, job, JobFailedNotice(job_id=job.id, kind=job.kind, reason=over))
+                add_notice(session, job, JobFailedNotice(job_id=job.id, kind=job.kind,
+                                                         reason=dump_text(over)))
                 continue
             token = uuid.uuid4().hex
             now = utcnow()
@@ -369,9 +377,12 @@ class SweepReport:
     waiting: dict[str, int] = field(default_factory=dict)  # queue -> queued jobs
 
 
-def dead_worker_reason(attempts: int) -> str:
-    return (f"The worker running this job stopped {attempts} times (the machine restarted or ran out of "
-            "memory). Try a smaller preset, fewer or smaller images, or ask the administrator.")
+def dead_worker_reason(attempts: int) -> Text:
+    return NP_("The worker running this job stopped {n} time (the machine restarted or ran out of memory). "
+               "Try a smaller preset, fewer or smaller images, or ask the administrator.",
+               "The worker running this job stopped {n} times (the machine restarted or ran out of "
+               "memory). Try a smaller preset, fewer or smaller images, or ask the administrator.",
+               n=attempts)
 
 
 def sweep(db: Db, settings: Settings, now: datetime | None = None) -> SweepReport:
@@ -388,9 +399,11 @@ def sweep(db: Db, settings: Settings, now: datetime | None = None) -> SweepRepor
                         job.attempts)
             if job.attempts >= settings.job_max_attempts:
                 job.state = JobState.FAILED.value
-                job.error = reason = dead_worker_reason(job.attempts)
+                reason = dead_worker_reason(job.attempts)
+                job.error = str(reason)
                 job.finished_at = now
-                add_notice(session, job, JobFailedNotice(job_id=job.id, kind=job.kind, reason=reason))
+                add_notice(session, job, JobFailedNotice(job_id=job.id, kind=job.kind,
+                                                         reason=dump_text(reason)))
                 report.failed.append(job.id)
             elif job.cancel_requested:
                 job.state = JobState.CANCELLED.value

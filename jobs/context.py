@@ -15,6 +15,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.i18n import N_
 from core.settings import Settings
 from jobs.detectors import DetectorCache
 from jobs.errors import JobCancelled, JobError
@@ -136,13 +137,13 @@ U = TypeVar("U", bound=UploadParams)
 def job_uploads(ctx: JobContext[U], session: Session) -> list[Upload]:
     ids = list(ctx.params.upload_ids)
     if not ids:
-        raise JobError("This job has no files to work on; please send them again.")
+        raise JobError(N_("This job has no files to work on; please send them again."))
     rows = {u.id: u for u in session.scalars(select(Upload).where(Upload.id.in_(ids),
                                                                   Upload.user_id == ctx.claim.user_id))}
     missing = [i for i in ids if i not in rows]
     if missing:
-        raise JobError("Some of the files for this job are gone (deleted or expired); "
-                       "please send them again.")
+        raise JobError(N_("Some of the files for this job are gone (deleted or expired); "
+                          "please send them again."))
     return [rows[i] for i in ids]
 
 
@@ -150,8 +151,8 @@ def read_upload(ctx: JobContext[Any], upload: Upload) -> bytes:
     try:
         return ctx.store.read_bytes(upload.sha256)
     except StoreError:
-        raise JobError(f"The file {upload.original_name} is no longer stored; "
-                       "please send it again.") from None
+        raise JobError(N_("The file {name} is no longer stored; please send it again.",
+                          name=upload.original_name)) from None
 
 
 def scratch_dir(ctx: JobContext[Any], prefix: str) -> Path:

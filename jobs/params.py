@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self, TypeVar
 
+from core.i18n import N_
 from jobs.errors import JobError
 from segmodel.options import OptionsError, TrainOptions
 from storage.models import Job, JobKind
@@ -50,12 +51,12 @@ class JobParams(JsonRecord):
     def from_row(cls, kind: str, raw: object) -> Self:
         """The params of a stored job of `kind`; ParamsError when the row is not of this class."""
         if kind != cls.kind:
-            raise ParamsError(f"This is a {kind} job, not a {cls.kind} job.")
+            raise ParamsError(N_("This is a {kind} job, not a {expected} job.", kind=kind, expected=cls.kind))
         try:
             return cls.from_json(raw)
         except RecordError as error:
-            raise ParamsError(f"This job's settings cannot be read ({error}); "
-                              "please send it again.") from None
+            raise ParamsError(N_("This job's settings cannot be read ({error}); please send it again.",
+                                 error=str(error))) from None
 
     @classmethod
     def from_job(cls, job: Job) -> Self:
@@ -70,7 +71,8 @@ def params_type(kind: str) -> type[JobParams]:
     """The params class of `kind`; ParamsError for a kind no class in this process declares."""
     found = PARAMS_TYPES.get(kind)
     if found is None:
-        raise ParamsError(f"This worker does not know jobs of kind '{kind}'. Please tell the administrator.")
+        raise ParamsError(N_("This worker does not know jobs of kind '{kind}'. Please tell the "
+                             "administrator.", kind=kind))
     return found
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from core.i18n import N_
 from jobs.context import JobContext, JobError, Outcome, job_uploads, read_upload, scratch_dir
 from jobs.params import PredictParams
 from segmodel.types import TileDetector
@@ -82,7 +83,8 @@ def load_inputs(ctx: JobContext[PredictParams]) -> tuple[list[Upload], dict[int,
         uploads = job_uploads(ctx, session)
         model = session.get(TrainedModel, ctx.params.model_id)
         if model is None or model.user_id != ctx.claim.user_id or model.status != ModelStatus.READY:
-            raise JobError("The model for this job is not available; train one or pick another with /models.")
+            raise JobError(N_("The model for this job is not available; train one or pick another with "
+                              "/models."))
         data = {u.id: read_upload(ctx, u) for u in uploads}
     return uploads, data, model
 
@@ -136,7 +138,8 @@ def read_input(ctx: JobContext[PredictParams], upload: Upload, data: bytes,
     else:
         loaded = read_image(data, name=upload.original_name, max_pixels=max_pixels, info_bar=True)
         # an info bar / scale-bar box: no objects there, and not part of the analysed area
-        image_in = ImageIn(loaded.image, loaded.nm_per_px, loaded.scale_source, list(loaded.excluded),
+        source = str(loaded.scale_source) if loaded.scale_source else None  # English: the output files
+        image_in = ImageIn(loaded.image, loaded.nm_per_px, source, list(loaded.excluded),
                            loaded.analysed_area_px if loaded.excluded else None)
         if not params.scale_bar and _scale_from_bar(loaded):  # the user said the bar's reading is wrong
             image_in = replace(image_in, nm_per_px=None, scale_source=None)
@@ -149,7 +152,7 @@ def read_input(ctx: JobContext[PredictParams], upload: Upload, data: bytes,
 def _scale_from_bar(loaded: LoadedImage) -> bool:
     """The image's scale is its scale bar's reading (the file carries none of its own)."""
     bar = loaded.scale_bar
-    return bar is not None and loaded.scale_source == bar.describe()
+    return bar is not None and loaded.scale_source == bar.source_text()
 
 
 def recognise(ctx: JobContext[PredictParams], image_in: ImageIn, detector: TileDetector,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.i18n import N_
 from jobs.context import JobCancelled, JobContext, JobError, Outcome, job_uploads, read_upload, scratch_dir
 from jobs.params import TrainParams
 from segmodel.options import OptionsError, TrainOptions
@@ -97,7 +98,7 @@ def read_sources(ctx: JobContext[TrainParams]) -> tuple[list[AnnotatedImage], li
                             max_pixels=ctx.settings.max_image_pixels)
                for u in uploads if u.kind in ("labelme", "correction")]
     if not sources:
-        raise JobError("No LabelMe annotation files in this job; send the .json files you labelled.")
+        raise JobError(N_("No LabelMe annotation files in this job; send the .json files you labelled."))
     return sources, [u.sha256 for u in uploads]
 
 
@@ -105,7 +106,7 @@ def train_options(ctx: JobContext[TrainParams]) -> TrainOptions:
     try:
         return ctx.params.train_options(ctx.settings.device)
     except OptionsError as error:
-        raise JobError(f"These training options cannot be used: {error}") from None
+        raise JobError(N_("These training options cannot be used: {error}", error=error.text)) from None
 
 
 def train(ctx: JobContext[TrainParams], sources: list[AnnotatedImage], digests: list[str],

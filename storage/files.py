@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from core.errors import UserError
+from core.i18n import N_
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
@@ -42,9 +43,12 @@ class StoreFull(StoreError):
     it as an error for the administrator."""
 
     def __init__(self, detail: str = "") -> None:
-        super().__init__("The server's disk is full, so the result could not be saved; the administrator "
-                         "has been told. Please try again later.")
+        super().__init__(N_("The server's disk is full, so the result could not be saved; the "
+                            "administrator has been told. Please try again later."))
         self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return self.__class__, (self.detail,)
 
 
 _FULL_WORDS = ("No space left on device", "Disk quota exceeded", f"[Errno {errno.ENOSPC}]",

@@ -72,7 +72,8 @@ class PredictDoneNotice(NoticePayload, kind=NoticeKind.PREDICT_DONE):
 class JobFailedNotice(NoticePayload, kind=NoticeKind.JOB_FAILED):
     job_id: int
     kind: str  # the job's kind
-    reason: str  # written for the user
+    # written for the user: a Text as core.i18n.dump_text keeps it (rows of older workers: English)
+    reason: str | dict[str, Any]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from jobs import register
 from jobs.context import JobContext, JobError, Outcome
 from jobs.params import JobParams
+from jobs.registry import register
 from storage.models import Job, Result
 from storage.notices import NoticePayload
 

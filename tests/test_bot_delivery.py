@@ -277,3 +277,39 @@ def test_stats_and_export_cover_only_the_users_own_results(bs, api, tmp_path) ->
     names = zipfile.ZipFile(io.BytesIO(export.files["document"][1])).namelist()
     assert any(n.endswith("a_overlay.png") for n in names) and any(n.endswith("b_objects.csv") for n in names)
     assert not any("zz" in n for n in names)
+
+
+def test_a_failed_jobs_reason_reaches_each_user_in_their_language(bs, api) -> None:
+    """A body's JobError (a Text) goes through the real runner into the job_failed notice, and the bot
+    says it in the user's language; the job row keeps the English for the operator. A notice written
+    by an older worker (a plain English reason) is still delivered as it is."""
+    from jobqueue.runner import drain
+    from jobqueue.store import submit_job
+    from jobs.params import PredictParams
+
+    boris = TgUser(2002, "Boris", "boris", "ru")
+    with session_scope(bs.database_url) as session:
+        ids = {}
+        for tg, lang in ((ALICE, "en"), (boris, "ru")):
+            user = User(telegram_id=tg.id, username=tg.username, language=lang, preferences={})
+            session.add(user)
+            session.flush()
+            ids[lang] = user.id
+            # no uploads: the predict body refuses before it loads anything
+            submit_job(session, user, PredictParams(model_id=999), settings=bs, enqueue=False,
+                       chat_id=tg.id)
+        old = _job(session, ids["ru"], "train", state="failed", error="an old English reason")
+        _notice(session, ids["ru"], old, "job_failed", {"job_id": old.id, "reason": "an old English reason"})
+    assert drain(bs, "predict") == 2
+    with session_scope(bs.database_url) as session:
+        failed = session.query(Job).filter(Job.kind == "predict").all()
+        assert [j.state for j in failed] == ["failed", "failed"]
+        assert all(j.error == "This job has no files to work on; please send them again." for j in failed)
+    with running_bot(bs, tick_interval=0.2):
+        _wait_sent(bs.database_url, 3)
+    english = [c.text for c in api.calls_to(ALICE.id) if c.method == "sendMessage"]
+    russian = [c.text for c in api.calls_to(boris.id) if c.method == "sendMessage"]
+    assert any("This job has no files to work on" in text for text in english), english
+    assert any("У этой задачи нет файлов для работы" in text for text in russian), russian
+    assert not any("This job has no files" in text for text in russian), russian
+    assert any("an old English reason" in text for text in russian), russian

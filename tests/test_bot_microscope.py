@@ -119,8 +119,9 @@ def test_dm4_and_sem_tiff_summaries_say_where_the_scale_came_from(bs, api) -> No
         assert f"left out of recognition and statistics: {region.describe()}" in reply.text
         assert "not sure" not in reply.text and buttons(reply) == []
         reply = _doc(api, BORIS, "sem.tif", sem, "sem.tif")
-        assert "масштаб 7.34 нм/пкс, источник: the scale bar: 200 nm = " in reply.text
-        assert f"не распознаётся и не входит в статистику: {region.describe()}" in reply.text
+        assert "масштаб 7.34 нм/пкс, источник: масштабная линейка: 200 nm = " in reply.text  # all in Russian
+        assert f"не распознаётся и не входит в статистику: {region.label().render('ru')}" in reply.text
+        assert "информационная полоса x 0.." in reply.text and "the scale bar" not in reply.text
         # the user's scale wins over the file's, and the summary says so
         _send(api, ALICE, "/scale 5", "5")
         reply = _doc(api, ALICE, "tem2.dm4", dm4, "tem2.dm4")

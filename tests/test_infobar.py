@@ -82,7 +82,7 @@ def test_read_image_takes_the_bars_scale_and_says_so():
     drawn = draw_case(Case(value=200, unit="nm", nm_per_px=7.34, layout="above", seed=1))
     loaded = read(png(drawn.image), "sem.png")
     assert loaded.nm_per_px == pytest.approx(drawn.nm_per_px, rel=0.01)
-    assert loaded.scale_source == f"the scale bar: 200 nm = {loaded.scale_bar.length_px:.1f} px"
+    assert str(loaded.scale_source) == f"the scale bar: 200 nm = {loaded.scale_bar.length_px:.1f} px"
     assert loaded.scale_summary("/scale to change").startswith(f"scale {loaded.nm_per_px:.3g} nm/px from the")
     assert loaded.scale_confidence == loaded.scale_bar.confidence
     assert [(r.x0, r.y0, r.x1, r.y1) for r in loaded.excluded] == [drawn.excluded]
@@ -120,7 +120,7 @@ def test_the_files_own_scale_wins_over_the_bar():
     buf = io.BytesIO()
     tifffile.imwrite(buf, drawn.image, imagej=True, resolution=(250, 250), metadata={"unit": "um"})
     loaded = read(buf.getvalue(), "sem.tif")
-    assert loaded.nm_per_px == pytest.approx(4.0) and "ImageJ" in loaded.scale_source
+    assert loaded.nm_per_px == pytest.approx(4.0) and "ImageJ" in str(loaded.scale_source)
     assert loaded.excluded and any("scale bar reads" in n for n in map(str, loaded.notes))
 
 

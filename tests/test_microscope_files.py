@@ -34,7 +34,7 @@ def test_digital_micrograph_image_and_calibration(version: int):
     loaded = read_image(dm_bytes(IMG, 0.52, "nm", version=version), name=f"tem.dm{version}")
     assert np.array_equal(loaded.image, to_uint8_rgb(IMG))
     assert loaded.nm_per_px == pytest.approx(0.52, rel=1e-6)
-    assert loaded.scale_source == f"the DM{version} file's calibration"
+    assert str(loaded.scale_source) == f"the DM{version} file's calibration"
     assert loaded.scale_summary() == f"scale 0.52 nm/px from the DM{version} file's calibration"
     assert loaded.scale_confidence == 1.0 and loaded.source_format == f"DM{version}"
     assert loaded.excluded == []
@@ -61,7 +61,7 @@ def test_tia_ser():
     # built from the TIA series-file description; TIA stores rows bottom up, the reader turns them back
     loaded = read_image(ser_bytes(IMG.astype(np.int32), 0.25), name="stem_1.ser")
     assert np.array_equal(loaded.image, to_uint8_rgb(IMG.astype(np.int32)))
-    assert loaded.nm_per_px == pytest.approx(0.25) and "TIA" in loaded.scale_source
+    assert loaded.nm_per_px == pytest.approx(0.25) and "TIA" in str(loaded.scale_source)
 
 
 def test_tia_emi_alone_is_refused_with_advice():
@@ -80,7 +80,7 @@ def test_emd_written_by_rosettasciio(tmp_path: Path):
     path = emd_file(tmp_path / "haadf.emd", IMG, nm_per_px=0.8)
     loaded = read_image(path)
     assert np.array_equal(loaded.image, to_uint8_rgb(IMG))
-    assert loaded.nm_per_px == pytest.approx(0.8) and loaded.scale_source == "the EMD file's calibration"
+    assert loaded.nm_per_px == pytest.approx(0.8) and str(loaded.scale_source) == "the EMD file's calibration"
 
 
 def test_emd_spectrum_image_and_stack(tmp_path: Path):
@@ -109,7 +109,7 @@ def test_nanonis_sxm_height_channel_eq1():
     loaded = read_image(sxm_bytes(HEIGHTS, range_nm=(25.0, 20.0)), name="stm.sxm")
     assert np.array_equal(grey(loaded), eq1(HEIGHTS.astype(">f4").astype(np.float64)))
     assert loaded.nm_per_px == pytest.approx(0.5)
-    assert loaded.scale_source == "the Nanonis file's scan range"
+    assert str(loaded.scale_source) == "the Nanonis file's scan range"
 
 
 def test_corrupt_files_give_one_clear_message():

@@ -318,6 +318,20 @@ def test_bad_bodies_are_refused_and_nothing_is_stored(server, scenes, ws, body, 
     assert set(FileStore(ws.files_dir).iter_digests()) == blobs
 
 
+
+def test_a_refused_correction_says_why_in_the_users_language(server, scenes, ws) -> None:
+    """What the LabelMe reader refuses in a correction (a label no class can have) is said in the
+    caller's language; the request's own shape errors are for the page's developer, in English."""
+    _, bob = scenes
+    before = stored_counts(ws.database_url)
+    with client(server, BOB) as c:
+        bad_label = c.post(f"/api/results/{bob.result_id}/correction",
+                           json={"objects": [{"label": "x" * 101, "points": SQUARE}]})
+        not_json = c.post(f"/api/results/{bob.result_id}/correction", json=["objects"])
+    assert bad_label.status_code == 400 and "непригодную метку" in bad_label.json()["error"], bad_label.text
+    assert not_json.status_code == 400 and "JSON object" in not_json.json()["error"], not_json.text
+    assert stored_counts(ws.database_url) == before
+
 def test_an_oversized_body_is_refused_before_it_is_read(server, scenes, ws) -> None:
     before = stored_counts(ws.database_url)
     with client(server) as c:

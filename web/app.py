@@ -19,6 +19,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from core.errors import InputError
+from core.i18n import render
 from core.settings import Settings
 from storage.files import Store
 from storage.stores import open_store
@@ -181,8 +182,10 @@ async def correction(request: web.Request) -> web.Response:
         saved = await _blocking(
             review.save_correction, state.settings, state.store, caller.user_id, rid, body
         )
-    except (review.EditError, InputError) as error:
+    except review.EditError as error:  # a malformed request from the page: for its developer
         raise fail(web.HTTPBadRequest, str(error)) from None
+    except InputError as error:  # what the user drew cannot be saved: say why in their language
+        raise fail(web.HTTPBadRequest, render(caller.language, error.text)) from None
     log.info("correction of result %s saved as upload %s", rid, saved["upload_id"])
     return _json(saved)
 
