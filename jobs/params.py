@@ -108,7 +108,7 @@ class TrainParams(UploadParams, kind=JobKind.TRAIN):
         except OptionsError:
             raise
         except (TypeError, ValueError) as error:
-            raise OptionsError(f"These training options cannot be used: {error}") from None
+            raise OptionsError(str(error)) from None  # the job says "These training options cannot be used"
 
 
 @dataclass(frozen=True, kw_only=True)
