@@ -63,7 +63,8 @@ def predict_files(detector, files: list[Path], out_dir: Path, threshold: float, 
         if auto_scale and prediction.stats.get("scale_factor", 1.0) != 1.0:
             echo(f"{path.name}: particles larger than the labelled ones: recognised at "
                  f"{prediction.stats['scale_factor']:.3g}x")
-        scale, source = loaded.nm_per_px, loaded.scale_source
+        scale = loaded.nm_per_px
+        source = str(loaded.scale_source) if loaded.scale_source else None  # English, for the files
         if nm_per_px is not None:
             scale, source = nm_per_px, "--nm-per-px"
         region = loaded.analysed_area_px if loaded.excluded else None
