@@ -216,7 +216,7 @@ def write_outputs(
     image_name: str | None = None,
     crops: list | None = None,
     excluded: Sequence | None = None,
-    scale_source: str | None = None,
+    scale_source: str | Text | None = None,
 ) -> dict[str, Path]:
     """Write every output for one image; returns {role: path} for labelme, overlay, csv, summary,
     histogram, text, labels (ImageJ label TIFF), rois (ImageJ ROI set), and inset when the objects are
@@ -253,7 +253,7 @@ def write_outputs(
         image, instances, nm_per_px, name=stem, title=title, region_area_px=region_area_px, arrays=a
     )
     summary["dropped_invalid"] = dropped
-    summary["scale_source"] = scale_source
+    summary["scale_source"] = None if scale_source is None else str(scale_source)  # files are English
     summary["excluded_regions"] = [r.as_dict() if hasattr(r, "as_dict") else list(r) for r in excluded or []]
     paths["summary"].write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
     render_histogram(paths["histogram"], a, nm_per_px, log=log_hist, title=title or stem)

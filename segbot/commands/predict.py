@@ -13,6 +13,7 @@ from segmodel.options import DEFAULT_SCORE_THRESHOLD
 
 def load_input(path: Path, max_pixels: int):
     """(stem, LoadedImage) from an image file or a LabelMe JSON (its image and scale)."""
+    from core.i18n import N_
     from imaging.images import LoadedImage, read_image
 
     if path.suffix.lower() == ".json":
@@ -20,7 +21,7 @@ def load_input(path: Path, max_pixels: int):
 
         ann = read_labelme(path, base_dir=path.parent, max_pixels=max_pixels)
         return path.stem, LoadedImage(ann.image, ann.nm_per_px, [],
-                                      scale_source="the LabelMe file" if ann.nm_per_px else None)
+                                      scale_source=N_("the LabelMe file") if ann.nm_per_px else None)
     return path.stem, read_image(path, max_pixels=max_pixels, info_bar=True)
 
 
@@ -63,8 +64,7 @@ def predict_files(detector, files: list[Path], out_dir: Path, threshold: float, 
         if auto_scale and prediction.stats.get("scale_factor", 1.0) != 1.0:
             echo(f"{path.name}: particles larger than the labelled ones: recognised at "
                  f"{prediction.stats['scale_factor']:.3g}x")
-        scale = loaded.nm_per_px
-        source = str(loaded.scale_source) if loaded.scale_source else None  # English, for the files
+        scale, source = loaded.nm_per_px, loaded.scale_source
         if nm_per_px is not None:
             scale, source = nm_per_px, "--nm-per-px"
         region = loaded.analysed_area_px if loaded.excluded else None
