@@ -49,6 +49,13 @@ def test_inspect_shows_each_files_scale(files):
     nm = float(first.split("scale ")[1].split(" nm/px")[0])
     assert nm == pytest.approx(drawn.nm_per_px, rel=0.01)
     assert "from the scale bar: 200 nm = " in first and "info bar" in first and "left out" in first
+    russian = run("inspect", folder / "sem.tif", "--lang", "ru").output.splitlines()
+    assert "источник: масштабная линейка: 200 nm = " in russian[0], russian
+    assert "не анализируется: информационная полоса x 0.." in russian[0], russian
+    assert russian[1].startswith("примечание: Найдена информационная полоса"), russian
+    out = run("inspect", folder / "tem.dm4", "--lang", "ru").output
+    assert ("tem.dm4: снимок 320x240 пикс. (файл DM4), масштаб 0.52 нм/пикс., источник: калибровка файла "
+            "DM4") in out
 
 
 def test_predict_uses_the_scale_and_finds_nothing_on_the_bar(files, monkeypatch):

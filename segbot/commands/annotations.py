@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from core.i18n import N_, render
 from segbot.errors import user_errors
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -51,17 +52,19 @@ def _inspect_one(path: Path, lang: str, crop_label: str = "crop") -> str:
         return format_summary(summarize_annotation(read_labelme(path, crop_label=crop_label)), lang)
     loaded = read_image(path, info_bar=True)
     h, w = loaded.image.shape[:2]
-    line = f"{path.name}: image {w}x{h} px"
+    line = f"{path.name}: " + render(lang, N_("image {width}x{height} px", width=w, height=h))
     if loaded.source_format not in (None, "PNG", "JPEG", "BMP", "TIFF"):
-        line += f" ({loaded.source_format} file)"
+        line += " (" + render(lang, N_("{format} file", format=loaded.source_format)) + ")"
     if loaded.nm_per_px:
-        line += f", {loaded.scale_summary()}"
+        line += ", " + render(lang, N_("scale {value:.3g} nm/px from {source}", value=loaded.nm_per_px,
+                                       source=loaded.scale_source or "?"))
         if loaded.scale_confidence is not None and loaded.scale_confidence < 1:
-            line += f" (confidence {loaded.scale_confidence:.2f})"
+            line += " (" + render(lang, N_("confidence {value:.2f}", value=loaded.scale_confidence)) + ")"
     if loaded.excluded:
-        area = loaded.analysed_area_px
-        line += f"; {', '.join(r.describe() for r in loaded.excluded)} left out ({area:.0f} px² analysed)"
-    return "\n".join([line, *(f"note: {n}" for n in loaded.notes)])
+        regions = ", ".join(render(lang, r.label()) for r in loaded.excluded)
+        line += "; " + render(lang, N_("{regions} left out ({area:.0f} px² analysed)", regions=regions,
+                                       area=loaded.analysed_area_px))
+    return "\n".join([line, *(render(lang, N_("note: {note}", note=n)) for n in loaded.notes)])
 
 
 @click.command("inspect")
@@ -90,7 +93,7 @@ def inspect_cmd(target: Path, lang: str, crop_label: str) -> None:
             click.echo(_inspect_one(path, lang, crop_label))
         except InputError as error:
             bad += 1
-            click.echo(f"Error: {error}", err=True)
+            click.echo(f"Error: {render(lang, error.text)}", err=True)
         click.echo("")
     if bad:
         raise click.ClickException(f"{bad} of {len(files)} file(s) refused.")
