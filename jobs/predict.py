@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from core.i18n import N_
+from core.i18n import N_, Text
 from jobs.context import JobContext, JobError, Outcome, job_uploads, read_upload, scratch_dir
 from jobs.params import PredictParams
 from segmodel.types import TileDetector
@@ -35,7 +35,7 @@ class ImageIn:
 
     image: np.ndarray
     nm_per_px: float | None
-    scale_source: str | None  # in words; None without a scale
+    scale_source: str | Text | None  # in words (outputs.files writes its English); None without a scale
     excluded: list[Any] = field(default_factory=list)  # info bar / scale-bar boxes: nothing there
     region_area_px: float | None = None  # the analysed area when parts are excluded
 
@@ -138,8 +138,7 @@ def read_input(ctx: JobContext[PredictParams], upload: Upload, data: bytes,
     else:
         loaded = read_image(data, name=upload.original_name, max_pixels=max_pixels, info_bar=True)
         # an info bar / scale-bar box: no objects there, and not part of the analysed area
-        source = str(loaded.scale_source) if loaded.scale_source else None  # English: the output files
-        image_in = ImageIn(loaded.image, loaded.nm_per_px, source, list(loaded.excluded),
+        image_in = ImageIn(loaded.image, loaded.nm_per_px, loaded.scale_source, list(loaded.excluded),
                            loaded.analysed_area_px if loaded.excluded else None)
         if not params.scale_bar and _scale_from_bar(loaded):  # the user said the bar's reading is wrong
             image_in = replace(image_in, nm_per_px=None, scale_source=None)
