@@ -7,19 +7,15 @@ import base64
 import io
 import json
 import pickle
-import string
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from babel.messages.extract import extract_from_dir
-from babel.messages.pofile import read_po
 
 from annotations.crops import format_summary, summarize_annotation
 from annotations.errors import BadPolygon
 from annotations.labelme import read_labelme
-from core import i18n
 from core.errors import InputError
 from core.i18n import N_, NP_, Text, dump_text, load_text, render
 from imaging.images import read_image
@@ -28,8 +24,6 @@ from outputs.files import format_stats
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parent / "corpus"
 MANIFEST = json.loads((CORPUS / "manifest.json").read_text())["files"]
-READER_PACKAGES = ("imaging", "annotations", "intake", "outputs", "measures")
-RU_PO = i18n.LOCALE_DIR / "ru" / "LC_MESSAGES" / f"{i18n.DOMAIN}.po"
 
 
 def _png(h: int = 60, w: int = 80) -> bytes:
@@ -49,10 +43,6 @@ def _labelme(shapes: list, name: str = "t.json"):
     doc = {"version": "5.5.0", "flags": {}, "shapes": shapes, "imagePath": "img.png",
            "imageData": base64.b64encode(_png()).decode(), "imageHeight": 60, "imageWidth": 80}
     return read_labelme(json.dumps(doc).encode(), name=name)
-
-
-def _fields(pattern: str) -> set[str]:
-    return {field for _, field, _, _ in string.Formatter().parse(pattern) if field}
 
 
 # ------------------------------------------------------------------ Text and InputError
@@ -84,35 +74,6 @@ def test_an_input_error_keeps_its_text_and_says_english() -> None:
     again = pickle.loads(pickle.dumps(error))  # a worker's error crossing a process keeps its Text
     assert type(again) is BadPolygon and again.text == text and str(again) == str(error)
     assert InputError("plain English").text == "plain English"
-
-
-# ------------------------------------------------------------------ the catalog
-
-
-def _reader_messages() -> dict[str, str | tuple[str, str]]:
-    found: dict[str, str | tuple[str, str]] = {}
-    for package in READER_PACKAGES:
-        for _, _, message, _, _ in extract_from_dir(REPO / package, keywords={"N_": None, "NP_": (1, 2)}):
-            found[message[0] if isinstance(message, tuple) else message] = message
-    return found
-
-
-def test_every_reader_message_has_a_russian_translation_with_the_same_values() -> None:
-    messages = _reader_messages()
-    assert len(messages) > 120  # the extraction found the reader's messages at all
-    with RU_PO.open("rb") as source:
-        catalog = read_po(source)
-    assert catalog.num_plurals == 3
-    for key, message in messages.items():
-        entry = catalog.get(message[0] if isinstance(message, tuple) else message)
-        assert entry is not None, f"no Russian for {key!r}"
-        if isinstance(message, tuple):  # every Russian form has the plural's values, the count too:
-            assert isinstance(entry.string, tuple) and len(entry.string) == 3, key  # 1 and 21 share one
-            for form in entry.string:
-                assert form and _fields(form) == _fields(message[1]) and "n" in _fields(form), (key, form)
-        else:
-            assert entry.string and _fields(entry.string) == _fields(message), (key, entry.string)
-        assert not entry.fuzzy, key
 
 
 def test_every_corpus_refusal_reads_in_russian_and_names_its_file() -> None:
