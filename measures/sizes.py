@@ -66,8 +66,8 @@ def bootstrap_ci(d, statistic=number_mean, seed: int = SEED,
                     method=method, rng=np.random.default_rng(seed), batch=200)
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if not (math.isfinite(lo) and math.isfinite(hi)):  # BCa degenerate on odd samples
-        res = bootstrap((v,), statistic, vectorized=True, n_resamples=n_resamples, confidence_level=CONFIDENCE,
-                        method="percentile", rng=np.random.default_rng(seed))
+        res = bootstrap((v,), statistic, vectorized=True, n_resamples=n_resamples,
+                        confidence_level=CONFIDENCE, method="percentile", rng=np.random.default_rng(seed))
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return lo, hi
 

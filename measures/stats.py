@@ -63,7 +63,8 @@ def _dist(values: np.ndarray, prefix: str, unit: str) -> dict:
 
 
 def _block(
-    d: np.ndarray, area: np.ndarray, nnd: np.ndarray, region_px: float, nm: float | None, metal: Metal | None = None
+    d: np.ndarray, area: np.ndarray, nnd: np.ndarray, region_px: float, nm: float | None,
+    metal: Metal | None = None,
 ) -> dict:
     n = len(d)
     out: dict = {"n_objects": int(n)}

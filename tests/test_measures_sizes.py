@@ -144,6 +144,7 @@ def test_pooled_numbers_use_each_image_scale():
                            ImageMeasures("b", measure(b), (200, 200), 0.25)], metal=METALS["Pd"])
     d = np.concatenate([[m.d_px * 0.5 for m in measure(a)], [m.d_px * 0.25 for m in measure(b[:4])]])
     assert pooled["particles"]["sauter_d_nm"] == pytest.approx(sauter_mean(d))
-    assert pooled["particles"]["dispersion"] == pytest.approx(METALS["Pd"].d_times_dispersion_nm / sauter_mean(d))
+    pd_ds = METALS["Pd"].d_times_dispersion_nm
+    assert pooled["particles"]["dispersion"] == pytest.approx(pd_ds / sauter_mean(d))
     assert pooled["single_sites"]["n_objects"] == 1
     assert pooled["particles"]["n_for_5pct"] == particles_needed(d.mean(), d.std(ddof=1))
