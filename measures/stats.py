@@ -62,6 +62,15 @@ def _dist(values: np.ndarray, prefix: str, unit: str) -> dict:
     return out
 
 
+def size_block(d: np.ndarray, unit: str, metal: Metal | None = None) -> dict:
+    """The size numbers of one set of diameters in `unit` alone (no areas, no positions): n_objects,
+    mean/median/std/percentiles, weighted means, intervals, fit, dispersion (nm and a metal)."""
+    out: dict = {"n_objects": int(len(d))}
+    out.update(_dist(d, "d", unit))
+    out.update(size_numbers(d, unit))
+    return with_dispersion(out, metal if unit == "nm" else None)
+
+
 def _block(
     d: np.ndarray, area: np.ndarray, nnd: np.ndarray, region_px: float, nm: float | None,
     metal: Metal | None = None,

@@ -75,7 +75,7 @@ def sites_texts(summary: Mapping) -> list[Text]:
     if not sites:
         return []
     particles = summary["particles"]
-    unit = "nm" if sites.get("mean_nnd_nm") is not None else "px"
+    unit = "nm" if sites.get("mean_d_nm") is not None else "px"
     area = N_("per µm²") if sites.get("density_unit") == "per um2" else N_("per Mpx")
     nnd = sites.get(f"mean_nnd_{unit}")
     return [
@@ -123,7 +123,7 @@ ROW_KEYS = (  # (quantity, key pattern, unit pattern); {u} is nm or px
 )
 
 
-def _value(block: Mapping, key: str):
+def value_of(block: Mapping, key: str):
     name, _, index = key.partition(".")
     value = block.get(name)
     if index and value is not None:
@@ -141,7 +141,7 @@ def summary_rows(summary: Mapping) -> list[list]:
     rows: list[list] = []
     for group, block in groups:
         for quantity, key, unit in ROW_KEYS:
-            value = _value(block, key.format(u=u))
+            value = value_of(block, key.format(u=u))
             if value is None:
                 continue
             unit_text = str(block.get("density_unit", "")) if unit == "density_unit" else unit.format(u=u)

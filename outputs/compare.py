@@ -1,0 +1,160 @@
+"""Two sets compared, as the scientist reads it: the numbers side by side, B/A with its interval, the
+tests' p-values in words, one picture (both histograms and ECDFs on one axis, fitted curves), and the
+same as a CSV. Formats measures.compare.SetsCompared; computes nothing of its own."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from core.i18n import N_, Text, render
+from measures.compare import SetsCompared
+from measures.sizes import fit_lognormal
+from outputs.numbers import ROW_KEYS, precision_text, value_of
+
+ALPHA = 0.05  # the conventional level: below it the text says the sets differ
+
+
+def p_text(p: float) -> str:
+    """'p < 0.001' or 'p = 0.034'."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+
+
+def tests_texts(c: SetsCompared) -> list[Text]:
+    """The two-sample tests in words (Kolmogorov-Smirnov: any difference of the distributions;
+    Mann-Whitney: one set's sizes tending larger)."""
+    p_ks, p_mw = c.comparison.ks_p, c.comparison.mw_p
+    if p_ks < ALPHA:
+        ks = N_("the size distributions differ: {p} (Kolmogorov-Smirnov)", p=p_text(p_ks))
+    else:
+        ks = N_("no difference of the size distributions shown: {p} (Kolmogorov-Smirnov)", p=p_text(p_ks))
+    if p_mw < ALPHA:
+        k = c.comparison  # U counts the pairs where A's particle is the larger one
+        larger = c.name_a if k.mw_statistic > k.n_a * k.n_b / 2 else c.name_b
+        mw = N_("particles in '{name}' tend to be larger: {p} (Mann-Whitney)", name=larger, p=p_text(p_mw))
+    else:
+        mw = N_("neither set's particles tend to be larger: {p} (Mann-Whitney)", p=p_text(p_mw))
+    return [ks, mw]
+
+
+def ratio_text(c: SetsCompared) -> Text:
+    ci = c.comparison.mean_ratio_ci
+    return N_("mean size '{b}' / '{a}' = {ratio:.2f} (95 % CI {ci})", a=c.name_a, b=c.name_b,
+              ratio=c.comparison.mean_ratio, ci="–" if ci is None else f"{ci[0]:.2f}–{ci[1]:.2f}")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+SIDE_BY_SIDE = ("objects", "number mean d_n", "surface (Sauter) mean d_s", "volume mean d_v", "median",
+                "standard deviation", "p10", "p90", "log-normal median", "log-normal sigma", "dispersion")
+
+
+def table_rows(c: SetsCompared) -> list[list]:
+    """(quantity, A, B, unit) rows; intervals as low–high in one cell."""
+    rows: list[list] = []
+    for quantity, key, unit in ROW_KEYS:
+        if quantity not in SIDE_BY_SIDE:
+            continue
+        a, b = value_of(c.a, key.format(u=c.unit)), value_of(c.b, key.format(u=c.unit))
+        if a is None and b is None:
+            continue
+        name = f"dispersion ({c.a.get('metal')})" if key == "dispersion" else quantity
+        rows.append([name, a, b, unit.format(u=c.unit)])
+        if key in ("mean_d_{u}", "sauter_d_{u}"):
+            ci_key = "ci95_mean_d_{u}" if key == "mean_d_{u}" else "ci95_sauter_d_{u}"
+            rows.append(["  95% CI", _ci(c.a, ci_key.format(u=c.unit)), _ci(c.b, ci_key.format(u=c.unit)),
+                         c.unit])
+    return rows
+
+
+def _ci(block: dict, key: str) -> str:
+    ci = block.get(key)
+    return "–" if not ci else f"{ci[0]:.3g}–{ci[1]:.3g}"
+
+
+def comparison_text(c: SetsCompared, lang: str = "en") -> str:
+    """The side-by-side table (fixed width, for a file or a <pre> block) and the verdict lines."""
+    rows = table_rows(c)
+    names = [render(lang, N_("quantity")), c.name_a, c.name_b]
+    cells = [[r[0] + (f", {r[3]}" if r[3] else ""), _fmt(r[1]) if not isinstance(r[1], str) else r[1],
+              _fmt(r[2]) if not isinstance(r[2], str) else r[2]] for r in rows]
+    widths = [max(len(str(x[k])) for x in [names, *cells]) for k in range(3)]
+    lines = ["  ".join(str(x[k]).ljust(widths[k]) if k == 0 else str(x[k]).rjust(widths[k]) for k in range(3))
+             for x in [names, *cells]]
+    lines.append("")
+    lines.append(render(lang, ratio_text(c)))
+    lines += [render(lang, t) for t in tests_texts(c)]
+    for name, block in ((c.name_a, c.a), (c.name_b, c.b)):
+        sure = precision_text(block)
+        if sure is not None:
+            lines.append(f"{name}: {render(lang, sure)}")
+    return "\n".join(lines)
+
+
+def write_comparison_csv(path: Path, c: SetsCompared) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["quantity", c.name_a, c.name_b, "unit"])
+        w.writerows(table_rows(c))
+        k = c.comparison
+        ci = k.mean_ratio_ci or (None, None)
+        w.writerow(["mean ratio B/A", k.mean_ratio, "", ""])
+        w.writerow(["mean ratio 95% CI", ci[0], ci[1], ""])
+        w.writerow(["Kolmogorov-Smirnov D, p", k.ks_statistic, k.ks_p, ""])
+        w.writerow(["Mann-Whitney U, p", k.mw_statistic, k.mw_p, ""])
+    return Path(path)
+
+
+def render_comparison(path: Path, c: SetsCompared) -> Path:
+    """Both sets on one axis: density histograms with the fitted log-normals (left), ECDFs (right)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), dpi=110)
+    FigureCanvasAgg(fig)
+    hist, ecdf = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    both = np.concatenate([c.d_a, c.d_b])
+    edges = np.histogram_bin_edges(both, bins="auto")[:41] if len(both) else np.array([0.0, 1.0])
+    x = np.linspace(max(float(both.min()) * 0.8, 1e-9), float(both.max()) * 1.1, 300)
+    for name, d, colour in ((c.name_a, c.d_a, "tab:blue"), (c.name_b, c.d_b, "tab:orange")):
+        hist.hist(d, bins=edges, density=True, histtype="stepfilled", alpha=0.35, color=colour,
+                  label=f"{name} (n={len(d)})")
+        fit = fit_lognormal(d)
+        if fit is not None:
+            hist.plot(x, fit.pdf(x), color=colour, linewidth=1.5, linestyle="--",
+                      label=f"{name}: log-normal, median {fit.median:.3g}, σ {fit.sigma:.2f}")
+        v = np.sort(d)
+        ecdf.step(v, np.arange(1, len(v) + 1) / len(v), where="post", color=colour, label=name)
+    hist.set_xlabel(f"D, {c.unit}")
+    hist.set_ylabel("density")
+    hist.legend(fontsize=7)
+    ecdf.set_xlabel(f"D, {c.unit}")
+    ecdf.set_ylabel("fraction of particles ≤ D")
+    ecdf.set_title(f"KS {p_text(c.comparison.ks_p)}, Mann-Whitney {p_text(c.comparison.mw_p)}", fontsize=9)
+    ecdf.legend(fontsize=8)
+    fig.suptitle(f"{c.name_b} / {c.name_a}: mean ratio {c.comparison.mean_ratio:.2f}")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return Path(path)
+
+
+def write_comparison(
+    out_dir: Path, c: SetsCompared, lang: str = "en", stem: str = "compare"
+) -> dict[str, Path]:
+    """{stem}.txt (side by side, verdict), {stem}.csv, {stem}.png."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"text": out_dir / f"{stem}.txt", "csv": out_dir / f"{stem}.csv",
+             "picture": out_dir / f"{stem}.png"}
+    paths["text"].write_text(comparison_text(c, lang) + "\n", encoding="utf-8")
+    write_comparison_csv(paths["csv"], c)
+    render_comparison(paths["picture"], c)
+    return paths
