@@ -53,8 +53,20 @@ def _fmt(value) -> str:
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
 
 
-SIDE_BY_SIDE = ("objects", "number mean d_n", "surface (Sauter) mean d_s", "volume mean d_v", "median",
-                "standard deviation", "p10", "p90", "log-normal median", "log-normal sigma", "dispersion")
+SIDE_BY_SIDE = {  # the CSV's quantity (English, as files are) -> its words for the reader
+    "objects": N_("objects"),
+    "number mean d_n": N_("number mean d_n"),
+    "surface (Sauter) mean d_s": N_("surface (Sauter) mean d_s"),
+    "volume mean d_v": N_("volume mean d_v"),
+    "median": N_("median"),
+    "standard deviation": N_("standard deviation"),
+    "p10": N_("p10"),
+    "p90": N_("p90"),
+    "log-normal median": N_("log-normal median"),
+    "log-normal sigma": N_("log-normal σ"),
+    "dispersion": N_("dispersion"),
+}
+CI_ROW = "  95% CI"
 
 
 def table_rows(c: SetsCompared) -> list[list]:
@@ -66,11 +78,10 @@ def table_rows(c: SetsCompared) -> list[list]:
         a, b = value_of(c.a, key.format(u=c.unit)), value_of(c.b, key.format(u=c.unit))
         if a is None and b is None:
             continue
-        name = f"dispersion ({c.a.get('metal')})" if key == "dispersion" else quantity
-        rows.append([name, a, b, unit.format(u=c.unit)])
+        rows.append([quantity, a, b, unit.format(u=c.unit)])
         if key in ("mean_d_{u}", "sauter_d_{u}"):
             ci_key = "ci95_mean_d_{u}" if key == "mean_d_{u}" else "ci95_sauter_d_{u}"
-            rows.append(["  95% CI", _ci(c.a, ci_key.format(u=c.unit)), _ci(c.b, ci_key.format(u=c.unit)),
+            rows.append([CI_ROW, _ci(c.a, ci_key.format(u=c.unit)), _ci(c.b, ci_key.format(u=c.unit)),
                          c.unit])
     return rows
 
@@ -80,23 +91,43 @@ def _ci(block: dict, key: str) -> str:
     return "–" if not ci else f"{ci[0]:.3g}–{ci[1]:.3g}"
 
 
-def comparison_text(c: SetsCompared, lang: str = "en") -> str:
-    """The side-by-side table (fixed width, for a file or a <pre> block) and the verdict lines."""
-    rows = table_rows(c)
-    names = [render(lang, N_("quantity")), c.name_a, c.name_b]
-    cells = [[r[0] + (f", {r[3]}" if r[3] else ""), _fmt(r[1]) if not isinstance(r[1], str) else r[1],
-              _fmt(r[2]) if not isinstance(r[2], str) else r[2]] for r in rows]
-    widths = [max(len(str(x[k])) for x in [names, *cells]) for k in range(3)]
-    lines = ["  ".join(str(x[k]).ljust(widths[k]) if k == 0 else str(x[k]).rjust(widths[k]) for k in range(3))
-             for x in [names, *cells]]
-    lines.append("")
-    lines.append(render(lang, ratio_text(c)))
+def _label(c: SetsCompared, quantity: str, unit: str, lang: str) -> str:
+    words = quantity if quantity == CI_ROW else render(lang, SIDE_BY_SIDE[quantity])
+    if quantity == "dispersion" and c.a.get("metal"):
+        words += f" ({c.a['metal']})"
+    return words + (f", {unit}" if unit and unit != "fraction" else "")
+
+
+def _cells(c: SetsCompared, lang: str) -> list[list[str]]:
+    return [[_label(c, r[0], r[3], lang), r[1] if isinstance(r[1], str) else _fmt(r[1]),
+             r[2] if isinstance(r[2], str) else _fmt(r[2])] for r in table_rows(c)]
+
+
+def _verdict(c: SetsCompared, lang: str) -> list[str]:
+    lines = [render(lang, ratio_text(c))]
     lines += [render(lang, t) for t in tests_texts(c)]
     for name, block in ((c.name_a, c.a), (c.name_b, c.b)):
         sure = precision_text(block)
         if sure is not None:
             lines.append(f"{name}: {render(lang, sure)}")
-    return "\n".join(lines)
+    return lines
+
+
+def comparison_text(c: SetsCompared, lang: str = "en") -> str:
+    """The side-by-side table (fixed width, for a file) and the verdict lines."""
+    names = [render(lang, N_("quantity")), c.name_a, c.name_b]
+    cells = _cells(c, lang)
+    widths = [max(len(str(x[k])) for x in [names, *cells]) for k in range(3)]
+    lines = ["  ".join(str(x[k]).ljust(widths[k]) if k == 0 else str(x[k]).rjust(widths[k]) for k in range(3))
+             for x in [names, *cells]]
+    return "\n".join([*lines, "", *_verdict(c, lang)])
+
+
+def comparison_chat(c: SetsCompared, lang: str = "en") -> str:
+    """The same for a chat (no fixed-width font): 'quantity: A | B' lines under the two names."""
+    head = render(lang, N_("A: {a}\nB: {b}", a=c.name_a, b=c.name_b))
+    lines = [f"{name}: {a} | {b}" for name, a, b in _cells(c, lang)]
+    return "\n".join([head, "", *lines, "", *_verdict(c, lang)])
 
 
 def write_comparison_csv(path: Path, c: SetsCompared) -> Path:
@@ -113,7 +144,7 @@ def write_comparison_csv(path: Path, c: SetsCompared) -> Path:
     return Path(path)
 
 
-def render_comparison(path: Path, c: SetsCompared) -> Path:
+def render_comparison(path, c: SetsCompared):
     """Both sets on one axis: density histograms with the fitted log-normals (left), ECDFs (right)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -142,8 +173,8 @@ def render_comparison(path: Path, c: SetsCompared) -> Path:
     ecdf.legend(fontsize=8)
     fig.suptitle(f"{c.name_b} / {c.name_a}: mean ratio {c.comparison.mean_ratio:.2f}")
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    return Path(path)
+    fig.savefig(path, format="png")  # a path or a binary file
+    return path
 
 
 def write_comparison(
