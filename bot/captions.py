@@ -9,7 +9,9 @@ from typing import Any
 
 from bot.i18n import t
 from core.i18n import N_, render
+from measures.sizes import find_metal
 from measures.stats import pool_summaries
+from outputs.numbers import pooled_texts
 from segmodel.options import HOLDOUT_MIN_OBJECTS
 
 
@@ -58,12 +60,16 @@ def caption_for(result: dict[str, Any], lang: str) -> str:
     )[:1024]
 
 
-def pooled_caption(lang: str, key: str, summaries: Sequence[Mapping[str, Any]]) -> str:
+def pooled_caption(
+    lang: str, key: str, summaries: Sequence[Mapping[str, Any]], metal: str | None = None
+) -> str:
     """Text `key` ("stats" or "predict_big") with the images' objects pooled: count per class and
-    mean D ± sample std, in nm when every image is scaled."""
-    pooled = pool_summaries(summaries)
+    mean D ± sample std, in nm when every image is scaled; then d_s, how sure the mean is and, with
+    the user's metal, the dispersion (outputs.numbers)."""
+    pooled = pool_summaries(summaries, find_metal(metal))
     unit = "nm" if "mean_d_nm" in pooled else "px"
-    return t(
+    lines = [render(lang, text) for text in pooled_texts(pooled)]
+    return "\n".join([t(
         lang,
         key,
         n=pooled["n_images"],
@@ -72,7 +78,7 @@ def pooled_caption(lang: str, key: str, summaries: Sequence[Mapping[str, Any]]) 
         mean=fmt_num(pooled[f"mean_d_{unit}"]),
         std=fmt_num(pooled[f"std_d_{unit}"]),
         unit=unit,
-    )
+    ), *lines])
 
 
 # ---------------------------------------------------------------- a trained model's figures

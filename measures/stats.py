@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from measures.objects import MeasureArrays, ObjectMeasure, to_arrays
-from measures.sizes import Metal, size_numbers, with_dispersion
+from measures.sizes import Metal, particles_needed, relative_precision, size_numbers, with_dispersion
 
 PERCENTILES = (5, 10, 25, 75, 90, 95)
 # classes named so are single atoms/sites: counted and spaced, never sized into a dispersion
@@ -272,9 +272,22 @@ def _pool_d(parts: list[tuple[int, float | None, float | None]]) -> tuple[float 
     return mean, math.sqrt(max(squares, 0.0) / (total - 1))
 
 
-def pool_summaries(summaries: Sequence[Mapping]) -> dict:
+def _pool_sauter(parts: list[tuple[int, float | None, float | None, float | None]]) -> float | None:
+    """d_s of the union from each part's (n, mean, sample std, d_s): sum d^2 = (n-1) s^2 + n m^2,
+    sum d^3 = d_s * sum d^2, so d_s = sum(d_s,i S2_i) / sum(S2_i), exactly."""
+    used = [(n, float(m), float(s or 0.0), ds) for n, m, s, ds in parts if n > 0 and m is not None]
+    if not used or any(ds is None for *_, ds in used):
+        return None
+    s2 = [(n - 1) * s * s + n * m * m for n, m, s, _ in used]
+    total = sum(s2)
+    return sum(float(ds) * w for (*_, ds), w in zip(used, s2, strict=True)) / total if total > 0 else None
+
+
+def pool_summaries(summaries: Sequence[Mapping], metal: Metal | None = None) -> dict:
     """Pool per-image summaries (image_stats' dicts) without their objects: n_images, n_objects,
-    counts, and mean/std of D (sample std, ddof=1) in px, and in nm when every image is scaled.
+    counts, and mean/std of D (sample std, ddof=1) and the Sauter mean d_s in px, and in nm when every
+    image is scaled; how sure the mean is (precision_mean, n_for_5pct) and, with a metal and nm, the
+    dispersion.
 
     Exactly what pooled_stats gives for the same objects, for those keys."""
     out: dict = {"n_images": len(summaries), "n_objects": 0, "counts": {}}
@@ -288,4 +301,15 @@ def pool_summaries(summaries: Sequence[Mapping]) -> dict:
             (int(s.get("n_objects") or 0), s.get(f"mean_d_{unit}"), s.get(f"std_d_{unit}")) for s in summaries
         ]
         out[f"mean_d_{unit}"], out[f"std_d_{unit}"] = _pool_d(parts)
-    return out
+        sauters = [s.get(f"sauter_d_{unit}") for s in summaries]
+        sauter = _pool_sauter([(*part, ds) for part, ds in zip(parts, sauters, strict=True)])
+        if sauter is not None:
+            out[f"sauter_d_{unit}"] = sauter
+    unit = units[-1]
+    if out["n_objects"] > 1:
+        mean, sd = out[f"mean_d_{unit}"], out[f"std_d_{unit}"]
+        out["precision_mean"] = relative_precision(out["n_objects"], mean, sd)
+        out["n_for_5pct"] = particles_needed(mean, sd)
+    if any(s.get("single_sites") for s in summaries):  # sizes mixed with sites: no dispersion of them
+        return out
+    return with_dispersion(out, metal)

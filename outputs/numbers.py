@@ -69,6 +69,19 @@ def dispersion_texts(block: Mapping) -> list[Text]:
     ]
 
 
+def pooled_texts(pooled: Mapping) -> list[Text]:
+    """What measures.stats.pool_summaries adds, in words: d_s, how sure the mean is, dispersion."""
+    unit = unit_of(pooled)
+    lines: list[Text] = []
+    if pooled.get(f"sauter_d_{unit}") is not None:
+        ds = pooled[f"sauter_d_{unit}"]
+        lines.append(N_("surface-weighted mean d_s = {ds:.3g} {unit}", ds=ds, unit=unit))
+    sure = precision_text(pooled)
+    if sure is not None:
+        lines.append(sure)
+    return lines + dispersion_texts(pooled)
+
+
 def sites_texts(summary: Mapping) -> list[Text]:
     """Particles and single sites side by side: count, density and spacing of the sites."""
     sites = summary.get("single_sites")

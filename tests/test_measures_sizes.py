@@ -148,3 +148,17 @@ def test_pooled_numbers_use_each_image_scale():
     assert pooled["particles"]["dispersion"] == pytest.approx(pd_ds / sauter_mean(d))
     assert pooled["single_sites"]["n_objects"] == 1
     assert pooled["particles"]["n_for_5pct"] == particles_needed(d.mean(), d.std(ddof=1))
+
+
+def test_summaries_pool_into_the_sauter_mean_and_precision_of_all_objects():
+    from measures.stats import pool_summaries
+
+    a = [_disc("particle", 20 + 30 * k, 30, 4 + k) for k in range(5)]
+    b = [_disc("particle", 20 + 30 * k, 60, 3 + 2 * k) for k in range(4)]
+    items = [ImageMeasures("a", measure(a), (200, 200), 0.5),
+             ImageMeasures("b", measure(b), (200, 200), 0.25)]
+    summaries = [image_stats(i.measures, i.image_shape, i.nm_per_px) for i in items]
+    pooled = pool_summaries(summaries, METALS["Pt"])
+    reference = pooled_stats(items, METALS["Pt"])
+    for key in ("sauter_d_nm", "precision_mean", "n_for_5pct", "dispersion"):
+        assert pooled[key] == pytest.approx(reference[key], rel=1e-9), key

@@ -25,7 +25,8 @@ async def cmd_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     lang = me(context).language
     recent = await svc(context).db(recent_results, me(context).id)
     markup = stats_markup(svc(context).settings, lang, recent)  # Review buttons when the Mini App is on
-    await send_text(context, chat, pooled_caption(lang, "stats", summaries), markup)
+    metal = me(context).preferences.get("metal")  # /metal (bot.handlers.compare)
+    await send_text(context, chat, pooled_caption(lang, "stats", summaries, metal), markup)
 
 
 async def cmd_export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
