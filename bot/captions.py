@@ -60,16 +60,12 @@ def caption_for(result: dict[str, Any], lang: str) -> str:
     )[:1024]
 
 
-def pooled_caption(
-    lang: str, key: str, summaries: Sequence[Mapping[str, Any]], metal: str | None = None
-) -> str:
+def pooled_caption(lang: str, key: str, summaries: Sequence[Mapping[str, Any]]) -> str:
     """Text `key` ("stats" or "predict_big") with the images' objects pooled: count per class and
-    mean D ± sample std, in nm when every image is scaled; then d_s, how sure the mean is and, with
-    the user's metal, the dispersion (outputs.numbers)."""
-    pooled = pool_summaries(summaries, find_metal(metal))
+    mean D ± sample std, in nm when every image is scaled."""
+    pooled = pool_summaries(summaries)
     unit = "nm" if "mean_d_nm" in pooled else "px"
-    lines = [render(lang, text) for text in pooled_texts(pooled)]
-    return "\n".join([t(
+    return t(
         lang,
         key,
         n=pooled["n_images"],
@@ -78,7 +74,14 @@ def pooled_caption(
         mean=fmt_num(pooled[f"mean_d_{unit}"]),
         std=fmt_num(pooled[f"std_d_{unit}"]),
         unit=unit,
-    ), *lines])
+    )
+
+
+def numbers_caption(lang: str, summaries: Sequence[Mapping[str, Any]], metal: str | None = None) -> str:
+    """/stats' lines under the pooled caption: d_s, how sure the mean is and, with the user's metal,
+    the dispersion (measures.stats.pool_summaries, in words by outputs.numbers)."""
+    pooled = pool_summaries(summaries, find_metal(metal))
+    return "\n".join(render(lang, text) for text in pooled_texts(pooled))
 
 
 # ---------------------------------------------------------------- a trained model's figures

@@ -12,7 +12,7 @@ import numpy as np
 from core.i18n import N_, Text, render
 from measures.compare import SetsCompared
 from measures.sizes import fit_lognormal
-from outputs.numbers import ROW_KEYS, precision_text, value_of
+from outputs.numbers import ROW_KEYS, UNIT_TEXT, precision_text, value_of
 
 ALPHA = 0.05  # the conventional level: below it the text says the sets differ
 
@@ -95,7 +95,9 @@ def _label(c: SetsCompared, quantity: str, unit: str, lang: str) -> str:
     words = quantity if quantity == CI_ROW else render(lang, SIDE_BY_SIDE[quantity])
     if quantity == "dispersion" and c.a.get("metal"):
         words += f" ({c.a['metal']})"
-    return words + (f", {unit}" if unit and unit != "fraction" else "")
+    if unit in UNIT_TEXT:
+        words += ", " + render(lang, UNIT_TEXT[unit])
+    return words
 
 
 def _cells(c: SetsCompared, lang: str) -> list[list[str]]:

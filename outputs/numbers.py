@@ -12,6 +12,9 @@ from measures.sizes import TARGET_PRECISION
 BERGERET = "Bergeret & Gallezot 2008"
 
 
+UNIT_TEXT = {"nm": N_("nm"), "px": N_("px")}
+
+
 def unit_of(summary: Mapping) -> str:
     """nm when the summary's sizes are scaled, else px."""
     return "nm" if summary.get("mean_d_nm") is not None else "px"
@@ -43,18 +46,20 @@ def size_texts(block: Mapping) -> list[Text]:
         return []
     lines = [
         N_("d_n {dn:.2f} {unit} (95 % CI {ci_n}), d_s {ds:.2f} {unit} (95 % CI {ci_s}), d_v {dv:.2f} {unit}",
-           dn=block[f"mean_d_{unit}"], ds=block[f"sauter_d_{unit}"], dv=block[f"volume_d_{unit}"], unit=unit,
+           dn=block[f"mean_d_{unit}"], ds=block[f"sauter_d_{unit}"], dv=block[f"volume_d_{unit}"],
+           unit=UNIT_TEXT[unit],
            ci_n=_ci(block, f"ci95_mean_d_{unit}"), ci_s=_ci(block, f"ci95_sauter_d_{unit}")),
         N_("median {median:.2f} {unit}, sd {sd:.2f} {unit}, p10–p90 {p10:.2f}–{p90:.2f} {unit}",
            median=block[f"median_d_{unit}"], sd=block[f"std_d_{unit}"], p10=block[f"p10_d_{unit}"],
-           p90=block[f"p90_d_{unit}"], unit=unit),
+           p90=block[f"p90_d_{unit}"], unit=UNIT_TEXT[unit]),
     ]
     sure = precision_text(block)
     if sure is not None:
         lines.append(sure)
     if block.get(f"lognorm_median_d_{unit}") is not None:
         lines.append(N_("log-normal fit (maximum likelihood): median {median:.2f} {unit}, σ {sigma:.3f}",
-                        median=block[f"lognorm_median_d_{unit}"], sigma=block["lognorm_sigma"], unit=unit))
+                        median=block[f"lognorm_median_d_{unit}"], sigma=block["lognorm_sigma"],
+                        unit=UNIT_TEXT[unit]))
     lines += dispersion_texts(block)
     return lines
 
@@ -75,7 +80,7 @@ def pooled_texts(pooled: Mapping) -> list[Text]:
     lines: list[Text] = []
     if pooled.get(f"sauter_d_{unit}") is not None:
         ds = pooled[f"sauter_d_{unit}"]
-        lines.append(N_("surface-weighted mean d_s = {ds:.3g} {unit}", ds=ds, unit=unit))
+        lines.append(N_("surface-weighted mean d_s = {ds:.3g} {unit}", ds=ds, unit=UNIT_TEXT[unit]))
     sure = precision_text(pooled)
     if sure is not None:
         lines.append(sure)
@@ -98,7 +103,7 @@ def sites_texts(summary: Mapping) -> list[Text]:
         NP_("single sites: {n} object, density {density:.4g} {area}, nearest neighbour {nnd} {unit}",
             "single sites: {n} objects, density {density:.4g} {area}, nearest neighbour {nnd} {unit}",
             n=sites["n_objects"], density=sites["density"] or 0.0, area=area,
-            nnd="–" if nnd is None else f"{nnd:.2f}", unit=unit),
+            nnd="–" if nnd is None else f"{nnd:.2f}", unit=UNIT_TEXT[unit]),
     ]
 
 
