@@ -92,7 +92,7 @@ def _ci(block: dict, key: str) -> str:
 
 
 def _label(c: SetsCompared, quantity: str, unit: str, lang: str) -> str:
-    words = quantity if quantity == CI_ROW else render(lang, SIDE_BY_SIDE[quantity])
+    words = "  " + render(lang, N_("95 % CI")) if quantity == CI_ROW else render(lang, SIDE_BY_SIDE[quantity])
     if quantity == "dispersion" and c.a.get("metal"):
         words += f" ({c.a['metal']})"
     if unit in UNIT_TEXT:
