@@ -18,6 +18,7 @@ TARGET_PRECISION = 0.05  # "particles needed for a mean within +-5 %"
 N_RESAMPLES = 2000
 SEED = 0  # bootstrap intervals are reproducible: the same objects give the same interval
 BCA_MAX_N = 2000  # BCa's jackknife is O(n^2): beyond this the percentile interval (same for large n)
+BATCH = 200  # resamples at a time: memory stays ~BATCH * n floats
 
 
 # ---------------------------------------------------------------- weighted means
@@ -49,27 +50,48 @@ def volume_mean(d, axis: int = -1) -> np.ndarray:
 # ---------------------------------------------------------------- how sure
 
 
+def _mean_and_sauter(d, axis: int = -1) -> np.ndarray:
+    """(d_n, d_s) of each resample at once: one set of resamples serves both intervals."""
+    d2 = d * d
+    return np.stack([np.mean(d, axis=axis), np.sum(d2 * d, axis=axis) / np.sum(d2, axis=axis)])
+
+
 def bootstrap_ci(d, statistic=number_mean, seed: int = SEED,
                  n_resamples: int = N_RESAMPLES) -> tuple[float, float] | None:
-    """95 % bootstrap interval of `statistic` (vectorised over `axis`), BCa up to BCA_MAX_N values;
-    None below 2 values. All values equal: the interval is that value."""
+    """95 % bootstrap interval of `statistic` (vectorised over `axis`, one value or a vector of them:
+    then a pair of arrays), BCa up to BCA_MAX_N values, percentile beyond; None below 2 values. All
+    values equal: the interval is that value."""
     from scipy.stats import bootstrap
 
     v = _clean(d)
     if len(v) < 2:
         return None
     if np.ptp(v) == 0:
-        value = float(statistic(v))
+        value = statistic(v)
         return value, value
     method = "BCa" if len(v) <= BCA_MAX_N else "percentile"
-    res = bootstrap((v,), statistic, vectorized=True, n_resamples=n_resamples, confidence_level=CONFIDENCE,
-                    method=method, rng=np.random.default_rng(seed), batch=200)
-    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    if not (math.isfinite(lo) and math.isfinite(hi)):  # BCa degenerate on odd samples
+    ci = None
+    for how in (method, "percentile"):  # BCa can be degenerate on odd samples: percentile then
         res = bootstrap((v,), statistic, vectorized=True, n_resamples=n_resamples,
-                        confidence_level=CONFIDENCE, method="percentile", rng=np.random.default_rng(seed))
-        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    return lo, hi
+                        confidence_level=CONFIDENCE, method=how, rng=np.random.default_rng(seed), batch=BATCH)
+        ci = res.confidence_interval.low, res.confidence_interval.high
+        if np.all(np.isfinite(ci)):
+            break
+    assert ci is not None
+    if np.ndim(ci[0]) == 0:
+        return float(ci[0]), float(ci[1])
+    return ci
+
+
+def mean_and_sauter_ci(d, seed: int = SEED) -> tuple[list[float], list[float]] | None:
+    """95 % intervals of d_n and d_s from one set of seeded resamples: ([lo, hi] of d_n, [lo, hi] of
+    d_s); fewer resamples above BCA_MAX_N values (their percentiles are as steady there)."""
+    v = _clean(d)
+    ci = bootstrap_ci(v, _mean_and_sauter, seed, N_RESAMPLES if len(v) <= BCA_MAX_N else N_RESAMPLES // 2)
+    if ci is None:
+        return None
+    lo, hi = (np.asarray(x, dtype=np.float64) for x in ci)
+    return [float(lo[0]), float(hi[0])], [float(lo[1]), float(hi[1])]
 
 
 def relative_precision(n: int, mean: float | None, sd: float | None) -> float | None:
@@ -193,8 +215,9 @@ def size_numbers(d, unit: str, seed: int = SEED) -> dict:
         return out
     out[f"sauter_d_{unit}"] = float(sauter_mean(v))
     out[f"volume_d_{unit}"] = float(volume_mean(v))
-    out[f"ci95_mean_d_{unit}"] = _pair(bootstrap_ci(v, number_mean, seed))
-    out[f"ci95_sauter_d_{unit}"] = _pair(bootstrap_ci(v, sauter_mean, seed))
+    both = mean_and_sauter_ci(v, seed)
+    if both is not None:
+        out[f"ci95_mean_d_{unit}"], out[f"ci95_sauter_d_{unit}"] = both
     fit = fit_lognormal(v)
     if fit is not None:
         out[f"lognorm_median_d_{unit}"], out["lognorm_sigma"] = fit.median, fit.sigma
@@ -202,10 +225,6 @@ def size_numbers(d, unit: str, seed: int = SEED) -> dict:
     out["precision_mean"] = relative_precision(n, mean, sd)
     out["n_for_5pct"] = particles_needed(mean, sd) if n > 1 else None
     return out
-
-
-def _pair(ci: tuple[float, float] | None) -> list[float] | None:
-    return None if ci is None else [ci[0], ci[1]]
 
 
 def with_dispersion(block: dict, metal: Metal | None) -> dict:

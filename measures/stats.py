@@ -73,7 +73,7 @@ def size_block(d: np.ndarray, unit: str, metal: Metal | None = None) -> dict:
 
 def _block(
     d: np.ndarray, area: np.ndarray, nnd: np.ndarray, region_px: float, nm: float | None,
-    metal: Metal | None = None,
+    metal: Metal | None = None, sizes: bool = True,
 ) -> dict:
     n = len(d)
     out: dict = {"n_objects": int(n)}
@@ -96,7 +96,8 @@ def _block(
         out["mean_nnd_nm"] = out["mean_nnd_px"] * nm if out["mean_nnd_px"] is not None else None
         out["median_nnd_nm"] = out["median_nnd_px"] * nm if out["median_nnd_px"] is not None else None
     # intervals and fit in the unit the user reads (nm when scaled): computed once, not per unit
-    out.update(size_numbers(d * nm, "nm") if nm else size_numbers(d, "px"))
+    if sizes:
+        out.update(size_numbers(d * nm, "nm") if nm else size_numbers(d, "px"))
     return with_dispersion(out, metal)
 
 
@@ -135,7 +136,7 @@ def _prepared(item: ImageMeasures) -> Prepared:
 
 def _sites_apart(
     out: dict, d: np.ndarray, area: np.ndarray, labels: np.ndarray, groups: dict[str, np.ndarray],
-    region: float, nm: float | None, metal: Metal | None,
+    region: float, nm: float | None, metal: Metal | None, sizes: bool = True,
 ) -> None:
     """Dispersion of the whole set when it holds no single sites; with single sites and particles both
     present a `particles` block (dispersion from particles only) and a `single_sites` block (count per
@@ -145,8 +146,12 @@ def _sites_apart(
         with_dispersion(out, metal)
     if sites.all() or not sites.any():
         return
-    out["particles"] = _block(d[~sites], area[~sites], groups["particles"], region, nm, metal)
-    out["single_sites"] = _block(d[sites], area[sites], groups["single_sites"], region, nm)
+    for group, members, group_metal in (("particles", ~sites, metal), ("single_sites", sites, None)):
+        names = set(labels[members].tolist())
+        if len(names) == 1:  # one class: its block already (same objects, same distances)
+            out[group] = dict(out["classes"][names.pop()])
+        else:
+            out[group] = _block(d[members], area[members], groups[group], region, nm, group_metal, sizes)
 
 
 def _with_classes(
@@ -198,7 +203,7 @@ def pooled_stats(items: Sequence[ImageMeasures | tuple], metal: Metal | None = N
     scales = [it.nm_per_px for it, *_ in prepared]
     all_scaled = bool(prepared) and all(s for s in scales)
 
-    def pooled(scaled: bool) -> dict:
+    def pooled(scaled: bool, sizes: bool = True) -> dict:
         # scaled: every image's values converted with its own nm/px, pooled as if 1 px were 1 nm
         parts_d, parts_area, parts_nnd, labels, region = [], [], [], [], 0.0
         class_nnd: dict[str, list[np.ndarray]] = {}
@@ -219,20 +224,20 @@ def pooled_stats(items: Sequence[ImageMeasures | tuple], metal: Metal | None = N
         nnd = np.concatenate(parts_nnd) if parts_nnd else np.zeros(0)
         lab = np.concatenate(labels) if labels else np.zeros(0, dtype=object)
         nm = 1.0 if scaled else None
-        out = _block(d, area, nnd, region, nm)
+        out = _block(d, area, nnd, region, nm, sizes=sizes)
         names = sorted(set(lab.tolist()))
         out["counts"] = {label: int((lab == label).sum()) for label in names}
         out["classes"] = {
             label: _block(d[lab == label], area[lab == label], np.concatenate(class_nnd[label]), region, nm,
-                          None if is_single_site(label) or not scaled else metal)
+                          None if is_single_site(label) or not scaled else metal, sizes)
             for label in names
         }
         _sites_apart(out, d, area, lab, {g: np.concatenate(v) for g, v in group_nnd.items()}, region, nm,
-                     metal if scaled else None)
+                     metal if scaled else None, sizes)
         out["region_area_px"] = region
         return out
 
-    out = pooled(False)
+    out = pooled(False, sizes=not all_scaled)  # scaled: the size numbers come in nm below
     if all_scaled:
         nm_out = pooled(True)
         # unit-free numbers of the set as read in nm (fit, precision, dispersion)
