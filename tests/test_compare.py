@@ -5,6 +5,7 @@ set mixing both)."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,39 @@ def test_scaled_set_is_not_compared_with_an_unscaled_one(sets: Path, tmp_path: P
                  "--nm-per-px", "0.5", "--metal", "pt")
     assert result.exit_code == 0, result.output
     assert "dispersion (Pt)" in result.output and "nm" in result.output
+
+
+def test_predict_gives_the_numbers_and_its_folder_compares(sets: Path, tmp_path: Path, monkeypatch):
+    """`segbot predict --metal Pt` on a real micrograph (a threshold detector in place of the model):
+    the printed lines, the summary and the workbook's "pooled numbers" carry d_s and the dispersion of
+    the objects in its CSV; the results folder is a set `segbot compare` reads."""
+    import openpyxl
+
+    import segmodel.detector
+    from tests.fake_detector import ThresholdDetector
+
+    monkeypatch.setattr(segmodel.detector, "load_detector",
+                        lambda *a, **k: ThresholdDetector(level=120, tile_size=256))
+    image = tmp_path / f"{SET_A[0]}.png"
+    image.write_bytes((EMPS / "images" / f"{SET_A[0]}.png").read_bytes())
+    (tmp_path / "model").mkdir()
+    out = tmp_path / "out"
+    result = run("predict", tmp_path / "model", image, "--out", out, "--nm-per-px", "0.5", "--metal", "Pt",
+                 "--threshold", "0.1", "--no-auto-scale")
+    assert result.exit_code == 0, result.output
+    d = np.array([float(r["d_nm"]) for r in csv.DictReader(open(out / f"{SET_A[0]}_objects.csv"))])
+    assert len(d) > 10
+    sauter = (d**3).sum() / (d**2).sum()
+    summary = json.loads((out / f"{SET_A[0]}_summary.json").read_text())
+    assert summary["sauter_d_nm"] == pytest.approx(sauter, rel=1e-6)
+    assert summary["dispersion"] == pytest.approx(min(1.0, 1.1227 / sauter), rel=1e-3)
+    assert f"dispersion (Pt) {summary['dispersion']:.2f}" in result.output and "d_s " in result.output
+    sheet = openpyxl.load_workbook(out / "results.xlsx")["pooled numbers"]
+    rows = {(r[0], r[1]): r[2] for r in sheet.iter_rows(min_row=2, values_only=True)}
+    assert rows[("all", "surface (Sauter) mean d_s")] == pytest.approx(sauter, rel=1e-6)
+    assert rows[("all", "dispersion (Pt, spheres, Bergeret & Gallezot 2008)")] == pytest.approx(
+        summary["dispersion"])
+    result = run("compare", out, sets / "fresh", "--out", tmp_path / "cmp")
+    assert result.exit_code == 1 and "Cannot compare 'out' (sizes in nm) with 'fresh'" in result.output
+    result = run("compare", out, sets / "fresh", "--out", tmp_path / "cmp", "--nm-per-px", "0.5")  # both nm
+    assert result.exit_code == 0 and "objects, nm" not in result.output and "d_n, nm" in result.output
