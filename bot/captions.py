@@ -11,7 +11,7 @@ from bot.i18n import t
 from core.i18n import N_, render
 from measures.sizes import find_metal
 from measures.stats import pool_summaries
-from outputs.numbers import pooled_texts
+from outputs.numbers import pooled_texts, precision_text
 from segmodel.options import HOLDOUT_MIN_OBJECTS
 
 
@@ -48,13 +48,17 @@ def caption_for(result: dict[str, Any], lang: str) -> str:
         per = DENSITY_UNITS.get(s.get("density_unit") or "", s.get("density_unit") or "")
         dens = t(lang, "density_line", density=fmt_num(density), unit=render(lang, per)).rstrip()
     factor = s.get("scale_factor")  # recognised on the image shrunk by this (inference/scale.py)
+    sure = precision_text(s)  # "41 objects: mean known to ±9 %; about 130 would give ±5 %"
+    size = "" if mean is None else t(lang, "size_line", mean=fmt_num(mean), std=fmt_num(std), unit=unit)
+    if size and sure is not None:
+        size += "\n" + render(lang, sure)
     return t(
         lang,
         "predict_caption",
         name=result["name"],
         n=s.get("n_objects", 0),
         counts=counts_text(s.get("counts") or {}),
-        size="" if mean is None else t(lang, "size_line", mean=fmt_num(mean), std=fmt_num(std), unit=unit),
+        size=size,
         density=dens,
         scaled=t(lang, "scaled_line", factor=fmt_num(factor)) if factor else "",
     )[:1024]

@@ -17,7 +17,7 @@ Z95 = 1.959963984540054  # the normal quantile of a two-sided 95 % interval
 TARGET_PRECISION = 0.05  # "particles needed for a mean within +-5 %"
 N_RESAMPLES = 2000
 SEED = 0  # bootstrap intervals are reproducible: the same objects give the same interval
-BCA_MAX_N = 2000  # BCa's jackknife is O(n^2): beyond this the percentile interval (same for large n)
+BCA_MAX_N = 500  # BCa's jackknife is O(n^2): beyond this the percentile interval (as good for large n)
 BATCH = 200  # resamples at a time: memory stays ~BATCH * n floats
 
 

@@ -115,3 +115,20 @@ def test_metal_and_compare_two_real_result_sets(bs, api, tmp_path: Path) -> None
     with session_scope(bs.database_url) as session:
         assert session.get(User, uid).preferences["metal"] == "Pt"
 
+
+
+def test_a_result_caption_says_how_sure_its_mean_is(tmp_path: Path) -> None:
+    from annotations.labelme import read_labelme
+    from bot.captions import caption_for
+    from measures.sizes import particles_needed, relative_precision
+    from outputs.files import write_outputs
+
+    ann = read_labelme(emps_labelme(tmp_path / "in", SET_B[0]))
+    written = write_outputs(tmp_path / "out", "b", ann.image, ann.instances, nm_per_px=NM)
+    summary = json.loads(Path(written["summary"]).read_text())
+    n, mean, sd = summary["n_objects"], summary["mean_d_nm"], summary["std_d_nm"]
+    caption = caption_for({"name": "b.png", "summary": summary}, "en")
+    pct, need = 100 * relative_precision(n, mean, sd), particles_needed(mean, sd)
+    assert pct < 5 and need < n  # these 42 particles are alike: their mean is known well enough
+    assert f"{n} objects: mean known to ±{pct:.1f} %, within ±5 %" in caption
+    assert "среднее известно с точностью" in caption_for({"name": "b.png", "summary": summary}, "ru")
