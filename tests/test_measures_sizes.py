@@ -162,3 +162,15 @@ def test_summaries_pool_into_the_sauter_mean_and_precision_of_all_objects():
     reference = pooled_stats(items, METALS["Pt"])
     for key in ("sauter_d_nm", "precision_mean", "n_for_5pct", "dispersion"):
         assert pooled[key] == pytest.approx(reference[key], rel=1e-9), key
+
+
+def test_how_sure_in_words():
+    from core.i18n import render
+    from outputs.numbers import precision_text
+
+    block = {"n_objects": 41, "precision_mean": relative_precision(41, 10.0, 3.0),
+             "n_for_5pct": particles_needed(10.0, 3.0)}
+    assert render("en", precision_text(block)) == "41 objects: mean known to ±9 %; about 139 would give ±5 %"
+    assert render("ru", precision_text(block)).startswith("41 объект: среднее известно с точностью ±9 %")
+    block = {"n_objects": 400, "precision_mean": 0.029, "n_for_5pct": 139}
+    assert render("en", precision_text(block)) == "400 objects: mean known to ±2.9 %, within ±5 %"
