@@ -174,3 +174,21 @@ def test_how_sure_in_words():
     assert render("ru", precision_text(block)).startswith("41 объект: среднее известно с точностью ±9 %")
     block = {"n_objects": 400, "precision_mean": 0.029, "n_for_5pct": 139}
     assert render("en", precision_text(block)) == "400 objects: mean known to ±2.9 %, within ±5 %"
+
+
+def test_histogram_title_carries_the_weighted_means(tmp_path):
+    from PIL import Image as PILImage
+
+    from outputs.files import means_line, render_histogram
+
+    parts = [_disc("particle", 20 + 30 * k, 30, 4 + k) for k in range(6)]
+    a = measure(parts, nm_per_px=0.5)
+    s = image_stats(measure(parts), (200, 200), 0.5, metal=METALS["Pt"])
+    d = np.array([m.d_nm for m in a])
+    line = means_line(s)
+    assert line == (f"d_n {d.mean():.3g} · d_s {sauter_mean(d):.3g} · d_v {volume_mean(d):.3g} nm · "
+                    f"D(Pt) {s['dispersion']:.2f}")
+    from measures.objects import measure_arrays
+
+    path = render_histogram(tmp_path / "h.png", measure_arrays(parts), 0.5, summary=s)
+    assert PILImage.open(path).size[0] > 800
