@@ -66,10 +66,11 @@ def load_set(session: Session, store: FileStore, user_id: int, job_id: int) -> S
 
 @dataclass(frozen=True)
 class Compared:
-    """What the chat gets: the text, and the picture (PNG bytes)."""
+    """What the chat gets: the text, the picture (PNG bytes) and the table (CSV bytes)."""
 
     text: str
     picture: bytes
+    table: bytes
 
 
 def compare_jobs(session: Session, store: FileStore, user_id: int, job_a: int, job_b: int,
@@ -80,7 +81,7 @@ def compare_jobs(session: Session, store: FileStore, user_id: int, job_a: int, j
 
     from measures.compare import compare_sets
     from measures.sizes import find_metal
-    from outputs.compare import comparison_chat, render_comparison
+    from outputs.compare import comparison_chat, comparison_csv, render_comparison
 
     a, b = load_set(session, store, user_id, job_a), load_set(session, store, user_id, job_b)
     if a is None or b is None:
@@ -88,4 +89,5 @@ def compare_jobs(session: Session, store: FileStore, user_id: int, job_a: int, j
     compared = compare_sets(a, b, find_metal(metal))
     buffer = io.BytesIO()
     render_comparison(buffer, compared)
-    return Compared(comparison_chat(compared, lang), buffer.getvalue())
+    table = comparison_csv(compared).encode("utf-8")
+    return Compared(comparison_chat(compared, lang), buffer.getvalue(), table)

@@ -5,6 +5,7 @@ same as a CSV. Formats measures.compare.SetsCompared; computes nothing of its ow
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -132,18 +133,19 @@ def comparison_chat(c: SetsCompared, lang: str = "en") -> str:
     return "\n".join([head, "", *lines, "", *_verdict(c, lang)])
 
 
-def write_comparison_csv(path: Path, c: SetsCompared) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["quantity", c.name_a, c.name_b, "unit"])
-        w.writerows(table_rows(c))
-        k = c.comparison
-        ci = k.mean_ratio_ci or (None, None)
-        w.writerow(["mean ratio B/A", k.mean_ratio, "", ""])
-        w.writerow(["mean ratio 95% CI", ci[0], ci[1], ""])
-        w.writerow(["Kolmogorov-Smirnov D, p", k.ks_statistic, k.ks_p, ""])
-        w.writerow(["Mann-Whitney U, p", k.mw_statistic, k.mw_p, ""])
-    return Path(path)
+def comparison_csv(c: SetsCompared) -> str:
+    """The side-by-side rows and B against A as CSV text (quantity, A, B, unit)."""
+    buffer = io.StringIO()
+    w = csv.writer(buffer)
+    w.writerow(["quantity", c.name_a, c.name_b, "unit"])
+    w.writerows(table_rows(c))
+    k = c.comparison
+    ci = k.mean_ratio_ci or (None, None)
+    w.writerow(["mean ratio B/A", k.mean_ratio, "", ""])
+    w.writerow(["mean ratio 95% CI", ci[0], ci[1], ""])
+    w.writerow(["Kolmogorov-Smirnov D, p", k.ks_statistic, k.ks_p, ""])
+    w.writerow(["Mann-Whitney U, p", k.mw_statistic, k.mw_p, ""])
+    return buffer.getvalue()
 
 
 def render_comparison(path, c: SetsCompared):
@@ -188,6 +190,6 @@ def write_comparison(
     paths = {"text": out_dir / f"{stem}.txt", "csv": out_dir / f"{stem}.csv",
              "picture": out_dir / f"{stem}.png"}
     paths["text"].write_text(comparison_text(c, lang) + "\n", encoding="utf-8")
-    write_comparison_csv(paths["csv"], c)
+    paths["csv"].write_text(comparison_csv(c), encoding="utf-8", newline="")
     render_comparison(paths["picture"], c)
     return paths

@@ -100,6 +100,11 @@ def test_metal_and_compare_two_real_result_sets(bs, api, tmp_path: Path) -> None
         assert words in text and "(Mann-Whitney)" in text
         picture = Image.open(io.BytesIO(photo.files["photo"][1]))
         assert picture.format == "PNG" and picture.size[0] > 800
+        table = api.wait_reply(ALICE.id, mark, methods=("sendDocument",), timeout=20).files["document"]
+        rows = {r[0]: r for r in csv.reader(io.StringIO(table[1].decode()))}
+        assert table[0] == "compare.csv"
+        assert float(rows["mean ratio B/A"][1]) == pytest.approx(ratio, rel=1e-6)
+        assert float(rows["Kolmogorov-Smirnov D, p"][2]) == pytest.approx(ks, rel=1e-6)
 
         refused = _press(api, second, f"cmp:{job_a}:{job_c}", "Cannot compare", methods=("sendMessage",))
         assert f"'#{job_c} {SET_B[0]}.png' (sizes in pixels, no scale)" in refused.text

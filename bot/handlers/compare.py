@@ -94,3 +94,4 @@ async def on_compare_button(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         return
     await send_text(context, chat, compared.text)
     await context.bot.send_photo(chat, compared.picture, caption=t(lang, "compare_caption"))
+    await context.bot.send_document(chat, compared.table, filename="compare.csv")
