@@ -9,9 +9,9 @@ from typing import Any
 
 from bot.i18n import t
 from core.i18n import N_, render
-from measures.sizes import find_metal
+from measures.sizes import find_metal, with_dispersion
 from measures.stats import pool_summaries
-from outputs.numbers import pooled_texts, precision_text
+from outputs.numbers import dispersion_texts, pooled_texts, precision_text
 from segmodel.options import HOLDOUT_MIN_OBJECTS
 
 
@@ -39,7 +39,8 @@ def size_of(summary: Mapping[str, Any]) -> tuple[Any, Any, str]:
     return summary.get("mean_d_px"), summary.get("std_d_px"), "px"
 
 
-def caption_for(result: dict[str, Any], lang: str) -> str:
+def caption_for(result: dict[str, Any], lang: str, metal: str | None = None) -> str:
+    """One result's caption; with the user's metal (/metal) and a scale, its particles' dispersion."""
     s = result["summary"]
     mean, std, unit = size_of(s)
     density = s.get("density")
@@ -52,6 +53,9 @@ def caption_for(result: dict[str, Any], lang: str) -> str:
     size = "" if mean is None else t(lang, "size_line", mean=fmt_num(mean), std=fmt_num(std), unit=unit)
     if size and sure is not None:
         size += "\n" + render(lang, sure)
+    sized = with_dispersion(dict(s.get("particles") or s), find_metal(metal))
+    if size and sized.get("dispersion") is not None:
+        size += "\n" + render(lang, dispersion_texts(sized)[0])
     return t(
         lang,
         "predict_caption",

@@ -16,7 +16,7 @@ from scipy import stats as sps
 
 from storage.db import session_scope
 from storage.files import FileStore
-from storage.models import Job, Result, User
+from storage.models import Job, Notice, Result, User
 from tests.botapi.fixtures import buttons, user_row
 from tests.botapi.harness import User as TgUser
 from tests.botapi.harness import running_bot
@@ -76,6 +76,10 @@ def test_metal_and_compare_two_real_result_sets(bs, api, tmp_path: Path) -> None
 
         job_a, d_a = _result_set(bs, store, tmp_path, uid, SET_A, NM)
         job_b, d_b = _result_set(bs, store, tmp_path, uid, SET_B, NM)
+        with session_scope(bs.database_url) as session:  # job A's results delivered: /metal in the caption
+            session.add(Notice(user_id=uid, job_id=job_a, kind="predict_done", payload={}))
+        overlay = api.wait_reply(ALICE.id, 0, "dispersion (Pt)", methods=("sendPhoto",), timeout=20)
+        assert f"{SET_A[0]}.png: {len(d_a)} objects" in overlay.text
         stats = _send(api, "/stats", "Pooled over").text
         d = np.concatenate([d_a, d_b])
         assert f"surface-weighted mean d_s = {(d**3).sum() / (d**2).sum():.3g} nm" in stats
@@ -137,3 +141,6 @@ def test_a_result_caption_says_how_sure_its_mean_is(tmp_path: Path) -> None:
     assert pct < 5 and need < n  # these 42 particles are alike: their mean is known well enough
     assert f"{n} objects: mean known to ±{pct:.1f} %, within ±5 %" in caption
     assert "среднее известно с точностью" in caption_for({"name": "b.png", "summary": summary}, "ru")
+    assert "dispersion" not in caption
+    with_pt = caption_for({"name": "b.png", "summary": summary}, "en", "Pt")  # the user's /metal
+    assert f"dispersion (Pt) {1.1227 / summary['sauter_d_nm']:.2f}" in with_pt
