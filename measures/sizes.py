@@ -254,6 +254,11 @@ class Comparison:
     mw_statistic: float
     mw_p: float
 
+    @property
+    def b_tends_larger(self) -> bool:
+        """U (of A) under n_A n_B / 2: fewer pairs where A's particle is the larger one."""
+        return self.mw_statistic < self.n_a * self.n_b / 2
+
 
 def _ratio_of_means(a, b, axis: int = -1):
     return np.mean(b, axis=axis) / np.mean(a, axis=axis)

@@ -32,8 +32,7 @@ def tests_texts(c: SetsCompared) -> list[Text]:
     else:
         ks = N_("no difference of the size distributions shown: {p} (Kolmogorov-Smirnov)", p=p_text(p_ks))
     if p_mw < ALPHA:
-        k = c.comparison  # U counts the pairs where A's particle is the larger one
-        larger = c.name_a if k.mw_statistic > k.n_a * k.n_b / 2 else c.name_b
+        larger = c.name_b if c.comparison.b_tends_larger else c.name_a
         mw = N_("particles in '{name}' tend to be larger: {p} (Mann-Whitney)", name=larger, p=p_text(p_mw))
     else:
         mw = N_("neither set's particles tend to be larger: {p} (Mann-Whitney)", p=p_text(p_mw))

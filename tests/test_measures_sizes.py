@@ -104,6 +104,7 @@ def test_two_sets_compared_as_scipy_does():
     assert lo < c.mean_ratio < hi and lo > 1.2  # B is clearly larger
     assert c.ks_p == pytest.approx(sps.ks_2samp(a, b).pvalue) and c.ks_p < 1e-6
     assert c.mw_p == pytest.approx(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    assert c.b_tends_larger and not compare_sizes(b, a).b_tends_larger
     same = compare_sizes(a[:60], a[60:])
     assert same.ks_p > 0.01 and same.mw_p > 0.01 and same.mean_ratio_ci[0] < 1 < same.mean_ratio_ci[1]
     with pytest.raises(ValueError):
