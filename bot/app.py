@@ -21,7 +21,7 @@ from telegram.ext import (
 )
 
 from bot.delivery import Deliverer
-from bot.handlers import account, admin, commands, models, results, scale, status, training, uploads
+from bot.handlers import account, admin, commands, compare, models, results, scale, status, training, uploads
 from bot.handlers.gate import gate, handled, on_error
 from bot.logsafe import install_redaction
 from bot.services import Services
@@ -45,6 +45,8 @@ COMMANDS = {
     "scale": account.cmd_scale,
     "threshold": account.cmd_threshold,
     "stats": results.cmd_stats,
+    "compare": compare.cmd_compare,
+    "metal": compare.cmd_metal,
     "export": results.cmd_export,
     "forget_me": account.cmd_forget,
     "admin": admin.cmd_admin,
@@ -59,6 +61,7 @@ BUTTONS = [
     (account.FORGET_PATTERN, account.on_forget_button),  # forget:yes|no
     (training.CORRECTION_PATTERN, training.on_correction_button),  # corr:<upload id>
     (scale.SCALE_PATTERN, scale.on_scale_button),  # sb:use|no:<upload id>
+    (compare.COMPARE_PATTERN, compare.on_compare_button),  # cmp:<job A>[:<job B>]
 ]
 MENU = [  # the command menu, in each language (Telegram shows the one for the user's app language)
     ("start", N_("what segbot does")),
@@ -71,6 +74,8 @@ MENU = [  # the command menu, in each language (Telegram shows the one for the u
     ("scale", N_("nm per pixel")),
     ("threshold", N_("score threshold")),
     ("stats", N_("pooled statistics")),
+    ("compare", N_("two result sets compared")),
+    ("metal", N_("metal, for dispersion")),
     ("export", N_("all your files")),
     ("lang", N_("English/Русский")),
     ("forget_me", N_("delete everything of yours")),

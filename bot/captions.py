@@ -9,7 +9,9 @@ from typing import Any
 
 from bot.i18n import t
 from core.i18n import N_, render
+from measures.sizes import find_metal, with_dispersion
 from measures.stats import pool_summaries
+from outputs.numbers import dispersion_texts, pooled_texts, precision_text
 from segmodel.options import HOLDOUT_MIN_OBJECTS
 
 
@@ -37,7 +39,8 @@ def size_of(summary: Mapping[str, Any]) -> tuple[Any, Any, str]:
     return summary.get("mean_d_px"), summary.get("std_d_px"), "px"
 
 
-def caption_for(result: dict[str, Any], lang: str) -> str:
+def caption_for(result: dict[str, Any], lang: str, metal: str | None = None) -> str:
+    """One result's caption; with the user's metal (/metal) and a scale, its particles' dispersion."""
     s = result["summary"]
     mean, std, unit = size_of(s)
     density = s.get("density")
@@ -46,13 +49,20 @@ def caption_for(result: dict[str, Any], lang: str) -> str:
         per = DENSITY_UNITS.get(s.get("density_unit") or "", s.get("density_unit") or "")
         dens = t(lang, "density_line", density=fmt_num(density), unit=render(lang, per)).rstrip()
     factor = s.get("scale_factor")  # recognised on the image shrunk by this (inference/scale.py)
+    sure = precision_text(s)  # "41 objects: mean known to ±9 %; about 130 would give ±5 %"
+    size = "" if mean is None else t(lang, "size_line", mean=fmt_num(mean), std=fmt_num(std), unit=unit)
+    if size and sure is not None:
+        size += "\n" + render(lang, sure)
+    sized = with_dispersion(dict(s.get("particles") or s), find_metal(metal))
+    if size and sized.get("dispersion") is not None:
+        size += "\n" + render(lang, dispersion_texts(sized)[0])
     return t(
         lang,
         "predict_caption",
         name=result["name"],
         n=s.get("n_objects", 0),
         counts=counts_text(s.get("counts") or {}),
-        size="" if mean is None else t(lang, "size_line", mean=fmt_num(mean), std=fmt_num(std), unit=unit),
+        size=size,
         density=dens,
         scaled=t(lang, "scaled_line", factor=fmt_num(factor)) if factor else "",
     )[:1024]
@@ -73,6 +83,13 @@ def pooled_caption(lang: str, key: str, summaries: Sequence[Mapping[str, Any]]) 
         std=fmt_num(pooled[f"std_d_{unit}"]),
         unit=unit,
     )
+
+
+def numbers_caption(lang: str, summaries: Sequence[Mapping[str, Any]], metal: str | None = None) -> str:
+    """/stats' lines under the pooled caption: d_s, how sure the mean is and, with the user's metal,
+    the dispersion (measures.stats.pool_summaries, in words by outputs.numbers)."""
+    pooled = pool_summaries(summaries, find_metal(metal))
+    return "\n".join(render(lang, text) for text in pooled_texts(pooled))
 
 
 # ---------------------------------------------------------------- a trained model's figures

@@ -52,6 +52,7 @@ class NoticeView:
     error: str | None = None
     parts_sent: int = 0
     set_files: dict[str, str] = field(default_factory=dict)  # a predict job's: role -> sha
+    metal: str | None = None  # the user's /metal: their results' captions give the dispersion
 
 
 def _load_pending(session, limit: int) -> list[NoticeView]:
@@ -70,6 +71,7 @@ def _load_pending(session, limit: int) -> list[NoticeView]:
             dict(notice.payload or {}),
             error=(job.error if job else None),
             parts_sent=int(notice.parts_sent or 0),
+            metal=(user.preferences or {}).get("metal"),
         )
         if notice.kind == NoticeKind.TRAIN_DONE:
             model = None
@@ -191,7 +193,7 @@ class Deliverer:
 
     async def _send_overlay(self, bot: Any, view: NoticeView, result: dict[str, Any]) -> None:
         stem = result["name"].rsplit(".", 1)[0]
-        caption = caption_for(result, view.lang)
+        caption = caption_for(result, view.lang, view.metal)
         review = review_markup(self.services.settings, view.lang, result["id"])  # None: no Mini App
         overlay = await asyncio.to_thread(read_stored, self.services.store, result["files"].get("overlay"))
         overlay_name = output_name(stem, "overlay")

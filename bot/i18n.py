@@ -39,6 +39,8 @@ MESSAGES: dict[str, Text] = {
         "/scale 7.34 – nm per pixel (or 'scale=7.34nm' in a caption; /scale off)\n"
         "/threshold 0.7 – score threshold\n"
         "/stats – pooled statistics\n"
+        "/compare – two result sets side by side\n"
+        "/metal Pt – the metal, for dispersion\n"
         "/export – all your files as a zip\n"
         "/lang – English/Русский\n"
         "/forget_me – delete everything of yours\n\n"
@@ -264,6 +266,24 @@ MESSAGES: dict[str, Text] = {
         "Pooled over {n} image: {total_objects}{counts}\nmean D = {mean} ± {std} {unit}",
         "Pooled over {n} images: {total_objects}{counts}\nmean D = {mean} ± {std} {unit}",
     ),
+    "metal_usage": N_(
+        "Usage: /metal Pt – the metal of your particles, for their dispersion (fraction of surface "
+        "atoms, spheres; Bergeret & Gallezot 2008) in /stats and /compare; /metal off. Known: {metals}. "
+        "Now: {value}."
+    ),
+    "metal_set": N_(
+        "Metal: {metal}. Dispersion D = {product} nm / d_s (d_s: the surface-weighted mean size)."
+    ),
+    "metal_off": N_("Metal removed; no dispersion is given."),
+    "metal_unknown": N_("'{value}' is not in the table. Known: {metals}."),
+    "compare_few": NP_(
+        "You have {n} result set; /compare needs two: send more images to recognise first.",
+        "You have {n} result sets; /compare needs two: send more images to recognise first.",
+    ),
+    "compare_choose_a": N_("Compare two result sets. Choose the first (A):"),
+    "compare_choose_b": N_("A: {a}\nNow choose the second (B):"),
+    "compare_working": N_("Comparing…"),
+    "compare_caption": N_("Both size distributions: histograms with the fitted log-normals, and ECDFs."),
     "export_none": N_("You have nothing to export yet."),
     "export_big": N_(
         "Your export is {size:.0f} MB, over the 50 MB Telegram limit; delete old models or ask the "

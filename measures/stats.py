@@ -1,5 +1,6 @@
-"""Statistics per image, per class and pooled over images: count, density, coverage, D distribution,
-nearest-neighbour distance (KD-tree, not O(n^2))."""
+"""Statistics per image, per class and pooled over images: count, density, coverage, D distribution
+(with measures.sizes' weighted means, intervals, fit and dispersion), nearest-neighbour distance
+(KD-tree, not O(n^2)); single sites apart from particles when both are there."""
 
 from __future__ import annotations
 
@@ -10,8 +11,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from measures.objects import MeasureArrays, ObjectMeasure, to_arrays
+from measures.sizes import Metal, particles_needed, relative_precision, size_numbers, with_dispersion
 
 PERCENTILES = (5, 10, 25, 75, 90, 95)
+# classes named so are single atoms/sites: counted and spaced, never sized into a dispersion
+SINGLE_SITE_WORDS = ("single", "atom", "sac")
+
+
+def is_single_site(label: str) -> bool:
+    """A class of single sites ("single_atom", "single site", "SAC" ...), by its name."""
+    name = str(label).lower()
+    return any(word in name for word in SINGLE_SITE_WORDS)
 
 
 @dataclass
@@ -52,7 +62,19 @@ def _dist(values: np.ndarray, prefix: str, unit: str) -> dict:
     return out
 
 
-def _block(d: np.ndarray, area: np.ndarray, nnd: np.ndarray, region_px: float, nm: float | None) -> dict:
+def size_block(d: np.ndarray, unit: str, metal: Metal | None = None) -> dict:
+    """The size numbers of one set of diameters in `unit` alone (no areas, no positions): n_objects,
+    mean/median/std/percentiles, weighted means, intervals, fit, dispersion (nm and a metal)."""
+    out: dict = {"n_objects": int(len(d))}
+    out.update(_dist(d, "d", unit))
+    out.update(size_numbers(d, unit))
+    return with_dispersion(out, metal if unit == "nm" else None)
+
+
+def _block(
+    d: np.ndarray, area: np.ndarray, nnd: np.ndarray, region_px: float, nm: float | None,
+    metal: Metal | None = None, sizes: bool = True,
+) -> dict:
     n = len(d)
     out: dict = {"n_objects": int(n)}
     if nm:
@@ -73,35 +95,78 @@ def _block(d: np.ndarray, area: np.ndarray, nnd: np.ndarray, region_px: float, n
         out["mean_area_nm2"] = float(area.mean() * nm * nm) if n else None
         out["mean_nnd_nm"] = out["mean_nnd_px"] * nm if out["mean_nnd_px"] is not None else None
         out["median_nnd_nm"] = out["median_nnd_px"] * nm if out["median_nnd_px"] is not None else None
-    return out
+    # intervals and fit in the unit the user reads (nm when scaled): computed once, not per unit
+    if sizes:
+        out.update(size_numbers(d * nm, "nm") if nm else size_numbers(d, "px"))
+    return with_dispersion(out, metal)
 
 
 def _as_arrays(measures: list[ObjectMeasure] | MeasureArrays) -> MeasureArrays:
     return measures if isinstance(measures, MeasureArrays) else to_arrays(list(measures))
 
 
-def _prepared(item: ImageMeasures) -> tuple[MeasureArrays, np.ndarray, dict[str, np.ndarray], float]:
+Prepared = tuple[MeasureArrays, np.ndarray, dict[str, np.ndarray], float, dict[str, np.ndarray]]
+
+
+def _site_mask(labels: np.ndarray) -> np.ndarray:
+    return np.array([is_single_site(lab) for lab in labels.tolist()], dtype=bool)
+
+
+def _prepared(item: ImageMeasures) -> Prepared:
+    """The arrays, nearest-neighbour distances (all, per class, and per group: particles and single
+    sites when both are there), and the analysed area."""
     a = _as_arrays(item.measures)
     nnd_all = nearest_neighbour(a.centroid)
     nnd_class = {}
     for label in sorted(set(a.labels.tolist())):
         mask = a.labels == label
         nnd_class[label] = nearest_neighbour(a.centroid[mask])
+    sites = _site_mask(a.labels)
+    if not sites.any():  # the usual case: no second KD-tree
+        groups = {"particles": nnd_all, "single_sites": np.zeros(0)}
+    elif sites.all():
+        groups = {"particles": np.zeros(0), "single_sites": nnd_all}
+    else:
+        groups = {"particles": nearest_neighbour(a.centroid[~sites]),
+                  "single_sites": nearest_neighbour(a.centroid[sites])}
     h, w = item.image_shape[:2]
     region = float(item.region_area_px) if item.region_area_px else float(h * w)
-    return a, nnd_all, nnd_class, region
+    return a, nnd_all, nnd_class, region, groups
+
+
+def _sites_apart(
+    out: dict, d: np.ndarray, area: np.ndarray, labels: np.ndarray, groups: dict[str, np.ndarray],
+    region: float, nm: float | None, metal: Metal | None, sizes: bool = True,
+) -> None:
+    """Dispersion of the whole set when it holds no single sites; with single sites and particles both
+    present a `particles` block (dispersion from particles only) and a `single_sites` block (count per
+    area, nearest-neighbour distances among sites) instead."""
+    sites = _site_mask(labels)
+    if not sites.any():
+        with_dispersion(out, metal)
+    if sites.all() or not sites.any():
+        return
+    for group, members, group_metal in (("particles", ~sites, metal), ("single_sites", sites, None)):
+        names = set(labels[members].tolist())
+        if len(names) == 1:  # one class: its block already (same objects, same distances)
+            out[group] = dict(out["classes"][names.pop()])
+        else:
+            out[group] = _block(d[members], area[members], groups[group], region, nm, group_metal, sizes)
 
 
 def _with_classes(
-    a: MeasureArrays, nnd_all: np.ndarray, nnd_class: dict[str, np.ndarray], region: float, nm: float | None
+    prepared: Prepared, nm: float | None, metal: Metal | None = None
 ) -> dict:
+    a, nnd_all, nnd_class, region, groups = prepared
     out = _block(a.d_px, a.area_px, nnd_all, region, nm)
     labels = sorted(set(a.labels.tolist()))
     out["counts"] = {label: int((a.labels == label).sum()) for label in labels}
     out["classes"] = {}
     for label in labels:
         mask = a.labels == label
-        out["classes"][label] = _block(a.d_px[mask], a.area_px[mask], nnd_class[label], region, nm)
+        out["classes"][label] = _block(a.d_px[mask], a.area_px[mask], nnd_class[label], region, nm,
+                                       None if is_single_site(label) else metal)
+    _sites_apart(out, a.d_px, a.area_px, a.labels, groups, region, nm, metal)
     out["nm_per_px"] = nm
     out["region_area_px"] = region
     if nm:
@@ -114,16 +179,17 @@ def image_stats(
     image_shape: tuple[int, ...],
     nm_per_px: float | None = None,
     region_area_px: float | None = None,
+    metal: Metal | None = None,
 ) -> dict:
-    """Statistics of one image: totals at the top level, the same per class under 'classes'."""
+    """Statistics of one image: totals at the top level, the same per class under 'classes'; with a
+    metal and a scale also its dispersion (of the particles, single sites left out)."""
     item = ImageMeasures("image", measures, image_shape, nm_per_px, region_area_px)
-    a, nnd_all, nnd_class, region = _prepared(item)
-    out = _with_classes(a, nnd_all, nnd_class, region, nm_per_px)
+    out = _with_classes(_prepared(item), nm_per_px, metal)
     out["image_width_px"], out["image_height_px"] = int(image_shape[1]), int(image_shape[0])
     return out
 
 
-def pooled_stats(items: Sequence[ImageMeasures | tuple]) -> dict:
+def pooled_stats(items: Sequence[ImageMeasures | tuple], metal: Metal | None = None) -> dict:
     """The same tables pooled over images: all objects together, density over the summed area.
 
     nm values appear only when every image has the same scale (otherwise sizes in nm are pooled from
@@ -137,11 +203,12 @@ def pooled_stats(items: Sequence[ImageMeasures | tuple]) -> dict:
     scales = [it.nm_per_px for it, *_ in prepared]
     all_scaled = bool(prepared) and all(s for s in scales)
 
-    def pooled(scaled: bool) -> dict:
+    def pooled(scaled: bool, sizes: bool = True) -> dict:
         # scaled: every image's values converted with its own nm/px, pooled as if 1 px were 1 nm
         parts_d, parts_area, parts_nnd, labels, region = [], [], [], [], 0.0
         class_nnd: dict[str, list[np.ndarray]] = {}
-        for item, a, nnd_all, nnd_class, reg in prepared:
+        group_nnd: dict[str, list[np.ndarray]] = {}
+        for item, a, nnd_all, nnd_class, reg, groups in prepared:
             k = float(item.nm_per_px) if scaled else 1.0
             parts_d.append(a.d_px * k)
             parts_area.append(a.area_px * k * k)
@@ -150,28 +217,37 @@ def pooled_stats(items: Sequence[ImageMeasures | tuple]) -> dict:
             labels.append(a.labels)
             for label, v in nnd_class.items():
                 class_nnd.setdefault(label, []).append(v * k)
+            for group, v in groups.items():
+                group_nnd.setdefault(group, []).append(v * k)
         d = np.concatenate(parts_d) if parts_d else np.zeros(0)
         area = np.concatenate(parts_area) if parts_area else np.zeros(0)
         nnd = np.concatenate(parts_nnd) if parts_nnd else np.zeros(0)
         lab = np.concatenate(labels) if labels else np.zeros(0, dtype=object)
         nm = 1.0 if scaled else None
-        out = _block(d, area, nnd, region, nm)
+        out = _block(d, area, nnd, region, nm, sizes=sizes)
         names = sorted(set(lab.tolist()))
         out["counts"] = {label: int((lab == label).sum()) for label in names}
         out["classes"] = {
-            label: _block(d[lab == label], area[lab == label], np.concatenate(class_nnd[label]), region, nm)
+            label: _block(d[lab == label], area[lab == label], np.concatenate(class_nnd[label]), region, nm,
+                          None if is_single_site(label) or not scaled else metal, sizes)
             for label in names
         }
+        _sites_apart(out, d, area, lab, {g: np.concatenate(v) for g, v in group_nnd.items()}, region, nm,
+                     metal if scaled else None, sizes)
         out["region_area_px"] = region
         return out
 
-    out = pooled(False)
+    out = pooled(False, sizes=not all_scaled)  # scaled: the size numbers come in nm below
     if all_scaled:
         nm_out = pooled(True)
-        keep = ("density", "density_unit")
+        # unit-free numbers of the set as read in nm (fit, precision, dispersion)
+        keep = ("density", "density_unit", "lognorm_sigma", "precision_mean", "n_for_5pct", "dispersion",
+                "metal", "metal_v_m_nm3")
+        groups = [g for g in ("particles", "single_sites") if g in out]
         for block, nm_block in [
             (out, nm_out),
             *((out["classes"][k], nm_out["classes"][k]) for k in out["classes"]),
+            *((out[g], nm_out[g]) for g in groups),
         ]:
             for key, value in nm_block.items():
                 if key.endswith(("_nm", "_nm2")) or key in keep:
@@ -201,9 +277,22 @@ def _pool_d(parts: list[tuple[int, float | None, float | None]]) -> tuple[float 
     return mean, math.sqrt(max(squares, 0.0) / (total - 1))
 
 
-def pool_summaries(summaries: Sequence[Mapping]) -> dict:
+def _pool_sauter(parts: list[tuple[int, float | None, float | None, float | None]]) -> float | None:
+    """d_s of the union from each part's (n, mean, sample std, d_s): sum d^2 = (n-1) s^2 + n m^2,
+    sum d^3 = d_s * sum d^2, so d_s = sum(d_s,i S2_i) / sum(S2_i), exactly."""
+    used = [(n, float(m), float(s or 0.0), ds) for n, m, s, ds in parts if n > 0 and m is not None]
+    if not used or any(ds is None for *_, ds in used):
+        return None
+    s2 = [(n - 1) * s * s + n * m * m for n, m, s, _ in used]
+    total = sum(s2)
+    return sum(float(ds) * w for (*_, ds), w in zip(used, s2, strict=True)) / total if total > 0 else None
+
+
+def pool_summaries(summaries: Sequence[Mapping], metal: Metal | None = None) -> dict:
     """Pool per-image summaries (image_stats' dicts) without their objects: n_images, n_objects,
-    counts, and mean/std of D (sample std, ddof=1) in px, and in nm when every image is scaled.
+    counts, and mean/std of D (sample std, ddof=1) and the Sauter mean d_s in px, and in nm when every
+    image is scaled; how sure the mean is (precision_mean, n_for_5pct) and, with a metal and nm, the
+    dispersion.
 
     Exactly what pooled_stats gives for the same objects, for those keys."""
     out: dict = {"n_images": len(summaries), "n_objects": 0, "counts": {}}
@@ -217,4 +306,15 @@ def pool_summaries(summaries: Sequence[Mapping]) -> dict:
             (int(s.get("n_objects") or 0), s.get(f"mean_d_{unit}"), s.get(f"std_d_{unit}")) for s in summaries
         ]
         out[f"mean_d_{unit}"], out[f"std_d_{unit}"] = _pool_d(parts)
-    return out
+        sauters = [s.get(f"sauter_d_{unit}") for s in summaries]
+        sauter = _pool_sauter([(*part, ds) for part, ds in zip(parts, sauters, strict=True)])
+        if sauter is not None:
+            out[f"sauter_d_{unit}"] = sauter
+    unit = units[-1]
+    if out["n_objects"] > 1:
+        mean, sd = out[f"mean_d_{unit}"], out[f"std_d_{unit}"]
+        out["precision_mean"] = relative_precision(out["n_objects"], mean, sd)
+        out["n_for_5pct"] = particles_needed(mean, sd)
+    if any(s.get("single_sites") for s in summaries):  # sizes mixed with sites: no dispersion of them
+        return out
+    return with_dispersion(out, metal)

@@ -14,6 +14,7 @@ from annotations.labelme import write_labelme
 from annotations.model import Instance
 from core.i18n import N_, NP_, Text, render
 from measures.objects import MeasureArrays, measure_arrays
+from measures.sizes import Metal, fit_lognormal
 from measures.stats import ImageMeasures, image_stats, pooled_stats
 from outputs.lab_formats import (
     SetEntry,
@@ -23,6 +24,7 @@ from outputs.lab_formats import (
     write_result_set,
     write_roi_zip,
 )
+from outputs.numbers import number_lines, summary_rows
 from outputs.overlay import class_colours, render_pictures
 from outputs.tables import csv_columns, csv_rows, usable_instances, write_csv
 
@@ -36,11 +38,13 @@ def summary_for(
     title: str | None = None,
     region_area_px: float | None = None,
     arrays: MeasureArrays | None = None,
+    metal: Metal | None = None,
 ) -> dict:
-    """The summary dict: n_objects, counts, mean/std/median/percentiles of D (px, nm), density, coverage..."""
+    """The summary dict: n_objects, counts, mean/std/median/percentiles of D (px, nm), density, coverage,
+    weighted means, intervals, log-normal fit, dispersion with a metal..."""
     a = arrays if arrays is not None else measure_arrays(instances)
     out = {"name": name, "title": title}
-    out.update(image_stats(a, image.shape, nm_per_px, region_area_px))
+    out.update(image_stats(a, image.shape, nm_per_px, region_area_px, metal))
     return out
 
 
@@ -99,8 +103,10 @@ def render_histogram(
     *,
     log: bool = False,
     title: str | None = None,
+    summary: dict | None = None,
 ) -> Path:
-    """D and area histograms per class (matplotlib, Agg canvas: no display, no pyplot state)."""
+    """D and area histograms per class (matplotlib, Agg canvas: no display, no pyplot state), the
+    fitted log-normals, and the summary's weighted means (and dispersion) above the D panel."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -129,6 +135,10 @@ def render_histogram(
                 linewidth=1.5,
                 label=f"{label} (n={len(sel)})",
             )
+        if pos == 1:
+            _fitted_curves(ax, values, a.labels, labels, colours, edges, log, unit_d)
+            if summary is not None:
+                ax.set_title(means_line(summary.get("particles") or summary), fontsize=9)
         if log:
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)
@@ -143,6 +153,40 @@ def render_histogram(
     fig.tight_layout()
     fig.savefig(path, format="png")
     return Path(path)
+
+
+def fitted_curve(ax, values: np.ndarray, edges: np.ndarray, log: bool, colour, label: str) -> None:
+    """The maximum-likelihood log-normal (measures.sizes.fit_lognormal) as expected counts per bin:
+    n * pdf(x) * bin width (linear bins), n * x * pdf(x) * ln(ratio) (logarithmic bins)."""
+    fit = fit_lognormal(values)
+    if fit is None or len(edges) < 2:
+        return
+    x = np.geomspace(edges[0], edges[-1], 200) if log else np.linspace(max(edges[0], 1e-9), edges[-1], 200)
+    width = x * np.log(edges[1] / edges[0]) if log else np.full_like(x, edges[1] - edges[0])
+    ax.plot(x, len(values) * fit.pdf(x) * width, color=colour, linestyle="--", linewidth=1.2,
+            label=f"{label}log-normal: median {fit.median:.3g}, σ {fit.sigma:.2f}")
+
+
+def means_line(block: dict) -> str:
+    """'d_n 2.77 · d_s 3.22 · d_v 3.39 nm · D(Pt) 0.35' (pictures' texts are English)."""
+    unit = "nm" if block.get("mean_d_nm") is not None else "px"
+    if block.get(f"sauter_d_{unit}") is None:
+        return ""
+    line = (f"d_n {block[f'mean_d_{unit}']:.3g} · d_s {block[f'sauter_d_{unit}']:.3g} · "
+            f"d_v {block[f'volume_d_{unit}']:.3g} {unit}")
+    if block.get("dispersion") is not None:
+        line += f" · D({block['metal']}) {block['dispersion']:.2f}"
+    return line
+
+
+def _fitted_curves(ax, values, classes, labels, colours, edges, log, unit) -> None:
+    """One fitted curve per class (of 5 objects or more): dashed, in the class colour."""
+    for label in labels:
+        sel = values[classes == label]
+        sel = sel[sel > 0]
+        if len(sel) >= 5:
+            prefix = f"{label} " if len(labels) > 1 else ""
+            fitted_curve(ax, sel, edges, log, tuple(c / 255 for c in colours[label]), prefix)
 
 
 # ---------------------------------------------------------------- summary text
@@ -194,6 +238,7 @@ def format_stats(summary: dict, lang: str = "en") -> str:
         lines.append(render(lang, NP_("{n} object", "{n} objects", n=n)))
     if n:
         lines += _diameter_lines(summary, lang)
+        lines += number_lines(summary, lang)
     lines += [render(lang, line) for line in _spatial_lines(summary)]
     return "\n".join(lines)
 
@@ -217,6 +262,7 @@ def write_outputs(
     crops: list | None = None,
     excluded: Sequence | None = None,
     scale_source: str | Text | None = None,
+    metal: Metal | None = None,
 ) -> dict[str, Path]:
     """Write every output for one image; returns {role: path} for labelme, overlay, csv, summary,
     histogram, text, labels (ImageJ label TIFF), rois (ImageJ ROI set), and inset when the objects are
@@ -250,13 +296,14 @@ def write_outputs(
         paths["inset"] = write_png(out_dir / f"{stem}_inset.png", pictures.inset.rgb)
     write_csv(paths["csv"], a, nm_per_px)
     summary = summary_for(
-        image, instances, nm_per_px, name=stem, title=title, region_area_px=region_area_px, arrays=a
+        image, instances, nm_per_px, name=stem, title=title, region_area_px=region_area_px, arrays=a,
+        metal=metal,
     )
     summary["dropped_invalid"] = dropped
     summary["scale_source"] = None if scale_source is None else str(scale_source)  # files are English
     summary["excluded_regions"] = [r.as_dict() if hasattr(r, "as_dict") else list(r) for r in excluded or []]
     paths["summary"].write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
-    render_histogram(paths["histogram"], a, nm_per_px, log=log_hist, title=title or stem)
+    render_histogram(paths["histogram"], a, nm_per_px, log=log_hist, title=title or stem, summary=summary)
     paths["text"].write_text(format_stats(summary, lang) + "\n", encoding="utf-8")
     return paths
 
@@ -269,8 +316,10 @@ def write_pooled(
     stem: str = "pooled",
     instances: Sequence[list[Instance]] | None = None,
     file_names: Sequence[str] | None = None,
+    metal: Metal | None = None,
+    lang: str = "en",
 ) -> dict[str, Path]:
-    """Pooled CSV (with an image column), summary JSON/text and histogram over several images.
+    """Pooled CSV (with an image column), summary JSON/text/CSV and histogram over several images.
 
     items: (name, arrays, image_shape, nm_per_px, region_area_px) per image. With `instances` (the
     outlines of each item, in order) also the set's COCO JSON and Excel workbook ({stem}_coco.json,
@@ -278,13 +327,14 @@ def write_pooled(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = pooled_stats([ImageMeasures(n, a, shape, nm, reg) for n, a, shape, nm, reg in items])
+    summary = pooled_stats([ImageMeasures(n, a, shape, nm, reg) for n, a, shape, nm, reg in items], metal)
     summary["name"] = f"pooled over {len(items)} images"
     paths = {
         "csv": out_dir / f"{stem}_objects.csv",
         "summary": out_dir / f"{stem}_summary.json",
         "histogram": out_dir / f"{stem}_hist.png",
         "text": out_dir / f"{stem}_summary.txt",
+        "table": out_dir / f"{stem}_summary.csv",
     }
     all_scaled = all(nm for _, _, _, nm, _ in items)
     with_mask = bool(items) and all(a.mask_area_px is not None for _, a, _, _, _ in items)
@@ -296,18 +346,29 @@ def write_pooled(
                 a = _without_mask(a)
             writer.writerows(csv_rows(a, nm if all_scaled else None, image=name))
     paths["summary"].write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
-    paths["text"].write_text(format_stats(summary) + "\n", encoding="utf-8")
+    paths["text"].write_text(format_stats(summary, lang) + "\n", encoding="utf-8")
+    write_summary_csv(paths["table"], summary)
     # histogram in nm when every image is scaled (each with its own scale), else px
     merged = _concat([a for _, a, _, _, _ in items], [nm if all_scaled else 1.0 for _, _, _, nm, _ in items])
     render_histogram(
-        paths["histogram"], merged, 1.0 if all_scaled else None, log=log_hist, title=f"{len(items)} images"
+        paths["histogram"], merged, 1.0 if all_scaled else None, log=log_hist, title=f"{len(items)} images",
+        summary=summary,
     )
     if instances is not None:
         names = list(file_names) if file_names is not None else [f"{n}.png" for n, *_ in items]
         entries = [SetEntry(n, f, shape, list(inst), nm, reg)
                    for (n, _, shape, nm, reg), inst, f in zip(items, instances, names, strict=True)]
-        paths.update(write_result_set(out_dir, entries, stem=stem))
+        paths.update(write_result_set(out_dir, entries, stem=stem, metal=metal))
     return paths
+
+
+def write_summary_csv(path: Path, summary: dict) -> Path:
+    """The set's numbers as group, quantity, value, unit rows (outputs.numbers.summary_rows)."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["group", "quantity", "value", "unit"])
+        writer.writerows(summary_rows(summary))
+    return Path(path)
 
 
 def _without_mask(a: MeasureArrays) -> MeasureArrays:

@@ -21,6 +21,9 @@ import numpy as np
 
 from annotations.model import Instance
 from measures.objects import measure_arrays
+from measures.sizes import Metal
+from measures.stats import ImageMeasures, pooled_stats
+from outputs.numbers import summary_rows
 from outputs.tables import csv_columns, csv_rows, usable_instances
 
 UINT16_MAX = 65535
@@ -179,36 +182,41 @@ def _sheet_title(name: str, used: set[str]) -> str:
     base = re.sub(r"[\[\]:*?/\\]", "_", name).strip("'") or "image"
     base = base[:28]
     title, k = base, 2
-    while title.lower() in used or title.lower() in ("pooled", "summary"):
+    while title.lower() in used or title.lower() in ("pooled", "summary", "pooled numbers"):
         title, k = f"{base[:25]}_{k}", k + 1
     used.add(title.lower())
     return title
 
 
-def table_rows(entry: SetEntry, with_image: bool = False, scaled: bool | None = None):
-    """(columns, rows of strings) of an entry: the same table as its CSV (outputs.tables.csv_rows)."""
+def table_rows(
+    entry: SetEntry, with_image: bool = False, scaled: bool | None = None, with_arrays: bool = False
+):
+    """(columns, rows of strings) of an entry: the same table as its CSV (outputs.tables.csv_rows);
+    with_arrays: also the measured arrays, (columns, rows, arrays)."""
     instances, _ = usable_instances(entry.instances, entry.shape)
     a = measure_arrays(instances)
     a.mask_area_px = mask_areas(rasterise(instances, entry.shape), len(instances))
     scaled = bool(entry.nm_per_px) if scaled is None else scaled
     columns = csv_columns(scaled, with_image=with_image, with_mask=True)
     rows = csv_rows(a, entry.nm_per_px if scaled else None, image=entry.name if with_image else None)
-    return columns, rows
+    return (columns, rows, a) if with_arrays else (columns, rows)
 
 
-def write_workbook(path: Path, entries: Sequence[SetEntry]) -> Path:
+def write_workbook(path: Path, entries: Sequence[SetEntry], metal: Metal | None = None) -> Path:
     """Excel workbook: a summary sheet, one sheet per image with the per-object table, a pooled sheet
-    (every object with its image); units in the headers; numbers as numbers."""
+    (every object with its image), and a "pooled numbers" sheet (weighted means, intervals, fit,
+    dispersion with a metal: outputs.numbers.summary_rows); units in the headers; numbers as numbers."""
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
     summary = wb.create_sheet("summary")
     summary.append(["image", "objects", "pixel size (nm/px)", "analysed area (px²)"])
     all_scaled = bool(entries) and all(e.nm_per_px for e in entries)
-    tables = []
+    tables, measured = [], []
     for entry in entries:
-        columns, rows = table_rows(entry)
+        columns, rows, a = table_rows(entry, with_arrays=True)
         tables.append((entry, columns, rows))
+        measured.append(ImageMeasures(entry.name, a, entry.shape, entry.nm_per_px, entry.region_area_px))
         h, w = int(entry.shape[0]), int(entry.shape[1])
         summary.append([entry.name, len(rows), entry.nm_per_px, float(entry.region_area_px or h * w)])
     used: set[str] = set()
@@ -228,13 +236,19 @@ def write_workbook(path: Path, entries: Sequence[SetEntry]) -> Path:
             pooled.append([_cell(c, v) for c, v in zip(columns, row, strict=True)])
     if not header_done:
         pooled.append([header_with_unit(c) for c in csv_columns(all_scaled, with_image=True, with_mask=True)])
+    numbers = wb.create_sheet("pooled numbers")
+    numbers.append(["group", "quantity", "value", "unit"])
+    for row in summary_rows(pooled_stats(measured, metal)):
+        numbers.append(row)
     wb.save(path)
     return Path(path)
 
 
-def write_result_set(out_dir: Path, entries: Sequence[SetEntry], stem: str = "results") -> dict[str, Path]:
+def write_result_set(
+    out_dir: Path, entries: Sequence[SetEntry], stem: str = "results", metal: Metal | None = None
+) -> dict[str, Path]:
     """The set-level files: {stem}_coco.json and {stem}.xlsx."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return {"coco": write_coco(out_dir / f"{stem}_coco.json", entries),
-            "xlsx": write_workbook(out_dir / f"{stem}.xlsx", entries)}
+            "xlsx": write_workbook(out_dir / f"{stem}.xlsx", entries, metal)}

@@ -4,12 +4,16 @@ and rows; shared by the per-image CSV (outputs.files) and the lab formats (outpu
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 
 from annotations.geometry import area_centroid_perimeter, bboxes, image_frame, pack
 from annotations.model import Instance
+from core.errors import InputError
+from core.i18n import N_
+from measures.compare import SetImage
 from measures.objects import MeasureArrays
 from measures.stats import nearest_neighbour
 
@@ -130,3 +134,19 @@ def usable_instances(instances: list[Instance], image_shape: tuple[int, ...]) ->
             seen.add(key)
             kept.append(inst)
     return kept, len(instances) - len(kept)
+
+
+def sizes_from_csv(text: str) -> SetImage:
+    """An objects CSV (csv_columns' table, as written above) read back: class and D of each object, in
+    nm too when the table has a d_nm column."""
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if rows and ("d_px" not in rows[0] or "class" not in rows[0]):
+        raise TableError(N_("This CSV is not a segbot objects table (no 'class' and 'd_px' columns)."))
+    d_px = np.array([float(r["d_px"]) for r in rows], dtype=np.float64)
+    scaled = bool(rows) and "d_nm" in rows[0] and all(r["d_nm"] for r in rows)
+    d_nm = np.array([float(r["d_nm"]) for r in rows], dtype=np.float64) if scaled else None
+    return SetImage([r["class"] for r in rows], d_px, d_nm)
+
+
+class TableError(InputError):
+    code = "bad_table"

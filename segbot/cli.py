@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "inspect": "segbot.commands.annotations:inspect_cmd",
     "stats": "segbot.commands.annotations:stats",
     "eval": "segbot.commands.annotations:eval_cmd",
+    "compare": "segbot.commands.compare:compare",
     "worker": "segbot.commands.worker:worker",
     "run": "segbot.commands.run:run",
     "web": "segbot.commands.web:web",

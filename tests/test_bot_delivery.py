@@ -270,7 +270,10 @@ def test_stats_and_export_cover_only_the_users_own_results(bs, api, tmp_path) ->
         # pooled over Alice's 3 + 5 objects: the sample std of all 8, in nm
         d_nm = np.concatenate([measure_arrays(_squares(n)).d_px * 2.0 for n in (3, 5)])
         mean, std = fmt_num(d_nm.mean()), fmt_num(np.std(d_nm, ddof=1))
-        assert stats.text == f"Pooled over 2 images: 8 objects\nmean D = {mean} ± {std} nm"
+        head, sauter, sure = stats.text.rsplit("\n", 2)
+        assert head == f"Pooled over 2 images: 8 objects\nmean D = {mean} ± {std} nm"
+        assert sauter == f"surface-weighted mean d_s = {fmt_num((d_nm**3).sum() / (d_nm**2).sum())} nm"
+        assert sure.startswith("8 objects: mean known to ±")  # Alice set no /metal: no dispersion
         mark = api.mark()
         api.send_text(ALICE, "/export")
         export = api.wait_reply(ALICE.id, mark, methods=("sendDocument",))

@@ -146,7 +146,7 @@ def test_workbook_numbers_are_the_csvs(tmp_path: Path):
 
     (a_insts, b_insts), (pa, pb), paths = _entries(tmp_path)
     wb = load_workbook(paths["xlsx"], read_only=True)
-    assert wb.sheetnames == ["summary", "a", "b", "pooled"]
+    assert wb.sheetnames == ["summary", "a", "b", "pooled", "pooled numbers"]
     for sheet, csv_path in (("a", pa["csv"]), ("b", pb["csv"])):
         rows = list(wb[sheet].iter_rows(values_only=True))
         header, body = rows[0], rows[1:]
@@ -168,6 +168,11 @@ def test_workbook_numbers_are_the_csvs(tmp_path: Path):
     assert [float(r["d_nm"]) for r in pooled_csv] == [row[pooled[0].index("d (nm)")] for row in pooled[1:]]
     summary = list(wb["summary"].iter_rows(values_only=True))
     assert [r[1] for r in summary[1:]] == [len(a_insts), len(b_insts)]
+    numbers = {(r[0], r[1]): r[2] for r in wb["pooled numbers"].iter_rows(min_row=2, values_only=True)}
+    d = np.array([float(r["d_nm"]) for r in pooled_csv])
+    assert numbers[("all", "objects")] == len(d)
+    sauter = (d**3).sum() / (d**2).sum()
+    assert numbers[("all", "surface (Sauter) mean d_s")] == pytest.approx(sauter, rel=1e-5)
 
 
 def test_empty_result_still_writes_readable_files(tmp_path: Path):

@@ -8,7 +8,7 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot import accounts
-from bot.captions import pooled_caption
+from bot.captions import numbers_caption, pooled_caption
 from bot.handlers.common import me, say, send_text, svc
 from bot.i18n import t
 from bot.webapp import recent_results, stats_markup
@@ -25,7 +25,10 @@ async def cmd_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     lang = me(context).language
     recent = await svc(context).db(recent_results, me(context).id)
     markup = stats_markup(svc(context).settings, lang, recent)  # Review buttons when the Mini App is on
-    await send_text(context, chat, pooled_caption(lang, "stats", summaries), markup)
+    metal = me(context).preferences.get("metal")  # /metal (bot.handlers.compare)
+    text = "\n".join(filter(None, [pooled_caption(lang, "stats", summaries),
+                                    numbers_caption(lang, summaries, metal)]))
+    await send_text(context, chat, text, markup)
 
 
 async def cmd_export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

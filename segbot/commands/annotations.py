@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from core.i18n import N_, render
+from measures.sizes import METALS, find_metal
 from segbot.errors import user_errors
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -38,6 +39,11 @@ def _unique_stem(stem: str, used: set[str]) -> str:
     return candidate
 
 
+METAL = click.option(
+    "--metal", type=click.Choice(sorted(METALS), case_sensitive=False), default=None,
+    help="Metal of the particles: adds their dispersion D = 6 (v_m/a_m)/d_s (spheres; Bergeret & Gallezot "
+    "2008) where the scale is known.",
+)
 CROP_LABEL = click.option(
     "--crop-label", default="crop", show_default=True, help="Label of the rectangles marking labelled crops."
 )
@@ -123,6 +129,7 @@ def inspect_cmd(target: Path, lang: str, crop_label: str) -> None:
 )
 @click.option("--lang", type=click.Choice(["en", "ru"]), default="en", show_default=True)
 @CROP_LABEL
+@METAL
 @user_errors
 def stats(
     files: tuple[Path, ...],
@@ -132,6 +139,7 @@ def stats(
     ids: bool | None,
     lang: str,
     crop_label: str,
+    metal: str | None,
 ) -> None:
     """Measure every object of LabelMe FILES (or folders of them): CSV, summary, histograms, overlay.
 
@@ -171,6 +179,7 @@ def stats(
             lang=lang,
             image_name=ann.name,
             crops=ann.crops,
+            metal=find_metal(metal),
         )
         click.echo(written["text"].read_text(encoding="utf-8").rstrip())
         click.echo(f"-> {out_dir / stem}_*")
@@ -178,7 +187,8 @@ def stats(
         outlines.append(instances)
         names.append(ann.name)
     if len(pooled) > 1:  # with the set's COCO JSON and Excel workbook (pooled_coco.json, pooled.xlsx)
-        written = write_pooled(out_dir, pooled, log_hist=log_hist, instances=outlines, file_names=names)
+        written = write_pooled(out_dir, pooled, log_hist=log_hist, instances=outlines, file_names=names,
+                               metal=find_metal(metal), lang=lang)
         click.echo("")
         click.echo(written["text"].read_text(encoding="utf-8").rstrip())
         click.echo(f"-> {out_dir / 'pooled'}_*")

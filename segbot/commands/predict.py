@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from measures.sizes import find_metal
+from segbot.commands.annotations import METAL
 from segbot.errors import user_errors
 from segmodel.options import DEFAULT_SCORE_THRESHOLD
 
@@ -40,13 +42,15 @@ def _tile_progress(name: str):
 
 def predict_files(detector, files: list[Path], out_dir: Path, threshold: float, tile: int | None,
                   nm_per_px: float | None, refine: bool, max_pixels: int, echo=click.echo,
-                  scale_factor: float = 1.0, auto_scale: bool = False) -> list[dict]:
+                  scale_factor: float = 1.0, auto_scale: bool = False, metal=None) -> list[dict]:
     """Predict each file and write its outputs; returns one summary dict per image. Info bars and
     scale-bar boxes found in an image are left out of recognition and of the analysed area. The set's
-    COCO JSON and Excel workbook (results_coco.json, results.xlsx) go beside the per-image files."""
+    COCO JSON and Excel workbook (results_coco.json, results.xlsx) go beside the per-image files.
+    `metal` (measures.sizes.Metal) adds the dispersion of scaled images."""
     from inference.pipeline import PredictOptions, predict_image
     from outputs.files import write_outputs
     from outputs.lab_formats import SetEntry, write_result_set
+    from outputs.numbers import number_lines
 
     used: set[str] = set()
     results = []
@@ -76,7 +80,7 @@ def predict_files(detector, files: list[Path], out_dir: Path, threshold: float, 
             echo(f"{path.name}: {region_.describe()} left out")
         paths = write_outputs(out_dir, stem, image, prediction.instances, nm_per_px=scale, title=path.name,
                               region_area_px=region, excluded=loaded.excluded,
-                              scale_source=source if scale else None)
+                              scale_source=source if scale else None, metal=metal)
         entries.append(SetEntry(stem, path.name, image.shape, prediction.instances, scale, region))
         import json
 
@@ -87,10 +91,12 @@ def predict_files(detector, files: list[Path], out_dir: Path, threshold: float, 
         echo(f"{path.name}: {len(prediction.instances)} objects, mean diameter "
              f"{'-' if mean_d is None else f'{mean_d:.1f}'} {unit}{refined} ({prediction.seconds:.1f} s) "
              f"-> {paths['overlay'].name}, {paths['labelme'].name}, {paths['csv'].name}")
+        for line in number_lines(summary, "en") if summary.get("n_objects") else ():
+            echo(f"  {line}")
         results.append({"file": str(path), "n_objects": len(prediction.instances), "summary": summary,
                         "paths": {k: str(v) for k, v in paths.items()}, "seconds": prediction.seconds})
     if entries:
-        written = write_result_set(out_dir, entries)
+        written = write_result_set(out_dir, entries, metal=metal)
         echo(f"set: {written['coco'].name}, {written['xlsx'].name}")
     return results
 
@@ -119,10 +125,11 @@ def predict_files(detector, files: list[Path], out_dir: Path, threshold: float, 
                    "the labelled ones (EMPS: same series F1 0.69 -> 0.74, other materials 0.54 -> 0.59, "
                    "same image unchanged; up to 2x the time on small images).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default SEGBOT_DEVICE).")
+@METAL
 @user_errors
 def predict(model_dir: Path, inputs: tuple[Path, ...], out_dir: Path, threshold: float, tile: int | None,
             nm_per_px: float | None, refine: bool, tta: bool, scale_factor: float, auto_scale: bool,
-            device: str | None) -> None:
+            device: str | None, metal: str | None) -> None:
     """Find, outline and measure every object in IMAGES_OR_JSON with the model in MODEL_DIR.
 
     Writes per image: LabelMe JSON, overlay PNG, objects CSV, summary, histogram, ImageJ label TIFF
@@ -146,6 +153,7 @@ def predict(model_dir: Path, inputs: tuple[Path, ...], out_dir: Path, threshold:
 
         detector = FlipTTA(detector)
     results = predict_files(detector, list(inputs), out_dir, threshold, tile, nm_per_px, refine,
-                            settings.max_image_pixels, scale_factor=scale_factor, auto_scale=auto_scale)
+                            settings.max_image_pixels, scale_factor=scale_factor, auto_scale=auto_scale,
+                            metal=find_metal(metal))
     total = sum(r["n_objects"] for r in results)
     click.echo(f"{total} objects in {len(results)} image(s); outputs in {out_dir}")
