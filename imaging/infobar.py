@@ -385,7 +385,9 @@ def _glyphs_off_bar(grey: np.ndarray, bar: _Bar, region: Region) -> list[tuple[i
     bx0, by0, bx1, by1 = bar.x0 - region.x0, bar.y0 - region.y0, bar.x1 - region.x0, bar.y1 - region.y0
     ink[max(0, by0 - 1) : by1 + 1, max(0, bx0 - 2) : bx1 + 2] = False
     n, _, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
-    return [tuple(int(v) for v in s[:4]) for s in stats[1:] if s[4] >= 2]
+    # frames, cell borders, rules and logos are no glyphs: chained, they made the whole band one "line"
+    tall, wide = 2.5 * bar.text_height, max(0.5 * sub.shape[1], 8 * bar.text_height)
+    return [tuple(int(v) for v in s[:4]) for s in stats[1:] if s[4] >= 2 and s[3] <= tall and s[2] <= wide]
 
 
 def _glyphs_beside(glyphs: list, bar_box: tuple[int, int, int, int], th: float) -> dict[str, list]:
@@ -473,9 +475,9 @@ def _tesseract_single_threaded() -> Iterator[None]:
         os.environ.pop("OMP_THREAD_LIMIT", None)
 
 
-def ocr_lines(lines: list[np.ndarray]) -> list[tuple[str, float]]:
-    """(text, confidence 0..1) of each text-line image, by ONE Tesseract run over them stacked
-    (starting Tesseract and loading its model costs far more than reading a line)."""
+def ocr_lines(lines: list[np.ndarray]) -> list[list[tuple[str, float]]]:
+    """The words (text, confidence 0..1) of each text-line image, left to right, by ONE Tesseract run
+    over them stacked (starting Tesseract and loading its model costs far more than reading a line)."""
     import pytesseract
 
     if not lines:
@@ -503,11 +505,25 @@ def ocr_lines(lines: list[np.ndarray]) -> list[tuple[str, float]]:
             if a - gap / 2 <= mid < b + gap / 2:
                 words[i].append((data["left"][k], text, float(data["conf"][k])))
                 break
-    out = []
-    for ws in words:
-        ws.sort()
-        out.append((" ".join(t for _, t, _ in ws), min((c for _, _, c in ws), default=0.0) / 100.0))
-    return out
+    return [[(t, c / 100.0) for _, t, c in sorted(ws)] for ws in words]
+
+
+def find_label(words: list[tuple[str, float]]) -> tuple[float, str, bool, float] | None:
+    """(value, unit, read exactly, confidence) of the first scale-bar label among a line's words:
+    one word ("300um") or two ("300", "um"). A value after "=" or ":" is another field's (WD = 2.8 mm,
+    Aperture Size = 30.00 µm), never the bar's."""
+    for k in range(len(words)):
+        before = words[k - 1][0] if k else ""
+        if before.endswith(("=", ":")) or words[k][0].startswith(("=", ":")) or "=" in words[k][0]:
+            continue
+        for span in (1, 2):
+            group = words[k : k + span]
+            if len(group) < span:
+                continue
+            parsed = parse_label(" ".join(t for t, _ in group))
+            if parsed is not None:
+                return (*parsed, min(c for _, c in group))
+    return None
 
 
 def parse_label(text: str) -> tuple[float, str, bool] | None:
@@ -528,13 +544,13 @@ def parse_label(text: str) -> tuple[float, str, bool] | None:
     return None
 
 
-def _scale_from(bar: _Bar, candidates: list[tuple[tuple[int, int, int, int], str, float]]) -> ScaleBar | None:
-    """The scale from the first candidate line (nearest the bar first) that reads as a label."""
-    for box, text, conf in candidates:
-        parsed = parse_label(text)
+def _scale_from(bar: _Bar, candidates: list[tuple[tuple[int, int, int, int], list]]) -> ScaleBar | None:
+    """The scale from the first candidate line (nearest the bar first) that holds a label."""
+    for box, words in candidates:
+        parsed = find_label(words)
         if parsed is None:
             continue
-        value, unit, exact = parsed
+        value, unit, exact, conf = parsed
         if value <= 0 or bar.length_px <= 0:
             continue
         length_nm = value * _UNITS_NM[unit]
@@ -587,8 +603,8 @@ def analyse_many(images: list[np.ndarray], *, read_label: bool = True) -> list[I
                 owners.append((k, box))
     texts = ocr_lines(pages) if pages else []
     read: dict[int, list] = {}
-    for (k, box), (text, conf) in zip(owners, texts, strict=True):
-        read.setdefault(k, []).append((box, text, conf))
+    for (k, box), words in zip(owners, texts, strict=True):
+        read.setdefault(k, []).append((box, words))
     out = []
     for k, (result, _, bar, _) in enumerate(prepared):
         if bar is not None and read_label:
