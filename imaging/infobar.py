@@ -364,11 +364,15 @@ def _label_lines(grey: np.ndarray, bar: _Bar, region: Region) -> list[tuple[str,
     glyphs = _glyphs_off_bar(grey, bar, region)
     bar_box = (bar.x0 - region.x0, bar.y0 - region.y0, bar.x1 - region.x0, bar.y1 - region.y0)
     found = []
-    for side, seeds in _glyphs_beside(glyphs, bar_box, bar.text_height).items():
+    th = bar.text_height
+    for side, seeds in _glyphs_beside(glyphs, bar_box, th).items():
         if not seeds:
             continue
         line, dist = _nearest_line(side, seeds, bar_box)
-        box = _chain(line, glyphs, 1.3 * bar.text_height)
+        # a label above or below stays over the bar's span: the next field of a data bar does not join
+        pool = glyphs if side in ("left", "right") else [
+            g for g in glyphs if g[0] >= bar_box[0] - 2 * th and g[0] + g[2] <= bar_box[2] + 2 * th]
+        box = _chain(line, pool, 1.3 * th)
         if (box[3] - box[1]) >= 3:
             found.append((dist, side, (box[0] + region.x0, box[1] + region.y0, box[2] + region.x0,
                                        box[3] + region.y0)))
@@ -387,7 +391,17 @@ def _glyphs_off_bar(grey: np.ndarray, bar: _Bar, region: Region) -> list[tuple[i
     n, _, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
     # frames, cell borders, rules and logos are no glyphs: chained, they made the whole band one "line"
     tall, wide = 2.5 * bar.text_height, max(0.5 * sub.shape[1], 8 * bar.text_height)
-    return [tuple(int(v) for v in s[:4]) for s in stats[1:] if s[4] >= 2 and s[3] <= tall and s[2] <= wide]
+    glyphs = [tuple(int(v) for v in s[:4]) for s in stats[1:] if s[4] >= 2 and s[3] <= tall and s[2] <= wide]
+    return [g for g in glyphs if not _end_tick(g, (bx0, by0, bx1, by1))]
+
+
+def _end_tick(g: tuple[int, int, int, int], bar: tuple[int, int, int, int]) -> bool:
+    """A stroke at an end of the bar, touching it (|---| caps): no glyph of the label."""
+    x, y, w, h = g
+    bx0, by0, bx1, by1 = bar
+    touches = y <= by1 + 1 and y + h >= by0 - 1
+    at_end = any(x - 3 <= end <= x + w + 3 for end in (bx0, bx1))
+    return touches and at_end and w <= 6
 
 
 def _glyphs_beside(glyphs: list, bar_box: tuple[int, int, int, int], th: float) -> dict[str, list]:
