@@ -172,48 +172,65 @@ def _has_text(grey: np.ndarray, region: tuple[int, int, int, int]) -> bool:
 
 
 def _bands(grey: np.ndarray) -> list[Region]:
+    """Full-width data bands at the bottom or top: rows of one flat grey (text rows flatter than the
+    micrograph) ending, towards the image, at a straight full-width edge or rule. The band may sit a
+    thin strip away from the image's edge (Zeiss Auriga): the strip goes with it."""
     h, w = grey.shape
-    frac, _ = _row_flatness(grey, tol=3)
+    frac, mode = _row_flatness(grey, tol=3)
     typical = float(np.median(frac[int(0.3 * h) : int(0.7 * h) + 1]))  # the micrograph's rows
-    flat = frac >= max(0.35, typical + 0.25)
-    weak = frac >= typical + 0.1  # text rows: not flat, but flatter than the micrograph
-    max_gap = max(4, h // 80)
+    band_row = (frac >= 0.5) | ((frac >= 0.3) & (frac >= typical + 0.1))
+    # between row y and y+1: the share of columns that change sharply (a straight edge across the image)
+    step = (np.abs(np.diff(grey.astype(np.int16), axis=0)) > 20).mean(axis=1)
+    max_gap = max(3, h // 100)
     out = []
     for edge in ("bottom", "top"):
-        rows = range(h - 1, -1, -1) if edge == "bottom" else range(h)
-        order = list(rows)
-        if not flat[order[:3]].any():
+        order = list(range(h - 1, -1, -1)) if edge == "bottom" else list(range(h))
+        found = _band_from(order, frac, mode, band_row, step, edge, max_gap, h)
+        if found is None:
             continue
-        last, gap = None, 0
-        for k, r in enumerate(order):
-            if k > 0.45 * h:
-                break
-            if flat[r]:
-                last, gap = k, 0
-            elif weak[r] and last is not None:
-                continue
-            else:
-                gap += 1
-                if gap > max_gap:
-                    break
-        if last is None:
-            continue
-        height = last + 1
-        if height < max(10, 0.02 * h) or height > 0.45 * h:
-            continue
-        # the micrograph's texture must border the band (else this is a flat image, not a bar)
-        k = max(8, int(0.05 * h))
-        if edge == "bottom":
-            y0, y1 = h - height, h
-            above = flat[max(0, y0 - k) : y0]
-        else:
-            y0, y1 = 0, height
-            above = flat[y1 : y1 + k]
-        if len(above) == 0 or above.mean() > 0.4:
-            continue
+        y0, y1 = found
         if _has_text(grey, (0, y0, w, y1)):
             out.append(Region(0, int(y0), int(w), int(y1), "info_bar"))
     return out
+
+
+def _band_from(order: list[int], frac: np.ndarray, mode: np.ndarray, band_row: np.ndarray,
+               step: np.ndarray, edge: str, max_gap: int, h: int) -> tuple[int, int] | None:
+    """[y0, y1) of the band scanned from the image's edge (`order`: rows from the edge inwards)."""
+    for skip in range(0, int(0.06 * h) + 1):  # the strip between the image's edge and the band
+        if not band_row[order[skip]] or (skip and not _sharp(order[skip - 1], order[skip], step)):
+            continue
+        modes: list[int] = []
+        ends, gap = [], 0  # rows where the band may end: a rule, or a sharp edge beyond
+        for k in range(skip, int(0.45 * h)):
+            r = order[k]
+            if not band_row[r]:
+                gap += 1
+                if gap > max_gap:
+                    break
+                continue
+            gap = 0
+            tall_enough = k + 1 - skip >= max(10, 0.02 * h)
+            rule = frac[r] >= 0.9 and modes and abs(int(mode[r]) - _common(modes)) > 40
+            beyond = order[k + 1] if k + 1 < len(order) else r
+            if tall_enough and (rule or _sharp(r, beyond, step)):
+                ends.append(r)
+            if frac[r] >= 0.5:
+                modes.append(int(mode[r]))
+        if not ends:
+            return None
+        inner = ends[-1]  # the farthest: data bars hold rules between their rows of cells
+        return (inner, h) if edge == "bottom" else (0, inner + 1)
+    return None
+
+
+def _sharp(a: int, b: int, step: np.ndarray) -> bool:
+    """Rows a and b (neighbours) differ along a straight edge across most of the image."""
+    return float(step[min(a, b)]) >= 0.4
+
+
+def _common(values: list[int]) -> int:
+    return int(np.bincount(values).argmax())
 
 
 def _boxes(grey: np.ndarray, skip: list[Region]) -> list[Region]:
