@@ -213,7 +213,9 @@ def _band_from(order: list[int], frac: np.ndarray, mode: np.ndarray, band_row: n
             tall_enough = k + 1 - skip >= max(10, 0.02 * h)
             rule = frac[r] >= 0.9 and modes and abs(int(mode[r]) - _common(modes)) > 40
             beyond = order[k + 1] if k + 1 < len(order) else r
-            if tall_enough and (rule or _sharp(r, beyond, step)):
+            # the band's inner edge row is one grey across the width (boxes and labels on a flat
+            # micrograph cover part of it only), and the image beyond it changes along a straight line
+            if tall_enough and (rule or (frac[r] >= 0.85 and _sharp(r, beyond, step))):
                 ends.append(r)
             if frac[r] >= 0.5:
                 modes.append(int(mode[r]))
@@ -303,6 +305,7 @@ class _Bar:
     ink: int
     fill: float
     text_height: float
+    gap: tuple[int, int] | None = None  # a bar split by its label (FEI): the label's columns
 
 
 def _find_bar(grey: np.ndarray, region: Region) -> _Bar | None:
@@ -314,6 +317,7 @@ def _find_bar(grey: np.ndarray, region: Region) -> _Bar | None:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(ink_mask.astype(np.uint8), connectivity=8)
     best = None
     heights = []
+    segments = []
     for i in range(1, n):
         x, y, bw, bh, area = (int(s) for s in stats[i])
         if bw >= 12 and bw <= (0.9 if region.kind == "info_bar" else 0.98) * sub.shape[1]:
@@ -321,13 +325,16 @@ def _find_bar(grey: np.ndarray, region: Region) -> _Bar | None:
             core = np.nonzero(counts >= 0.9 * bw)[0]  # rows inked across the bar (a touching glyph
             if len(core) and bw >= 4 * len(core):  # or stray pixel in another row is no matter)
                 fill = float(counts[core].sum()) / (len(core) * bw)
-                if fill >= 0.85 and (best is None or bw > best[2]):
-                    best = (x, y + int(core[0]), bw, int(core[-1] - core[0] + 1), fill, i)
+                if fill >= 0.85:
+                    segments.append((x, y + int(core[0]), bw, int(core[-1] - core[0] + 1), fill, i))
+                    if best is None or bw > best[2]:
+                        best = segments[-1]
                 continue
         if 3 <= bh and area >= 4:
             heights.append(bh)
     if best is None:
         return None
+    partner = _split_partner(best, segments, ink_mask)
     x, y, bw, bh, fill, i = best
     bar_pixels = labels == i
     values = sub[y : y + bh, x : x + bw][bar_pixels[y : y + bh, x : x + bw]]
@@ -350,8 +357,29 @@ def _find_bar(grey: np.ndarray, region: Region) -> _Bar | None:
         end += 1
     length = float(cover[start:end].sum())
     text_h = float(np.median(heights)) if heights else max(8.0, 1.5 * bh)
+    if partner is not None:  # the outer span of both halves, the label's columns between them
+        left, right = sorted([best, partner])
+        gap = (region.x0 + left[0] + left[2], region.x0 + right[0])
+        return _Bar(region.x0 + left[0], region.y0 + y, region.x0 + right[0] + right[2], region.y0 + y + bh,
+                    float(right[0] + right[2] - left[0]), bg, ink, fill, text_h, gap)
     return _Bar(region.x0 + x, region.y0 + y, region.x0 + x + bw, region.y0 + y + bh, length, bg, ink,
                 fill, text_h)
+
+
+def _split_partner(best: tuple, segments: list[tuple], ink: np.ndarray) -> tuple | None:
+    """The other half of a bar drawn as |<-- 500 µm -->|: a segment on the same rows, of about the
+    same length, with ink (the label) in the gap between them."""
+    x, y, bw, bh = best[:4]
+    for other in segments:
+        ox, oy, ow, oh = other[:4]
+        if other is best or abs(oy - y) > 1 or abs(oh - bh) > 1 or not 0.6 <= ow / bw <= 1 / 0.6:
+            continue
+        gx0, gx1 = (x + bw, ox) if ox > x else (ox + ow, x)
+        if not 0 < gx1 - gx0 <= 1.5 * max(bw, ow):
+            continue
+        if ink[max(0, y - 2 * bh) : y + 3 * bh, gx0:gx1].any(axis=0).mean() > 0.3:
+            return other
+    return None
 
 
 # ------------------------------------------------------------------ the label (OCR)
@@ -381,6 +409,14 @@ def _label_lines(grey: np.ndarray, bar: _Bar, region: Region) -> list[tuple[str,
     glyphs = _glyphs_off_bar(grey, bar, region)
     bar_box = (bar.x0 - region.x0, bar.y0 - region.y0, bar.x1 - region.x0, bar.y1 - region.y0)
     found = []
+    if bar.gap is not None:  # the label between the halves of the bar
+        gx0, gx1 = bar.gap[0] - region.x0, bar.gap[1] - region.x0
+        inside = [g for g in glyphs if g[0] >= gx0 and g[0] + g[2] <= gx1
+                  and g[1] < bar_box[3] + bar.text_height and g[1] + g[3] > bar_box[1] - bar.text_height]
+        if inside:
+            box = _chain(inside, [], 0)
+            found.append((-1, "inside", (box[0] + region.x0, box[1] + region.y0, box[2] + region.x0,
+                                         box[3] + region.y0)))
     th = bar.text_height
     for side, seeds in _glyphs_beside(glyphs, bar_box, th).items():
         if not seeds:
@@ -404,7 +440,10 @@ def _glyphs_off_bar(grey: np.ndarray, bar: _Bar, region: Region) -> list[tuple[i
     sub = grey[region.y0 : region.y1, region.x0 : region.x1]
     ink, _ = _ink(sub, bar.bg)
     bx0, by0, bx1, by1 = bar.x0 - region.x0, bar.y0 - region.y0, bar.x1 - region.x0, bar.y1 - region.y0
+    label = ink[:, bar.gap[0] - region.x0 : bar.gap[1] - region.x0].copy() if bar.gap else None
     ink[max(0, by0 - 1) : by1 + 1, max(0, bx0 - 2) : bx1 + 2] = False
+    if bar.gap:  # the label between the halves stays whole
+        ink[:, bar.gap[0] - region.x0 : bar.gap[1] - region.x0] = label
     n, _, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
     # frames, cell borders, rules and logos are no glyphs: chained, they made the whole band one "line"
     tall, wide = 2.5 * bar.text_height, max(0.5 * sub.shape[1], 8 * bar.text_height)
