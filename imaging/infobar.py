@@ -32,8 +32,8 @@ MIN_SIDE = 64  # images smaller than this are not searched
 _UNITS_NM = {"nm": 1.0, "µm": 1e3, "mm": 1e6, "Å": 0.1}
 # Tesseract's English model reads the micro sign as u, p, y, yu, ju, j, w, H, fi ...; and "1" as l or I
 _MICRO_READS = {"u", "µ", "p", "y", "yu", "ju", "j", "ji", "w", "H", "fi", "U", "pu", "jj", "lu", "Lu", "Li"}
-_LABEL = re.compile(r"([0-9lI|OoS.,]*[0-9lI|S][0-9lIOoS.,]*)\s*([A-Za-zµμÅ]{1,4})")
-_NUM_FIX = str.maketrans({"l": "1", "I": "1", "|": "1", "O": "0", "o": "0", "S": "5", ",": "."})
+_LABEL = re.compile(r"([0-9lI|TOoS.,]*[0-9lI|TS][0-9lIOoS.,]*)\s*([A-Za-zµμÅ]{1,4})")
+_NUM_FIX = str.maketrans({"l": "1", "I": "1", "|": "1", "T": "1", "O": "0", "o": "0", "S": "5", ",": "."})
 
 
 def _unit(text: str) -> tuple[str, bool] | None:
@@ -57,7 +57,7 @@ class Region:
     y0: int
     x1: int
     y1: int
-    kind: str  # "info_bar" | "scale_box"
+    kind: str  # "info_bar" | "scale_box" | "scale_bar" (a bar and its label drawn over the image)
 
     @property
     def area(self) -> int:
@@ -74,6 +74,8 @@ class Region:
         where = {"x0": self.x0, "x1": self.x1, "y0": self.y0, "y1": self.y1}
         if self.kind == "info_bar":
             return N_("info bar x {x0}..{x1}, y {y0}..{y1}", **where)
+        if self.kind == "scale_bar":
+            return N_("scale bar and label x {x0}..{x1}, y {y0}..{y1}", **where)
         return N_("scale-bar box x {x0}..{x1}, y {y0}..{y1}", **where)
 
     def found_note(self) -> Text:
@@ -82,6 +84,9 @@ class Region:
         if self.kind == "info_bar":
             return N_("Found an info bar x {x0}..{x1}, y {y0}..{y1}: left out of recognition and statistics.",
                       **where)
+        if self.kind == "scale_bar":
+            return N_("Found a scale bar drawn over the image x {x0}..{x1}, y {y0}..{y1}: left out of "
+                      "recognition and statistics.", **where)
         return N_("Found a scale-bar box x {x0}..{x1}, y {y0}..{y1}: left out of recognition and statistics.",
                   **where)
 
@@ -438,7 +443,10 @@ def _glyphs_off_bar(grey: np.ndarray, bar: _Bar, region: Region) -> list[tuple[i
     import cv2
 
     sub = grey[region.y0 : region.y1, region.x0 : region.x1]
-    ink, _ = _ink(sub, bar.bg)
+    if region.kind == "scale_bar":  # over the micrograph: ink is what lies beyond bg towards the bar's grey
+        ink = sub > bar.bg if bar.ink > bar.bg else sub < bar.bg
+    else:
+        ink, _ = _ink(sub, bar.bg)
     bx0, by0, bx1, by1 = bar.x0 - region.x0, bar.y0 - region.y0, bar.x1 - region.x0, bar.y1 - region.y0
     label = ink[:, bar.gap[0] - region.x0 : bar.gap[1] - region.x0].copy() if bar.gap else None
     ink[max(0, by0 - 1) : by1 + 1, max(0, bx0 - 2) : bx1 + 2] = False
@@ -590,7 +598,7 @@ def find_label(words: list[tuple[str, float]]) -> tuple[float, str, bool, float]
             group = words[k : k + span]
             if len(group) < span:
                 continue
-            parsed = parse_label(" ".join(t for t, _ in group))
+            parsed = parse_label(" ".join(t for t, _ in group).rstrip(".,;:'\"“”"))
             if parsed is not None:
                 return (*parsed, min(c for _, c in group))
     return None
@@ -654,11 +662,71 @@ def _prepare(image: np.ndarray) -> tuple[InfoBarResult, np.ndarray | None, _Bar 
     result.notes.extend(region.found_note() for region in regions)
     bars = [(b, r) for r in regions if (b := _find_bar(grey, r)) is not None]
     if not bars:
-        return result, grey, None, []
+        found = _overlay_bar(grey, regions)
+        if found is None:
+            return result, grey, None, []
+        bar, region, boxes = found
+        result.regions.append(_around(bar, boxes, grey.shape))
+        result.notes.append(result.regions[-1].found_note())
+        result.bar_px = bar.length_px
+        return result, grey, bar, boxes
     bar, region = max(bars, key=lambda br: br[0].x1 - br[0].x0)
     result.bar_px = bar.length_px
     boxes = [box for _, box in _label_lines(grey, bar, region)[:4]]
     return result, grey, bar, boxes
+
+
+# ------------------------------------------------------------------ a bar drawn over the image
+
+
+def _overlay_bar(grey: np.ndarray, skip: list[Region]) -> tuple[_Bar, Region, list] | None:
+    """The longest scale bar drawn straight over the micrograph (journal figures, tools): a thin,
+    solid, near-white or near-black horizontal bar in the outer third of the image, with text of its
+    grey beside it. Returns the bar, the window searched for its label and the label lines."""
+    import cv2
+
+    h, w = grey.shape
+    found = []
+    for ink_value, mask in ((255, grey >= 215), (0, grey <= 40)):
+        run = max(12, int(0.03 * w))
+        opened = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
+        n, _, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+        for x, y, bw, bh, area in (tuple(int(v) for v in st) for st in stats[1:]):
+            if bh > max(4, 0.03 * h) or bw < 5 * bh or bw > 0.6 * w or area < 0.9 * bw * bh:
+                continue
+            if 0.33 * h < y and y + bh < 0.67 * h:  # bars sit in a corner or along an edge
+                continue
+            if any(r.x0 <= x < r.x1 and r.y0 <= y < r.y1 for r in skip):
+                continue
+            # a bar, not the straight edge of a bright (dark) area: its grey stops above and below it
+            above, below = mask[max(0, y - 2), x : x + bw].mean(), mask[min(h - 1, y + bh + 1), x : x + bw].mean()
+            if y >= 2 and above > 0.5 or y + bh + 1 < h and below > 0.5:
+                continue
+            found.append((bw, x, y, bh, ink_value))
+    for bw, x, y, bh, ink_value in sorted(found, reverse=True):
+        th = max(8.0, 0.035 * h)
+        region = Region(max(0, int(x - 3 * th)), max(0, int(y - 4 * th)), min(w, int(x + bw + 3 * th)),
+                        min(h, int(y + bh + 4 * th)), "scale_bar")
+        edge = 110 if ink_value == 255 else -110  # the page: pixels nearer the bar's grey than this are ink
+        bar = _Bar(x, y, x + bw, y + bh, float(bw), ink_value - edge, ink_value, 1.0, th)
+        glyphs = _glyphs_off_bar(grey, bar, region)
+        sizes = [g[3] for g in glyphs if 5 <= g[3] <= 0.12 * h and g[2] <= 3 * g[3]]
+        if len(sizes) < 2:
+            continue
+        bar.text_height = float(np.median(sizes))
+        lines = _label_lines(grey, bar, region)
+        if lines:
+            return bar, region, [box for _, box in lines[:4]]
+    return None
+
+
+def _around(bar: _Bar, lines: list[tuple[int, int, int, int]], shape: tuple[int, ...]) -> Region:
+    """The region left out for a bar drawn over the image: the bar and the lines beside it that may be
+    its label (all within a few text heights), 3 px around."""
+    h, w = shape[:2]
+    boxes = [(bar.x0, bar.y0, bar.x1, bar.y1), *lines]
+    return Region(max(0, min(b[0] for b in boxes) - 3), max(0, min(b[1] for b in boxes) - 3),
+                  min(w, max(b[2] for b in boxes) + 3), min(h, max(b[3] for b in boxes) + 3), "scale_bar")
 
 
 def analyse_many(images: list[np.ndarray], *, read_label: bool = True) -> list[InfoBarResult]:
