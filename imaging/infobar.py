@@ -278,7 +278,11 @@ def _boxes(grey: np.ndarray, skip: list[Region]) -> list[Region]:
             region = Region(max(0, x - 1), max(0, y - 1), min(w, x + bw + 1), min(h, y + bh + 1), "scale_box")
             if any(_overlap(region, o) for o in out):
                 continue
-            if _find_bar(grey, region) is not None and _has_text(grey, (x, y, x + bw, y + bh)):
+            bar = _find_bar(grey, region)
+            # a panel letter's stroke is no scale bar: a bar is wider than its label's text is high
+            if bar is None or bar.x1 - bar.x0 < 1.2 * bar.text_height:
+                continue
+            if _has_text(grey, (x, y, x + bw, y + bh)):
                 out.append(region)
     return out
 
