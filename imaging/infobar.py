@@ -16,9 +16,7 @@ user to confirm.
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,27 +24,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.i18n import N_, Text
+from imaging.labels import UNITS_NM, find_label, nice, parse_label  # noqa: F401 - parse_label: API
 
 ASK_BELOW = 0.8  # a scale bar reading less sure than this should be confirmed by the user
 MIN_SIDE = 64  # images smaller than this are not searched
-_UNITS_NM = {"nm": 1.0, "µm": 1e3, "mm": 1e6, "Å": 0.1}
-# Tesseract's English model reads the micro sign as u, p, y, yu, ju, j, w, H, fi ...; and "1" as l or I
-_MICRO_READS = {"u", "µ", "p", "y", "yu", "ju", "j", "ji", "w", "H", "fi", "U", "pu", "jj", "lu", "Lu", "Li"}
-_LABEL = re.compile(r"([0-9lI|TOoS.,]*[0-9lI|TS][0-9lIOoS.,]*)\s*([A-Za-zµμÅ]{1,4})")
-_NUM_FIX = str.maketrans({"l": "1", "I": "1", "|": "1", "T": "1", "O": "0", "o": "0", "S": "5", ",": "."})
 
-
-def _unit(text: str) -> tuple[str, bool] | None:
-    """(unit, read exactly) of a label's unit as OCR gave it; None when it is no length unit."""
-    t = text.replace("μ", "µ")
-    exact = {"nm": "nm", "µm": "µm", "um": "µm", "mm": "mm", "Å": "Å"}
-    if t in exact:
-        return exact[t], True
-    if t in ("nrn", "rim", "nn"):
-        return "nm", False
-    if t.endswith("m") and t[:-1] in _MICRO_READS:
-        return "µm", False
-    return None
 
 
 @dataclass(frozen=True)
@@ -404,14 +386,6 @@ def tesseract_available() -> bool:
     return True
 
 
-def _nice(value: float) -> bool:
-    """1, 2, 2.5, 3 ... 9 x 10^k: what scale bars are labelled with."""
-    if value <= 0:
-        return False
-    mantissa = value / 10 ** math.floor(math.log10(value))
-    return any(abs(mantissa - m) < 1e-6 for m in (1, 2, 2.5, 3, 4, 5, 6, 7, 8, 9))
-
-
 def _label_lines(grey: np.ndarray, bar: _Bar, region: Region) -> list[tuple[str, tuple[int, int, int, int]]]:
     """Boxes (side, x0, y0, x1, y1) of the text lines right above, below, left and right of the bar,
     nearest first: glyphs (ink components) chained with word-sized gaps."""
@@ -590,42 +564,6 @@ def ocr_lines(lines: list[np.ndarray]) -> list[list[tuple[str, float]]]:
     return [[(t, c / 100.0) for _, t, c in sorted(ws)] for ws in words]
 
 
-def find_label(words: list[tuple[str, float]]) -> tuple[float, str, bool, float] | None:
-    """(value, unit, read exactly, confidence) of the first scale-bar label among a line's words:
-    one word ("300um") or two ("300", "um"). A value after "=" or ":" is another field's (WD = 2.8 mm,
-    Aperture Size = 30.00 µm), never the bar's."""
-    for k in range(len(words)):
-        before = words[k - 1][0] if k else ""
-        if before.endswith(("=", ":")) or words[k][0].startswith(("=", ":")) or "=" in words[k][0]:
-            continue
-        for span in (1, 2):
-            group = words[k : k + span]
-            if len(group) < span:
-                continue
-            parsed = parse_label(" ".join(t for t, _ in group).rstrip(".,;:'\"“”"))
-            if parsed is not None:
-                return (*parsed, min(c for _, c in group))
-    return None
-
-
-def parse_label(text: str) -> tuple[float, str, bool] | None:
-    """(value, unit, read exactly) of a scale-bar label as OCR gives it: "200 nm", "0.5 um", "lum"..."""
-    cleaned = text.strip().replace(" .", ".").replace(". ", ".")
-    for candidate in (cleaned, cleaned.replace(" ", "")):
-        m = _LABEL.fullmatch(candidate)
-        unit = _unit(m.group(2)) if m else None
-        if unit is None:
-            continue
-        number = m.group(1).translate(_NUM_FIX).strip(".")
-        try:
-            value = float(number)
-        except ValueError:
-            continue
-        exact = unit[1] and number == m.group(1).replace(",", ".")
-        return value, unit[0], exact
-    return None
-
-
 def _scale_from(bar: _Bar, candidates: list[tuple[tuple[int, int, int, int], list]]) -> ScaleBar | None:
     """The scale from the first candidate line (nearest the bar first) that holds a label."""
     for box, words in candidates:
@@ -635,11 +573,11 @@ def _scale_from(bar: _Bar, candidates: list[tuple[tuple[int, int, int, int], lis
         value, unit, exact, conf = parsed
         if value <= 0 or bar.length_px <= 0:
             continue
-        length_nm = value * _UNITS_NM[unit]
+        length_nm = value * UNITS_NM[unit]
         nm = length_nm / bar.length_px
         # the digits are what OCR may get wrong; scale bars are labelled 1, 2, 2.5, 5 ... x 10^k
         confidence = 0.6 + 0.4 * max(0.0, min(1.0, conf))
-        confidence *= 1.0 if _nice(value) else 0.6
+        confidence *= 1.0 if nice(value) else 0.6
         confidence *= 1.0 if exact else 0.95  # the micro sign read as u, p, y ...
         confidence *= 1.0 if bar.fill >= 0.95 else 0.9
         confidence *= 1.0 if bar.length_px >= 20 else 0.8  # a short bar: each pixel is > 5 %
@@ -703,8 +641,9 @@ def _overlay_bar(grey: np.ndarray, skip: list[Region]) -> tuple[_Bar, Region, li
             if any(r.x0 <= x < r.x1 and r.y0 <= y < r.y1 for r in skip):
                 continue
             # a bar, not the straight edge of a bright (dark) area: its grey stops above and below it
-            above, below = mask[max(0, y - 2), x : x + bw].mean(), mask[min(h - 1, y + bh + 1), x : x + bw].mean()
-            if y >= 2 and above > 0.5 or y + bh + 1 < h and below > 0.5:
+            above = y >= 2 and mask[y - 2, x : x + bw].mean() > 0.5
+            below = y + bh + 1 < h and mask[y + bh + 1, x : x + bw].mean() > 0.5
+            if above or below:
                 continue
             found.append((bw, x, y, bh, ink_value))
     for bw, x, y, bh, ink_value in sorted(found, reverse=True):

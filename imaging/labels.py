@@ -1,0 +1,70 @@
+"""Scale-bar labels and printed values as OCR gives them: "200 nm", "0.5 um", "lum" (1 µm), "S00 pm"
+(500 µm); the unit in nm and whether the number is one a bar is labelled with."""
+
+from __future__ import annotations
+
+import math
+import re
+
+UNITS_NM = {"nm": 1.0, "µm": 1e3, "mm": 1e6, "Å": 0.1}
+# Tesseract's English model reads the micro sign as u, p, y, yu, ju, j, w, H, fi ...; and "1" as l or I
+_MICRO_READS = {"u", "µ", "p", "y", "yu", "ju", "j", "ji", "w", "H", "fi", "U", "pu", "jj", "lu", "Lu", "Li"}
+_LABEL = re.compile(r"([0-9lI|TOoS.,]*[0-9lI|TS][0-9lIOoS.,]*)\s*([A-Za-zµμÅ]{1,4})")
+_NUM_FIX = str.maketrans({"l": "1", "I": "1", "|": "1", "T": "1", "O": "0", "o": "0", "S": "5", ",": "."})
+
+
+def _unit(text: str) -> tuple[str, bool] | None:
+    """(unit, read exactly) of a label's unit as OCR gave it; None when it is no length unit."""
+    t = text.replace("μ", "µ")
+    exact = {"nm": "nm", "µm": "µm", "um": "µm", "mm": "mm", "Å": "Å"}
+    if t in exact:
+        return exact[t], True
+    if t in ("nrn", "rim", "nn"):
+        return "nm", False
+    if t.endswith("m") and t[:-1] in _MICRO_READS:
+        return "µm", False
+    return None
+
+
+def nice(value: float) -> bool:
+    """1, 2, 2.5, 3 ... 9 x 10^k: what scale bars are labelled with."""
+    if value <= 0:
+        return False
+    mantissa = value / 10 ** math.floor(math.log10(value))
+    return any(abs(mantissa - m) < 1e-6 for m in (1, 2, 2.5, 3, 4, 5, 6, 7, 8, 9))
+
+
+def find_label(words: list[tuple[str, float]]) -> tuple[float, str, bool, float] | None:
+    """(value, unit, read exactly, confidence) of the first scale-bar label among a line's words:
+    one word ("300um") or two ("300", "um"). A value after "=" or ":" is another field's (WD = 2.8 mm,
+    Aperture Size = 30.00 µm), never the bar's."""
+    for k in range(len(words)):
+        before = words[k - 1][0] if k else ""
+        if before.endswith(("=", ":")) or words[k][0].startswith(("=", ":")) or "=" in words[k][0]:
+            continue
+        for span in (1, 2):
+            group = words[k : k + span]
+            if len(group) < span:
+                continue
+            parsed = parse_label(" ".join(t for t, _ in group).rstrip(".,;:'\"“”"))
+            if parsed is not None:
+                return (*parsed, min(c for _, c in group))
+    return None
+
+
+def parse_label(text: str) -> tuple[float, str, bool] | None:
+    """(value, unit, read exactly) of a scale-bar label as OCR gives it: "200 nm", "0.5 um", "lum"..."""
+    cleaned = text.strip().replace(" .", ".").replace(". ", ".")
+    for candidate in (cleaned, cleaned.replace(" ", "")):
+        m = _LABEL.fullmatch(candidate)
+        unit = _unit(m.group(2)) if m else None
+        if unit is None:
+            continue
+        number = m.group(1).translate(_NUM_FIX).strip(".")
+        try:
+            value = float(number)
+        except ValueError:
+            continue
+        exact = unit[1] and number == m.group(1).replace(",", ".")
+        return value, unit[0], exact
+    return None
