@@ -23,8 +23,9 @@ Targets: >= 16/17 read, 0 wrong without a warning, the bar left out 17/17, metad
 EMPS (--emps: folders of figure panels, images/*.png): the info bars and scale-bar boxes found (no
 OCR). Which panels really hold one is decided by looking at them: bench/emps_bars.csv lists every
 panel that a version of the search flagged, each looked at (info_bar: a full-width data band;
-scale_bar: a scale bar anywhere, most journal panels have one). An info bar found on a panel without
-one, or a scale-bar region on a panel without a scale bar, is a false positive; a panel not listed
+scale_bar: a scale bar anywhere, most journal panels have one; bar_side: the half it is in). An info
+bar found on a panel without one, or a scale-bar region on a panel without a scale bar or in the
+other half of the panel (a panel letter, an inset), is a false positive; a panel not listed
 counts as holding neither (print it, look, add it). Target: 0.
 """
 
@@ -116,7 +117,8 @@ def real_run(folder: Path) -> bool:
     read = wrong_silent = wrong_warned = left_out = meta_have = meta_ok = 0
     seconds = 0.0
     print(f"real images: {n} ({folder})")
-    print(f"  {'file':24} {'truth':>9} {'pixels':>9} {'err':>7} {'verdict':10} {'bar out':7} {'tags':>9}  source")
+    print(f"  {'file':24} {'truth':>9} {'pixels':>9} {'err':>7} {'verdict':10} {'bar out':7} "
+          f"{'tags':>9}  source")
     for row in rows:
         path = folder / "images" / row["file"]
         truth = float(row["nm_per_px"])
@@ -167,9 +169,12 @@ def emps_run(folders: list[Path]) -> bool:
             bands = [r for r in regions if r.kind == "info_bar"]
             boxes = [r for r in regions if r.kind != "info_bar"]
             info_found += has_info and bool(bands)
-            wrong = (bands and not has_info) or (boxes and not has_bar)
+            side = row["bar_side"] if row else ""
+            h = read_image(path).image.shape[0] if boxes else 0
+            misplaced = [b for b in boxes if side and ((b.y0 + b.y1) / 2 < h / 2) != (side == "top")]
+            wrong = (bands and not has_info) or (boxes and not has_bar) or misplaced
             false_info += bool(bands) and not has_info
-            false_box += bool(boxes) and not has_bar
+            false_box += bool(boxes) and (not has_bar or bool(misplaced))
             if wrong:
                 false_ids.append(f"{path.stem}{'' if row else ' (not looked at)'}: "
                                  f"{', '.join(r.describe() for r in regions)}")

@@ -630,11 +630,17 @@ def _overlay_bar(grey: np.ndarray, skip: list[Region]) -> tuple[_Bar, Region, li
     h, w = grey.shape
     found = []
     for ink_value, mask in ((255, grey >= 215), (0, grey <= 40)):
-        run = max(12, int(0.03 * w))
+        run = max(12, int(0.04 * w))
         opened = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
         n, _, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+        _, whole, whole_stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         for x, y, bw, bh, area in (tuple(int(v) for v in st) for st in stats[1:]):
             if bh > max(4, 0.03 * h) or bw < 5 * bh or bw > 0.6 * w or area < 0.9 * bw * bh:
+                continue
+            _, _, cw, ch, _ = whole_stats[whole[y, x + bw // 2]]
+            if cw < 3 * ch:  # a letter's stroke (E, A, 2) or a bright streak's part: not a long bar
+                continue
+            if not _stands_out(grey, (x, y, bw, bh), ink_value):
                 continue
             if 0.33 * h < y and y + bh < 0.67 * h:  # bars sit in a corner or along an edge
                 continue
@@ -656,11 +662,37 @@ def _overlay_bar(grey: np.ndarray, skip: list[Region]) -> tuple[_Bar, Region, li
         sizes = [g[3] for g in glyphs if 5 <= g[3] <= 0.12 * h and g[2] <= 3 * g[3]]
         if len(sizes) < 2:
             continue
-        bar.text_height = float(np.median(sizes))
+        bar.text_height = th = float(np.median(sizes))
+        if bw < 1.5 * th:  # a bar is longer than its label's text is high
+            continue
         lines = _label_lines(grey, bar, region)
-        if lines:
-            return bar, region, [box for _, box in lines[:4]]
+        near = [box for side, box in lines if _label_like(box, (x, y, x + bw, y + bh), th)]
+        if near:
+            return bar, region, near[:4]
     return None
+
+
+def _stands_out(grey: np.ndarray, box: tuple[int, int, int, int], ink_value: int) -> bool:
+    """A drawn bar is one grey (a highlight on a particle is not) and unlike the pixels just above and
+    below it (a bright ridge fades into its surroundings)."""
+    x, y, bw, bh = box
+    h = grey.shape[0]
+    inside = grey[y : y + bh, x : x + bw].astype(np.float64)
+    rows = [r for r in (y - 3, y + bh + 2) if 0 <= r < h]
+    if np.percentile(inside, 90) - np.percentile(inside, 10) > 30 or not rows:  # its ends may be soft
+        return False
+    around = grey[rows, x : x + bw].astype(np.float64)
+    return float(np.abs(around - ink_value).mean()) >= 70
+
+
+def _label_like(box: tuple[int, int, int, int], bar: tuple[int, int, int, int], th: float) -> bool:
+    """A text line that can be a bar's label: about the text height high, wider than high, and close."""
+    x0, y0, x1, y1 = box
+    bx0, by0, bx1, by1 = bar
+    dy = max(by0 - y1, y0 - by1, 0)
+    dx = max(bx0 - x1, x0 - bx1, 0)
+    high = y1 - y0
+    return 5 <= high <= 4 * th and x1 - x0 >= 1.2 * high and max(dx, dy) <= 2 * max(th, high)
 
 
 def _around(bar: _Bar, lines: list[tuple[int, int, int, int]], shape: tuple[int, ...]) -> Region:
