@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.i18n import N_, Text
-from imaging.labels import UNITS_NM, find_label, nice, parse_label  # noqa: F401 - parse_label: API
+from imaging.labels import UNITS_NM, Word, find_label, nice, parse_label  # noqa: F401 - parse_label: API
 
 ASK_BELOW = 0.8  # a scale bar reading less sure than this should be confirmed by the user
 MIN_SIDE = 64  # images smaller than this are not searched
@@ -531,8 +531,8 @@ def _tesseract_single_threaded() -> Iterator[None]:
         os.environ.pop("OMP_THREAD_LIMIT", None)
 
 
-def ocr_lines(lines: list[np.ndarray]) -> list[list[tuple[str, float]]]:
-    """The words (text, confidence 0..1) of each text-line image, left to right, by ONE Tesseract run
+def ocr_lines(lines: list[np.ndarray]) -> list[list[Word]]:
+    """The words of each text-line image (boxes in that image), in reading order, by ONE Tesseract run
     over them stacked (starting Tesseract and loading its model costs far more than reading a line)."""
     import pytesseract
 
@@ -551,17 +551,19 @@ def ocr_lines(lines: list[np.ndarray]) -> list[list[tuple[str, float]]]:
     page = np.vstack(rows)
     with _tesseract_single_threaded():
         data = pytesseract.image_to_data(page, config="--psm 6", output_type=pytesseract.Output.DICT)
-    words: list[list[tuple[int, str, float]]] = [[] for _ in lines]
+    words: list[list[Word]] = [[] for _ in lines]
     for k, text in enumerate(data["text"]):
         text = (text or "").strip()
         if not text:
             continue
-        mid = data["top"][k] + data["height"][k] / 2
+        top, height = data["top"][k], data["height"][k]
         for i, (a, b) in enumerate(spans):
-            if a - gap / 2 <= mid < b + gap / 2:
-                words[i].append((data["left"][k], text, float(data["conf"][k])))
+            if a - gap / 2 <= top + height / 2 < b + gap / 2:
+                words[i].append(Word(text, float(data["conf"][k]) / 100.0, data["left"][k] - gap, top - a,
+                                     data["width"][k], height))
                 break
-    return [[(t, c / 100.0) for _, t, c in sorted(ws)] for ws in words]
+    # Tesseract's order: block, line, word (a page of several lines keeps its lines apart)
+    return words
 
 
 def _scale_from(bar: _Bar, candidates: list[tuple[tuple[int, int, int, int], list]]) -> ScaleBar | None:

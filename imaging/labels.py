@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import math
 import re
+from typing import NamedTuple
 
 UNITS_NM = {"nm": 1.0, "µm": 1e3, "mm": 1e6, "Å": 0.1}
 # Tesseract's English model reads the micro sign as u, p, y, yu, ju, j, w, H, fi ...; and "1" as l or I
 _MICRO_READS = {"u", "µ", "p", "y", "yu", "ju", "j", "ji", "w", "H", "fi", "U", "pu", "jj", "lu", "Lu", "Li"}
 _LABEL = re.compile(r"([0-9lI|TOoS.,]*[0-9lI|TS][0-9lIOoS.,]*)\s*([A-Za-zµμÅ]{1,4})")
 _NUM_FIX = str.maketrans({"l": "1", "I": "1", "|": "1", "T": "1", "O": "0", "o": "0", "S": "5", ",": "."})
+
+
+class Word(NamedTuple):
+    """A word as OCR read it: text, confidence 0..1, and its box in the page it came from."""
+
+    text: str
+    conf: float
+    x: int = 0
+    y: int = 0
+    w: int = 0
+    h: int = 0
 
 
 def _unit(text: str) -> tuple[str, bool] | None:
@@ -34,7 +46,7 @@ def nice(value: float) -> bool:
     return any(abs(mantissa - m) < 1e-6 for m in (1, 2, 2.5, 3, 4, 5, 6, 7, 8, 9))
 
 
-def find_label(words: list[tuple[str, float]]) -> tuple[float, str, bool, float] | None:
+def find_label(words: list[Word]) -> tuple[float, str, bool, float] | None:
     """(value, unit, read exactly, confidence) of the first scale-bar label among a line's words:
     one word ("300um") or two ("300", "um"). A value after "=" or ":" is another field's (WD = 2.8 mm,
     Aperture Size = 30.00 µm), never the bar's."""
@@ -46,9 +58,9 @@ def find_label(words: list[tuple[str, float]]) -> tuple[float, str, bool, float]
             group = words[k : k + span]
             if len(group) < span:
                 continue
-            parsed = parse_label(" ".join(t for t, _ in group).rstrip(".,;:'\"“”"))
+            parsed = parse_label(" ".join(g.text for g in group).rstrip(".,;:'\"“”"))
             if parsed is not None:
-                return (*parsed, min(c for _, c in group))
+                return (*parsed, min(g.conf for g in group))
     return None
 
 
