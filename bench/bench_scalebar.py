@@ -117,8 +117,8 @@ def real_run(folder: Path) -> bool:
     read = wrong_silent = wrong_warned = left_out = meta_have = meta_ok = 0
     seconds = 0.0
     print(f"real images: {n} ({folder})")
-    print(f"  {'file':24} {'truth':>9} {'pixels':>9} {'err':>7} {'verdict':10} {'bar out':7} "
-          f"{'tags':>9}  source")
+    print(f"  {'file':24} {'truth':>9} {'pixels':>9} {'err':>7} {'verdict':10} {'sure':>4} "
+          f"{'bar out':7} {'tags':>9}  source")
     for row in rows:
         path = folder / "images" / row["file"]
         truth = float(row["nm_per_px"])
@@ -143,7 +143,9 @@ def real_run(folder: Path) -> bool:
         out = _bar_left_out(loaded, row)
         left_out += out
         print(f"  {row['file']:24} {truth:9.4g} {'-' if got is None else f'{got:9.4g}':>9} "
-              f"{'-' if err is None else f'{100 * err:+.1f}%':>7} {verdict:10} {'yes' if out else 'NO':7} "
+              f"{'-' if err is None else f'{100 * err:+.1f}%':>7} {verdict:10} "
+              f"{'-' if loaded.scale_confidence is None else f'{loaded.scale_confidence:.2f}':>4} "
+              f"{'yes' if out else 'NO':7} "
               f"{'-' if own.nm_per_px is None else f'{own.nm_per_px:9.4g}':>9}  {loaded.scale_source or ''}")
     print(f"  read within 5 %: {read}/{n} (target >= {n - 1}); wrong beyond 5 % without a warning: "
           f"{wrong_silent} (target 0), with one: {wrong_warned}")

@@ -19,12 +19,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from core.i18n import N_, Text
 from imaging.labels import UNITS_NM, Word, find_label, nice, parse_label  # noqa: F401 - parse_label: API
+from imaging.printed import Printed, read_printed
 
 ASK_BELOW = 0.8  # a scale bar reading less sure than this should be confirmed by the user
 MIN_SIDE = 64  # images smaller than this are not searched
@@ -82,12 +83,23 @@ class ScaleBar:
     confidence: float
     bar_box: tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels
     label_box: tuple[int, int, int, int] | None = None
+    # what nm_per_px comes from: "bar" (label / length), "width" (the printed field width over the
+    # image's width), "pixel" (the printed pixel size); `printed` is that text ("HFW 1.73 mm")
+    source: str = "bar"
+    printed: str | None = None
+    image_width: int = 0  # the px the printed width spans
+    bar_nm_per_px: float | None = None  # the bar's own reading, when another source is used
 
     def describe(self) -> str:
         return str(self.source_text())
 
     def source_text(self) -> Text:
         """'the scale bar: 200 nm = 27.2 px', for the user (in their language)."""
+        if self.source == "width":
+            return N_("the printed field width: {printed} over {width} px", printed=self.printed,
+                      width=self.image_width)
+        if self.source == "pixel":
+            return N_("the printed pixel size: {printed}", printed=self.printed)
         return N_("the scale bar: {label} = {length:.1f} px", label=self.label, length=self.length_px)
 
     @property
@@ -97,7 +109,8 @@ class ScaleBar:
     def as_dict(self) -> dict:
         return {"nm_per_px": self.nm_per_px, "length_nm": self.length_nm, "length_px": self.length_px,
                 "label": self.label, "confidence": self.confidence, "bar_box": list(self.bar_box),
-                "label_box": list(self.label_box) if self.label_box else None}
+                "label_box": list(self.label_box) if self.label_box else None, "source": self.source,
+                "printed": self.printed}
 
 
 @dataclass
@@ -262,7 +275,7 @@ def _boxes(grey: np.ndarray, skip: list[Region]) -> list[Region]:
                 continue
             bar = _find_bar(grey, region)
             # a panel letter's stroke is no scale bar: a bar is wider than its label's text is high
-            if bar is None or bar.x1 - bar.x0 < 1.2 * bar.text_height:
+            if bar is None or bar.x1 - bar.x0 < 1.5 * bar.text_height:
                 continue
             if _has_text(grey, (x, y, x + bw, y + bh)):
                 out.append(region)
@@ -348,6 +361,8 @@ def _find_bar(grey: np.ndarray, region: Region) -> _Bar | None:
         end += 1
     length = float(cover[start:end].sum())
     text_h = float(np.median(heights)) if heights else max(8.0, 1.5 * bh)
+    if partner is not None and min(best[2], partner[2]) < 2 * text_h:  # strokes of a text line
+        partner = None
     if partner is not None:  # the outer span of both halves, the label's columns between them
         left, right = sorted([best, partner])
         gap = (region.x0 + left[0] + left[2], region.x0 + right[0])
@@ -513,6 +528,62 @@ def _line_page(grey: np.ndarray, box: tuple[int, int, int, int], bar: _Bar) -> n
     return page
 
 
+def _band_page(grey: np.ndarray, region: Region, text_height: float) -> np.ndarray:
+    """A whole data band as dark text on white for Tesseract, its frames and cell rules taken out
+    (read for the printed field width; its text may be light on dark or dark on light)."""
+    import cv2
+
+    sub = grey[region.y0 : region.y1, region.x0 : region.x1]
+    bg = _mode(sub)
+    ink_value = 0 if bg > 127 else 255
+    level = np.clip((sub.astype(np.float64) - bg) / (ink_value - bg), 0, 1)
+    ink, _ = _ink(sub, bg)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+    for i in range(1, n):
+        if stats[i][3] > 2.5 * text_height or stats[i][2] > 8 * text_height:
+            level[labels == i] = 0
+    page = np.rint(255 * (1 - level)).astype(np.uint8)
+    factor = float(np.clip(30.0 / max(text_height, 1.0), 1.0, 4.0))
+    if factor > 1.01:
+        page = cv2.resize(page, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    return page
+
+
+def _weigh(bar: ScaleBar | None, printed: Printed | None, width: int,
+           box: tuple[int, int, int, int]) -> tuple[ScaleBar | None, list[Text]]:
+    """The scale from the bar and the printed value, each with its own confidence, cross-checked:
+    agreeing (within 8 %: instruments round their bars by up to 6 %), the printed value is used, more
+    precise than a bar; disagreeing, the printed width is used but must be confirmed, while a printed
+    pixel size gives way to the bar (it may describe the acquisition before downsampling)."""
+    if printed is None:
+        return bar, []
+    kind = printed.kind
+    if bar is None:  # nothing to check it against: OCR'd digits alone are asked about
+        sure = min(ASK_BELOW - 0.01, 0.5 + 0.4 * printed.confidence)
+        return ScaleBar(printed.nm_per_px, printed.nm_per_px * width, float(width), printed.text,
+                        round(sure, 3), box, None, kind, printed.text, width), []
+    off = abs(bar.nm_per_px / printed.nm_per_px - 1)
+    for power in (-3, -2, -1, 1, 2, 3):  # a lost or misplaced decimal point: the digits still agree
+        if off > 0.08 and abs(bar.nm_per_px / printed.shifted(power).nm_per_px - 1) <= 0.08:
+            printed = printed.shifted(power)
+            off = abs(bar.nm_per_px / printed.nm_per_px - 1)
+    values = {"bar": bar.nm_per_px, "label": bar.label, "length": bar.length_px, "printed": printed.nm_per_px,
+              "printed_text": printed.text}
+    if off <= 0.08:
+        notes = [] if off < 0.005 else [N_(
+            "The scale bar says {bar:.4g} nm/px ({label} = {length:.1f} px), the printed {printed_text} "
+            "{printed:.4g} nm/px: using the printed value.", **values)]
+        sure = max(bar.confidence, printed.confidence, 0.9)  # two sources agree
+        return replace(bar, nm_per_px=printed.nm_per_px, confidence=round(sure, 3), source=kind,
+                       printed=printed.text, image_width=width, bar_nm_per_px=bar.nm_per_px), notes
+    notes = [N_("The scale bar says {bar:.4g} nm/px ({label} = {length:.1f} px) but the printed "
+                "{printed_text} gives {printed:.4g} nm/px: they disagree, please check the scale.", **values)]
+    if kind == "pixel":
+        return replace(bar, confidence=min(bar.confidence, 0.6)), notes
+    return replace(bar, nm_per_px=printed.nm_per_px, confidence=0.5, source=kind, printed=printed.text,
+                   image_width=width, bar_nm_per_px=bar.nm_per_px), notes
+
+
 @contextmanager
 def _tesseract_single_threaded() -> Iterator[None]:
     """OMP_THREAD_LIMIT=1 for the Tesseract child only (small pages: its threads only contend).
@@ -637,7 +708,7 @@ def _overlay_bar(grey: np.ndarray, skip: list[Region]) -> tuple[_Bar, Region, li
         n, _, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
         _, whole, whole_stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         for x, y, bw, bh, area in (tuple(int(v) for v in st) for st in stats[1:]):
-            if bh > max(4, 0.03 * h) or bw < 5 * bh or bw > 0.6 * w or area < 0.9 * bw * bh:
+            if bh > max(4, 0.03 * h) or bw < 7 * bh or bw > 0.6 * w or area < 0.9 * bw * bh:
                 continue
             _, _, cw, ch, _ = whole_stats[whole[y, x + bw // 2]]
             if cw < 3 * ch:  # a letter's stroke (E, A, 2) or a bright streak's part: not a long bar
@@ -680,10 +751,16 @@ def _stands_out(grey: np.ndarray, box: tuple[int, int, int, int], ink_value: int
     x, y, bw, bh = box
     h = grey.shape[0]
     inside = grey[y : y + bh, x : x + bw].astype(np.float64)
-    rows = [r for r in (y - 3, y + bh + 2) if 0 <= r < h]
-    if np.percentile(inside, 90) - np.percentile(inside, 10) > 30 or not rows:  # its ends may be soft
+    rows = [y - 3, y + bh + 2]
+    if rows[0] < 0 or rows[1] >= h:  # a line along the image's edge: a frame, not a bar
+        return False
+    if np.percentile(inside, 90) - np.percentile(inside, 10) > 30:  # its ends may be soft
         return False
     around = grey[rows, x : x + bw].astype(np.float64)
+    # one flat side and one textured: the border of a box or inset, not a bar drawn over the image
+    flat = [float(np.percentile(r, 90) - np.percentile(r, 10)) <= 10 for r in around]
+    if flat[0] != flat[1]:
+        return False
     return float(np.abs(around - ink_value).mean()) >= 70
 
 
@@ -711,30 +788,41 @@ def analyse_many(images: list[np.ndarray], *, read_label: bool = True) -> list[I
     prepared = [_prepare(image) for image in images]
     ocr = read_label and any(bar is not None for _, _, bar, _ in prepared) and tesseract_available()
     pages, owners = [], []
-    for k, (_, grey, bar, boxes) in enumerate(prepared):
+    for k, (result, grey, bar, boxes) in enumerate(prepared):
         if ocr and bar is not None:
             for box in boxes:
                 pages.append(_line_page(grey, box, bar))
                 owners.append((k, box))
+        band = next((r for r in result.regions if r.kind == "info_bar"), None)
+        if ocr and band is not None:  # the printed field width, whether or not a bar was found
+            pages.append(_band_page(grey, band, bar.text_height if bar is not None else 12.0))
+            owners.append((k, None))
     texts = ocr_lines(pages) if pages else []
     read: dict[int, list] = {}
+    printed: dict[int, Printed | None] = {}
     for (k, box), words in zip(owners, texts, strict=True):
-        read.setdefault(k, []).append((box, words))
+        if box is None:
+            printed[k] = read_printed(words, prepared[k][1].shape[1])
+        else:
+            read.setdefault(k, []).append((box, words))
     out = []
-    for k, (result, _, bar, _) in enumerate(prepared):
-        if bar is not None and read_label:
-            if not ocr:
+    for k, (result, grey, bar, _) in enumerate(prepared):
+        if bar is not None and read_label and not ocr:
+            result.notes.append(N_(
+                "A scale bar of {length:.1f} px was found, but its label cannot be read here: the "
+                "tesseract-ocr program is not installed.", length=bar.length_px,
+            ))
+        elif read_label and ocr:
+            scale = _scale_from(bar, read.get(k, [])) if bar is not None else None
+            if bar is not None and scale is None:
                 result.notes.append(N_(
-                    "A scale bar of {length:.1f} px was found, but its label cannot be read here: the "
-                    "tesseract-ocr program is not installed.", length=bar.length_px,
+                    "A scale bar of {length:.1f} px was found, but its label was not read.",
+                    length=bar.length_px,
                 ))
-            else:
-                result.scale = _scale_from(bar, read.get(k, []))
-                if result.scale is None:
-                    result.notes.append(N_(
-                        "A scale bar of {length:.1f} px was found, but its label was not read.",
-                        length=bar.length_px,
-                    ))
+            band = next((r for r in result.regions if r.kind == "info_bar"), None)
+            box = (band.x0, band.y0, band.x1, band.y1) if band is not None else (0, 0, 0, 0)
+            result.scale, notes = _weigh(scale, printed.get(k), grey.shape[1], box)
+            result.notes.extend(notes)
         out.append(result)
     return out
 

@@ -33,6 +33,10 @@ def _unit(text: str) -> tuple[str, bool] | None:
         return exact[t], True
     if t in ("nrn", "rim", "nn"):
         return "nm", False
+    if t.endswith("rn"):  # "rn" is how a small m often reads: "urn" = µm
+        t = t[:-2] + "m"
+    if t == "mm":
+        return "mm", False
     if t.endswith("m") and t[:-1] in _MICRO_READS:
         return "µm", False
     return None

@@ -11,7 +11,7 @@ version) sets differently.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from imaging.labels import UNITS_NM, Word, parse_label
 
@@ -23,9 +23,21 @@ _KEYS = {"hfw": "width", "width": "width", "fov": "width", "vf": "width", "view 
 @dataclass(frozen=True)
 class Printed:
     nm_per_px: float
-    text: str  # as printed, normalised: "HFW 1.73 mm"
+    name: str  # "HFW", "Width", "Pixel size"
+    value: float
+    unit: str
     kind: str  # "width" | "pixel"
     confidence: float  # the OCR's, 0..1
+
+    @property
+    def text(self) -> str:
+        """As printed, normalised: "HFW 1.73 mm"."""
+        return f"{self.name} {self.value:g} {self.unit}"
+
+    def shifted(self, power: int) -> Printed:
+        """The value with its decimal point moved (OCR loses small points: "1.73" read "173")."""
+        value = float(f"{self.value * 10.0**power:.6g}")
+        return replace(self, nm_per_px=self.nm_per_px * 10.0**power, value=value)
 
 
 def _same_line(a: Word, b: Word) -> bool:
@@ -86,5 +98,5 @@ def read_printed(words: list[Word], image_width: int) -> Printed | None:
             value, unit, conf = got
             nm = value * UNITS_NM[unit] / (image_width if kind == "width" else 1)
             label = name.upper() if name in ("hfw", "fov", "vf") else name.capitalize()
-            return Printed(nm, f"{label} {value:g} {unit}", kind, min(conf, key.conf))
+            return Printed(nm, label, value, unit, kind, min(conf, key.conf))
     return None
