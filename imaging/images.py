@@ -464,8 +464,8 @@ def apply_info_bar(loaded: LoadedImage) -> None:
                                    "please check it).", **values))
     elif abs(scale.nm_per_px - loaded.nm_per_px) > 0.02 * loaded.nm_per_px:
         loaded.notes.append(N_(
-            "The scale bar reads {bar:.4g} nm/px ({label} = {length:.1f} px); the file's own {own:.4g} nm/px "
-            "is used.", bar=scale.nm_per_px, label=scale.label, length=scale.length_px, own=loaded.nm_per_px,
+            "The image's own text gives {pixels:.4g} nm/px ({source}); the file's metadata {own:.4g} nm/px "
+            "is used.", pixels=scale.nm_per_px, source=scale.source_text(), own=loaded.nm_per_px,
         ))
 
 

@@ -135,7 +135,7 @@ def test_the_files_own_scale_wins_over_the_bar():
     tifffile.imwrite(buf, drawn.image, imagej=True, resolution=(250, 250), metadata={"unit": "um"})
     loaded = read(buf.getvalue(), "sem.tif")
     assert loaded.nm_per_px == pytest.approx(4.0) and "ImageJ" in str(loaded.scale_source)
-    assert loaded.excluded and any("scale bar reads" in n for n in map(str, loaded.notes))
+    assert loaded.excluded and any("the file's metadata 4 nm/px is used" in n for n in map(str, loaded.notes))
 
 
 def test_without_tesseract_the_bar_is_still_left_out(monkeypatch):
