@@ -710,8 +710,11 @@ def _overlay_bar(grey: np.ndarray, skip: list[Region]) -> tuple[_Bar, Region, li
         for x, y, bw, bh, area in (tuple(int(v) for v in st) for st in stats[1:]):
             if bh > max(4, 0.03 * h) or bw < 7 * bh or bw > 0.6 * w or area < 0.9 * bw * bh:
                 continue
-            _, _, cw, ch, _ = whole_stats[whole[y, x + bw // 2]]
-            if cw < 3 * ch:  # a letter's stroke (E, A, 2) or a bright streak's part: not a long bar
+            _, _, cw, ch, c_area = whole_stats[whole[y, x + bw // 2]]
+            # a letter's stroke (E, A, 2), a streak or a particle's edge: the bar is most of its shape
+            if cw < 3 * ch or c_area - area > 0.5 * area:
+                continue
+            if not _square_ends(opened[y : y + bh, x : x + bw]):
                 continue
             if not _stands_out(grey, (x, y, bw, bh), ink_value):
                 continue
@@ -743,6 +746,14 @@ def _overlay_bar(grey: np.ndarray, skip: list[Region]) -> tuple[_Bar, Region, li
         if near:
             return bar, region, near[:4]
     return None
+
+
+def _square_ends(rows: np.ndarray) -> bool:
+    """Every row of a drawn bar starts and ends in the same column (a rod's ends are round)."""
+    filled = rows.astype(bool)
+    starts = filled.argmax(axis=1)
+    ends = filled.shape[1] - filled[:, ::-1].argmax(axis=1)
+    return int(np.ptp(starts)) <= 2 and int(np.ptp(ends)) <= 2
 
 
 def _stands_out(grey: np.ndarray, box: tuple[int, int, int, int], ink_value: int) -> bool:
