@@ -79,7 +79,7 @@ def test_scale_bar_read_on_a_few_images():
 
 def test_read_image_takes_the_bars_scale_and_says_so():
     need_tesseract()
-    drawn = draw_case(Case(value=200, unit="nm", nm_per_px=7.34, layout="box", seed=1))
+    drawn = draw_case(Case(value=200, unit="nm", nm_per_px=7.34, layout="above", seed=1))
     loaded = read(png(drawn.image), "sem.png")
     assert loaded.nm_per_px == pytest.approx(drawn.nm_per_px, rel=0.01)
     assert loaded.scale_bar.source == "bar"
@@ -96,7 +96,7 @@ def test_a_printed_field_width_is_used_when_the_bar_agrees():
     """The data bar prints "HFW 4.7 µm" (the drawn scale over 640 px, 3 digits): more precise than a
     27 px bar, and the bar agrees with it, so the width is used, named, and the reading is sure."""
     need_tesseract()
-    drawn = draw_case(Case(value=200, unit="nm", nm_per_px=7.34, layout="above", seed=1))
+    drawn = draw_case(Case(value=200, unit="nm", nm_per_px=7.34, layout="above", seed=1, hfw=True))
     loaded = read(png(drawn.image), "sem.png")
     assert str(loaded.scale_source) == "the printed field width: HFW 4.7 µm over 640 px"
     assert loaded.nm_per_px == pytest.approx(4700 / 640)

@@ -48,11 +48,9 @@ def test_inspect_shows_each_files_scale(files):
     first = out.splitlines()[0]
     nm = float(first.split("scale ")[1].split(" nm/px")[0])
     assert nm == pytest.approx(drawn.nm_per_px, rel=0.01)
-    # the data bar prints its field width (HFW 4.7 µm): more precise than the bar, and named
-    assert "from the printed field width: HFW 4.7 µm over 640 px" in first
-    assert "info bar" in first and "left out" in first
+    assert "from the scale bar: 200 nm = " in first and "info bar" in first and "left out" in first
     russian = run("inspect", folder / "sem.tif", "--lang", "ru").output.splitlines()
-    assert "источник: напечатанная ширина поля: HFW 4.7 µm на 640 пикс." in russian[0], russian
+    assert "источник: масштабная линейка: 200 nm = " in russian[0], russian
     assert "не анализируется: информационная полоса x 0.." in russian[0], russian
     assert russian[1].startswith("примечание: Найдена информационная полоса"), russian
     out = run("inspect", folder / "tem.dm4", "--lang", "ru").output
@@ -73,7 +71,7 @@ def test_predict_uses_the_scale_and_finds_nothing_on_the_bar(files, monkeypatch)
                  "--threshold", "0.1")
     assert result.exit_code == 0, result.output
     assert "tem.dm4: scale 0.52 nm/px from the DM4 file's calibration" in result.output
-    assert "sem.tif: scale " in result.output and "from the printed field width: HFW 4.7 µm" in result.output
+    assert "sem.tif: scale " in result.output and "from the scale bar: 200 nm" in result.output
 
     tem = json.loads((out_dir / "tem_summary.json").read_text())
     assert tem["nm_per_px"] == pytest.approx(DM_NM) and tem["n_objects"] == 12
