@@ -798,7 +798,7 @@ def analyse_many(images: list[np.ndarray], *, read_label: bool = True) -> list[I
     """analyse() over several images with one Tesseract run for all their labels."""
     prepared = [_prepare(image) for image in images]
     ocr = read_label and any(bar is not None for _, _, bar, _ in prepared) and tesseract_available()
-    pages, owners = [], []
+    pages, owners, bands, band_owners = [], [], [], []
     for k, (result, grey, bar, boxes) in enumerate(prepared):
         if ocr and bar is not None:
             for box in boxes:
@@ -806,16 +806,14 @@ def analyse_many(images: list[np.ndarray], *, read_label: bool = True) -> list[I
                 owners.append((k, box))
         band = next((r for r in result.regions if r.kind == "info_bar"), None)
         if ocr and band is not None:  # the printed field width, whether or not a bar was found
-            pages.append(_band_page(grey, band, bar.text_height if bar is not None else 12.0))
-            owners.append((k, None))
-    texts = ocr_lines(pages) if pages else []
+            bands.append(_band_page(grey, band, bar.text_height if bar is not None else 12.0))
+            band_owners.append(k)
     read: dict[int, list] = {}
-    printed: dict[int, Printed | None] = {}
-    for (k, box), words in zip(owners, texts, strict=True):
-        if box is None:
-            printed[k] = read_printed(words, prepared[k][1].shape[1])
-        else:
-            read.setdefault(k, []).append((box, words))
+    for (k, box), words in zip(owners, ocr_lines(pages), strict=True):
+        read.setdefault(k, []).append((box, words))
+    # a run of its own: wide many-line pages stacked with the label lines changed how small labels read
+    printed = {k: read_printed(words, prepared[k][1].shape[1])
+               for k, words in zip(band_owners, ocr_lines(bands), strict=True)}
     out = []
     for k, (result, grey, bar, _) in enumerate(prepared):
         if bar is not None and read_label and not ocr:
