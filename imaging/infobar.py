@@ -179,8 +179,10 @@ def _bands(grey: np.ndarray) -> list[Region]:
     frac, mode = _row_flatness(grey, tol=3)
     typical = float(np.median(frac[int(0.3 * h) : int(0.7 * h) + 1]))  # the micrograph's rows
     band_row = (frac >= 0.5) | ((frac >= 0.3) & (frac >= typical + 0.1))
-    # between row y and y+1: the share of columns that change sharply (a straight edge across the image)
-    step = (np.abs(np.diff(grey.astype(np.int16), axis=0)) > 20).mean(axis=1)
+    # between row y and y+1 (and y+2: an edge a resized figure softened over a row): the share of
+    # columns that change sharply, a straight edge across the image
+    g = grey.astype(np.int16)
+    step = ((np.abs(np.diff(g, axis=0)) > 20).mean(axis=1), (np.abs(g[2:] - g[:-2]) > 20).mean(axis=1))
     max_gap = max(3, h // 100)
     out = []
     for edge in ("bottom", "top"):
@@ -195,7 +197,8 @@ def _bands(grey: np.ndarray) -> list[Region]:
 
 
 def _band_from(order: list[int], frac: np.ndarray, mode: np.ndarray, band_row: np.ndarray,
-               step: np.ndarray, edge: str, max_gap: int, h: int) -> tuple[int, int] | None:
+               step: tuple[np.ndarray, np.ndarray], edge: str, max_gap: int,
+               h: int) -> tuple[int, int] | None:
     """[y0, y1) of the band scanned from the image's edge (`order`: rows from the edge inwards)."""
     for skip in range(0, int(0.06 * h) + 1):  # the strip between the image's edge and the band
         if not band_row[order[skip]] or (skip and not _sharp(order[skip - 1], order[skip], step)):
@@ -204,7 +207,9 @@ def _band_from(order: list[int], frac: np.ndarray, mode: np.ndarray, band_row: n
         ends, gap = [], 0  # rows where the band may end: a rule, or a sharp edge beyond
         for k in range(skip, int(0.45 * h)):
             r = order[k]
-            if not band_row[r]:
+            # a row of large text is not flat, but its commonest grey is still the band's
+            same_grey = bool(modes) and frac[r] >= 0.25 and abs(int(mode[r]) - _common(modes)) <= 4
+            if not (band_row[r] or same_grey):
                 gap += 1
                 if gap > max_gap:
                     break
@@ -215,7 +220,8 @@ def _band_from(order: list[int], frac: np.ndarray, mode: np.ndarray, band_row: n
             beyond = order[k + 1] if k + 1 < len(order) else r
             # the band's inner edge row is one grey across the width (boxes and labels on a flat
             # micrograph cover part of it only), and the image beyond it changes along a straight line
-            if tall_enough and (rule or (frac[r] >= 0.85 and _sharp(r, beyond, step))):
+            flat_edge = max(frac[order[j]] for j in range(max(skip, k - 2), k + 1))  # the edge's rows
+            if tall_enough and (rule or (flat_edge >= 0.75 and _sharp(r, beyond, step))):
                 ends.append(r)
             if frac[r] >= 0.5:
                 modes.append(int(mode[r]))
@@ -226,9 +232,12 @@ def _band_from(order: list[int], frac: np.ndarray, mode: np.ndarray, band_row: n
     return None
 
 
-def _sharp(a: int, b: int, step: np.ndarray) -> bool:
-    """Rows a and b (neighbours) differ along a straight edge across most of the image."""
-    return float(step[min(a, b)]) >= 0.4
+def _sharp(a: int, b: int, step: tuple[np.ndarray, np.ndarray]) -> bool:
+    """Row a and its neighbour b differ along a straight edge across most of the image, or row a and
+    the row after b do (an edge a resized figure softened over one row)."""
+    one, two = step
+    far = 2 * b - a
+    return float(one[min(a, b)]) >= 0.4 or (0 <= min(a, far) < len(two) and float(two[min(a, far)]) >= 0.4)
 
 
 def _common(values: list[int]) -> int:
