@@ -647,13 +647,13 @@ def ocr_lines(lines: list[np.ndarray]) -> list[list[Word]]:
 
 
 def _scale_from(bar: _Bar, candidates: list[tuple[tuple[int, int, int, int], list]]) -> ScaleBar | None:
-    """The scale from the first candidate line (nearest the bar first) that holds a label."""
-    for box, words in candidates:
-        parsed = find_label(words)
-        if parsed is None:
-            continue
+    """The scale from the first candidate line (nearest the bar first) that holds a label with a
+    value bars are labelled with, else the first that holds one at all."""
+    labelled = [(box, got) for box, words in candidates
+                if (got := find_label(words)) is not None and got[0] > 0]
+    for box, parsed in sorted(labelled, key=lambda bp: not nice(bp[1][0]))[:1]:  # stable: nearest first
         value, unit, exact, conf = parsed
-        if value <= 0 or bar.length_px <= 0:
+        if bar.length_px <= 0:
             continue
         length_nm = value * UNITS_NM[unit]
         nm = length_nm / bar.length_px

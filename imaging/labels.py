@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from typing import NamedTuple
 
 UNITS_NM = {"nm": 1.0, "µm": 1e3, "mm": 1e6, "Å": 0.1}
@@ -51,9 +52,16 @@ def nice(value: float) -> bool:
 
 
 def find_label(words: list[Word]) -> tuple[float, str, bool, float] | None:
-    """(value, unit, read exactly, confidence) of the first scale-bar label among a line's words:
-    one word ("300um") or two ("300", "um"). A value after "=" or ":" is another field's (WD = 2.8 mm,
-    Aperture Size = 30.00 µm), never the bar's."""
+    """(value, unit, read exactly, confidence) of the scale-bar label among a line's words: one word
+    ("300um") or two ("300", "um"), the first with a value bars are labelled with (1, 2, 2.5, 5 ...
+    x 10^k) or else the first at all. A value after "=" or ":" is another field's (WD = 2.8 mm,
+    Aperture Size = 30.00 µm), never the bar's; so is Hitachi's unnamed working distance "14.9mm"
+    beside a "2.00um" bar, which the nice value tells apart."""
+    found = list(_labels(words))
+    return next((f for f in found if nice(f[0])), found[0] if found else None)
+
+
+def _labels(words: list[Word]) -> Iterator[tuple[float, str, bool, float]]:
     for k in range(len(words)):
         before = words[k - 1][0] if k else ""
         if before.endswith(("=", ":")) or words[k][0].startswith(("=", ":")) or "=" in words[k][0]:
@@ -64,8 +72,8 @@ def find_label(words: list[Word]) -> tuple[float, str, bool, float] | None:
                 continue
             parsed = parse_label(" ".join(g.text for g in group).rstrip(".,;:'\"“”"))
             if parsed is not None:
-                return (*parsed, min(g.conf for g in group))
-    return None
+                yield (*parsed, min(g.conf for g in group))
+                break
 
 
 def parse_label(text: str) -> tuple[float, str, bool] | None:

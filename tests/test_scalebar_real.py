@@ -95,6 +95,24 @@ def test_figure_panels_without_an_info_bar_keep_all_their_pixels(panel: str):
     assert not [r for r in regions if (r.y0 + r.y1) / 2 < h / 2], NO_INFO_BAR[panel]  # their bars are low
 
 
+def test_figure_panels_with_a_data_band_or_a_drawn_bar():
+    """A JEOL data band under a figure panel (black, white text) is left out; a bar drawn over a
+    TEM panel with its label above it is found, left out and read."""
+    need_tesseract()
+    panels = {}
+    for panel in ("21308b3614", "1206963ed7"):
+        found = [DATA / d / "images" / f"{panel}.png" for d in ("emps-dev", "emps-train")]
+        if not any(p.exists() for p in found):
+            need_service("the shared data", f"has no EMPS panel {panel}")
+        panels[panel] = read_image(next(p for p in found if p.exists())).image
+    band, drawn = analyse_many(list(panels.values()))
+    assert [(r.kind, r.y0, r.y1) for r in band.regions] == [("info_bar", 480, 512)]
+    assert [r.kind for r in drawn.regions] == ["scale_bar"]
+    region = drawn.regions[0]
+    assert region.y0 > 400 and region.x0 > 300  # bottom right, where the bar is
+    assert drawn.scale is not None and drawn.scale.label == "1 µm" and drawn.scale.length_px == 116.0
+
+
 def words(*items: tuple[str, int, int]) -> list[Word]:
     """Words (text, x, y) of 10 px high and 8 px a character, OCR confidence 0.9."""
     return [Word(text, 0.9, x, y, 8 * len(text), 10) for text, x, y in items]
@@ -124,6 +142,10 @@ def test_the_label_is_the_bars_value_not_another_fields():
                  ("300um", 150, 0))
     assert find_label(line) == (300.0, "µm", True, 0.9)
     assert find_label(words(("Size", 0, 0), ("=", 40, 0), ("30.00", 60, 0), ("µm", 110, 0))) is None
+    # Hitachi prints its working distance unnamed beside the bar's "2.00um": the bar's value is a nice one
+    hitachi = words(("S-4800", 0, 0), ("3.0kV", 60, 0), ("14.9mm", 110, 0), ("x20.0k", 170, 0),
+                    ("2.00um", 300, 0))
+    assert find_label(hitachi) == (2.0, "µm", True, 0.9)
     assert parse_label("S00 urn") == (500.0, "µm", False)  # FEI's small "500 µm" as Tesseract reads it
     assert parse_label("Tum") == (1.0, "µm", False)
 
