@@ -1,17 +1,16 @@
-"""Info bars and scale bars burned into flattened microscope exports (SEM TIFF/PNG/JPEG).
+"""Info bars and scale bars burned into flattened microscope exports (SEM TIFF/PNG/JPEG) and figure
+panels, found from their pixels alone (no OCR), and the scale they give.
 
-An info bar is a full-width band at the bottom (sometimes the top) of flat background holding text
-and a scale bar; a scale-bar box is a flat rectangle burned into the micrograph holding the bar and
-its label. Both are found from pixel statistics alone (no OCR): rows (or a rectangle) whose pixels
-mostly share one grey value, bordered by the micrograph's texture, holding "ink" of another value.
-They are returned as regions to leave out of recognition and of the area that density and coverage
-are computed over.
+Three kinds of region (docs/microscope-files.md): a full-width data band at the bottom or top, dark
+or white, one band or cells (ended towards the image by a straight full-width edge or rule); a flat
+scale-bar box in a corner; a bar and its label drawn straight over the micrograph. They are returned
+as regions to leave out of recognition and of the area density and coverage are computed over.
 
-The scale: the bar is the widest solid horizontal rectangle of ink in the region; its length is
-measured to a fraction of a pixel (anti-aliased ends count by their coverage); its label ("200 nm",
-"1 µm", "0.5 um") is read by Tesseract OCR (pytesseract + the tesseract-ocr program) from the text
-nearest the bar. The reading carries a confidence in 0..1: below ASK_BELOW a caller should ask the
-user to confirm.
+The scale, from every source the image offers, each with its confidence: the bar (the widest solid
+horizontal rectangle of ink, measured to a fraction of a pixel; a bar split by its label measured end
+to end) over its label read by Tesseract OCR (pytesseract + the tesseract-ocr program); and the field
+width or pixel size the band prints (imaging/printed.py). The two are cross-checked (_weigh). Below
+ASK_BELOW a caller should ask the user to confirm.
 """
 
 from __future__ import annotations
