@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from core.i18n import N_, Text
-from imaging.labels import UNITS_NM, Word, find_label, nice, parse_label  # noqa: F401 - parse_label: API
+from imaging.labels import UNITS_NM, Word, find_label_words, nice, parse_label  # noqa: F401 - parse_label: API
 from imaging.printed import Printed, read_printed
 
 ASK_BELOW = 0.8  # a scale bar reading less sure than this should be confirmed by the user
@@ -610,7 +610,7 @@ def _tesseract_single_threaded() -> Iterator[None]:
         os.environ.pop("OMP_THREAD_LIMIT", None)
 
 
-def ocr_lines(lines: list[np.ndarray]) -> list[list[Word]]:
+def ocr_lines(lines: list[np.ndarray], config: str = "--psm 6") -> list[list[Word]]:
     """The words of each text-line image (boxes in that image), in reading order, by ONE Tesseract run
     over them stacked (starting Tesseract and loading its model costs far more than reading a line)."""
     import pytesseract
@@ -629,7 +629,7 @@ def ocr_lines(lines: list[np.ndarray]) -> list[list[Word]]:
         y += h + gap
     page = np.vstack(rows)
     with _tesseract_single_threaded():
-        data = pytesseract.image_to_data(page, config="--psm 6", output_type=pytesseract.Output.DICT)
+        data = pytesseract.image_to_data(page, config=config, output_type=pytesseract.Output.DICT)
     words: list[list[Word]] = [[] for _ in lines]
     for k, text in enumerate(data["text"]):
         text = (text or "").strip()
@@ -647,10 +647,11 @@ def ocr_lines(lines: list[np.ndarray]) -> list[list[Word]]:
 
 def _scale_from(bar: _Bar, candidates: list[tuple[tuple[int, int, int, int], list]]) -> ScaleBar | None:
     """The scale from the first candidate line (nearest the bar first) that holds a label with a
-    value bars are labelled with, else the first that holds one at all."""
+    value bars are labelled with, else the first that holds one at all. Its label_box is the label's
+    own words, in image pixels (to read them again on their own)."""
     labelled = [(box, got) for box, words in candidates
-                if (got := find_label(words)) is not None and got[0] > 0]
-    for box, parsed in sorted(labelled, key=lambda bp: not nice(bp[1][0]))[:1]:  # stable: nearest first
+                if (got := find_label_words(words)) is not None and got[0][0] > 0]
+    for box, (parsed, group) in sorted(labelled, key=lambda bp: not nice(bp[1][0][0]))[:1]:  # stable
         value, unit, exact, conf = parsed
         if bar.length_px <= 0:
             continue
@@ -665,8 +666,41 @@ def _scale_from(bar: _Bar, candidates: list[tuple[tuple[int, int, int, int], lis
         confidence *= 1.0 if 0.005 <= nm <= 5000 else 0.3
         label = f"{value:g} {unit}"
         return ScaleBar(nm, length_nm, bar.length_px, label, round(confidence, 3),
-                        (bar.x0, bar.y0, bar.x1, bar.y1), box)
+                        (bar.x0, bar.y0, bar.x1, bar.y1), _words_box(box, group))
     return None
+
+
+def _words_box(line: tuple[int, int, int, int], group: list[Word]) -> tuple[int, int, int, int]:
+    """The box of some of a line's words in image pixels (their boxes are in _line_page's page)."""
+    x0, y0, x1, y1 = line
+    if not group or not any(w.w for w in group):
+        return line
+    factor = float(np.clip(36.0 / max(y1 - y0, 1), 1.0, 6.0))
+    if factor <= 1.01:
+        factor = 1.0
+    left = min(w.x for w in group) / factor
+    right = max(w.x + w.w for w in group) / factor
+    return (max(x0, int(x0 - 1 + left) - 2), y0, min(x1, int(np.ceil(x0 - 1 + right)) + 2), y1)
+
+
+def _read_again(prepared: list, scales: dict[int, ScaleBar]) -> None:
+    """Unsure bar readings: their label's own words read once more on their own, as one line (in a
+    long line of fields Tesseract is less sure of each word). The same value read again makes the
+    reading surer; another, less sure. Restricting the characters (tessedit_char_whitelist) made
+    Tesseract's LSTM model read "100 um" as "100um" at confidence 0 and "1 um" as "1m": not used."""
+    todo = [(k, s) for k, s in scales.items() if s.confidence < ASK_BELOW and s.label_box is not None]
+    if not todo:
+        return
+    pages = [_line_page(prepared[k][1], s.label_box, prepared[k][2]) for k, s in todo]
+    again = ocr_lines(pages, config="--psm 7")
+    for (k, first), words in zip(todo, again, strict=True):
+        second = _scale_from(prepared[k][2], [(first.label_box, words)])
+        if second is None:
+            continue
+        if second.label == first.label:
+            scales[k] = replace(first, confidence=max(first.confidence, second.confidence))
+        else:
+            scales[k] = replace(first, confidence=round(min(first.confidence, 0.5), 3))
 
 
 # ------------------------------------------------------------------ entry points
@@ -822,6 +856,9 @@ def analyse_many(images: list[np.ndarray], *, read_label: bool = True) -> list[I
     # a run of its own: wide many-line pages stacked with the label lines changed how small labels read
     printed = {k: read_printed(words, prepared[k][1].shape[1])
                for k, words in zip(band_owners, ocr_lines(bands), strict=True)}
+    scales = {k: got for k, (_, _, bar, _) in enumerate(prepared)
+              if bar is not None and ocr and (got := _scale_from(bar, read.get(k, []))) is not None}
+    _read_again(prepared, scales)
     out = []
     for k, (result, grey, bar, _) in enumerate(prepared):
         if bar is not None and read_label and not ocr:
@@ -830,7 +867,7 @@ def analyse_many(images: list[np.ndarray], *, read_label: bool = True) -> list[I
                 "tesseract-ocr program is not installed.", length=bar.length_px,
             ))
         elif read_label and ocr:
-            scale = _scale_from(bar, read.get(k, [])) if bar is not None else None
+            scale = scales.get(k)
             if bar is not None and scale is None:
                 result.notes.append(N_(
                     "A scale bar of {length:.1f} px was found, but its label was not read.",

@@ -57,11 +57,17 @@ def find_label(words: list[Word]) -> tuple[float, str, bool, float] | None:
     x 10^k) or else the first at all. A value after "=" or ":" is another field's (WD = 2.8 mm,
     Aperture Size = 30.00 µm), never the bar's; so is Hitachi's unnamed working distance "14.9mm"
     beside a "2.00um" bar, which the nice value tells apart."""
+    got = find_label_words(words)
+    return got[0] if got else None
+
+
+def find_label_words(words: list[Word]) -> tuple[tuple[float, str, bool, float], list[Word]] | None:
+    """find_label() and the words it read the label from."""
     found = list(_labels(words))
-    return next((f for f in found if nice(f[0])), found[0] if found else None)
+    return next((f for f in found if nice(f[0][0])), found[0] if found else None)
 
 
-def _labels(words: list[Word]) -> Iterator[tuple[float, str, bool, float]]:
+def _labels(words: list[Word]) -> Iterator[tuple[tuple[float, str, bool, float], list[Word]]]:
     for k in range(len(words)):
         before = words[k - 1][0] if k else ""
         if before.endswith(("=", ":")) or words[k][0].startswith(("=", ":")) or "=" in words[k][0]:
@@ -72,7 +78,7 @@ def _labels(words: list[Word]) -> Iterator[tuple[float, str, bool, float]]:
                 continue
             parsed = parse_label(" ".join(g.text for g in group).rstrip(".,;:'\"“”"))
             if parsed is not None:
-                yield (*parsed, min(g.conf for g in group))
+                yield (*parsed, min(g.conf for g in group)), group
                 break
 
 

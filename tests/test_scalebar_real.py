@@ -42,21 +42,23 @@ def test_real_micrographs_read_from_their_pixels_alone():
     wrong beyond 5 % without being asked about, the bar left out of recognition on every one."""
     need_tesseract()
     rows = truth()
-    images = [read_image(SCALEBARS / "images" / r["file"]).image for r in rows]
-    pixels = [read_image(encode_png(im), name="export.png").image for im in images]  # no tag survives
-    results = analyse_many(pixels)
-    within = 0
-    for row, result in zip(rows, results, strict=True):
+    within = asked = 0
+    for row in rows:  # one by one, as an upload is read
+        image = read_image(SCALEBARS / "images" / row["file"]).image
+        loaded = read_image(encode_png(image), name="export.png", info_bar=True)  # no tag survives
         x0, x1 = int(row["bar_x0"]), int(row["bar_x1"])
         y0 = int(row["bar_rows"].split("-")[0])
-        assert any(r.x0 <= x0 and x1 < r.x1 and r.y0 <= y0 < r.y1 for r in result.regions), row["file"]
-        scale = result.scale
-        if scale is None:
+        assert any(r.x0 <= x0 and x1 < r.x1 and r.y0 <= y0 < r.y1 for r in loaded.excluded), row["file"]
+        if loaded.nm_per_px is None:
             continue
-        error = abs(scale.nm_per_px / float(row["nm_per_px"]) - 1)
+        error = abs(loaded.nm_per_px / float(row["nm_per_px"]) - 1)
         within += error <= 0.05
-        assert error <= 0.05 or scale.confidence < ASK_BELOW, (row["file"], scale)
+        asked += loaded.scale_confidence < ASK_BELOW
+        assert error <= 0.05 or loaded.scale_confidence < ASK_BELOW, (row["file"], loaded.scale_source)
     assert within >= len(rows) - 1
+    # right readings are not asked about without cause: only the 18 px bar and a "1 um" OCR is unsure
+    # of (the Hitachi labels, unsure in their line of fields, are sure read again on their own)
+    assert asked <= 3
 
 
 def test_the_files_own_metadata_tescan_zeiss_downsampled_and_lzw():
