@@ -209,6 +209,31 @@ def _tiff_scale(tif, page, notes: list[Text]) -> tuple[float | None, Text | None
     return None, None
 
 
+def _rsciio_tiff_scale(data: bytes, notes: list[Text]) -> tuple[float | None, Text | None]:
+    """The pixel size RosettaSciIO's TIFF reader finds in the vendor tags segbot does not parse
+    itself (JEOL SightX, Olympus SIS, TVIPS, Hamamatsu, DM-written TIFF). Resolution tags alone it
+    leaves alone (a print's dpi is no microscope's scale), so a length here is a vendor's."""
+    import tempfile
+
+    try:
+        import rsciio.tiff as rsciio_tiff
+
+        with tempfile.NamedTemporaryFile(suffix=".tif") as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tmp.write(data)
+            tmp.flush()
+            axes = rsciio_tiff.file_reader(tmp.name, lazy=True)[0]["axes"]
+    except Exception:  # noqa: BLE001 - a vendor tag the reader chokes on: just no scale
+        return None, None
+    x_axis = max(axes, key=lambda a: int(a.get("index_in_array", 0)))  # the columns
+    factor = unit_factor(str(x_axis.get("units") or ""))
+    value = float(x_axis.get("scale") or 0)
+    if not factor or not 0 < value * factor < 1e9 or value == 1.0 and x_axis.get("units") in (None, ""):
+        return None, None
+    notes.append(N_("Scale read from the TIFF's vendor metadata (RosettaSciIO)."))
+    return float(f"{value * factor:.6g}"), N_("the TIFF's vendor metadata (RosettaSciIO)")
+
+
 def _read_tiff(
     data: bytes, name: str | Text, max_pixels: int, notes: list[Text]
 ) -> tuple[np.ndarray, float | None, Text | None]:
@@ -235,6 +260,8 @@ def _read_tiff(
             except ValueError:  # a codec tifffile leaves to imagecodecs (LZW, JPEG): Pillow has them
                 array = _read_pillow(data, name, max_pixels)
             scale, source = _tiff_scale(tif, page, notes)
+        if scale is None:
+            scale, source = _rsciio_tiff_scale(data, notes)
     except (TooManyPixels, ImageUndecodable):
         raise
     except Exception as error:  # noqa: BLE001 - tifffile raises many kinds on corrupt input

@@ -74,6 +74,26 @@ def test_the_files_own_metadata_tescan_zeiss_downsampled_and_lzw():
     assert lzw.image.shape == (699, 1024, 3) and lzw.image.std() > 10
 
 
+def test_a_vendor_tag_segbot_does_not_parse_is_read_through_rosettasciio(tmp_path: Path):
+    """A JEOL SightX TEM TIFF: its magnification and the detector's pixel pitch (resolution tags) give
+    0.2 nm/px, as RosettaSciIO reads them; the same resolution tags without the vendor's are a print's
+    dpi and no scale."""
+    import tifffile
+
+    xml = ('<?xml version="1.0"?><TemReporter><Eos><EosMode>eosTEM</EosMode></Eos><IlluminationSystem>'
+           "<ImageField>ifldBright</ImageField></IlluminationSystem><ImageFormingSystem>"
+           "<ImageFormingMode>ifmdMAG</ImageFormingMode><SelectorString>MAG</SelectorString>"
+           "<ModeString>MAG</ModeString><SelectorValue>50000</SelectorValue></ImageFormingSystem></TemReporter>")
+    pixels = (np.random.default_rng(0).random((64, 80)) * 255).astype(np.uint8)
+    jeol, plain = tmp_path / "jeol.tif", tmp_path / "plain.tif"
+    tifffile.imwrite(jeol, pixels, description=xml, metadata=None, resolution=(1000, 1000),
+                     resolutionunit="CENTIMETER", extratags=[(271, "s", 0, "JEOL Ltd.", True)])
+    tifffile.imwrite(plain, pixels, metadata=None, resolution=(1000, 1000), resolutionunit="CENTIMETER")
+    loaded = read_image(jeol)
+    assert loaded.nm_per_px == pytest.approx(0.2) and "RosettaSciIO" in str(loaded.scale_source)
+    assert read_image(plain).nm_per_px is None
+
+
 # panels of journal figures (EMPS) looked at: what the old search, or a too eager one, took for bars
 NO_INFO_BAR = {
     "00655d9628": "a TEM panel, its bar drawn in a corner: a band of 'info bar' at the top and bottom",
