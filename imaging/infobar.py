@@ -740,36 +740,16 @@ def _overlay_bar(grey: np.ndarray, skip: list[Region]) -> tuple[_Bar, Region, li
     """The longest scale bar drawn straight over the micrograph (journal figures, tools): a thin,
     solid, near-white or near-black horizontal bar in the outer third of the image, with text of its
     grey beside it. Returns the bar, the window searched for its label and the label lines."""
-    import cv2
 
     h, w = grey.shape
     found = []
-    for ink_value, mask in ((255, grey >= 215), (0, grey <= 40)):
-        run = max(12, int(0.04 * w))
-        opened = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
-        n, _, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
-        _, whole, whole_stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-        for x, y, bw, bh, area in (tuple(int(v) for v in st) for st in stats[1:]):
-            if bh > max(4, 0.03 * h) or bw < 7 * bh or bw > 0.6 * w or area < 0.9 * bw * bh:
-                continue
-            _, _, cw, ch, c_area = whole_stats[whole[y, x + bw // 2]]
-            # a letter's stroke (E, A, 2), a streak or a particle's edge: the bar is most of its shape
-            if cw < 3 * ch or c_area - area > 0.5 * area:
-                continue
-            if not _square_ends(opened[y : y + bh, x : x + bw]):
-                continue
-            if not _stands_out(grey, (x, y, bw, bh), ink_value):
-                continue
-            if 0.33 * h < y and y + bh < 0.67 * h:  # bars sit in a corner or along an edge
-                continue
-            if any(r.x0 <= x < r.x1 and r.y0 <= y < r.y1 for r in skip):
-                continue
-            # a bar, not the straight edge of a bright (dark) area: its grey stops above and below it
-            above = y >= 2 and mask[y - 2, x : x + bw].mean() > 0.5
-            below = y + bh + 1 < h and mask[y + bh + 1, x : x + bw].mean() > 0.5
-            if above or below:
-                continue
-            found.append((bw, x, y, bh, ink_value))
+    third = h // 3
+    for top in (0, h - third):  # bars sit in a corner or along an edge: the outer thirds only
+        part = grey[top : top + third]
+        for ink_value, mask in ((255, part >= 215), (0, part <= 40)):
+            for bw, x, y, bh in _bar_runs(grey, mask, top, ink_value):
+                if not any(r.x0 <= x < r.x1 and r.y0 <= y + top < r.y1 for r in skip):
+                    found.append((bw, x, y + top, bh, ink_value))
     for bw, x, y, bh, ink_value in sorted(found, reverse=True):
         th = max(8.0, 0.035 * h)
         region = Region(max(0, int(x - 3 * th)), max(0, int(y - 4 * th)), min(w, int(x + bw + 3 * th)),
@@ -788,6 +768,41 @@ def _overlay_bar(grey: np.ndarray, skip: list[Region]) -> tuple[_Bar, Region, li
         if near:
             return bar, region, near[:4]
     return None
+
+
+def _bar_runs(grey: np.ndarray, mask: np.ndarray, top: int,
+              ink_value: int) -> list[tuple[int, int, int, int]]:
+    """(width, x, y in `mask`, height) of the thin solid runs of `mask` (one grey of the image's rows
+    `top`..) that look drawn: long, square-ended, most of their connected shape, one grey
+    unlike the rows around them, their grey stopping above and below them."""
+    import cv2
+
+    h, w = grey.shape
+    run = max(12, int(0.04 * w))
+    opened = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
+    _, _, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    out = []
+    for x, y, bw, bh, area in (tuple(int(v) for v in st) for st in stats[1:]):
+        if bh > max(4, 0.03 * h) or bw < 7 * bh or bw > 0.6 * w or area < 0.9 * bw * bh:
+            continue
+        if not _square_ends(opened[y : y + bh, x : x + bw]):
+            continue
+        # a bar, not the straight edge of a bright (dark) area: its grey stops above and below it
+        above = y >= 2 and mask[y - 2, x : x + bw].mean() > 0.5
+        below = y + bh + 1 < mask.shape[0] and mask[y + bh + 1, x : x + bw].mean() > 0.5
+        if above or below or not _stands_out(grey, (x, y + top, bw, bh), ink_value):
+            continue
+        # a letter's stroke (E, A, 2), a streak or a particle's edge: the bar is most of its shape
+        # (its shape looked at around the bar only: one that runs out of that window is no bar)
+        m = max(3 * bh, 8)
+        wx0, wy0 = max(0, x - bw // 2), max(0, y - m)
+        window = mask[wy0 : y + bh + m, wx0 : x + bw + bw // 2].astype(np.uint8)
+        _, labels, shapes, _ = cv2.connectedComponentsWithStats(window, connectivity=8)
+        _, _, cw, ch, c_area = shapes[labels[y - wy0, x - wx0 + bw // 2]]
+        if cw < 3 * ch or c_area - area > 0.5 * area:
+            continue
+        out.append((bw, x, y, bh))
+    return out
 
 
 def _square_ends(rows: np.ndarray) -> bool:
