@@ -16,6 +16,8 @@ SHARED_WHEELS=${SEGBOT_SHARED_WHEELS:-../shared/wheels}
 log() { printf '[install] %s\n' "$*" >&2; }
 
 "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "segbot needs Python 3.11"'
+# what segbot runs besides Python: tesseract-ocr reads scale-bar labels (the tests add their own)
+bash deploy/system-packages.sh runtime
 [ -x .venv/bin/python ] || { log "creating .venv"; "$PYTHON" -m venv .venv; }
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install --upgrade pip "setuptools>=68,<82" wheel ninja "numpy>=1.26,<3"

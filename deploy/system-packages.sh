@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
-# Debian packages the tests need beyond the Python ones, installed only when missing (so running
-# it again costs a dpkg query). tests/run.sh calls it. Add a package as one line of PACKAGES.
-# Under CI=true a failed install fails the run; elsewhere it warns and the tests that need the
-# package skip.
+# Debian packages beyond the Python ones, installed only when missing (so running it again costs a
+# dpkg query). Add a package as one line of RUNTIME (what segbot itself runs) or TEST_ONLY.
+#
+#   bash deploy/system-packages.sh           all of them (tests/run.sh)
+#   bash deploy/system-packages.sh runtime   what the bot, the workers and `segbot run` use
+#                                            (deploy/install.sh, hence `make setup` and `make demo`)
+#
+# Under CI=true a failed install fails the run; elsewhere it warns: the tests that need the package
+# skip, and without tesseract-ocr scale-bar labels are not read (segbot says so on each image).
 set -euo pipefail
 
-PACKAGES=(
-  tesseract-ocr    # scale-bar labels (imaging/infobar.py, tests/test_infobar.py)
+RUNTIME=(
+  tesseract-ocr    # scale-bar labels and printed field widths (imaging/infobar.py, tests/test_infobar.py)
+)
+TEST_ONLY=(
   chromium         # the Mini App's browser test (tests/test_web_browser.py)
   chromium-driver  # its WebDriver, for selenium
   docker-compose   # a real Compose implementation checks deploy/compose*.yaml (tests/test_ops_deploy.py)
 )
+case "${1:-all}" in
+  runtime) PACKAGES=("${RUNTIME[@]}") ;;
+  all) PACKAGES=("${RUNTIME[@]}" "${TEST_ONLY[@]}") ;;
+  *) echo "usage: $0 [runtime|all]" >&2; exit 2 ;;
+esac
 
 log() { printf '[system-packages] %s\n' "$*" >&2; }
 missing=()
@@ -29,7 +41,7 @@ give_up() {
     log "$* - CI needs ${missing[*]}"
     exit 1
   fi
-  log "warning: $*; the tests that need ${missing[*]} will be skipped"
+  log "warning: $*; the tests that need ${missing[*]} will be skipped (without tesseract-ocr no scale-bar label is read)"
   exit 0
 }
 

@@ -138,6 +138,9 @@ def to_uint8_rgb(array: np.ndarray, notes: list[Text] | None = None) -> np.ndarr
     return np.ascontiguousarray(a)
 
 
+_TESCAN_PIXEL = re.compile(rb"(?:^|[\r\n])PixelSizeX=([0-9.]+(?:[eE][-+]?[0-9]+)?)")
+
+
 def _tiff_scale(tif, page, notes: list[Text]) -> tuple[float | None, Text | None]:
     """(nm per px, where it came from in words) of a TIFF, or (None, None)."""
     # FEI / Thermo Fisher SEM: [Scan] PixelWidth in metres
@@ -151,20 +154,34 @@ def _tiff_scale(tif, page, notes: list[Text]) -> tuple[float | None, Text | None
             if isinstance(value, int | float) and 0 < value < 1e-3:
                 notes.append(N_("Scale read from FEI/Thermo metadata."))
                 return float(value) * 1e9, N_("the TIFF's FEI/Thermo metadata")
-    # Zeiss SEM: ap_image_pixel_size = ('Image Pixel Size', value, unit)
+    # Zeiss SEM: ap_width = ('Width', value, unit), the field of view of the stored image (its pixel
+    # size fields may describe the acquisition before a downsampled store: 5.825 nm for 11.65 nm/px)
     try:
         sem = tif.sem_metadata
     except Exception:  # noqa: BLE001
         sem = None
     if sem:
+        width = sem.get("ap_width")
+        if isinstance(width, tuple | list) and len(width) >= 3 and isinstance(width[1], int | float):
+            factor = unit_factor(str(width[2]))
+            if factor and width[1] > 0 and page.imagewidth:
+                notes.append(N_("Scale read from Zeiss SEM metadata."))
+                return float(width[1]) * factor / int(page.imagewidth), N_("the TIFF's Zeiss SEM metadata")
         entry = sem.get("ap_image_pixel_size") or sem.get("ap_pixel_size")
         if isinstance(entry, tuple | list) and len(entry) >= 3:
             factor = unit_factor(str(entry[2]))
             if factor and isinstance(entry[1], int | float) and entry[1] > 0:
                 notes.append(N_("Scale read from Zeiss SEM metadata."))
                 return float(entry[1]) * factor, N_("the TIFF's Zeiss SEM metadata")
-    # ImageJ: pixels per `unit` in XResolution
     tags = page.tags
+    # TESCAN: tag 50431 holds a thumbnail, then "PixelSizeX=0.000000004537772" (metres) among key=value lines
+    tescan = tags.get(50431)
+    if tescan is not None and isinstance(tescan.value, bytes):
+        found = _TESCAN_PIXEL.search(tescan.value)
+        if found and 0 < float(found.group(1)) < 1e-3:
+            notes.append(N_("Scale read from TESCAN metadata."))
+            return float(found.group(1)) * 1e9, N_("the TIFF's TESCAN metadata")
+    # ImageJ: pixels per `unit` in XResolution
     xres = tags.get("XResolution")
     if xres is None:
         return None, None
@@ -192,6 +209,31 @@ def _tiff_scale(tif, page, notes: list[Text]) -> tuple[float | None, Text | None
     return None, None
 
 
+def _rsciio_tiff_scale(data: bytes, notes: list[Text]) -> tuple[float | None, Text | None]:
+    """The pixel size RosettaSciIO's TIFF reader finds in the vendor tags segbot does not parse
+    itself (JEOL SightX, Olympus SIS, TVIPS, Hamamatsu, DM-written TIFF). Resolution tags alone it
+    leaves alone (a print's dpi is no microscope's scale), so a length here is a vendor's."""
+    import tempfile
+
+    try:
+        import rsciio.tiff as rsciio_tiff
+
+        with tempfile.NamedTemporaryFile(suffix=".tif") as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tmp.write(data)
+            tmp.flush()
+            axes = rsciio_tiff.file_reader(tmp.name, lazy=True)[0]["axes"]
+    except Exception:  # noqa: BLE001 - a vendor tag the reader chokes on: just no scale
+        return None, None
+    x_axis = max(axes, key=lambda a: int(a.get("index_in_array", 0)))  # the columns
+    factor = unit_factor(str(x_axis.get("units") or ""))
+    value = float(x_axis.get("scale") or 0)
+    if not factor or not 0 < value * factor < 1e9 or value == 1.0 and x_axis.get("units") in (None, ""):
+        return None, None
+    notes.append(N_("Scale read from the TIFF's vendor metadata (RosettaSciIO)."))
+    return float(f"{value * factor:.6g}"), N_("the TIFF's vendor metadata (RosettaSciIO)")
+
+
 def _read_tiff(
     data: bytes, name: str | Text, max_pixels: int, notes: list[Text]
 ) -> tuple[np.ndarray, float | None, Text | None]:
@@ -213,8 +255,13 @@ def _read_tiff(
             if len(pages) > 1:
                 notes.append(NP_("Multi-page TIFF ({n} page): only the first page is used.",
                                  "Multi-page TIFF ({n} pages): only the first page is used.", n=len(pages)))
-            array = page.asarray()
+            try:
+                array = page.asarray()
+            except ValueError:  # a codec tifffile leaves to imagecodecs (LZW, JPEG): Pillow has them
+                array = _read_pillow(data, name, max_pixels)
             scale, source = _tiff_scale(tif, page, notes)
+        if scale is None:
+            scale, source = _rsciio_tiff_scale(data, notes)
     except (TooManyPixels, ImageUndecodable):
         raise
     except Exception as error:  # noqa: BLE001 - tifffile raises many kinds on corrupt input
@@ -444,8 +491,8 @@ def apply_info_bar(loaded: LoadedImage) -> None:
                                    "please check it).", **values))
     elif abs(scale.nm_per_px - loaded.nm_per_px) > 0.02 * loaded.nm_per_px:
         loaded.notes.append(N_(
-            "The scale bar reads {bar:.4g} nm/px ({label} = {length:.1f} px); the file's own {own:.4g} nm/px "
-            "is used.", bar=scale.nm_per_px, label=scale.label, length=scale.length_px, own=loaded.nm_per_px,
+            "The image's own text gives {pixels:.4g} nm/px ({source}); the file's metadata {own:.4g} nm/px "
+            "is used.", pixels=scale.nm_per_px, source=scale.source_text(), own=loaded.nm_per_px,
         ))
 
 

@@ -36,6 +36,7 @@ class Case:
     top: bool = False  # info bar at the top instead of the bottom
     seed: int = 0
     jpeg: int | None = None  # JPEG quality, None = lossless
+    hfw: bool = False  # the data bar prints its field width (the true scale x width) as its 4th field
 
     @property
     def label(self) -> str:
@@ -103,7 +104,9 @@ def draw_case(case: Case) -> Drawn:
         _text(draw, (box_w / 2, by - 0.45 * size), case.label, font, ink, anchor="ms")
     else:
         # the usual fields on the left, the scale bar on the right
-        fields = ["HV 15.00 kV", "WD 5.2 mm", "mag 50 000 x", "HFW 3.12 µm"]
+        # the field width as an instrument prints it: the true scale over the image's width, 3 digits
+        hfw = length_nm * SS / bar_ss * w / 1000.0
+        fields = ["HV 15.00 kV", "WD 5.2 mm", "mag 50 000 x", f"HFW {hfw:.3g} µm" if case.hfw else "det TLD"]
         need = bar_ss + (label_w + 2 * size if case.layout == "beside" else size)
         two_columns = font.getlength("mag 50 000 x") + font.getlength("HV 15.00 kV") + 3 * size
         if two_columns + need > box_w:  # no room for a second column of fields beside the bar

@@ -82,6 +82,7 @@ def test_read_image_takes_the_bars_scale_and_says_so():
     drawn = draw_case(Case(value=200, unit="nm", nm_per_px=7.34, layout="above", seed=1))
     loaded = read(png(drawn.image), "sem.png")
     assert loaded.nm_per_px == pytest.approx(drawn.nm_per_px, rel=0.01)
+    assert loaded.scale_bar.source == "bar"
     assert str(loaded.scale_source) == f"the scale bar: 200 nm = {loaded.scale_bar.length_px:.1f} px"
     assert loaded.scale_summary("/scale to change").startswith(f"scale {loaded.nm_per_px:.3g} nm/px from the")
     assert loaded.scale_confidence == loaded.scale_bar.confidence
@@ -89,6 +90,19 @@ def test_read_image_takes_the_bars_scale_and_says_so():
     h, w = drawn.image.shape[:2]
     x0, y0, x1, y1 = drawn.excluded
     assert loaded.analysed_area_px == h * w - (x1 - x0) * (y1 - y0)
+
+
+def test_a_printed_field_width_is_used_when_the_bar_agrees():
+    """The data bar prints "HFW 4.7 µm" (the drawn scale over 640 px, 3 digits): more precise than a
+    27 px bar, and the bar agrees with it, so the width is used, named, and the reading is sure."""
+    need_tesseract()
+    drawn = draw_case(Case(value=200, unit="nm", nm_per_px=7.34, layout="above", seed=1, hfw=True))
+    loaded = read(png(drawn.image), "sem.png")
+    assert str(loaded.scale_source) == "the printed field width: HFW 4.7 µm over 640 px"
+    assert loaded.nm_per_px == pytest.approx(4700 / 640)
+    assert loaded.scale_bar.bar_nm_per_px == pytest.approx(drawn.nm_per_px, rel=0.01)
+    assert loaded.scale_confidence >= 0.9
+    assert [(r.x0, r.y0, r.x1, r.y1) for r in loaded.excluded] == [drawn.excluded]
 
 
 def test_reading_the_bar_leaves_the_environment_as_it_was(monkeypatch):
@@ -121,7 +135,7 @@ def test_the_files_own_scale_wins_over_the_bar():
     tifffile.imwrite(buf, drawn.image, imagej=True, resolution=(250, 250), metadata={"unit": "um"})
     loaded = read(buf.getvalue(), "sem.tif")
     assert loaded.nm_per_px == pytest.approx(4.0) and "ImageJ" in str(loaded.scale_source)
-    assert loaded.excluded and any("scale bar reads" in n for n in map(str, loaded.notes))
+    assert loaded.excluded and any("the file's metadata 4 nm/px is used" in n for n in map(str, loaded.notes))
 
 
 def test_without_tesseract_the_bar_is_still_left_out(monkeypatch):
