@@ -133,6 +133,9 @@ class Cluster:
                 found[item["Key"].removeprefix("segbot/")] = item["Size"]
         return found
 
+    def all_keys(self) -> list[str]:
+        return [f"segbot/{key}" for key in self.bucket_keys()]
+
     def blob(self, sha256: str) -> bytes:
         key = f"segbot/blobs/{sha256[:2]}/{sha256}"
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
@@ -336,6 +339,9 @@ def test_a_host_killed_after_its_checkpoint_resumes_on_the_other(cluster: Cluste
     start = time.monotonic()
     assert c.host(victim).kill_all() > 0  # the worker, its pool process: the machine lost power
     wait_for(lambda: taken_over(c, job.id, survivor), 120, f"{survivor} taking the training over")
+    RECOVERY["kill -> claimed"] = time.monotonic() - start
+    wait_for(lambda: "resumed" in job_row(c, job.id).stage or job_row(c, job.id).state != "running", 120,
+             "the training going on from its checkpoint", every=0.1)
     RECOVERY["kill -> resumed"] = time.monotonic() - start
     check_invariants(c)
     done = job_row(c, job.id)
@@ -343,8 +349,8 @@ def test_a_host_killed_after_its_checkpoint_resumes_on_the_other(cluster: Cluste
     assert done.result["resumed_at"] >= 3, done.result  # from the bucket's checkpoint, not iteration 0
     assert f"job {job.id} resumed at iteration" in c.log(survivor).read_text()
     c.api.wait_reply(carol.id, 0, "Model v1 is ready", timeout=10)
-    print(f"recovery: kill -> resumed on {survivor} {RECOVERY['kill -> resumed']:.1f} s "
-          f"(stale after {STALE_S:.0f} s)")
+    print(f"recovery: kill -> claimed by {survivor} {RECOVERY['kill -> claimed']:.1f} s, -> training "
+          f"resumed {RECOVERY['kill -> resumed']:.1f} s (stale after {STALE_S:.0f} s)")
     c.start_worker(victim, CPUS[victim])  # back for the next scenarios
 
 
@@ -422,3 +428,43 @@ def test_a_host_cut_off_past_the_stale_time_finishes_the_job_once(cluster: Clust
     assert len([m for m in rows(c.db_url, TrainedModel) if m.job_id == job.id]) == 1
     print(f"recovery: cut -> requeued on {survivor} {RECOVERY['cut -> requeued']:.1f} s "
           f"(stale after {STALE_S:.0f} s)")
+
+
+def test_the_s3_server_restarted_during_a_result_upload(cluster: Cluster) -> None:
+    """moto keeps its objects in memory, so its restart is played as a server that keeps its disk: the
+    bucket is copied while nothing writes, and put back into the new server at once."""
+    c = cluster
+    pause(c, "gpu-a")
+    pause(c, "gpu-b")
+    try:
+        before = {j.id for j in c.jobs()}
+        recognise(c, BOB, seed=8)
+        job = new_job(c, before, "predict")
+        disk = {key: c.s3.get_object(Bucket=c.bucket, Key=key)["Body"].read() for key in c.all_keys()}
+    finally:
+        pause(c, "gpu-a", signal.SIGCONT)
+        pause(c, "gpu-b", signal.SIGCONT)
+
+    def recognising() -> str:
+        row = job_row(c, job.id)
+        under_way = row.state == "running" and row.stage.startswith("image")
+        return (row.worker or "").split(":")[0] if under_way else ""
+    host = wait_for(recognising, 240, "the recognition under way", every=0.1)
+    mark = c.log(host).stat().st_size
+    assert c.moto is not None
+    c.moto.kill()  # the server dies; the worker recognises on and meets it dead when it stores the files
+    c.moto.wait(10)
+    wait_for(lambda: b"unreachable" in c.log(host).read_bytes()[mark:], 120, "the worker meeting it dead")
+    start = time.monotonic()
+    c.start_moto()
+    c.s3.create_bucket(Bucket=c.bucket)
+    for key, body in disk.items():
+        c.s3.put_object(Bucket=c.bucket, Key=key, Body=body)
+    RECOVERY["S3 down (restart + restore)"] = time.monotonic() - start
+    wait_for(lambda: job_row(c, job.id).state not in ("queued", "running"), 240, "the recognition")
+    done = job_row(c, job.id)
+    assert done.state == "succeeded", (done.state, done.error)
+    assert done.worker.startswith(host + ":")
+    assert b"unreachable (EndpointConnectionError); put_file again" in c.log(host).read_bytes()[mark:]
+    check_invariants(c)  # the result's files are all there, whole
+    print(f"recovery: S3 server away for {RECOVERY['S3 down (restart + restore)']:.1f} s; the upload waited")
