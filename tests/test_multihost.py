@@ -34,6 +34,7 @@ from tests.botapi.server import BotApiStandIn
 from tests.botapi.server import User as TgUser
 from tests.netns import Host, Network
 from tests.private_services import PrivatePostgres, PrivateRedis
+from tests.services import need_service
 
 pytestmark = pytest.mark.slow
 
@@ -102,6 +103,12 @@ class Cluster:
         wait_for(lambda: b" ready." in self.log(name).read_bytes()[mark:] or proc.poll() is not None, 120,
                  f"the worker on {name}")
         assert proc.poll() is None, self.tail(name)
+
+    def iptables(self, host: str, *args: str) -> None:
+        if shutil.which("iptables") is None:
+            need_service("iptables", "not found: the S3 restart scenario closes the new server's port")
+        subprocess.run(["ip", "netns", "exec", self.host(host).netns, "iptables", *args], check=True,
+                       capture_output=True, timeout=30)
 
     def tail(self, name: str) -> str:
         return self.log(name).read_text(errors="replace")[-4000:]
@@ -418,17 +425,20 @@ def test_a_host_cut_off_past_the_stale_time_finishes_the_job_once(cluster: Clust
         time.sleep(2)  # still cut: the victim trains on, unaware
     finally:
         host.reconnect()
+        back = time.monotonic()
     check_invariants(c)
     done = job_row(c, job.id)
     assert done.state == "succeeded" and done.worker.startswith(survivor + ":"), (done.state, done.worker)
     # the cut-off host learns that the job is not its own any more and keeps nothing
     wait_for(lambda: f"job {job.id}: not this worker's any more" in c.log(victim).read_text(), 120,
              f"{victim} giving the job up")
+    RECOVERY["reconnect -> gave up"] = time.monotonic() - back
     assert f"job {job.id} succeeded" not in c.log(victim).read_text()
     check_invariants(c)
     assert len([m for m in rows(c.db_url, TrainedModel) if m.job_id == job.id]) == 1
-    print(f"recovery: cut -> requeued on {survivor} {RECOVERY['cut -> requeued']:.1f} s "
-          f"(stale after {STALE_S:.0f} s)")
+    print(f"recovery: cut -> requeued on {survivor} {RECOVERY['cut -> requeued']:.1f} s (stale after "
+          f"{STALE_S:.0f} s); {victim} gave the job up {RECOVERY['reconnect -> gave up']:.1f} s after "
+          "the reconnect")
 
 
 def test_the_s3_server_restarted_during_a_result_upload(cluster: Cluster) -> None:
@@ -457,15 +467,23 @@ def test_the_s3_server_restarted_during_a_result_upload(cluster: Cluster) -> Non
     c.moto.wait(10)
     killed = time.monotonic()
     wait_for(lambda: b"unreachable" in c.log(host).read_bytes()[mark:], 120, "the worker meeting it dead")
-    c.start_moto()
-    c.s3.create_bucket(Bucket=c.bucket)
-    for key, body in disk.items():
-        c.s3.put_object(Bucket=c.bucket, Key=key, Body=body)
+    # A restarting server takes connections once its data is there: the new one is closed to the
+    # hosts (not to this test, which puts the objects back) until then.
+    gate = ["INPUT", "-p", "tcp", "--dport", str(S3_PORT), "!", "-s", c.net.gateway, "-j", "REJECT",
+            "--reject-with", "tcp-reset"]
+    c.iptables("svc", "-A", *gate)
+    try:
+        c.start_moto()
+        c.s3.create_bucket(Bucket=c.bucket)
+        for key, body in disk.items():
+            c.s3.put_object(Bucket=c.bucket, Key=key, Body=body)
+    finally:
+        c.iptables("svc", "-D", *gate)
     RECOVERY["S3 away"] = time.monotonic() - killed
     wait_for(lambda: job_row(c, job.id).state not in ("queued", "running"), 240, "the recognition")
     RECOVERY["S3 back -> job done"] = time.monotonic() - killed - RECOVERY["S3 away"]
     done = job_row(c, job.id)
-    assert done.state == "succeeded", (done.state, done.error)
+    assert done.state == "succeeded", (done.state, done.error, c.tail(host))
     assert done.worker.startswith(host + ":")
     assert b"unreachable (EndpointConnectionError); put_file again" in c.log(host).read_bytes()[mark:]
     check_invariants(c)  # the result's files are all there, whole
