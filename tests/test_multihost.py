@@ -274,7 +274,11 @@ def check_invariants(c: Cluster, timeout: float = 300) -> list[Job]:
     assert dirs == {m.path.removeprefix("files/") for m in models if m.path}, dirs
     for name in dirs:
         assert {f"{name}/.complete", f"{name}/weights.pt"} <= set(c.bucket_keys(name + "/"))
-    # every result file is whole
+    # every result complete: a row per image of each recognition, each of its files whole
+    per_predict = Counter(r.job_id for r in results)
+    for job in jobs:
+        if job.kind == "predict":
+            assert per_predict[job.id] == (job.result or {}).get("n_images", 0), (job.id, job.state)
     for result in results:
         for role, sha in result.files.items():
             assert hashlib.sha256(c.blob(sha)).hexdigest() == sha, (result.id, role)
