@@ -11,7 +11,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlalchemy import func, select
@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from bot.result_files import output_name
 from jobqueue.store import queue_position, request_cancel
 from jobs.params import ParamsError, TrainParams
-from storage.files import FileStore, StoreError
+from storage.files import FileStore, Store, StoreError
 from storage.models import Job, JobState, ModelStatus, Result, TrainedModel, Upload, User
 
 log = logging.getLogger(__name__)
@@ -115,20 +115,30 @@ def _bundle_dir(data_dir: Path, files_dir: Path, path: str | None) -> Path | Non
     return None
 
 
-def delete_model(session, settings, user_id: int, model_id: int) -> int | None:
+def delete_model(session, store: Store, user_id: int, model_id: int) -> int | None:
     model = _own_model(session, user_id, model_id)
     if model is None:
         return None
     version = model.version
-    bundle = _bundle_dir(settings.data_dir, settings.files_dir, model.path)
     user = session.get(User, user_id)
     if user.active_model_id == model.id:
         user.active_model_id = None
     session.delete(model)
     session.flush()
-    if bundle is not None:
-        shutil.rmtree(bundle, ignore_errors=True)
+    _remove_bundle(store, model.path)
     return version
+
+
+def _remove_bundle(store: Store, path: str | None) -> None:
+    """The model's bundle from the store itself (a bucket too, not only this machine's copy), so no
+    worker anywhere can fetch it again; only a path inside the store's models/ is touched."""
+    parts = PurePosixPath(path or "").parts
+    if len(parts) < 4 or parts[0] != "files" or parts[1] != "models":  # files/models/u1/v2
+        return
+    try:
+        store.remove_dir(PurePosixPath(*parts[1:]).as_posix())
+    except (StoreError, OSError) as error:  # a leftover for `segbot clean`, never a failed delete
+        log.warning("model bundle %s not removed from the store: %s", path, error)
 
 
 def recent_summaries(session, user_id: int, limit: int = 50) -> list[dict[str, Any]]:
@@ -184,7 +194,7 @@ def export_zip(session, store: FileStore, data_dir: Path, user_id: int) -> bytes
     return buffer.getvalue()
 
 
-def forget_user(session, store: FileStore, data_dir: Path, user_id: int) -> bool:
+def forget_user(session, store: Store, data_dir: Path, user_id: int) -> bool:
     """Delete the user's rows, their files no one else references, and their model bundles;
     False when the user was gone already."""
     user = session.get(User, user_id)
@@ -195,10 +205,7 @@ def forget_user(session, store: FileStore, data_dir: Path, user_id: int) -> bool
     digests = set(session.scalars(select(Upload.sha256).where(Upload.user_id == user_id)))
     for files in session.scalars(select(Result.files).where(Result.user_id == user_id)):
         digests.update(v for v in (files or {}).values() if isinstance(v, str))
-    bundles = [
-        _bundle_dir(data_dir, store.root, p)
-        for p in session.scalars(select(TrainedModel.path).where(TrainedModel.user_id == user_id))
-    ]
+    bundles = list(session.scalars(select(TrainedModel.path).where(TrainedModel.user_id == user_id)))
     user.active_model_id = None
     session.flush()
     session.delete(user)
@@ -214,9 +221,8 @@ def forget_user(session, store: FileStore, data_dir: Path, user_id: int) -> bool
             store.delete(digest)
         except StoreError:
             continue
-    for bundle in bundles:
-        if bundle is not None:
-            shutil.rmtree(bundle, ignore_errors=True)
+    for path in bundles:
+        _remove_bundle(store, path)
     user_dir = store.root / "models" / f"u{user_id}"
     if user_dir.is_dir():
         shutil.rmtree(user_dir, ignore_errors=True)

@@ -167,6 +167,8 @@ def run_claim(settings: Settings, claim: jobstore.Claim, detectors: DetectorCach
         finally:
             beat.done.set()
             beat.join(timeout=5)
+        if outcome == "lost":  # taken away (its heartbeat went stale) or the database stayed away
+            log.warning("job %s: not this worker's any more; nothing it wrote was kept", claim.job_id)
     _observe(settings, claim.kind, outcome, time.monotonic() - started)
     return outcome
 

@@ -1,6 +1,11 @@
 """The user models a worker keeps loaded. A model is hundreds of MB: one stays in memory per worker
 process, and a job for another model replaces it. The runner makes one cache per process and hands
-it to every job's context; a test hands a cache whose loader returns a fake detector."""
+it to every job's context; a test hands a cache whose loader returns a fake detector.
+
+Several machines: the bundle's local copy may have gone stale since it was loaded (the model was
+deleted, or its bundle re-installed, through another machine). So every job asks the store for the
+bundle again (with S3 one small read of its `.complete` marker) and the cached model is used only
+while the copy is still there with the same marker."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from pathlib import Path
 
 from core.settings import Settings
 from segmodel.types import TileDetector
+from storage.s3store import MARKER
 
 # loads the bundle directory of a model (a local path) for a worker with these settings
 Loader = Callable[[Path, Settings], TileDetector]
@@ -30,9 +36,18 @@ class DetectorCache:
         self._detector: TileDetector | None = None
 
     def get(self, key: Hashable, bundle: Callable[[], Path], settings: Settings) -> TileDetector:
-        """The detector for `key`; `bundle()` (which may download it) only runs when it must be loaded."""
-        if self._detector is None or key != self._key:
+        """The detector for `key`; loaded again when the key or the bundle's copy changed.
+        `bundle()` (which may download it) gives the bundle's local copy."""
+        path = bundle()
+        current = (key, _stamp(path))
+        if self._detector is None or current != self._key:
             self._key, self._detector = None, None  # the old model goes before the next one loads
-            self._detector = self.load(bundle(), settings)
-            self._key = key
+            self._detector = self.load(path, settings)
+            self._key = current
         return self._detector
+
+
+def _stamp(bundle: Path) -> tuple[bool, str | None]:
+    """What tells one copy of a bundle from another: there at all, and its store marker (S3)."""
+    marker = bundle / MARKER
+    return bundle.is_dir(), marker.read_text() if marker.is_file() else None

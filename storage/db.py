@@ -9,6 +9,19 @@ from functools import lru_cache
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+# A machine cut off from the network (power, cable, VPN) must not hold its transactions' locks on
+# the server for TCP's two hours, nor block its own threads for TCP's fifteen minutes of retries:
+# both ends give up on a silent peer within about half a minute (keepalives for an idle connection,
+# a user timeout for unacknowledged data; the server's side set per session). The sweeper then sees
+# the stale heartbeat, and a claim or a finish that was under way is rolled back on the server.
+PG_CONNECT_ARGS = {
+    "connect_timeout": 10,
+    "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+    "options": "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 "
+               "-c tcp_user_timeout=30000",
+}
+
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
@@ -23,7 +36,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, connect_args=dict(PG_CONNECT_ARGS))
 
 
 @lru_cache(maxsize=8)

@@ -12,14 +12,17 @@ bundle) is several objects, so its completion marker `.complete` is written last
 Local cache: bundles are loaded by path (torch, mmdet), so fetch_dir downloads a bundle into
 `cache_dir` (by default the data dir's files/, the same place the local backend uses, so
 TrainedModel.path and the trusted-roots check work unchanged). The marker holds a random id;
-a cached copy is reused only while its marker matches the bucket's. The cache is disposable.
+a cached copy is reused only while its marker matches the bucket's, and is removed once the bucket
+has no bundle there any more (deleted on another machine). The cache is disposable.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +41,8 @@ from storage.files import (
 )
 
 MARKER = ".complete"
+RETRY_S = 90.0  # how long a call waits for an object store that went away (a restart, a network blip)
+log = logging.getLogger(__name__)
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -68,6 +73,7 @@ class S3Store(Store):
                          "use_listings_cache": False, "skip_instance_cache": True}
         self._fs: Any = None
         self._pid = 0
+        self.retry_s = RETRY_S
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Store:
@@ -85,6 +91,25 @@ class S3Store(Store):
             self._pid = os.getpid()
         return self._fs
 
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """fs.<method>(...), again while the server cannot be reached (botocore's own few retries
+        cover about 8 s: too short for a restarting MinIO). A refusal (no such key, access denied,
+        a full disk) is never retried; every call retried here is idempotent (whole-object PUTs)."""
+        from botocore.exceptions import ConnectionError as Unreachable
+        from botocore.exceptions import HTTPClientError
+
+        deadline, delay = time.monotonic() + self.retry_s, 0.5
+        while True:
+            try:
+                return getattr(self.fs, method)(*args, **kwargs)
+            except (Unreachable, HTTPClientError) as error:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("object store %s unreachable (%s); %s again in %.1f s", self.describe(),
+                            type(error).__name__, method, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     def describe(self) -> str:
         return f"s3://{self.base}"
 
@@ -93,7 +118,7 @@ class S3Store(Store):
 
     def _put(self, local: Path, relative: str) -> None:
         with disk_full_as_store_full():
-            self.fs.put_file(str(local), self._key(relative))  # one object, atomic (see above)
+            self._call("put_file", str(local), self._key(relative))  # one object, atomic (see above)
 
     # Blobs
 
@@ -107,21 +132,21 @@ class S3Store(Store):
 
     def read_bytes(self, sha256: str) -> bytes:
         try:
-            return self.fs.cat_file(self._key(blob_name(sha256)))
+            return self._call("cat_file", self._key(blob_name(sha256)))
         except FileNotFoundError:
             raise StoreError(f"no such file in the store: {sha256}") from None
 
     def delete(self, sha256: str) -> bool:
         if not self.exists(sha256):
             return False
-        self.fs.rm_file(self._key(blob_name(sha256)))
+        self._call("rm_file", self._key(blob_name(sha256)))
         return True
 
     # Named files
 
     def stat(self, relative: str) -> StoredFile | None:
         try:
-            info = self.fs.info(self._key(relative))
+            info = self._call("info", self._key(relative))
         except FileNotFoundError:
             return None
         if info.get("type") != "file":
@@ -131,7 +156,7 @@ class S3Store(Store):
     def iter_files(self, under: str = "") -> Iterator[StoredFile]:
         top = self._key(under) if under else self.base
         try:
-            found = self.fs.find(top, detail=True)
+            found = self._call("find", top, detail=True)
         except FileNotFoundError:
             return
         for path, info in sorted(found.items()):
@@ -161,7 +186,7 @@ class S3Store(Store):
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="get-")
         os.close(fd)
         try:
-            self.fs.get_file(self._key(relative), tmp_name)
+            self._call("get_file", self._key(relative), tmp_name)
         except FileNotFoundError:
             os.unlink(tmp_name)
             target.unlink(missing_ok=True)
@@ -175,14 +200,15 @@ class S3Store(Store):
 
     def _marker(self, relative: str) -> str | None:
         try:
-            return self.fs.cat_file(self._key(f"{check_name(relative)}/{MARKER}")).decode()
+            return self._call("cat_file", self._key(f"{check_name(relative)}/{MARKER}")).decode()
         except FileNotFoundError:
             return None
 
     def fetch_dir(self, relative: str) -> Path | None:
         marker = self._marker(relative)
         target = self.resolve(relative)
-        if marker is None:
+        if marker is None:  # gone from the bucket (a deleted model): this machine's copy is stale
+            shutil.rmtree(target, ignore_errors=True)
             return None
         cached = target / MARKER
         if cached.is_file() and cached.read_text() == marker:
@@ -192,7 +218,7 @@ class S3Store(Store):
             for entry in self.iter_files(check_name(relative)):
                 local = staging / entry.name[len(prefix):]
                 local.parent.mkdir(parents=True, exist_ok=True)
-                self.fs.get_file(self._key(entry.name), str(local))
+                self._call("get_file", self._key(entry.name), str(local))
             (staging / MARKER).write_text(marker)
         return target
 
@@ -210,7 +236,7 @@ class S3Store(Store):
             self._put(path, f"{name}/{path.relative_to(source).as_posix()}")
         marker = uuid.uuid4().hex
         with disk_full_as_store_full():
-            self.fs.pipe_file(self._key(f"{name}/{MARKER}"), marker.encode())  # last: now it is complete
+            self._call("pipe_file", self._key(f"{name}/{MARKER}"), marker.encode())  # last: complete now
         # The local cache gets the same files, so this machine loads the bundle without a download.
         with staged_dir(self.tmp, target) as staging:
             fill_dir(staging, source, move)
@@ -221,10 +247,10 @@ class S3Store(Store):
         keys = [self._key(entry.name) for entry in self.iter_files(name)]
         marker = self._key(f"{name}/{MARKER}")
         if marker in keys:  # the marker first: no reader takes a bundle that is being removed
-            self.fs.rm_file(marker)
+            self._call("rm_file", marker)
             keys.remove(marker)
         if keys:
-            self.fs.rm(keys)
+            self._call("rm", keys)
 
     def remove_dir(self, relative: str) -> None:
         name = check_name(relative)
@@ -234,7 +260,7 @@ class S3Store(Store):
     def seal_dir(self, relative: str) -> None:
         name = check_name(relative)
         if self._marker(name) is None and self.has_dir(name):
-            self.fs.pipe_file(self._key(f"{name}/{MARKER}"), uuid.uuid4().hex.encode())
+            self._call("pipe_file", self._key(f"{name}/{MARKER}"), uuid.uuid4().hex.encode())
 
     def ensure_bucket(self) -> None:
         """Create the bucket when it is not there (`segbot migrate`, compose's one-shot step)."""

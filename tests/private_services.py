@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import free_port
@@ -32,11 +33,20 @@ def _wait(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class PrivatePostgres:
-    """initdb into a temp dir (owned by `postgres` when we are root: the server refuses root)."""
+Wrap = Callable[[list[str]], list[str]]  # a command as run on another host (tests/netns.py)
 
-    def __init__(self) -> None:
+
+def _here(argv: list[str]) -> list[str]:
+    return argv
+
+
+class PrivatePostgres:
+    """initdb into a temp dir (owned by `postgres` when we are root: the server refuses root).
+    `host` is the address it listens on; `wrap` runs its commands on another host (a namespace)."""
+
+    def __init__(self, host: str = "127.0.0.1", wrap: Wrap = _here) -> None:
         self.initdb, self.pg_ctl = _binary("initdb"), _binary("pg_ctl")
+        self.host, self.wrap = host, wrap
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="segbot-pg-"))
         self.data = self.dir / "data"
@@ -45,18 +55,21 @@ class PrivatePostgres:
             shutil.chown(self.dir, self.as_user)
         self._run(self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--no-sync")
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        if host != "127.0.0.1":  # clients come from the other hosts of the test's network
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {host.rsplit('.', 1)[0]}.0/24 trust\n")
+        self.url = f"postgresql+psycopg://postgres@{host}:{self.port}/postgres"
 
     def _run(self, *argv: str) -> None:
         command = list(argv)
         if self.as_user:
             command = ["su", self.as_user, "-s", "/bin/sh", "-c", " ".join(f"'{a}'" for a in argv)]
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(self.wrap(command), capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             raise AssertionError(f"{argv[0]} failed: {proc.stdout[-1500:]} {proc.stderr[-1500:]}")
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses={self.host} -c fsync=off"
         self._run(self.pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w",
                   "-t", "60", "start")
 
@@ -74,21 +87,24 @@ class PrivatePostgres:
 class PrivateRedis:
     """redis-server on its own port, no persistence: a restart loses every message."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", wrap: Wrap = _here) -> None:
         self.binary = _binary("redis-server")
+        self.host, self.wrap = host, wrap
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = f"redis://{host}:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--save", "", "--appendonly", "no", "--daemonize", "no"],
+        guarded = "yes" if self.host == "127.0.0.1" else "no"  # else the test's own network (tests/netns.py)
+        self.proc = subprocess.Popen(self.wrap([self.binary, "--port", str(self.port), "--bind", self.host,
+                                                "--save", "", "--appendonly", "no", "--daemonize", "no",
+                                                "--protected-mode", guarded]),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
 
         def answers() -> bool:
             try:
-                return bool(redis.Redis(port=self.port, socket_connect_timeout=0.5).ping())
+                return bool(redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5).ping())
             except Exception:  # noqa: BLE001
                 return False
 

@@ -86,7 +86,7 @@ async def _model_action(context: ContextTypes.DEFAULT_TYPE, chat: int) -> None:
             await s.db(put_state, info.id, RENAME, "", {"model_id": model_id}, TTL[RENAME])
             await say(context, chat, "rename_prompt", version=version)
     else:
-        version = await asyncio.to_thread(s.run_db, accounts.delete_model, s.settings, info.id, model_id)
+        version = await asyncio.to_thread(s.run_db, accounts.delete_model, s.store, info.id, model_id)
         await say(context, chat, "model_missing" if version is None else "model_deleted", version=version)
 
 

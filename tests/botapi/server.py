@@ -98,8 +98,9 @@ class User:
 class BotApiStandIn:
     """Start with `.start()`; `base_url` / `base_file_url` go into the bot's settings."""
 
-    def __init__(self, token: str = "123456:TEST-token_secret") -> None:
+    def __init__(self, token: str = "123456:TEST-token_secret", host: str = "127.0.0.1") -> None:
         self.token = token
+        self.host = host  # another address for a bot in another network namespace (tests/netns.py)
         self._lock = threading.Condition()
         self._updates: list[dict[str, Any]] = []
         self._next_update_id = 1
@@ -121,7 +122,7 @@ class BotApiStandIn:
 
     def start(self) -> BotApiStandIn:
         handler = type("Handler", (_Handler,), {"api": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = ThreadingHTTPServer((self.host, 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="botapi", daemon=True)
         self._thread.start()
@@ -141,11 +142,11 @@ class BotApiStandIn:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/bot"
+        return f"http://{self.host}:{self.port}/bot"
 
     @property
     def base_file_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/file/bot"
+        return f"http://{self.host}:{self.port}/file/bot"
 
     # Injecting updates (what users do)
 
