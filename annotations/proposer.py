@@ -23,6 +23,7 @@ FIRST_HALF = 24  # px: the smallest window is 49 x 49
 GROWTH = 2.0
 MIN_AREA_PX = 9.0
 TAP_SNAP_PX = 3  # a tap just beside the particle's phase still finds it
+MIN_CONTRAST = 0.1  # x the image's p1-p99 range: less is noise, not a particle
 PREFER_LARGER = 1.15  # a larger window must stand out this much more to win
 CORE = 0.6  # x the tap particle's inscribed radius: its seed for the split at necks
 SIGMA = 1.0  # px, the smoothing before the threshold
@@ -62,7 +63,7 @@ def propose_outline(gray: np.ndarray, x: float, y: float, *, max_half: int | Non
         if found is not None:
             mask, origin, whole, contrast = found
             contrast /= spread
-            if whole and (best is None or contrast > best[0] * PREFER_LARGER):
+            if whole and contrast >= MIN_CONTRAST and (best is None or contrast > best[0] * PREFER_LARGER):
                 best = (contrast, mask, origin, half)
         if half >= limit or (half >= w and half >= h):
             break

@@ -21,7 +21,7 @@ from telegram.ext import (
 )
 
 from bot.delivery import Deliverer
-from bot.handlers import account, admin, commands, models, results, scale, status, training, uploads
+from bot.handlers import account, admin, commands, label, models, results, scale, status, training, uploads
 from bot.handlers.gate import gate, handled, on_error
 from bot.logsafe import install_redaction
 from bot.services import Services
@@ -45,6 +45,7 @@ COMMANDS = {
     "scale": account.cmd_scale,
     "threshold": account.cmd_threshold,
     "stats": results.cmd_stats,
+    "label": label.cmd_label,
     "export": results.cmd_export,
     "forget_me": account.cmd_forget,
     "admin": admin.cmd_admin,
@@ -71,6 +72,7 @@ MENU = [  # the command menu, in each language (Telegram shows the one for the u
     ("scale", N_("nm per pixel")),
     ("threshold", N_("score threshold")),
     ("stats", N_("pooled statistics")),
+    ("label", N_("label an image on your phone")),
     ("export", N_("all your files")),
     ("lang", N_("English/Русский")),
     ("forget_me", N_("delete everything of yours")),

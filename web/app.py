@@ -23,13 +23,14 @@ from core.i18n import render
 from core.settings import Settings
 from storage.files import Store
 from storage.stores import open_store
-from web import links, review
+from web import labeling, links, review
 from web.auth import AuthError, allowed, check_init_data, from_header
 from web.texts import all_page_texts
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 RID = r"{rid:\d{1,12}}"
+IID = r"{iid:\d{1,12}}"
 SECURITY_HEADERS = {
     # Telegram's web client shows the page in an iframe, so no frame-ancestors / X-Frame-Options.
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; "
@@ -81,6 +82,8 @@ async def _blocking(fn: Any, *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
     except review.NotYours:
         raise fail(web.HTTPForbidden, "This result is not yours (or no longer exists).") from None
+    except labeling.NoSuchImage:
+        raise fail(web.HTTPNotFound, "This image is not yours (or no longer exists).") from None
     except review.Gone:
         raise fail(
             web.HTTPGone, "The files of this result were deleted (they are kept for a limited time)."
@@ -170,23 +173,67 @@ async def download(request: web.Request) -> web.Response:
     return web.Response(body=data, content_type=kind, charset="utf-8", headers=headers)
 
 
-async def correction(request: web.Request) -> web.Response:
-    caller, state = await _caller(request), _state(request)
-    rid = int(request.match_info["rid"])
+async def _edit(request: web.Request, caller: review.Caller, fn: Any, *args: Any) -> Any:
+    """Run fn(settings, store, user id, *args, body) on the request's JSON body; bad input -> 400."""
+    state = _state(request)
     raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge, nothing read further
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
         raise fail(web.HTTPBadRequest, "The body is not valid JSON.") from None
     try:
-        saved = await _blocking(
-            review.save_correction, state.settings, state.store, caller.user_id, rid, body
-        )
+        return await _blocking(fn, state.settings, state.store, caller.user_id, *args, body)
     except review.EditError as error:  # a malformed request from the page: for its developer
         raise fail(web.HTTPBadRequest, str(error)) from None
     except InputError as error:  # what the user drew cannot be saved: say why in their language
         raise fail(web.HTTPBadRequest, render(caller.language, error.text)) from None
+
+
+async def correction(request: web.Request) -> web.Response:
+    caller = await _caller(request)
+    rid = int(request.match_info["rid"])
+    saved = await _edit(request, caller, review.save_correction, rid)
     log.info("correction of result %s saved as upload %s", rid, saved["upload_id"])
+    return _json(saved)
+
+
+# Label mode: an image she sent (web.labeling)
+
+
+async def images(request: web.Request) -> web.Response:
+    caller = await _caller(request)
+    found = await _blocking(labeling.list_images, _state(request).settings, caller.user_id)
+    return _json({"language": caller.language, "images": found})
+
+
+async def label_view(request: web.Request) -> web.Response:
+    caller, state = await _caller(request), _state(request)
+    view = await _blocking(
+        labeling.image_view, state.settings, state.store, caller.user_id, int(request.match_info["iid"])
+    )
+    return _json({**view, "language": caller.language})
+
+
+async def label_image(request: web.Request) -> web.Response:
+    caller, state = await _caller(request), _state(request)
+    data = await _blocking(
+        labeling.image_png, state.settings, state.store, caller.user_id, int(request.match_info["iid"])
+    )
+    return web.Response(
+        body=data, content_type="image/png", headers={"Cache-Control": "private, max-age=300"}
+    )
+
+
+async def propose(request: web.Request) -> web.Response:
+    caller = await _caller(request)
+    return _json(await _edit(request, caller, labeling.propose, int(request.match_info["iid"])))
+
+
+async def save_labels(request: web.Request) -> web.Response:
+    caller = await _caller(request)
+    iid = int(request.match_info["iid"])
+    saved = await _edit(request, caller, labeling.save_labels, iid)
+    log.info("labels of image upload %s saved as upload %s", iid, saved["upload_id"])
     return _json(saved)
 
 
@@ -239,6 +286,11 @@ def build_web_app(settings: Settings) -> web.Application:
     app.router.add_get(f"/api/results/{RID}/image", image)
     app.router.add_post(f"/api/results/{RID}/links", download_links)
     app.router.add_post(f"/api/results/{RID}/correction", correction)
+    app.router.add_get("/api/images", images)
+    app.router.add_get(f"/api/images/{IID}", label_view)
+    app.router.add_get(f"/api/images/{IID}/image", label_image)
+    app.router.add_post(f"/api/images/{IID}/propose", propose)
+    app.router.add_post(f"/api/images/{IID}/labels", save_labels)
     app.router.add_get(
         r"/dl/{uid:\d{1,12}}/" + RID + r"/{role:[a-z]{1,16}}/{expires:\d{1,12}}/{sig:[0-9a-f]{1,64}}",
         download,
