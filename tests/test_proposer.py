@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from annotations.geometry import area_centroid_perimeter, polygon_area, polygon_to_mask
-from annotations.proposer import propose_outline, to_gray
+from annotations.proposer import propose_outline, spots, to_gray
 
 EMPS_DEV = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "emps-dev"
 
@@ -91,3 +91,13 @@ def test_taps_on_real_emps_particles_match_their_masks(stem, min_iou):
         pm = polygon_to_mask(prop.polygon, *seg.shape) if prop else np.zeros_like(mask)
         ious.append((pm & mask).sum() / (pm | mask).sum())
     assert np.median(ious) >= min_iou, ious
+
+
+def test_spots_find_every_disc_with_its_size():
+    img, discs = _scene(dark=True)
+    found = spots(to_gray(img))
+    assert len(found) == len(discs)
+    for cx, cy, r in discs:
+        k = int(np.argmin(np.hypot(found[:, 0] - cx, found[:, 1] - cy)))
+        assert np.hypot(found[k, 0] - cx, found[k, 1] - cy) < 1.0
+        assert abs(found[k, 2] - 2 * r) < 0.1 * 2 * r

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotations.labelme import read_labelme
-from annotations.proposer import propose_outline, to_gray
+from annotations.proposer import propose_outline, spots, to_gray
 from core.settings import Settings
 from imaging.images import read_image
 from intake.labels import NotTheirs, keep_labels
@@ -136,18 +136,9 @@ def image_view(settings: Settings, store: FileStore, user_id: int, upload_id: in
 
 
 def blobs(rgb: np.ndarray) -> list[list[float]]:
-    """[x, y, D] of particle-like spots (inference.baseline: Otsu + watershed): the page warns of a
-    crop holding one that no outline covers, since a crop must be labelled completely."""
-    from annotations.geometry import area_centroid_perimeter
-    from inference.baseline import otsu_watershed
-
-    found = otsu_watershed(rgb)[:MAX_BLOBS]
-    if not found:
-        return []
-    area, centre, _ = area_centroid_perimeter([i.polygon for i in found])
-    d = 2 * np.sqrt(area / np.pi)
-    rows = np.column_stack([centre, d]).round(1)
-    return rows.tolist()
+    """[x, y, D] of particle-like spots (annotations.proposer.spots): the page warns of a crop
+    holding one that no outline covers, since a crop must be labelled completely."""
+    return spots(to_gray(rgb), MAX_BLOBS).round(1).tolist()
 
 
 def image_png(settings: Settings, store: FileStore, user_id: int, upload_id: int) -> bytes:

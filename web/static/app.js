@@ -711,7 +711,8 @@
     $("table").tBodies[0].replaceChildren(...body);
     $("table-more").textContent = rows.length > TABLE_ROWS ? t("more", { n: rows.length - TABLE_ROWS }) : "";
     const selRow = $("table").querySelector("tr.sel");
-    if (selRow && selRow.scrollIntoView) selRow.scrollIntoView({ block: "nearest" });
+    // (not while labelling: taps on the picture select the new outline, and the page must not jump)
+    if (selRow && selRow.scrollIntoView && !S.labelling) selRow.scrollIntoView({ block: "nearest" });
   }
   document.querySelectorAll("#table th").forEach((th) => {
     th.onclick = () => {
