@@ -184,3 +184,23 @@ def test_bad_bodies_are_refused_and_nothing_is_stored(labelled, path, body, reas
     assert answer.status_code == 400, answer.text
     assert reason in answer.json()["error"]
     assert stored_counts(ws.database_url) == before
+
+
+def test_review_starts_with_ids_only_where_the_overlay_drew_them(labelled) -> None:
+    """168 dense particles on 1024 x 712 (the issue's SEM result): the overlay leaves the ids off,
+    so the page starts without them; a sparse result keeps them."""
+    import numpy as np
+
+    from annotations.model import AnnotatedImage, Instance
+    from tests.webapp_helpers import ellipse
+    from web.review import ids_fit
+
+    _, _, _, _, server = labelled
+    with client(server) as c:
+        assert c.get(f"/api/results/{labelled[1].result_id}").json()["ids_fit"] is True
+    dense = [Instance("particle", ellipse(40 + 68 * (k % 14), 40 + 56 * (k // 14), 30, 26), 0.9)
+             for k in range(168)]
+    image = np.full((712, 1024, 3), 60, np.uint8)
+    assert not ids_fit(AnnotatedImage(name="sem.png", image=image, instances=dense))
+    sparse = dense[::40]
+    assert ids_fit(AnnotatedImage(name="sem.png", image=image, instances=sparse))
