@@ -24,7 +24,7 @@ GROWTH = 2.0
 MIN_AREA_PX = 9.0
 TAP_SNAP_PX = 3  # a tap just beside the particle's phase still finds it
 MIN_CONTRAST = 0.1  # x the image's p1-p99 range: less is noise, not a particle
-PREFER_LARGER = 1.15  # a larger window must stand out this much more to win
+PREFER_LARGER = 1.5  # a larger window must stand out this much more to win
 CORE = 0.6  # x the tap particle's inscribed radius: its seed for the split at necks
 SIGMA = 1.0  # px, the smoothing before the threshold
 
