@@ -21,21 +21,25 @@ from storage.models import Result, Upload
 STATS_BUTTONS = 5  # Review buttons under /stats: the newest results
 
 
-def review_url(settings: Settings, result_id: int) -> str | None:
+def page_button(settings: Settings, text: str, query: str) -> InlineKeyboardButton | None:
+    """A web_app button opening the page at ?<query> (Telegram appends #tgWebAppData=...); None
+    without the Mini App."""
     if not settings.webapp_url:
         return None
-    return f"{settings.webapp_url}/?result={int(result_id)}"  # Telegram appends #tgWebAppData=...
+    return InlineKeyboardButton(text[:64], web_app=WebAppInfo(f"{settings.webapp_url}/?{query}"))
 
 
-def label_url(settings: Settings, image_upload_id: int) -> str | None:
-    if not settings.webapp_url:
-        return None
-    return f"{settings.webapp_url}/?image={int(image_upload_id)}"
+def review_button(settings: Settings, text: str, result_id: int) -> InlineKeyboardButton | None:
+    return page_button(settings, text, f"result={int(result_id)}")
 
 
 def label_button(settings: Settings, text: str, image_upload_id: int) -> InlineKeyboardButton | None:
-    url = label_url(settings, image_upload_id)
-    return InlineKeyboardButton(text[:64], web_app=WebAppInfo(url)) if url else None
+    return page_button(settings, text, f"image={int(image_upload_id)}")
+
+
+def _one_per_row(buttons: list[InlineKeyboardButton | None]) -> InlineKeyboardMarkup | None:
+    rows = [[b] for b in buttons if b is not None]
+    return InlineKeyboardMarkup(rows) if rows else None
 
 
 def result_markup(
@@ -53,42 +57,37 @@ def images_markup(
     settings: Settings, lang: str, images: list[tuple[int, str]]
 ) -> InlineKeyboardMarkup | None:
     """A Label button per image (upload id, name): under images sent without a model, and in /label."""
-    buttons = [label_button(settings, t(lang, "btn_label_named", name=name), uid) for uid, name in images]
-    rows = [[b] for b in buttons if b is not None]
-    return InlineKeyboardMarkup(rows) if rows else None
-
-
-def recent_images(session: Session, user_id: int, limit: int = STATS_BUTTONS) -> list[tuple[int, str]]:
-    rows = session.execute(
-        select(Upload.id, Upload.original_name)
-        .where(Upload.user_id == user_id, Upload.kind == "image")
-        .order_by(Upload.id.desc())
-        .limit(limit)
+    return _one_per_row(
+        [label_button(settings, t(lang, "btn_label_named", name=name), uid) for uid, name in images]
     )
-    return [(uid, name or f"#{uid}") for uid, name in rows]
-
-
-def review_button(settings: Settings, text: str, result_id: int) -> InlineKeyboardButton | None:
-    url = review_url(settings, result_id)
-    return InlineKeyboardButton(text[:64], web_app=WebAppInfo(url)) if url else None
-
-
-def recent_results(session: Session, user_id: int, limit: int = STATS_BUTTONS) -> list[tuple[int, str]]:
-    rows = session.execute(
-        select(Result.id, Result.image_name)
-        .where(Result.user_id == user_id)
-        .order_by(Result.id.desc())
-        .limit(limit)
-    )
-    return [(rid, name or f"#{rid}") for rid, name in rows]
 
 
 def stats_markup(
     settings: Settings, lang: str, results: list[tuple[int, str]]
 ) -> InlineKeyboardMarkup | None:
-    buttons = [review_button(settings, t(lang, "btn_review_named", name=name), rid) for rid, name in results]
-    rows = [[b] for b in buttons if b is not None]
-    return InlineKeyboardMarkup(rows) if rows else None
+    return _one_per_row(
+        [review_button(settings, t(lang, "btn_review_named", name=name), rid) for rid, name in results]
+    )
+
+
+def _recent(session: Session, columns: tuple[Any, Any], *where: Any, limit: int) -> list[tuple[int, str]]:
+    """(id, name) of the newest rows: her results or her images."""
+    rows = session.execute(select(*columns).where(*where).order_by(columns[0].desc()).limit(limit))
+    return [(rid, name or f"#{rid}") for rid, name in rows]
+
+
+def recent_results(session: Session, user_id: int, limit: int = STATS_BUTTONS) -> list[tuple[int, str]]:
+    return _recent(session, (Result.id, Result.image_name), Result.user_id == user_id, limit=limit)
+
+
+def recent_images(session: Session, user_id: int, limit: int = STATS_BUTTONS) -> list[tuple[int, str]]:
+    return _recent(
+        session,
+        (Upload.id, Upload.original_name),
+        Upload.user_id == user_id,
+        Upload.kind == "image",
+        limit=limit,
+    )
 
 
 def correction_saved(lang: str, payload: dict[str, Any]) -> tuple[str, InlineKeyboardMarkup]:

@@ -117,22 +117,27 @@ async def me(request: web.Request) -> web.Response:
     return _json({"language": caller.language, "results": results})
 
 
-async def result(request: web.Request) -> web.Response:
+async def _view(request: web.Request, fn: Any, key: str) -> web.Response:
+    """The page's data of one of her results or images (fn(settings, store, user id, id)), in her language."""
     caller, state = await _caller(request), _state(request)
-    view = await _blocking(
-        review.result_view, state.settings, state.store, caller.user_id, int(request.match_info["rid"])
-    )
+    view = await _blocking(fn, state.settings, state.store, caller.user_id, int(request.match_info[key]))
     return _json({**view, "language": caller.language})
 
 
-async def image(request: web.Request) -> web.Response:
+async def _png(request: web.Request, fn: Any, key: str) -> web.Response:
     caller, state = await _caller(request), _state(request)
-    data = await _blocking(
-        review.image_bytes, state.settings, state.store, caller.user_id, int(request.match_info["rid"])
-    )
+    data = await _blocking(fn, state.settings, state.store, caller.user_id, int(request.match_info[key]))
     return web.Response(
         body=data, content_type="image/png", headers={"Cache-Control": "private, max-age=300"}
     )
+
+
+async def result(request: web.Request) -> web.Response:
+    return await _view(request, review.result_view, "rid")
+
+
+async def image(request: web.Request) -> web.Response:
+    return await _png(request, review.image_bytes, "rid")
 
 
 def _file_name(image_name: str, role: str) -> str:
@@ -207,21 +212,11 @@ async def images(request: web.Request) -> web.Response:
 
 
 async def label_view(request: web.Request) -> web.Response:
-    caller, state = await _caller(request), _state(request)
-    view = await _blocking(
-        labeling.image_view, state.settings, state.store, caller.user_id, int(request.match_info["iid"])
-    )
-    return _json({**view, "language": caller.language})
+    return await _view(request, labeling.image_view, "iid")
 
 
 async def label_image(request: web.Request) -> web.Response:
-    caller, state = await _caller(request), _state(request)
-    data = await _blocking(
-        labeling.image_png, state.settings, state.store, caller.user_id, int(request.match_info["iid"])
-    )
-    return web.Response(
-        body=data, content_type="image/png", headers={"Cache-Control": "private, max-age=300"}
-    )
+    return await _png(request, labeling.image_png, "iid")
 
 
 async def propose(request: web.Request) -> web.Response:
