@@ -37,6 +37,8 @@ def read_pair(folder: Path, stem: str) -> tuple[np.ndarray, np.ndarray]:
 
     image = cv2.imread(str(folder / "images" / f"{stem}.png"), cv2.IMREAD_COLOR)
     seg = cv2.imread(str(folder / "segmaps" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+    if image is None or seg is None:
+        raise SystemExit(f"cannot read {stem}.png or its instance map under {folder}")
     if seg.ndim == 3:
         seg = seg[:, :, 0]
     return to_gray(image[:, :, ::-1]), seg

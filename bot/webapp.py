@@ -45,12 +45,19 @@ def _one_per_row(buttons: list[InlineKeyboardButton | None]) -> InlineKeyboardMa
 def result_markup(
     settings: Settings, lang: str, result_id: int, image_upload_id: int | None
 ) -> InlineKeyboardMarkup | None:
-    """Review, and Label (to add crops of this image to the training data) when its image is kept."""
+    """Review, and Label (to add crops of this image to the training data) when its image is kept,
+    with "Label where it helps most" below (the page opens with crops where the model doubts)."""
     buttons = [review_button(settings, t(lang, "btn_review"), result_id)]
     if image_upload_id is not None:
         buttons.append(label_button(settings, t(lang, "btn_label"), image_upload_id))
     row = [b for b in buttons if b is not None]
-    return InlineKeyboardMarkup([row]) if row else None
+    if not row:
+        return None
+    rows = [row]
+    if image_upload_id is not None:  # crops around the model's least certain outlines, prefilled
+        query = f"image={int(image_upload_id)}&suggest=1"
+        rows.append([page_button(settings, t(lang, "btn_label_suggest"), query)])
+    return InlineKeyboardMarkup(rows)
 
 
 def images_markup(

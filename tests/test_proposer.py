@@ -101,3 +101,29 @@ def test_spots_find_every_disc_with_its_size():
         k = int(np.argmin(np.hypot(found[:, 0] - cx, found[:, 1] - cy)))
         assert np.hypot(found[k, 0] - cx, found[k, 1] - cy) < 1.0
         assert abs(found[k, 2] - 2 * r) < 0.1 * 2 * r
+
+
+def test_suggested_crops_go_where_the_model_doubts():
+    from annotations.model import Instance
+    from annotations.suggest import suggest_crops
+    from tests.webapp_helpers import ellipse
+
+    # a 20 x 14 grid of particles on 1024 x 712: sure everywhere but a doubtful patch at the lower
+    # right (scores near 0.5) and one merged blob (twice the size) at the upper left
+    found = []
+    for k in range(280):
+        x, y = 25 + 50 * (k % 20), 25 + 50 * (k // 20)
+        doubtful = x > 800 and y > 500
+        found.append(Instance("particle", ellipse(x, y, 10, 10), 0.5 if doubtful else 0.97))
+    found[21] = Instance("particle", ellipse(75, 75, 20, 20), 0.95)
+    crops = suggest_crops(found, 1024, 712)
+    assert 1 <= len(crops) <= 3
+    x0, y0, x1, y1 = crops[0]
+    assert x1 - x0 == y1 - y0 >= 64 and x1 <= 1024 and y1 <= 712
+    assert x0 > 700 and y0 > 400  # the doubtful patch first
+    assert any(c[0] <= 75 <= c[2] and c[1] <= 75 <= c[3] for c in crops)  # then the merged blob
+    for a in crops:
+        for b in crops:
+            assert a is b or not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
+    sure = [Instance("particle", ellipse(30 + 60 * k, 30, 10, 10), 1.0) for k in range(5)]
+    assert suggest_crops(sure, 400, 100) == []  # nothing to doubt: no suggestion

@@ -88,10 +88,14 @@ def test_label_buttons_under_a_kept_image_result_and_in_label(settings, api, tmp
                 upload_id=99, image_upload_id=image_id, name="cells_labels.json", summary=summary,
                 pending_count=1))
         saved = api.wait_reply(BOB.id, mark, "cells_labels.json", timeout=20)
-    assert _markup(photo)["inline_keyboard"] == [[
-        {"text": "Проверить", "web_app": {"url": f"{URL}/?result={scene.result_id}"}},
-        {"text": "Разметить", "web_app": {"url": f"{URL}/?image={image_id}"}},
-    ]]
+    assert _markup(photo)["inline_keyboard"] == [
+        [
+            {"text": "Проверить", "web_app": {"url": f"{URL}/?result={scene.result_id}"}},
+            {"text": "Разметить", "web_app": {"url": f"{URL}/?image={image_id}"}},
+        ],
+        [{"text": "Разметить, где это полезнее всего",
+          "web_app": {"url": f"{URL}/?image={image_id}&suggest=1"}}],
+    ]
     assert _markup(listed)["inline_keyboard"] == [
         [{"text": "Разметить cells.png", "web_app": {"url": f"{URL}/?image={image_id}"}}]
     ]

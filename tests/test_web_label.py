@@ -9,6 +9,7 @@ import math
 import time
 
 import httpx
+import numpy as np
 import pytest
 
 from annotations.geometry import polygon_area
@@ -57,6 +58,11 @@ def test_tap_save_reopen_and_save_again(fresh) -> None:
         assert view["crops"] == [] and view["objects"] == []
         assert len(view["proposals"]) == len(alice.instances)  # the model's outlines of this image
         assert len(view["blobs"]) >= 10  # particle-like spots, for the "missed one?" warning
+        # "Label where it helps most": the first crop holds the model's most doubtful outline (0.38)
+        x0, y0, x1, y1 = view["suggested"][0]
+        least_sure = min(view["proposals"], key=lambda o: abs(o["score"] - 0.5))
+        lx, ly = np.mean(least_sure["points"], axis=0)
+        assert x0 <= lx <= x1 and y0 <= ly <= y1 and len(view["suggested"]) <= 3
         png = c.get(f"/api/images/{image_id}/image")
         assert png.status_code == 200 and png.headers["content-type"] == "image/png"
 

@@ -22,7 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotations.labelme import read_labelme
+from annotations.model import Instance
 from annotations.proposer import propose_outline, spots, to_gray
+from annotations.suggest import suggest_crops
 from core.settings import Settings
 from imaging.images import read_image
 from intake.labels import NotTheirs, keep_labels
@@ -125,6 +127,7 @@ def image_view(settings: Settings, store: FileStore, user_id: int, upload_id: in
     _, proposals = _shapes_of(store, result_sha, image.name, settings.max_image_pixels)
     classes = sorted({o["label"] for o in objects + proposals} | {"particle"})
     rgb = _pixels(settings, store, image)
+    model = [Instance(o["label"], np.asarray(o["points"], float), o["score"]) for o in proposals]
     return {
         "image": {"id": image.upload_id, "name": image.name, "width": rgb.shape[1], "height": rgb.shape[0]},
         "crops": crops,
@@ -132,6 +135,8 @@ def image_view(settings: Settings, store: FileStore, user_id: int, upload_id: in
         "proposals": proposals,
         "classes": classes,
         "blobs": blobs(rgb),
+        # "Label where it helps most": crops around the model's least certain outlines
+        "suggested": suggest_crops(model, rgb.shape[1], rgb.shape[0]),
     }
 
 

@@ -88,6 +88,12 @@ TEXTS: dict[str, Text] = {
     "proposals": NP_("{n} model proposal to accept or ignore", "{n} model proposals to accept or ignore"),
     "saveLabels": NP_("Save labels ({n} object)", "Save labels ({n} objects)"),
     "savedLabels": N_("Saved. The chat has the summary and a Train now button."),
+    "suggested": NP_(
+        "{n} crop where the model is least sure: outline every particle inside (tap the dashed ones "
+        "to accept).",
+        "{n} crops where the model is least sure: outline every particle inside (tap the dashed ones "
+        "to accept).",
+    ),
     "pickImage": N_("Your recent images"),
     "noImages": N_("No images yet: send an image to the bot first."),
 }

@@ -897,6 +897,11 @@
     const fresh = (o, proposal) => makeObject({ key: "n" + S.nextNew, id: null, newNo: S.nextNew++, label: o.label, points: o.points, score: proposal ? o.score : null, shape: "polygon", proposal });
     S.objects = view.objects.map((o) => fresh(o, false)).concat(view.proposals.map((o) => fresh(o, true)));
     S.showIds = false; // new outlines have no ids worth reading; the counts are per crop
+    const suggest = new URLSearchParams(location.search).get("suggest") === "1";
+    if (suggest && !S.crops.length && view.suggested.length) { // "Label where it helps most"
+      S.crops = view.suggested.map(([x0, y0, x1, y1]) => ({ key: "c" + S.nextCrop++, x0, y0, x1, y1 }));
+      status(t("suggested", { n: S.crops.length }), "ok");
+    }
     S.mode = S.crops.length ? "tap" : "crop";
     await showImage(`/api/images/${iid}/image`);
   }
