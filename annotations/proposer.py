@@ -6,9 +6,10 @@ threshold (the tap's side of it is the particle's phase, so bright and dark part
 the connected region under the tap with holes filled, touching particles split at their necks
 (each particle's core is a seed, every pixel goes to the nearest core), the tap's part kept. A
 window counts when it holds that region whole (not touching the window's edge, the image's edge
-apart); of those, the one whose region differs most from the ring around it wins (a larger window
-must do 15 % better), so a small window inside a large textured particle does not answer with a
-piece of its texture.
+apart) and its region differs from the ring around it by at least MIN_CONTRAST of the image's
+range. Of those, the smallest whose contrast is within KEEP_SMALLEST of the best wins: a small
+window inside a large textured particle has a weak edge (texture), a large one around a cluster or
+half the image a strong one, and the particle's own window lies between.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ GROWTH = 2.0
 MIN_AREA_PX = 9.0
 TAP_SNAP_PX = 3  # a tap just beside the particle's phase still finds it
 MIN_CONTRAST = 0.1  # x the image's p1-p99 range: less is noise, not a particle
-PREFER_LARGER = 1.5  # a larger window must stand out this much more to win
+KEEP_SMALLEST = 0.3  # the smallest window within this fraction of the best contrast wins
 CORE = 0.6  # x the tap particle's inscribed radius: its seed for the split at necks
 SIGMA = 1.0  # px, the smoothing before the threshold
 
@@ -57,17 +58,18 @@ def propose_outline(gray: np.ndarray, x: float, y: float, *, max_half: int | Non
     lo, hi = np.percentile(gray, [1, 99])
     spread = max(float(hi - lo), 1e-3)
     half = FIRST_HALF
-    best: tuple[float, np.ndarray, tuple[int, int], int] | None = None
+    whole: list[tuple[float, np.ndarray, tuple[int, int], int]] = []  # (contrast, mask, origin, half)
     while True:
         found = _in_window(gray, cx, cy, half)
-        if found is not None:
-            mask, origin, whole, contrast = found
-            contrast /= spread
-            if whole and contrast >= MIN_CONTRAST and (best is None or contrast > best[0] * PREFER_LARGER):
-                best = (contrast, mask, origin, half)
+        if found is not None and found.whole and found.contrast / spread >= MIN_CONTRAST:
+            whole.append((found.contrast / spread, found.mask, found.origin, half))
         if half >= limit or (half >= w and half >= h):
             break
         half = int(half * GROWTH)
+    # the smallest window whose region stands out nearly as well as the best one's: a larger
+    # window may hold a whole cluster, or a brighter half of the image, at a higher contrast
+    top = max((c for c, *_ in whole), default=0.0)
+    best = next((item for item in whole if item[0] >= KEEP_SMALLEST * top), None)
     if best is None:
         return None
     _, mask, (x0, y0), used = best
@@ -77,8 +79,16 @@ def propose_outline(gray: np.ndarray, x: float, y: float, *, max_half: int | Non
     return Proposal(poly, float(mask.sum()), used)
 
 
-def _in_window(gray: np.ndarray, cx: int, cy: int, half: int):
-    """(mask, (x0, y0), whole, contrast) of the tap's region in the window of half size `half`."""
+@dataclass(frozen=True)
+class _Found:
+    mask: np.ndarray  # the tap's region in the window
+    origin: tuple[int, int]  # the window's top-left pixel (x0, y0)
+    whole: bool  # the region does not touch the window's edge (the image's edge apart)
+    contrast: float  # grey levels between the region and the ring around it
+
+
+def _in_window(gray: np.ndarray, cx: int, cy: int, half: int) -> _Found | None:
+    """The tap's region in the window of half size `half` around (cx, cy)."""
     import cv2
     from scipy import ndimage
 
@@ -107,7 +117,7 @@ def _in_window(gray: np.ndarray, cx: int, cy: int, half: int):
         return None
     touches = ((region[0].any() and y0 > 0) or (region[-1].any() and y1 < h)
                or (region[:, 0].any() and x0 > 0) or (region[:, -1].any() and x1 < w))
-    return region, (x0, y0), not touches, _edge_contrast(smooth, region)
+    return _Found(region, (x0, y0), not touches, _edge_contrast(smooth, region))
 
 
 def _label_near(comps: np.ndarray, tx: int, ty: int) -> int:
