@@ -194,12 +194,16 @@ async def _edit(request: web.Request, caller: review.Caller, fn: Any, *args: Any
         raise fail(web.HTTPBadRequest, render(caller.language, error.text)) from None
 
 
-async def correction(request: web.Request) -> web.Response:
-    caller = await _caller(request)
-    rid = int(request.match_info["rid"])
-    saved = await _edit(request, caller, review.save_correction, rid)
-    log.info("correction of result %s saved as upload %s", rid, saved["upload_id"])
+async def _save(request: web.Request, fn: Any, key: str, what: str) -> web.Response:
+    """fn(settings, store, user id, id, body) keeps what she made on the page as an upload."""
+    caller, ident = await _caller(request), int(request.match_info[key])
+    saved = await _edit(request, caller, fn, ident)
+    log.info("%s %s saved as upload %s", what, ident, saved["upload_id"])
     return _json(saved)
+
+
+async def correction(request: web.Request) -> web.Response:
+    return await _save(request, review.save_correction, "rid", "correction of result")
 
 
 # Label mode: an image she sent (web.labeling)
@@ -225,11 +229,7 @@ async def propose(request: web.Request) -> web.Response:
 
 
 async def save_labels(request: web.Request) -> web.Response:
-    caller = await _caller(request)
-    iid = int(request.match_info["iid"])
-    saved = await _edit(request, caller, labeling.save_labels, iid)
-    log.info("labels of image upload %s saved as upload %s", iid, saved["upload_id"])
-    return _json(saved)
+    return await _save(request, labeling.save_labels, "iid", "labels of image upload")
 
 
 # Middlewares
