@@ -3,7 +3,8 @@
 After a recognition the model's doubt is in its own output: a score near 0.5 (it could not decide),
 and an outline far from the typical size (two particles merged into one, or one split in two).
 Square windows of a few particle diameters are placed greedily where the summed doubt is largest,
-without overlapping. Label mode opens with them as crops, the model's outlines inside as proposals.
+without overlapping, each grown to hold whole the outlines whose centres it holds. Label mode
+opens with them as crops, the model's outlines inside as proposals.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from annotations.geometry import area_centroid_perimeter
+from annotations.geometry import area_centroid_perimeter, bboxes
 from annotations.model import Instance
 
 WINDOW_DS = 6.0  # a window's side in median diameters
@@ -41,6 +42,7 @@ def suggest_crops(instances: Sequence[Instance], width: int, height: int, n: int
     d = 2.0 * np.sqrt(np.median(area) / np.pi)
     side = float(np.clip(WINDOW_DS * d, MIN_SIDE, MAX_SIDE_FRACTION * min(width, height)))
     weight = doubt(instances)
+    boxes = bboxes([i.polygon for i in instances])
     chosen: list[list[float]] = []
     for _ in range(n):
         best, best_sum = None, 0.0
@@ -50,15 +52,38 @@ def suggest_crops(instances: Sequence[Instance], width: int, height: int, n: int
             box = [x0, y0, min(float(width), x0 + side), min(float(height), y0 + side)]
             if any(_overlap(box, c) for c in chosen):
                 continue
-            inside = ((centre[:, 0] >= box[0]) & (centre[:, 0] < box[2])
-                      & (centre[:, 1] >= box[1]) & (centre[:, 1] < box[3]))
+            inside = (
+                (centre[:, 0] >= box[0])
+                & (centre[:, 0] < box[2])
+                & (centre[:, 1] >= box[1])
+                & (centre[:, 1] < box[3])
+            )
             total = float(weight[inside].sum())
             if total > best_sum:
                 best, best_sum = box, total
         if best is None:
             break
-        chosen.append([round(v, 1) for v in best])
+        chosen.append([round(v, 1) for v in _whole(best, boxes, centre, width, height)])
     return chosen
+
+
+def _whole(box: list[float], boxes: np.ndarray, centre: np.ndarray, width: int, height: int) -> list[float]:
+    """The box grown to hold whole every outline whose centre it holds: a crop must not cut one."""
+    inside = (
+        (centre[:, 0] >= box[0])
+        & (centre[:, 0] < box[2])
+        & (centre[:, 1] >= box[1])
+        & (centre[:, 1] < box[3])
+    )
+    if not inside.any():
+        return box
+    held = boxes[inside]
+    return [
+        max(0.0, min(box[0], float(held[:, 0].min()) - 1)),
+        max(0.0, min(box[1], float(held[:, 1].min()) - 1)),
+        min(float(width), max(box[2], float(held[:, 2].max()) + 1)),
+        min(float(height), max(box[3], float(held[:, 3].max()) + 1)),
+    ]
 
 
 def _overlap(a: list[float], b: list[float]) -> bool:

@@ -178,8 +178,8 @@ def stack(settings, tmp_path):
             api.stop()
 
 
-def _result_in_chat(api, bs, scene, user: TgUser):
-    """The worker's predict_done notice for the stored result, delivered by the bot."""
+def _result_buttons(api, bs, scene, user: TgUser) -> list[list[dict]]:
+    """The worker's predict_done notice for the stored result, delivered by the bot: its buttons."""
     mark = api.mark()
     with session_scope(bs.database_url) as session:
         session.add(
@@ -188,7 +188,11 @@ def _result_in_chat(api, bs, scene, user: TgUser):
     photo = api.wait_reply(user.id, mark, "cells.png", methods=("sendPhoto",), timeout=20)
     markup = photo.params["reply_markup"]
     markup = json.loads(markup) if isinstance(markup, str) else markup
-    ((button,),) = markup["inline_keyboard"]
+    return markup["inline_keyboard"]
+
+
+def _result_in_chat(api, bs, scene, user: TgUser):
+    ((button,),) = _result_buttons(api, bs, scene, user)
     return button
 
 
@@ -464,3 +468,45 @@ def test_label_an_image_on_a_phone_then_train(stack, tmp_path) -> None:
     api.wait_reply(ALICE.id, mark, "Training job", timeout=20)
     (job,) = rows(bs.database_url, Job, kind="train", state="queued")
     assert job.params["upload_ids"] == [labels.id]
+
+
+@pytest.mark.slow
+def test_label_where_it_helps_most_on_a_desktop_in_russian(stack, tmp_path) -> None:
+    """A result's image opened from "Label where it helps most": the suggested crops around the
+    model's least sure outlines, its outlines dashed; a click accepts one; Russian texts and plurals."""
+    from tests.webapp_helpers import stored_image
+
+    api, bs, web = stack
+    scene = stored_result(bs, tmp_path, BOB.id, language="ru", username="bob")
+    image_id = stored_image(bs, scene)
+    (review, label), (suggest,) = _result_buttons(api, bs, scene, BOB)
+    assert suggest["text"] == "Разметить, где это полезнее всего"
+    driver = _browser(phone=False)
+    try:
+        _open(driver, suggest["web_app"]["url"], init_data(bs.token, BOB.id, language="ru", username="bob"))
+        crops = [li.text for li in driver.find_elements("css selector", "#crop-list li")]
+        assert 1 <= len(crops) <= 3 and crops[0] == "кроп 1: 0 объектов"
+        n = len(crops)
+        assert _text(driver, "status").startswith(f"{n} кроп{'' if n == 1 else 'а'}, где модель меньше всего")
+        assert "13 предложений модели" in _text(driver, "warnings")
+        assert _text(driver, "save") == "Сохранить разметку (0 объектов)"
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        canvas = driver.find_element("id", "canvas")
+        doubtful = min(scene.instances, key=lambda i: abs(i.score - 0.5))  # inside the first crop
+        x, y = _to_viewport(driver, *doubtful.polygon.mean(axis=0))
+        r = driver.execute_script(
+            "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top]", canvas
+        )
+        ActionChains(driver).move_to_element_with_offset(
+            canvas, x - r[0] - canvas.size["width"] / 2, y - r[1] - canvas.size["height"] / 2
+        ).click().perform()
+        assert _text(driver, "save") == "Сохранить разметку (1 объект)"
+        assert ": 1 объект\n" in _text(driver, "crop-list") + "\n"
+        assert "12 предложений модели" in _text(driver, "warnings")
+        _keep(driver, tmp_path, "webapp-label-desktop-ru.png")
+        assert _browser_log(driver) == []
+    finally:
+        driver.quit()
+    assert review["web_app"]["url"].endswith(f"?result={scene.result_id}")
+    assert label["web_app"]["url"].endswith(f"?image={image_id}")

@@ -280,8 +280,8 @@
     for (const o of S.objects) {
       if (!o.proposal) continue;
       tracePath(o.points);
-      ctx.strokeStyle = o.key === S.selected ? "#fff" : "rgba(255,255,255,0.75)";
-      ctx.lineWidth = (o.key === S.selected ? 3 : 1.5) * px;
+      ctx.strokeStyle = o.key === S.selected ? "#fff" : "#ff3df2"; // magenta: no class colour, seen on grey
+      ctx.lineWidth = (o.key === S.selected ? 3 : 2) * px;
       ctx.stroke();
     }
     ctx.setLineDash([]);
