@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
-import httpx
 import numpy as np
 import pytest
 
@@ -18,8 +16,8 @@ from storage.db import session_scope
 from storage.files import FileStore
 from storage.models import Notice, Upload, User
 from tests.botapi.fixtures import rows
-from tests.test_web_api import ALICE, BOB, STRANGER, _environment, client, stored_counts
-from tests.webapp_helpers import HEIGHT, WIDTH, init_data, stored_image
+from tests.test_web_api import _environment, assert_refused, caller_client, callers, client, stored_counts
+from tests.webapp_helpers import HEIGHT, WIDTH, stored_image
 from web.server import WebServer
 
 
@@ -109,27 +107,10 @@ def test_tap_save_reopen_and_save_again(fresh) -> None:
         assert session.get(Upload, image_id).summary["labels_upload_id"] == second["upload_id"]
 
 
-@pytest.mark.parametrize(
-    ("who", "status", "reason"),
-    [
-        ("nobody", 401, "no Telegram login data"),
-        ("forged", 401, "not signed by this bot"),
-        ("expired", 401, "expired"),
-        ("bob", 404, "not yours"),
-        ("stranger", 403, "/start"),
-    ],
-)
+@pytest.mark.parametrize(("who", "status", "reason"), callers(not_yours=404))
 def test_only_alice_reaches_her_image(labelled, who, status, reason) -> None:
     ws, _, image_id, _, server = labelled
-    if who == "nobody":
-        c = client(server, None)
-    elif who == "forged":
-        forged = "tma " + init_data("999:OTHER", ALICE)
-        c = httpx.Client(base_url=server.url, headers={"Authorization": forged})
-    elif who == "expired":
-        c = client(server, ALICE, auth_date=time.time() - ws.webapp_auth_max_age_s - 5)
-    else:
-        c = client(server, BOB if who == "bob" else STRANGER)
+    c = caller_client(server, ws, who)
     before = stored_counts(ws.database_url)
     body = {"crops": [[0, 0, 50, 50]], "objects": [{"label": "p", "points": [[10, 10], [20, 10], [20, 20]]}]}
     with c:
@@ -139,11 +120,9 @@ def test_only_alice_reaches_her_image(labelled, who, status, reason) -> None:
             c.post(f"/api/images/{image_id}/propose", json={"x": 30, "y": 45}),
             c.post(f"/api/images/{image_id}/labels", json=body),
         ]
-        if who in ("nobody", "forged", "expired"):
+        if who in ("nobody", "forged", "expired"):  # her list: any valid caller has one
             answers.append(c.get("/api/images"))
-    for answer in answers:
-        assert answer.status_code == status, answer.text
-        assert reason in answer.json()["error"]
+    assert_refused(answers, status, reason)
     assert stored_counts(ws.database_url) == before
 
 
