@@ -505,6 +505,13 @@ def test_label_where_it_helps_most_on_a_desktop_in_russian(stack, tmp_path) -> N
         assert ": 1 объект\n" in _text(driver, "crop-list") + "\n"
         assert "12 предложений модели" in _text(driver, "warnings")
         _keep(driver, tmp_path, "webapp-label-desktop-ru.png")
+        # the rest of the model's outlines in the crops, at once (Reject would drop a wrong one)
+        accept = _text(driver, "accept-all")
+        n = int(accept.split()[1])
+        assert accept.startswith(f"Принять {n} контур") and accept.endswith("модели в кропах") and n >= 2
+        _click(driver, "accept-all")
+        assert _text(driver, "save") == f"Сохранить разметку ({n + 1} объектов)"
+        assert not driver.find_element("id", "accept-all").is_displayed()
         assert _browser_log(driver) == []
     finally:
         driver.quit()

@@ -94,6 +94,9 @@ TEXTS: dict[str, Text] = {
         "{n} crops where the model is least sure: outline every particle inside (tap the dashed ones "
         "to accept).",
     ),
+    "acceptAll": NP_(
+        "Accept the model's {n} outline in the crops", "Accept the model's {n} outlines in the crops"
+    ),
     "pickImage": N_("Your recent images"),
     "noImages": N_("No images yet: send an image to the bot first."),
 }

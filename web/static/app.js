@@ -497,6 +497,11 @@
   };
   $("sel-size").onchange = () => { if (S.sliding) commit(S.objects); };
 
+  const inCrops = (list) => list.filter((o) => S.crops.some((c) => cropOf(o, c)));
+  $("accept-all").onclick = () => { // the model's outlines in her crops, as they are; Reject drops one
+    const keys = new Set(inCrops(S.objects.filter((o) => o.proposal)).map((o) => o.key));
+    commit(S.objects.map((o) => (keys.has(o.key) ? makeObject(Object.assign({}, o, { proposal: false, score: null })) : o)), null);
+  };
   function cropOf(o, c) { return o.c[0] >= c.x0 && o.c[0] <= c.x1 && o.c[1] >= c.y0 && o.c[1] <= c.y1; }
   function renderCrops() {
     if (!S.labelling) return;
@@ -582,6 +587,9 @@
     $("score-value").textContent = S.minScore.toFixed(2);
     const hidden = S.objects.length - shown().length;
     $("hidden-count").textContent = hidden ? t("hidden", { n: hidden }) : "";
+    const waiting = inCrops(S.objects.filter((o) => o.proposal)).length;
+    $("accept-all").hidden = !S.labelling || !waiting;
+    $("accept-all").textContent = t("acceptAll", { n: waiting });
     $("save").textContent = S.saving ? t("saving") : t(S.labelling ? "saveLabels" : "save", { n: shown().length });
     $("save").disabled = S.saving;
     $("dirty").hidden = !S.dirty;
