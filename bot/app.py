@@ -21,7 +21,19 @@ from telegram.ext import (
 )
 
 from bot.delivery import Deliverer
-from bot.handlers import account, admin, commands, compare, models, results, scale, status, training, uploads
+from bot.handlers import (
+    account,
+    admin,
+    commands,
+    compare,
+    label,
+    models,
+    results,
+    scale,
+    status,
+    training,
+    uploads,
+)
 from bot.handlers.gate import gate, handled, on_error
 from bot.logsafe import install_redaction
 from bot.services import Services
@@ -47,6 +59,7 @@ COMMANDS = {
     "stats": results.cmd_stats,
     "compare": compare.cmd_compare,
     "metal": compare.cmd_metal,
+    "label": label.cmd_label,
     "export": results.cmd_export,
     "forget_me": account.cmd_forget,
     "admin": admin.cmd_admin,
@@ -76,6 +89,7 @@ MENU = [  # the command menu, in each language (Telegram shows the one for the u
     ("stats", N_("pooled statistics")),
     ("compare", N_("two result sets compared")),
     ("metal", N_("metal, for dispersion")),
+    ("label", N_("label an image on your phone")),
     ("export", N_("all your files")),
     ("lang", N_("English/Русский")),
     ("forget_me", N_("delete everything of yours")),

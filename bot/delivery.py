@@ -27,7 +27,7 @@ from bot.captions import caption_for, pooled_caption, ready_text
 from bot.i18n import t
 from bot.result_files import DOCUMENT_ROLES, output_name, read_stored, set_file_name, zip_results
 from bot.services import Services
-from bot.webapp import correction_saved, review_markup
+from bot.webapp import correction_saved, labels_saved, result_markup
 from core.i18n import N_, load_text
 from jobqueue.estimates import Rates, Wait, wait_ahead
 from jobqueue.store import queue_position
@@ -91,6 +91,7 @@ def _load_pending(session, limit: int) -> list[NoticeView]:
                 view.results.append(
                     {
                         "id": result.id,
+                        "upload_id": result.upload_id,
                         "name": result.image_name or f"image_{result.id}",
                         "files": dict(result.files or {}),
                         "summary": dict(result.summary or {}),
@@ -159,6 +160,9 @@ class Deliverer:
         if view.kind == NoticeKind.CORRECTION_SAVED:  # saved on the Mini App page
             text, markup = correction_saved(lang, view.payload)
             return [lambda: bot.send_message(view.chat_id, text, reply_markup=markup)]
+        if view.kind == NoticeKind.LABELS_SAVED:  # labelled on the Mini App page
+            text, markup = labels_saved(lang, view.payload)
+            return [lambda: bot.send_message(view.chat_id, text, reply_markup=markup)]
         if view.kind in (NoticeKind.JOB_FAILED, NoticeKind.JOB_CANCELLED):
             reason = view.payload.get("reason") or view.payload.get("error") or view.error or view.kind
             text = t(lang, "job_failed", job=view.job_id, reason=load_text(reason))
@@ -194,7 +198,7 @@ class Deliverer:
     async def _send_overlay(self, bot: Any, view: NoticeView, result: dict[str, Any]) -> None:
         stem = result["name"].rsplit(".", 1)[0]
         caption = caption_for(result, view.lang, view.metal)
-        review = review_markup(self.services.settings, view.lang, result["id"])  # None: no Mini App
+        review = result_markup(self.services.settings, view.lang, result["id"], result.get("upload_id"))
         overlay = await asyncio.to_thread(read_stored, self.services.store, result["files"].get("overlay"))
         overlay_name = output_name(stem, "overlay")
         if overlay is not None and len(overlay) < 10 * 2**20:  # Telegram's limit for photos

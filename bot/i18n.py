@@ -315,6 +315,17 @@ MESSAGES: dict[str, Text] = {
     "added_objects": NP_("{added} object added", "{added} objects added", count="added"),
     "relabelled": NP_(", {n} object relabelled", ", {n} objects relabelled"),
     "btn_review": N_("Review"),
+    "btn_label": N_("Label"),
+    "btn_label_named": N_("Label {name}"),
+    "btn_label_suggest": N_("Label where it helps most"),
+    "no_model_label": N_(
+        "This is an image, but you have no model yet. Label it right here: press Label, draw crop "
+        "rectangles and tap every particle inside them, then Save and Train now. (Or send a LabelMe "
+        "file with labels, see /help.)"
+    ),
+    "label_pick": N_("Label one of your recent images (crops and outlines, then Train now):"),
+    "label_none": N_("No images yet: send a microscope image first, then /label."),
+    "label_off": N_("Labelling on the phone needs the Mini App, which this bot does not serve."),
     "btn_review_named": N_("Review {name}"),
     "admin_only": N_("This command is for admins."),
     "admin": N_(

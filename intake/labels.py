@@ -56,12 +56,14 @@ def keep_labels(
     images: Mapping[str, bytes] | None = None,
     *,
     corrects_result_id: int | None = None,
+    find_result: bool = True,
     then: Callable[[Session, int], None] | None = None,
 ) -> Kept:
     """Validate `data` (raises annotations' AnnotationError with the user-facing reason) and keep it.
 
     The result it corrects is `corrects_result_id` when given (it must be the user's: NotTheirs
-    otherwise), else found by the image's digest or name among the user's results. `then(session,
+    otherwise), else found by the image's digest or name among the user's results (unless not
+    `find_result`: a label set drawn on the page is new training data, never a correction). `then(session,
     upload_id)` runs in the same transaction (e.g. to add a notice)."""
     images = dict(images or {})
     ann = read_labelme(data, name=name, files=images, max_pixels=settings.max_image_pixels)
@@ -69,7 +71,7 @@ def keep_labels(
     summary = _json_safe(summarize_annotation(ann))  # notes: Texts as JSON, shown in the user's language
     with session_scope(settings.database_url) as session:
         result = _corrected_result(session, user_id, corrects_result_id, labels.image_sha256,
-                                   labels.image_path)
+                                   labels.image_path) if find_result or corrects_result_id else None
         sha = store.put_bytes(labels.stored)  # only once the row will be written too
         upload = Upload(user_id=user_id, kind="correction" if result else "labelme", original_name=name[:255],
                         sha256=sha, size=len(labels.stored), summary=summary,

@@ -30,6 +30,7 @@ class NoticeKind(enum.StrEnum):
     JOB_CANCELLED = "job_cancelled"
     # written by the Mini App's server (web/), which never talks to Telegram itself
     CORRECTION_SAVED = "correction_saved"
+    LABELS_SAVED = "labels_saved"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +92,15 @@ class CorrectionSavedNotice(NoticePayload, kind=NoticeKind.CORRECTION_SAVED):
     removed: int
     added: int
     relabelled: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelsSavedNotice(NoticePayload, kind=NoticeKind.LABELS_SAVED):
+    upload_id: int  # the label set (a LabelMe upload, in the pending training set)
+    image_upload_id: int  # the image it labels
+    name: str
+    summary: dict[str, Any]  # annotations.crops.summarize_annotation, JSON-safe
+    pending_count: int
 
 
 def add_notice(session: Session, job: Job, payload: NoticePayload) -> Notice:

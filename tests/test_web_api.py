@@ -156,28 +156,39 @@ def test_the_page_texts_come_from_the_catalogs(server) -> None:
     }
 
 
-@pytest.mark.parametrize(
-    ("who", "status", "reason"),
-    [
+def callers(not_yours: int) -> list[tuple[str, int, str]]:
+    """(who, HTTP status, part of the error) for everyone but Alice: no, forged and expired initData,
+    Bob (`not_yours`: 403 for a result, 404 for an image) and a stranger who never talked to the bot."""
+    return [
         ("nobody", 401, "no Telegram login data"),
         ("forged", 401, "not signed by this bot"),
         ("expired", 401, "expired"),
-        ("bob", 403, "not yours"),
+        ("bob", not_yours, "not yours"),
         ("stranger", 403, "/start"),
-    ],
-)
+    ]
+
+
+def caller_client(server, ws, who: str) -> httpx.Client:
+    if who == "nobody":
+        return client(server, None)
+    if who == "forged":
+        forged = "tma " + init_data("999:OTHER", ALICE)
+        return httpx.Client(base_url=server.url, headers={"Authorization": forged})
+    if who == "expired":
+        return client(server, ALICE, auth_date=time.time() - ws.webapp_auth_max_age_s - 5)
+    return client(server, BOB if who == "bob" else STRANGER)
+
+
+def assert_refused(answers: list[httpx.Response], status: int, reason: str) -> None:
+    for answer in answers:
+        assert answer.status_code == status, answer.text
+        assert reason in answer.json()["error"]
+
+
+@pytest.mark.parametrize(("who", "status", "reason"), callers(not_yours=403))
 def test_only_alice_reaches_alices_result(server, scenes, ws, who, status, reason) -> None:
     alice, _ = scenes
-    if who == "nobody":
-        c = client(server, None)
-    elif who == "forged":
-        c = httpx.Client(
-            base_url=server.url, headers={"Authorization": "tma " + init_data("999:OTHER", ALICE)}
-        )
-    elif who == "expired":
-        c = client(server, ALICE, auth_date=time.time() - ws.webapp_auth_max_age_s - 5)
-    else:
-        c = client(server, BOB if who == "bob" else STRANGER)
+    c = caller_client(server, ws, who)
     before = stored_counts(ws.database_url)
     rid = alice.result_id
     with c:
@@ -189,9 +200,7 @@ def test_only_alice_reaches_alices_result(server, scenes, ws, who, status, reaso
         ]
         if who in ("nobody", "forged", "expired"):
             answers.append(c.get("/api/me"))
-    for answer in answers:
-        assert answer.status_code == status, answer.text
-        assert reason in answer.json()["error"]
+    assert_refused(answers, status, reason)
     assert stored_counts(ws.database_url) == before
 
 

@@ -11,10 +11,11 @@ import pytest
 from storage.db import session_scope
 from storage.migrate import upgrade
 from storage.models import Notice
+from storage.notices import LabelsSavedNotice, add_user_notice
 from tests.botapi.fixtures import buttons
 from tests.botapi.harness import User as TgUser
 from tests.botapi.harness import bot_settings, running_bot
-from tests.webapp_helpers import stored_result
+from tests.webapp_helpers import stored_image, stored_result
 
 ALICE = TgUser(7001, "Alice", "alice", "en")
 BOB = TgUser(7002, "Боб", "bob", "ru")
@@ -62,6 +63,44 @@ def test_review_buttons_under_a_result_and_in_stats(settings, api, tmp_path) -> 
     assert _markup(stats)["inline_keyboard"] == [
         [{"text": "Проверить cells.png", "web_app": {"url": f"{URL}/?result={scene.result_id}"}}]
     ]
+
+
+def test_label_buttons_under_a_kept_image_result_and_in_label(settings, api, tmp_path) -> None:
+    """Label opens the image of a result (its crops join the training data) and /label lists her
+    images; the page's labels_saved notice is the chat's usual upload summary with Train now."""
+    bs = bot_settings(settings, api, webapp_url=URL)
+    upgrade(bs.database_url)
+    scene = stored_result(bs, tmp_path, BOB.id, language="ru", username="bob")
+    image_id = stored_image(bs, scene)
+    summary = {"name": "cells_labels.json", "width": 320, "height": 240, "whole_image": False, "n_crops": 1,
+               "crops": [{"x0": 0, "y0": 0, "x1": 100, "y1": 80, "width": 100, "height": 80, "n_objects": 3,
+                          "counts": {"particle": 3}, "mean_d_px": 20.0}],
+               "n_objects": 3, "counts": {"particle": 3}, "per_class_mean_d_px": {"particle": 20.0},
+               "mean_d_px": 20.0, "ignored_outside_crops": 0, "notes": []}
+    with running_bot(bs, tick_interval=0.3):
+        photo = _deliver_result(api, bs, scene, BOB)
+        mark = api.mark()
+        api.send_text(BOB, "/label")
+        listed = api.wait_reply(BOB.id, mark, "Разметьте")
+        mark = api.mark()
+        with session_scope(bs.database_url) as session:
+            add_user_notice(session, scene.user_id, LabelsSavedNotice(
+                upload_id=99, image_upload_id=image_id, name="cells_labels.json", summary=summary,
+                pending_count=1))
+        saved = api.wait_reply(BOB.id, mark, "cells_labels.json", timeout=20)
+    assert _markup(photo)["inline_keyboard"] == [
+        [
+            {"text": "Проверить", "web_app": {"url": f"{URL}/?result={scene.result_id}"}},
+            {"text": "Разметить", "web_app": {"url": f"{URL}/?image={image_id}"}},
+        ],
+        [{"text": "Разметить, где это полезнее всего",
+          "web_app": {"url": f"{URL}/?image={image_id}&suggest=1"}}],
+    ]
+    assert _markup(listed)["inline_keyboard"] == [
+        [{"text": "Разметить cells.png", "web_app": {"url": f"{URL}/?image={image_id}"}}]
+    ]
+    assert "1 кроп" in saved.text and "3 объекта" in saved.text
+    assert buttons(saved)[0] == "train:go"
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ installs chromium and chromium-driver)."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import time
@@ -177,8 +178,8 @@ def stack(settings, tmp_path):
             api.stop()
 
 
-def _result_in_chat(api, bs, scene, user: TgUser):
-    """The worker's predict_done notice for the stored result, delivered by the bot."""
+def _result_buttons(api, bs, scene, user: TgUser) -> list[list[dict]]:
+    """The worker's predict_done notice for the stored result, delivered by the bot: its buttons."""
     mark = api.mark()
     with session_scope(bs.database_url) as session:
         session.add(
@@ -187,7 +188,11 @@ def _result_in_chat(api, bs, scene, user: TgUser):
     photo = api.wait_reply(user.id, mark, "cells.png", methods=("sendPhoto",), timeout=20)
     markup = photo.params["reply_markup"]
     markup = json.loads(markup) if isinstance(markup, str) else markup
-    ((button,),) = markup["inline_keyboard"]
+    return markup["inline_keyboard"]
+
+
+def _result_in_chat(api, bs, scene, user: TgUser):
+    ((button,),) = _result_buttons(api, bs, scene, user)
     return button
 
 
@@ -343,3 +348,172 @@ def test_desktop_browser_in_russian(stack, tmp_path) -> None:
     finally:
         driver.quit()
     assert rows(bs.database_url, Upload, kind="correction") == []  # nothing saved without Save
+
+
+def _drag(driver, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """One finger from `start` to `end` (image pixels)."""
+    from selenium.webdriver.common.actions import interaction
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
+
+    finger = PointerInput(interaction.POINTER_TOUCH, "finger")
+    actions = ActionBuilder(driver, mouse=finger)
+    (x0, y0), (x1, y1) = _to_viewport(driver, *start), _to_viewport(driver, *end)
+    actions.pointer_action.move_to_location(x0, y0).pointer_down()
+    for k in range(1, 6):
+        actions.pointer_action.move_to_location(x0 + (x1 - x0) * k // 5, y0 + (y1 - y0) * k // 5)
+    actions.pointer_action.pointer_up()
+    actions.perform()
+    time.sleep(0.05)
+
+
+def _tap_and_wait(driver, x: float, y: float) -> None:
+    """A tap in Tap mode, then the server's proposal drawn."""
+    done = int(driver.execute_script("return Number(document.body.dataset.proposals || 0)"))
+    _tap(driver, x, y)
+    _until(lambda: int(driver.execute_script("return Number(document.body.dataset.proposals || 0)")) > done,
+           "the proposed outline")
+
+
+@pytest.mark.slow
+def test_label_an_image_on_a_phone_then_train(stack, tmp_path) -> None:
+    """A new user's first image, labelled on the phone: two crops, nine particles by taps (one
+    tap's outline rejected), one circle by hand; Save; the chat's summary; Train now."""
+    from annotations.geometry import polygon_area
+    from annotations.labelme import read_labelme
+    from tests.webapp_helpers import scene_image, scene_instances
+
+    api, bs, web = stack
+    instances = scene_instances()
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(scene_image(instances)).save(buffer, format="PNG")
+    mark = api.mark()
+    api.send_document(ALICE, "cells.png", buffer.getvalue(), mime_type="image/png")
+    reply = api.wait_reply(ALICE.id, mark, "no model yet", timeout=20)
+    markup = reply.params["reply_markup"]
+    markup = json.loads(markup) if isinstance(markup, str) else markup
+    ((button,),) = markup["inline_keyboard"]
+    (image,) = rows(bs.database_url, Upload, kind="image")
+    assert button["text"] == "Label cells.png"
+    assert button["web_app"]["url"] == f"{web.url}/?image={image.id}"
+
+    particles = [inst.polygon.mean(axis=0) for inst in instances[:10]]
+    driver = _browser(phone=True)
+    try:
+        _open(driver, button["web_app"]["url"], init_data(bs.token, ALICE.id))
+        assert "on" in driver.find_element("id", "mode-crop").get_attribute("class").split()
+        assert "Draw at least one crop" in _text(driver, "warnings")
+        # 1. two crops: the two rows of particles (the rods below stay outside)
+        _drag(driver, (4, 20), (316, 72))
+        _drag(driver, (4, 98), (316, 152))
+        assert [li.text for li in driver.find_elements("css selector", "#crop-list li")] == [
+            "crop 1: 0 objects", "crop 2: 0 objects"]
+        # 2. taps: each proposes the particle's outline (accepted as it is)
+        _click(driver, "mode-tap")
+        driver.execute_script("window.scrollTo(0, 0)")
+        for x, y in particles[:9]:
+            _tap_and_wait(driver, x + 2, y - 1)  # a finger is never exactly on the centre
+        # the size slider nudges the last one; undo takes the nudge back
+        area = driver.execute_script("return document.getElementById('sel-info').textContent")
+        driver.execute_script(
+            "const s = document.getElementById('sel-size'); s.value = '1.2';"
+            "s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change'))")
+        assert _text(driver, "sel-info") != area
+        _click(driver, "undo")
+        assert _text(driver, "sel-info") == area
+        # 3. the tenth: a tap whose outline she rejects, then a circle by hand
+        assert "crop 2: 1 particle-like spot has no outline yet" in _text(driver, "warnings")
+        driver.execute_script("window.scrollTo(0, 0)")
+        _tap_and_wait(driver, *particles[9])
+        assert _text(driver, "save") == "Save labels (10 objects)"
+        _click(driver, "sel-delete")
+        assert _text(driver, "save") == "Save labels (9 objects)"
+        _click(driver, "mode-circle")
+        driver.execute_script("window.scrollTo(0, 0)")
+        cx, cy = particles[9]
+        r = (instances[9].polygon[:, 0].max() - instances[9].polygon[:, 0].min()) / 2
+        _drag(driver, (cx, cy), (cx + r, cy))
+        assert [li.text for li in driver.find_elements("css selector", "#crop-list li")] == [
+            "crop 1: 5 objects", "crop 2: 5 objects"]
+        assert "particle-like" not in _text(driver, "warnings")
+        # 4. Save
+        mark = api.mark()
+        _click(driver, "save")
+        _until(lambda: "Saved" in _text(driver, "status"), "the save")
+        driver.execute_script("window.scrollTo(0, 0)")
+        _keep(driver, tmp_path, "webapp-label-phone.png")
+        assert _browser_log(driver) == []
+    finally:
+        driver.quit()
+
+    # the stored LabelMe file passes the chat's validator: 2 crops, 10 particles where they are
+    (labels,) = rows(bs.database_url, Upload, kind="labelme")
+    ann = read_labelme(FileStore(bs.files_dir).read_bytes(labels.sha256), name="labels.json")
+    assert len(ann.crops) == 2 and len(ann.instances) == 10
+    centres = np.array([i.polygon.mean(axis=0) for i in ann.instances])
+    for k, (x, y) in enumerate(particles):
+        dist = np.hypot(centres[:, 0] - x, centres[:, 1] - y)
+        assert dist.min() < 3, k
+        drawn = polygon_area(ann.instances[int(dist.argmin())].polygon)
+        assert abs(drawn / polygon_area(instances[k].polygon) - 1) < 0.2, k
+
+    # the chat: the usual summary with Train now, which trains on exactly this label set
+    summary = api.wait_reply(ALICE.id, mark, "Labels received", timeout=20)
+    assert "2 crops" in summary.text and "10 objects" in summary.text
+    assert "train:go" in buttons(summary)
+    mark = api.mark()
+    api.press(ALICE, summary.result, "train:go")
+    api.wait_reply(ALICE.id, mark, "Training job", timeout=20)
+    (job,) = rows(bs.database_url, Job, kind="train", state="queued")
+    assert job.params["upload_ids"] == [labels.id]
+
+
+@pytest.mark.slow
+def test_label_where_it_helps_most_on_a_desktop_in_russian(stack, tmp_path) -> None:
+    """A result's image opened from "Label where it helps most": the suggested crops around the
+    model's least sure outlines, its outlines dashed; a click accepts one; Russian texts and plurals."""
+    from tests.webapp_helpers import stored_image
+
+    api, bs, web = stack
+    scene = stored_result(bs, tmp_path, BOB.id, language="ru", username="bob")
+    image_id = stored_image(bs, scene)
+    (review, label), (suggest,) = _result_buttons(api, bs, scene, BOB)
+    assert suggest["text"] == "Разметить, где это полезнее всего"
+    driver = _browser(phone=False)
+    try:
+        _open(driver, suggest["web_app"]["url"], init_data(bs.token, BOB.id, language="ru", username="bob"))
+        crops = [li.text for li in driver.find_elements("css selector", "#crop-list li")]
+        assert 1 <= len(crops) <= 3 and crops[0] == "кроп 1: 0 объектов"
+        n = len(crops)
+        assert _text(driver, "status").startswith(f"{n} кроп{'' if n == 1 else 'а'}, где модель меньше всего")
+        assert "13 предложений модели" in _text(driver, "warnings")
+        assert _text(driver, "save") == "Сохранить разметку (0 объектов)"
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        canvas = driver.find_element("id", "canvas")
+        doubtful = min(scene.instances, key=lambda i: abs(i.score - 0.5))  # inside the first crop
+        x, y = _to_viewport(driver, *doubtful.polygon.mean(axis=0))
+        r = driver.execute_script(
+            "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top]", canvas
+        )
+        ActionChains(driver).move_to_element_with_offset(
+            canvas, x - r[0] - canvas.size["width"] / 2, y - r[1] - canvas.size["height"] / 2
+        ).click().perform()
+        assert _text(driver, "save") == "Сохранить разметку (1 объект)"
+        assert ": 1 объект\n" in _text(driver, "crop-list") + "\n"
+        assert "12 предложений модели" in _text(driver, "warnings")
+        _keep(driver, tmp_path, "webapp-label-desktop-ru.png")
+        # the rest of the model's outlines in the crops, at once (Reject would drop a wrong one)
+        accept = _text(driver, "accept-all")
+        n = int(accept.split()[1])
+        assert accept.startswith(f"Принять {n} контур") and accept.endswith("модели в кропах") and n >= 2
+        _click(driver, "accept-all")
+        assert _text(driver, "save") == f"Сохранить разметку ({n + 1} объектов)"
+        assert not driver.find_element("id", "accept-all").is_displayed()
+        assert _browser_log(driver) == []
+    finally:
+        driver.quit()
+    assert review["web_app"]["url"].endswith(f"?result={scene.result_id}")
+    assert label["web_app"]["url"].endswith(f"?image={image_id}")

@@ -151,3 +151,24 @@ def init_data(
     }
     fields["hash"] = sign(fields, token)
     return urlencode(fields)
+
+
+def stored_image(settings: Settings, scene: Scene, *, link_result: bool = True) -> int:
+    """The scene's image as the user sent it (an image upload), the image of her result when
+    `link_result`: what the Label button opens. Its id."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(scene_image(scene.instances)).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    store = FileStore(settings.files_dir)
+    with session_scope(settings.database_url) as session:
+        upload = Upload(user_id=scene.user_id, kind="image", original_name="cells.png",
+                        sha256=store.put_bytes(data), size=len(data), summary={})
+        session.add(upload)
+        session.flush()
+        if link_result:
+            session.get(Result, scene.result_id).upload_id = upload.id
+        return upload.id

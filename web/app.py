@@ -23,13 +23,14 @@ from core.i18n import render
 from core.settings import Settings
 from storage.files import Store
 from storage.stores import open_store
-from web import links, review
+from web import labeling, links, review
 from web.auth import AuthError, allowed, check_init_data, from_header
 from web.texts import all_page_texts
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 RID = r"{rid:\d{1,12}}"
+IID = r"{iid:\d{1,12}}"
 SECURITY_HEADERS = {
     # Telegram's web client shows the page in an iframe, so no frame-ancestors / X-Frame-Options.
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; "
@@ -81,6 +82,8 @@ async def _blocking(fn: Any, *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
     except review.NotYours:
         raise fail(web.HTTPForbidden, "This result is not yours (or no longer exists).") from None
+    except labeling.NoSuchImage:
+        raise fail(web.HTTPNotFound, "This image is not yours (or no longer exists).") from None
     except review.Gone:
         raise fail(
             web.HTTPGone, "The files of this result were deleted (they are kept for a limited time)."
@@ -114,22 +117,27 @@ async def me(request: web.Request) -> web.Response:
     return _json({"language": caller.language, "results": results})
 
 
-async def result(request: web.Request) -> web.Response:
+async def _view(request: web.Request, fn: Any, key: str) -> web.Response:
+    """The page's data of one of her results or images (fn(settings, store, user id, id)), in her language."""
     caller, state = await _caller(request), _state(request)
-    view = await _blocking(
-        review.result_view, state.settings, state.store, caller.user_id, int(request.match_info["rid"])
-    )
+    view = await _blocking(fn, state.settings, state.store, caller.user_id, int(request.match_info[key]))
     return _json({**view, "language": caller.language})
 
 
-async def image(request: web.Request) -> web.Response:
+async def _png(request: web.Request, fn: Any, key: str) -> web.Response:
     caller, state = await _caller(request), _state(request)
-    data = await _blocking(
-        review.image_bytes, state.settings, state.store, caller.user_id, int(request.match_info["rid"])
-    )
+    data = await _blocking(fn, state.settings, state.store, caller.user_id, int(request.match_info[key]))
     return web.Response(
         body=data, content_type="image/png", headers={"Cache-Control": "private, max-age=300"}
     )
+
+
+async def result(request: web.Request) -> web.Response:
+    return await _view(request, review.result_view, "rid")
+
+
+async def image(request: web.Request) -> web.Response:
+    return await _png(request, review.image_bytes, "rid")
 
 
 def _file_name(image_name: str, role: str) -> str:
@@ -170,24 +178,58 @@ async def download(request: web.Request) -> web.Response:
     return web.Response(body=data, content_type=kind, charset="utf-8", headers=headers)
 
 
-async def correction(request: web.Request) -> web.Response:
-    caller, state = await _caller(request), _state(request)
-    rid = int(request.match_info["rid"])
+async def _edit(request: web.Request, caller: review.Caller, fn: Any, *args: Any) -> Any:
+    """Run fn(settings, store, user id, *args, body) on the request's JSON body; bad input -> 400."""
+    state = _state(request)
     raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge, nothing read further
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
         raise fail(web.HTTPBadRequest, "The body is not valid JSON.") from None
     try:
-        saved = await _blocking(
-            review.save_correction, state.settings, state.store, caller.user_id, rid, body
-        )
+        return await _blocking(fn, state.settings, state.store, caller.user_id, *args, body)
     except review.EditError as error:  # a malformed request from the page: for its developer
         raise fail(web.HTTPBadRequest, str(error)) from None
     except InputError as error:  # what the user drew cannot be saved: say why in their language
         raise fail(web.HTTPBadRequest, render(caller.language, error.text)) from None
-    log.info("correction of result %s saved as upload %s", rid, saved["upload_id"])
+
+
+async def _save(request: web.Request, fn: Any, key: str, what: str) -> web.Response:
+    """fn(settings, store, user id, id, body) keeps what she made on the page as an upload."""
+    caller, ident = await _caller(request), int(request.match_info[key])
+    saved = await _edit(request, caller, fn, ident)
+    log.info("%s %s saved as upload %s", what, ident, saved["upload_id"])
     return _json(saved)
+
+
+async def correction(request: web.Request) -> web.Response:
+    return await _save(request, review.save_correction, "rid", "correction of result")
+
+
+# Label mode: an image she sent (web.labeling)
+
+
+async def images(request: web.Request) -> web.Response:
+    caller = await _caller(request)
+    found = await _blocking(labeling.list_images, _state(request).settings, caller.user_id)
+    return _json({"language": caller.language, "images": found})
+
+
+async def label_view(request: web.Request) -> web.Response:
+    return await _view(request, labeling.image_view, "iid")
+
+
+async def label_image(request: web.Request) -> web.Response:
+    return await _png(request, labeling.image_png, "iid")
+
+
+async def propose(request: web.Request) -> web.Response:
+    caller = await _caller(request)
+    return _json(await _edit(request, caller, labeling.propose, int(request.match_info["iid"])))
+
+
+async def save_labels(request: web.Request) -> web.Response:
+    return await _save(request, labeling.save_labels, "iid", "labels of image upload")
 
 
 # Middlewares
@@ -239,6 +281,11 @@ def build_web_app(settings: Settings) -> web.Application:
     app.router.add_get(f"/api/results/{RID}/image", image)
     app.router.add_post(f"/api/results/{RID}/links", download_links)
     app.router.add_post(f"/api/results/{RID}/correction", correction)
+    app.router.add_get("/api/images", images)
+    app.router.add_get(f"/api/images/{IID}", label_view)
+    app.router.add_get(f"/api/images/{IID}/image", label_image)
+    app.router.add_post(f"/api/images/{IID}/propose", propose)
+    app.router.add_post(f"/api/images/{IID}/labels", save_labels)
     app.router.add_get(
         r"/dl/{uid:\d{1,12}}/" + RID + r"/{role:[a-z]{1,16}}/{expires:\d{1,12}}/{sig:[0-9a-f]{1,64}}",
         download,

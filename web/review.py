@@ -123,7 +123,19 @@ def result_view(settings: Settings, store: FileStore, user_id: int, result_id: i
         },
         "objects": objects,
         "classes": sorted({o["label"] for o in objects}),
+        "ids_fit": ids_fit(ann),
     }
+
+
+def ids_fit(ann: AnnotatedImage) -> bool:
+    """Whether the chat's overlay numbered the objects: it does only when every id fits beside its
+    object (outputs.overlay_layout), and the page starts with ids on exactly then, so 168 dense
+    particles are not hidden under a cloud of numbers."""
+    from outputs.overlay import render_pictures
+
+    if not ann.instances:
+        return True
+    return render_pictures(ann.image, ann.instances, ann.nm_per_px, inset=False).overlay.ids_shown
 
 
 def image_bytes(settings: Settings, store: FileStore, user_id: int, result_id: int) -> bytes:
@@ -142,13 +154,13 @@ def image_bytes(settings: Settings, store: FileStore, user_id: int, result_id: i
 # The correction
 
 
-def _number(value: Any) -> float:
+def number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError
     return float(value)
 
 
-def _new_shape(entry: dict[str, Any], where: str) -> dict[str, Any]:
+def new_shape(entry: dict[str, Any], where: str) -> dict[str, Any]:
     shape_type = entry.get("shape_type", "polygon")
     points = entry.get("points")
     if shape_type not in ("polygon", "circle"):
@@ -156,7 +168,7 @@ def _new_shape(entry: dict[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(points, list) or len(points) > MAX_POINTS:
         raise EditError(f"{where}: points must be a list of at most {MAX_POINTS} [x, y] pairs.")
     try:
-        pts = [[_number(p[0]), _number(p[1])] for p in points if isinstance(p, list) and len(p) == 2]
+        pts = [[number(p[0]), number(p[1])] for p in points if isinstance(p, list) and len(p) == 2]
     except ValueError:
         pts = []
     if len(pts) != len(points):
@@ -223,7 +235,7 @@ def parse_edits(body: Any, ann: AnnotatedImage) -> tuple[list[dict[str, Any]], d
                 }
             )
         else:
-            shape = _new_shape(entry, where)
+            shape = new_shape(entry, where)
             # A LabelMe file's copy is skipped with a note; here it is a double tap: say so, store nothing.
             key = (shape["label"], shape["shape_type"], json.dumps(shape["points"]))
             if key in drawn:

@@ -69,6 +69,36 @@ TEXTS: dict[str, Text] = {
     "discard": N_("Discard the unsaved changes?"),
     "dLabel": N_("D, {unit}"),
     "areaLabel": N_("area, {unit}²"),
+    # label mode (?image=<upload id>)
+    "labelTitle": N_("Label an image"),
+    "crop": N_("Crop"),
+    "tap": N_("Tap"),
+    "hintCrop": N_("Drag a rectangle around a region; you will outline every particle inside it."),
+    "hintTap": N_("Tap a particle: its outline is proposed. Tap a dashed proposal to accept it."),
+    "size": N_("Size"),
+    "reject": N_("Reject"),
+    "noOutline": N_("Nothing stands out here: draw this one with Polygon or Circle."),
+    "crops": N_("Crops"),
+    "cropCount": NP_("crop {k}: {n} object", "crop {k}: {n} objects"),
+    "noCrops": N_("Draw at least one crop: only outlines inside crops are used for training."),
+    "missed": NP_(
+        "crop {k}: {n} particle-like spot has no outline yet (a crop must be complete)",
+        "crop {k}: {n} particle-like spots have no outline yet (a crop must be complete)",
+    ),
+    "proposals": NP_("{n} model proposal to accept or ignore", "{n} model proposals to accept or ignore"),
+    "saveLabels": NP_("Save labels ({n} object)", "Save labels ({n} objects)"),
+    "savedLabels": N_("Saved. The chat has the summary and a Train now button."),
+    "suggested": NP_(
+        "{n} crop where the model is least sure: outline every particle inside (tap the dashed ones "
+        "to accept).",
+        "{n} crops where the model is least sure: outline every particle inside (tap the dashed ones "
+        "to accept).",
+    ),
+    "acceptAll": NP_(
+        "Accept the model's {n} outline in the crops", "Accept the model's {n} outlines in the crops"
+    ),
+    "pickImage": N_("Your recent images"),
+    "noImages": N_("No images yet: send an image to the bot first."),
 }
 
 

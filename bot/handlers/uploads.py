@@ -26,6 +26,7 @@ from bot.scale import scale_from_caption
 from bot.services import Services, user_info
 from bot.state import ALBUM, AWAITING_IMAGE, TTL, image_key
 from bot.training import after_labels_keyboard, queue_recognition
+from bot.webapp import images_markup
 from storage.pending import drop_states, live_states, put_state, take_state
 
 log = logging.getLogger(__name__)
@@ -245,8 +246,13 @@ async def _recognise(
             good.append((image, facts))
     if not good:
         return
-    if info.active_model_id is None:
+    if info.active_model_id is None and not s.settings.webapp_url:
         await say(context, chat, "no_model_image")
+        return
+    if info.active_model_id is None:  # kept all the same: she can label it on the page (Label)
+        ids = await asyncio.to_thread(files_in.store_images, s, info.id, [i for i, _ in good])
+        named = [(uid, image.name) for uid, (image, _) in zip(ids, good, strict=True)]
+        await say(context, chat, "no_model_label", images_markup(s.settings, info.language, named))
         return
     user_scale = nm_per_px if nm_per_px is not None else info.nm_per_px  # the job's rule: user first
     named = [(image.name, facts) for image, facts in good]

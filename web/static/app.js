@@ -1,6 +1,8 @@
 // segbot's Review page: one recognition result, its outlines on a zoomable canvas, edits
 // (delete, change class, new outlines by taps or a drag), undo/redo, a score filter, and Save as a
-// correction. Plain JS, no build step, no CDN; telegram-web-app.js is not needed (see initData()).
+// correction. With ?image=<upload id> the same page is label mode: crop rectangles, a tap proposes
+// an outline (the server's annotations.proposer), the model's outlines as proposals to accept, Save
+// as a LabelMe training file. Plain JS, no build step, no CDN; telegram-web-app.js is not needed (see initData()).
 "use strict";
 (function () {
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -155,13 +157,15 @@
   // ---- state ----------------------------------------------------------------------------------
   const S = {
     resultId: null, result: null, image: null, original: 0,
+    imageId: null, labelling: false, crops: [], nextCrop: 1, blobs: [], sliding: null, proposing: false,
     objects: [], undo: [], redo: [], selected: null, nextNew: 1,
     classes: [], newClass: "particle", minScore: 0, showIds: true, mode: "select",
     draft: [], circle: null, view: { scale: 1, tx: 0, ty: 0 }, sort: { key: "num", dir: 1 },
     dirty: false, saving: false,
   };
 
-  const visible = (o) => o.score === null || o.score >= S.minScore;
+  // a model's proposal in label mode is shown dashed and saved only once accepted
+  const visible = (o) => !o.proposal && (o.score === null || o.score >= S.minScore);
   const shown = () => S.objects.filter(visible);
   const colour = (label) => PALETTE[Math.max(0, S.classes.indexOf(label)) % PALETTE.length];
   const scaled = () => Boolean(S.result && S.result.nm_per_px);
@@ -181,20 +185,24 @@
     S.classes = Array.from(set).sort();
   }
 
-  function commit(objects, selected) {
+  const snapshot = () => ({ objects: S.objects, crops: S.crops, selected: S.selected });
+  function commit(objects, selected, crops) {
     // One undoable step.
-    S.undo.push({ objects: S.objects, selected: S.selected });
+    S.undo.push(S.sliding || snapshot());
+    S.sliding = null;
     if (S.undo.length > 200) S.undo.shift();
     S.redo = [];
     S.objects = objects;
+    if (crops !== undefined) S.crops = crops;
     S.selected = selected === undefined ? S.selected : selected;
     changed(true);
   }
   function stepHistory(from, to) {
     if (!from.length) return;
-    to.push({ objects: S.objects, selected: S.selected });
+    to.push(snapshot());
     const step = from.pop();
     S.objects = step.objects;
+    S.crops = step.crops;
     S.selected = step.selected;
     changed(true);
   }
@@ -203,7 +211,7 @@
       S.dirty = true;
       postEvent("web_app_setup_closing_behavior", { need_confirmation: true });
     }
-    if (S.selected && !S.objects.some((o) => o.key === S.selected && visible(o))) S.selected = null;
+    if (S.selected && !S.objects.some((o) => o.key === S.selected)) S.selected = null;
     refreshClasses();
     renderControls();
     renderStats();
@@ -268,6 +276,29 @@
       if (sel) { ctx.fillStyle = "rgba(255,255,255,0.35)"; ctx.fill(); }
       ctx.stroke();
     }
+    ctx.setLineDash([4 * px, 3 * px]);
+    for (const o of S.objects) {
+      if (!o.proposal) continue;
+      tracePath(o.points);
+      ctx.strokeStyle = o.key === S.selected ? "#fff" : "#ff3df2"; // magenta: no class colour, seen on grey
+      ctx.lineWidth = (o.key === S.selected ? 3 : 2) * px;
+      ctx.stroke();
+    }
+    ctx.setLineDash([]);
+    const boxes = S.crops.concat(S.rect ? [S.rect] : []);
+    boxes.forEach((c, k) => {
+      ctx.strokeStyle = "#ffd400";
+      ctx.lineWidth = 2 * px;
+      if (c === S.rect) ctx.setLineDash([6 * px, 4 * px]);
+      ctx.strokeRect(c.x0, c.y0, c.x1 - c.x0, c.y1 - c.y0);
+      ctx.setLineDash([]);
+      if (c === S.rect) return;
+      ctx.font = `bold ${13 * px}px system-ui, sans-serif`;
+      ctx.textAlign = "left";
+      ctx.textBaseline = "top";
+      ctx.fillStyle = "#ffd400";
+      ctx.fillText(String(k + 1), c.x0 + 3 * px, c.y0 + 3 * px);
+    });
     if (S.showIds && (list.length <= 600 || v.scale > 1.5)) {
       ctx.font = `${12 * px}px system-ui, sans-serif`;
       ctx.textAlign = "center";
@@ -341,6 +372,8 @@
         const [cx, cy] = toImage(gesture.start[0], gesture.start[1]);
         gesture.type = "circle";
         S.circle = { cx, cy, r: 0 };
+      } else if (S.mode === "crop") {
+        gesture.type = "crop";
       } else {
         gesture.type = "pan";
       }
@@ -351,6 +384,12 @@
     } else if (gesture.type === "circle") {
       const [x, y] = toImage(p[0], p[1]);
       S.circle.r = Math.hypot(x - S.circle.cx, y - S.circle.cy);
+      draw();
+    } else if (gesture.type === "crop") {
+      const [ax, ay] = toImage(gesture.start[0], gesture.start[1]), [bx, by] = toImage(p[0], p[1]);
+      const clampX = (v) => Math.max(0, Math.min(S.result.width, v));
+      const clampY = (v) => Math.max(0, Math.min(S.result.height, v));
+      S.rect = { x0: clampX(Math.min(ax, bx)), y0: clampY(Math.min(ay, by)), x1: clampX(Math.max(ax, bx)), y1: clampY(Math.max(ay, by)) };
       draw();
     } else if (gesture.type === "pinch" && pointers.size === 2) {
       const now = pinchState(), v = gesture.view;
@@ -367,8 +406,9 @@
     if (gesture && e.type === "pointerup") {
       if (gesture.type === "tap") onTap(p);
       else if (gesture.type === "circle") finishCircle();
+      else if (gesture.type === "crop") finishCrop();
     }
-    if (e.type === "pointercancel") S.circle = null;
+    if (e.type === "pointercancel") { S.circle = null; S.rect = null; }
     gesture = pointers.size ? { type: "none" } : null; // after a pinch, wait until every finger is up
     draw();
   }
@@ -392,15 +432,96 @@
       draw();
       return;
     }
+    if (S.mode === "tap") { tapLabel(ix, iy); return; }
     if (S.mode !== "select") return;
+    const best = objectAt(ix, iy, S.objects.filter((o) => visible(o) || o.proposal));
+    S.selected = best ? best.key : null;
+    changed(false);
+  }
+  function objectAt(ix, iy, list) {
     let best = null;
-    for (const o of shown()) {
+    for (const o of list) {
       const [x0, y0, x1, y1] = o.box;
       if (ix < x0 || ix > x1 || iy < y0 || iy > y1 || !inside(o.points, ix, iy)) continue;
       if (!best || o.area < best.area) best = o; // the smallest of overlapping outlines
     }
-    S.selected = best ? best.key : null;
-    changed(false);
+    return best;
+  }
+
+  // ---- label mode: a tap proposes an outline, a tap on a model's proposal accepts it -------------
+  async function tapLabel(ix, iy) {
+    const proposal = objectAt(ix, iy, S.objects.filter((o) => o.proposal));
+    if (proposal) {
+      const accepted = makeObject(Object.assign({}, proposal, { proposal: false, score: null, label: S.newClass }));
+      commit(S.objects.map((o) => (o.key === proposal.key ? accepted : o)), accepted.key);
+      return;
+    }
+    const mine = objectAt(ix, iy, shown());
+    if (mine) { S.selected = mine.key; changed(false); return; }
+    if (S.proposing) return;
+    S.proposing = true;
+    status("");
+    try {
+      const response = await api(`/api/images/${S.imageId}/propose`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ x: ix, y: iy }),
+      });
+      const found = await response.json();
+      if (found.points) addObject({ shape: "polygon", points: found.points, base: found.points, factor: 1 });
+      else status(t("noOutline"), "error");
+    } catch (error) {
+      status(error.message, "error");
+    } finally {
+      S.proposing = false;
+      document.body.dataset.proposals = String(Number(document.body.dataset.proposals || 0) + 1);
+    }
+  }
+  function finishCrop() {
+    const c = S.rect;
+    S.rect = null;
+    if (!c || (c.x1 - c.x0) * S.view.scale < 12 || (c.y1 - c.y0) * S.view.scale < 12) return;
+    commit(S.objects, S.selected, S.crops.concat([Object.assign({ key: "c" + S.nextCrop++ }, c)]));
+  }
+  function scaledOutline(o, factor) {
+    const [cx, cy] = centroid(o.base);
+    return makeObject(Object.assign({}, o, {
+      factor, area: undefined, d: undefined,
+      points: o.base.map(([x, y]) => [cx + (x - cx) * factor, cy + (y - cy) * factor]),
+    }));
+  }
+  $("sel-size").oninput = (e) => {
+    const sel = S.objects.find((o) => o.key === S.selected);
+    if (!sel || !sel.base) return;
+    if (!S.sliding) S.sliding = snapshot(); // the whole slide is one undoable step
+    S.objects = S.objects.map((o) => (o.key === sel.key ? scaledOutline(o, parseFloat(e.target.value)) : o));
+    draw();
+  };
+  $("sel-size").onchange = () => { if (S.sliding) commit(S.objects); };
+
+  const inCrops = (list) => list.filter((o) => S.crops.some((c) => cropOf(o, c)));
+  $("accept-all").onclick = () => { // the model's outlines in her crops, as they are; Reject drops one
+    const keys = new Set(inCrops(S.objects.filter((o) => o.proposal)).map((o) => o.key));
+    commit(S.objects.map((o) => (keys.has(o.key) ? makeObject(Object.assign({}, o, { proposal: false, score: null })) : o)), null);
+  };
+  function cropOf(o, c) { return o.c[0] >= c.x0 && o.c[0] <= c.x1 && o.c[1] >= c.y0 && o.c[1] <= c.y1; }
+  function renderCrops() {
+    if (!S.labelling) return;
+    const objects = shown();
+    const lines = [], warnings = [];
+    S.crops.forEach((c, k) => {
+      const mine = objects.filter((o) => cropOf(o, c));
+      lines.push(t("cropCount", { k: k + 1, n: mine.length }));
+      // particle-like spots (the server's Otsu + watershed) no outline covers: maybe one was missed
+      const ds = mine.map((o) => o.d).sort((a, b) => a - b);
+      const floor = ds.length ? 0.5 * ds[Math.floor(ds.length / 2)] : 0;
+      const missed = S.blobs.filter(([x, y, d]) => x >= c.x0 && x <= c.x1 && y >= c.y0 && y <= c.y1 && d >= floor
+        && !objects.some((o) => inside(o.points, x, y))).length;
+      if (missed) warnings.push(t("missed", { k: k + 1, n: missed }));
+    });
+    if (!S.crops.length) warnings.push(t("noCrops"));
+    const pending = S.objects.filter((o) => o.proposal).length;
+    if (pending) warnings.push(t("proposals", { n: pending }));
+    $("crop-list").replaceChildren(...lines.map((text) => { const li = document.createElement("li"); li.textContent = text; return li; }));
+    $("warnings").textContent = warnings.join("\n");
   }
 
   function addObject(fields) {
@@ -423,6 +544,7 @@
 
   // ---- controls -------------------------------------------------------------------------------
   function setMode(mode) {
+    S.rect = null;
     S.mode = mode;
     S.draft = [];
     S.circle = null;
@@ -443,11 +565,11 @@
   }
 
   function renderControls() {
-    for (const m of ["select", "polygon", "circle"]) $("mode-" + m).classList.toggle("on", S.mode === m);
+    for (const m of ["crop", "tap", "select", "polygon", "circle"]) $("mode-" + m).classList.toggle("on", S.mode === m);
     $("undo").disabled = !S.undo.length;
     $("redo").disabled = !S.redo.length;
     $("ids").classList.toggle("on", S.showIds);
-    $("hint").textContent = t({ select: "hintSelect", polygon: "hintPolygon", circle: "hintCircle" }[S.mode]);
+    $("hint").textContent = t({ select: "hintSelect", polygon: "hintPolygon", circle: "hintCircle", crop: "hintCrop", tap: "hintTap" }[S.mode]);
     $("drawbar").hidden = S.mode !== "polygon" || !S.draft.length;
     $("draw-hint").textContent = t("points", { n: S.draft.length });
     $("draw-done").disabled = S.draft.length < 3;
@@ -457,17 +579,25 @@
       const name = sel.id !== null ? "#" + sel.id : t("newObject") + " +" + sel.newNo;
       $("sel-info").textContent = `${name} · D ${fmt(dOf(sel))} ${unit()}` + (sel.score !== null ? ` · ${sel.score.toFixed(2)}` : "");
       fillClassSelect($("sel-class"), sel.label);
+      $("sel-size-row").hidden = !sel.base;
+      if (sel.base) $("sel-size").value = String(sel.factor);
+      $("sel-delete").textContent = t(sel.proposal ? "reject" : "delete");
     }
     fillClassSelect($("new-class"), S.newClass);
     $("score-value").textContent = S.minScore.toFixed(2);
     const hidden = S.objects.length - shown().length;
     $("hidden-count").textContent = hidden ? t("hidden", { n: hidden }) : "";
-    $("save").textContent = S.saving ? t("saving") : t("save", { n: shown().length });
+    const waiting = inCrops(S.objects.filter((o) => o.proposal)).length;
+    $("accept-all").hidden = !S.labelling || !waiting;
+    $("accept-all").textContent = t("acceptAll", { n: waiting });
+    $("save").textContent = S.saving ? t("saving") : t(S.labelling ? "saveLabels" : "save", { n: shown().length });
     $("save").disabled = S.saving;
     $("dirty").hidden = !S.dirty;
   }
 
   $("mode-select").onclick = () => setMode("select");
+  $("mode-crop").onclick = () => setMode("crop");
+  $("mode-tap").onclick = () => setMode("tap");
   $("mode-polygon").onclick = () => setMode("polygon");
   $("mode-circle").onclick = () => setMode("circle");
   $("undo").onclick = () => stepHistory(S.undo, S.redo);
@@ -516,6 +646,7 @@
     });
     $("counts").replaceChildren(...chips);
     drawHistogram(shown().map(dOf));
+    renderCrops();
   }
 
   function drawHistogram(values) {
@@ -588,7 +719,8 @@
     $("table").tBodies[0].replaceChildren(...body);
     $("table-more").textContent = rows.length > TABLE_ROWS ? t("more", { n: rows.length - TABLE_ROWS }) : "";
     const selRow = $("table").querySelector("tr.sel");
-    if (selRow && selRow.scrollIntoView) selRow.scrollIntoView({ block: "nearest" });
+    // (not while labelling: taps on the picture select the new outline, and the page must not jump)
+    if (selRow && selRow.scrollIntoView && !S.labelling) selRow.scrollIntoView({ block: "nearest" });
   }
   document.querySelectorAll("#table th").forEach((th) => {
     th.onclick = () => {
@@ -614,6 +746,7 @@
 
   $("save").onclick = async () => {
     if (S.saving) return;
+    if (S.labelling) { saveLabels(); return; }
     S.saving = true;
     renderControls();
     status("");
@@ -640,6 +773,29 @@
       renderControls();
     }
   };
+
+  async function saveLabels() {
+    S.saving = true;
+    renderControls();
+    status("");
+    const objects = shown().map((o) => (o.shape === "circle"
+      ? { label: o.label, shape_type: "circle", points: [[o.circle.cx, o.circle.cy], [o.circle.cx + o.circle.r, o.circle.cy]] }
+      : { label: o.label, shape_type: "polygon", points: o.points }));
+    const crops = S.crops.map((c) => [c.x0, c.y0, c.x1, c.y1]);
+    try {
+      await api(`/api/images/${S.imageId}/labels`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ crops, objects }),
+      });
+      S.dirty = false;
+      postEvent("web_app_setup_closing_behavior", { need_confirmation: false });
+      status(t("savedLabels"), "ok");
+    } catch (error) {
+      status(error.message, "error");
+    } finally {
+      S.saving = false;
+      renderControls();
+    }
+  }
 
   async function download(role, e) {
     e.preventDefault();
@@ -702,7 +858,9 @@
     translate();
     if (!initData()) { message(t("noAuth")); return; }
     const rid = new URLSearchParams(location.search).get("result");
+    const iid = new URLSearchParams(location.search).get("image");
     try {
+      if (iid && /^\d{1,12}$/.test(iid)) { await startLabelling(iid); return; }
       if (!rid || !/^\d{1,12}$/.test(rid)) { await showPicker(); return; }
       S.resultId = rid;
       const view = await (await api(`/api/results/${rid}`)).json();
@@ -715,19 +873,45 @@
         area: o.area_px, d: o.d_px, shape: "polygon",
       }));
       S.original = S.objects.length;
-      $("title").textContent = S.result.name;
-      document.title = `segbot · ${S.result.name}`;
-      const blob = await (await api(`/api/results/${rid}/image`)).blob();
-      S.image = await createImageBitmap(blob);
-      $("main").hidden = false;
-      message("");
-      resize();
-      fit();
-      changed(false);
-      document.body.dataset.ready = "1"; // for the browser test: everything is drawn
+      S.showIds = view.ids_fit !== false; // off when they would cover the particles (as on the overlay)
+      await showImage(`/api/results/${rid}/image`);
     } catch (error) {
       message(error.message);
     }
+  }
+  async function showImage(path) {
+    $("title").textContent = S.result.name;
+    document.title = `segbot · ${S.result.name}`;
+    const blob = await (await api(path)).blob();
+    S.image = await createImageBitmap(blob);
+    $("main").hidden = false;
+    message("");
+    resize();
+    fit();
+    changed(false);
+    document.body.dataset.ready = "1"; // for the browser test: everything is drawn
+  }
+  async function startLabelling(iid) {
+    S.labelling = true;
+    S.imageId = iid;
+    document.body.classList.add("labelling");
+    const view = await (await api(`/api/images/${iid}`)).json();
+    lang = pickLang(view.language, lang);
+    translate();
+    S.result = Object.assign({ classes: view.classes, nm_per_px: null }, view.image);
+    S.newClass = view.classes.includes("particle") ? "particle" : view.classes[0];
+    S.blobs = view.blobs || [];
+    S.crops = view.crops.map(([x0, y0, x1, y1]) => ({ key: "c" + S.nextCrop++, x0, y0, x1, y1 }));
+    const fresh = (o, proposal) => makeObject({ key: "n" + S.nextNew, id: null, newNo: S.nextNew++, label: o.label, points: o.points, score: proposal ? o.score : null, shape: "polygon", proposal });
+    S.objects = view.objects.map((o) => fresh(o, false)).concat(view.proposals.map((o) => fresh(o, true)));
+    S.showIds = false; // new outlines have no ids worth reading; the counts are per crop
+    const suggest = new URLSearchParams(location.search).get("suggest") === "1";
+    if (suggest && !S.crops.length && view.suggested.length) { // "Label where it helps most"
+      S.crops = view.suggested.map(([x0, y0, x1, y1]) => ({ key: "c" + S.nextCrop++, x0, y0, x1, y1 }));
+      status(t("suggested", { n: S.crops.length }), "ok");
+    }
+    S.mode = S.crops.length ? "tap" : "crop";
+    await showImage(`/api/images/${iid}/image`);
   }
   window.addEventListener("resize", () => { if (S.result) { resize(); renderStats(); } });
   start();

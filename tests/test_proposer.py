@@ -1,0 +1,129 @@
+"""The outline proposed around a tap (annotations.proposer): known sizes drawn in code, real EMPS crops."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from annotations.geometry import area_centroid_perimeter, polygon_area, polygon_to_mask
+from annotations.proposer import propose_outline, spots, to_gray
+
+EMPS_DEV = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "emps-dev"
+
+
+def _scene(dark: bool, noise: float = 6.0, seed: int = 0) -> tuple[np.ndarray, list]:
+    """Discs of known radius on a smooth background (bright or dark particles), with noise."""
+    rng = np.random.default_rng(seed)
+    h, w = 300, 400
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    back, part = (180.0, 60.0) if dark else (60.0, 190.0)
+    img = np.full((h, w), back, np.float32) + 0.05 * xx  # a gentle illumination ramp
+    discs = [(60.3, 70.6, 8.0), (180.0, 80.0, 20.5), (300.4, 150.2, 45.0), (90.0, 220.0, 14.0)]
+    for cx, cy, r in discs:
+        # area-weighted edge: the drawn disc's area is pi r^2, not the pixel count of a hard edge
+        inside = np.clip(r + 0.5 - np.hypot(xx - cx, yy - cy), 0.0, 1.0)
+        img = img * (1 - inside) + part * inside
+    img = cv2.GaussianBlur(img, (0, 0), 0.8) + rng.normal(0, noise, img.shape).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8), discs
+
+
+@pytest.mark.parametrize("dark", [True, False])
+def test_a_tap_outlines_each_disc_within_five_percent_of_its_diameter(dark):
+    img, discs = _scene(dark)
+    gray = to_gray(img)
+    for cx, cy, r in discs:
+        # a finger lands off-centre: a third of the radius away
+        prop = propose_outline(gray, cx + r / 3, cy - r / 4)
+        assert prop is not None, (cx, cy, r)
+        d = 2 * math.sqrt(polygon_area(prop.polygon) / math.pi)
+        assert abs(d - 2 * r) <= 0.05 * 2 * r, (r, d)
+        centre = area_centroid_perimeter([prop.polygon])[1][0]
+        assert math.hypot(centre[0] - cx, centre[1] - cy) < 0.15 * r
+
+
+def test_touching_discs_are_split_at_the_neck():
+    h, w = 200, 260
+    img = np.full((h, w), 200, np.uint8)
+    cv2.circle(img, (90, 100), 30, 50, -1)
+    cv2.circle(img, (148, 100), 30, 50, -1)  # 2 px overlap: one blob to a threshold
+    gray = to_gray(img)
+    left = propose_outline(gray, 90, 100)
+    right = propose_outline(gray, 148, 100)
+    assert left is not None and right is not None
+    for prop, cx in ((left, 90), (right, 148)):
+        d = 2 * math.sqrt(polygon_area(prop.polygon) / math.pi)
+        assert 0.9 * 61 <= d <= 1.05 * 61, d
+        assert abs(area_centroid_perimeter([prop.polygon])[1][0][0] - cx) < 3
+    overlap = polygon_to_mask(left.polygon, h, w) & polygon_to_mask(right.polygon, h, w)
+    assert overlap.sum() < 20
+
+
+def test_nothing_is_proposed_on_a_flat_image_or_outside_it():
+    gray = np.full((100, 100), 128, np.float32)
+    assert propose_outline(gray, 50, 50) is None
+    img, _ = _scene(True)
+    assert propose_outline(to_gray(img), -5, 10) is None
+    assert propose_outline(to_gray(img), 10, 400) is None
+
+
+def _emps(stem: str) -> tuple[np.ndarray, np.ndarray]:
+    if not (EMPS_DEV / "images" / f"{stem}.png").is_file():
+        pytest.fail(f"the EMPS dev set is missing: {EMPS_DEV}")
+    image = cv2.imread(str(EMPS_DEV / "images" / f"{stem}.png"), cv2.IMREAD_COLOR)
+    seg = cv2.imread(str(EMPS_DEV / "segmaps" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+    return to_gray(image), seg if seg.ndim == 2 else seg[:, :, 0]
+
+
+# Real micrographs: TEM spheres, touching (00655d9628); SEM particles, well apart (0a55e7c93f)
+@pytest.mark.parametrize("stem,min_iou", [("00655d9628", 0.85), ("0a55e7c93f", 0.85)])
+def test_taps_on_real_emps_particles_match_their_masks(stem, min_iou):
+    gray, seg = _emps(stem)
+    ious = []
+    for k in np.unique(seg[seg > 0]):
+        mask = seg == k
+        dist = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+        ty, tx = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        prop = propose_outline(gray, float(tx), float(ty))
+        pm = polygon_to_mask(prop.polygon, *seg.shape) if prop else np.zeros_like(mask)
+        ious.append((pm & mask).sum() / (pm | mask).sum())
+    assert np.median(ious) >= min_iou, ious
+
+
+def test_spots_find_every_disc_with_its_size():
+    img, discs = _scene(dark=True)
+    found = spots(to_gray(img))
+    assert len(found) == len(discs)
+    for cx, cy, r in discs:
+        k = int(np.argmin(np.hypot(found[:, 0] - cx, found[:, 1] - cy)))
+        assert np.hypot(found[k, 0] - cx, found[k, 1] - cy) < 1.0
+        assert abs(found[k, 2] - 2 * r) < 0.1 * 2 * r
+
+
+def test_suggested_crops_go_where_the_model_doubts():
+    from annotations.model import Instance
+    from annotations.suggest import suggest_crops
+    from tests.webapp_helpers import ellipse
+
+    # a 20 x 14 grid of particles on 1024 x 712: sure everywhere but a doubtful patch at the lower
+    # right (scores near 0.5) and one merged blob (twice the size) at the upper left
+    found = []
+    for k in range(280):
+        x, y = 25 + 50 * (k % 20), 25 + 50 * (k // 20)
+        doubtful = x > 800 and y > 500
+        found.append(Instance("particle", ellipse(x, y, 10, 10), 0.5 if doubtful else 0.97))
+    found[21] = Instance("particle", ellipse(75, 75, 20, 20), 0.95)
+    crops = suggest_crops(found, 1024, 712)
+    assert 1 <= len(crops) <= 3
+    x0, y0, x1, y1 = crops[0]
+    assert x1 - x0 == y1 - y0 >= 64 and x1 <= 1024 and y1 <= 712
+    assert x0 > 700 and y0 > 400  # the doubtful patch first
+    assert any(c[0] <= 75 <= c[2] and c[1] <= 75 <= c[3] for c in crops)  # then the merged blob
+    for a in crops:
+        for b in crops:
+            assert a is b or not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
+    sure = [Instance("particle", ellipse(30 + 60 * k, 30, 10, 10), 1.0) for k in range(5)]
+    assert suggest_crops(sure, 400, 100) == []  # nothing to doubt: no suggestion
