@@ -1,7 +1,9 @@
 """Prediction quality against ground truth.
 
 - Counting by the centre rule of Okunev et al. (Nanomaterials 2020, ParticlesNN): a prediction whose
-  centre lies inside a ground-truth contour is a TP, one GT is matched at most once (further
+  centre lies inside a ground-truth contour is a TP (the centre is a point inside the prediction: its area
+  centroid, or where that falls outside a concave or two-lobed outline, shapely's representative point,
+  so a file scored against itself scores 1.000), one GT is matched at most once (further
   predictions on it are FP), GTs left unmatched (also extra GTs under one big prediction) are FN.
   Centre-in-contour lookups go through an STRtree; where GTs overlap, a maximum matching decides
   (order-independent). Mask output (the trainer's held-out crop) is outlined first
@@ -65,10 +67,10 @@ def f1_interval(tp: int, fp: int, fn: int, level: float = 0.9, draws: int = 2000
     return float(lo), float(hi)
 
 
-def _geoms(instances: Sequence[Instance]):
+def _geoms(polygons: Sequence[np.ndarray]):
     import shapely
 
-    geoms = geometry.to_shapely([i.polygon for i in instances])
+    geoms = geometry.to_shapely(polygons)
     bad = ~shapely.is_valid(geoms)
     if bad.any():
         geoms[bad] = shapely.make_valid(geoms[bad])
@@ -87,6 +89,25 @@ def instances_from_masks(masks: np.ndarray, label: str = "object") -> list[Insta
     return [Instance(label, poly) for poly in outlines if poly is not None]
 
 
+def inside_centres(polygons: Sequence[np.ndarray]) -> np.ndarray:
+    """(n, 2) centres that lie inside their own outline: the area centroid where it does, else shapely's
+    representative point (inside by construction). The centroid of a crescent or of two touching lobes
+    lies outside the shape; taken as the centre, the outline would "miss" even itself."""
+    centres = geometry.area_centroid_perimeter(polygons)[1]
+    if not len(polygons):
+        return centres
+    import shapely
+
+    geoms = _geoms(polygons)
+    outside = ~shapely.contains_xy(geoms, centres[:, 0], centres[:, 1])
+    outside &= ~shapely.is_empty(geoms)
+    if outside.any():
+        rep = shapely.point_on_surface(geoms[outside])
+        centres = centres.copy()
+        centres[outside] = np.stack([shapely.get_x(rep), shapely.get_y(rep)], axis=1)
+    return centres
+
+
 def centre_pairs(
     pred: Sequence[Instance], gt: Sequence[Instance], pred_centres: np.ndarray | None = None
 ) -> np.ndarray:
@@ -98,9 +119,9 @@ def centre_pairs(
     centres = (
         pred_centres
         if pred_centres is not None
-        else geometry.area_centroid_perimeter([p.polygon for p in pred])[1]
+        else inside_centres([p.polygon for p in pred])
     )
-    tree = shapely.STRtree(_geoms(gt))
+    tree = shapely.STRtree(_geoms([g.polygon for g in gt]))
     return tree.query(shapely.points(centres), predicate="within")
 
 
@@ -428,7 +449,7 @@ def _stem(name: str) -> str:
 def _in_crops(instances: Sequence[Instance], ann: AnnotatedImage) -> list[Instance]:
     if not ann.crops or not instances:
         return list(instances)
-    cents = geometry.area_centroid_perimeter([i.polygon for i in instances])[1]
+    cents = inside_centres([i.polygon for i in instances])
     keep = np.zeros(len(instances), dtype=bool)
     for c in ann.crops:
         keep |= (cents[:, 0] >= c.x0) & (cents[:, 0] < c.x1) & (cents[:, 1] >= c.y0) & (cents[:, 1] < c.y1)
