@@ -252,8 +252,8 @@ def test_concave_and_two_lobe_outlines_match_themselves():
     shapes = [crescent(90 + 60 * k, 100) for k in range(4)] + [two_lobes(90 + 60 * k, 165) for k in range(4)]
     polys = [s.polygon for s in shapes]
     assert all(shapely.Polygon(p).is_valid for p in polys)
-    centroid = np.array([shapely.Polygon(p).centroid.coords[0] for p in polys])
-    assert not any(shapely.Polygon(p).contains(shapely.Point(c)) for p, c in zip(polys, centroid, strict=1))
+    centroid = [shapely.Point(shapely.Polygon(p).centroid) for p in polys]
+    assert not any(shapely.Polygon(p).contains(c) for p, c in zip(polys, centroid, strict=True))
     inside = inside_centres(polys)
     assert all(shapely.Polygon(p).contains(shapely.Point(c)) for p, c in zip(polys, inside, strict=True))
     convex = grid(9)  # where the centroid is inside, it stays the centre
