@@ -269,3 +269,21 @@ def test_concave_and_two_lobe_outlines_match_themselves():
     cropped = ann("x.png", shapes + grid(9), crops=[Crop(60, 70, 150, 200)])
     result = evaluate([cropped], [cropped], coco=False)
     assert result["count"]["fp"] == 0 and result["count"]["fn"] == 0 and result["count"]["tp"] > 0
+
+
+def test_cluster_recall_and_split_predictions():
+    from measures.evaluation import cluster_score, in_cluster
+
+    pile = [sq(0, 0, 10), sq(10, 0, 10), sq(21, 0, 10)]  # touching, and 1 px apart
+    alone = [sq(100, 100, 10), sq(150, 100, 10)]
+    gt = pile + alone
+    assert in_cluster(gt).tolist() == [True, True, True, False, False]
+    assert in_cluster(gt, gap=0.5).tolist() == [True, True, False, False, False]
+    # Found: one pile particle (as two fragments, both centres inside it) and both isolated ones.
+    pred = [sq(0, 0, 10, score=0.9), sq(1, 1, 4), sq(5, 5, 4), sq(100, 100, 10), sq(150, 100, 10)]
+    s = cluster_score(pred, gt)
+    assert (s.n_isolated, s.found_isolated, s.n_cluster, s.found_cluster, s.split) == (2, 2, 3, 1, 1)
+    assert s.recall_isolated == 1.0 and s.recall_cluster == pytest.approx(1 / 3)
+    total = s + cluster_score([], alone)
+    assert (total.n_isolated, total.found_isolated, total.recall_cluster) == (4, 2, pytest.approx(1 / 3))
+    assert cluster_score([], []).recall_cluster is None
