@@ -502,6 +502,42 @@ def dump(run: Scored, path: Path) -> None:
     path.write_bytes(pickle.dumps(payload))
 
 
+def rescore(paths: list[Path], threshold: float, figures: list[str]) -> None:
+    """Dumped runs scored again: as they are and with the fragment merge (inference.fragments) under a
+    few rule sets; `figures`: only the images whose name holds one of these stems (empty: all)."""
+    import dataclasses
+    import pickle
+
+    from inference.fragments import FragmentRules, merge_fragments
+
+    variants = {"as predicted": None, "fragments (default)": FragmentRules(),
+                "  nested only": FragmentRules(solidity=2.0), "  halves only": FragmentRules(nested=2.0),
+                "  solidity 0.85": FragmentRules(solidity=0.85),
+                "  max size 1.6": FragmentRules(max_size=1.6)}
+    print(f"{'dump':28} {'variant':22} {'P':>6} {'R':>6} {'F1':>6} {'size':>6} {'R clu':>6} {'split':>5} "
+          f"{'merged':>6}")
+    for path in paths:
+        payload = pickle.loads(path.read_bytes())
+        for key in ("preds", "scaled"):
+            pairs = [(p, g) for p, g in zip(payload[key], payload["gts"], strict=False)
+                     if not figures or any(f in g.name for f in figures)]
+            if not pairs:
+                continue
+            preds, gts = at([p for p, _ in pairs], threshold), [g for _, g in pairs]
+            for name, rules in variants.items():
+                merged, out = 0, preds
+                if rules is not None:
+                    out = []
+                    for p in preds:
+                        kept, n = merge_fragments(p.instances, rules)
+                        merged += n
+                        out.append(dataclasses.replace(p, instances=kept))
+                s = score(out, gts)
+                print(f"{path.stem + ' ' + key:28} {name:22} {fmt(s['precision'])} {fmt(s['recall'])} "
+                      f"{fmt(s['f1'])} {fmt(s['size_acc'])} {fmt(s['recall_cluster'])} {s['split']:5d} "
+                      f"{merged:6d}")
+
+
 def chart(points: list[tuple[str, str, float, float]], path: Path) -> None:
     """F1 against training minutes, one marker per scenario and colour per init."""
     import matplotlib
@@ -552,7 +588,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="correction round: iterations of the fine-tuned v2 (default: --iterations)")
     parser.add_argument("--out", type=Path, default=Path("bench-scenarios"),
                         help="folder for the JSON and chart")
+    parser.add_argument("--rescore", type=Path, nargs="*", default=None,
+                        help="score dumped runs (*.pkl) again, with the fragment merge; no training")
+    parser.add_argument("--only", default="", help="--rescore: comma list of image stems to keep")
     args = parser.parse_args(argv)
+    if args.rescore:
+        rescore(args.rescore, args.threshold, [f for f in args.only.split(",") if f])
+        return
 
     from bench_speed import hardware
 
