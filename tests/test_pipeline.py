@@ -301,3 +301,17 @@ def test_edge_pad_follows_the_object_size_and_fits_small_images():
     assert edge_pad((500, 500), ThresholdDetector(), PredictOptions()) == 16  # size unknown
     assert edge_pad((10, 500), det, PredictOptions()) == 9  # reflection needs pad < side
     assert edge_pad((500, 500), det, PredictOptions(edge_pad=0)) == 0
+
+
+def test_fragments_of_one_particle_are_joined_when_asked():
+    discs = [(30.0 + 35 * k, 40.0, 10.0) for k in range(5)] + [(60.0, 110.0, 10.0)]
+    image = disc_image(160, 200, discs)
+    image[95:126, 60] = 20  # a dark line cuts the last disc in two: the detector sees two halves
+    det = ThresholdDetector(tile_size=256)
+    plain = predict_image(image, det, PredictOptions(edge_pad=0))
+    joined = predict_image(image, det, PredictOptions(edge_pad=0, fragments=True))
+    assert len(plain.instances) == 7 and plain.stats["fragments_joined"] == 0
+    assert len(joined.instances) == 6 and joined.stats["fragments_joined"] == 1
+    whole = [i for i in joined.instances if centroid(i.polygon)[1] > 90]
+    assert len(whole) == 1 and centroid(whole[0].polygon) == pytest.approx((60.0, 110.0), abs=1.0)
+    assert polygon_area(whole[0].polygon) == pytest.approx(math.pi * 100, rel=0.1)
