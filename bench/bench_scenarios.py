@@ -37,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_quality import DATA, centres, load, predict_all, split, train_bundle  # noqa: E402
 
+from segmodel.options import DEFAULT_SCORE_THRESHOLD  # noqa: E402
+
 MAX_LABELS = 50
 
 
@@ -54,6 +56,7 @@ class Scored:
     megapixels: float = 0.0
     models: int = 0
     labels: int = 0
+    cards: list = field(default_factory=list)  # per model: (label, the card's held-out figures or None)
 
 
 # ------------------------------------------------------------------ regions and crops
@@ -260,6 +263,8 @@ def run_model(sources, tests, options, threshold: float, into: Scored, label: st
         _check_unseen(weights, [*sources, *tests])
     with tempfile.TemporaryDirectory() as tmp:
         bundle, train_s = train_bundle(sources, Path(tmp) / "bundle", options, label, weights)
+        meta = json.loads((bundle / "bundle.json").read_text())
+        into.cards.append((label.strip(), (meta.get("metrics") or {}).get("holdout")))
         preds, predict_s = predict_all(bundle, tests, options.device, threshold)
         scaled, scaled_s = [], 0.0
         if auto_scale:
@@ -329,6 +334,8 @@ def figure_series_run(figures: list[Figure], options, threshold: float, auto_sca
         out.gts.extend(tests)
         print(f"  figure series {fig.name}: {len(source.instances)} labels on {fig.train[0]} -> "
               f"{len(tests)} panels, {fig.n_test} particles ({fig.n_cluster} in clusters)")
+        shipped = score(at(scaled or preds, DEFAULT_SCORE_THRESHOLD), tests)
+        print("    " + card_check(out.cards[-1][1], shipped))
     return out
 
 
@@ -393,6 +400,16 @@ def correction_rounds(figures: list[Figure], options, threshold: float, tuned_it
         print(f"  correction round {fig.name}: {len(source.instances)} labels + {len(corrected.instances)} "
               f"corrected on half of {extra.name} -> {len(rest)} panels scored")
     return out
+
+
+def card_check(card: dict | None, series: dict) -> str:
+    """The model card's held-out figure beside what the model scores on the other panels (the card is
+    honest when it is within 0.05 of it or its range covers it)."""
+    if not card:
+        return f"card: no held-out check; series F1 {series['f1']:.3f}"
+    covered = card["f1_low"] <= series["f1"] <= card["f1_high"] or abs(card["f1"] - series["f1"]) <= 0.05
+    return (f"card: F1 {card['f1']:.3f} ({card['f1_low']:.2f}-{card['f1_high']:.2f}, {card['n_gt']} objects) "
+            f"vs series F1 {series['f1']:.3f}: {'honest' if covered else 'off'}")
 
 
 def other_materials(data: Path, options, threshold: float, limit: int, auto_scale: bool = False) -> Scored:
@@ -564,8 +581,6 @@ def chart(points: list[tuple[str, str, float, float]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from segmodel.options import DEFAULT_SCORE_THRESHOLD
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--quick", action="store_true", help="2 same-image models, 1 series, 5 other images")
@@ -576,6 +591,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="default: segbot's")
     parser.add_argument("--copy-paste", type=float, default=0.0,
                         help="probability a training sample gets labelled objects pasted (0 = off)")
+    parser.add_argument("--pile", type=float, default=0.0,
+                        help="share of the pasted objects laid partly over a neighbour (copy-paste piles)")
+    parser.add_argument("--holdout", action="store_true",
+                        help="train with the held-out crop as segbot does (the card is checked per figure)")
     parser.add_argument("--auto-scale", action="store_true",
                         help="also predict with PredictOptions.auto_scale (same models): a row each")
     parser.add_argument("--sweep", default="",
@@ -606,7 +625,8 @@ def main(argv: list[str] | None = None) -> None:
     print("bench_scenarios: same image / same series / other materials, model vs Otsu + watershed")
     print(f"hardware : {hardware()}")
     print(f"budget   : arch {args.arch}, {iterations} iterations per model, threshold {args.threshold}, "
-          f"copy-paste {args.copy_paste}, {'quick' if args.quick else 'full'}")
+          f"copy-paste {args.copy_paste} (piles {args.pile}), holdout {args.holdout}, "
+          f"{'quick' if args.quick else 'full'}")
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[tuple[str, str], dict] = {}
     rows: list[str] = []
@@ -616,8 +636,9 @@ def main(argv: list[str] | None = None) -> None:
     low = min([args.threshold, *sweep])  # predicted once at the lowest, then filtered by score
     sweep_rows: list[str] = []
     for init in [i.strip() for i in args.inits.split(",")]:
-        options = TrainOptions(arch=args.arch, iterations=iterations, device=args.device, holdout=False,
-                               init=init, copy_paste=args.copy_paste)
+        options = TrainOptions(arch=args.arch, iterations=iterations, device=args.device,
+                               holdout=args.holdout, init=init, copy_paste=args.copy_paste,
+                               copy_paste_pile=args.pile)
         for scenario in wanted:
             t0 = time.perf_counter()
             if scenario == "same image":
