@@ -489,9 +489,10 @@ def rescore(paths: list[Path], threshold: float, figures: list[str]) -> None:
     from inference.fragments import FragmentRules, merge_fragments
 
     variants = {"as predicted": None, "fragments (default)": FragmentRules(),
-                "  nested only": FragmentRules(solidity=2.0), "  halves only": FragmentRules(nested=2.0),
-                "  solidity 0.85": FragmentRules(solidity=0.85),
-                "  max size 1.6": FragmentRules(max_size=1.6)}
+                "  + halves": FragmentRules(halves=True),
+                "  halves only": FragmentRules(nested=2.0, halves=True),
+                "  no blob rule": FragmentRules(blob_cover=2.0),
+                "  blob cover 0.3": FragmentRules(blob_cover=0.3), "  nested 0.8": FragmentRules(nested=0.8)}
     print(f"{'dump':28} {'variant':22} {'P':>6} {'R':>6} {'F1':>6} {'size':>6} {'R clu':>6} {'split':>5} "
           f"{'merged':>6}")
     for path in paths:
