@@ -267,32 +267,35 @@ def same_series(groups: list[list[str]], data: Path, options, threshold: float,
     out = Scored()
     for group in groups:
         train, tests = group[0], [load(stem, data) for stem in group[1:]]
-        ann = load(train, data)
-        source = two_crops(ann, min(MAX_LABELS, len(ann.instances)))
-        if source is None:
-            continue
-        preds, scaled = run_model([source], tests, options, threshold, out, f"series {train} ", auto_scale)
-        out.preds.extend(preds)
-        out.scaled.extend(scaled)
-        out.gts.extend(tests)
-        print(f"  same series: {len(source.instances)} labels on {train} -> {len(tests)} images "
-              f"({', '.join(group[1:])})")
+        done = series_model(load(train, data), tests, options, threshold, out, f"series {train} ", auto_scale)
+        if done is not None:
+            print(f"  same series: {len(done[0].instances)} labels on {train} -> {len(tests)} images "
+                  f"({', '.join(group[1:])})")
     return out
+
+
+def series_model(ann, tests: list, options, threshold: float, out: Scored, label: str, auto_scale: bool):
+    """Two crops (<= 50 particles) of `ann` train a model that predicts `tests`, pooled into `out`:
+    (the labelled source, predictions, auto-scale predictions), or None when no two crops fit."""
+    source = two_crops(ann, min(MAX_LABELS, len(ann.instances)))
+    if source is None:
+        return None
+    preds, scaled = run_model([source], tests, options, threshold, out, label, auto_scale)
+    out.preds.extend(preds)
+    out.scaled.extend(scaled)
+    out.gts.extend(tests)
+    return source, preds, scaled
 
 
 def figure_series_run(figures: list[Figure], options, threshold: float, auto_scale: bool = False) -> Scored:
     """Two crops (<= 50 particles) on a figure's richest panel -> its other panels, scored whole."""
     out = Scored()
     for fig in figures:
-        ann = load(*fig.train)
-        source = two_crops(ann, min(MAX_LABELS, len(ann.instances)))
-        if source is None:
-            continue
         tests = [load(stem, folder) for stem, folder in fig.tests]
-        preds, scaled = run_model([source], tests, options, threshold, out, f"{fig.train[0]} ", auto_scale)
-        out.preds.extend(preds)
-        out.scaled.extend(scaled)
-        out.gts.extend(tests)
+        done = series_model(load(*fig.train), tests, options, threshold, out, f"{fig.train[0]} ", auto_scale)
+        if done is None:
+            continue
+        source, preds, scaled = done
         print(f"  figure series {fig.name}: {len(source.instances)} labels on {fig.train[0]} -> "
               f"{len(tests)} panels, {fig.n_test} particles ({fig.n_cluster} in clusters)")
         shipped = score(at(scaled or preds, DEFAULT_SCORE_THRESHOLD), tests)
