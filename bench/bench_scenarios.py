@@ -359,6 +359,7 @@ def correction_rounds(figures: list[Figure], options, threshold: float, tuned_it
                 into.gts.extend(rest)
                 into.train_s += train_s
                 into.predict_s += predict_s
+                into.megapixels += sum(a.width * a.height for a in rest) / 1e6
                 into.models += 1
                 into.labels += len(source.instances) + (len(corrected.instances) if opts else 0)
         print(f"  correction round {fig.name}: {len(source.instances)} labels + {len(corrected.instances)} "
