@@ -1,12 +1,14 @@
 """Does our base model help? Fine-tuning from it vs from random weights, same labels, same budget.
 
     .venv/bin/segbot weights base --out /tmp/base --dataset ../shared/data/emps-dev \\
+        --dataset ../shared/data/emps-train \\
         $(.venv/bin/python bench/bench_base.py --print-excludes)          # once: pretrain (CPU: long)
     .venv/bin/python bench/bench_base.py --base /tmp/base --iterations 100 300
 
 Labels and test images are those of bench_quality.py (<= 50 particles in one crop on each of 4
 EMPS images; 20 other EMPS images with full labels). The base bundle must not have seen any of
-them: its bundle.json lists its sources, and the run stops if one of them is there.
+them, nor any panel of bench_scenarios' figure series (bench_figures.scored_panels): its bundle.json
+lists its sources, and the run stops if one of them is there.
 For each iteration budget both starts are trained with the same seed and scored by the centre rule;
 the printed ratio is F1(base) / F1(random), measured in this run.
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_figures import scored_panels  # noqa: E402
 from bench_quality import DATA, HEADER, load, row, split, train_and_predict  # noqa: E402
 from bench_sem_pair import TEST as SEM_TEST  # noqa: E402
 from bench_sem_pair import TRAIN as SEM_TRAIN  # noqa: E402
@@ -32,9 +35,9 @@ def pretrained_on(base: Path) -> set[str]:
     return {Path(name).stem for name in meta.get("sources", [])}
 
 
-def held_out(train_stems: list[str], test_stems: list[str]) -> list[str]:
+def held_out(train_stems: list[str], test_stems: list[str], data: Path = DATA) -> list[str]:
     """Every image a benchmark trains or tests on: the base model must not see them."""
-    return sorted({*train_stems, *test_stems, SEM_TRAIN, SEM_TEST})
+    return sorted({*train_stems, *test_stems, SEM_TRAIN, SEM_TEST, *scored_panels(data)})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     train_stems, sources, test_stems = split(args.data, 4, 50, args.limit)
-    excluded = held_out(train_stems, test_stems)
+    excluded = held_out(train_stems, test_stems, args.data)
     if args.print_excludes:
         print(" ".join(f"--exclude {stem}" for stem in excluded))
         return

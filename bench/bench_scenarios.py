@@ -35,7 +35,10 @@ print = functools.partial(print, flush=True)  # progress shows up even when pipe
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_figures import Figure, figure_series  # noqa: E402
 from bench_quality import DATA, centres, load, predict_all, split, train_bundle  # noqa: E402
+
+from segmodel.options import DEFAULT_SCORE_THRESHOLD  # noqa: E402
 
 MAX_LABELS = 50
 
@@ -54,6 +57,7 @@ class Scored:
     megapixels: float = 0.0
     models: int = 0
     labels: int = 0
+    cards: list = field(default_factory=list)  # per model: (label, the card's held-out figures or None)
 
 
 # ------------------------------------------------------------------ regions and crops
@@ -151,9 +155,11 @@ def pair_diameters(pred: list, gt: list) -> tuple[np.ndarray, np.ndarray]:
 
 def score(preds: list, gts: list) -> dict:
     """The evaluator's pooled figures plus the pair-wise size figures of the quality issue."""
-    from measures.evaluation import evaluate
+    from measures.evaluation import ClusterScore, cluster_score, evaluate
 
     result = evaluate(preds, gts)
+    clusters = sum((cluster_score(p.instances, g.instances) for p, g in zip(preds, gts, strict=True)),
+                   ClusterScore(0, 0, 0, 0, 0))
     d_pred, d_gt = map(np.concatenate, zip(*(pair_diameters(p.instances, g.instances)
                                              for p, g in zip(preds, gts, strict=True)), strict=True))
     c = result["count"]
@@ -165,6 +171,8 @@ def score(preds: list, gts: list) -> dict:
         "mean_d_acc": result["size_accuracy"]["all"]["accuracy"],
         "d_bias_px": float(np.median(d_pred - d_gt)) if len(d_gt) else None,
         "mask_ap": (result.get("coco") or {}).get("segm", {}).get("AP"),
+        "recall_isolated": clusters.recall_isolated, "recall_cluster": clusters.recall_cluster,
+        "n_cluster": clusters.n_cluster, "n_isolated": clusters.n_isolated, "split": clusters.split,
     }
 
 
@@ -216,6 +224,8 @@ def run_model(sources, tests, options, threshold: float, into: Scored, label: st
         _check_unseen(weights, [*sources, *tests])
     with tempfile.TemporaryDirectory() as tmp:
         bundle, train_s = train_bundle(sources, Path(tmp) / "bundle", options, label, weights)
+        meta = json.loads((bundle / "bundle.json").read_text())
+        into.cards.append((label.strip(), (meta.get("metrics") or {}).get("holdout")))
         preds, predict_s = predict_all(bundle, tests, options.device, threshold)
         scaled, scaled_s = [], 0.0
         if auto_scale:
@@ -257,17 +267,114 @@ def same_series(groups: list[list[str]], data: Path, options, threshold: float,
     out = Scored()
     for group in groups:
         train, tests = group[0], [load(stem, data) for stem in group[1:]]
-        ann = load(train, data)
-        source = two_crops(ann, min(MAX_LABELS, len(ann.instances)))
-        if source is None:
-            continue
-        preds, scaled = run_model([source], tests, options, threshold, out, f"series {train} ", auto_scale)
-        out.preds.extend(preds)
-        out.scaled.extend(scaled)
-        out.gts.extend(tests)
-        print(f"  same series: {len(source.instances)} labels on {train} -> {len(tests)} images "
-              f"({', '.join(group[1:])})")
+        done = series_model(load(train, data), tests, options, threshold, out, f"series {train} ", auto_scale)
+        if done is not None:
+            print(f"  same series: {len(done[0].instances)} labels on {train} -> {len(tests)} images "
+                  f"({', '.join(group[1:])})")
     return out
+
+
+def series_model(ann, tests: list, options, threshold: float, out: Scored, label: str, auto_scale: bool):
+    """Two crops (<= 50 particles) of `ann` train a model that predicts `tests`, pooled into `out`:
+    (the labelled source, predictions, auto-scale predictions), or None when no two crops fit."""
+    source = two_crops(ann, min(MAX_LABELS, len(ann.instances)))
+    if source is None:
+        return None
+    preds, scaled = run_model([source], tests, options, threshold, out, label, auto_scale)
+    out.preds.extend(preds)
+    out.scaled.extend(scaled)
+    out.gts.extend(tests)
+    return source, preds, scaled
+
+
+def figure_series_run(figures: list[Figure], options, threshold: float, auto_scale: bool = False) -> Scored:
+    """Two crops (<= 50 particles) on a figure's richest panel -> its other panels, scored whole."""
+    out = Scored()
+    for fig in figures:
+        tests = [load(stem, folder) for stem, folder in fig.tests]
+        done = series_model(load(*fig.train), tests, options, threshold, out, f"{fig.train[0]} ", auto_scale)
+        if done is None:
+            continue
+        source, preds, scaled = done
+        print(f"  figure series {fig.name}: {len(source.instances)} labels on {fig.train[0]} -> "
+              f"{len(tests)} panels, {fig.n_test} particles ({fig.n_cluster} in clusters)")
+        shipped = score(at(scaled or preds, DEFAULT_SCORE_THRESHOLD), tests)
+        print("    " + card_check(out.cards[-1][1], shipped))
+    return out
+
+
+def corrected_half(ann, pred):
+    """What a user sends back after correcting one more image: a crop over its left half, in which the
+    prediction is replaced by the ground truth (particles whose centre lies in the crop)."""
+    from annotations.model import AnnotatedImage, Crop
+
+    crop = Crop(0.0, 0.0, ann.width / 2, float(ann.height))
+    inside = _inside(centres(ann.instances), (crop.x0, crop.y0, crop.x1, crop.y1))
+    truth = [i for i, k in zip(ann.instances, inside, strict=True) if k]
+    return AnnotatedImage(name=ann.name + "#corrected", image=ann.image, instances=truth, crops=[crop])
+
+
+@dataclass
+class Rounds:
+    """A correction round per figure: the first version, the next one trained from scratch on all the
+    labels (today's bot), the next one fine-tuned from the first; each scored on the same panels."""
+
+    first: Scored = field(default_factory=Scored)
+    scratch: Scored = field(default_factory=Scored)
+    tuned: Scored = field(default_factory=Scored)
+    added: int = 0
+
+
+def correction_rounds(figures: list[Figure], options, threshold: float, tuned_iterations: int) -> Rounds:
+    """Per figure: v1 from two crops; v1 predicts the densest other panel, which is corrected over its
+    left half (`corrected_half`); v2 trains on both files; the remaining panels are scored for each."""
+    import dataclasses
+    import tempfile
+
+    out = Rounds()
+    for fig in figures:
+        if len(fig.tests) < 2:
+            continue
+        ann = load(*fig.train)
+        source = two_crops(ann, min(MAX_LABELS, len(ann.instances)))
+        tests = sorted((load(stem, folder) for stem, folder in fig.tests), key=lambda a: -len(a.instances))
+        extra, rest = tests[0], tests[1:]
+        with tempfile.TemporaryDirectory() as tmp:
+            v1, train_s = train_bundle([source], Path(tmp) / "v1", options, f"{fig.train[0]} v1 ")
+            (seen,), _ = predict_all(v1, [extra], options.device, threshold)
+            corrected = corrected_half(extra, seen)
+            out.added += len(corrected.instances)
+            for into, opts, name in (
+                (out.first, None, "v1"),
+                (out.scratch, options, "v2 from scratch"),
+                (out.tuned, dataclasses.replace(options, init=str(v1), iterations=tuned_iterations),
+                 "v2 fine-tuned"),
+            ):
+                bundle = v1
+                if opts is not None:
+                    bundle, train_s = train_bundle([source, corrected], Path(tmp) / name.replace(" ", "-"),
+                                                   opts, f"{fig.train[0]} {name} ")
+                preds, predict_s = predict_all(bundle, rest, options.device, threshold, auto_scale=True)
+                into.preds.extend(preds)
+                into.gts.extend(rest)
+                into.train_s += train_s
+                into.predict_s += predict_s
+                into.megapixels += sum(a.width * a.height for a in rest) / 1e6
+                into.models += 1
+                into.labels += len(source.instances) + (len(corrected.instances) if opts else 0)
+        print(f"  correction round {fig.name}: {len(source.instances)} labels + {len(corrected.instances)} "
+              f"corrected on half of {extra.name} -> {len(rest)} panels scored")
+    return out
+
+
+def card_check(card: dict | None, series: dict) -> str:
+    """The model card's held-out figure beside what the model scores on the other panels (the card is
+    honest when it is within 0.05 of it or its range covers it)."""
+    if not card:
+        return f"card: no held-out check; series F1 {series['f1']:.3f}"
+    covered = card["f1_low"] <= series["f1"] <= card["f1_high"] or abs(card["f1"] - series["f1"]) <= 0.05
+    return (f"card: F1 {card['f1']:.3f} ({card['f1_low']:.2f}-{card['f1_high']:.2f}, {card['n_gt']} objects) "
+            f"vs series F1 {series['f1']:.3f}: {'honest' if covered else 'off'}")
 
 
 def other_materials(data: Path, options, threshold: float, limit: int, auto_scale: bool = False) -> Scored:
@@ -289,7 +396,8 @@ def fmt(value, digits: int = 3) -> str:
 
 
 HEADER = (f"{'scenario':15} {'method':17} {'P':>6} {'R':>6} {'F1':>6} {'size':>6} {'meanD':>6} "
-          f"{'Dbias':>6} {'mAP':>6} {'labels':>6} {'iters':>6} {'train min':>9} {'s/MP':>6}")
+          f"{'Dbias':>6} {'mAP':>6} {'R iso':>6} {'R clu':>6} {'split':>5} {'labels':>6} {'iters':>6} "
+          f"{'train min':>9} {'s/MP':>6}")
 
 
 def table_row(scenario: str, method: str, s: dict, run: Scored | None, iterations: int | None) -> str:
@@ -297,11 +405,12 @@ def table_row(scenario: str, method: str, s: dict, run: Scored | None, iteration
         f" {run.labels:6d} {iterations:6d} {run.train_s / 60 / max(run.models, 1):9.1f} "
         f"{run.predict_s / max(run.megapixels, 1e-9):6.1f}")
     return (f"{scenario:15} {method:17} {fmt(s['precision'])} {fmt(s['recall'])} {fmt(s['f1'])} "
-            f"{fmt(s['size_acc'])} {fmt(s['mean_d_acc'])} {fmt(s['d_bias_px'], 2):>6} {fmt(s['mask_ap'])}"
-            + extra)
+            f"{fmt(s['size_acc'])} {fmt(s['mean_d_acc'])} {fmt(s['d_bias_px'], 2):>6} {fmt(s['mask_ap'])} "
+            f"{fmt(s['recall_isolated'])} {fmt(s['recall_cluster'])} {s['split']:5d}" + extra)
 
 
-SWEEP_HEADER = f"{'scenario':15} {'init':7} {'method':13} {'thr':>5} {'P':>6} {'R':>6} {'F1':>6} {'size':>6}"
+SWEEP_HEADER = (f"{'scenario':15} {'init':7} {'method':13} {'thr':>5} {'P':>6} {'R':>6} {'F1':>6} "
+                f"{'size':>6} {'R clu':>6}")
 
 
 def threshold_sweep(scenario: str, init: str, run: Scored, thresholds: list[float], into: dict) -> list[str]:
@@ -313,7 +422,8 @@ def threshold_sweep(scenario: str, init: str, run: Scored, thresholds: list[floa
                 s = score(at(preds, t), run.gts)
                 into.setdefault("sweep", {})[f"{method} @ {t:g}"] = s
                 lines.append(f"{scenario:15} {init:7} {method:13} {t:5.2f} {fmt(s['precision'])} "
-                             f"{fmt(s['recall'])} {fmt(s['f1'])} {fmt(s['size_acc'])}")
+                             f"{fmt(s['recall'])} {fmt(s['f1'])} {fmt(s['size_acc'])} "
+                             f"{fmt(s['recall_cluster'])}")
     return lines
 
 
@@ -331,16 +441,84 @@ def targets(results: dict) -> list[str]:
         met = m["precision"] >= 0.9 and m["recall"] >= 0.85 and (m["size_acc"] or 0) >= 0.93
         lines.append(f"same image: P {m['precision']:.3f} (>= 0.90), R {m['recall']:.3f} (>= 0.85), "
                      f"size acc {fmt(m['size_acc'])} (>= 0.93): {'met' if met else 'not met'}")
+    fig = next((v for k, v in results.items() if k[0] == "figure series"), None)
+    if fig:
+        m = shipped(fig)
+        met = (m["precision"] >= 0.9 and m["recall"] >= 0.85 and (m["recall_cluster"] or 0) >= 0.8
+               and (m["size_acc"] or 0) >= 0.95)
+        lines.append(f"figure series: P {m['precision']:.3f} (>= 0.90), R {m['recall']:.3f} (>= 0.85), "
+                     f"R in clusters {fmt(m['recall_cluster'])} (>= 0.80), size acc {fmt(m['size_acc'])} "
+                     f"(>= 0.95): {'met' if met else 'not met'}")
     other = next((v for k, v in results.items() if k[0] == "other materials"), None)
     if other:
         f1 = shipped(other)["f1"]
         lines.append(f"other materials: F1 {f1:.3f} (>= 0.70): {'met' if f1 >= 0.7 else 'not met'}")
+    tuned = results.get(("correction round", "v2 fine-tuned"))
+    if tuned:
+        m, first = tuned["model"], results[("correction round", "v1")]["model"]
+        met = "met" if m["precision"] >= 0.93 and m["recall"] >= 0.93 else "not met"
+        lines.append(f"after one correction round: P {first['precision']:.3f} -> {m['precision']:.3f}, "
+                     f"R {first['recall']:.3f} -> {m['recall']:.3f} (both >= 0.93): {met}")
     for (scenario, init), v in results.items():
+        if "baseline" not in v:
+            continue
         fb = v["baseline"]["f1"]
         ratio = shipped(v)["f1"] / fb if fb else float("inf")
         lines.append(f"{scenario} ({init}): F1 {ratio:.2f}x the baseline's (>= 1.3x): "
                      f"{'met' if ratio >= 1.3 else 'not met'}")
     return lines
+
+
+def dump(run: Scored, path: Path) -> None:
+    """The run's predictions (at the lowest threshold) and ground truth, without the images: levers
+    that act after the detector (merging, thresholds) are then scored offline on the same models."""
+    import pickle
+
+    from annotations.model import AnnotatedImage
+
+    def bare(anns: list) -> list:  # the images stay with the ground truth only
+        return [AnnotatedImage(name=a.name, image=np.zeros((1, 1, 3), np.uint8), instances=a.instances)
+                for a in anns]
+
+    payload = {"preds": bare(run.preds), "scaled": bare(run.scaled), "gts": run.gts}
+    path.write_bytes(pickle.dumps(payload))
+
+
+def rescore(paths: list[Path], threshold: float, figures: list[str]) -> None:
+    """Dumped runs scored again: as they are and with the fragment merge (inference.fragments) under a
+    few rule sets; `figures`: only the images whose name holds one of these stems (empty: all)."""
+    import dataclasses
+    import pickle
+
+    from inference.fragments import FragmentRules, merge_fragments
+
+    variants = {"as predicted": None, "fragments (default)": FragmentRules(),
+                "  + halves": FragmentRules(halves=True),
+                "  halves only": FragmentRules(nested=2.0, halves=True),
+                "  no blob rule": FragmentRules(blob_cover=2.0),
+                "  blob cover 0.3": FragmentRules(blob_cover=0.3), "  nested 0.8": FragmentRules(nested=0.8)}
+    print(f"{'dump':28} {'variant':22} {'P':>6} {'R':>6} {'F1':>6} {'size':>6} {'R clu':>6} {'split':>5} "
+          f"{'merged':>6}")
+    for path in paths:
+        payload = pickle.loads(path.read_bytes())
+        for key in ("preds", "scaled"):
+            pairs = [(p, g) for p, g in zip(payload[key], payload["gts"], strict=False)
+                     if not figures or any(f in g.name for f in figures)]
+            if not pairs:
+                continue
+            preds, gts = at([p for p, _ in pairs], threshold), [g for _, g in pairs]
+            for name, rules in variants.items():
+                merged, out = 0, preds
+                if rules is not None:
+                    out = []
+                    for p in preds:
+                        kept, n = merge_fragments(p.instances, rules)
+                        merged += n
+                        out.append(dataclasses.replace(p, instances=kept))
+                s = score(out, gts)
+                print(f"{path.stem + ' ' + key:28} {name:22} {fmt(s['precision'])} {fmt(s['recall'])} "
+                      f"{fmt(s['f1'])} {fmt(s['size_acc'])} {fmt(s['recall_cluster'])} {s['split']:5d} "
+                      f"{merged:6d}")
 
 
 def chart(points: list[tuple[str, str, float, float]], path: Path) -> None:
@@ -369,8 +547,6 @@ def chart(points: list[tuple[str, str, float, float]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from segmodel.options import DEFAULT_SCORE_THRESHOLD
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--quick", action="store_true", help="2 same-image models, 1 series, 5 other images")
@@ -381,14 +557,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="default: segbot's")
     parser.add_argument("--copy-paste", type=float, default=0.0,
                         help="probability a training sample gets labelled objects pasted (0 = off)")
+    parser.add_argument("--pile", type=float, default=0.0,
+                        help="share of the pasted objects laid partly over a neighbour (copy-paste piles)")
+    parser.add_argument("--holdout", action="store_true",
+                        help="train with the held-out crop as segbot does (the card is checked per figure)")
     parser.add_argument("--auto-scale", action="store_true",
                         help="also predict with PredictOptions.auto_scale (same models): a row each")
     parser.add_argument("--sweep", default="",
                         help="more score thresholds to score the same predictions at, e.g. 0.6,0.7,0.8,0.9")
-    parser.add_argument("--scenarios", default="same image,same series,other materials")
+    parser.add_argument("--scenarios", default="same image,same series,figure series,other materials")
+    parser.add_argument("--figures", type=int, default=5, help="figure series: how many figures (default 5)")
+    parser.add_argument("--correction", type=int, default=0,
+                        help="also a correction round on this many of the figures (3 models each)")
+    parser.add_argument("--tuned-iterations", type=int, default=None,
+                        help="correction round: iterations of the fine-tuned v2 (default: --iterations)")
     parser.add_argument("--out", type=Path, default=Path("bench-scenarios"),
                         help="folder for the JSON and chart")
+    parser.add_argument("--rescore", type=Path, nargs="*", default=None,
+                        help="score dumped runs (*.pkl) again, with the fragment merge; no training")
+    parser.add_argument("--only", default="", help="--rescore: comma list of image stems to keep")
     args = parser.parse_args(argv)
+    if args.rescore:
+        rescore(args.rescore, args.threshold, [f for f in args.only.split(",") if f])
+        return
 
     from bench_speed import hardware
 
@@ -400,18 +591,20 @@ def main(argv: list[str] | None = None) -> None:
     print("bench_scenarios: same image / same series / other materials, model vs Otsu + watershed")
     print(f"hardware : {hardware()}")
     print(f"budget   : arch {args.arch}, {iterations} iterations per model, threshold {args.threshold}, "
-          f"copy-paste {args.copy_paste}, {'quick' if args.quick else 'full'}")
+          f"copy-paste {args.copy_paste} (piles {args.pile}), holdout {args.holdout}, "
+          f"{'quick' if args.quick else 'full'}")
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[tuple[str, str], dict] = {}
     rows: list[str] = []
     points: list[tuple[str, str, float, float]] = []
-    wanted = [s.strip() for s in args.scenarios.split(",")]
+    wanted = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     sweep = [float(t) for t in args.sweep.split(",") if t.strip()]
     low = min([args.threshold, *sweep])  # predicted once at the lowest, then filtered by score
     sweep_rows: list[str] = []
     for init in [i.strip() for i in args.inits.split(",")]:
-        options = TrainOptions(arch=args.arch, iterations=iterations, device=args.device, holdout=False,
-                               init=init, copy_paste=args.copy_paste)
+        options = TrainOptions(arch=args.arch, iterations=iterations, device=args.device,
+                               holdout=args.holdout, init=init, copy_paste=args.copy_paste,
+                               copy_paste_pile=args.pile)
         for scenario in wanted:
             t0 = time.perf_counter()
             if scenario == "same image":
@@ -419,6 +612,9 @@ def main(argv: list[str] | None = None) -> None:
             elif scenario == "same series":
                 groups = series_groups(args.data)[:n_groups]
                 run = same_series(groups, args.data, options, low, args.auto_scale)
+            elif scenario == "figure series":
+                figures = figure_series(args.data, args.figures)
+                run = figure_series_run(figures, options, low, args.auto_scale)
             elif scenario == "other materials":
                 run = other_materials(args.data, options, low, limit, args.auto_scale)
             else:
@@ -432,6 +628,7 @@ def main(argv: list[str] | None = None) -> None:
                                          "predict_s_per_mp": run.predict_s / max(run.megapixels, 1e-9),
                                          "n_gt": sum(len(g.instances) for g in run.gts)}
             rows.append(table_row(scenario, f"model ({init})", model, run, iterations))
+            dump(run, args.out / f"{scenario.replace(' ', '-')}-{init}.pkl")
             if run.scaled:
                 scaled = score(at(run.scaled, args.threshold), run.gts)
                 results[(scenario, init)]["auto_scale"] = scaled
@@ -444,6 +641,18 @@ def main(argv: list[str] | None = None) -> None:
                 sweep_rows.extend(threshold_sweep(scenario, init, run, sorted({args.threshold, *sweep}),
                                                   results[(scenario, init)]))
             print(f"  {scenario} ({init}) done in {(time.perf_counter() - t0) / 60:.1f} min")
+    if args.correction:
+        options = TrainOptions(arch=args.arch, iterations=iterations, device=args.device, holdout=False,
+                               init="random", copy_paste=args.copy_paste)
+        figures = figure_series(args.data, args.figures)[:args.correction]
+        rounds = correction_rounds(figures, options, args.threshold, args.tuned_iterations or iterations)
+        for name, run in (("v1", rounds.first), ("v2 from scratch", rounds.scratch),
+                          ("v2 fine-tuned", rounds.tuned)):
+            s = score(run.preds, run.gts)
+            results[("correction round", name)] = {"model": s, "labels": run.labels, "train_s": run.train_s}
+            budget = args.tuned_iterations or iterations if name == "v2 fine-tuned" else iterations
+            rows.append(table_row("correction" if name == "v1" else "", name, s, run, budget))
+            dump(run, args.out / f"correction-{name.replace(' ', '-')}.pkl")
     print()
     print(HEADER)
     for line in rows:

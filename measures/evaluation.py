@@ -1,7 +1,9 @@
 """Prediction quality against ground truth.
 
 - Counting by the centre rule of Okunev et al. (Nanomaterials 2020, ParticlesNN): a prediction whose
-  centre lies inside a ground-truth contour is a TP, one GT is matched at most once (further
+  centre lies inside a ground-truth contour is a TP (the centre is a point inside the prediction: its area
+  centroid, or where that falls outside a concave or two-lobed outline, shapely's representative point,
+  so a file scored against itself scores 1.000), one GT is matched at most once (further
   predictions on it are FP), GTs left unmatched (also extra GTs under one big prediction) are FN.
   Centre-in-contour lookups go through an STRtree; where GTs overlap, a maximum matching decides
   (order-independent). Mask output (the trainer's held-out crop) is outlined first
@@ -18,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 
 import numpy as np
 
@@ -65,10 +67,10 @@ def f1_interval(tp: int, fp: int, fn: int, level: float = 0.9, draws: int = 2000
     return float(lo), float(hi)
 
 
-def _geoms(instances: Sequence[Instance]):
+def _geoms(polygons: Sequence[np.ndarray]):
     import shapely
 
-    geoms = geometry.to_shapely([i.polygon for i in instances])
+    geoms = geometry.to_shapely(polygons)
     bad = ~shapely.is_valid(geoms)
     if bad.any():
         geoms[bad] = shapely.make_valid(geoms[bad])
@@ -87,6 +89,25 @@ def instances_from_masks(masks: np.ndarray, label: str = "object") -> list[Insta
     return [Instance(label, poly) for poly in outlines if poly is not None]
 
 
+def inside_centres(polygons: Sequence[np.ndarray]) -> np.ndarray:
+    """(n, 2) centres that lie inside their own outline: the area centroid where it does, else shapely's
+    representative point (inside by construction). The centroid of a crescent or of two touching lobes
+    lies outside the shape; taken as the centre, the outline would "miss" even itself."""
+    centres = geometry.area_centroid_perimeter(polygons)[1]
+    if not len(polygons):
+        return centres
+    import shapely
+
+    geoms = _geoms(polygons)
+    outside = ~shapely.contains_xy(geoms, centres[:, 0], centres[:, 1])
+    outside &= ~shapely.is_empty(geoms)
+    if outside.any():
+        rep = shapely.point_on_surface(geoms[outside])
+        centres = centres.copy()
+        centres[outside] = np.stack([shapely.get_x(rep), shapely.get_y(rep)], axis=1)
+    return centres
+
+
 def centre_pairs(
     pred: Sequence[Instance], gt: Sequence[Instance], pred_centres: np.ndarray | None = None
 ) -> np.ndarray:
@@ -98,9 +119,9 @@ def centre_pairs(
     centres = (
         pred_centres
         if pred_centres is not None
-        else geometry.area_centroid_perimeter([p.polygon for p in pred])[1]
+        else inside_centres([p.polygon for p in pred])
     )
-    tree = shapely.STRtree(_geoms(gt))
+    tree = shapely.STRtree(_geoms([g.polygon for g in gt]))
     return tree.query(shapely.points(centres), predicate="within")
 
 
@@ -125,6 +146,57 @@ def _match(pred: Sequence[Instance], gt: Sequence[Instance]) -> tuple[CountScore
     matched = match_pairs(centre_pairs(pred, gt), len(pred), len(gt))
     tp = int((matched >= 0).sum())
     return CountScore.from_counts(tp, len(pred) - tp, len(gt) - tp), matched
+
+
+def in_cluster(gt: Sequence[Instance], gap: float = 1.5) -> np.ndarray:
+    """(n,) bool: the GT particles that touch another one (outlines within `gap` px: a mask dilated by
+    1-2 px meets a neighbour). The manual masks of a pile outline each particle's visible part, so a
+    particle pressed against or half hidden behind a neighbour shares a boundary with it."""
+    if not len(gt):
+        return np.zeros(0, dtype=bool)
+    import shapely
+
+    geoms = _geoms([g.polygon for g in gt])
+    near = shapely.STRtree(geoms).query(shapely.buffer(geoms, gap), predicate="intersects")
+    flags = np.zeros(len(gt), dtype=bool)
+    flags[near[0][near[0] != near[1]]] = True
+    return flags
+
+
+@dataclass(frozen=True)
+class ClusterScore:
+    """Recall split into isolated GT particles and particles in clusters, and the GT particles that
+    came back split into several predictions (two or more prediction centres inside one GT)."""
+
+    n_isolated: int
+    found_isolated: int
+    n_cluster: int
+    found_cluster: int
+    split: int
+
+    @property
+    def recall_isolated(self) -> float | None:
+        return self.found_isolated / self.n_isolated if self.n_isolated else None
+
+    @property
+    def recall_cluster(self) -> float | None:
+        return self.found_cluster / self.n_cluster if self.n_cluster else None
+
+    def __add__(self, other: ClusterScore) -> ClusterScore:
+        return ClusterScore(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+
+def cluster_score(pred: Sequence[Instance], gt: Sequence[Instance], gap: float = 1.5) -> ClusterScore:
+    """The centre rule's matching (as in `evaluate`) read per GT particle: found or not, isolated or in
+    a cluster (`in_cluster`), and how many GT particles hold the centres of two or more predictions."""
+    cpairs = centre_pairs(pred, gt)
+    matched = match_pairs(cpairs, len(pred), len(gt))
+    found = np.zeros(len(gt), dtype=bool)
+    found[matched[matched >= 0]] = True
+    cluster = in_cluster(gt, gap)
+    hits = np.bincount(cpairs[1], minlength=len(gt)) if cpairs.shape[1] else np.zeros(len(gt), np.int64)
+    return ClusterScore(int((~cluster).sum()), int((found & ~cluster).sum()), int(cluster.sum()),
+                        int((found & cluster).sum()), int((hits >= 2).sum()))
 
 
 def mean_d(instances: Sequence[Instance]) -> float | None:
@@ -428,7 +500,7 @@ def _stem(name: str) -> str:
 def _in_crops(instances: Sequence[Instance], ann: AnnotatedImage) -> list[Instance]:
     if not ann.crops or not instances:
         return list(instances)
-    cents = geometry.area_centroid_perimeter([i.polygon for i in instances])[1]
+    cents = inside_centres([i.polygon for i in instances])
     keep = np.zeros(len(instances), dtype=bool)
     for c in ann.crops:
         keep |= (cents[:, 0] >= c.x0) & (cents[:, 0] < c.x1) & (cents[:, 1] >= c.y0) & (cents[:, 1] < c.y1)

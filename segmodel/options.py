@@ -43,6 +43,8 @@ class TrainOptions:
     augment: bool = True
     # probability a training sample gets labelled objects pasted onto its background (0 = off)
     copy_paste: float = 0.0
+    # share of the pasted objects laid partly over a neighbour, its covered part cut from its mask
+    copy_paste_pile: float = 0.0
     device: str = "cpu"
     seed: int = 0
     # 'auto' (the operator's base model when one is configured for this preset, else random) |
@@ -74,6 +76,9 @@ class TrainOptions:
             raise OptionsError("tile size must be between 64 and 4096 px")
         if isinstance(self.copy_paste, bool) or not isinstance(self.copy_paste, int | float) \
                 or not (0 <= self.copy_paste <= 1):
+            raise OptionsError("copy-paste must be a probability between 0 and 1")
+        if isinstance(self.copy_paste_pile, bool) or not isinstance(self.copy_paste_pile, int | float) \
+                or not (0 <= self.copy_paste_pile <= 1):
             raise OptionsError("copy-paste must be a probability between 0 and 1")
         if self.lr is not None and not (0 < self.lr < 1):
             raise OptionsError("learning rate must be between 0 and 1")

@@ -225,3 +225,65 @@ def test_counts_do_not_depend_on_order(seed, rnd):
     rnd.shuffle(pred)
     rnd.shuffle(gt)
     assert match_centre_rule(pred, gt) == base
+
+
+def crescent(cx, cy, r=20.0, label="p"):
+    """A C: the disc minus a shifted disc; its area centroid lies in the bite, outside the outline."""
+    t = np.linspace(np.pi / 4, 2 * np.pi - np.pi / 4, 60)
+    outer = np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
+    inner = np.stack([cx + 0.6 * r * np.cos(t[::-1]), cy + 0.6 * r * np.sin(t[::-1])], axis=1)
+    return Instance(label, np.concatenate([outer, inner]))
+
+
+def two_lobes(cx, cy, label="p"):
+    """Two discs joined by a thin bar below them (a U): the area centroid lies in the gap between them."""
+    import shapely
+
+    shape = shapely.union_all([shapely.Point(cx - 15, cy).buffer(8), shapely.Point(cx + 15, cy).buffer(8),
+                               shapely.box(cx - 15, cy + 6, cx + 15, cy + 8)])
+    return Instance(label, np.asarray(shape.exterior.coords)[:-1])
+
+
+def test_concave_and_two_lobe_outlines_match_themselves():
+    import shapely
+
+    from measures.evaluation import inside_centres
+
+    shapes = [crescent(90 + 60 * k, 100) for k in range(4)] + [two_lobes(90 + 60 * k, 165) for k in range(4)]
+    polys = [s.polygon for s in shapes]
+    assert all(shapely.Polygon(p).is_valid for p in polys)
+    centroid = [shapely.Point(shapely.Polygon(p).centroid) for p in polys]
+    assert not any(shapely.Polygon(p).contains(c) for p, c in zip(polys, centroid, strict=True))
+    inside = inside_centres(polys)
+    assert all(shapely.Polygon(p).contains(shapely.Point(c)) for p, c in zip(polys, inside, strict=True))
+    convex = grid(9)  # where the centroid is inside, it stays the centre
+    np.testing.assert_allclose(inside_centres([g.polygon for g in convex]),
+                               [g.polygon.mean(axis=0) for g in convex])
+    gt = ann("x.png", shapes + grid(9))
+    result = evaluate([gt], [gt], coco=True)
+    c = result["count"]
+    assert (c["tp"], c["fp"], c["fn"], c["precision"], c["recall"]) == (17, 0, 0, 1.0, 1.0)
+    assert result["size_accuracy"]["all"]["accuracy"] == 1.0
+    assert result["coco"]["segm"]["AP"] == pytest.approx(1.0)
+    # With crops, an outline whose centroid lies in the crop but whose body does not is left out alike.
+    cropped = ann("x.png", shapes + grid(9), crops=[Crop(60, 70, 150, 200)])
+    result = evaluate([cropped], [cropped], coco=False)
+    assert result["count"]["fp"] == 0 and result["count"]["fn"] == 0 and result["count"]["tp"] > 0
+
+
+def test_cluster_recall_and_split_predictions():
+    from measures.evaluation import cluster_score, in_cluster
+
+    pile = [sq(0, 0, 10), sq(10, 0, 10), sq(21, 0, 10)]  # touching, and 1 px apart
+    alone = [sq(100, 100, 10), sq(150, 100, 10)]
+    gt = pile + alone
+    assert in_cluster(gt).tolist() == [True, True, True, False, False]
+    assert in_cluster(gt, gap=0.5).tolist() == [True, True, False, False, False]
+    # Found: one pile particle (as two fragments, both centres inside it) and both isolated ones.
+    pred = [sq(0, 0, 10, score=0.9), sq(1, 1, 4), sq(5, 5, 4), sq(100, 100, 10), sq(150, 100, 10)]
+    s = cluster_score(pred, gt)
+    assert (s.n_isolated, s.found_isolated, s.n_cluster, s.found_cluster, s.split) == (2, 2, 3, 1, 1)
+    assert s.recall_isolated == 1.0 and s.recall_cluster == pytest.approx(1 / 3)
+    total = s + cluster_score([], alone)
+    assert (total.n_isolated, total.found_isolated, total.recall_cluster) == (4, 2, pytest.approx(1 / 3))
+    assert cluster_score([], []).recall_cluster is None

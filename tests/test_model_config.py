@@ -324,6 +324,35 @@ def test_copy_paste_puts_whole_objects_on_background_only():
     assert added >= 20
 
 
+def test_copy_paste_piles_lay_objects_over_neighbours_and_cut_the_covered_part():
+    from trainer.dataset import Augmentation
+
+    ann = with_crops(synthetic_scene(2), n_crops=2, crop_size=160, seed=2)
+    regions = build_regions([ann], ann.classes, rescale=2.0)
+    still = dict(flips=False, noise_p=0.0, contrast=(1.0, 1.0), brightness=0.0)
+    covered = overlapping = 0
+    for seed in range(20):
+        pile = Augmentation(copy_paste_p=1.0, pile_p=1.0, **still)
+        s = SampleSource(regions, 128, augment=pile, seed=seed).draw()
+        before = SampleSource(regions, 128, augment=Augmentation(**still), seed=seed).draw()
+        assert (s.masks.sum(axis=0) <= 1).all()  # visible parts: one object per pixel
+        assert (s.masks.reshape(len(s.masks), -1).sum(axis=1) >= 3).all()
+        # an object of the sample that stayed (same label, pixels a subset of what it had) lost some
+        def part_of(m, old):
+            return (m & old).any() and not (m & ~old).any()
+
+        for old in before.masks:
+            hits = [m for m in s.masks if part_of(m, old)]
+            if hits and hits[0].sum() < old.sum():
+                covered += 1
+                assert hits[0].sum() >= 0.25 * old.sum()
+        # pasted objects (no part of any object before) lie partly where objects were
+        union = before.masks.any(axis=0)
+        pasted = [m for m in s.masks if not any(part_of(m, old) for old in before.masks)]
+        overlapping += sum(bool((m & union).any()) for m in pasted)
+    assert covered >= 5 and overlapping >= 5
+
+
 def test_stem_scene_has_two_classes_with_labels_on_the_bright_spots():
     from annotations.geometry import area_centroid_perimeter
     from trainer.synthetic import stem_scene

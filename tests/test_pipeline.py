@@ -301,3 +301,33 @@ def test_edge_pad_follows_the_object_size_and_fits_small_images():
     assert edge_pad((500, 500), ThresholdDetector(), PredictOptions()) == 16  # size unknown
     assert edge_pad((10, 500), det, PredictOptions()) == 9  # reflection needs pad < side
     assert edge_pad((500, 500), det, PredictOptions(edge_pad=0)) == 0
+
+
+class PartsToo(ThresholdDetector):
+    """Each blob, and its left half as a second, less sure detection: a fragment inside the particle."""
+
+    def detect(self, tiles):
+        out = []
+        for det in super().detect(tiles):
+            halves = det.masks.copy()
+            for m, box in zip(halves, det.boxes, strict=True):
+                m[:, int((box[0] + box[2]) / 2):] = False
+            out.append(Detections(boxes=np.concatenate([det.boxes, det.boxes]),
+                                  scores=np.concatenate([det.scores, det.scores * 0.8]),
+                                  labels=np.concatenate([det.labels, det.labels]),
+                                  masks=np.concatenate([det.masks, halves])))
+        return out
+
+
+def test_fragments_of_one_particle_are_joined_when_asked():
+    discs = [(30.0 + 35 * k, 40.0, 10.0) for k in range(5)]
+    image = disc_image(100, 200, discs)
+    det = PartsToo(tile_size=256)
+    plain = predict_image(image, det, PredictOptions(threshold=0.3, edge_pad=0, fragments=False))
+    joined = predict_image(image, det, PredictOptions(threshold=0.3, edge_pad=0))  # the default
+    assert len(plain.instances) == 10 and plain.stats["fragments_joined"] == 0
+    assert len(joined.instances) == 5 and joined.stats["fragments_joined"] == 5
+    for inst, (cx, cy, r) in zip(sorted(joined.instances, key=lambda i: i.polygon[:, 0].mean()), discs,
+                                 strict=True):
+        assert centroid(inst.polygon) == pytest.approx((cx, cy), abs=1.0)
+        assert polygon_area(inst.polygon) == pytest.approx(math.pi * r * r, rel=0.1)

@@ -62,6 +62,11 @@ class Augmentation:
     # precision down: more false positives on images it was not trained on).
     copy_paste_p: float = 0.0
     copy_paste_max: int = 4
+    # Piles: the share of pasted objects laid partly over a neighbour (an object of the sample or one
+    # pasted before) instead of onto empty background; the covered part is cut from the neighbour's mask,
+    # as a manual mask outlines only the visible part of a half-hidden particle.
+    pile_p: float = 0.0
+    min_visible: float = 0.25  # a covered object keeps its label while this share of it stays visible
 
 
 @dataclass(frozen=True)
@@ -225,7 +230,7 @@ class SampleSource:
         keep = masks.reshape(len(masks), -1).sum(axis=1) >= MIN_MASK_PX
         masks, labels = masks[keep], region.labels[keep]
         if self.cutouts and self.rng.random() < aug.copy_paste_p:
-            image, masks, labels = self._paste(image, masks, labels, aug.copy_paste_max)
+            image, masks, labels = self._paste(image, masks, labels, aug)
         if aug is not None:
             if aug.flips:
                 image, masks = self._geometry(image, masks)
@@ -234,9 +239,10 @@ class SampleSource:
                       boxes=boxes_from_masks(masks))
 
     def _paste(self, image: np.ndarray, masks: np.ndarray, labels: np.ndarray,
-               most: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Up to `most` cutouts pasted where they overlap no object (with a 2 px gap); the
-        pasted edge is blended over about a pixel so it does not give the object away."""
+               aug: Augmentation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Up to `aug.copy_paste_max` cutouts pasted where they overlap no object (with a 2 px gap),
+        or (share `aug.pile_p`) partly over a neighbour; the pasted edge is blended over about a pixel
+        so it does not give the object away."""
         import cv2
 
         h, w = image.shape[:2]
@@ -245,8 +251,9 @@ class SampleSource:
 
         taken = grown(masks.any(axis=0))
         image = image.astype(np.float32)
-        new_masks, new_labels = [], []
-        for _ in range(int(self.rng.integers(1, most + 1))):
+        all_masks, all_labels = [m.copy() for m in masks], list(labels)
+        visible_px = [int(m.sum()) for m in all_masks]  # each object's size before anything covers it
+        for _ in range(int(self.rng.integers(1, aug.copy_paste_max + 1))):
             cut = self.cutouts[int(self.rng.integers(len(self.cutouts)))]
             patch, mask = cut.image, cut.mask
             k = int(self.rng.integers(0, 4))
@@ -257,26 +264,56 @@ class SampleSource:
             ph, pw = mask.shape
             if ph >= h or pw >= w:
                 continue
-            for _try in range(5):
-                y, x = int(self.rng.integers(0, h - ph + 1)), int(self.rng.integers(0, w - pw + 1))
-                if not (taken[y:y + ph, x:x + pw] & mask).any():
-                    break
-            else:
+            pile = bool(all_masks) and self.rng.random() < aug.pile_p
+            spot = self._pile_spot(all_masks, mask, h, w) if pile else self._free_spot(taken, mask, h, w)
+            if spot is None:
                 continue
+            y, x = spot
             alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)
             alpha = np.maximum(alpha, mask)[:, :, None]  # inside stays the object, outside blends
             window = image[y:y + ph, x:x + pw]
             window[:] = alpha * patch + (1 - alpha) * window
             full = np.zeros((h, w), bool)
             full[y:y + ph, x:x + pw] = mask
+            for m in all_masks:  # the pasted object lies on top: what it covers is hidden
+                m &= ~full
             taken |= grown(full)
-            new_masks.append(full)
-            new_labels.append(cut.label)
+            all_masks.append(full)
+            all_labels.append(cut.label)
+            visible_px.append(int(mask.sum()))
         image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-        if not new_masks:
+        keep = [i for i, m in enumerate(all_masks)
+                if (n := int(m.sum())) >= MIN_MASK_PX and n >= aug.min_visible * visible_px[i]]
+        if len(keep) == len(masks) == len(all_masks):
             return image, masks, labels
-        return (image, np.concatenate([masks, np.stack(new_masks)]),
-                np.concatenate([labels, np.asarray(new_labels, np.int64)]))
+        return (image, np.stack([all_masks[i] for i in keep]) if keep else np.zeros((0, h, w), bool),
+                np.asarray([all_labels[i] for i in keep], np.int64))
+
+    def _free_spot(self, taken: np.ndarray, mask: np.ndarray, h: int, w: int) -> tuple[int, int] | None:
+        """(y, x) of a place where `mask` overlaps nothing taken, or None after 5 tries."""
+        ph, pw = mask.shape
+        for _try in range(5):
+            y, x = int(self.rng.integers(0, h - ph + 1)), int(self.rng.integers(0, w - pw + 1))
+            if not (taken[y:y + ph, x:x + pw] & mask).any():
+                return y, x
+        return None
+
+    def _pile_spot(self, masks: list[np.ndarray], mask: np.ndarray, h: int, w: int) -> tuple[int, int] | None:
+        """(y, x) placing `mask` partly over one of `masks`: centres 0.5-0.85 of the two radii apart,
+        in a random direction (None when the neighbour is empty or the place leaves the sample)."""
+        target = masks[int(self.rng.integers(len(masks)))]
+        ys, xs = np.nonzero(target)
+        if not len(ys):
+            return None
+        r_t, r_p = np.sqrt(len(ys) / np.pi), np.sqrt(mask.sum() / np.pi)
+        angle = self.rng.uniform(0, 2 * np.pi)
+        dist = (r_t + r_p) * self.rng.uniform(0.5, 0.85)
+        ph, pw = mask.shape
+        y = int(round(ys.mean() + dist * np.sin(angle) - ph / 2))
+        x = int(round(xs.mean() + dist * np.cos(angle) - pw / 2))
+        if y < 0 or x < 0 or y + ph > h or x + pw > w:
+            return None
+        return y, x
 
     def _geometry(self, image: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.rng.random() < 0.5:

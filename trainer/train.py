@@ -339,7 +339,8 @@ def _new_run(options: TrainOptions, plan: _Plan, net: _Net, report: Callable[[Tr
     """A run at iteration 0, drawing from every crop but the held-out one."""
     from trainer.dataset import Augmentation, SampleSource
 
-    augment = Augmentation(copy_paste_p=options.copy_paste) if options.augment else False
+    augment = (Augmentation(copy_paste_p=options.copy_paste, pile_p=options.copy_paste_pile)
+               if options.augment else False)
     train_regions = [r for i, r in enumerate(plan.regions) if i != plan.holdout]
     source = SampleSource(train_regions, options.crop_size, augment, seed=options.seed)
     return _Run(options, plan, net, report, started, governor, augment, source)
