@@ -212,6 +212,9 @@ def _check_unseen(weights, images: list) -> None:
         sys.exit(f"the base model was pretrained on images of this scenario: {', '.join(leaked)}")
 
 
+RAW = False  # --raw: predictions without the fragment merge
+
+
 def run_model(sources, tests, options, threshold: float, into: Scored, label: str,
               auto_scale: bool = False) -> tuple[list, list]:
     """Train one model; (its predictions of `tests`, the same with auto_scale, or [] without)."""
@@ -226,10 +229,11 @@ def run_model(sources, tests, options, threshold: float, into: Scored, label: st
         bundle, train_s = train_bundle(sources, Path(tmp) / "bundle", options, label, weights)
         meta = json.loads((bundle / "bundle.json").read_text())
         into.cards.append((label.strip(), (meta.get("metrics") or {}).get("holdout")))
-        preds, predict_s = predict_all(bundle, tests, options.device, threshold)
+        preds, predict_s = predict_all(bundle, tests, options.device, threshold, fragments=not RAW)
         scaled, scaled_s = [], 0.0
         if auto_scale:
-            scaled, scaled_s = predict_all(bundle, tests, options.device, threshold, auto_scale=True)
+            scaled, scaled_s = predict_all(bundle, tests, options.device, threshold, auto_scale=True,
+                                           fragments=not RAW)
     into.train_s += train_s
     into.predict_s += predict_s
     into.scaled_s += scaled_s
@@ -576,7 +580,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rescore", type=Path, nargs="*", default=None,
                         help="score dumped runs (*.pkl) again, with the fragment merge; no training")
     parser.add_argument("--only", default="", help="--rescore: comma list of image stems to keep")
+    parser.add_argument("--raw", action="store_true",
+                        help="predict without the fragment merge (the dumps then show it with --rescore)")
     args = parser.parse_args(argv)
+    global RAW
+    RAW = args.raw
     if args.rescore:
         rescore(args.rescore, args.threshold, [f for f in args.only.split(",") if f])
         return
