@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from telegram import BotCommand, Update
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
@@ -23,6 +22,7 @@ from telegram.ext import (
 from bot.delivery import Deliverer
 from bot.handlers import account, admin, commands, models, results, scale, status, training, uploads
 from bot.handlers.gate import gate, handled, on_error
+from bot.lanes import LaneLimiter
 from bot.logsafe import install_redaction
 from bot.services import Services
 from core.i18n import LANGS, N_, SOURCE_LANG, render
@@ -101,7 +101,7 @@ def build_application(
         .token(token)
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_api_base_file_url)
-        .rate_limiter(AIORateLimiter(max_retries=3))
+        .rate_limiter(LaneLimiter())  # replies first, deliveries with what is left (bot/lanes.py)
         .concurrent_updates(
             True
         )  # one slow download must not hold up other users (per-user locks keep order)

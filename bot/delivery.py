@@ -6,6 +6,10 @@ delivers (one bot), one notice at a time; a notice that failed transiently stays
 tick, one Telegram refuses for good (user blocked the bot) is marked sent so it never loops. A notice
 of several messages (a result: photo, then its files) records each accepted part (parts_sent), so a
 failure or restart in between resumes with the next part instead of repeating the first.
+
+Everything sent here goes in the rate limiter's bulk lane (bot/lanes.py): replies to users go first.
+Notices of different chats go side by side (one chat's stay in order); progress edits are not waited
+for: a newer text of the same message replaces one still waiting, so only the newest is sent.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from telegram.ext import ContextTypes
 
 from bot.captions import caption_for, pooled_caption, ready_text
 from bot.i18n import t
+from bot.lanes import BULK_ARGS, bulk
 from bot.result_files import DOCUMENT_ROLES, output_name, read_stored, set_file_name, zip_results
 from bot.services import Services
 from bot.webapp import correction_saved, review_markup
@@ -104,6 +109,7 @@ class Deliverer:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.lock = asyncio.Lock()
+        self.edits: dict[int, tuple[str, asyncio.Task[None]]] = {}  # job id -> the edit on its way
 
     async def tick(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         if self.lock.locked():
@@ -119,6 +125,14 @@ class Deliverer:
 
     async def deliver_notices(self, context: ContextTypes.DEFAULT_TYPE) -> int:
         views = await self.services.db(_load_pending, 20)
+        by_chat: dict[int, list[NoticeView]] = {}
+        for view in views:
+            by_chat.setdefault(view.chat_id, []).append(view)
+        sent = await asyncio.gather(*(self._deliver_chat(context, mine) for mine in by_chat.values()))
+        return sum(sent)
+
+    async def _deliver_chat(self, context: ContextTypes.DEFAULT_TYPE, views: list[NoticeView]) -> int:
+        """One chat's notices, in order; a transient failure leaves the rest for the next tick."""
         sent = 0
         for view in views:
             try:
@@ -146,36 +160,40 @@ class Deliverer:
 
     def _parts(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> list[Part]:
         """The same list for the same notice every time (a restart counts on it)."""
-        bot, lang = context.bot, view.lang
+        bot: Any = context.bot
+        lang = view.lang
         if view.kind == NoticeKind.TRAIN_DONE:
             model = view.model or {"version": view.payload.get("version", "?"),
                                    "metrics": view.payload.get("metrics") or {}}
             text = ready_text(lang, model["version"], model.get("metrics") or {})
-            return [lambda: bot.send_message(view.chat_id, text)]
+            return [lambda: bot.send_message(view.chat_id, text, rate_limit_args=BULK_ARGS)]
         if view.kind == NoticeKind.PREDICT_DONE:
             return self._result_parts(context, view)
         if view.kind == NoticeKind.CORRECTION_SAVED:  # saved on the Mini App page
             text, markup = correction_saved(lang, view.payload)
-            return [lambda: bot.send_message(view.chat_id, text, reply_markup=markup)]
+            return [lambda: bot.send_message(view.chat_id, text, reply_markup=markup,
+                                             rate_limit_args=BULK_ARGS)]
         if view.kind in (NoticeKind.JOB_FAILED, NoticeKind.JOB_CANCELLED):
             reason = view.payload.get("reason") or view.payload.get("error") or view.error or view.kind
             text = t(lang, "job_failed", job=view.job_id, reason=load_text(reason))
-            return [lambda: bot.send_message(view.chat_id, text)]
+            return [lambda: bot.send_message(view.chat_id, text, rate_limit_args=BULK_ARGS)]
         text = view.payload.get("text") or view.payload.get("message") or f"{view.kind} (job #{view.job_id})"
-        return [lambda: bot.send_message(view.chat_id, str(text)[:4000])]
+        return [lambda: bot.send_message(view.chat_id, str(text)[:4000], rate_limit_args=BULK_ARGS)]
 
     def _result_parts(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> list[Part]:
-        bot, lang, store = context.bot, view.lang, self.services.store
+        bot: Any = context.bot
+        lang, store = view.lang, self.services.store
         if not view.results:
             text = t(lang, "job_failed", job=view.job_id, reason=N_("no results"))
-            return [lambda: bot.send_message(view.chat_id, text)]
+            return [lambda: bot.send_message(view.chat_id, text, rate_limit_args=BULK_ARGS)]
         if len(view.results) > BIG_SET:
 
             async def send_zip() -> None:
                 data = await asyncio.to_thread(zip_results, store, view.results, view.set_files)
                 caption = pooled_caption(lang, "predict_big", [r["summary"] for r in view.results])
                 await bot.send_document(
-                    view.chat_id, data, filename=f"segbot_job{view.job_id}.zip", caption=caption[:1024]
+                    view.chat_id, data, filename=f"segbot_job{view.job_id}.zip", caption=caption[:1024],
+                    rate_limit_args=BULK_ARGS,
                 )
 
             return [send_zip]
@@ -197,19 +215,20 @@ class Deliverer:
         overlay_name = output_name(stem, "overlay")
         if overlay is not None and len(overlay) < 10 * 2**20:  # Telegram's limit for photos
             await bot.send_photo(view.chat_id, overlay, caption=caption, filename=overlay_name,
-                                 reply_markup=review)
+                                 reply_markup=review, rate_limit_args=BULK_ARGS)
         elif overlay is not None:
             await bot.send_document(view.chat_id, overlay, caption=caption, filename=overlay_name,
-                                    reply_markup=review)
+                                    reply_markup=review, rate_limit_args=BULK_ARGS)
         else:
-            await bot.send_message(view.chat_id, caption, reply_markup=review)
+            await bot.send_message(view.chat_id, caption, reply_markup=review, rate_limit_args=BULK_ARGS)
 
     async def _send_inset(self, bot: Any, view: NoticeView, result: dict[str, Any]) -> None:
         inset = await asyncio.to_thread(read_stored, self.services.store, result["files"].get("inset"))
         if inset is not None:
             stem = result["name"].rsplit(".", 1)[0]
             zoom = t(view.lang, "inset_caption", name=result["name"])
-            await bot.send_photo(view.chat_id, inset, caption=zoom, filename=output_name(stem, "inset"))
+            await bot.send_photo(view.chat_id, inset, caption=zoom, filename=output_name(stem, "inset"),
+                                 rate_limit_args=BULK_ARGS)
 
     async def _send_files(self, bot: Any, view: NoticeView, result: dict[str, Any]) -> None:
         stem = result["name"].rsplit(".", 1)[0]
@@ -231,41 +250,54 @@ class Deliverer:
     # Progress messages
 
     async def update_progress(self, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Start an edit for each message whose text changed (throttled); not waited for."""
         rows = await self.services.db(_progress_rows)
         throttle = self.services.throttle
+        self.edits = {job: edit for job, edit in self.edits.items() if not edit[1].done()}
         for row in rows:
-            now = time.monotonic()
-            if not throttle.should_edit(row["id"], row["text"], now):
+            on_its_way = self.edits.get(row["id"])
+            if on_its_way is not None and on_its_way[0] == row["text"]:
                 continue
-            try:
-                # PTB's AIORateLimiter sleeps through a RetryAfter (pausing all requests, as Telegram
-                # asks) and retries; if it still fails, the throttle waits before this message again.
-                await context.bot.edit_message_text(
-                    row["text"], chat_id=row["chat_id"], message_id=row["message_id"]
-                )
-            except RetryAfter as error:
-                delay = (
-                    error.retry_after.total_seconds()
-                    if isinstance(error.retry_after, timedelta)
-                    else float(error.retry_after)
-                )
-                throttle.retry_after(row["id"], delay, time.monotonic())
+            if not throttle.should_edit(row["id"], row["text"], time.monotonic()):
                 continue
-            except BadRequest as error:
-                if "not modified" not in str(error).lower():
-                    log.info("progress message of job %s: %s", row["id"], error)
-            except TelegramError as error:
-                log.info("progress message of job %s not edited: %s", row["id"], error)
-                continue
-            throttle.edited(row["id"], row["text"], time.monotonic())
+            task = asyncio.create_task(self._edit(context.bot, row), name=f"progress {row['id']}")
+            self.edits[row["id"]] = (row["text"], task)
+
+    async def _edit(self, bot: Any, row: dict[str, Any]) -> None:
+        throttle = self.services.throttle
+        try:
+            # The limiter sleeps through a RetryAfter (pausing all requests, as Telegram asks) and
+            # retries; if it still fails, the throttle waits before this message again.
+            done = await bot.edit_message_text(
+                row["text"], chat_id=row["chat_id"], message_id=row["message_id"],
+                rate_limit_args=bulk(("progress", row["id"])),
+            )
+        except RetryAfter as error:
+            delay = (
+                error.retry_after.total_seconds()
+                if isinstance(error.retry_after, timedelta)
+                else float(error.retry_after)
+            )
+            throttle.retry_after(row["id"], delay, time.monotonic())
+            return
+        except BadRequest as error:
+            if "not modified" not in str(error).lower():
+                log.info("progress message of job %s: %s", row["id"], error)
+            done = None
+        except TelegramError as error:
+            log.info("progress message of job %s not edited: %s", row["id"], error)
+            return
+        if done is True:  # a newer text of this message replaced it before it went
+            return
+        throttle.edited(row["id"], row["text"], time.monotonic())
 
 
 async def _send_documents(bot: Any, chat_id: int, media: list[InputMediaDocument]) -> None:
     """One album (2..10 documents), or the single document; nothing for none."""
     if len(media) >= 2:
-        await bot.send_media_group(chat_id, media[:10])
-    elif media:
-        await bot.send_document(chat_id, media[0].media)  # an InputFile: it carries its name
+        await bot.send_media_group(chat_id, media[:10], rate_limit_args=BULK_ARGS)
+    elif media:  # an InputFile: it carries its name
+        await bot.send_document(chat_id, media[0].media, rate_limit_args=BULK_ARGS)
 
 
 def _set_files(payload: dict[str, Any], job: Job | None) -> dict[str, str]:
