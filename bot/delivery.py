@@ -8,8 +8,9 @@ of several messages (a result: photo, then its files) records each accepted part
 failure or restart in between resumes with the next part instead of repeating the first.
 
 Everything sent here goes in the rate limiter's bulk lane (bot/lanes.py): replies to users go first.
-Notices of different chats go side by side (one chat's stay in order); progress edits are not waited
-for: a newer text of the same message replaces one still waiting, so only the newest is sent.
+Notices of different chats go side by side (one chat's in order), and neither they nor progress edits
+are waited for by the tick; a newer text of a progress message replaces one still waiting, so only
+the newest is sent.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from storage.notices import NoticeKind, mark_part_sent, mark_sent, pending_notic
 
 log = logging.getLogger(__name__)
 BIG_SET = 4  # more results than this in one job -> one zip
+PENDING_READ = 100  # notices read per tick (those of chats being delivered to are skipped)
+ALBUM_MAX = 10  # documents in one album (Telegram's limit)
 Part = Callable[[], Awaitable[object]]  # sends one message (or one album) of a notice
 
 
@@ -110,6 +113,7 @@ class Deliverer:
         self.services = services
         self.lock = asyncio.Lock()
         self.edits: dict[int, tuple[str, asyncio.Task[None]]] = {}  # job id -> the edit on its way
+        self.chats: dict[int, asyncio.Task[int]] = {}  # chat -> its notices being delivered
 
     async def tick(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         if self.lock.locked():
@@ -124,26 +128,36 @@ class Deliverer:
     # Outbox
 
     async def deliver_notices(self, context: ContextTypes.DEFAULT_TYPE) -> int:
-        views = await self.services.db(_load_pending, 20)
+        """Start delivering the pending notices of every chat that is not being delivered to; not
+        waited for, so one slow chat holds up no other. A chat busy when the tick began is left out
+        even if it finishes meanwhile: what was read for it may be stale (sent since)."""
+        self.chats = {chat: task for chat, task in self.chats.items() if not task.done()}
+        busy = set(self.chats)
+        views = await self.services.db(_load_pending, PENDING_READ)
         by_chat: dict[int, list[NoticeView]] = {}
         for view in views:
-            by_chat.setdefault(view.chat_id, []).append(view)
-        sent = await asyncio.gather(*(self._deliver_chat(context, mine) for mine in by_chat.values()))
-        return sum(sent)
+            if view.chat_id not in busy:
+                by_chat.setdefault(view.chat_id, []).append(view)
+        for chat, mine in by_chat.items():
+            self.chats[chat] = asyncio.create_task(self._deliver_chat(context, mine), name=f"notices {chat}")
+        return sum(len(mine) for mine in by_chat.values())
 
     async def _deliver_chat(self, context: ContextTypes.DEFAULT_TYPE, views: list[NoticeView]) -> int:
-        """One chat's notices, in order; a transient failure leaves the rest for the next tick."""
+        """One chat's notices, in order; a transient failure leaves the rest for a later tick."""
         sent = 0
-        for view in views:
-            try:
-                await self._send(context, view)
-            except (Forbidden, BadRequest) as error:
-                log.warning("notice %s to chat %s refused for good: %s", view.id, view.chat_id, error)
-            except TelegramError as error:  # network, timeouts, RetryAfter: keep it for the next tick
-                log.warning("notice %s not delivered yet: %s", view.id, error)
-                return sent
-            await self.services.db(lambda s, nid=view.id: mark_sent(s, nid))
-            sent += 1
+        try:
+            for view in views:
+                try:
+                    await self._send(context, view)
+                except (Forbidden, BadRequest) as error:
+                    log.warning("notice %s to chat %s refused for good: %s", view.id, view.chat_id, error)
+                except TelegramError as error:  # network, timeouts, RetryAfter: keep it for later
+                    log.warning("notice %s not delivered yet: %s", view.id, error)
+                    return sent
+                await self.services.db(lambda s, nid=view.id: mark_sent(s, nid))
+                sent += 1
+        except Exception:  # noqa: BLE001 - logged here: nobody awaits this task
+            log.exception("delivering to chat %s failed", views[0].chat_id)
         return sent
 
     async def _send(self, context: ContextTypes.DEFAULT_TYPE, view: NoticeView) -> None:
@@ -198,12 +212,16 @@ class Deliverer:
 
             return [send_zip]
         parts: list[Part] = []
+        last = view.results[-1]
+        # the set's COCO JSON and workbook, once, after every image's files: in the last image's
+        # album where it fits (one request fewer), else an album of their own
+        with_set = bool(view.set_files) and _documents(last) + len(view.set_files) <= ALBUM_MAX
         for result in view.results:  # each: the overlay with its caption, then its files
             parts.append(lambda r=result: self._send_overlay(bot, view, r))
             if result["files"].get("inset"):  # small objects: the zoom shows what the overlay cannot
                 parts.append(lambda r=result: self._send_inset(bot, view, r))
-            parts.append(lambda r=result: self._send_files(bot, view, r))
-        if view.set_files:  # the set's COCO JSON and workbook, once, after every image's files
+            parts.append(lambda r=result, s=(with_set and result is last): self._send_files(bot, view, r, s))
+        if view.set_files and not with_set:
             parts.append(lambda: self._send_set_files(bot, view))
         return parts
 
@@ -230,22 +248,29 @@ class Deliverer:
             await bot.send_photo(view.chat_id, inset, caption=zoom, filename=output_name(stem, "inset"),
                                  rate_limit_args=BULK_ARGS)
 
-    async def _send_files(self, bot: Any, view: NoticeView, result: dict[str, Any]) -> None:
+    async def _send_files(
+        self, bot: Any, view: NoticeView, result: dict[str, Any], with_set: bool = False
+    ) -> None:
         stem = result["name"].rsplit(".", 1)[0]
         media = []
         for role in DOCUMENT_ROLES:
             data = await asyncio.to_thread(read_stored, self.services.store, result["files"].get(role))
             if data is not None:
                 media.append(InputMediaDocument(data, filename=output_name(stem, role)))
+        if with_set:
+            media += await self._set_media(view)
         await _send_documents(bot, view.chat_id, media)
 
     async def _send_set_files(self, bot: Any, view: NoticeView) -> None:
+        await _send_documents(bot, view.chat_id, await self._set_media(view))
+
+    async def _set_media(self, view: NoticeView) -> list[InputMediaDocument]:
         media = []
         for role, sha in sorted(view.set_files.items()):
             data = await asyncio.to_thread(read_stored, self.services.store, sha)
             if data is not None:
                 media.append(InputMediaDocument(data, filename=set_file_name(role)))
-        await _send_documents(bot, view.chat_id, media)
+        return media
 
     # Progress messages
 
@@ -292,10 +317,15 @@ class Deliverer:
         throttle.edited(row["id"], row["text"], time.monotonic())
 
 
+def _documents(result: dict[str, Any]) -> int:
+    """How many documents the result's album holds at most (its stored files of those roles)."""
+    return sum(1 for role in DOCUMENT_ROLES if result["files"].get(role))
+
+
 async def _send_documents(bot: Any, chat_id: int, media: list[InputMediaDocument]) -> None:
     """One album (2..10 documents), or the single document; nothing for none."""
     if len(media) >= 2:
-        await bot.send_media_group(chat_id, media[:10], rate_limit_args=BULK_ARGS)
+        await bot.send_media_group(chat_id, media[:ALBUM_MAX], rate_limit_args=BULK_ARGS)
     elif media:  # an InputFile: it carries its name
         await bot.send_document(chat_id, media[0].media, rate_limit_args=BULK_ARGS)
 

@@ -1,5 +1,7 @@
 """Every request to Telegram goes through here, in two lanes, inside Telegram's flood limits (about
-30 requests/s in all, one per second in a chat with short bursts, 20 per minute in a group).
+30 messages/s in all, one per second in a chat with short bursts, 20 per minute in a group). What the
+limits count is what goes to a chat (a request with a chat_id: sending, editing, deleting); a button's
+answer, getFile and the like are no messages and go at once.
 
 Replies to what a user just did (acknowledgements, summaries, button answers, /status: every request
 by default) go first; deliveries and progress edits (rate_limit_args={"lane": "bulk"}) use what is
@@ -118,6 +120,8 @@ class LaneLimiter(BaseRateLimiter[dict[str, Any]]):
         lane = BULK if (rate_limit_args or {}).get("lane") == "bulk" else PRIORITY
         key = (rate_limit_args or {}).get("key") if lane == BULK else None
         chat = _chat_scope(data.get("chat_id"))
+        if chat is None:  # no message to a chat: not what the flood limits count
+            return await callback(*args, **kwargs)
         for attempt in range(self.max_retries + 1):
             if not await self._turn(lane, chat, key, first=attempt == 0):
                 return True  # replaced by a newer request with the same key: nothing to send

@@ -14,6 +14,7 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from bot.i18n import t
+from bot.lanes import BULK_ARGS
 from bot.services import Services, UserInfo, ensure_user
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,11 @@ async def refresh(context: ContextTypes.DEFAULT_TYPE) -> UserInfo:
 
 
 @contextmanager
-def first_reply_edits(chat_id: int, message_id: int) -> Iterator[dict[str, Any]]:
-    """Within this block, the first send_text to chat_id edits message_id instead; the state says
-    whether that happened ("used")."""
-    state = {"chat": chat_id, "id": message_id, "used": False}
+def first_reply_edits(chat_id: int, message_id: int | None) -> Iterator[dict[str, Any]]:
+    """Within this block, the first send_text to chat_id edits message_id instead (None: no message
+    to edit yet; the first answer is sent as a new one); the state says whether that happened
+    ("used") and whether the first answer came as a new message ("sent")."""
+    state = {"chat": chat_id, "id": message_id, "used": False, "sent": False}
     token = _ACK.set(state)
     try:
         yield state
@@ -65,14 +67,16 @@ async def send_text(
     ack = _ACK.get()
     if ack is not None and ack["chat"] == chat_id and not ack["used"]:
         ack["used"] = True
-        try:
-            edited = await context.bot.edit_message_text(
-                text[:4096], chat_id=chat_id, message_id=ack["id"], reply_markup=markup
-            )
-            if isinstance(edited, Message):
-                return edited
-        except BadRequest as error:
-            log.info("could not edit the acknowledgement: %s", error)
+        ack["sent"] = ack["id"] is None
+        if ack["id"] is not None:
+            try:
+                edited = await context.bot.edit_message_text(
+                    text[:4096], chat_id=chat_id, message_id=ack["id"], reply_markup=markup
+                )
+                if isinstance(edited, Message):
+                    return edited
+            except BadRequest as error:
+                log.info("could not edit the acknowledgement: %s", error)
     return await context.bot.send_message(chat_id, text[:4096], reply_markup=markup)
 
 
@@ -119,7 +123,10 @@ async def drop_keyboard(context: ContextTypes.DEFAULT_TYPE, update: Update) -> N
     pressed = _pressed(update)
     if pressed is not None:
         chat, message_id = pressed
-        await cosmetic(context.bot.edit_message_reply_markup(chat, message_id, reply_markup=None))
+        # in the rate limiter's bulk lane: the reply to the press goes before this (bot/lanes.py)
+        bot: Any = context.bot
+        await cosmetic(bot.edit_message_reply_markup(chat, message_id, reply_markup=None,
+                                                     rate_limit_args=BULK_ARGS))
 
 
 async def edit_or_send(

@@ -29,6 +29,7 @@ from bot.training import after_labels_keyboard, queue_recognition
 from storage.pending import drop_states, live_states, put_state, take_state
 
 log = logging.getLogger(__name__)
+ACK_AFTER_S = 0.3  # an upload answered faster than this gets no "Checking…" first (a message saved)
 ALBUM_WAIT_S = 0.8  # an album arrives as separate messages: wait this long after the last one
 
 
@@ -109,18 +110,26 @@ async def _flush_album(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def handle_files(context: ContextTypes.DEFAULT_TYPE, chat: int, messages: list[Message]) -> None:
-    """One upload (a message or an album), in order with this user's other uploads; the first answer
-    replaces the "Checking…" message, which is deleted when nothing answered."""
+    """One upload (a message or an album), in order with this user's other uploads. An answer ready
+    within ACK_AFTER_S is the first reply; a slower one replaces a "Checking…" message sent
+    meanwhile, which is deleted when nothing answered (one message per upload where one does)."""
     s = svc(context)
     async with s.locks[me(context).telegram_id]:
-        ack = await context.bot.send_message(chat, t(me(context).language, "downloading", n=len(messages)))
-        with first_reply_edits(chat, ack.message_id) as state:
+        with first_reply_edits(chat, None) as state:
+            work = asyncio.ensure_future(_process_files(context, s, chat, messages))
             try:
-                await _process_files(context, s, chat, messages)
+                await asyncio.wait({work}, timeout=ACK_AFTER_S)
+                if not work.done() and not state["used"]:
+                    ack = await context.bot.send_message(
+                        chat, t(me(context).language, "downloading", n=len(messages))
+                    )
+                    state["id"] = ack.message_id
+                await work
             finally:
-                if not state["used"]:
-                    try:
-                        await context.bot.delete_message(chat, ack.message_id)
+                work.cancel()  # only if this handler itself was cancelled
+                if state["id"] is not None and (not state["used"] or state["sent"]):
+                    try:  # nothing answered, or the answer overtook the acknowledgement
+                        await context.bot.delete_message(chat, state["id"])
                     except TelegramError:
                         pass
 

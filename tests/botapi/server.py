@@ -43,16 +43,15 @@ EDIT_NOT_FOUND = "Bad Request: message to edit not found"
 DELETE_NOT_FOUND = "Bad Request: message to delete not found"
 QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 QUERY_TTL_S = 15.0  # a button press must be answered within this (Telegram: a few seconds to ~15 s)
-UNLIMITED = {"getMe", "getUpdates", "getFile", "deleteWebhook", "setMyCommands", "deleteMyCommands", "close",
-             "logOut", "setChatMenuButton"}  # set-up calls and reads: not what Telegram's flood limits count
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Telegram's flood limits (core.telegram.org/bots/faq): about 30 requests/s in all, about one per
-    second in a chat with short bursts allowed, 20 per minute in a group. A request is over when,
-    for some earlier request of the same scope, more went out since than the scope allows: at most
-    `burst + rate * elapsed` (a token bucket seen from the outside)."""
+    """Telegram's flood limits (core.telegram.org/bots/faq): about 30 messages/s in all, about one per
+    second in a chat with short bursts allowed, 20 per minute in a group. They count what goes to a
+    chat (requests with a chat_id: sends, edits, deletes), not button answers or getFile. A request
+    is over when, for some earlier request of the same scope, more went out since than the scope
+    allows: at most `burst + rate * elapsed` (a token bucket seen from the outside)."""
 
     overall: tuple[float, float] = (30.0, 30.0)  # (burst, per second)
     chat: tuple[float, float] = (3.0, 1.0)
@@ -379,15 +378,15 @@ class BotApiStandIn:
     def _limited(self, method: str, call: Call) -> float | None:
         """Count the request against the flood limits; the seconds to wait when it is over them (and
         limits are enforced), else None. Refused requests do not count, as on Telegram."""
-        if method in UNLIMITED:
+        chat = call.chat_id
+        if chat is None or method == "getUpdates":
             return None
         now = time.monotonic()
-        chat = call.chat_id
-        scopes: list[tuple[object, str, tuple[float, float]]] = [("all", "overall", self.limits.overall)]
-        if chat is not None:
-            group = chat < 0  # groups and channels have negative ids
-            limit = self.limits.group if group else self.limits.chat
-            scopes.append(((chat,), "group" if group else "chat", limit))
+        group = chat < 0  # groups and channels have negative ids
+        scopes: list[tuple[object, str, tuple[float, float]]] = [
+            ("all", "overall", self.limits.overall),
+            ((chat,), "group" if group else "chat", self.limits.group if group else self.limits.chat),
+        ]
         with self._lock:
             over = [(key, name, limit) for key, name, limit in scopes
                     if _over(self._sent_at.get(key, []), now, limit[0], limit[1], 120.0)]
