@@ -14,6 +14,7 @@ pauses everything for as long as asked, then the request is retried (max_retries
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import itertools
 import logging
@@ -143,8 +144,7 @@ class LaneLimiter(BaseRateLimiter[dict[str, Any]]):
             for older in [w for w in self.waiting if w.key == key]:
                 self.waiting.remove(older)
                 older.granted.set_result(False)
-        self.waiting.append(entry)
-        self.waiting.sort(key=lambda w: (w.lane, w.seq))
+        bisect.insort(self.waiting, entry, key=_order)
         assert self._wake is not None
         self._wake.set()
         try:
@@ -198,6 +198,10 @@ class LaneLimiter(BaseRateLimiter[dict[str, Any]]):
             if len(self.chats) > 10_000:  # forget idle chats (their buckets are full again)
                 now = self.clock()
                 self.chats = {c: b for c, b in self.chats.items() if b.level(now) < b.burst}
+
+
+def _order(entry: _Waiting) -> tuple[int, int]:
+    return entry.lane, entry.seq
 
 
 def _chat_scope(chat_id: object) -> tuple[str, object] | None:

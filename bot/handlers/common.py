@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from telegram import Message, Update
-from telegram.error import BadRequest
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
 from bot.i18n import t
@@ -50,15 +50,27 @@ async def refresh(context: ContextTypes.DEFAULT_TYPE) -> UserInfo:
 
 @contextmanager
 def first_reply_edits(chat_id: int, message_id: int | None) -> Iterator[dict[str, Any]]:
-    """Within this block, the first send_text to chat_id edits message_id instead (None: no message
-    to edit yet; the first answer is sent as a new one); the state says whether that happened
-    ("used") and whether the first answer came as a new message ("sent")."""
-    state = {"chat": chat_id, "id": message_id, "used": False, "sent": False}
+    """Within this block, the first send_text to chat_id edits message_id instead (None: the
+    acknowledgement is not sent yet; state["ack"] may hold the task sending it, which the first
+    answer then waits for and edits; without one the answer is a new message); the state says
+    whether that happened ("used")."""
+    state = {"chat": chat_id, "id": message_id, "used": False, "ack": None}
     token = _ACK.set(state)
     try:
         yield state
     finally:
         _ACK.reset(token)
+
+
+async def acknowledged(state: dict[str, Any]) -> int | None:
+    """The id of the acknowledgement in `state` once it is sent (None: there is none)."""
+    if state["id"] is None and state["ack"] is not None:
+        try:
+            state["id"] = (await state["ack"]).message_id
+        except TelegramError as error:
+            log.info("the acknowledgement was not sent: %s", error)
+        state["ack"] = None
+    return state["id"]
 
 
 async def send_text(
@@ -67,11 +79,11 @@ async def send_text(
     ack = _ACK.get()
     if ack is not None and ack["chat"] == chat_id and not ack["used"]:
         ack["used"] = True
-        ack["sent"] = ack["id"] is None
-        if ack["id"] is not None:
+        message_id = await acknowledged(ack)
+        if message_id is not None:
             try:
                 edited = await context.bot.edit_message_text(
-                    text[:4096], chat_id=chat_id, message_id=ack["id"], reply_markup=markup
+                    text[:4096], chat_id=chat_id, message_id=message_id, reply_markup=markup
                 )
                 if isinstance(edited, Message):
                     return edited

@@ -18,7 +18,7 @@ from telegram.ext import Application, ContextTypes
 from bot import files_in
 from bot.captions import images_summary
 from bot.handlers import scale
-from bot.handlers.common import first_reply_edits, me, refresh, say, send_text, svc
+from bot.handlers.common import acknowledged, first_reply_edits, me, refresh, say, send_text, svc
 from bot.handlers.training import report_queued
 from bot.i18n import t
 from bot.logsafe import error_id, redact
@@ -119,16 +119,15 @@ async def handle_files(context: ContextTypes.DEFAULT_TYPE, chat: int, messages: 
             work = asyncio.ensure_future(_process_files(context, s, chat, messages))
             try:
                 await asyncio.wait({work}, timeout=ACK_AFTER_S)
-                if not work.done() and not state["used"]:
-                    ack = await context.bot.send_message(
+                if not work.done() and not state["used"]:  # the answer then edits it
+                    state["ack"] = asyncio.ensure_future(context.bot.send_message(
                         chat, t(me(context).language, "downloading", n=len(messages))
-                    )
-                    state["id"] = ack.message_id
+                    ))
                 await work
             finally:
                 work.cancel()  # only if this handler itself was cancelled
-                if state["id"] is not None and (not state["used"] or state["sent"]):
-                    try:  # nothing answered, or the answer overtook the acknowledgement
+                if await acknowledged(state) is not None and not state["used"]:
+                    try:  # nothing answered
                         await context.bot.delete_message(chat, state["id"])
                     except TelegramError:
                         pass

@@ -128,7 +128,9 @@ class BotApiStandIn:
 
     def __init__(self, token: str = "123456:TEST-token_secret") -> None:
         self.token = token
-        self._lock = threading.Condition()
+        self._mutex = threading.RLock()
+        self._lock = threading.Condition(self._mutex)
+        self._chat_waits: dict[int, threading.Condition] = {}  # wait_reply's: one call wakes its chat only
         self._updates: list[dict[str, Any]] = []
         self._next_update_id = 1
         self._message_ids = itertools.count(1000)
@@ -154,7 +156,7 @@ class BotApiStandIn:
 
     def start(self) -> BotApiStandIn:
         handler = type("Handler", (_Handler,), {"api": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="botapi", daemon=True)
         self._thread.start()
@@ -342,6 +344,7 @@ class BotApiStandIn:
 
         deadline = time.monotonic() + timeout
         with self._lock:
+            wake = self._chat_waits.setdefault(chat_id, threading.Condition(self._mutex))
             seen = 0  # how many of the chat's calls are already looked at
             while True:
                 mine = self._by_chat.get(chat_id, [])
@@ -356,7 +359,7 @@ class BotApiStandIn:
                         f"timed out waiting for a reply to {chat_id} containing {contains!r}; "
                         f"last calls: {summary}"
                     )
-                self._lock.wait(min(left, 0.2))
+                wake.wait(min(left, 0.2))
 
     def mark(self) -> int:
         with self._lock:
@@ -372,6 +375,8 @@ class BotApiStandIn:
         with self._lock:
             if call.chat_id is not None:
                 self._by_chat.setdefault(call.chat_id, []).append(len(self.calls))
+                if call.chat_id in self._chat_waits:
+                    self._chat_waits[call.chat_id].notify_all()
             self.calls.append(call)
             self._lock.notify_all()
 
@@ -568,6 +573,10 @@ class BotApiStandIn:
                 if file_path == path:
                     return data
         return None
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # a bot sends dozens of requests at once (the default backlog is 5)
 
 
 class _Handler(BaseHTTPRequestHandler):
