@@ -42,7 +42,7 @@ from storage.notices import NoticeKind, mark_part_sent, mark_sent, pending_notic
 
 log = logging.getLogger(__name__)
 BIG_SET = 4  # more results than this in one job -> one zip
-PENDING_READ = 100  # notices read per tick (those of chats being delivered to are skipped)
+PENDING_READ = 30  # notices read per tick (those of chats being delivered to are skipped)
 ALBUM_MAX = 10  # documents in one album (Telegram's limit)
 Part = Callable[[], Awaitable[object]]  # sends one message (or one album) of a notice
 
