@@ -104,4 +104,4 @@ async def on_forget_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     key = "forgotten" if deleted and not info.created else "forgotten_already"
     await context.bot.send_message(update.effective_chat.id, t(info.language, key))
     await answer(update)
-    await drop_keyboard(context, update)  # bulk lane, may wait: after the answer
+    await drop_keyboard(context, update)

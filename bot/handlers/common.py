@@ -131,14 +131,20 @@ def _pressed(update: Update) -> tuple[int, int] | None:
 
 
 async def drop_keyboard(context: ContextTypes.DEFAULT_TYPE, update: Update) -> None:
-    """Remove the buttons of the pressed message (already gone: nothing to do)."""
+    """Remove the buttons of the pressed message (already gone: nothing to do). In the rate
+    limiter's bulk lane it may wait long on a busy day, so it runs beside the handler (which would
+    otherwise hold one of the Application's concurrent-update slots); the Application awaits it on
+    stop."""
     pressed = _pressed(update)
     if pressed is not None:
         chat, message_id = pressed
-        # in the rate limiter's bulk lane: the reply to the press goes before this (bot/lanes.py)
         bot: Any = context.bot
-        await cosmetic(bot.edit_message_reply_markup(chat, message_id, reply_markup=None,
-                                                     rate_limit_args=BULK_ARGS))
+        edit = cosmetic(bot.edit_message_reply_markup(chat, message_id, reply_markup=None,
+                                                      rate_limit_args=BULK_ARGS))
+        if context.application.running:
+            context.application.create_task(edit, update=update, name=f"drop keyboard {chat}/{message_id}")
+        else:  # stopping: a task would not be awaited any more
+            await edit
 
 
 async def edit_or_send(

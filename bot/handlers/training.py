@@ -42,7 +42,7 @@ async def cmd_train(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 # Buttons: the action first, then the answer and the cosmetic edit (which Telegram may refuse for a
 # second press or an old message without that being a failure). The edit goes in the rate limiter's
-# bulk lane and may wait; the answer must come within seconds, so it goes before.
+# bulk lane, beside the handler (it may wait); the answer must come within seconds.
 
 
 async def on_train_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
