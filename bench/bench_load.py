@@ -317,7 +317,7 @@ def main() -> None:
         after = {"bot": _cpu_s(bot.pid), "stand-in": _cpu_s(manager._process.pid),  # noqa: SLF001
                  "users (this process)": sum(os.times()[:2])}
         cpu = {name: after[name] - before[name] for name in before}
-        counts = _outcome(settings, api, tally, wait_s=120)
+        counts = _outcome(settings, api, tally, wait_s=600)  # "lost" only once all is drained
         traffic = api.report()
     finally:
         _stop(bot)
