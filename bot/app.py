@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from telegram import BotCommand, Update
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
@@ -35,6 +34,7 @@ from bot.handlers import (
     uploads,
 )
 from bot.handlers.gate import gate, handled, on_error
+from bot.lanes import LaneLimiter
 from bot.logsafe import install_redaction
 from bot.services import Services
 from core.i18n import LANGS, N_, SOURCE_LANG, render
@@ -107,6 +107,7 @@ def build_application(
     progress_interval: float = 3.0,
     spam_max: int = 20,
     spam_window_s: float = 10.0,
+    limiter: LaneLimiter | None = None,
 ) -> Application:
     """The bot: handlers, the outbox/progress job every tick_interval s, edits >= progress_interval s
     apart, at most spam_max updates per user in spam_window_s (the rest is dropped after one warning)."""
@@ -120,7 +121,7 @@ def build_application(
         .token(token)
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_api_base_file_url)
-        .rate_limiter(AIORateLimiter(max_retries=3))
+        .rate_limiter(limiter or LaneLimiter())  # replies first, deliveries with what is left (bot/lanes.py)
         .concurrent_updates(
             True
         )  # one slow download must not hold up other users (per-user locks keep order)

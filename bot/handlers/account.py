@@ -103,5 +103,5 @@ async def on_forget_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     context.user_data.clear()  # type: ignore[union-attr]
     key = "forgotten" if deleted and not info.created else "forgotten_already"
     await context.bot.send_message(update.effective_chat.id, t(info.language, key))
-    await drop_keyboard(context, update)
     await answer(update)
+    await drop_keyboard(context, update)

@@ -10,10 +10,11 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from telegram import Message, Update
-from telegram.error import BadRequest
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
 from bot.i18n import t
+from bot.lanes import BULK_ARGS
 from bot.services import Services, UserInfo, ensure_user
 
 log = logging.getLogger(__name__)
@@ -48,15 +49,28 @@ async def refresh(context: ContextTypes.DEFAULT_TYPE) -> UserInfo:
 
 
 @contextmanager
-def first_reply_edits(chat_id: int, message_id: int) -> Iterator[dict[str, Any]]:
-    """Within this block, the first send_text to chat_id edits message_id instead; the state says
+def first_reply_edits(chat_id: int, message_id: int | None) -> Iterator[dict[str, Any]]:
+    """Within this block, the first send_text to chat_id edits message_id instead (None: the
+    acknowledgement is not sent yet; state["ack"] may hold the task sending it, which the first
+    answer then waits for and edits; without one the answer is a new message); the state says
     whether that happened ("used")."""
-    state = {"chat": chat_id, "id": message_id, "used": False}
+    state = {"chat": chat_id, "id": message_id, "used": False, "ack": None}
     token = _ACK.set(state)
     try:
         yield state
     finally:
         _ACK.reset(token)
+
+
+async def acknowledged(state: dict[str, Any]) -> int | None:
+    """The id of the acknowledgement in `state` once it is sent (None: there is none)."""
+    if state["id"] is None and state["ack"] is not None:
+        try:
+            state["id"] = (await state["ack"]).message_id
+        except TelegramError as error:
+            log.info("the acknowledgement was not sent: %s", error)
+        state["ack"] = None
+    return state["id"]
 
 
 async def send_text(
@@ -65,14 +79,16 @@ async def send_text(
     ack = _ACK.get()
     if ack is not None and ack["chat"] == chat_id and not ack["used"]:
         ack["used"] = True
-        try:
-            edited = await context.bot.edit_message_text(
-                text[:4096], chat_id=chat_id, message_id=ack["id"], reply_markup=markup
-            )
-            if isinstance(edited, Message):
-                return edited
-        except BadRequest as error:
-            log.info("could not edit the acknowledgement: %s", error)
+        message_id = await acknowledged(ack)
+        if message_id is not None:
+            try:
+                edited = await context.bot.edit_message_text(
+                    text[:4096], chat_id=chat_id, message_id=message_id, reply_markup=markup
+                )
+                if isinstance(edited, Message):
+                    return edited
+            except BadRequest as error:
+                log.info("could not edit the acknowledgement: %s", error)
     return await context.bot.send_message(chat_id, text[:4096], reply_markup=markup)
 
 
@@ -115,11 +131,20 @@ def _pressed(update: Update) -> tuple[int, int] | None:
 
 
 async def drop_keyboard(context: ContextTypes.DEFAULT_TYPE, update: Update) -> None:
-    """Remove the buttons of the pressed message (already gone: nothing to do)."""
+    """Remove the buttons of the pressed message (already gone: nothing to do). In the rate
+    limiter's bulk lane it may wait long on a busy day, so it runs beside the handler (which would
+    otherwise hold one of the Application's concurrent-update slots); the Application awaits it on
+    stop."""
     pressed = _pressed(update)
     if pressed is not None:
         chat, message_id = pressed
-        await cosmetic(context.bot.edit_message_reply_markup(chat, message_id, reply_markup=None))
+        bot: Any = context.bot
+        edit = cosmetic(bot.edit_message_reply_markup(chat, message_id, reply_markup=None,
+                                                      rate_limit_args=BULK_ARGS))
+        if context.application.running:
+            context.application.create_task(edit, update=update, name=f"drop keyboard {chat}/{message_id}")
+        else:  # stopping: a task would not be awaited any more
+            await edit
 
 
 async def edit_or_send(

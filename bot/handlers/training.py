@@ -40,16 +40,19 @@ async def cmd_train(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _show_options(context, update.effective_chat.id, info)
 
 
-# Buttons: the action first, then the cosmetic edit and answer (which Telegram may refuse for a
-# second press or an old message without that being a failure).
+# Buttons: the action first, then the answer and the cosmetic edit (which Telegram may refuse for a
+# second press or an old message without that being a failure). The edit goes in the rate limiter's
+# bulk lane, beside the handler (it may wait); the answer must come within seconds.
 
 
 async def on_train_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     chat, action = update.effective_chat.id, context.match.group(1)
     if action == "go":
         await start_training(context, chat)  # a second press hears "already queued (#id)"
+        await answer(update)
         await drop_keyboard(context, update)
-    elif action == "more":
+        return
+    if action == "more":
         await say(context, chat, "add_more")
     else:
         await _show_options(context, chat, await refresh(context))
@@ -80,8 +83,8 @@ async def on_correction_button(update: Update, context: ContextTypes.DEFAULT_TYP
         await say(context, chat, "stale_button")
     else:
         await start_training(context, chat, plan.upload_ids, plan.options, correction_of=upload_id)
-    await drop_keyboard(context, update)
     await answer(update)
+    await drop_keyboard(context, update)
 
 
 async def _show_options(context: ContextTypes.DEFAULT_TYPE, chat_id: int, info: UserInfo) -> None:

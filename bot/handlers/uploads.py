@@ -18,7 +18,7 @@ from telegram.ext import Application, ContextTypes
 from bot import files_in
 from bot.captions import images_summary
 from bot.handlers import scale
-from bot.handlers.common import first_reply_edits, me, refresh, say, send_text, svc
+from bot.handlers.common import acknowledged, first_reply_edits, me, refresh, say, send_text, svc
 from bot.handlers.training import report_queued
 from bot.i18n import t
 from bot.logsafe import error_id, redact
@@ -30,6 +30,7 @@ from bot.webapp import images_markup
 from storage.pending import drop_states, live_states, put_state, take_state
 
 log = logging.getLogger(__name__)
+ACK_AFTER_S = 0.3  # an upload answered faster than this gets no "Checking…" first (a message saved)
 ALBUM_WAIT_S = 0.8  # an album arrives as separate messages: wait this long after the last one
 
 
@@ -110,18 +111,25 @@ async def _flush_album(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def handle_files(context: ContextTypes.DEFAULT_TYPE, chat: int, messages: list[Message]) -> None:
-    """One upload (a message or an album), in order with this user's other uploads; the first answer
-    replaces the "Checking…" message, which is deleted when nothing answered."""
+    """One upload (a message or an album), in order with this user's other uploads. An answer ready
+    within ACK_AFTER_S is the first reply; a slower one replaces a "Checking…" message sent
+    meanwhile, which is deleted when nothing answered (one message per upload where one does)."""
     s = svc(context)
     async with s.locks[me(context).telegram_id]:
-        ack = await context.bot.send_message(chat, t(me(context).language, "downloading", n=len(messages)))
-        with first_reply_edits(chat, ack.message_id) as state:
+        with first_reply_edits(chat, None) as state:
+            work = asyncio.ensure_future(_process_files(context, s, chat, messages))
             try:
-                await _process_files(context, s, chat, messages)
+                await asyncio.wait({work}, timeout=ACK_AFTER_S)
+                if not work.done() and not state["used"]:  # the answer then edits it
+                    state["ack"] = asyncio.ensure_future(context.bot.send_message(
+                        chat, t(me(context).language, "downloading", n=len(messages))
+                    ))
+                await work
             finally:
-                if not state["used"]:
-                    try:
-                        await context.bot.delete_message(chat, ack.message_id)
+                work.cancel()  # only if this handler itself was cancelled
+                if await acknowledged(state) is not None and not state["used"]:
+                    try:  # nothing answered
+                        await context.bot.delete_message(chat, state["id"])
                     except TelegramError:
                         pass
 

@@ -6,6 +6,8 @@ updates: text and commands, documents with bytes, photos, albums, button presses
 
 Strict where Telegram is: an edit that changes nothing, an edit of a message that is not there,
 and a second (or late) answer to a button press are refused with Telegram's own descriptions.
+It counts every request against Telegram's flood limits (over_limit) and, with enforce_limits,
+answers an excess with 429 and retry_after as Telegram does.
 """
 
 from __future__ import annotations
@@ -43,6 +45,31 @@ QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or q
 QUERY_TTL_S = 15.0  # a button press must be answered within this (Telegram: a few seconds to ~15 s)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Telegram's flood limits (core.telegram.org/bots/faq): about 30 messages/s in all, about one per
+    second in a chat with short bursts allowed, 20 per minute in a group. They count what goes to a
+    chat (requests with a chat_id: sends, edits, deletes), not button answers or getFile. A request
+    is over when, for some earlier request of the same scope, more went out since than the scope
+    allows: at most `burst + rate * elapsed` (a token bucket seen from the outside)."""
+
+    overall: tuple[float, float] = (30.0, 30.0)  # (burst, per second)
+    chat: tuple[float, float] = (3.0, 1.0)
+    group: tuple[float, float] = (20.0, 20.0 / 60.0)
+
+
+def _over(times: list[float], now: float, burst: float, rate: float, horizon: float) -> bool:
+    """Whether one more request at `now` breaks the envelope (times: earlier requests, ascending)."""
+    count = 1
+    for then in reversed(times):
+        if now - then > horizon:
+            break
+        count += 1
+        if count > burst + rate * (now - then) + 1e-9:
+            return True
+    return False
+
+
 def _bad(description: str) -> tuple[int, dict[str, Any]]:
     return 400, {"ok": False, "error_code": 400, "description": description}
 
@@ -65,6 +92,7 @@ class Call:
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # field -> (filename, bytes)
     at: float = field(default_factory=time.monotonic)
     result: Any = None
+    status: int = 200  # the HTTP status of the answer (429: refused for the flood limits)
 
     @property
     def chat_id(self) -> int | None:
@@ -101,7 +129,9 @@ class BotApiStandIn:
     def __init__(self, token: str = "123456:TEST-token_secret", host: str = "127.0.0.1") -> None:
         self.token = token
         self.host = host  # another address for a bot in another network namespace (tests/netns.py)
-        self._lock = threading.Condition()
+        self._mutex = threading.RLock()
+        self._lock = threading.Condition(self._mutex)
+        self._chat_waits: dict[int, threading.Condition] = {}  # wait_reply's: one call wakes its chat only
         self._updates: list[dict[str, Any]] = []
         self._next_update_id = 1
         self._message_ids = itertools.count(1000)
@@ -117,12 +147,17 @@ class BotApiStandIn:
         self.commands_by_lang: dict[str, list[dict[str, Any]]] = {}  # setMyCommands' language_code
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._by_chat: dict[int, list[int]] = {}  # chat -> its calls' indexes
+        self.limits = Limits()
+        self.enforce_limits = False  # True: a request over the limits gets 429 with retry_after
+        self.over_limit: list[tuple[str, str, int | None]] = []  # (scope, method, chat) of each excess
+        self._sent_at: dict[object, list[float]] = {}  # scope key -> times of accepted requests
 
     # Life cycle
 
     def start(self) -> BotApiStandIn:
         handler = type("Handler", (_Handler,), {"api": self})
-        self._server = ThreadingHTTPServer((self.host, 0), handler)
+        self._server = _Server((self.host, 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="botapi", daemon=True)
         self._thread.start()
@@ -300,18 +335,32 @@ class BotApiStandIn:
         """The first call to chat_id among calls[after:] (optionally containing a text, and not
         starting with one of `skip`, e.g. an acknowledgement that is edited later)."""
 
-        def find(calls: list[Call]) -> Call | None:
-            for call in calls[after:]:
-                if (
-                    call.chat_id == chat_id
-                    and call.method in methods
-                    and (contains is None or contains.lower() in call.text.lower())
-                    and not (skip and call.text.startswith(skip))
-                ):
-                    return call
-            return None
+        def matches(call: Call) -> bool:
+            return (
+                call.status != 429  # the user never saw it
+                and call.method in methods
+                and (contains is None or contains.lower() in call.text.lower())
+                and not (skip and call.text.startswith(skip))
+            )
 
-        return self.wait_for(find, timeout, what=f"a reply to {chat_id} containing {contains!r}")
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            wake = self._chat_waits.setdefault(chat_id, threading.Condition(self._mutex))
+            seen = 0  # how many of the chat's calls are already looked at
+            while True:
+                mine = self._by_chat.get(chat_id, [])
+                for index in mine[seen:]:
+                    if index >= after and matches(self.calls[index]):
+                        return self.calls[index]
+                seen = len(mine)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    summary = [(c.method, c.chat_id, c.text[:60]) for c in self.calls[-15:]]
+                    raise AssertionError(
+                        f"timed out waiting for a reply to {chat_id} containing {contains!r}; "
+                        f"last calls: {summary}"
+                    )
+                wake.wait(min(left, 0.2))
 
     def mark(self) -> int:
         with self._lock:
@@ -325,8 +374,46 @@ class BotApiStandIn:
 
     def _record(self, call: Call) -> None:
         with self._lock:
+            if call.chat_id is not None:
+                self._by_chat.setdefault(call.chat_id, []).append(len(self.calls))
+                if call.chat_id in self._chat_waits:
+                    self._chat_waits[call.chat_id].notify_all()
             self.calls.append(call)
             self._lock.notify_all()
+
+    def _limited(self, method: str, call: Call) -> float | None:
+        """Count the request against the flood limits; the seconds to wait when it is over them (and
+        limits are enforced), else None. Refused requests do not count, as on Telegram."""
+        chat = call.chat_id
+        if chat is None or method == "getUpdates":
+            return None
+        now = time.monotonic()
+        group = chat < 0  # groups and channels have negative ids
+        scopes: list[tuple[object, str, tuple[float, float]]] = [
+            ("all", "overall", self.limits.overall),
+            ((chat,), "group" if group else "chat", self.limits.group if group else self.limits.chat),
+        ]
+        with self._lock:
+            over = [(key, name, limit) for key, name, limit in scopes
+                    if _over(self._sent_at.get(key, []), now, limit[0], limit[1], 120.0)]
+            for _key, name, _limit in over:
+                self.over_limit.append((name, method, chat))
+            if over and self.enforce_limits:
+                return max(1.0, max(1.0 / limit[1] for _k, _n, limit in over))
+            for key, _name, _limit in scopes:
+                times = self._sent_at.setdefault(key, [])
+                times.append(now)
+                if len(times) > 200:
+                    del times[:100]
+        return None
+
+    def requests_by_kind(self) -> dict[str, int]:
+        """How many requests of each method the bot made (refusals included)."""
+        counts: dict[str, int] = {}
+        with self._lock:
+            for call in self.calls:
+                counts[call.method] = counts.get(call.method, 0) + 1
+        return counts
 
     def _new_message(self, chat_id: int, **content: Any) -> dict[str, Any]:
         message = {
@@ -359,6 +446,10 @@ class BotApiStandIn:
             failure = self.fail_next.pop(method, None) or self.failing.get(method)
         if failure is not None:
             return int(failure.get("error_code", 400)), failure
+        wait = self._limited(method, call)
+        if wait is not None:
+            return 429, {"ok": False, "error_code": 429, "parameters": {"retry_after": int(wait)},
+                         "description": f"Too Many Requests: retry after {int(wait)}"}
         p = call.params
         if method == "getMe":
             return 200, {"ok": True, "result": BOT_USER}
@@ -485,6 +576,10 @@ class BotApiStandIn:
         return None
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # a bot sends dozens of requests at once (the default backlog is 5)
+
+
 class _Handler(BaseHTTPRequestHandler):
     api: BotApiStandIn
     protocol_version = "HTTP/1.1"
@@ -530,7 +625,7 @@ class _Handler(BaseHTTPRequestHandler):
         params, files = _parse_body(body, content_type)
         call = Call(method, params, files)
         status, payload = self.api.handle(method, call)
-        call.result = payload.get("result")
+        call.result, call.status = payload.get("result"), status
         if method != "getUpdates":
             self.api._record(call)
         self._reply(status, json.dumps(payload).encode())
