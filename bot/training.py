@@ -262,7 +262,8 @@ def _queue_predict(
         return Queued(error="no_model")
     params = PredictParams(upload_ids=tuple(upload_ids), model_id=model.id, threshold=current.score_threshold,
                            nm_per_px=nm_per_px if nm_per_px is not None else current.nm_per_px,
-                           scale_source=scale_source, scale_bar=scale_bar)
+                           scale_source=scale_source, scale_bar=scale_bar,
+                           metal=current.preferences.get("metal"))
     return _submit(services, session, user.id, params, chat_id, model_id=model.id)
 
 

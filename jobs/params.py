@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 from core.i18n import N_
 from jobs.errors import JobError
+from measures.sizes import find_metal
 from segmodel.options import OptionsError, TrainOptions
 from storage.models import Job, JobKind
 from storage.records import JsonRecord, RecordError
@@ -122,8 +123,11 @@ class PredictParams(UploadParams, kind=JobKind.PREDICT):
     scale_bar: bool = True  # False: the user said the scale bar's reading is wrong
     tile: int | None = None  # tile side in px; None: the model's
     auto_scale: bool = True  # particles larger than the labelled ones are found on a shrunk image
+    metal: str | None = None  # the user's /metal: the result files give the dispersion for it
 
     def __post_init__(self) -> None:
+        if self.metal is not None and find_metal(self.metal) is None:
+            raise ValueError(f"metal {self.metal!r} is not in the dispersion table")
         if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"threshold {self.threshold} is not between 0 and 1")
         if self.nm_per_px is not None and not self.nm_per_px > 0:

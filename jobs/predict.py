@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from core.i18n import N_, Text
 from jobs.context import JobContext, JobError, Outcome, job_uploads, read_upload, scratch_dir
 from jobs.params import PredictParams
+from measures.sizes import find_metal
 from segmodel.types import TileDetector
 from storage.models import Job, ModelStatus, Result, TrainedModel, Upload
 from storage.notices import PredictDoneNotice
@@ -176,7 +177,8 @@ def store_outputs(ctx: JobContext[PredictParams], out_dir: Path, upload: Upload,
     scale = image_in.nm_per_px
     written = write_outputs(out_dir, stem, image_in.image, prediction.instances, nm_per_px=scale,
                             title=upload.original_name, region_area_px=image_in.region_area_px,
-                            excluded=image_in.excluded, scale_source=image_in.scale_source if scale else None)
+                            excluded=image_in.excluded, scale_source=image_in.scale_source if scale else None,
+                            metal=find_metal(ctx.params.metal))
     stored = {role: ctx.store.put_file(path) for role, path in written.items()}
     summary: dict[str, Any] = json.loads(Path(written["summary"]).read_text()) if "summary" in written else {}
     if prediction.stats.get("scale_factor", 1.0) != 1.0:  # the caption says so
@@ -192,7 +194,7 @@ def store_set_files(ctx: JobContext[PredictParams], out_dir: Path, entries: list
 
     if not entries:
         return {}
-    written = write_result_set(out_dir, entries)  # results_coco.json, results.xlsx
+    written = write_result_set(out_dir, entries, metal=find_metal(ctx.params.metal))  # COCO JSON, xlsx
     return {role: ctx.store.put_file(path) for role, path in written.items()}
 
 

@@ -125,3 +125,34 @@ def test_predict_job_reads_every_labelme_files_image_sent_beside_it(settings):
     run = run_predict_job(settings, files, ThresholdDetector(level=140, tile_size=256), threshold=0.1)
     found = {name: result.summary["n_objects"] for name, result in run["results"].items()}
     assert found == {"a.json": 1, "b.json": 3, "a.png": 1, "b.png": 3}
+
+
+def _found(tree: Any, key: str) -> list[Any]:
+    """Every value stored under `key` anywhere in a nested summary."""
+    if isinstance(tree, dict):
+        return [v for k, v in tree.items() if k == key] + [x for v in tree.values() for x in _found(v, key)]
+    if isinstance(tree, list):
+        return [x for v in tree for x in _found(v, key)]
+    return []
+
+
+def test_predict_job_gives_the_users_metal_dispersion_in_its_files(settings):
+    """/metal travels in PredictParams: the job's own summary and workbook carry the dispersion (the
+    caption alone did before), computed from the scaled sizes: D = 1.12 nm / d_s for Pt."""
+    from openpyxl import load_workbook
+
+    image = disc_image(200, 260, [(60 + 60 * (k % 3), 50 + 60 * (k // 3), 9) for k in range(6)])
+    files = {"pt.png": ("image", _png(image))}
+    run = run_predict_job(settings, files, ThresholdDetector(level=140, tile_size=256), threshold=0.1,
+                          nm_per_px=0.2, metal="Pt")
+    summary = run["results"]["pt.png"].summary
+    d_s = _found(summary, "sauter_d_nm")
+    values = [v for v in _found(summary, "dispersion") if v is not None]
+    assert values and d_s and values[0] == pytest.approx(1.12 / d_s[0], rel=0.02)
+    workbook = load_workbook(io.BytesIO(run["store"].read_bytes(run["job"].result["set_files"]["xlsx"])))
+    cells = [str(c) for row in workbook["pooled numbers"].iter_rows(values_only=True) for c in row if c is not None]
+    assert any("dispersion" in c.lower() for c in cells)
+    with pytest.raises(ValueError, match="not in the dispersion table"):
+        from jobs.params import PredictParams
+
+        PredictParams(model_id=1, metal="Xx")
