@@ -247,7 +247,7 @@ MESSAGES: dict[str, Text] = {
     "scale_left_out": N_("left out of recognition and statistics: {regions}"),
     "scale_check": N_("not sure of this reading: answer below"),
     "scale_unsure": N_(
-        "{name}: the scale bar reads {value} nm/px ({source}), but I am not sure of this reading "
+        "{name}: I read the scale as {value} nm/px ({source}), but I am not sure of this reading "
         "(confidence {conf}). Use it? Recognition starts when you answer."
     ),
     "btn_scale_use": N_("Use {value} nm/px"),

@@ -176,7 +176,7 @@ def test_unsure_scale_bar_is_asked_and_answered_once(bs, api) -> None:
         # "No scale" for another such image: queued without the bar's reading
         mark = api.mark()
         _doc(api, ALICE, "sem2.png", _png(drawn.image), "sem2.png")
-        ask2 = api.wait_reply(ALICE.id, mark, "sem2.png: the scale bar reads")
+        ask2 = api.wait_reply(ALICE.id, mark, "sem2.png: I read the scale as")
         second = rows(bs.database_url, Upload, kind="image")[-1]
         mark = api.mark()
         api.press(ALICE, ask2.result, f"sb:no:{second.id}")
