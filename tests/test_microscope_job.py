@@ -150,7 +150,8 @@ def test_predict_job_gives_the_users_metal_dispersion_in_its_files(settings):
     values = [v for v in _found(summary, "dispersion") if v is not None]
     assert values and d_s and values[0] == pytest.approx(1.12 / d_s[0], rel=0.02)
     workbook = load_workbook(io.BytesIO(run["store"].read_bytes(run["job"].result["set_files"]["xlsx"])))
-    cells = [str(c) for row in workbook["pooled numbers"].iter_rows(values_only=True) for c in row if c is not None]
+    rows = workbook["pooled numbers"].iter_rows(values_only=True)
+    cells = [str(c) for row in rows for c in row if c is not None]
     assert any("dispersion" in c.lower() for c in cells)
     with pytest.raises(ValueError, match="not in the dispersion table"):
         from jobs.params import PredictParams
