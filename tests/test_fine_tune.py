@@ -41,6 +41,7 @@ OPTIONS = {"arch": "tiny", "iterations": 2, "holdout": False, "batch_size": 1, "
 def test_a_correction_job_fine_tunes_the_version_it_corrects(settings) -> None:
     from sqlalchemy import select
 
+    from bot.captions import model_line_figures, ready_text
     from jobqueue.runner import drain
     from jobqueue.store import submit_job
     from jobs.params import TrainParams
@@ -99,6 +100,9 @@ def test_a_correction_job_fine_tunes_the_version_it_corrects(settings) -> None:
         assert Path(meta["init"]["path"]) == settings.data_dir / v1.path / "weights.pt"
         assert meta["init"]["skipped"] == 0  # every tensor of v1, heads included
         assert v2.options["init"] == "auto"  # the row keeps the user's choice, not a worker's path
+        assert "Fine-tuned from v1 with your correction" in ready_text("en", 2, v2.metrics)
+        assert "Дообучена от v1" in ready_text("ru", 2, v2.metrics)
+        assert "fine-tuned from v1" in model_line_figures("en", v2.metrics)
 
         with_pits = corrected(v2, labels(3, 4))  # the correction adds a class: v2's heads do not fit
         v3 = train((first.id, with_pits.id), correction_of=with_pits.id)
@@ -106,3 +110,6 @@ def test_a_correction_job_fine_tunes_the_version_it_corrects(settings) -> None:
         assert v3.metrics["fine_tune"] == {"from_version": 2, "from_model_id": v2.id, "skipped": "classes",
                                            "added": ["pit"], "dropped": []}
         assert meta["init"] == {"init": "random"}
+        assert "Trained afresh, not from v2: your labels' classes differ from v2's (+pit)." in ready_text(
+            "en", 3, v3.metrics)
+        assert "Fine-tuned" not in ready_text("en", 1, v1.metrics)  # no correction, no line
