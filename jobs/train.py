@@ -156,7 +156,10 @@ def train(ctx: JobContext[TrainParams], sources: list[AnnotatedImage], digests: 
         return word.replace("training", fine_tuning, 1) if fine_tuning else word
 
     store, name = ctx.store, checkpoint_name(ctx.job_id)
-    tag = {"job_id": ctx.job_id, "fingerprint": run_fingerprint(options.to_dict(), digests)}
+    named = options.to_dict()
+    if fine_tuning:  # the bundle's local copy may lie elsewhere on another host: name the version
+        named["init"] = fine_tuning
+    tag = {"job_id": ctx.job_id, "fingerprint": run_fingerprint(named, digests)}
     plan = CheckpointPlan(store.resolve(name), every_iters=ctx.settings.checkpoint_every_iters,
                           every_s=ctx.settings.checkpoint_every_s, tag=tag,
                           on_saved=lambda _path: store.publish(name))
