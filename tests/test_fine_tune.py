@@ -7,9 +7,19 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from bot.captions import model_line_figures, ready_text
+from jobqueue.runner import drain
+from jobqueue.store import submit_job
 from jobs.fine_tune import Previous, Start, choose_start
+from jobs.params import TrainParams
 from segmodel.options import TrainOptions
+from storage.db import session_factory
+from storage.files import FileStore
+from storage.migrate import upgrade
+from storage.models import Job, Result, TrainedModel, Upload, User
+from trainer.synthetic import labelme_dict, synthetic_scene, with_crops
 
 V1 = Previous(model_id=7, version=1, classes=("particle",), arch="tiny", path="files/models/u1/v1")
 
@@ -36,24 +46,17 @@ def test_no_correction_or_an_explicit_init_keeps_the_users_start(tmp_path: Path)
 OPTIONS = {"arch": "tiny", "iterations": 2, "holdout": False, "batch_size": 1, "crop_size": 128}
 
 
+@pytest.fixture
+def queue_db(settings):
+    """The test's database made; one training thread (tiny runs need no more)."""
+    upgrade(settings.database_url)
+    return settings.model_copy(update={"train_threads": 1})
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_a_correction_job_fine_tunes_the_version_it_corrects(settings) -> None:
-    from sqlalchemy import select
-
-    from bot.captions import model_line_figures, ready_text
-    from jobqueue.runner import drain
-    from jobqueue.store import submit_job
-    from jobs.params import TrainParams
-    from storage.db import session_factory
-    from storage.files import FileStore
-    from storage.migrate import upgrade
-    from storage.models import Job, Result, TrainedModel, Upload, User
-    from trainer.synthetic import labelme_dict, synthetic_scene, with_crops
-
-    settings = settings.model_copy(update={"train_threads": 1})
-    upgrade(settings.database_url)
-    store = FileStore(settings.files_dir)
+def test_a_correction_job_fine_tunes_the_version_it_corrects(queue_db) -> None:
+    settings, store = queue_db, FileStore(queue_db.files_dir)
 
     def labels(seed: int, n_pits: int) -> bytes:
         scene = with_crops(synthetic_scene(seed, (192, 192), n_particles=12, n_pits=n_pits), n_crops=1,
