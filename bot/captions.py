@@ -127,6 +127,9 @@ def model_figures(lang: str, metrics: dict[str, Any], short: bool = False) -> li
         per_class = ", ".join(f"{k} {v}" for k, v in counts.items())
         lines.append(t(lang, pre + "fig_learned", n_objects=int(data.get("n_objects", 0)),
                        n_crops=int(data.get("n_crops", 0)), counts=per_class))
+    start = fine_tune_figure(lang, metrics.get("fine_tune"), pre)
+    if start:
+        lines.append(start)
     hold = metrics.get("holdout")
     if isinstance(hold, dict) and "precision" in hold and "recall" in hold:
         line = t(lang, pre + "fig_holdout", n=hold.get("n_gt", "?"), precision=f"{hold['precision']:.2f}",
@@ -146,6 +149,20 @@ def model_figures(lang: str, metrics: dict[str, Any], short: bool = False) -> li
     if few:
         lines.append(t(lang, pre + "fig_few", classes=", ".join(few), enough=FEW_LABELS))
     return lines
+
+
+def fine_tune_figure(lang: str, note: Any, pre: str = "") -> str | None:
+    """A correction's training: fine-tuned from the version it corrects, or why it started afresh
+    (jobs/fine_tune.py writes the note)."""
+    if not isinstance(note, dict) or "from_version" not in note:
+        return None
+    version = note["from_version"]
+    if "skipped" not in note:
+        return t(lang, pre + "fig_fine_tuned", version=version)
+    if note["skipped"] == "classes":
+        change = [f"+{c}" for c in note.get("added") or []] + [f"-{c}" for c in note.get("dropped") or []]
+        return t(lang, pre + "fig_fresh_classes", version=version, classes=", ".join(change))
+    return t(lang, pre + "fig_fresh", version=version)
 
 
 def ready_text(lang: str, version: Any, metrics: dict[str, Any]) -> str:

@@ -176,6 +176,11 @@ MESSAGES: dict[str, Text] = {
         count="min_objects",
     ),
     "fig_time": N_("Trained in {time} on {device}."),
+    "fig_fine_tuned": N_("Fine-tuned from v{version} with your correction: it went on from what v{version} "
+                         "had learned."),
+    "fig_fresh_classes": N_("Trained afresh, not from v{version}: your labels' classes differ from "
+                            "v{version}'s ({classes})."),
+    "fig_fresh": N_("Trained afresh: v{version} could not be fine-tuned."),
     "fig_few": NP_(
         "Few labels for {classes}: label about {enough} object or more of each class for a reliable "
         "model.",
@@ -190,6 +195,9 @@ MESSAGES: dict[str, Text] = {
     ),
     "short_fig_no_holdout": N_("no held-out check"),
     "short_fig_time": N_("{time} on {device}"),
+    "short_fig_fine_tuned": N_("fine-tuned from v{version}"),
+    "short_fig_fresh_classes": N_("trained afresh, classes differ from v{version}"),
+    "short_fig_fresh": N_("trained afresh, not from v{version}"),
     "short_fig_few": N_("few labels: {classes}"),
     # TRANSLATORS: a training time, in the units' short forms
     "duration_h": N_("{h} h {m} min"),

@@ -7,6 +7,7 @@ installs the bundle and adds the model row when the job is marked done."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from core.i18n import N_
 from jobs.context import JobCancelled, JobContext, JobError, Outcome, job_uploads, read_upload, scratch_dir
+from jobs.fine_tune import Start, choose_start, classes_of, previous_model
 from jobs.params import TrainParams
 from segmodel.options import OptionsError, TrainOptions
 from storage.models import Job, ModelStatus, TrainedModel, User
@@ -70,10 +72,15 @@ def train_job(ctx: JobContext[TrainParams]) -> Outcome:
     warm = "mmdet.models" in sys.modules  # else this job's setup includes importing torch and mmdet
     sources, digests = read_sources(ctx)
     options = train_options(ctx)
+    start = start_weights(ctx, sources, options)
     scratch = scratch_dir(ctx, "train")
-    result = train(ctx, sources, digests, options, scratch)
+    # The model row keeps the user's options (init 'auto'); the run itself starts from `start`.
+    run_options = dataclasses.replace(options, init=start.init) if start.init else options
+    result = train(ctx, sources, digests, run_options, scratch, fine_tuning=start_stage(start))
     if result.resumed_at:
         log.info("job %s resumed at iteration %s of %s", ctx.job_id, result.resumed_at, result.iterations)
+    if start.note:
+        result.metrics["fine_tune"] = dict(start.note)  # the chat's "fine-tuned from v1" line
     summary = {"classes": list(result.classes), "metrics": dict(result.metrics),
                "iterations": result.iterations, "seconds": round(result.seconds, 1),
                "resumed_at": result.resumed_at,
@@ -102,6 +109,32 @@ def read_sources(ctx: JobContext[TrainParams]) -> tuple[list[AnnotatedImage], li
     return sources, [u.sha256 for u in uploads]
 
 
+def start_weights(ctx: JobContext[TrainParams], sources: list[AnnotatedImage],
+                  options: TrainOptions) -> Start:
+    """A correction's training starts from the version it corrects (jobs/fine_tune.py); any other
+    training from the options' own init."""
+    from jobs.predict import bundle_path
+
+    if ctx.params.correction_of is None:
+        return Start()
+    with ctx.session() as session:
+        job = session.get(Job, ctx.job_id)
+        previous = previous_model(session, job.user_id, ctx.params.correction_of) if job else None
+    bundle = bundle_path(ctx, previous.path) if previous is not None else None
+    start = choose_start(previous, classes_of(sources), options, bundle)
+    if start.init:
+        log.info("job %s fine-tunes v%s (%s)", ctx.job_id, start.note["from_version"], start.init)
+    elif start.note:
+        log.info("job %s starts afresh, not from v%s: %s", ctx.job_id, start.note["from_version"],
+                 start.note)
+    return start
+
+
+def start_stage(start: Start) -> str | None:
+    """The progress stage's word while fine-tuning ("fine-tuning v1" instead of "training")."""
+    return f"fine-tuning v{start.note['from_version']}" if start.init else None
+
+
 def train_options(ctx: JobContext[TrainParams]) -> TrainOptions:
     try:
         return ctx.params.train_options(ctx.settings.device)
@@ -110,16 +143,23 @@ def train_options(ctx: JobContext[TrainParams]) -> TrainOptions:
 
 
 def train(ctx: JobContext[TrainParams], sources: list[AnnotatedImage], digests: list[str],
-          options: TrainOptions, scratch: Path) -> TrainResult:
+          options: TrainOptions, scratch: Path, fine_tuning: str | None = None) -> TrainResult:
     """trainer.train_model, checkpointing into the store under the job's id. A cancel or a failure
-    ends the run for good (its checkpoint goes); a stopping worker leaves it for the next one."""
+    ends the run for good (its checkpoint goes); a stopping worker leaves it for the next one.
+    `fine_tuning`: the stage's word for "training" when the run fine-tunes a version."""
     from trainer.checkpoint import CheckpointPlan
     from trainer.init_weights import WeightPaths
     from trainer.threads import ThreadPlan
     from trainer.train import TrainingCancelled, train_model
 
+    def stage(word: str) -> str:
+        return word.replace("training", fine_tuning, 1) if fine_tuning else word
+
     store, name = ctx.store, checkpoint_name(ctx.job_id)
-    tag = {"job_id": ctx.job_id, "fingerprint": run_fingerprint(options.to_dict(), digests)}
+    named = options.to_dict()
+    if fine_tuning:  # the bundle's local copy may lie elsewhere on another host: name the version
+        named["init"] = fine_tuning
+    tag = {"job_id": ctx.job_id, "fingerprint": run_fingerprint(named, digests)}
     plan = CheckpointPlan(store.resolve(name), every_iters=ctx.settings.checkpoint_every_iters,
                           every_s=ctx.settings.checkpoint_every_s, tag=tag,
                           on_saved=lambda _path: store.publish(name))
@@ -130,7 +170,7 @@ def train(ctx: JobContext[TrainParams], sources: list[AnnotatedImage], digests: 
 
     try:
         return train_model(sources, scratch / "bundle", options,
-                           progress=lambda p: ctx.progress(p.fraction, p.stage, p.eta_s, p.loss),
+                           progress=lambda p: ctx.progress(p.fraction, stage(p.stage), p.eta_s, p.loss),
                            should_cancel=ctx.cancelled, weights=WeightPaths.from_settings(ctx.settings),
                            checkpoint=plan, resume_from=store.fetch(name),  # None on a first attempt
                            threads=ThreadPlan.from_settings(ctx.settings))
