@@ -17,6 +17,7 @@ import argparse
 import functools
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -73,7 +74,8 @@ def run(iterations: int, data: Path) -> None:
                 session.expire_all()
             probe = session.query(SpeedProbe).one().timing
             print(f"probe stored {time.monotonic() - began:.1f} s after the worker started: "
-                  f"{probe['sec_per_iter']:.3f} s/it on {probe['threads']} thread(s), setup {probe['setup_s']:.1f} s")
+                  f"{probe['sec_per_iter']:.3f} s/it on {probe['threads']} thread(s), "
+                  f"setup {probe['setup_s']:.1f} s")
             user = User(telegram_id=1, username="new")
             session.add(user)
             session.commit()
@@ -96,10 +98,19 @@ def run(iterations: int, data: Path) -> None:
             waited = (aware(job.finished_at) - aware(job.created_at)).total_seconds()
             ran = (aware(job.finished_at) - aware(job.started_at)).total_seconds()
             timing = job.result["timing"]
+        report(shown, before, waited, ran, timing)
     finally:
         os.killpg(worker.pid, 15)
-        worker.wait(60)
-    print(f"job of {shown.iterations} iterations: queued -> done {waited:.1f} s, started -> done {ran:.1f} s; "
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, 9)
+            worker.wait()
+
+
+def report(shown, before: float, waited: float, ran: float, timing: dict) -> None:
+    print(f"job of {shown.iterations} iterations: queued -> done {waited:.1f} s, "
+          f"started -> done {ran:.1f} s; "
           f"its own {timing['sec_per_iter']:.3f} s/it on {timing.get('threads')} thread(s), setup "
           f"{timing['setup_s']:.1f} s (warm: {timing.get('warm')})")
     print(f"first estimate before (benchmark table): {before:.0f} s, {before / waited:.2f} x the real time")

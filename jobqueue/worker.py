@@ -166,7 +166,9 @@ def run_worker(settings: Settings, queues: Sequence[str] = QUEUES, concurrency: 
             from jobqueue.probe import start_probe
 
             probe = start_probe(settings, child_env(settings))
-            probes.extend([probe] if probe is not None else [])
+            if probe is not None:
+                probes.append(probe)
+                threading.Thread(target=probe.wait, daemon=True, name="segbot-probe").start()  # reaped
 
     def shutdown(**_: Any) -> None:
         sweeper.stopped.set()

@@ -1,6 +1,7 @@
 """The bot's time estimate through the real PTB Application against the Bot API stand-in: measured
 speed of the last finished job of this kind (jobqueue/estimates.py; on a new install, the worker's
-start-up probe), the iteration count the trainer runs, and the wait behind the job running ahead, in the options, the queued and the progress message."""
+start-up probe), the iteration count the trainer runs, and the wait behind the job running ahead,
+in the options, the queued and the progress message."""
 
 from __future__ import annotations
 
