@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     broker_poll_s: float = Field(0.2, gt=0, validation_alias=_env("SEGBOT_BROKER_POLL_S"))
     redis_key_prefix: str = Field("", validation_alias=_env("SEGBOT_REDIS_PREFIX"))
     db_retry_s: float = Field(60.0, ge=0, validation_alias=_env("SEGBOT_DB_RETRY_S"))
+    # A worker times a few training iterations at start-up, once per machine (jobqueue/probe.py)
+    speed_probe: bool = Field(True, validation_alias=_env("SEGBOT_SPEED_PROBE"))
     # Training checkpoints (resume after a worker died): every N iterations and every S seconds
     checkpoint_every_iters: int = Field(200, ge=0, validation_alias=_env("SEGBOT_CHECKPOINT_EVERY_ITERS"))
     checkpoint_every_s: float = Field(300.0, gt=0, validation_alias=_env("SEGBOT_CHECKPOINT_EVERY_S"))

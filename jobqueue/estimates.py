@@ -3,8 +3,9 @@
 Every train job records its timing when it ends (jobs/train.py puts it in `job.result["timing"]`:
 seconds per iteration, iterations, setup seconds, device kind, preset, batch, crop size, rescale,
 threads). The estimate for the next job is the median of the last RECENT finished jobs of the same
-worker kind (cpu | cuda) and preset (and batch and crop size); before there are any, the table
-below, measured by the benchmark. The same figure gives the bot's "about N min (600 iterations)",
+worker kind (cpu | cuda) and preset (and batch and crop size); before there are any, the speed a
+worker measured on its machine at start-up (jobqueue/probe.py, the `speed_probes` table); before that,
+the table below, measured by the benchmark. The same figure gives the bot's "about N min (600 iterations)",
 the wait behind the jobs ahead in the queue, and the remaining time of a running job without ETA.
 """
 
@@ -23,7 +24,7 @@ from jobqueue.queues import queue_for
 from jobqueue.store import fair_order
 from jobs.params import ParamsError, TrainParams
 from segmodel.options import TrainOptions, auto_rescale, resolve_iterations
-from storage.models import Job, JobKind, JobState, Upload
+from storage.models import Job, JobKind, JobState, SpeedProbe, Upload
 
 RECENT = 5  # finished jobs the running figure is the median of
 LOOK_BACK = 50  # finished train jobs (newest first) read to find them
@@ -52,7 +53,7 @@ def device_kind(device: str | None) -> str:
 class Rate:
     sec_per_iter: float
     setup_s: float
-    source: str  # "jobs" (the running figure) | "benchmark"
+    source: str  # "jobs" (the running figure) | "probe" (the worker's start-up measure) | "benchmark"
     n_jobs: int = 0  # how many finished jobs the running figure comes from
 
 
@@ -93,6 +94,7 @@ class Rates:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._recent: list[dict[str, Any]] | None = None
+        self._probes: list[dict[str, Any]] | None = None
         self._cache: dict[tuple[str, str, int, int], Rate | None] = {}
 
     def _timings(self) -> list[dict[str, Any]]:
@@ -102,6 +104,14 @@ class Rates:
                 .order_by(Job.finished_at.desc(), Job.id.desc()).limit(LOOK_BACK))
             self._recent = [timing for job in jobs if (timing := _timing(job)) is not None]
         return self._recent
+
+    def _probe_timings(self) -> list[dict[str, Any]]:
+        if self._probes is None:
+            rows = self.session.scalars(select(SpeedProbe).order_by(SpeedProbe.measured_at.desc(),
+                                                                    SpeedProbe.id.desc()).limit(LOOK_BACK))
+            self._probes = [t for row in rows if isinstance(t := row.timing, dict)
+                            and isinstance(t.get("sec_per_iter"), int | float) and t["sec_per_iter"] > 0]
+        return self._probes
 
     def rate(self, key: tuple[str, str, int, int]) -> Rate | None:
         if key not in self._cache:
@@ -116,7 +126,24 @@ class Rates:
             warm = [t for t in same if t.get("warm", True)] or same
             return Rate(statistics.median(float(t["sec_per_iter"]) for t in same),
                         statistics.median(float(t.get("setup_s") or 0.0) for t in warm), "jobs", len(same))
-        return benchmark_rate(key)
+        return probe_rate(self._probe_timings(), key) or benchmark_rate(key)
+
+
+def _pixels(batch: int, crop: int) -> int:
+    return batch * crop * crop
+
+
+def probe_rate(probes: list[dict[str, Any]], key: tuple[str, str, int, int]) -> Rate | None:
+    """The median of the newest probes of this worker kind and preset (newest first in `probes`),
+    scaled by the pixels per iteration when they were measured at another batch or crop size."""
+    kind, arch, batch, crop = key
+    same = [t for t in probes if t.get("device_kind") == kind and t.get("arch") == arch][:RECENT]
+    if not same:
+        return None
+    per = [float(t["sec_per_iter"]) * _pixels(batch, crop)
+           / _pixels(int(t.get("batch_size") or batch), int(t.get("crop_size") or crop)) for t in same]
+    return Rate(statistics.median(per), statistics.median(float(t.get("setup_s") or 0.0) for t in same),
+                "probe", len(same))
 
 
 def benchmark_rate(key: tuple[str, str, int, int]) -> Rate | None:
@@ -125,7 +152,7 @@ def benchmark_rate(key: tuple[str, str, int, int]) -> Rate | None:
     measured = BENCHMARK_RATES.get((kind, arch))
     if measured is None:
         return None
-    scale = batch * crop * crop / REFERENCE_PIXELS
+    scale = _pixels(batch, crop) / REFERENCE_PIXELS
     return Rate(measured[0] * scale, measured[1], "benchmark")
 
 

@@ -157,15 +157,29 @@ def run_worker(settings: Settings, queues: Sequence[str] = QUEUES, concurrency: 
     app = make_app(settings)
     register_tasks(app, settings)
     sweeper = Sweeper(app, settings, queues)
+    probes: list[subprocess.Popen[bytes]] = []
 
     def ready(sender: Any = None, **_: Any) -> None:
         sweeper.consumer = sender
         sweeper.start()
+        if "train" in queues:  # this machine's speed, for the first time estimates (once per host)
+            from jobqueue.probe import start_probe
+
+            probe = start_probe(settings, child_env(settings))
+            if probe is not None:
+                probes.append(probe)
+                threading.Thread(target=probe.wait, daemon=True, name="segbot-probe").start()  # reaped
+
+    def shutdown(**_: Any) -> None:
+        sweeper.stopped.set()
+        for probe in probes:
+            if probe.poll() is None:
+                probe.terminate()
 
     worker_process_init.connect(_reset_engines_in_child, weak=False)
     worker_ready.connect(ready, weak=False)
     task_received.connect(sweeper.heard, weak=False)
-    worker_shutdown.connect(lambda **_: sweeper.stopped.set(), weak=False)
+    worker_shutdown.connect(shutdown, weak=False)
     worker = app.Worker(
         hostname=f"segbot-{os.getpid()}@{socket.gethostname()}",
         queues=list(queues),
@@ -193,12 +207,17 @@ def start_worker_process(settings: Settings, queues: Sequence[str] = QUEUES, con
                          env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen[bytes]:
     """`segbot worker` as a child process with the same data dir, database and broker (used by
     `segbot run` with the embedded broker). The caller stops it (terminate(), then wait())."""
-    child_env = dict(os.environ if env is None else env)
-    child_env["SEGBOT_DATA_DIR"] = str(settings.data_dir)
-    if settings.database_url_raw:
-        child_env["DATABASE_URL"] = settings.database_url_raw
-    if settings.broker_url_raw:
-        child_env["SEGBOT_BROKER_URL"] = settings.broker_url_raw
     command = [sys.executable, "-m", "segbot", "worker", "--queues", ",".join(parse_queues(queues)),
                "--concurrency", str(concurrency)]
-    return subprocess.Popen(command, env=child_env, **popen)
+    return subprocess.Popen(command, env=child_env(settings, env), **popen)
+
+
+def child_env(settings: Settings, env: dict[str, str] | None = None) -> dict[str, str]:
+    """A child process's environment naming this process's data dir, database and broker."""
+    child = dict(os.environ if env is None else env)
+    child["SEGBOT_DATA_DIR"] = str(settings.data_dir)
+    if settings.database_url_raw:
+        child["DATABASE_URL"] = settings.database_url_raw
+    if settings.broker_url_raw:
+        child["SEGBOT_BROKER_URL"] = settings.broker_url_raw
+    return child

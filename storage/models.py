@@ -153,6 +153,19 @@ class TrainedModel(Base):
     user: Mapped[User] = relationship(back_populates="models", foreign_keys=[user_id])
 
 
+class SpeedProbe(Base):
+    """A worker machine's measured training speed (jobqueue/probe.py, at worker start-up): the time
+    estimates use it until trained jobs of that kind have finished."""
+
+    __tablename__ = "speed_probes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    device_kind: Mapped[str] = mapped_column(String(16))  # cpu | cuda
+    timing: Mapped[dict[str, Any]] = mapped_column(default=dict)  # as a train job's result["timing"]
+    measured_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class Job(Base):
     """A training or recognition job; its state lives here, not only in the broker."""
 

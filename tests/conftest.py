@@ -15,6 +15,9 @@ from tests.services import need_service
 
 PG_ADMIN_URL = os.environ.get("SEGBOT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SEGBOT_TEST_REDIS", "redis://127.0.0.1:6379")
+# Workers the tests start do not time training iterations at start-up (jobqueue/probe.py): 15 s of
+# CPU each; tests/test_estimates.py turns it on where it is the subject.
+os.environ.setdefault("SEGBOT_SPEED_PROBE", "0")
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -20,7 +20,7 @@ from jobqueue.estimates import (
 from segmodel.options import DEFAULT_ITERATIONS, TrainOptions
 from storage.db import session_scope
 from storage.migrate import upgrade
-from storage.models import Job, JobState, Upload, User, utcnow
+from storage.models import Job, JobState, SpeedProbe, Upload, User, utcnow
 
 
 @pytest.fixture
@@ -143,3 +143,92 @@ def test_the_job_timing_record_is_what_the_estimates_read() -> None:
     assert record["device_kind"] == "cuda" and record["arch"] == "tiny" and record["batch_size"] == 1
     assert record["setup_s"] == 7.0 and record["seconds"] == 20.0 and record["threads"] == 2
     assert estimates._matches(record, ("cuda", "tiny", 1, 256))
+
+
+def _probe(session, sec_per_iter, *, host="worker-1", kind="cpu", setup=5.0, minutes_ago=0):
+    timing = {"sec_per_iter": sec_per_iter, "setup_s": setup, "device_kind": kind, "arch": "tiny",
+              "batch_size": 2, "crop_size": 256, "iterations": 8, "probe_iterations": 6, "threads": 2}
+    session.add(SpeedProbe(host=host, device_kind=kind, timing=timing,
+                           measured_at=utcnow() - timedelta(minutes=minutes_ago)))
+    session.flush()
+
+
+def test_a_new_install_estimates_from_its_probe_not_the_benchmark_table(db) -> None:
+    session, user = db
+    assert estimate_training(session, {"arch": "tiny"}, "cpu").rate.source == "benchmark"
+    _probe(session, 9.0, host="old", minutes_ago=60)  # older than the RECENT newest: not read
+    for host, per in [("a", 0.5), ("b", 0.6), ("c", 0.4), ("d", 0.55), ("e", 0.45)]:
+        _probe(session, per, host=host)
+    estimate = estimate_training(session, {"arch": "tiny"}, "cpu")
+    assert estimate.rate.source == "probe" and estimate.rate.n_jobs == 5
+    assert estimate.seconds == pytest.approx(5.0 + 600 * 0.5)  # median of the five newest
+    assert estimate.minutes == 5
+    # batch 1 of 128 px crops: an eighth of the pixels the probe measured per iteration
+    small = estimate_training(session, {"arch": "tiny", "batch_size": 1, "crop_size": 128}, "cpu")
+    assert small.rate.source == "probe" and small.rate.sec_per_iter == pytest.approx(0.5 / 8)
+    assert estimate_training(session, {"arch": "tiny"}, "cuda").rate is None  # no GPU probed
+    _finished(session, user, 0.8)  # the first finished job's own figure wins from then on
+    assert estimate_training(session, {"arch": "tiny"}, "cpu").rate.source == "jobs"
+
+
+def test_the_probe_runs_once_per_machine_and_not_after_jobs_measured(settings, monkeypatch) -> None:
+    from jobqueue import probe
+    from trainer import probe as trainer_probe
+
+    upgrade(settings.database_url)
+    calls = []
+
+    def measured(options, threads=None):  # the real measure is timed in test_a_worker_probes_...
+        calls.append(options)
+        return {"sec_per_iter": 0.42, "setup_s": 3.0, "device_kind": "cpu", "arch": options.arch,
+                "batch_size": options.batch_size, "crop_size": options.crop_size, "threads": 2}
+
+    monkeypatch.setattr(trainer_probe, "measure_speed", measured)
+    assert probe.run_probe(settings, host="lab-pc")["sec_per_iter"] == 0.42
+    assert probe.run_probe(settings, host="lab-pc") is None  # measured once
+    assert len(calls) == 1 and calls[0].arch == "tiny" and calls[0].batch_size == 2
+    with session_scope(settings.database_url) as session:
+        assert estimate_training(session, {"arch": "tiny"}, "cpu").seconds == pytest.approx(3.0 + 600 * 0.42)
+        user = User(telegram_id=6)
+        session.add(user)
+        session.flush()
+        _finished(session, user, 1.0)
+    assert probe.run_probe(settings, host="second-pc") is None  # a job measured this kind already
+    assert len(calls) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_worker_probes_its_machine_at_start_up(settings) -> None:
+    """A fresh install: `segbot worker` starts, times a few real iterations, and the first estimate
+    a user would see comes from them."""
+    import os
+    import time
+
+    from jobqueue.worker import start_worker_process
+
+    upgrade(settings.database_url)
+    worker = start_worker_process(settings, ("train",), env={**os.environ, "SEGBOT_SPEED_PROBE": "1"},
+                                  start_new_session=True)
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            with session_scope(settings.database_url) as session:
+                row = session.query(SpeedProbe).first()
+                if row is not None:
+                    break
+            assert worker.poll() is None, "the worker stopped"
+            time.sleep(1.0)
+    finally:
+        os.killpg(worker.pid, 15)
+        worker.wait(30)
+    assert row is not None, "no probe stored"
+    timing = row.timing
+    assert timing["device_kind"] == "cpu" and timing["arch"] == "tiny" and timing["probe_iterations"] == 6
+    assert 0.01 < timing["sec_per_iter"] < 30 and timing["threads"] >= 1
+    with session_scope(settings.database_url) as session:
+        estimate = estimate_training(session, {"arch": "tiny"}, "cpu")
+    assert estimate.rate.source == "probe"
+    assert estimate.seconds == pytest.approx(timing["setup_s"] + 600 * timing["sec_per_iter"])
+    print(f"probe: {timing['sec_per_iter']:.3f} s/it on {timing['threads']} thread(s), setup "
+          f"{timing['setup_s']:.1f} s; first estimate {estimate.seconds:.0f} s for 600 iterations")
