@@ -372,9 +372,9 @@ def test_on_postgresql_upload_train_status_models_forget(settings, api, postgres
         summary = _doc(api, ALICE, "sample.json", labelme_bytes(png_bytes()), "sample.json")
         queued = _press(api, ALICE, summary, "train:go", "queued")
         job = re.search(r"#(\d+)", queued.text).group(1)
-        # a second press (the set was already queued) names that job; the queued job's status
-        # message may be edited in between, so wait for the answer itself
-        assert f"(#{job})" in _press(api, ALICE, summary, "train:go", "Already queued").text
+        # a second press (the set was already queued) names that job in the button's answer
+        again = api.answer_text(api.press(ALICE, summary.result, "train:go"))
+        assert again == f"Already queued (#{job}); /status shows how it goes."
         assert "train: queued" in _send(api, ALICE, "/status").text
         _give_ready_model(bs, ALICE)
         assert "[active]" in _send(api, ALICE, "/models").text

@@ -233,14 +233,16 @@ def test_progress_edits_are_throttled_and_honour_retry_after(bs, api) -> None:
             set_progress(min(step / 100, 0.99))
             time.sleep(0.05)
         refused_at = time.monotonic()
-        refused = next(
+        refused = 1 + next(
             i for i, c in enumerate(list(api.calls)) if c.method == "editMessageText" and c.result is None
         )
         set_progress(0.995)
         # how many edits went through before the refusal depends on the machine's load: wait for
         # one that went through after it
         api.wait_for(
-            lambda calls: any(c.method == "editMessageText" and c.result is not None for c in calls[refused:]),
+            lambda calls: any(
+                c.method == "editMessageText" and c.result is not None for c in calls[refused:]
+            ),
             timeout=10,
             what="an edit after the wait",
         )

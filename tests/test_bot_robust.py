@@ -94,12 +94,16 @@ def test_two_presses_of_train_now_queue_one_job(bs, api, user, already) -> None:
         mark = api.mark()
         first = api.press(user, summary.result, "train:go")
         second = api.press(user, summary.result, "train:go")
-        texts = _messages_after(api, user, mark, 2)
-        assert api.wait_answered(first) and api.wait_answered(second)
+        answers = [api.answer_text(first), api.answer_text(second)]
+        _messages_after(api, user, mark, 1)
+        time.sleep(0.5)  # room for a message too many
+        texts = _messages_after(api, user, mark, 1)
     jobs = rows(bs.database_url, Job)
     assert len(jobs) == 1 and jobs[0].kind == "train"
-    assert sum(f"#{jobs[0].id}" in t for t in texts) == 2
-    assert sum(already.format(job=jobs[0].id) in t for t in texts) == 1
+    # one message says it is queued; the second press hears "already queued" in its button's
+    # answer (a notice, no message: on a busy day messages are what Telegram limits)
+    assert len(texts) == 1 and f"#{jobs[0].id}" in texts[0]
+    assert "" in answers and sum(already.format(job=jobs[0].id) in a for a in answers) == 1
     assert api.answers(first) == 1 and api.answers(second) == 1
     # the keyboard went with the first press; the second one's removal was refused, harmlessly
     assert "reply_markup" not in api.message(user.id, summary.result["message_id"])
@@ -138,16 +142,16 @@ def test_train_next_version_twice_queues_one_job(bs, api) -> None:
         markup = {"inline_keyboard": [[{"text": "Train", "callback_data": f"corr:{upload_id}"}]]}
         offer = api._new_message(ALICE.id, text="correction of a.png", reply_markup=markup)
         mark = api.mark()
-        api.press(ALICE, offer, f"corr:{upload_id}")
-        api.press(ALICE, offer, f"corr:{upload_id}")
-        texts = _messages_after(api, ALICE, mark, 2)
+        presses = [api.press(ALICE, offer, f"corr:{upload_id}") for _ in range(2)]
+        texts = _messages_after(api, ALICE, mark, 1)
         [job] = rows(bs.database_url, Job)
         assert job.params["upload_ids"] == [upload_id] and job.params["correction_of"] == upload_id
-        assert sum(f"Already queued (#{job.id})" in t for t in texts) == 1
+        assert f"#{job.id}" in texts[0]
+        assert sum(f"Already queued (#{job.id})" in api.answer_text(p) for p in presses) == 1
         with session_scope(bs.database_url) as session:
             session.get(Job, job.id).state = "succeeded"
-        later = _press(api, ALICE, offer, f"corr:{upload_id}", "Already trained")
-        assert f"#{job.id}" in later.text
+        later = api.press(ALICE, offer, f"corr:{upload_id}")
+        assert api.answer_text(later) == f"Already trained in job #{job.id}; /models lists the result."
     assert len(rows(bs.database_url, Job)) == 1
     _no_generic_error(api)
 

@@ -12,6 +12,7 @@ from telegram.ext import ContextTypes
 
 from bot import accounts
 from bot.handlers.common import answer, drop_keyboard, edit_or_send, me, refresh, say, svc
+from bot.i18n import t
 from bot.parsing import parse_id
 from bot.services import UserInfo, update_preferences
 from bot.training import (
@@ -48,8 +49,8 @@ async def cmd_train(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def on_train_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     chat, action = update.effective_chat.id, context.match.group(1)
     if action == "go":
-        await start_training(context, chat)  # a second press hears "already queued (#id)"
-        await answer(update)
+        # a second press hears "already queued (#id)" in the button's own answer
+        await start_training(context, chat, press=update)
         await drop_keyboard(context, update)
         return
     if action == "more":
@@ -81,9 +82,11 @@ async def on_correction_button(update: Update, context: ContextTypes.DEFAULT_TYP
         plan = await svc(context).db(accounts.correction_plan, me(context).id, upload_id)
     if plan is None:
         await say(context, chat, "stale_button")
+        await answer(update)
     else:
-        await start_training(context, chat, plan.upload_ids, plan.options, correction_of=upload_id)
-    await answer(update)
+        await start_training(
+            context, chat, plan.upload_ids, plan.options, correction_of=upload_id, press=update
+        )
     await drop_keyboard(context, update)
 
 
@@ -103,7 +106,9 @@ async def start_training(
     upload_ids: list[int] | None = None,
     options: dict[str, Any] | None = None,
     correction_of: int | None = None,
+    press: Update | None = None,
 ) -> None:
+    """Queue the training; `press`: the button press that asked for it, which is answered here."""
     s = svc(context)
     # not while files of this user are still stored; and one press at a time, so a second press
     # of the same button finds the job the first one queued
@@ -111,13 +116,34 @@ async def start_training(
         queued = await asyncio.to_thread(
             queue_training, s, me(context), chat_id, upload_ids, options, correction_of=correction_of
         )
-    await report_queued(context, chat_id, queued, "queued_train")
+    await report_queued(context, chat_id, queued, "queued_train", press=press)
 
 
 async def report_queued(
+    context: ContextTypes.DEFAULT_TYPE,
+    chat_id: int,
+    queued: Queued,
+    key: str,
+    press: Update | None = None,
+    **values: Any,
+) -> None:
+    """Why the job was not queued, or text `key` as the job's progress message (the bot edits it).
+    `press`, the button press behind it, is answered; a press that finds its job queued already
+    (a double tap, mostly) hears so in that answer, a notice over the chat that costs no message:
+    on a busy day messages are what Telegram's 30 a second limit counts."""
+    if press is not None and queued.error in ("already_queued", "already_trained"):
+        await answer(press, t(me(context).language, queued.error, job=queued.job_id))
+        return
+    try:
+        await _report_queued(context, chat_id, queued, key, **values)
+    finally:
+        if press is not None:
+            await answer(press)
+
+
+async def _report_queued(
     context: ContextTypes.DEFAULT_TYPE, chat_id: int, queued: Queued, key: str, **values: Any
 ) -> None:
-    """Why the job was not queued, or text `key` as the job's progress message (the bot edits it)."""
     if queued.error == "no_labels":
         await say(context, chat_id, "no_labels")
     elif queued.error == "no_model":

@@ -297,6 +297,25 @@ class BotApiStandIn:
                 for c in self.calls
             )
 
+    def answer_text(self, update: dict[str, Any], timeout: float = 10.0) -> str:
+        """The text of the accepted answer to the press `update` (a notice over the chat; "" when
+        the answer had none), once it comes."""
+        query_id = update["callback_query"]["id"]
+
+        def accepted(calls: list[Call]) -> Call | None:
+            return next(
+                (
+                    c
+                    for c in calls
+                    if c.method == "answerCallbackQuery"
+                    and str(c.params.get("callback_query_id")) == query_id
+                    and c.result is True
+                ),
+                None,
+            )
+
+        return str(self.wait_for(accepted, timeout, what="the answer").params.get("text") or "")
+
     def calls_to(self, chat_id: int, methods: tuple[str, ...] | None = None) -> list[Call]:
         with self._lock:
             return [
