@@ -7,8 +7,9 @@ Replies to what a user just did (acknowledgements, summaries, button answers, /s
 by default) go first; deliveries and progress edits (rate_limit_args={"lane": "bulk"}) use what is
 left and leave a little headroom, so a reply never waits behind other users' result files. A bulk
 request with a "key" replaces a waiting one with the same key (only the newest edit of a progress
-message is sent; the replaced one returns True without being sent). A RetryAfter from Telegram
-pauses everything for as long as asked, then the request is retried (max_retries times).
+message is sent; the replaced one returns True without being sent); one with a "patience" gives up
+(returns True unsent) after waiting that many seconds. A RetryAfter from Telegram pauses everything
+for as long as asked, then the request is retried (max_retries times).
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ log = logging.getLogger(__name__)
 PRIORITY, BULK = 0, 1
 BULK_ARGS: dict[str, Any] = {"lane": "bulk"}  # rate_limit_args of a delivery
 Result = bool | dict[str, Any] | list[dict[str, Any]]
+
+
+# A cosmetic request (a pressed keyboard's removal) that has waited this long in the bulk lane is not
+# sent: on a busy day it would take a delivery's place, and a press of a button left behind is
+# harmless (every press is idempotent).
+COSMETIC_ARGS: dict[str, Any] = {**BULK_ARGS, "patience": 5.0}
 
 
 def bulk(key: Hashable | None = None) -> dict[str, Any]:
@@ -120,12 +127,13 @@ class LaneLimiter(BaseRateLimiter[dict[str, Any]]):
     ) -> Result:
         lane = BULK if (rate_limit_args or {}).get("lane") == "bulk" else PRIORITY
         key = (rate_limit_args or {}).get("key") if lane == BULK else None
+        patience = (rate_limit_args or {}).get("patience")
         chat = _chat_scope(data.get("chat_id"))
         if chat is None:  # no message to a chat: not what the flood limits count
             return await callback(*args, **kwargs)
         for attempt in range(self.max_retries + 1):
-            if not await self._turn(lane, chat, key, first=attempt == 0):
-                return True  # replaced by a newer request with the same key: nothing to send
+            if not await self._turn(lane, chat, key, first=attempt == 0, patience=patience):
+                return True  # replaced by a newer request with the same key, or gave up: not sent
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as error:
@@ -136,8 +144,11 @@ class LaneLimiter(BaseRateLimiter[dict[str, Any]]):
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _turn(self, lane: int, chat: object | None, key: Hashable | None, first: bool) -> bool:
-        """Wait until this request may go (True), or until a newer one with its key replaced it."""
+    async def _turn(
+        self, lane: int, chat: object | None, key: Hashable | None, first: bool, patience: float | None = None
+    ) -> bool:
+        """Wait until this request may go (True), or until a newer one with its key replaced it or
+        `patience` seconds passed (False)."""
         self._start()
         entry = _Waiting(lane, next(self._seq) if first else -1, chat, key)  # a retry goes first
         if key is not None:
@@ -148,7 +159,14 @@ class LaneLimiter(BaseRateLimiter[dict[str, Any]]):
         assert self._wake is not None
         self._wake.set()
         try:
-            return await entry.granted
+            if patience is None:
+                return await entry.granted
+            try:
+                return await asyncio.wait_for(asyncio.shield(entry.granted), patience)
+            except TimeoutError:
+                if entry.granted.done():  # granted just as the patience ran out: it goes
+                    return entry.granted.result()
+                return False
         finally:
             if entry in self.waiting:  # cancelled while waiting
                 self.waiting.remove(entry)

@@ -9,7 +9,7 @@ from typing import Any
 
 from telegram.ext import ExtBot
 
-from bot.lanes import BULK_ARGS, LaneLimiter, bulk
+from bot.lanes import BULK_ARGS, COSMETIC_ARGS, LaneLimiter, bulk
 from tests.botapi.server import BotApiStandIn
 
 
@@ -91,6 +91,36 @@ def test_only_the_newest_progress_edit_of_a_message_is_sent() -> None:
     results = asyncio.run(scenario())
     assert order == ["reply", "edit 30%", "other"]
     assert results[1:3] == [True, True]  # the replaced edits return without being sent
+
+
+def test_a_cosmetic_edit_gives_up_when_deliveries_fill_the_lane() -> None:
+    """A keyboard's removal that waits longer than its patience is not sent; one that finds room is."""
+    order: list[str] = []
+
+    async def scenario() -> list[Any]:
+        limiter = LaneLimiter(overall=(6.0, 4.0))  # room for the first bulk request, then 4 a second
+        await limiter.initialize()
+        send = _recorder(order)
+        room = await limiter.process_request(
+            send, ("room",), {}, "editMessageReplyMarkup", {"chat_id": 8}, {**COSMETIC_ARGS, "patience": 0.3}
+        )
+        files = [
+            asyncio.create_task(
+                limiter.process_request(send, (f"f{i}",), {}, "sendDocument", {"chat_id": 100 + i}, BULK_ARGS)
+            )
+            for i in range(6)
+        ]
+        await asyncio.sleep(0)
+        late = await limiter.process_request(
+            send, ("late",), {}, "editMessageReplyMarkup", {"chat_id": 9}, {**COSMETIC_ARGS, "patience": 0.3}
+        )
+        await asyncio.gather(*files)
+        await limiter.shutdown()
+        return [room, late]
+
+    room, late = asyncio.run(scenario())
+    assert room == {"ok": "room"} and late is True  # True: given up, as a replaced edit returns
+    assert "late" not in order and order[0] == "room" and len(order) == 7, order
 
 
 def _flood(api: BotApiStandIn, limiter: LaneLimiter | None) -> float:

@@ -105,10 +105,11 @@ def test_two_presses_of_train_now_queue_one_job(bs, api, user, already) -> None:
     assert len(texts) == 1 and f"#{jobs[0].id}" in texts[0]
     assert "" in answers and sum(already.format(job=jobs[0].id) in a for a in answers) == 1
     assert api.answers(first) == 1 and api.answers(second) == 1
-    # the keyboard went with the first press; the second one's removal was refused, harmlessly
+    # the keyboard went with the first press; the second one's removal was refused, harmlessly (or
+    # not sent at all: a removal that waits in the bulk lane past its patience gives up)
     assert "reply_markup" not in api.message(user.id, summary.result["message_id"])
-    refused = [c for c in api.calls_to(user.id, ("editMessageReplyMarkup",)) if c.result is None]
-    assert len(refused) == 1
+    removals = api.calls_to(user.id, ("editMessageReplyMarkup",))
+    assert [c.result is None for c in removals] in ([False], [False, True]), removals
     _no_generic_error(api)
 
 

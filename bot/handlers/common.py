@@ -14,7 +14,7 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
 from bot.i18n import t
-from bot.lanes import BULK_ARGS
+from bot.lanes import COSMETIC_ARGS
 from bot.services import Services, UserInfo, ensure_user
 
 log = logging.getLogger(__name__)
@@ -133,14 +133,14 @@ def _pressed(update: Update) -> tuple[int, int] | None:
 async def drop_keyboard(context: ContextTypes.DEFAULT_TYPE, update: Update) -> None:
     """Remove the buttons of the pressed message (already gone: nothing to do). In the rate
     limiter's bulk lane it may wait long on a busy day, so it runs beside the handler (which would
-    otherwise hold one of the Application's concurrent-update slots); the Application awaits it on
-    stop."""
+    otherwise hold one of the Application's concurrent-update slots), and after a few seconds'
+    wait it is not sent at all (COSMETIC_ARGS); the Application awaits it on stop."""
     pressed = _pressed(update)
     if pressed is not None:
         chat, message_id = pressed
         bot: Any = context.bot
         edit = cosmetic(bot.edit_message_reply_markup(chat, message_id, reply_markup=None,
-                                                      rate_limit_args=BULK_ARGS))
+                                                      rate_limit_args=COSMETIC_ARGS))
         if context.application.running:
             context.application.create_task(edit, update=update, name=f"drop keyboard {chat}/{message_id}")
         else:  # stopping: a task would not be awaited any more
