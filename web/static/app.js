@@ -2,7 +2,8 @@
 // (delete, change class, new outlines by taps or a drag), undo/redo, a score filter, and Save as a
 // correction. With ?image=<upload id> the same page is label mode: crop rectangles, a tap proposes
 // an outline (the server's annotations.proposer) or takes the model's outline there, the model's
-// outlines in the crops as proposals to accept or reject, Save as a LabelMe training file. Plain JS, no build step, no CDN; telegram-web-app.js is not needed (see initData()).
+// outlines in the crops as proposals to accept or reject, Save as a LabelMe training file.
+// Plain JS, no build step, no CDN; telegram-web-app.js is not needed (see initData()).
 "use strict";
 (function () {
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
