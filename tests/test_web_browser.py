@@ -355,6 +355,11 @@ def _waiting_ru(driver) -> int:
     return int(_text(driver, "warnings").split(" предложени")[0].split()[-1])
 
 
+def _holds(crop: list[float], instance) -> bool:
+    x, y = instance.polygon.mean(axis=0)
+    return crop[0] <= x <= crop[2] and crop[1] <= y <= crop[3]
+
+
 def _drag(driver, start: tuple[float, float], end: tuple[float, float]) -> None:
     """One finger from `start` to `end` (image pixels)."""
     from selenium.webdriver.common.actions import interaction
@@ -498,16 +503,21 @@ def test_label_where_it_helps_most_on_a_desktop_in_russian(stack, tmp_path) -> N
         assert 2 <= waiting < 13 and _text(driver, "accept-all").startswith(f"Принять {waiting} контур")
         assert _text(driver, "save") == "Сохранить разметку (0 объектов)"
         from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
 
         canvas = driver.find_element("id", "canvas")
+
+        def click_on(instance) -> None:
+            x, y = _to_viewport(driver, *instance.polygon.mean(axis=0))
+            r = driver.execute_script(
+                "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top]", canvas
+            )
+            ActionChains(driver).move_to_element_with_offset(
+                canvas, x - r[0] - canvas.size["width"] / 2, y - r[1] - canvas.size["height"] / 2
+            ).click().perform()
+
         doubtful = min(scene.instances, key=lambda i: abs(i.score - 0.5))  # inside the first crop
-        x, y = _to_viewport(driver, *doubtful.polygon.mean(axis=0))
-        r = driver.execute_script(
-            "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top]", canvas
-        )
-        ActionChains(driver).move_to_element_with_offset(
-            canvas, x - r[0] - canvas.size["width"] / 2, y - r[1] - canvas.size["height"] / 2
-        ).click().perform()
+        click_on(doubtful)
         assert _text(driver, "save") == "Сохранить разметку (0 объектов)"  # a click only selects it
         assert _text(driver, "verdict-yes") == "✓ particle"
         assert _text(driver, "verdict-no") == "✗ Здесь ничего нет"
@@ -517,12 +527,25 @@ def test_label_where_it_helps_most_on_a_desktop_in_russian(stack, tmp_path) -> N
         assert _waiting_ru(driver) == waiting - 1
         driver.execute_script("window.scrollTo(0, 0)")
         _keep(driver, tmp_path, "webapp-label-desktop-ru.png")
-        # the rest of the model's outlines in the crops, at once (Reject would drop a wrong one)
+        # on a keyboard: Delete is ✗, Enter is ✓ (two more of the doubtful one's crop)
+        from annotations.suggest import suggest_crops
+
+        crop = next(c for c in suggest_crops(scene.instances, WIDTH, HEIGHT) if _holds(c, doubtful))
+        first, second = [i for i in scene.instances if i is not doubtful and _holds(crop, i)][:2]
+        click_on(first)
+        driver.find_element("tag name", "body").send_keys(Keys.DELETE)
+        assert _waiting_ru(driver) == waiting - 2
+        assert _text(driver, "save") == "Сохранить разметку (1 объект)"
+        click_on(second)
+        driver.find_element("tag name", "body").send_keys(Keys.ENTER)
+        assert _waiting_ru(driver) == waiting - 3
+        assert _text(driver, "save") == "Сохранить разметку (2 объекта)"
+        # the rest of the model's outlines in the crops, at once
         accept = _text(driver, "accept-all")
         n = int(accept.split()[1])
-        assert accept.startswith(f"Принять {n} контур") and accept.endswith("модели в кропах") and n >= 2
+        assert accept.startswith(f"Принять {n} контур") and accept.endswith("модели в кропах") and n >= 1
         _click(driver, "accept-all")
-        assert _text(driver, "save") == f"Сохранить разметку ({n + 1} объектов)"
+        assert _text(driver, "save") == f"Сохранить разметку ({n + 2} объектов)"
         assert not driver.find_element("id", "accept-all").is_displayed()
         assert _browser_log(driver) == []
     finally:
@@ -640,6 +663,11 @@ def test_label_with_the_models_outlines_on_a_phone(stack, tmp_path) -> None:
         _click(driver, "accept-all")
         _click(driver, "save")
         _until(lambda: "Saved" in _text(driver, "status"), "the save")
+        # opened again: her 11 outlines; the model's in her saved crops were all decided, none is back
+        driver.refresh()
+        _until(lambda: driver.execute_script("return document.body.dataset.ready === '1'"), "the reload")
+        assert _text(driver, "save") == "Save labels (11 objects)"
+        assert "model proposal" not in _text(driver, "warnings")
         assert _browser_log(driver) == []
     finally:
         driver.quit()
