@@ -350,6 +350,16 @@ def test_desktop_browser_in_russian(stack, tmp_path) -> None:
     assert rows(bs.database_url, Upload, kind="correction") == []  # nothing saved without Save
 
 
+def _waiting_ru(driver) -> int:
+    """How many of the model's proposals the Russian warning says are waiting in the crops."""
+    return int(_text(driver, "warnings").split(" предложени")[0].split()[-1])
+
+
+def _holds(crop: list[float], instance) -> bool:
+    x, y = instance.polygon.mean(axis=0)
+    return crop[0] <= x <= crop[2] and crop[1] <= y <= crop[3]
+
+
 def _drag(driver, start: tuple[float, float], end: tuple[float, float]) -> None:
     """One finger from `start` to `end` (image pixels)."""
     from selenium.webdriver.common.actions import interaction
@@ -488,32 +498,195 @@ def test_label_where_it_helps_most_on_a_desktop_in_russian(stack, tmp_path) -> N
         assert 1 <= len(crops) <= 3 and crops[0] == "кроп 1: 0 объектов"
         n = len(crops)
         assert _text(driver, "status").startswith(f"{n} кроп{'' if n == 1 else 'а'}, где модель меньше всего")
-        assert "13 предложений модели" in _text(driver, "warnings")
+        # only the model's outlines in the crops are drawn and counted (13 in all)
+        waiting = _waiting_ru(driver)
+        assert 2 <= waiting < 13 and _text(driver, "accept-all").startswith(f"Принять {waiting} контур")
         assert _text(driver, "save") == "Сохранить разметку (0 объектов)"
         from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
 
         canvas = driver.find_element("id", "canvas")
+
+        def click_on(instance) -> None:
+            x, y = _to_viewport(driver, *instance.polygon.mean(axis=0))
+            r = driver.execute_script(
+                "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top]", canvas
+            )
+            ActionChains(driver).move_to_element_with_offset(
+                canvas, x - r[0] - canvas.size["width"] / 2, y - r[1] - canvas.size["height"] / 2
+            ).click().perform()
+
         doubtful = min(scene.instances, key=lambda i: abs(i.score - 0.5))  # inside the first crop
-        x, y = _to_viewport(driver, *doubtful.polygon.mean(axis=0))
-        r = driver.execute_script(
-            "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top]", canvas
-        )
-        ActionChains(driver).move_to_element_with_offset(
-            canvas, x - r[0] - canvas.size["width"] / 2, y - r[1] - canvas.size["height"] / 2
-        ).click().perform()
+        click_on(doubtful)
+        assert _text(driver, "save") == "Сохранить разметку (0 объектов)"  # a click only selects it
+        assert _text(driver, "verdict-yes") == "✓ particle"
+        assert _text(driver, "verdict-no") == "✗ Здесь ничего нет"
+        _click(driver, "verdict-yes")
         assert _text(driver, "save") == "Сохранить разметку (1 объект)"
         assert ": 1 объект\n" in _text(driver, "crop-list") + "\n"
-        assert "12 предложений модели" in _text(driver, "warnings")
+        assert _waiting_ru(driver) == waiting - 1
+        driver.execute_script("window.scrollTo(0, 0)")
         _keep(driver, tmp_path, "webapp-label-desktop-ru.png")
-        # the rest of the model's outlines in the crops, at once (Reject would drop a wrong one)
+        # on a keyboard: Delete is ✗, Enter is ✓ (two more of the doubtful one's crop)
+        from annotations.suggest import suggest_crops
+
+        crop = next(c for c in suggest_crops(scene.instances, WIDTH, HEIGHT) if _holds(c, doubtful))
+        first, second = [i for i in scene.instances if i is not doubtful and _holds(crop, i)][:2]
+        click_on(first)
+        driver.find_element("tag name", "body").send_keys(Keys.DELETE)
+        assert _waiting_ru(driver) == waiting - 2
+        assert _text(driver, "save") == "Сохранить разметку (1 объект)"
+        click_on(second)
+        driver.find_element("tag name", "body").send_keys(Keys.ENTER)
+        assert _waiting_ru(driver) == waiting - 3
+        assert _text(driver, "save") == "Сохранить разметку (2 объекта)"
+        # the rest of the model's outlines in the crops, at once
         accept = _text(driver, "accept-all")
         n = int(accept.split()[1])
-        assert accept.startswith(f"Принять {n} контур") and accept.endswith("модели в кропах") and n >= 2
+        assert accept.startswith(f"Принять {n} контур") and accept.endswith("модели в кропах") and n >= 1
         _click(driver, "accept-all")
-        assert _text(driver, "save") == f"Сохранить разметку ({n + 1} объектов)"
+        assert _text(driver, "save") == f"Сохранить разметку ({n + 2} объектов)"
         assert not driver.find_element("id", "accept-all").is_displayed()
         assert _browser_log(driver) == []
     finally:
         driver.quit()
     assert review["web_app"]["url"].endswith(f"?result={scene.result_id}")
     assert label["web_app"]["url"].endswith(f"?image={image_id}")
+
+
+FALSE_POSITIVE = (123.0, 85.0, 10.0)  # x, y, r: the model's outline on an empty spot
+MISSED = (123.0, 170.0, 12.0)  # a particle the model did not find
+
+
+def _model_scene(bs, tmp_path: Path):
+    """Alice's model v1 recognised her image: the scene's 13 outlines plus one on an empty spot (a
+    false positive), and no outline on one particle (missed). (the image upload's id, the result's
+    LabelMe sha256)"""
+    from PIL import Image
+
+    from annotations.model import Instance
+    from outputs.files import write_outputs
+    from storage.models import Result
+    from tests.webapp_helpers import ellipse, scene_image
+
+    scene = stored_result(bs, tmp_path, ALICE.id)
+    fx, fy, fr = FALSE_POSITIVE
+    mx, my, mr = MISSED
+    picture = scene_image([*scene.instances, Instance("particle", ellipse(mx, my, mr, mr), None)])
+    model = [*scene.instances, Instance("particle", ellipse(fx, fy, fr, fr), 0.41)]
+    written = write_outputs(tmp_path / "v1", "cells", picture, model, image_name="cells.png")
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="PNG")
+    store = FileStore(bs.files_dir)
+    with session_scope(bs.database_url) as session:
+        upload = Upload(
+            user_id=scene.user_id,
+            kind="image",
+            original_name="cells.png",
+            sha256=store.put_bytes(buffer.getvalue()),
+            size=len(buffer.getvalue()),
+            summary={},
+        )
+        session.add(upload)
+        session.flush()
+        result = session.get(Result, scene.result_id)
+        labelme = store.put_file(written["labelme"])
+        result.upload_id, result.files = upload.id, {**result.files, "labelme": labelme}
+        return scene, upload.id, labelme
+
+
+def _warned(driver, n: int) -> bool:
+    return f"{n} model proposal{'' if n == 1 else 's'} to accept" in _text(driver, "warnings")
+
+
+@pytest.mark.slow
+def test_label_with_the_models_outlines_on_a_phone(stack, tmp_path) -> None:
+    """Her model's outlines while labelling on a phone: drawn in the crops, where a tap selects one
+    and ✓ or ✗ decides it (✗ on the model's outline of an empty spot); outside the crops a tap takes
+    the model's outline there, and where the model has none the contrast proposer answers."""
+    from annotations.geometry import polygon_area
+    from annotations.labelme import read_labelme
+
+    api, bs, web = stack
+    scene, image_id, labelme = _model_scene(bs, tmp_path)
+    store = FileStore(bs.files_dir)
+    stored = read_labelme(store.read_bytes(labelme), name="result.json").instances
+    top = [inst.polygon.mean(axis=0) for inst in scene.instances[:5]]
+    seventh = scene.instances[7].polygon.mean(axis=0)  # bottom row, outside the first crop
+    fx, fy, _ = FALSE_POSITIVE
+    driver = _browser(phone=True)
+    try:
+        _open(driver, f"{web.url}/?image={image_id}", init_data(bs.token, ALICE.id))
+        assert _warned(driver, 14)  # no crop yet: all her model's outlines are drawn
+        _drag(driver, (4, 20), (316, 100))  # crop 1: the top row and the empty spot
+        assert _warned(driver, 6)  # now only those in the crop
+        _click(driver, "mode-tap")
+        driver.execute_script("window.scrollTo(0, 0)")
+        # the model's outline on an empty spot: a tap selects it (and decides nothing), ✗ rejects it
+        _tap_and_wait(driver, fx + 2, fy - 1)
+        assert driver.find_element("id", "verdict").is_displayed()
+        assert (_text(driver, "verdict-yes"), _text(driver, "verdict-no")) == ("✓ particle", "✗ Nothing here")
+        assert _text(driver, "sel-info").startswith("Model's proposal · D ")
+        assert _text(driver, "save") == "Save labels (0 objects)"
+        driver.execute_script("window.scrollTo(0, 0)")
+        _keep(driver, tmp_path, "webapp-label-model-phone.png")
+        _click(driver, "verdict-no")
+        assert _warned(driver, 5) and not driver.find_element("id", "verdict").is_displayed()
+        _click(driver, "undo")
+        assert _warned(driver, 6)
+        _click(driver, "redo")
+        assert _warned(driver, 5)
+        # a real one: tap, ✓; then the rest of the crop's at once
+        driver.execute_script("window.scrollTo(0, 0)")
+        _tap_and_wait(driver, *top[0])
+        _click(driver, "verdict-yes")
+        assert _text(driver, "save") == "Save labels (1 object)" and _warned(driver, 4)
+        _click(driver, "accept-all")
+        assert _text(driver, "save") == "Save labels (5 objects)"
+        # the rejected spot tapped again: the model's outline does not come back, the image has nothing
+        driver.execute_script("window.scrollTo(0, 0)")
+        _tap_and_wait(driver, fx, fy)
+        assert _text(driver, "status").startswith("Nothing stands out here")
+        assert _text(driver, "save") == "Save labels (5 objects)"
+        # outside the crop the model's outlines are not drawn, but a tap on a particle takes its one
+        _tap_and_wait(driver, seventh[0] + 2, seventh[1] - 1)
+        assert _text(driver, "save") == "Save labels (6 objects)"
+        assert _text(driver, "status").startswith("Your model's outline.")
+        # where the model has no outline, the contrast threshold outlines the particle it missed
+        _tap_and_wait(driver, MISSED[0] + 2, MISSED[1] - 1)
+        assert _text(driver, "save") == "Save labels (7 objects)"
+        # crop 2: the bottom row with both; its other four model outlines accepted at once
+        _click(driver, "mode-crop")
+        driver.execute_script("window.scrollTo(0, 0)")
+        _drag(driver, (4, 100), (316, 190))
+        assert _warned(driver, 4)
+        _click(driver, "accept-all")
+        _click(driver, "save")
+        _until(lambda: "Saved" in _text(driver, "status"), "the save")
+        # opened again: her 11 outlines; the model's in her saved crops were all decided, none is back
+        driver.refresh()
+        _until(lambda: driver.execute_script("return document.body.dataset.ready === '1'"), "the reload")
+        assert _text(driver, "save") == "Save labels (11 objects)"
+        assert "model proposal" not in _text(driver, "warnings")
+        assert _browser_log(driver) == []
+    finally:
+        driver.quit()
+
+    (labels,) = rows(bs.database_url, Upload, original_name="cells_labels.json")
+    ann = read_labelme(store.read_bytes(labels.sha256), name="labels.json")
+    assert len(ann.crops) == 2 and len(ann.instances) == 11
+    centres = np.array([i.polygon.mean(axis=0) for i in ann.instances])
+    assert np.hypot(centres[:, 0] - fx, centres[:, 1] - fy).min() > 20  # the rejected proposal is not there
+
+    def at(x: float, y: float, outlines) -> np.ndarray:
+        return min(outlines, key=lambda p: float(np.hypot(*(p.mean(axis=0) - (x, y))))).copy()
+
+    # the tap outside the crop saved the model's own outline, vertex for vertex
+    taken, model = at(*seventh, [i.polygon for i in ann.instances]), at(*seventh, [i.polygon for i in stored])
+    assert taken.shape == model.shape and np.allclose(taken, model, atol=0.01)
+    # the missed particle's outline is the proposer's: its area, where no model outline is
+    mx, my, mr = MISSED
+    drawn = at(mx, my, [i.polygon for i in ann.instances])
+    assert np.hypot(*(drawn.mean(axis=0) - (mx, my))) < 3
+    assert abs(polygon_area(drawn) / (np.pi * mr * mr) - 1) < 0.2
+    assert np.hypot(*(at(mx, my, [i.polygon for i in stored]).mean(axis=0) - (mx, my))) > 20

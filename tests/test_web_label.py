@@ -107,6 +107,69 @@ def test_tap_save_reopen_and_save_again(fresh) -> None:
         assert session.get(Upload, image_id).summary["labels_upload_id"] == second["upload_id"]
 
 
+def _recognised_again(ws, alice, tmp, image_sha: str | None, n: int) -> tuple[int, int]:
+    """Alice's model v2 (not active) recognised the same picture sent again: its first `n` outlines.
+    (the new image upload's id, v2's model id)"""
+    from outputs.files import write_outputs
+    from storage.models import Job, Result, TrainedModel
+    from tests.webapp_helpers import scene_image
+
+    store = FileStore(ws.files_dir)
+    picture = scene_image(alice.instances)
+    written = write_outputs(tmp / "v2", "cells", picture, alice.instances[:n], image_name="cells.png")
+    with session_scope(ws.database_url) as session:
+        again = Upload(user_id=alice.user_id, kind="image", original_name="cells-again.png",
+                       sha256=image_sha, size=1, summary={})
+        model = TrainedModel(user_id=alice.user_id, version=2, status="ready")
+        session.add_all([again, model])
+        session.flush()
+        job = Job(user_id=alice.user_id, kind="predict", state="succeeded", model_id=model.id)
+        session.add(job)
+        session.flush()
+        session.add(Result(job_id=job.id, user_id=alice.user_id, upload_id=again.id, image_name="cells.png",
+                           image_sha256=image_sha, files={"labelme": store.put_file(written["labelme"])}))
+        return again.id, model.id
+
+
+def test_the_model_outlines_come_from_her_active_models_recognition(fresh, tmp_path) -> None:
+    """The page offers (and answers taps from) the outlines of her active model's recognition of the
+    image, found also through the same picture sent again; a newer result of another model does not
+    replace them until that model is made active."""
+    ws, alice, image_id, _, server = fresh
+    with session_scope(ws.database_url) as session:
+        sha = session.get(Upload, image_id).sha256
+    again_id, v2 = _recognised_again(ws, alice, tmp_path, sha, n=4)
+    with client(server) as c:
+        for shown in (image_id, again_id):  # v1 is active: its 13 outlines on both uploads
+            proposals = c.get(f"/api/images/{shown}").json()["proposals"]
+            assert len(proposals) == len(alice.instances)
+            assert np.allclose(proposals[5]["points"], alice.instances[5].polygon, atol=0.01)
+        with session_scope(ws.database_url) as session:
+            session.get(User, alice.user_id).active_model_id = v2
+        for shown in (image_id, again_id):
+            assert len(c.get(f"/api/images/{shown}").json()["proposals"]) == 4
+        with session_scope(ws.database_url) as session:  # no active model: the newest recognition
+            session.get(User, alice.user_id).active_model_id = None
+        assert len(c.get(f"/api/images/{image_id}").json()["proposals"]) == 4
+
+
+def test_another_users_recognition_of_the_same_picture_is_not_offered(fresh, tmp_path) -> None:
+    """Bob's image is the same picture as Alice's result (same sha256): his page offers no outlines."""
+    from storage.models import Result
+    from tests.test_web_api import BOB
+
+    ws, alice, image_id, bob_image, server = fresh
+    with session_scope(ws.database_url) as session:
+        sha = session.get(Upload, bob_image).sha256
+        assert session.get(Upload, image_id).sha256 == sha  # the same bytes
+        session.get(Result, alice.result_id).image_sha256 = sha
+    with client(server, BOB) as c:
+        view = c.get(f"/api/images/{bob_image}").json()
+    assert view["proposals"] == [] and view["suggested"] == []
+    with client(server) as c:
+        assert len(c.get(f"/api/images/{image_id}").json()["proposals"]) == len(alice.instances)
+
+
 @pytest.mark.parametrize(("who", "status", "reason"), callers(not_yours=404))
 def test_only_alice_reaches_her_image(labelled, who, status, reason) -> None:
     ws, _, image_id, _, server = labelled

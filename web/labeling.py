@@ -18,7 +18,7 @@ from threading import Lock
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from annotations.labelme import read_labelme
@@ -30,7 +30,7 @@ from imaging.images import read_image
 from intake.labels import NotTheirs, keep_labels
 from storage.db import session_scope
 from storage.files import FileStore, StoreError
-from storage.models import Result, Upload
+from storage.models import Job, Result, Upload
 from storage.notices import LabelsSavedNotice, add_user_notice
 from web.review import CROP_LABEL, MAX_IMAGE_SIDE, MAX_OBJECTS, EditError, Gone, new_shape, number
 
@@ -50,7 +50,7 @@ class _Image:
     name: str
     sha256: str
     labels_upload_id: int | None
-    result_id: int | None  # the newest result of this image: the model's outlines as proposals
+    result_id: int | None  # her model's result on this image (_model_result): its outlines as proposals
 
 
 def _own_image(settings: Settings, user_id: int, upload_id: int) -> _Image:
@@ -58,13 +58,25 @@ def _own_image(settings: Settings, user_id: int, upload_id: int) -> _Image:
         upload = session.get(Upload, upload_id)
         if upload is None or upload.user_id != user_id or upload.kind != "image":
             raise NoSuchImage(upload_id)
-        result_id = session.scalar(
-            select(Result.id).where(Result.user_id == user_id, Result.upload_id == upload_id)
-            .order_by(Result.id.desc()).limit(1)
-        )
+        result_id = _model_result(session, user_id, upload)
         labels = (upload.summary or {}).get(LABELS_KEY)
         return _Image(upload.id, upload.original_name, upload.sha256,
                       int(labels) if isinstance(labels, int) else None, result_id)
+
+
+def _model_result(session: Session, user_id: int, upload: Upload) -> int | None:
+    """Her model's recognition of this image, whose outlines the page offers: her active model's if
+    it recognised the image, else the newest one (the result whose Label button opened the page).
+    The same picture sent again (another upload, the same sha256) counts: it is the same image."""
+    same = select(Upload.id).where(Upload.user_id == user_id, Upload.sha256 == upload.sha256)
+    found = session.execute(
+        select(Result.id, Job.model_id).join(Job, Job.id == Result.job_id)
+        .where(Result.user_id == user_id,
+               or_(Result.upload_id.in_(same), Result.image_sha256 == upload.sha256))
+        .order_by(Result.id.desc())
+    ).all()
+    active = upload.user.active_model_id
+    return next((r for r, m in found if active is not None and m == active), found[0][0] if found else None)
 
 
 def list_images(settings: Settings, user_id: int, limit: int = 30) -> list[dict[str, Any]]:

@@ -74,9 +74,14 @@ TEXTS: dict[str, Text] = {
     "crop": N_("Crop"),
     "tap": N_("Tap"),
     "hintCrop": N_("Drag a rectangle around a region; you will outline every particle inside it."),
-    "hintTap": N_("Tap a particle: its outline is proposed. Tap a dashed proposal to accept it."),
+    "hintTap": N_(
+        "Tap a particle: its outline is proposed (your model's, where it has one). Tap a dashed "
+        "proposal, then ✓ or ✗."
+    ),
     "size": N_("Size"),
-    "reject": N_("Reject"),
+    "modelProposal": N_("Model's proposal"),
+    "nothingHere": N_("✗ Nothing here"),
+    "modelOutline": N_("Your model's outline. Wrong? Delete it, and a tap here outlines by contrast."),
     "noOutline": N_("Nothing stands out here: draw this one with Polygon or Circle."),
     "crops": N_("Crops"),
     "cropCount": NP_("crop {k}: {n} object", "crop {k}: {n} objects"),
@@ -89,10 +94,10 @@ TEXTS: dict[str, Text] = {
     "saveLabels": NP_("Save labels ({n} object)", "Save labels ({n} objects)"),
     "savedLabels": N_("Saved. The chat has the summary and a Train now button."),
     "suggested": NP_(
-        "{n} crop where the model is least sure: outline every particle inside (tap the dashed ones "
-        "to accept).",
-        "{n} crops where the model is least sure: outline every particle inside (tap the dashed ones "
-        "to accept).",
+        "{n} crop where the model is least sure: outline every particle inside (tap a dashed one, "
+        "then ✓ or ✗).",
+        "{n} crops where the model is least sure: outline every particle inside (tap a dashed one, "
+        "then ✓ or ✗).",
     ),
     "acceptAll": NP_(
         "Accept the model's {n} outline in the crops", "Accept the model's {n} outlines in the crops"

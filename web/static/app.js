@@ -1,8 +1,9 @@
 // segbot's Review page: one recognition result, its outlines on a zoomable canvas, edits
 // (delete, change class, new outlines by taps or a drag), undo/redo, a score filter, and Save as a
 // correction. With ?image=<upload id> the same page is label mode: crop rectangles, a tap proposes
-// an outline (the server's annotations.proposer), the model's outlines as proposals to accept, Save
-// as a LabelMe training file. Plain JS, no build step, no CDN; telegram-web-app.js is not needed (see initData()).
+// an outline (the server's annotations.proposer) or takes the model's outline there, the model's
+// outlines in the crops as proposals to accept or reject, Save as a LabelMe training file.
+// Plain JS, no build step, no CDN; telegram-web-app.js is not needed (see initData()).
 "use strict";
 (function () {
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -166,6 +167,9 @@
 
   // a model's proposal in label mode is shown dashed and saved only once accepted
   const visible = (o) => !o.proposal && (o.score === null || o.score >= S.minScore);
+  // Proposals are drawn (offered) inside her crops, where each must be decided, or everywhere while
+  // there is no crop yet (to see where to crop); the rest stay hidden until a tap lands on one.
+  const offered = (o) => o.proposal && (!S.crops.length || S.crops.some((c) => cropOf(o, c)));
   const shown = () => S.objects.filter(visible);
   const colour = (label) => PALETTE[Math.max(0, S.classes.indexOf(label)) % PALETTE.length];
   const scaled = () => Boolean(S.result && S.result.nm_per_px);
@@ -278,10 +282,12 @@
     }
     ctx.setLineDash([4 * px, 3 * px]);
     for (const o of S.objects) {
-      if (!o.proposal) continue;
+      if (!offered(o)) continue;
+      const sel = o.key === S.selected;
       tracePath(o.points);
-      ctx.strokeStyle = o.key === S.selected ? "#fff" : "#ff3df2"; // magenta: no class colour, seen on grey
-      ctx.lineWidth = (o.key === S.selected ? 3 : 2) * px;
+      if (sel) { ctx.fillStyle = "rgba(255,61,242,0.3)"; ctx.fill(); } // the one ✓ / ✗ would decide
+      ctx.strokeStyle = sel ? "#fff" : "#ff3df2"; // magenta: no class colour, seen on grey
+      ctx.lineWidth = (sel ? 3 : 2) * px;
       ctx.stroke();
     }
     ctx.setLineDash([]);
@@ -434,7 +440,7 @@
     }
     if (S.mode === "tap") { tapLabel(ix, iy); return; }
     if (S.mode !== "select") return;
-    const best = objectAt(ix, iy, S.objects.filter((o) => visible(o) || o.proposal));
+    const best = objectAt(ix, iy, S.objects.filter((o) => visible(o) || offered(o)));
     S.selected = best ? best.key : null;
     changed(false);
   }
@@ -448,16 +454,40 @@
     return best;
   }
 
-  // ---- label mode: a tap proposes an outline, a tap on a model's proposal accepts it -------------
+  function nearest(ix, iy, list) {
+    // The model's outline "at" a tap: one holding it, else the one whose centre is within half its
+    // D (a finger lands beside a small particle), the nearest relative to its size.
+    const hit = objectAt(ix, iy, list);
+    if (hit) return hit;
+    let best = null, bestRel = 0.5;
+    for (const o of list) {
+      const rel = Math.hypot(o.c[0] - ix, o.c[1] - iy) / o.d;
+      if (rel <= bestRel) { best = o; bestRel = rel; }
+    }
+    return best;
+  }
+
+  // ---- label mode: a tap selects a proposal (then ✓ or ✗), takes the model's hidden outline, or
+  // asks the server for one ---------------------------------------------------------------------
   async function tapLabel(ix, iy) {
-    const proposal = objectAt(ix, iy, S.objects.filter((o) => o.proposal));
-    if (proposal) {
-      const accepted = makeObject(Object.assign({}, proposal, { proposal: false, score: null, label: S.newClass }));
-      commit(S.objects.map((o) => (o.key === proposal.key ? accepted : o)), accepted.key);
+    try {
+      await answerTap(ix, iy);
+    } finally { // for the browser test: this tap is answered
+      document.body.dataset.proposals = String(Number(document.body.dataset.proposals || 0) + 1);
+    }
+  }
+  async function answerTap(ix, iy) {
+    const drawn = S.objects.filter(offered), mine = shown();
+    // A drawn proposal is decided by ✓ or ✗, never by the tap itself: the model's false positive
+    // is exactly a spot a finger taps, so a tap alone must not mean "yes".
+    const pick = objectAt(ix, iy, drawn) || objectAt(ix, iy, mine) || nearest(ix, iy, drawn);
+    if (pick) { S.selected = pick.key; changed(false); return; }
+    const hidden = nearest(ix, iy, S.objects.filter((o) => o.proposal && !offered(o)));
+    if (hidden) { // her model has an outline here: it beats the contrast threshold
+      accept([hidden.key], hidden.key);
+      status(t("modelOutline"), "ok");
       return;
     }
-    const mine = objectAt(ix, iy, shown());
-    if (mine) { S.selected = mine.key; changed(false); return; }
     if (S.proposing) return;
     S.proposing = true;
     status("");
@@ -472,8 +502,17 @@
       status(error.message, "error");
     } finally {
       S.proposing = false;
-      document.body.dataset.proposals = String(Number(document.body.dataset.proposals || 0) + 1);
     }
+  }
+  function accept(keys, selected) {
+    // The model's outlines become hers, in the model's class (one undoable step); Size works on them.
+    const take = new Set(keys);
+    commit(S.objects.map((o) => (take.has(o.key)
+      ? makeObject(Object.assign({}, o, { proposal: false, score: null, base: o.points, factor: 1 })) : o)), selected);
+  }
+  function reject(key) {
+    // "Nothing here": the proposal goes (undo brings it back); a later tap there asks the server.
+    commit(S.objects.filter((o) => o.key !== key), null);
   }
   function finishCrop() {
     const c = S.rect;
@@ -498,10 +537,11 @@
   $("sel-size").onchange = () => { if (S.sliding) commit(S.objects); };
 
   const inCrops = (list) => list.filter((o) => S.crops.some((c) => cropOf(o, c)));
-  $("accept-all").onclick = () => { // the model's outlines in her crops, as they are; Reject drops one
-    const keys = new Set(inCrops(S.objects.filter((o) => o.proposal)).map((o) => o.key));
-    commit(S.objects.map((o) => (keys.has(o.key) ? makeObject(Object.assign({}, o, { proposal: false, score: null })) : o)), null);
+  $("accept-all").onclick = () => { // the model's outlines in her crops, as they are; ✗ drops one first
+    accept(inCrops(S.objects.filter((o) => o.proposal)).map((o) => o.key), null);
   };
+  $("verdict-yes").onclick = () => { if (S.selected) accept([S.selected], S.selected); };
+  $("verdict-no").onclick = () => { if (S.selected) reject(S.selected); };
   function cropOf(o, c) { return o.c[0] >= c.x0 && o.c[0] <= c.x1 && o.c[1] >= c.y0 && o.c[1] <= c.y1; }
   function renderCrops() {
     if (!S.labelling) return;
@@ -518,7 +558,7 @@
       if (missed) warnings.push(t("missed", { k: k + 1, n: missed }));
     });
     if (!S.crops.length) warnings.push(t("noCrops"));
-    const pending = S.objects.filter((o) => o.proposal).length;
+    const pending = S.objects.filter(offered).length;
     if (pending) warnings.push(t("proposals", { n: pending }));
     $("crop-list").replaceChildren(...lines.map((text) => { const li = document.createElement("li"); li.textContent = text; return li; }));
     $("warnings").textContent = warnings.join("\n");
@@ -575,13 +615,15 @@
     $("draw-done").disabled = S.draft.length < 3;
     const sel = S.objects.find((o) => o.key === S.selected);
     $("selbar").hidden = !sel;
+    $("verdict").hidden = !(sel && sel.proposal);
     if (sel) {
-      const name = sel.id !== null ? "#" + sel.id : t("newObject") + " +" + sel.newNo;
+      const name = sel.proposal ? t("modelProposal") : sel.id !== null ? "#" + sel.id : t("newObject") + " +" + sel.newNo;
       $("sel-info").textContent = `${name} · D ${fmt(dOf(sel))} ${unit()}` + (sel.score !== null ? ` · ${sel.score.toFixed(2)}` : "");
       fillClassSelect($("sel-class"), sel.label);
       $("sel-size-row").hidden = !sel.base;
       if (sel.base) $("sel-size").value = String(sel.factor);
-      $("sel-delete").textContent = t(sel.proposal ? "reject" : "delete");
+      $("sel-delete").hidden = Boolean(sel.proposal); // ✓ / ✗ below instead
+      $("verdict-yes").textContent = "✓ " + sel.label; // "yes, a particle there": the class names it
     }
     fillClassSelect($("new-class"), S.newClass);
     $("score-value").textContent = S.minScore.toFixed(2);
@@ -626,7 +668,9 @@
   $("score").oninput = (e) => { S.minScore = parseFloat(e.target.value) || 0; changed(false); };
   document.addEventListener("keydown", (e) => {
     if (e.target.tagName === "INPUT" || e.target.tagName === "SELECT") return;
-    if ((e.key === "Delete" || e.key === "Backspace") && S.selected) $("sel-delete").click();
+    const proposal = S.objects.some((o) => o.key === S.selected && o.proposal);
+    if ((e.key === "Delete" || e.key === "Backspace") && S.selected) $(proposal ? "verdict-no" : "sel-delete").click();
+    else if (e.key === "Enter" && proposal) $("verdict-yes").click();
     else if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z") stepHistory(e.shiftKey ? S.redo : S.undo, e.shiftKey ? S.undo : S.redo);
     else if (e.key === "Enter" && S.mode === "polygon") finishPolygon();
     else if (e.key === "Escape") { S.draft = []; S.selected = null; changed(false); }
@@ -903,7 +947,10 @@
     S.blobs = view.blobs || [];
     S.crops = view.crops.map(([x0, y0, x1, y1]) => ({ key: "c" + S.nextCrop++, x0, y0, x1, y1 }));
     const fresh = (o, proposal) => makeObject({ key: "n" + S.nextNew, id: null, newNo: S.nextNew++, label: o.label, points: o.points, score: proposal ? o.score : null, shape: "polygon", proposal });
-    S.objects = view.objects.map((o) => fresh(o, false)).concat(view.proposals.map((o) => fresh(o, true)));
+    // a saved crop is complete: every model outline in it was accepted (it is among her outlines)
+    // or rejected, so only the others come back as proposals
+    const open = (o) => !S.crops.some((c) => cropOf(o, c));
+    S.objects = view.objects.map((o) => fresh(o, false)).concat(view.proposals.map((o) => fresh(o, true)).filter(open));
     S.showIds = false; // new outlines have no ids worth reading; the counts are per crop
     const suggest = new URLSearchParams(location.search).get("suggest") === "1";
     if (suggest && !S.crops.length && view.suggested.length) { // "Label where it helps most"
