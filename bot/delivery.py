@@ -35,7 +35,7 @@ from bot.result_files import DOCUMENT_ROLES, output_name, read_stored, set_file_
 from bot.services import Services
 from bot.webapp import correction_saved, labels_saved, result_markup
 from core.i18n import N_, load_text
-from jobqueue.estimates import Rates, Wait, wait_ahead
+from jobqueue.estimates import Rates, Wait, remaining_s, wait_ahead
 from jobqueue.store import queue_position
 from storage.models import Job, JobState, ModelStatus, Result, TrainedModel, User
 from storage.notices import NoticeKind, mark_part_sent, mark_sent, pending_notices
@@ -373,13 +373,22 @@ def _progress_rows(session) -> list[dict[str, Any]]:
                     lang or "en",
                     queue_position(session, job) if waiting else None,
                     wait_ahead(session, job, rates) if waiting else None,
+                    None if waiting or job.eta_s else remaining_s(session, job, rates),
                 ),
             }
         )
     return rows
 
 
-def progress_text(job: Job, lang: str, position: int | None = None, wait: Wait | None = None) -> str:
+def progress_text(
+    job: Job,
+    lang: str,
+    position: int | None = None,
+    wait: Wait | None = None,
+    estimate_s: float | None = None,
+) -> str:
+    """`estimate_s`: the seconds left by the queue's estimate, shown ("~") while a running job has
+    no ETA of its own yet (preparing its data, its first iterations)."""
     if job.state == JobState.SUCCEEDED:
         return t(lang, "progress_done", job=job.id, kind=job.kind)
     if job.state == JobState.FAILED:
@@ -392,7 +401,12 @@ def progress_text(job: Job, lang: str, position: int | None = None, wait: Wait |
             stage += " " + t(lang, "queued_wait", minutes=max(1, round(wait.seconds / 60)), ahead=wait.ahead)
         return t(lang, "progress", job=job.id, kind=job.kind, stage=stage, pct=0, loss="", eta="")
     loss = (job.result or {}).get("loss") if isinstance(job.result, dict) else None
-    eta = f", ETA {int(job.eta_s) // 60}:{int(job.eta_s) % 60:02d}" if job.eta_s else ""
+    if job.eta_s:
+        eta = f", ETA {int(job.eta_s) // 60}:{int(job.eta_s) % 60:02d}"
+    elif estimate_s:
+        eta = f", ETA ~{int(estimate_s) // 60}:{int(estimate_s) % 60:02d}"
+    else:
+        eta = ""
     return t(
         lang,
         "progress",

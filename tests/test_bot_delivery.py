@@ -259,6 +259,31 @@ def test_progress_edits_are_throttled_and_honour_retry_after(bs, api) -> None:
     assert len(edits) <= 3.5 / 1.0 + 4
 
 
+def test_a_preparing_job_shows_the_queues_estimate_until_it_has_its_own_eta(bs) -> None:
+    """While a training prepares its data it has no ETA of its own; its message gives the estimate
+    the user was shown at queueing ("~"), then the job's own ETA once it reports one."""
+    from bot.delivery import _progress_rows
+    from jobqueue.estimates import estimate_job
+    from jobs.params import TrainParams
+
+    uid = _user(bs.database_url)
+    params = TrainParams(upload_ids=(), options={"arch": "tiny", "iterations": 600})
+    with session_scope(bs.database_url) as session:
+        job = _job(session, uid, "train", state="running", chat_id=ALICE.id, progress_message_id=5,
+                   stage="preparing", progress=0.0)
+        job.params = params.to_json()
+        session.flush()
+        estimate = estimate_job(session, job)
+        assert estimate is not None and estimate.seconds  # the fallback table knows tiny on a CPU
+        [row] = _progress_rows(session)
+        seconds = int(estimate.seconds)
+        assert row["text"].endswith(f"preparing 0%, ETA ~{seconds // 60}:{seconds % 60:02d}"), row["text"]
+        job.stage, job.progress, job.eta_s = "training", 0.5, 75.0
+        session.flush()
+        [row] = _progress_rows(session)
+        assert row["text"].endswith("training 50%, ETA 1:15"), row["text"]
+
+
 def test_stats_and_export_cover_only_the_users_own_results(bs, api, tmp_path) -> None:
     store = FileStore(bs.files_dir)
     uid = _user(bs.database_url)
