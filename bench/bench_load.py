@@ -14,6 +14,7 @@ requests over Telegram's limits.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import random
@@ -48,10 +49,12 @@ class Tally:
     train_intents: Counter = field(default_factory=Counter)  # telegram id -> trainings asked for
     photos: Counter = field(default_factory=Counter)  # telegram id -> recognitions asked for
     timeouts: int = 0
+    sent_at: list[float] = field(default_factory=list)  # when each update went (monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, action: str, seconds: float | None) -> None:
+    def add(self, action: str, seconds: float | None, sent: float) -> None:
         with self.lock:
+            self.sent_at.append(sent)
             if seconds is None:
                 self.timeouts += 1
             else:
@@ -94,7 +97,7 @@ def _user(api: Any, user: User, updates: int, think: tuple[float, float], tally:
         else:
             api.send_text(user, "/status")
             reply = _first_reply(api, user, mark, 60)
-        tally.add(action, None if reply is None else reply[0] - sent)
+        tally.add(action, None if reply is None else reply[0] - sent, sent)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -227,8 +230,13 @@ def _print_report(args: argparse.Namespace, tally: Tally, counts: dict[str, Any]
                   traffic: dict[str, Any], bot_stats: dict[str, Any], cpu: dict[str, float]) -> None:
     values = [s for _, s in tally.latencies]
     backend = "PostgreSQL + Redis" if args.database_url else "SQLite + embedded queue"
-    print(f"users {args.users}, updates {len(values) + tally.timeouts} in {elapsed:.1f} s, {args.workers} "
-          f"workers (fake jobs), {backend}; {os.cpu_count()} cores, load avg {os.getloadavg()[0]:.1f}")
+    sent = len(values) + tally.timeouts
+    print(f"users {args.users}, updates {sent} in {elapsed:.1f} s ({sent / max(elapsed, 1e-9):.1f}/s; think "
+          f"{args.think[0]:g}-{args.think[1]:g} s), {args.workers} workers (fake jobs), {backend}; "
+          f"{os.cpu_count()} cores, load avg {os.getloadavg()[0]:.1f}")
+    times = sorted(tally.sent_at)
+    busiest = max((bisect.bisect_left(times, t + 60.0) - i for i, t in enumerate(times)), default=0)
+    print(f"busiest minute: {busiest} updates ({busiest / 60:.1f}/s)")
     print(f"update -> first reply: p50 {_ms(values, 0.5)}, p95 {_ms(values, 0.95)}, "
           f"max {_ms(values, 1.0)}; no reply in 60 s: {tally.timeouts}")
     for action in sorted({a for a, _ in tally.latencies}):
@@ -262,12 +270,22 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=2000, help="in all, spread over the users")
     parser.add_argument("--quick", action="store_true", help="20 users, 200 updates")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--think", type=float, nargs=2, default=(0.5, 3.0), metavar=("MIN", "MAX"))
+    parser.add_argument("--rate", type=float, default=12.0,
+                        help="updates/s of all users together (the issue's busy hour: 2,000 in 172 s); "
+                             "each user waits 0.5 s to 2 x users/rate between a reply and the next update")
+    parser.add_argument("--think", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                        help="seconds between a reply and the user's next update instead (--quick: 0.5 3); "
+                             "0.5 3 at full size asks for more replies than Telegram's 30 messages/s")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--broker-url", default=None)
     args = parser.parse_args()
     if args.quick:
         args.users, args.updates = 20, 200
+        args.think = args.think or (0.5, 3.0)
+    # Users who act again 0.5-3 s after each reply send as fast as they are answered: 200 of them
+    # would ask ~90 updates/s, three times what Telegram lets a bot answer; the busy hour
+    # (2,000 updates in 172 s) is a pace, so at full size the users keep that pace.
+    args.think = tuple(args.think or (0.5, 2 * args.users / args.rate - 0.5))
 
     from core.settings import load_settings
     from storage.migrate import upgrade
