@@ -236,7 +236,7 @@ def _print_report(args: argparse.Namespace, tally: Tally, counts: dict[str, Any]
           f"{os.cpu_count()} cores, load avg {os.getloadavg()[0]:.1f}")
     times = sorted(tally.sent_at)
     busiest = max((bisect.bisect_left(times, t + 60.0) - i for i, t in enumerate(times)), default=0)
-    print(f"busiest minute: {busiest} updates ({busiest / 60:.1f}/s)")
+    print(f"busiest minute: {busiest} updates ({busiest / min(60.0, max(elapsed, 1e-9)):.1f}/s)")
     print(f"update -> first reply: p50 {_ms(values, 0.5)}, p95 {_ms(values, 0.95)}, "
           f"max {_ms(values, 1.0)}; no reply in 60 s: {tally.timeouts}")
     for action in sorted({a for a, _ in tally.latencies}):
