@@ -37,7 +37,8 @@ from bot.webapp import correction_saved, labels_saved, result_markup
 from core.i18n import N_, load_text
 from jobqueue.estimates import Rates, Wait, remaining_s, wait_ahead
 from jobqueue.store import queue_position
-from storage.models import Job, JobState, ModelStatus, Result, TrainedModel, User
+from jobs.params import ParamsError, PredictParams
+from storage.models import Job, JobKind, JobState, ModelStatus, Result, TrainedModel, User
 from storage.notices import NoticeKind, mark_part_sent, mark_sent, pending_notices
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class NoticeView:
     error: str | None = None
     parts_sent: int = 0
     set_files: dict[str, str] = field(default_factory=dict)  # a predict job's: role -> sha
-    metal: str | None = None  # the user's /metal: their results' captions give the dispersion
+    metal: str | None = None  # a recognition: the metal it was queued with (/metal), for its captions
 
 
 def _load_pending(session, limit: int) -> list[NoticeView]:
@@ -79,7 +80,7 @@ def _load_pending(session, limit: int) -> list[NoticeView]:
             dict(notice.payload or {}),
             error=(job.error if job else None),
             parts_sent=int(notice.parts_sent or 0),
-            metal=(user.preferences or {}).get("metal"),
+            metal=_job_metal(job, (user.preferences or {}).get("metal")),
         )
         if notice.kind == NoticeKind.TRAIN_DONE:
             model = None
@@ -107,6 +108,17 @@ def _load_pending(session, limit: int) -> list[NoticeView]:
                 )
         views.append(view)
     return views
+
+
+def _job_metal(job: Job | None, preferred: str | None) -> str | None:
+    """The metal a recognition was queued with (its files give that dispersion, so its caption must
+    too, even if /metal changed since); the user's current one for other notices."""
+    if job is None or job.kind != JobKind.PREDICT:
+        return preferred
+    try:
+        return PredictParams.from_job(job).metal
+    except ParamsError:
+        return preferred
 
 
 class Deliverer:

@@ -28,7 +28,7 @@ NM = 0.5  # both scaled sets: nm/px
 
 
 def _result_set(
-    bs, store: FileStore, tmp: Path, user_id: int, image_ids, nm: float | None
+    bs, store: FileStore, tmp: Path, user_id: int, image_ids, nm: float | None, params: dict | None = None
 ) -> tuple[int, np.ndarray]:
     """A succeeded recognition job whose Results hold real outputs of the EMPS images; (job id, D)."""
     from annotations.labelme import read_labelme
@@ -36,7 +36,7 @@ def _result_set(
 
     d = []
     with session_scope(bs.database_url) as session:
-        job = Job(user_id=user_id, kind="predict", state="succeeded", params={})
+        job = Job(user_id=user_id, kind="predict", state="succeeded", params=params or {})
         session.add(job)
         session.flush()
         for image_id in image_ids:
@@ -124,6 +124,30 @@ def test_metal_and_compare_two_real_result_sets(bs, api, tmp_path: Path) -> None
     with session_scope(bs.database_url) as session:
         assert session.get(User, uid).preferences["metal"] == "Pt"
 
+
+
+@pytest.mark.slow
+def test_a_results_caption_gives_the_metal_it_was_queued_with(bs, api, tmp_path: Path) -> None:
+    """The result files carry the dispersion of the metal the job was queued with (PredictParams.metal);
+    the caption delivered later says the same, even when /metal changed meanwhile."""
+    from jobs.params import PredictParams
+
+    store = FileStore(bs.files_dir)
+    with running_bot(bs):
+        assert "Dispersion D" in _send(api, "/metal Pd").text
+        uid = user_row(bs.database_url, ALICE.id)["id"]
+        queued = {"Pt": PredictParams(model_id=1, metal="Pt"), None: PredictParams(model_id=1)}
+        jobs = {m: _result_set(bs, store, tmp_path, uid, SET_A[:1], NM, p.to_json())[0]
+                for m, p in queued.items()}
+        for metal, job in jobs.items():
+            mark = api.mark()
+            with session_scope(bs.database_url) as session:
+                session.add(Notice(user_id=uid, job_id=job, kind="predict_done", payload={}))
+            caption = api.wait_reply(ALICE.id, mark, methods=("sendPhoto",), timeout=20).text
+            if metal is None:
+                assert "dispersion" not in caption, caption  # queued without a metal: its files have none
+            else:
+                assert "dispersion (Pt)" in caption and "(Pd)" not in caption, caption
 
 
 def test_a_result_caption_says_how_sure_its_mean_is(tmp_path: Path) -> None:
