@@ -29,6 +29,7 @@ class DemoResult:
     seconds: float
     train_seconds: float
     paths: dict[str, Path]
+    per_class: dict[str, tuple[int, int]]  # class -> (found of its class, truth), by the centre rule
 
 
 def run_demo(out_dir: Path, iterations: int = DEMO_ITERATIONS, seed: int = 7, progress=None,
@@ -68,9 +69,14 @@ def run_demo(out_dir: Path, iterations: int = DEMO_ITERATIONS, seed: int = 7, pr
     paths = write_outputs(out_dir, "demo_test_prediction", test_ann.image, prediction.instances,
                           title="segbot demo: unseen synthetic image", image_name=test_png.name)
     score = match_centre_rule(prediction.instances, test_ann.instances)
+    per_class = {}
+    for label in sorted({i.label for i in test_ann.instances}):
+        truth = [i for i in test_ann.instances if i.label == label]
+        found = match_centre_rule([i for i in prediction.instances if i.label == label], truth)
+        per_class[label] = (found.tp, len(truth))
     summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
     return DemoResult(
         out_dir=out_dir, n_found=len(prediction.instances), n_truth=len(test_ann.instances),
         mean_d_px=summary.get("mean_d_px"), precision=score.precision, recall=score.recall,
-        seconds=time.monotonic() - started, train_seconds=result.seconds, paths=paths,
+        seconds=time.monotonic() - started, train_seconds=result.seconds, paths=paths, per_class=per_class,
     )

@@ -85,6 +85,35 @@ def test_config_builds_a_cascade_mask_rcnn_for_every_preset(arch):
         assert n_params > 80e6
 
 
+def test_a_rare_class_weighs_more_in_the_classification_loss():
+    import torch
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import ConfigDict
+
+    from segmodel.config import CLASS_WEIGHT_EXPONENT, CLASS_WEIGHT_MAX, class_weights
+
+    demo = LabelStats(1, 3, 38, {"particle": 33, "pit": 5}, 14, 6, 20, 1.1, 1.3, 400.0)
+    weights = class_weights(["particle", "pit"], demo)
+    expected = min(CLASS_WEIGHT_MAX, (33 / 5) ** CLASS_WEIGHT_EXPONENT)
+    assert weights == [1.0, round(expected, 3), 1.0]  # background last
+    assert weights[1] > 1.5  # 5 pits beside 33 particles count about as much in the loss
+    few = LabelStats(1, 1, 61, {"a": 60, "b": 1}, 14, 6, 20, 1.1, 1.3, 400.0)
+    assert class_weights(["a", "b"], few) == [1.0, CLASS_WEIGHT_MAX, 1.0]  # one label: capped
+    assert class_weights(["pit", "particle"], demo)[0] == weights[1]  # follows the label order
+    assert class_weights(["particle"], demo) is None  # one class: nothing to balance
+    cfg = build_model_config("tiny", 2, demo, classes=["particle", "pit"])
+    json.dumps(cfg)
+    assert all(h["loss_cls"]["class_weight"] == weights for h in cfg["roi_head"]["bbox_head"])
+    assert "class_weight" not in build_model_config("tiny", 2, demo)["roi_head"]["bbox_head"][0]["loss_cls"]
+    register_all_modules(init_default_scope=True)
+    head = MODELS.build(ConfigDict(cfg["roi_head"]["bbox_head"][0]))
+    logits = torch.zeros(2, 3)  # the same wrong guess for a pit and for a particle
+    pit_loss = float(head.loss_cls(logits[:1], torch.tensor([1])))
+    particle_loss = float(head.loss_cls(logits[1:], torch.tensor([0])))
+    assert pit_loss == pytest.approx(weights[1] * particle_loss, rel=1e-5)
+
+
 def test_anchors_follow_the_object_size():
     small = anchor_scales(_stats(6.0), rescale=1.0)
     large = anchor_scales(_stats(30.0), rescale=1.0)

@@ -218,3 +218,6 @@ def test_demo_runs_end_to_end(tmp_path):
         assert result.paths[role].is_file()
     assert (tmp_path / "demo" / "model" / "weights.pt").is_file()
     assert result.n_truth > 50 and result.seconds > 0
+    assert set(result.per_class) == {"particle", "pit"}  # the demo's two classes, each scored
+    assert sum(n for _, n in result.per_class.values()) == result.n_truth
+    assert all(0 <= tp <= n for tp, n in result.per_class.values())

@@ -297,7 +297,8 @@ def _build_net(options: TrainOptions, plan: _Plan, weights: WeightPaths) -> _Net
     init = resolve_init(options.init, options.arch, weights)
     pretrained = init != "random"
     model_cfg = build_model_config(options.arch, len(plan.classes), plan.stats, plan.rescale,
-                                   options.crop_size, pretrained_backbone=init == "coco")
+                                   options.crop_size, pretrained_backbone=init == "coco",
+                                   classes=plan.classes)
     from segmodel.detector import build_model
 
     model = build_model(model_cfg)

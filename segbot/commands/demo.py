@@ -36,3 +36,5 @@ def demo(out_dir: Path | None, iterations: int, seed: int) -> None:
     click.echo(f"Done in {_clock(r.seconds)}: found {r.n_found} objects on the unseen image "
                f"(truth {r.n_truth}; recall {r.recall:.2f}, precision {r.precision:.2f}), "
                f"mean equivalent diameter {mean_d}. Results in {r.out_dir}")
+    found = ", ".join(f"{label} {tp} of {n}" for label, (tp, n) in r.per_class.items())
+    click.echo(f"Found per class: {found}")
