@@ -14,12 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from annotations.geometry import polygon_area
+
 NEAR_D = 0.5  # x D: how far from a tap an outline's centre may lie and still answer it
-
-
-def _area(points: np.ndarray) -> float:
-    x, y = points[:, 0], points[:, 1]
-    return abs(float(np.dot(np.roll(x, 1), y) - np.dot(x, np.roll(y, 1)))) / 2
 
 
 def _inside(points: np.ndarray, x: float, y: float) -> bool:
@@ -42,7 +39,7 @@ def outline_holding(outlines: Sequence[np.ndarray], x: float, y: float) -> int |
             continue
         if not _inside(pts, x, y):
             continue
-        area = _area(pts)
+        area = polygon_area(pts)
         if best is None or area < best_area:
             best, best_area = k, area
     return best
@@ -56,7 +53,7 @@ def outline_at(outlines: Sequence[np.ndarray], x: float, y: float) -> int | None
     best, best_rel = None, NEAR_D
     for k, points in enumerate(outlines):
         pts = np.asarray(points, dtype=np.float64)
-        d = 2 * np.sqrt(_area(pts) / np.pi)
+        d = 2 * np.sqrt(polygon_area(pts) / np.pi)
         if d <= 0:
             continue
         cx, cy = pts.mean(axis=0)

@@ -124,7 +124,9 @@ def run_set(title: str, folder: Path, stems: list[str]) -> list[dict]:
 
 # How the page could answer a tap with her model's outlines (the model's outline at the tap, else the
 # proposer's): "page" is the rule it follows (annotations.tap), the others are scored for comparison.
-RULES = ("page", "holding only", "page, score >= 0.9", "best of both")
+# "smaller of both" would need the proposer on every tap; "best of both" is an upper bound, as if she
+# saw both outlines and kept the better one.
+RULES = ("page", "holding only", "page, score >= 0.9", "smaller of both", "best of both")
 
 
 def figure_predictions(fig, iterations: int, out: Path) -> dict[str, list[tuple[np.ndarray, float]]]:
@@ -166,14 +168,14 @@ def figure_predictions(fig, iterations: int, out: Path) -> dict[str, list[tuple[
 
 
 def answer(rule: str, outlines: list[tuple[np.ndarray, float]], x: float, y: float) -> np.ndarray | None:
-    """The model's outline that answers a tap under `rule` ("best of both" is decided by the caller)."""
+    """The model's outline that answers a tap under `rule` (page's rule for the last two, which then
+    weigh it against the proposer's)."""
     polygons = [p for p, _ in outlines]
     if rule == "holding only":
         k = outline_holding(polygons, x, y)
     elif rule == "page, score >= 0.9":
-        kept = [p for p, s in outlines if s >= 0.9]
-        k = outline_at(kept, x, y)
-        return None if k is None else kept[k]
+        polygons = [p for p, s in outlines if s >= 0.9]
+        k = outline_at(polygons, x, y)
     else:
         k = outline_at(polygons, x, y)
     return None if k is None else polygons[k]
@@ -181,19 +183,25 @@ def answer(rule: str, outlines: list[tuple[np.ndarray, float]], x: float, y: flo
 
 def tap_with_model(gray: np.ndarray, seg: np.ndarray, outlines: list[tuple[np.ndarray, float]]) -> list[dict]:
     """One row per particle: the proposer's (IoU, size) and each rule's (IoU, size, answered by the model)."""
+    from annotations.geometry import polygon_area
+
     rows = []
     for mask, clustered, tx, ty in taps(seg):
         prop = propose_outline(gray, tx, ty)
         alone = scored(None if prop is None else prop.polygon, mask)
         row: dict = {"clustered": clustered, "without": (*alone, False)}
         for rule in RULES:
-            poly = answer("page" if rule == "best of both" else rule, outlines, tx, ty)
+            poly = answer(rule, outlines, tx, ty)
             if poly is None:
                 row[rule] = (*alone, False)
                 continue
             got = scored(poly, mask)
-            # "best of both": an upper bound, as if she saw both outlines and kept the better one
-            row[rule] = (*max(got, alone), got >= alone) if rule == "best of both" else (*got, True)
+            if rule == "best of both":
+                row[rule] = (*max(got, alone), got >= alone)
+            elif rule == "smaller of both" and prop is not None and prop.area_px < polygon_area(poly):
+                row[rule] = (*alone, False)
+            else:
+                row[rule] = (*got, True)
         rows.append(row)
     return rows
 
