@@ -10,12 +10,13 @@ the mask: IoU, size accuracy min(D)/max(D) with D the equivalent-circle diameter
 clusters (their mask, grown by 2 px, touches another particle's). Goals: median IoU >= 0.85 isolated,
 >= 0.7 in clusters. Also: milliseconds per tap (the page waits for it).
 
-`--model [--figures N] [--iterations N]`: "with a model, better than without". Per figure of the
-figure series (bench_figures: same paper and figure in sources.csv, the most clustered first) a tiny
-model is trained on two crops (<= 50 particles) of its richest panel and recognises the other panels
-as segbot does; every GT particle of those is tapped and answered as the page answers it (her model's
-outline at the tap by annotations.tap, else the proposer's), beside the proposer alone. ~5 min per
-figure on 2 CPU cores; the predictions are cached under --out, so a second run only taps.
+`--model [--figures N] [--isolated N] [--iterations N]`: "with a model, better than without". Per
+figure of the figure series (bench_figures: same paper and figure in sources.csv, the most clustered
+first; --isolated adds the figures richest in isolated particles) a tiny model is trained on two crops
+(<= 50 particles) of its richest panel and recognises the other panels as segbot does; every GT
+particle of those is tapped and answered as the page answers it (her model's outline at the tap by
+annotations.tap, else the proposer's), beside the proposer alone and other rules. ~5 min per figure
+on 2 CPU cores; the predictions are cached under --out, so a second run only taps.
 """
 
 from __future__ import annotations
@@ -228,13 +229,21 @@ def model_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def run_model(data: Path, n_figures: int, iterations: int, out: Path) -> None:
-    """The figure series (bench_figures): per figure one model, every GT particle of its other panels
-    tapped, answered without and with the model."""
+def model_figures(data: Path, n_clustered: int, n_isolated: int) -> list:
+    """The figure series' `n_clustered` figures (most test particles in clusters), then the
+    `n_isolated` others with the most isolated test particles (the series has almost none)."""
     from bench_figures import figure_series
 
+    every = figure_series(data / "emps-dev", 1000)
+    rest = sorted(every[n_clustered:], key=lambda f: f.n_test - f.n_cluster, reverse=True)
+    return every[:n_clustered] + rest[:n_isolated]
+
+
+def run_model(data: Path, figures: list, iterations: int, out: Path) -> None:
+    """Per figure one model, every GT particle of its other panels tapped, answered without and with
+    the model; then all figures pooled."""
     pooled: list[dict] = []
-    for fig in figure_series(data / "emps-dev", n_figures):
+    for fig in figures:
         found = figure_predictions(fig, iterations, out)
         if not found:
             print(f"  {fig.name}: no two crops fit, skipped")
@@ -256,13 +265,14 @@ def main() -> int:
     parser.add_argument("--series", default=SERIES, help="DOI (as in sources.csv) of the emps-train series")
     parser.add_argument("--limit", type=int, default=0, help="only the first N images of emps-dev (0: all)")
     parser.add_argument("--model", action="store_true", help="the figure series, without and with a model")
-    parser.add_argument("--figures", type=int, default=5, help="--model: how many figures (default 5)")
+    parser.add_argument("--figures", type=int, default=5, help="--model: the figure series' first N")
+    parser.add_argument("--isolated", type=int, default=0, help="--model: + N figures rich in isolated ones")
     parser.add_argument("--iterations", type=int, default=200, help="--model: training iterations")
     parser.add_argument("--out", type=Path, default=Path("out/bench-label"), help="--model: prediction cache")
     args = parser.parse_args()
     print(f"bench_label: tap the centre of every GT particle; {hardware()}")
     if args.model:
-        run_model(args.data, args.figures, args.iterations, args.out)
+        run_model(args.data, model_figures(args.data, args.figures, args.isolated), args.iterations, args.out)
         print(f"(load average {os.getloadavg()[0]:.1f})")
         return 0
     dev = args.data / "emps-dev"
