@@ -127,7 +127,14 @@ def run_set(title: str, folder: Path, stems: list[str]) -> list[dict]:
 # proposer's): "page" is the rule it follows (annotations.tap), the others are scored for comparison.
 # "smaller of both" would need the proposer on every tap; "best of both" is an upper bound, as if she
 # saw both outlines and kept the better one.
-RULES = ("page", "holding only", "page, score >= 0.9", "smaller of both", "best of both")
+RULES = (
+    "page",
+    "holding only",
+    "page, score >= 0.8",
+    "page, score >= 0.9",
+    "smaller of both",
+    "best of both",
+)
 
 
 def figure_predictions(fig, iterations: int, out: Path) -> dict[str, list[tuple[np.ndarray, float]]]:
@@ -174,8 +181,9 @@ def answer(rule: str, outlines: list[tuple[np.ndarray, float]], x: float, y: flo
     polygons = [p for p, _ in outlines]
     if rule == "holding only":
         k = outline_holding(polygons, x, y)
-    elif rule == "page, score >= 0.9":
-        polygons = [p for p, s in outlines if s >= 0.9]
+    elif rule.startswith("page, score >= "):  # the page's rule on her model's surer outlines only
+        floor = float(rule.rsplit(" ", 1)[1])
+        polygons = [p for p, s in outlines if s >= floor]
         k = outline_at(polygons, x, y)
     else:
         k = outline_at(polygons, x, y)
