@@ -125,14 +125,17 @@ def run_set(title: str, folder: Path, stems: list[str]) -> list[dict]:
 
 # How the page could answer a tap with her model's outlines (the model's outline at the tap, else the
 # proposer's): "page" is the rule it follows (annotations.tap), the others are scored for comparison.
-# "smaller of both" would need the proposer on every tap; "best of both" is an upper bound, as if she
-# saw both outlines and kept the better one.
+# "page, unless > Rx": the proposer's outline instead where the model's is over R times larger (a blob
+# over several particles); it needs the proposer on every tap. "best of both" is an upper bound, as if
+# she saw both outlines and kept the better one.
 RULES = (
     "page",
     "holding only",
     "page, score >= 0.8",
     "page, score >= 0.9",
-    "smaller of both",
+    "page, unless > 1x",
+    "page, unless > 1.5x",
+    "page, unless > 2x",
     "best of both",
 )
 
@@ -207,7 +210,12 @@ def tap_with_model(gray: np.ndarray, seg: np.ndarray, outlines: list[tuple[np.nd
             got = scored(poly, mask)
             if rule == "best of both":
                 row[rule] = (*max(got, alone), got >= alone)
-            elif rule == "smaller of both" and prop is not None and prop.area_px < polygon_area(poly):
+            elif (
+                rule.startswith("page, unless > ")
+                and prop is not None
+                and polygon_area(poly)
+                > float(rule.rsplit(" ", 1)[1].rstrip("x")) * polygon_area(prop.polygon)
+            ):
                 row[rule] = (*alone, False)
             else:
                 row[rule] = (*got, True)
