@@ -179,8 +179,8 @@ def figure_predictions(fig, iterations: int, out: Path) -> dict[str, list[tuple[
 
 
 def answer(rule: str, outlines: list[tuple[np.ndarray, float]], x: float, y: float) -> np.ndarray | None:
-    """The model's outline that answers a tap under `rule` (page's rule for the last two, which then
-    weigh it against the proposer's)."""
+    """The model's outline that answers a tap under `rule` (the page's rule for "page, unless" and
+    "best of both", which then weigh it against the proposer's)."""
     polygons = [p for p, _ in outlines]
     if rule == "holding only":
         k = outline_holding(polygons, x, y)
@@ -285,10 +285,14 @@ def main() -> int:
     parser.add_argument("--isolated", type=int, default=0, help="--model: + N figures rich in isolated ones")
     parser.add_argument("--iterations", type=int, default=200, help="--model: training iterations")
     parser.add_argument("--out", type=Path, default=Path("out/bench-label"), help="--model: prediction cache")
+    parser.add_argument("--only", default="", help="--model: comma list of labelled panels (stems) to keep")
     args = parser.parse_args()
     print(f"bench_label: tap the centre of every GT particle; {hardware()}")
     if args.model:
-        run_model(args.data, model_figures(args.data, args.figures, args.isolated), args.iterations, args.out)
+        figures = model_figures(args.data, args.figures, args.isolated)
+        if args.only:
+            figures = [f for f in figures if f.train[0] in args.only.split(",")]
+        run_model(args.data, figures, args.iterations, args.out)
         print(f"(load average {os.getloadavg()[0]:.1f})")
         return 0
     dev = args.data / "emps-dev"
