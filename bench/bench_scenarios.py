@@ -307,17 +307,26 @@ def figure_series_run(figures: list[Figure], options, threshold: float, auto_sca
     return out
 
 
-def labelled_in(ann, crops: list[list[float]], suffix: str):
+def labelled_in(ann, crops: list[list[float]], suffix: str, touching: bool = False):
     """What a user sends back after labelling `crops` ([x0, y0, x1, y1]) of one more image: those crops,
-    the prediction in them replaced by the ground truth (particles whose centre lies in one)."""
+    the prediction in them replaced by the ground truth: the particles whose centre lies in one, or with
+    `touching` every particle reaching into one, as a user labelling a crop completely outlines them
+    (the trainer clips them to it; one left out would be taught as background)."""
     from annotations.model import AnnotatedImage, Crop
 
-    c, hit = centres(ann.instances), np.zeros(len(ann.instances), dtype=bool)
-    for box in crops:
-        hit |= _inside(c, tuple(box))
+    hit = np.zeros(len(ann.instances), dtype=bool)
+    if touching:
+        from shapely.geometry import Polygon, box
+
+        shapes = [Polygon(i.polygon).buffer(0) for i in ann.instances]
+        for x0, y0, x1, y1 in crops:
+            hit |= [shape.intersects(box(x0, y0, x1, y1)) for shape in shapes]
+    else:
+        for crop in crops:
+            hit |= _inside(centres(ann.instances), tuple(crop))
     truth = [i for i, k in zip(ann.instances, hit, strict=True) if k]
     return AnnotatedImage(name=ann.name + suffix, image=ann.image, instances=truth,
-                          crops=[Crop(*box) for box in crops])
+                          crops=[Crop(*c) for c in crops])
 
 
 def corrected_half(ann, pred):
@@ -345,7 +354,7 @@ def random_crops(instances: list, like: list[list[float]], width: int, height: i
 
 
 def crops_picture(ann, pred, arms: dict[str, list], path: Path) -> None:
-    """`ann` with v1's outlines (grey; red where it doubts most) and each arm's crops drawn, to look at."""
+    """`ann` with v1's outlines (yellow; red where it doubts most) and each arm's crops drawn, to look at."""
     import cv2
 
     from annotations.suggest import doubt
@@ -353,7 +362,7 @@ def crops_picture(ann, pred, arms: dict[str, list], path: Path) -> None:
     rgb = np.ascontiguousarray(ann.image[..., :3]).copy()
     weight = doubt(pred.instances)
     for inst, w in zip(pred.instances, weight, strict=True):
-        colour = (255, 0, 0) if w >= 0.5 else (160, 160, 160)
+        colour = (255, 0, 0) if w >= 0.5 else (255, 255, 0)
         cv2.polylines(rgb, [np.round(inst.polygon).astype(np.int32)], True, colour, 1)
     palette = [(0, 200, 0), (0, 120, 255), (255, 160, 0), (200, 0, 200)]
     for k, (name, crops) in enumerate(arms.items()):
@@ -378,8 +387,8 @@ class Rounds:
     figures: list[dict] = field(default_factory=list)  # name, extra, per arm: added labels, crop area, score
 
 
-def round_arms(extra, seen, arms: list[str], seeds: int) -> dict[str, tuple[object, bool]]:
-    """Per v2 name: (the labelled extra file, fine-tuned from v1?)."""
+def round_arms(extra, seen, arms: list[str], seeds: int, touching: bool) -> dict[str, tuple[object, bool]]:
+    """Per v2 name: (the labelled extra file, fine-tuned from v1?); `touching`: see `labelled_in`."""
     from annotations.suggest import suggest_crops
 
     out: dict[str, tuple[object, bool]] = {}
@@ -390,16 +399,17 @@ def round_arms(extra, seen, arms: list[str], seeds: int) -> dict[str, tuple[obje
     # the product's call (web/labeling.py image_view): v1's outlines at the threshold, n=3
     suggested = suggest_crops(seen.instances, extra.width, extra.height)
     if "suggested" in arms:
-        out[ARMS["suggested"]] = labelled_in(extra, suggested, "#suggested"), True
+        out[ARMS["suggested"]] = labelled_in(extra, suggested, "#suggested", touching), True
     if "random" in arms:
         for seed in range(seeds):
             crops = random_crops(seen.instances, suggested, extra.width, extra.height, seed)
-            out[f"{ARMS['random']} s{seed}"] = labelled_in(extra, crops, f"#random{seed}"), True
+            out[f"{ARMS['random']} s{seed}"] = labelled_in(extra, crops, f"#random{seed}", touching), True
     return out
 
 
 def correction_rounds(figures: list[Figure], options, threshold: float, tuned_iterations: int,
-                      arms: list[str], seeds: int = 2, pictures: Path | None = None) -> Rounds:
+                      arms: list[str], seeds: int = 2, pictures: Path | None = None,
+                      touching: bool = True) -> Rounds:
     """Per figure: v1 from two crops; v1 predicts the densest other panel, `extra`, which is labelled per
     arm (`round_arms`: its left half corrected, the suggested crops, random ones); v2 trains on both
     files per arm; the remaining panels are scored for each."""
@@ -418,11 +428,11 @@ def correction_rounds(figures: list[Figure], options, threshold: float, tuned_it
         with tempfile.TemporaryDirectory() as tmp:
             v1, train_s = train_bundle([source], Path(tmp) / "v1", options, f"{fig.train[0]} v1 ")
             (seen,), _ = predict_all(v1, [extra], options.device, threshold)
-            labelled = round_arms(extra, seen, arms, seeds)
+            labelled = round_arms(extra, seen, arms, seeds, touching)
             if pictures is not None:
                 crops_picture(extra, seen, {name: [[c.x0, c.y0, c.x1, c.y1] for c in a.crops]
                                             for name, (a, _) in labelled.items()},
-                              pictures / f"crops-{extra.name}.png")
+                              pictures / f"crops-{Path(extra.name).stem}.png")
             for name, (added, tuned) in [("v1", (None, False)), *labelled.items()]:
                 into = out.first if added is None else out.arms.setdefault(name, Scored())
                 bundle = v1  # also where the suggestion found nothing to doubt: nothing to label
@@ -684,6 +694,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="correction round: the v2s, comma list of scratch (left half, from scratch), "
                              "half (left half, fine-tuned from v1), suggested (annotations.suggest's crops), "
                              "random (as many crops at random); each fine-tuned except scratch")
+    parser.add_argument("--centre-rule", action="store_true",
+                        help="correction round: suggested/random crops hold only the particles centred in "
+                             "them (default: every particle reaching into them, as a complete crop)")
     parser.add_argument("--random-seeds", type=int, default=2, help="correction round: random arms' seeds")
     parser.add_argument("--tuned-iterations", type=int, default=None,
                         help="correction round: iterations of the fine-tuned v2 (default: --iterations)")
@@ -767,7 +780,7 @@ def main(argv: list[str] | None = None) -> None:
         figures = figure_series(args.data, args.figures)[:args.correction]
         rounds = correction_rounds(figures, options, args.threshold, args.tuned_iterations or iterations,
                                    [a.strip() for a in args.arms.split(",") if a.strip()], args.random_seeds,
-                                   args.out)
+                                   args.out, not args.centre_rule)
         for name, run in (("v1", rounds.first), *rounds.arms.items()):
             s = score(run.preds, run.gts)
             results[("correction round", name)] = {"model": s, "labels": run.labels, "train_s": run.train_s}
