@@ -450,10 +450,10 @@ def correction_rounds(figures: list[Figure], options, threshold: float, tuned_it
                 into.models += 1
                 n_added = 0 if added is None else len(added.instances)
                 into.labels += len(source.instances) + n_added
-                area = 0.0 if added is None else sum((c.x1 - c.x0) * (c.y1 - c.y0) for c in added.crops)
-                record["arms"][name] = {"added": n_added, "crops": 0 if added is None else len(added.crops),
-                                        "area": area / (extra.width * extra.height),
-                                        "score": score(preds, rest)}
+                boxes = [] if added is None else [[c.x0, c.y0, c.x1, c.y1] for c in added.crops]
+                area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes)
+                record["arms"][name] = {"added": n_added, "crops": boxes, "score": score(preds, rest),
+                                        "area": area / (extra.width * extra.height)}
                 print(f"    {name}: +{n_added} labels, F1 {record['arms'][name]['score']['f1']:.3f}")
         out.figures.append(record)
         print(f"  correction round {fig.name}: {len(source.instances)} labels on {fig.train[0]}, "
