@@ -38,9 +38,8 @@ def suggest_crops(instances: Sequence[Instance], width: int, height: int, n: int
     model is sure of everything)."""
     if not instances:
         return []
-    area, centre, _ = area_centroid_perimeter([i.polygon for i in instances])
-    d = 2.0 * np.sqrt(np.median(area) / np.pi)
-    side = float(np.clip(WINDOW_DS * d, MIN_SIDE, MAX_SIDE_FRACTION * min(width, height)))
+    _, centre, _ = area_centroid_perimeter([i.polygon for i in instances])
+    side = window_side(instances, width, height)
     weight = doubt(instances)
     boxes = bboxes([i.polygon for i in instances])
     chosen: list[list[float]] = []
@@ -65,6 +64,19 @@ def suggest_crops(instances: Sequence[Instance], width: int, height: int, n: int
             break
         chosen.append([round(v, 1) for v in _whole(best, boxes, centre, width, height)])
     return chosen
+
+
+def window_side(instances: Sequence[Instance], width: int, height: int) -> float:
+    """A suggested window's side before it grows: WINDOW_DS median diameters, within the limits."""
+    area, _, _ = area_centroid_perimeter([i.polygon for i in instances])
+    d = 2.0 * np.sqrt(np.median(area) / np.pi)
+    return float(np.clip(WINDOW_DS * d, MIN_SIDE, MAX_SIDE_FRACTION * min(width, height)))
+
+
+def grown(box: list[float], instances: Sequence[Instance], width: int, height: int) -> list[float]:
+    """`box` grown as a suggestion is (bench_scenarios grows its random crops the same way)."""
+    _, centre, _ = area_centroid_perimeter([i.polygon for i in instances])
+    return _whole(box, bboxes([i.polygon for i in instances]), centre, width, height)
 
 
 def _whole(box: list[float], boxes: np.ndarray, centre: np.ndarray, width: int, height: int) -> list[float]:

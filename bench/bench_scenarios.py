@@ -307,31 +307,112 @@ def figure_series_run(figures: list[Figure], options, threshold: float, auto_sca
     return out
 
 
-def corrected_half(ann, pred):
-    """What a user sends back after correcting one more image: a crop over its left half, in which the
-    prediction is replaced by the ground truth (particles whose centre lies in the crop)."""
+def labelled_in(ann, crops: list[list[float]], suffix: str, touching: bool = False):
+    """What a user sends back after labelling `crops` ([x0, y0, x1, y1]) of one more image: those crops,
+    the prediction in them replaced by the ground truth: the particles whose centre lies in one, or with
+    `touching` every particle reaching into one, as a user labelling a crop completely outlines them
+    (the trainer clips them to it; one left out would be taught as background)."""
     from annotations.model import AnnotatedImage, Crop
 
-    crop = Crop(0.0, 0.0, ann.width / 2, float(ann.height))
-    inside = _inside(centres(ann.instances), (crop.x0, crop.y0, crop.x1, crop.y1))
-    truth = [i for i, k in zip(ann.instances, inside, strict=True) if k]
-    return AnnotatedImage(name=ann.name + "#corrected", image=ann.image, instances=truth, crops=[crop])
+    hit = np.zeros(len(ann.instances), dtype=bool)
+    if touching:
+        from shapely.geometry import Polygon, box
+
+        shapes = [Polygon(i.polygon).buffer(0) for i in ann.instances]
+        for x0, y0, x1, y1 in crops:
+            hit |= [shape.intersects(box(x0, y0, x1, y1)) for shape in shapes]
+    else:
+        for crop in crops:
+            hit |= _inside(centres(ann.instances), tuple(crop))
+    truth = [i for i, k in zip(ann.instances, hit, strict=True) if k]
+    return AnnotatedImage(name=ann.name + suffix, image=ann.image, instances=truth,
+                          crops=[Crop(*c) for c in crops])
+
+
+def corrected_half(ann, pred):
+    """A user's correction of one more image: a crop over its left half (`labelled_in`)."""
+    return labelled_in(ann, [[0.0, 0.0, ann.width / 2, float(ann.height)]], "#corrected")
+
+
+def random_crops(instances: list, like: list[list[float]], width: int, height: int, seed: int) -> list:
+    """As many crops as `like` (the suggestion), placed at random: squares of the suggestion's window side
+    anywhere inside the image, grown as it grows them (annotations.suggest.grown), none overlapping."""
+    from annotations.suggest import grown, window_side
+
+    if not like:
+        return []
+    side, rng, chosen = window_side(instances, width, height), np.random.default_rng(seed), []
+    for _ in range(10_000):  # rejection sampling: a few tries each on these images
+        x0, y0 = rng.uniform(0, max(0.0, width - side)), rng.uniform(0, max(0.0, height - side))
+        box = grown([x0, y0, min(float(width), x0 + side), min(float(height), y0 + side)], instances,
+                    width, height)
+        if not any(box[0] < c[2] and c[0] < box[2] and box[1] < c[3] and c[1] < box[3] for c in chosen):
+            chosen.append([round(v, 1) for v in box])
+        if len(chosen) == len(like):
+            break
+    return chosen
+
+
+def crops_picture(ann, pred, arms: dict[str, list], path: Path) -> None:
+    """`ann` with v1's outlines (yellow; red where it doubts most) and each arm's crops drawn, to look at."""
+    import cv2
+
+    from annotations.suggest import doubt
+
+    rgb = np.ascontiguousarray(ann.image[..., :3]).copy()
+    weight = doubt(pred.instances)
+    for inst, w in zip(pred.instances, weight, strict=True):
+        colour = (255, 0, 0) if w >= 0.5 else (255, 255, 0)
+        cv2.polylines(rgb, [np.round(inst.polygon).astype(np.int32)], True, colour, 1)
+    palette = [(0, 200, 0), (0, 120, 255), (255, 160, 0), (200, 0, 200)]
+    for k, (name, crops) in enumerate(arms.items()):
+        colour = palette[k % len(palette)]
+        for x0, y0, x1, y1 in crops:
+            cv2.rectangle(rgb, (int(x0), int(y0)), (int(x1) - 1, int(y1) - 1), colour, 3)
+        cv2.putText(rgb, name, (8, 24 + 22 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 2)
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+ARMS = {"scratch": "v2 from scratch", "half": "v2 fine-tuned", "suggested": "v2 suggested",
+        "random": "v2 random"}
 
 
 @dataclass
 class Rounds:
-    """A correction round per figure: the first version, the next one trained from scratch on all the
-    labels (today's bot), the next one fine-tuned from the first; each scored on the same panels."""
+    """A correction round per figure: the first version, then one next version per arm (how the new
+    labels were chosen, how v2 was trained), each scored on the same panels; `figures` per figure."""
 
     first: Scored = field(default_factory=Scored)
-    scratch: Scored = field(default_factory=Scored)
-    tuned: Scored = field(default_factory=Scored)
-    added: int = 0
+    arms: dict[str, Scored] = field(default_factory=dict)
+    figures: list[dict] = field(default_factory=list)  # name, extra, per arm: added labels, crop area, score
 
 
-def correction_rounds(figures: list[Figure], options, threshold: float, tuned_iterations: int) -> Rounds:
-    """Per figure: v1 from two crops; v1 predicts the densest other panel, which is corrected over its
-    left half (`corrected_half`); v2 trains on both files; the remaining panels are scored for each."""
+def round_arms(extra, seen, arms: list[str], seeds: int, touching: bool) -> dict[str, tuple[object, bool]]:
+    """Per v2 name: (the labelled extra file, fine-tuned from v1?); `touching`: see `labelled_in`."""
+    from annotations.suggest import suggest_crops
+
+    out: dict[str, tuple[object, bool]] = {}
+    if "scratch" in arms:
+        out[ARMS["scratch"]] = corrected_half(extra, seen), False
+    if "half" in arms:
+        out[ARMS["half"]] = corrected_half(extra, seen), True
+    # the product's call (web/labeling.py image_view): v1's outlines at the threshold, n=3
+    suggested = suggest_crops(seen.instances, extra.width, extra.height)
+    if "suggested" in arms:
+        out[ARMS["suggested"]] = labelled_in(extra, suggested, "#suggested", touching), True
+    if "random" in arms:
+        for seed in range(seeds):
+            crops = random_crops(seen.instances, suggested, extra.width, extra.height, seed)
+            out[f"{ARMS['random']} s{seed}"] = labelled_in(extra, crops, f"#random{seed}", touching), True
+    return out
+
+
+def correction_rounds(figures: list[Figure], options, threshold: float, tuned_iterations: int,
+                      arms: list[str], seeds: int = 2, pictures: Path | None = None,
+                      touching: bool = True) -> Rounds:
+    """Per figure: v1 from two crops; v1 predicts the densest other panel, `extra`, which is labelled per
+    arm (`round_arms`: its left half corrected, the suggested crops, random ones); v2 trains on both
+    files per arm; the remaining panels are scored for each."""
     import dataclasses
     import tempfile
 
@@ -343,20 +424,22 @@ def correction_rounds(figures: list[Figure], options, threshold: float, tuned_it
         source = two_crops(ann, min(MAX_LABELS, len(ann.instances)))
         tests = sorted((load(stem, folder) for stem, folder in fig.tests), key=lambda a: -len(a.instances))
         extra, rest = tests[0], tests[1:]
+        record: dict = {"figure": fig.name, "extra": extra.name, "arms": {}}
         with tempfile.TemporaryDirectory() as tmp:
             v1, train_s = train_bundle([source], Path(tmp) / "v1", options, f"{fig.train[0]} v1 ")
             (seen,), _ = predict_all(v1, [extra], options.device, threshold)
-            corrected = corrected_half(extra, seen)
-            out.added += len(corrected.instances)
-            for into, opts, name in (
-                (out.first, None, "v1"),
-                (out.scratch, options, "v2 from scratch"),
-                (out.tuned, dataclasses.replace(options, init=str(v1), iterations=tuned_iterations),
-                 "v2 fine-tuned"),
-            ):
-                bundle = v1
-                if opts is not None:
-                    bundle, train_s = train_bundle([source, corrected], Path(tmp) / name.replace(" ", "-"),
+            labelled = round_arms(extra, seen, arms, seeds, touching)
+            if pictures is not None:
+                crops_picture(extra, seen, {name: [[c.x0, c.y0, c.x1, c.y1] for c in a.crops]
+                                            for name, (a, _) in labelled.items()},
+                              pictures / f"crops-{Path(extra.name).stem}.png")
+            for name, (added, tuned) in [("v1", (None, False)), *labelled.items()]:
+                into = out.first if added is None else out.arms.setdefault(name, Scored())
+                bundle = v1  # also where the suggestion found nothing to doubt: nothing to label
+                if added is not None and added.crops:
+                    opts = (dataclasses.replace(options, init=str(v1), iterations=tuned_iterations)
+                            if tuned else options)
+                    bundle, train_s = train_bundle([source, added], Path(tmp) / name.replace(" ", "-"),
                                                    opts, f"{fig.train[0]} {name} ")
                 preds, predict_s = predict_all(bundle, rest, options.device, threshold, auto_scale=True)
                 into.preds.extend(preds)
@@ -365,10 +448,44 @@ def correction_rounds(figures: list[Figure], options, threshold: float, tuned_it
                 into.predict_s += predict_s
                 into.megapixels += sum(a.width * a.height for a in rest) / 1e6
                 into.models += 1
-                into.labels += len(source.instances) + (len(corrected.instances) if opts else 0)
-        print(f"  correction round {fig.name}: {len(source.instances)} labels + {len(corrected.instances)} "
-              f"corrected on half of {extra.name} -> {len(rest)} panels scored")
+                n_added = 0 if added is None else len(added.instances)
+                into.labels += len(source.instances) + n_added
+                boxes = [] if added is None else [[c.x0, c.y0, c.x1, c.y1] for c in added.crops]
+                area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes)
+                record["arms"][name] = {"added": n_added, "crops": boxes, "score": score(preds, rest),
+                                        "area": area / (extra.width * extra.height)}
+                print(f"    {name}: +{n_added} labels, F1 {record['arms'][name]['score']['f1']:.3f}")
+        out.figures.append(record)
+        print(f"  correction round {fig.name}: {len(source.instances)} labels on {fig.train[0]}, "
+              f"{extra.name} labelled per arm -> {len(rest)} panels scored")
+        for line in arm_table([record]):
+            print("    " + line)
     return out
+
+
+def arm_table(records: list[dict]) -> list[str]:
+    """Per figure and arm: labels added, crop area, P/R/F1/size on the remaining panels, F1 gain over v1
+    and per 10 added labels; the random arms' mean beside them."""
+    lines = [f"{'figure':28} {'arm':18} {'added':>5} {'area':>5} {'P':>6} {'R':>6} {'F1':>6} {'size':>6} "
+             f"{'dF1':>7} {'dF1/10':>7}"]
+    for r in records:
+        first = r["arms"]["v1"]["score"]["f1"]
+        rows = dict(r["arms"])
+        randoms = [v for k, v in rows.items() if k.startswith(ARMS["random"])]
+        if len(randoms) > 1:
+            rows[f"{ARMS['random']} mean"] = {
+                "added": float(np.mean([v["added"] for v in randoms])),
+                "area": float(np.mean([v["area"] for v in randoms])),
+                "score": {k: (float(np.mean([v["score"][k] for v in randoms]))
+                              if all(v["score"][k] is not None for v in randoms) else None)
+                          for k in ("precision", "recall", "f1", "size_acc")}}
+        for name, v in rows.items():
+            s, gain = v["score"], v["score"]["f1"] - first
+            per = f"{10 * gain / v['added']:+7.4f}" if v["added"] else f"{'':>7}"
+            lines.append(f"{r['figure'][:28]:28} {name:18} {v['added']:5.0f} {v['area']:5.2f} "
+                         f"{fmt(s['precision'])} {fmt(s['recall'])} {fmt(s['f1'])} {fmt(s['size_acc'])} "
+                         f"{'' if name == 'v1' else f'{gain:+7.3f}':>7} {per}")
+    return lines
 
 
 def card_check(card: dict | None, series: dict) -> str:
@@ -572,7 +689,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenarios", default="same image,same series,figure series,other materials")
     parser.add_argument("--figures", type=int, default=5, help="figure series: how many figures (default 5)")
     parser.add_argument("--correction", type=int, default=0,
-                        help="also a correction round on this many of the figures (3 models each)")
+                        help="also a correction round on this many of the figures (v1 + one model per arm)")
+    parser.add_argument("--arms", default="scratch,half",
+                        help="correction round: the v2s, comma list of scratch (left half, from scratch), "
+                             "half (left half, fine-tuned from v1), suggested (annotations.suggest's crops), "
+                             "random (as many crops at random); each fine-tuned except scratch")
+    parser.add_argument("--centre-rule", action="store_true",
+                        help="correction round: suggested/random crops hold only the particles centred in "
+                             "them (default: every particle reaching into them, as a complete crop)")
+    parser.add_argument("--random-seeds", type=int, default=2, help="correction round: random arms' seeds")
     parser.add_argument("--tuned-iterations", type=int, default=None,
                         help="correction round: iterations of the fine-tuned v2 (default: --iterations)")
     parser.add_argument("--out", type=Path, default=Path("bench-scenarios"),
@@ -653,18 +778,30 @@ def main(argv: list[str] | None = None) -> None:
         options = TrainOptions(arch=args.arch, iterations=iterations, device=args.device, holdout=False,
                                init="random", copy_paste=args.copy_paste)
         figures = figure_series(args.data, args.figures)[:args.correction]
-        rounds = correction_rounds(figures, options, args.threshold, args.tuned_iterations or iterations)
-        for name, run in (("v1", rounds.first), ("v2 from scratch", rounds.scratch),
-                          ("v2 fine-tuned", rounds.tuned)):
+        rounds = correction_rounds(figures, options, args.threshold, args.tuned_iterations or iterations,
+                                   [a.strip() for a in args.arms.split(",") if a.strip()], args.random_seeds,
+                                   args.out, not args.centre_rule)
+        for name, run in (("v1", rounds.first), *rounds.arms.items()):
             s = score(run.preds, run.gts)
             results[("correction round", name)] = {"model": s, "labels": run.labels, "train_s": run.train_s}
-            budget = args.tuned_iterations or iterations if name == "v2 fine-tuned" else iterations
+            budget = iterations if name in ("v1", ARMS["scratch"]) else args.tuned_iterations or iterations
             rows.append(table_row("correction" if name == "v1" else "", name, s, run, budget))
             dump(run, args.out / f"correction-{name.replace(' ', '-')}.pkl")
+        pooled = {"figure": "pooled", "arms": {
+            name: {"added": sum(r["arms"][name]["added"] for r in rounds.figures),
+                   "area": float(np.mean([r["arms"][name]["area"] for r in rounds.figures])),
+                   "score": results[("correction round", name)]["model"]}
+            for name in rounds.figures[0]["arms"]}} if rounds.figures else None
+        arm_rows = arm_table(rounds.figures + ([pooled] if pooled else []))
+        results[("correction round", "per figure")] = rounds.figures
     print()
     print(HEADER)
     for line in rows:
         print(line)
+    if args.correction:
+        print("\ncorrection round per arm (area: crops' share of the extra panel; dF1: over v1)")
+        for line in arm_rows:
+            print(line)
     if sweep_rows:
         print("\n" + SWEEP_HEADER)
         for line in sweep_rows:

@@ -127,3 +127,19 @@ def test_suggested_crops_go_where_the_model_doubts():
             assert a is b or not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
     sure = [Instance("particle", ellipse(30 + 60 * k, 30, 10, 10), 1.0) for k in range(5)]
     assert suggest_crops(sure, 400, 100) == []  # nothing to doubt: no suggestion
+
+
+def test_a_window_grows_to_hold_whole_the_outlines_it_centres():
+    from annotations.model import Instance
+    from annotations.suggest import grown, window_side
+    from tests.webapp_helpers import ellipse
+
+    found = [Instance("particle", ellipse(50 + 40 * k, 100, 10, 10), 0.9) for k in range(8)]
+    found.append(Instance("particle", ellipse(150, 300, 60, 30), 0.5))  # a merged blob, wider than a window
+    side = window_side(found, 400, 400)
+    assert 64 <= side <= 200  # 6 median diameters (20 px), at least 64 px, at most half the image
+    box = grown([130.0, 280.0, 130.0 + side, 280.0 + side], found, 400, 400)
+    assert box[0] < 90 and box[2] > 210 and box[1] < 270  # the blob (centre inside) is held whole
+    assert box[3] == 280.0 + side  # no outline below pushed it further
+    assert grown([300.0, 300.0, 364.0, 364.0], found, 400, 400) == [300.0, 300.0, 364.0, 364.0]  # none held
+    assert grown([0.0, 0.0, 390.0, 390.0], found, 400, 400)[2] <= 400  # never past the image
