@@ -325,7 +325,7 @@ MESSAGES: dict[str, Text] = {
     "btn_review": N_("Review"),
     "btn_label": N_("Label"),
     "btn_label_named": N_("Label {name}"),
-    "btn_label_suggest": N_("Label where it helps most"),
+    "btn_label_suggest": N_("Label where the model is least sure"),
     "no_model_label": N_(
         "This is an image, but you have no model yet. Label it right here: press Label, draw crop "
         "rectangles and tap every particle inside them, then Save and Train now. (Or send a LabelMe "

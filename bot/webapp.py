@@ -46,7 +46,7 @@ def result_markup(
     settings: Settings, lang: str, result_id: int, image_upload_id: int | None
 ) -> InlineKeyboardMarkup | None:
     """Review, and Label (to add crops of this image to the training data) when its image is kept,
-    with "Label where it helps most" below (the page opens with crops where the model doubts)."""
+    with "Label where the model is least sure" below (the page opens with crops where the model doubts)."""
     buttons = [review_button(settings, t(lang, "btn_review"), result_id)]
     if image_upload_id is not None:
         buttons.append(label_button(settings, t(lang, "btn_label"), image_upload_id))

@@ -93,7 +93,7 @@ def test_label_buttons_under_a_kept_image_result_and_in_label(settings, api, tmp
             {"text": "Проверить", "web_app": {"url": f"{URL}/?result={scene.result_id}"}},
             {"text": "Разметить", "web_app": {"url": f"{URL}/?image={image_id}"}},
         ],
-        [{"text": "Разметить, где это полезнее всего",
+        [{"text": "Разметить, где модель сомневается",
           "web_app": {"url": f"{URL}/?image={image_id}&suggest=1"}}],
     ]
     assert _markup(listed)["inline_keyboard"] == [

@@ -482,7 +482,7 @@ def test_label_an_image_on_a_phone_then_train(stack, tmp_path) -> None:
 
 @pytest.mark.slow
 def test_label_where_it_helps_most_on_a_desktop_in_russian(stack, tmp_path) -> None:
-    """A result's image opened from "Label where it helps most": the suggested crops around the
+    """A result's image opened from "Label where the model is least sure": the suggested crops around the
     model's least sure outlines, its outlines dashed; a click accepts one; Russian texts and plurals."""
     from tests.webapp_helpers import stored_image
 
@@ -490,7 +490,7 @@ def test_label_where_it_helps_most_on_a_desktop_in_russian(stack, tmp_path) -> N
     scene = stored_result(bs, tmp_path, BOB.id, language="ru", username="bob")
     image_id = stored_image(bs, scene)
     (review, label), (suggest,) = _result_buttons(api, bs, scene, BOB)
-    assert suggest["text"] == "Разметить, где это полезнее всего"
+    assert suggest["text"] == "Разметить, где модель сомневается"
     driver = _browser(phone=False)
     try:
         _open(driver, suggest["web_app"]["url"], init_data(bs.token, BOB.id, language="ru", username="bob"))

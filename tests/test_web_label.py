@@ -56,7 +56,7 @@ def test_tap_save_reopen_and_save_again(fresh) -> None:
         assert view["crops"] == [] and view["objects"] == []
         assert len(view["proposals"]) == len(alice.instances)  # the model's outlines of this image
         assert len(view["blobs"]) >= 10  # particle-like spots, for the "missed one?" warning
-        # "Label where it helps most": the first crop holds the model's most doubtful outline (0.38)
+        # "Label where the model is least sure": the first crop holds the model's most doubtful outline (0.38)
         x0, y0, x1, y1 = view["suggested"][0]
         least_sure = min(view["proposals"], key=lambda o: abs(o["score"] - 0.5))
         lx, ly = np.mean(least_sure["points"], axis=0)

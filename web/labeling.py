@@ -147,7 +147,7 @@ def image_view(settings: Settings, store: FileStore, user_id: int, upload_id: in
         "proposals": proposals,
         "classes": classes,
         "blobs": blobs(rgb),
-        # "Label where it helps most": crops around the model's least certain outlines
+        # "Label where the model is least sure": crops around the model's least certain outlines
         "suggested": suggest_crops(model, rgb.shape[1], rgb.shape[0]),
     }
 

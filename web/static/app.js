@@ -953,7 +953,7 @@
     S.objects = view.objects.map((o) => fresh(o, false)).concat(view.proposals.map((o) => fresh(o, true)).filter(open));
     S.showIds = false; // new outlines have no ids worth reading; the counts are per crop
     const suggest = new URLSearchParams(location.search).get("suggest") === "1";
-    if (suggest && !S.crops.length && view.suggested.length) { // "Label where it helps most"
+    if (suggest && !S.crops.length && view.suggested.length) { // "Label where the model is least sure"
       S.crops = view.suggested.map(([x0, y0, x1, y1]) => ({ key: "c" + S.nextCrop++, x0, y0, x1, y1 }));
       status(t("suggested", { n: S.crops.length }), "ok");
     }
