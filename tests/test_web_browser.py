@@ -556,12 +556,13 @@ def test_label_where_it_helps_most_on_a_desktop_in_russian(stack, tmp_path) -> N
 
 FALSE_POSITIVE = (123.0, 85.0, 10.0)  # x, y, r: the model's outline on an empty spot
 MISSED = (123.0, 170.0, 12.0)  # a particle the model did not find
+BLOB = 8  # the scene's particle the model outlines as a blob twice its diameter (a young model's)
 
 
 def _model_scene(bs, tmp_path: Path):
-    """Alice's model v1 recognised her image: the scene's 13 outlines plus one on an empty spot (a
-    false positive), and no outline on one particle (missed). (the image upload's id, the result's
-    LabelMe sha256)"""
+    """Alice's model v1 recognised her image: the scene's 13 outlines (particle BLOB's twice its
+    diameter) plus one on an empty spot (a false positive), and no outline on one particle (missed).
+    (the image upload's id, the result's LabelMe sha256)"""
     from PIL import Image
 
     from annotations.model import Instance
@@ -573,7 +574,11 @@ def _model_scene(bs, tmp_path: Path):
     fx, fy, fr = FALSE_POSITIVE
     mx, my, mr = MISSED
     picture = scene_image([*scene.instances, Instance("particle", ellipse(mx, my, mr, mr), None)])
-    model = [*scene.instances, Instance("particle", ellipse(fx, fy, fr, fr), 0.41)]
+    particle = scene.instances[BLOB].polygon
+    (bx, by), d = particle.mean(axis=0), float(np.ptp(particle[:, 0]))
+    blob = Instance("particle", ellipse(bx, by, d, d), 0.99)  # radius = the particle's diameter
+    model = [*scene.instances[:BLOB], blob, *scene.instances[BLOB + 1 :]]
+    model.append(Instance("particle", ellipse(fx, fy, fr, fr), 0.41))
     written = write_outputs(tmp_path / "v1", "cells", picture, model, image_name="cells.png")
     buffer = io.BytesIO()
     Image.fromarray(picture).save(buffer, format="PNG")
@@ -595,6 +600,11 @@ def _model_scene(bs, tmp_path: Path):
         return scene, upload.id, labelme
 
 
+def _shown_d(driver) -> float:
+    """The selected outline's D, as the selection bar says it ("#8 · D 36 px · 0.99")."""
+    return float(_text(driver, "sel-info").split(" · D ")[1].split()[0])
+
+
 def _warned(driver, n: int) -> bool:
     return f"{n} model proposal{'' if n == 1 else 's'} to accept" in _text(driver, "warnings")
 
@@ -603,7 +613,8 @@ def _warned(driver, n: int) -> bool:
 def test_label_with_the_models_outlines_on_a_phone(stack, tmp_path) -> None:
     """Her model's outlines while labelling on a phone: drawn in the crops, where a tap selects one
     and ✓ or ✗ decides it (✗ on the model's outline of an empty spot); outside the crops a tap takes
-    the model's outline there, and where the model has none the contrast proposer answers."""
+    the model's outline there (her model's blob over a particle: "↻ Other outline" swaps it for the
+    contrast proposer's, one undoable step), and where the model has none the proposer answers."""
     from annotations.geometry import polygon_area
     from annotations.labelme import read_labelme
 
@@ -613,6 +624,7 @@ def test_label_with_the_models_outlines_on_a_phone(stack, tmp_path) -> None:
     stored = read_labelme(store.read_bytes(labelme), name="result.json").instances
     top = [inst.polygon.mean(axis=0) for inst in scene.instances[:5]]
     seventh = scene.instances[7].polygon.mean(axis=0)  # bottom row, outside the first crop
+    blob = scene.instances[BLOB].polygon.mean(axis=0)
     fx, fy, _ = FALSE_POSITIVE
     driver = _browser(phone=True)
     try:
@@ -652,14 +664,32 @@ def test_label_with_the_models_outlines_on_a_phone(stack, tmp_path) -> None:
         _tap_and_wait(driver, seventh[0] + 2, seventh[1] - 1)
         assert _text(driver, "save") == "Save labels (6 objects)"
         assert _text(driver, "status").startswith("Your model's outline.")
-        # where the model has no outline, the contrast threshold outlines the particle it missed
-        _tap_and_wait(driver, MISSED[0] + 2, MISSED[1] - 1)
+        assert not driver.find_element("id", "sel-other").is_displayed()  # the proposer agrees there
+        # the model's blob over a particle: the proposer's outline differs, one button swaps them
+        _tap_and_wait(driver, blob[0] + 2, blob[1] - 1)
         assert _text(driver, "save") == "Save labels (7 objects)"
-        # crop 2: the bottom row with both; its other four model outlines accepted at once
+        assert _text(driver, "status").startswith("Your model's outline; the contrast outline differs")
+        assert _text(driver, "sel-other") == "↻ Other outline"
+        d_model = _shown_d(driver)
+        driver.execute_script("window.scrollTo(0, 0)")
+        _keep(driver, tmp_path, "webapp-label-other-phone.png")
+        _click(driver, "sel-other")
+        assert _text(driver, "status").startswith("Contrast outline")
+        assert 1.7 < d_model / _shown_d(driver) < 2.3 and _text(driver, "save") == "Save labels (7 objects)"
+        _click(driver, "undo")  # the swap is one step
+        assert _shown_d(driver) == d_model
+        _click(driver, "redo")
+        assert 1.7 < d_model / _shown_d(driver) < 2.3
+        # where the model has no outline, the contrast threshold outlines the particle it missed
+        driver.execute_script("window.scrollTo(0, 0)")
+        _tap_and_wait(driver, MISSED[0] + 2, MISSED[1] - 1)
+        assert _text(driver, "save") == "Save labels (8 objects)"
+        assert not driver.find_element("id", "sel-other").is_displayed()  # no model outline to swap
+        # crop 2: the bottom row with both; its other three model outlines accepted at once
         _click(driver, "mode-crop")
         driver.execute_script("window.scrollTo(0, 0)")
         _drag(driver, (4, 100), (316, 190))
-        assert _warned(driver, 4)
+        assert _warned(driver, 3)
         _click(driver, "accept-all")
         _click(driver, "save")
         _until(lambda: "Saved" in _text(driver, "status"), "the save")
@@ -690,3 +720,8 @@ def test_label_with_the_models_outlines_on_a_phone(stack, tmp_path) -> None:
     assert np.hypot(*(drawn.mean(axis=0) - (mx, my))) < 3
     assert abs(polygon_area(drawn) / (np.pi * mr * mr) - 1) < 0.2
     assert np.hypot(*(at(mx, my, [i.polygon for i in stored]).mean(axis=0) - (mx, my))) > 20
+    # the blob swapped for the proposer's outline: the particle's area, saved
+    particle = scene.instances[BLOB].polygon
+    swapped = at(*blob, [i.polygon for i in ann.instances])
+    assert abs(polygon_area(swapped) / polygon_area(particle) - 1) < 0.2
+    assert polygon_area(at(*blob, [i.polygon for i in stored])) > 3 * polygon_area(particle)

@@ -11,6 +11,8 @@
   const TAP_SLOP = 8; // CSS px a finger may move and still tap
   const CLOSE_RADIUS = 16; // CSS px around the first point that closes a polygon
   const TABLE_ROWS = 400;
+  const OTHER_IOU = 0.6; // the model's and the proposer's outlines of a tap agree above this
+  const IOU_GRID = 64; // samples per side for iou()
   const $ = (id) => document.getElementById(id);
 
   // ---- Telegram without telegram-web-app.js -------------------------------------------------
@@ -140,6 +142,23 @@
     for (const [x, y] of points) { x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x); y1 = Math.max(y1, y); }
     return [x0, y0, x1, y1];
   }
+  function iou(a, b) {
+    // Intersection over union of two polygons, sampled on a grid over both boxes: enough to tell a
+    // clear disagreement (IoU < OTHER_IOU) from two tracings of one particle.
+    const [ax0, ay0, ax1, ay1] = bbox(a), [bx0, by0, bx1, by1] = bbox(b);
+    const x0 = Math.min(ax0, bx0), y0 = Math.min(ay0, by0);
+    const sx = (Math.max(ax1, bx1) - x0) / IOU_GRID, sy = (Math.max(ay1, by1) - y0) / IOU_GRID;
+    let both = 0, either = 0;
+    for (let i = 0; i < IOU_GRID; i++) {
+      for (let j = 0; j < IOU_GRID; j++) {
+        const x = x0 + (i + 0.5) * sx, y = y0 + (j + 0.5) * sy;
+        const inA = inside(a, x, y), inB = inside(b, x, y);
+        if (inA && inB) both += 1;
+        if (inA || inB) either += 1;
+      }
+    }
+    return either ? both / either : 0;
+  }
   function circlePoints(cx, cy, r, n = 40) {
     const out = [];
     for (let k = 0; k < n; k++) out.push([cx + r * Math.cos((2 * Math.PI * k) / n), cy + r * Math.sin((2 * Math.PI * k) / n)]);
@@ -159,6 +178,7 @@
   const S = {
     resultId: null, result: null, image: null, original: 0,
     imageId: null, labelling: false, crops: [], nextCrop: 1, blobs: [], sliding: null, proposing: false,
+    others: new Map(), // object key -> {model, contrast}: the two outlines of a tap where they disagree
     objects: [], undo: [], redo: [], selected: null, nextNew: 1,
     classes: [], newClass: "particle", minScore: 0, showIds: true, mode: "select",
     draft: [], circle: null, view: { scale: 1, tx: 0, ty: 0 }, sort: { key: "num", dir: 1 },
@@ -486,23 +506,49 @@
     if (hidden) { // her model has an outline here: it beats the contrast threshold
       accept([hidden.key], hidden.key);
       status(t("modelOutline"), "ok");
+      await offerOther(hidden, ix, iy);
       return;
     }
     if (S.proposing) return;
     S.proposing = true;
     status("");
     try {
-      const response = await api(`/api/images/${S.imageId}/propose`, {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ x: ix, y: iy }),
-      });
-      const found = await response.json();
-      if (found.points) addObject({ shape: "polygon", points: found.points, base: found.points, factor: 1 });
+      const found = await propose(ix, iy);
+      if (found) addObject({ shape: "polygon", points: found, base: found, factor: 1 });
       else status(t("noOutline"), "error");
     } catch (error) {
       status(error.message, "error");
     } finally {
       S.proposing = false;
     }
+  }
+  async function propose(ix, iy) {
+    // The contrast proposer's outline around a tap (the server's annotations.proposer), or null.
+    const response = await api(`/api/images/${S.imageId}/propose`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ x: ix, y: iy }),
+    });
+    return (await response.json()).points || null;
+  }
+  async function offerOther(taken, ix, iy) {
+    // A young model may draw a blob over several particles or half of one, where the proposer is
+    // right (docs/benchmarks.md, issue 28): where the two disagree clearly, she may swap them.
+    let found = null;
+    try { found = await propose(ix, iy); } catch (error) { return; } // the model's outline stands
+    if (!found || iou(taken.points, found) >= OTHER_IOU) return;
+    S.others.set(taken.key, { model: taken.points, contrast: found });
+    if (S.selected === taken.key) status(t("showingModel"), "ok");
+    renderControls();
+  }
+  function swapOutline() {
+    // One undoable step; the outline she did not pick stays offered until she deletes the object.
+    const sel = S.objects.find((o) => o.key === S.selected);
+    const pair = sel && S.others.get(sel.key);
+    if (!pair) return;
+    const to = sel.outline === "contrast" ? "model" : "contrast";
+    commit(S.objects.map((o) => (o.key === sel.key ? makeObject(Object.assign({}, o, {
+      points: pair[to], base: pair[to], factor: 1, area: undefined, d: undefined, outline: to,
+    })) : o)));
+    status(t(to === "contrast" ? "showingContrast" : "showingModel"), "ok");
   }
   function accept(keys, selected) {
     // The model's outlines become hers, in the model's class (one undoable step); Size works on them.
@@ -616,6 +662,7 @@
     const sel = S.objects.find((o) => o.key === S.selected);
     $("selbar").hidden = !sel;
     $("verdict").hidden = !(sel && sel.proposal);
+    otherButton.hidden = !(sel && !sel.proposal && S.others.has(sel.key));
     if (sel) {
       const name = sel.proposal ? t("modelProposal") : sel.id !== null ? "#" + sel.id : t("newObject") + " +" + sel.newNo;
       $("sel-info").textContent = `${name} · D ${fmt(dOf(sel))} ${unit()}` + (sel.score !== null ? ` · ${sel.score.toFixed(2)}` : "");
@@ -623,6 +670,7 @@
       $("sel-size-row").hidden = !sel.base;
       if (sel.base) $("sel-size").value = String(sel.factor);
       $("sel-delete").hidden = Boolean(sel.proposal); // ✓ / ✗ below instead
+      otherButton.textContent = t("otherOutline");
       $("verdict-yes").textContent = "✓ " + sel.label; // "yes, a particle there": the class names it
     }
     fillClassSelect($("new-class"), S.newClass);
@@ -637,6 +685,10 @@
     $("dirty").hidden = !S.dirty;
   }
 
+  // "↻ Other outline" lives beside Delete; made here so the page's HTML stays as it is
+  const otherButton = document.createElement("button");
+  Object.assign(otherButton, { type: "button", id: "sel-other", hidden: true, onclick: swapOutline });
+  $("selbar").insertBefore(otherButton, $("sel-delete"));
   $("mode-select").onclick = () => setMode("select");
   $("mode-crop").onclick = () => setMode("crop");
   $("mode-tap").onclick = () => setMode("tap");
