@@ -35,6 +35,10 @@ from storage.notices import JobCancelledNotice, JobFailedNotice, NoticePayload, 
 log = logging.getLogger(__name__)
 
 _LOCK_KEY = 0x5E6B0707  # PostgreSQL advisory lock serializing claims, finishes and sweeps
+# A holder of that lock that stops answering inside its transaction (a frozen process or VM: its TCP
+# connection stays up) would stall every claim of every host; PostgreSQL ends its session after this
+# long idle in the transaction, which releases the lock. The locked sections are a few short queries.
+LOCK_IDLE_TIMEOUT_S = 30
 ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
 
 
@@ -233,12 +237,15 @@ def queue_position(session: Session, job: Job) -> int | None:
 def locked_session(db: Db) -> Iterator[Session]:
     """A session whose transaction is serialized with every other claim/finish/sweep; commits on
     success. SQLite: BEGIN IMMEDIATE (takes the write lock first, no stale snapshot);
-    PostgreSQL: pg_advisory_xact_lock (released at commit)."""
+    PostgreSQL: pg_advisory_xact_lock (released at commit; or when the holder idles in it for
+    LOCK_IDLE_TIMEOUT_S, which ends its session)."""
     with session_scope(db) as session:
         connection = session.connection()
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         else:
+            idle = f"{int(LOCK_IDLE_TIMEOUT_S * 1000)}ms"
+            connection.exec_driver_sql(f"SET LOCAL idle_in_transaction_session_timeout = '{idle}'")
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         yield session
 

@@ -317,3 +317,38 @@ def test_a_stored_row_the_worker_cannot_read_fails_its_job_with_a_message(sessio
     assert failed.state == "failed" and failed.started_at is not None
     assert "settings cannot be read" in failed.error and "seconds" in failed.error
     assert session.scalar(select(Notice.kind).where(Notice.job_id == broken.id)) == "job_failed"
+
+
+def test_a_frozen_holder_of_the_queue_lock_does_not_stall_the_other_hosts(postgres_url, monkeypatch) -> None:
+    """A worker frozen inside its locked transaction (a stopped process, a paused VM: its connection
+    stays up) held the advisory lock for as long as it stayed frozen, and every claim, finish and sweep
+    of every host waited behind it. PostgreSQL now ends a session idle that long in that transaction."""
+    import threading
+    import time
+
+    from jobqueue import store
+    from storage.migrate import upgrade
+
+    upgrade(postgres_url)
+    monkeypatch.setattr(store, "LOCK_IDLE_TIMEOUT_S", 1.5, raising=False)
+    db = session_factory(postgres_url)
+    held, release = threading.Event(), threading.Event()
+
+    def frozen() -> None:
+        try:
+            with store.locked_session(db):
+                held.set()
+                release.wait(30)  # takes the lock, then answers nothing
+        except Exception:  # noqa: BLE001 - its session was ended: what a frozen worker finds on waking
+            pass
+
+    thread = threading.Thread(target=frozen, daemon=True)
+    thread.start()
+    assert held.wait(10)
+    started = time.monotonic()
+    with store.locked_session(db) as session:  # another host's sweep or claim
+        session.scalar(select(func.count()).select_from(Job))
+    waited = time.monotonic() - started
+    release.set()
+    thread.join(10)
+    assert 1.0 <= waited < 15, waited  # it waited for the timeout, not for the frozen one to wake
