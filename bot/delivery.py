@@ -385,7 +385,10 @@ def _progress_rows(session) -> list[dict[str, Any]]:
                     lang or "en",
                     queue_position(session, job) if waiting else None,
                     wait_ahead(session, job, rates) if waiting else None,
-                    None if waiting or job.eta_s else remaining_s(session, job, rates),
+                    # the queue's estimate only while running without an ETA of its own (not for
+                    # the finished jobs listed here for 10 min: their text has no ETA)
+                    remaining_s(session, job, rates) if job.state == JobState.RUNNING and not job.eta_s
+                    else None,
                 ),
             }
         )
@@ -413,12 +416,8 @@ def progress_text(
             stage += " " + t(lang, "queued_wait", minutes=max(1, round(wait.seconds / 60)), ahead=wait.ahead)
         return t(lang, "progress", job=job.id, kind=job.kind, stage=stage, pct=0, loss="", eta="")
     loss = (job.result or {}).get("loss") if isinstance(job.result, dict) else None
-    if job.eta_s:
-        eta = f", ETA {int(job.eta_s) // 60}:{int(job.eta_s) % 60:02d}"
-    elif estimate_s:
-        eta = f", ETA ~{int(estimate_s) // 60}:{int(estimate_s) % 60:02d}"
-    else:
-        eta = ""
+    left, mark = (job.eta_s, "") if job.eta_s else (estimate_s, "~")
+    eta = f", ETA {mark}{int(left) // 60}:{int(left) % 60:02d}" if left else ""
     return t(
         lang,
         "progress",
