@@ -27,6 +27,17 @@ def default_data_dir() -> Path:
     return Path(base) / "segbot"
 
 
+# The base model the repository ships (models/base-tiny: half-precision weights and a MANIFEST.json
+# naming its data, command and commit): every `init auto` training of its preset starts from it.
+SHIPPED_BASE_MODEL = Path(__file__).resolve().parent.parent / "models" / "base-tiny"
+NO_BASE_MODEL = ("none", "off", "random")  # SEGBOT_BASE_MODEL values that turn the base model off
+
+
+def shipped_base_model() -> Path | None:
+    """The repository's base model when it is there (a checkout without it trains from random)."""
+    return SHIPPED_BASE_MODEL if (SHIPPED_BASE_MODEL / "bundle.json").is_file() else None
+
+
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
@@ -77,7 +88,9 @@ class Settings(BaseSettings):
     retention_days: float = Field(30, gt=0, validation_alias=_env("SEGBOT_RETENTION_DAYS"))
     # Models
     coco_weights: Path | None = Field(None, validation_alias=_env("SEGBOT_COCO_WEIGHTS"))
-    base_model: Path | None = Field(None, validation_alias=_env("SEGBOT_BASE_MODEL"))
+    # Unset or empty: the shipped base model; "none": no base model (init auto = random weights).
+    base_model: Path | None = Field(default_factory=shipped_base_model,
+                                    validation_alias=_env("SEGBOT_BASE_MODEL"))
     # Logging
     log_json: bool = Field(False, validation_alias=_env("SEGBOT_LOG_JSON"))
     log_level: str = Field("INFO", validation_alias=_env("SEGBOT_LOG_LEVEL"))
@@ -103,6 +116,15 @@ class Settings(BaseSettings):
         if value == "cpu" or value == "cuda" or (value.startswith("cuda:") and value[5:].isdigit()):
             return value
         raise ValueError("must be 'cpu', 'cuda' or 'cuda:N'")
+
+    @field_validator("base_model", mode="before")
+    @classmethod
+    def _base_model(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in NO_BASE_MODEL:
+            return None
+        if isinstance(value, str) and not value.strip():
+            return shipped_base_model()
+        return value
 
     @field_validator("telegram_api_base_url", "telegram_api_base_file_url")
     @classmethod

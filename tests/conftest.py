@@ -41,6 +41,8 @@ def settings(data_dir: Path, monkeypatch: pytest.MonkeyPatch):
                  "SEGBOT_COCO_WEIGHTS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SEGBOT_DATA_DIR", str(data_dir))
+    # Tests train tiny models from random weights unless they ask for the shipped base model.
+    monkeypatch.setenv("SEGBOT_BASE_MODEL", "none")
     monkeypatch.chdir(data_dir)  # no stray .env from the developer's checkout
     settings_module.get_settings.cache_clear()
     current = settings_module.get_settings()

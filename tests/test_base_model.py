@@ -102,7 +102,19 @@ def test_cli_builds_a_base_model_that_user_training_starts_from(tmp_path, settin
     missing = CliRunner().invoke(main, ["train", str(src), "--out", str(tmp_path / "m0"), "--init", "base",
                                         "--iterations", "1"])
     assert missing.exit_code != 0 and "SEGBOT_BASE_MODEL" in missing.output
-    monkeypatch.setenv("SEGBOT_BASE_MODEL", str(base))
+    # Shipped as the repository ships its own: float16 weights the manifest vouches for.
+    shipped = tmp_path / "shipped"
+    run = CliRunner().invoke(main, ["weights", "ship", str(base), "--out", str(shipped)])
+    assert run.exit_code == 0, run.output
+    manifest = json.loads((shipped / "MANIFEST.json").read_text())
+    assert manifest["dtype"] == "float16" and manifest["images"] == 3 and manifest["synthetic"] == 1
+    command = manifest["command"]
+    assert command.startswith("segbot weights base --out") and "--exclude c" in command, command
+    fp32, fp16 = (base / "weights.pt").stat().st_size, (shipped / "weights.pt").stat().st_size
+    assert 0.45 < fp16 / fp32 < 0.55
+    check = CliRunner().invoke(main, ["weights", "check", str(shipped)])
+    assert check.exit_code == 0 and "sha256 matches its manifest" in check.output, check.output
+    monkeypatch.setenv("SEGBOT_BASE_MODEL", str(shipped))
     get_settings.cache_clear()
     # --init is left at 'auto': a configured base model of the same preset is used.
     run = CliRunner().invoke(main, ["train", str(src), "--out", str(tmp_path / "m"), "--iterations", "2"])

@@ -49,6 +49,7 @@ FAST = {
     "SEGBOT_TRAIN_THREADS": "1",
     "SEGBOT_MAX_JOBS_PER_USER": "20",
     "SEGBOT_DB_RETRY_S": "20",
+    "SEGBOT_BASE_MODEL": "none",  # tiny trainings from random weights, as timed in docs/benchmarks.md
 }
 DROP = ("DATABASE_URL", "SEGBOT_BROKER_URL", "BROKER_URL", "TELEGRAM_BOT_TOKEN", "SEGBOT_BASE_MODEL",
         "SEGBOT_COCO_WEIGHTS", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -170,10 +171,17 @@ def fetch(arch: str, dest: Path | None, url: str | None, sha256: str | None) -> 
 def check(path: Path) -> None:
     """Check that a weights file or model bundle loads safely (tensors only)."""
     from segmodel.bundle import WEIGHTS, BundleError, load_state_dict, read_meta
+    from trainer.ship import MANIFEST, verify_shipped
 
     try:
         if path.is_dir():
             meta = read_meta(path)
+            if (path / MANIFEST).is_file():
+                manifest = verify_shipped(path)
+                command = str(manifest.get("command"))
+                command = command if len(command) < 100 else command[:97] + "..."
+                click.echo(f"shipped base model: sha256 matches its manifest ({manifest['dtype']}, "
+                           f"{manifest['images']} images, built by: {command})")
             state = load_state_dict(path / WEIGHTS)
             click.echo(f"model bundle: {meta.get('arch')} classes {', '.join(meta['classes'])}, "
                        f"{len(state)} tensors")
@@ -218,6 +226,66 @@ def base(out_dir: Path, datasets: tuple[Path, ...], synthetic: int, exclude: tup
         result = build_base_model(sources, out_dir, options, progress=ProgressLine())
     except (OptionsError, BundleError, FloatingPointError) as error:
         raise click.ClickException(str(error)) from None
+    words = ["weights", "base", "--out", str(out_dir), *[w for d in datasets for w in ("--dataset", str(d))],
+             "--synthetic", str(synthetic), *[w for x in exclude for w in ("--exclude", x)], "--arch", arch,
+             "--iterations", str(iterations), "--seed", str(seed)]
+    (result.bundle_dir / BUILD).write_text(json.dumps(build_provenance(words), indent=1) + "\n",
+                                           encoding="utf-8")
     click.echo(f"base model saved to {result.bundle_dir} ({result.iterations} iterations in "
                f"{_clock(result.seconds)}, final loss {result.metrics.get('final_loss', 0):.3f})")
     click.echo(f"use it with: SEGBOT_BASE_MODEL={result.bundle_dir} segbot train ... --init base")
+    click.echo(f"or ship it: segbot weights ship {result.bundle_dir} --out models/base-tiny")
+
+
+BUILD = "BUILD.json"  # beside a base bundle: the command, commit and machine that built it
+
+
+def build_provenance(words: list[str]) -> dict:
+    """What built a base model: its command line (`words` after `segbot`), the code's commit, the machine."""
+    import os
+    import platform
+    import shlex
+    import subprocess
+
+    import torch
+
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        commit = None
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return {"command": "segbot " + shlex.join(words), "commit": commit,
+            "hardware": f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}"}
+
+
+@weights.command("ship")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="New (or empty) folder, e.g. models/base-tiny (what a fresh clone trains from).")
+@click.option("--command", "command", default=None,
+              help="The command that built BUNDLE (default: its BUILD.json).")
+@click.option("--commit", default=None, help="The commit that built BUNDLE (default: its BUILD.json).")
+@user_errors
+def ship(bundle: Path, out_dir: Path, command: str | None, commit: str | None) -> None:
+    """Write a base model bundle as the repository ships it: float16 weights and MANIFEST.json."""
+    from segmodel.bundle import BundleError
+    from trainer.ship import ship_base_model
+
+    build = bundle / BUILD
+    provenance = json.loads(build.read_text(encoding="utf-8")) if build.is_file() else {}
+    provenance.update({k: v for k, v in (("command", command), ("commit", commit)) if v})
+    try:
+        manifest = ship_base_model(bundle, out_dir, provenance)
+    except BundleError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"shipped base model: {out_dir} ({manifest['bytes'] / 1e6:.1f} MB float16, sha256 "
+               f"{manifest['sha256'][:16]}..., {manifest['images']} images, "
+               f"{manifest['iterations']} iterations)")
