@@ -137,6 +137,8 @@ def test_auto_init_uses_a_base_model_of_the_same_preset_only(tmp_path):
     configured = WeightPaths(base_model=bundle)
     assert resolve_init("auto", "tiny", configured) == "base"
     assert resolve_init("auto", "x101", configured) == "random"  # a tiny base cannot start an x101 model
+    assert resolve_init("auto", "tiny", configured, n_classes=2) == "random"  # the class heads would not fit
+    assert resolve_init("base", "tiny", configured, n_classes=2) == "base"  # asked for: all but the heads
     assert resolve_init("random", "tiny", configured) == "random"
     assert resolve_init("coco", "r50", configured) == "coco"
     (bundle / "bundle.json").write_text("{broken")

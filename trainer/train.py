@@ -294,7 +294,7 @@ def _build_net(options: TrainOptions, plan: _Plan, weights: WeightPaths) -> _Net
     from segmodel import fast_ops
     from segmodel.config import build_model_config, default_lr
 
-    init = resolve_init(options.init, options.arch, weights)
+    init = resolve_init(options.init, options.arch, weights, len(plan.classes))
     pretrained = init != "random"
     model_cfg = build_model_config(options.arch, len(plan.classes), plan.stats, plan.rescale,
                                    options.crop_size, pretrained_backbone=init == "coco",

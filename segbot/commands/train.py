@@ -104,8 +104,9 @@ def summary_lines(result) -> list[str]:
               help="Hold one crop out for validation (joins training for the last 20%).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default SEGBOT_DEVICE).")
 @click.option("--init", default="auto", show_default=True,
-              help="auto (base if SEGBOT_BASE_MODEL is a model of this --arch, else random), random, "
-                   "coco (SEGBOT_COCO_WEIGHTS), base (SEGBOT_BASE_MODEL) or a weights path.")
+              help="auto (the base model, shipped or SEGBOT_BASE_MODEL, when it is of this --arch and "
+                   "has as many classes; else random), random, coco (SEGBOT_COCO_WEIGHTS), base or a "
+                   "weights path.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @user_errors
 def train(files: tuple[Path, ...], out_dir: Path, arch: str, iterations: int | None, epochs: int | None,
