@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_scenarios.py --quick              # ~20 min on 2 CPU cores
     .venv/bin/python bench/bench_scenarios.py                      # ~90 min on 2 CPU cores
-    .venv/bin/python bench/bench_scenarios.py --inits random,base  # needs SEGBOT_BASE_MODEL
+    .venv/bin/python bench/bench_scenarios.py --inits random,base  # shipped base model or SEGBOT_BASE_MODEL
 
 Data: ../shared/data/emps-dev (EMPS, Yildirim and Cole, J. Chem. Inf. Model. 2021, MIT), instance maps
 turned into polygons. Scenarios:
