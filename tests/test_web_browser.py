@@ -676,10 +676,12 @@ def test_label_with_the_models_outlines_on_a_phone(stack, tmp_path) -> None:
         _click(driver, "sel-other")
         assert _text(driver, "status").startswith("Contrast outline")
         assert 1.7 < d_model / _shown_d(driver) < 2.3 and _text(driver, "save") == "Save labels (7 objects)"
-        _click(driver, "undo")  # the swap is one step
+        _click(driver, "undo")  # the swap is one step, and the status line follows it
         assert _shown_d(driver) == d_model
+        assert _text(driver, "status").startswith("Your model's outline; the contrast outline differs")
         _click(driver, "redo")
         assert 1.7 < d_model / _shown_d(driver) < 2.3
+        assert _text(driver, "status").startswith("Contrast outline")
         # where the model has no outline, the contrast threshold outlines the particle it missed
         driver.execute_script("window.scrollTo(0, 0)")
         _tap_and_wait(driver, MISSED[0] + 2, MISSED[1] - 1)
