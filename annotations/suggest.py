@@ -58,7 +58,7 @@ def typicality(instances: Sequence[Instance], width: int, height: int) -> np.nda
         under[k] = shapely.intersection(shapes[k], others).area / max(float(shapely.area(shapes[k])), 1e-9)
     box = bboxes(polygons)
     edge = (box[:, 0] <= 1) | (box[:, 1] <= 1) | (box[:, 2] >= width - 1) | (box[:, 3] >= height - 1)
-    return np.clip(1.0 - PILED * under, 0.0, 1.0) * ~_odd(area) * ~edge
+    return np.clip(1.0 - PILED * under, 0.0, 1.0) * ~_odd(area, _usual_area(area)) * ~edge
 
 
 def suggest_crops(instances: Sequence[Instance], width: int, height: int, n: int = 3) -> list[list[float]]:
@@ -116,10 +116,18 @@ def _score_doubt(instances: Sequence[Instance]) -> np.ndarray:
     return np.where(np.isnan(scores), 0.0, 1.0 - np.abs(2.0 * np.nan_to_num(scores) - 1.0))
 
 
-def _odd(area: np.ndarray) -> np.ndarray:
-    """Outlines over 2x or under 0.4x the median area: merged or split particles, or not particles."""
-    median = float(np.median(area))
-    return (area > 2.0 * median) | (area < 0.4 * median)
+def _odd(area: np.ndarray, usual: float | None = None) -> np.ndarray:
+    """Outlines over 2x or under 0.4x the usual (default: median) area: merged or split particles, or
+    not particles."""
+    usual = float(np.median(area)) if usual is None else usual
+    return (area > 2.0 * usual) | (area < 0.4 * usual)
+
+
+def _usual_area(area: np.ndarray) -> float:
+    """The area-weighted median: the size of the outlines that cover half of the outlined area. A young
+    model's many fragments (a figure's spheres, cut in halves and slivers) do not make it small."""
+    order = np.sort(area)
+    return float(order[np.searchsorted(np.cumsum(order), order.sum() / 2)])
 
 
 def _diameter(area: np.ndarray) -> float:
