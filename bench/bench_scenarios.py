@@ -407,17 +407,32 @@ def round_arms(extra, seen, arms: list[str], seeds: int, touching: bool) -> dict
     return out
 
 
+def kept(keep: Path | None, tmp: str, name: str, *key) -> tuple[Path, bool]:
+    """Where a model goes: under `keep` (a folder kept between runs), named by what trains it, so that a
+    later run with the same v1 or the same crops reuses it; else in the run's temporary folder. (path,
+    already trained?)"""
+    import hashlib
+
+    if keep is None:
+        return Path(tmp) / name, False
+    digest = hashlib.sha1(json.dumps([str(k) for k in key]).encode()).hexdigest()[:10]
+    path = keep / f"{name}-{digest}"
+    return path, (path / "bundle.json").exists()  # written last, all at once
+
+
 def correction_rounds(figures: list[Figure], options, threshold: float, tuned_iterations: int,
                       arms: list[str], seeds: int = 2, pictures: Path | None = None,
-                      touching: bool = True) -> Rounds:
+                      touching: bool = True, keep: Path | None = None, skip: int = 0) -> Rounds:
     """Per figure: v1 from two crops; v1 predicts the densest other panel, `extra`, which is labelled per
     arm (`round_arms`: its left half corrected, the suggested crops, random ones); v2 trains on both
-    files per arm; the remaining panels are scored for each."""
+    files per arm; the remaining panels are scored for each. `keep`: a folder where v1 and each v2 stay,
+    reused by a later run that trains the same (same figure and options; same crops for a v2); `skip`:
+    leave out the first figures."""
     import dataclasses
     import tempfile
 
     out = Rounds()
-    for fig in figures:
+    for fig in figures[skip:]:
         if len(fig.tests) < 2:
             continue
         ann = load(*fig.train)
@@ -426,7 +441,10 @@ def correction_rounds(figures: list[Figure], options, threshold: float, tuned_it
         extra, rest = tests[0], tests[1:]
         record: dict = {"figure": fig.name, "extra": extra.name, "arms": {}}
         with tempfile.TemporaryDirectory() as tmp:
-            v1, train_s = train_bundle([source], Path(tmp) / "v1", options, f"{fig.train[0]} v1 ")
+            v1, done = kept(keep, tmp, f"{fig.train[0]}-v1", fig.train, options)
+            train_s = 0.0
+            if not done:
+                v1, train_s = train_bundle([source], v1, options, f"{fig.train[0]} v1 ")
             (seen,), _ = predict_all(v1, [extra], options.device, threshold)
             labelled = round_arms(extra, seen, arms, seeds, touching)
             if pictures is not None:
@@ -439,8 +457,13 @@ def correction_rounds(figures: list[Figure], options, threshold: float, tuned_it
                 if added is not None and added.crops:
                     opts = (dataclasses.replace(options, init=str(v1), iterations=tuned_iterations)
                             if tuned else options)
-                    bundle, train_s = train_bundle([source, added], Path(tmp) / name.replace(" ", "-"),
-                                                   opts, f"{fig.train[0]} {name} ")
+                    bundle, done = kept(keep, tmp, f"{fig.train[0]}-{name.replace(' ', '-')}", fig.train,
+                                        opts, [[c.x0, c.y0, c.x1, c.y1] for c in added.crops],
+                                        len(added.instances))
+                    train_s = 0.0
+                    if not done:
+                        bundle, train_s = train_bundle([source, added], bundle, opts,
+                                                       f"{fig.train[0]} {name} ")
                 preds, predict_s = predict_all(bundle, rest, options.device, threshold, auto_scale=True)
                 into.preds.extend(preds)
                 into.gts.extend(rest)
@@ -698,6 +721,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="correction round: suggested/random crops hold only the particles centred in "
                              "them (default: every particle reaching into them, as a complete crop)")
     parser.add_argument("--random-seeds", type=int, default=2, help="correction round: random arms' seeds")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="correction round: keep v1 and each v2 in this folder; a later run reuses "
+                             "those it would train the same (training time then reads 0)")
+    parser.add_argument("--skip-figures", type=int, default=0,
+                        help="correction round: leave out this many of the first figures")
     parser.add_argument("--tuned-iterations", type=int, default=None,
                         help="correction round: iterations of the fine-tuned v2 (default: --iterations)")
     parser.add_argument("--out", type=Path, default=Path("bench-scenarios"),
@@ -780,7 +808,7 @@ def main(argv: list[str] | None = None) -> None:
         figures = figure_series(args.data, args.figures)[:args.correction]
         rounds = correction_rounds(figures, options, args.threshold, args.tuned_iterations or iterations,
                                    [a.strip() for a in args.arms.split(",") if a.strip()], args.random_seeds,
-                                   args.out, not args.centre_rule)
+                                   args.out, not args.centre_rule, args.keep, args.skip_figures)
         for name, run in (("v1", rounds.first), *rounds.arms.items()):
             s = score(run.preds, run.gts)
             results[("correction round", name)] = {"model": s, "labels": run.labels, "train_s": run.train_s}

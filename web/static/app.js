@@ -225,10 +225,19 @@
     if (!from.length) return;
     to.push(snapshot());
     const step = from.pop();
+    const before = outlineShown(S.objects, step.selected);
     S.objects = step.objects;
     S.crops = step.crops;
     S.selected = step.selected;
     changed(true);
+    // undo/redo of "↻ Other outline" says which outline is shown now, as the swap itself does
+    const after = outlineShown(S.objects, S.selected);
+    if (after && after !== before) status(t(after === "contrast" ? "showingContrast" : "showingModel"), "ok");
+  }
+  function outlineShown(objects, key) {
+    // "model" or "contrast" for an object with both outlines (S.others), else null
+    const o = key && S.others.has(key) ? objects.find((x) => x.key === key) : null;
+    return o ? o.outline || "model" : null;
   }
   function changed(edited) {
     if (edited) {
