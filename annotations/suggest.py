@@ -30,6 +30,8 @@ TYPICAL_FLOOR = 0.2  # a sure but typical object's weight: coverage of the usual
 ATYPICAL_COST = 0.2  # what an atypical object in a window takes off its sum
 PILED = 3.0  # an outline a third under others is not typical at all
 GAP = 0.5  # x the side: the least distance between two suggested windows
+MAX_GRID = 20_000  # grid windows at most (a large image's grid is coarser than a quarter side)
+CHUNK = 4_000_000  # window x object cells evaluated at once
 
 
 def doubt(instances: Sequence[Instance]) -> np.ndarray:
@@ -73,9 +75,7 @@ def suggest_crops(instances: Sequence[Instance], width: int, height: int, n: int
     useful = ((typical > 0) & (_score_doubt(instances) > 0)).astype(float)
     boxes = bboxes([i.polygon for i in instances])
     windows = _windows(centre, side, width, height)
-    held = _inside(centre, windows).astype(float)  # window x object
-    free = held @ useful > 0  # a window holds a useful object, or it is no use
-    total = held @ weight
+    total, free = _window_sums(centre, windows, weight, useful)
     chosen: list[list[float]] = []
     for _ in range(n):
         if not free.any():
@@ -86,10 +86,26 @@ def suggest_crops(instances: Sequence[Instance], width: int, height: int, n: int
     return chosen
 
 
+def _window_sums(centre: np.ndarray, windows: np.ndarray, weight: np.ndarray,
+                 useful: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per window, the summed weight of the objects it centres and whether it holds a useful one; in
+    chunks, so a window x object matrix never exceeds CHUNK cells (a large image's thousands of
+    objects and windows took 1.8 GB at once)."""
+    total, free = np.empty(len(windows)), np.empty(len(windows), bool)
+    step = max(1, CHUNK // max(1, len(centre)))
+    for start in range(0, len(windows), step):
+        held = _inside(centre, windows[start:start + step]).astype(float)  # window x object
+        total[start:start + step] = held @ weight
+        free[start:start + step] = held @ useful > 0  # a window holds a useful object, or it is no use
+    return total, free
+
+
 def _windows(centre: np.ndarray, side: float, width: int, height: int) -> np.ndarray:
     """Candidate [x0, y0, x1, y1] squares of `side` inside the image: one centred on each object and a
-    grid a quarter side apart (a window between objects may hold more of them)."""
-    step = max(side / 4, 1.0)
+    grid a quarter side apart (a window between objects may hold more of them), coarser on an image
+    that would need more than MAX_GRID grid windows."""
+    room = max(0.0, width - side) * max(0.0, height - side)
+    step = max(side / 4, 1.0, float(np.sqrt(room / MAX_GRID)))
     xs = np.arange(0.0, max(0.0, width - side) + step, step)
     ys = np.arange(0.0, max(0.0, height - side) + step, step)
     grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)

@@ -166,6 +166,25 @@ def test_suggested_crops_skip_the_pile_and_what_is_not_a_particle():
     assert not any(holds(c, i) for c in crops for i in text)
 
 
+def test_a_large_image_is_searched_on_a_bounded_grid_with_the_same_choice():
+    """8,000 px with 6,000 outlines: every window x object at once took gigabytes; now a coarser grid
+    (at most MAX_GRID windows) and chunks, and the doubtful patch is still found first."""
+    from annotations.model import Instance
+    from annotations.suggest import MAX_GRID, _windows, suggest_crops, window_side
+    from tests.webapp_helpers import ellipse
+
+    rng = np.random.default_rng(3)
+    found = []
+    for x, y in rng.uniform(20, 7980, (6000, 2)):
+        score = 0.5 if x > 6000 and y > 6000 else 0.99
+        found.append(Instance("particle", ellipse(float(x), float(y), 6, 6), score))
+    side = window_side(found, 8000, 8000)
+    centre = np.array([i.polygon.mean(axis=0) for i in found])
+    assert len(_windows(centre, side, 8000, 8000)) <= (int(np.sqrt(MAX_GRID)) + 2) ** 2 + len(found)
+    crops = suggest_crops(found, 8000, 8000)
+    assert len(crops) == 3 and all(c[0] > 5900 and c[1] > 5900 for c in crops)
+
+
 def test_a_window_grows_to_hold_whole_the_outlines_it_centres():
     from annotations.model import Instance
     from annotations.suggest import grown, window_side
