@@ -420,7 +420,7 @@ def kept(keep: Path | None, tmp: str, name: str, *key) -> tuple[Path, bool]:
     return path, (path / "bundle.json").exists()  # written last, all at once
 
 
-def correction_rounds(figures: list[Figure], options, threshold: float, tuned_iterations: int,
+def correction_rounds(figures: list[Figure], options, threshold: float, tuned_iterations: int | None,
                       arms: list[str], seeds: int = 2, pictures: Path | None = None,
                       touching: bool = True, keep: Path | None = None, skip: int = 0) -> Rounds:
     """Per figure: v1 from two crops; v1 predicts the densest other panel, `extra`, which is labelled per
@@ -432,6 +432,7 @@ def correction_rounds(figures: list[Figure], options, threshold: float, tuned_it
     import tempfile
 
     out = Rounds()
+    weights = _weights() if options.init != "random" else None  # v1 (and afresh arms) from the base model
     for fig in figures[skip:]:
         if len(fig.tests) < 2:
             continue
@@ -444,7 +445,9 @@ def correction_rounds(figures: list[Figure], options, threshold: float, tuned_it
             v1, done = kept(keep, tmp, f"{fig.train[0]}-v1", fig.train, options)
             train_s = 0.0
             if not done:
-                v1, train_s = train_bundle([source], v1, options, f"{fig.train[0]} v1 ")
+                if options.init == "base":
+                    _check_unseen(weights, [ann, *tests])
+                v1, train_s = train_bundle([source], v1, options, f"{fig.train[0]} v1 ", weights)
             (seen,), _ = predict_all(v1, [extra], options.device, threshold)
             labelled = round_arms(extra, seen, arms, seeds, touching)
             if pictures is not None:
@@ -463,7 +466,7 @@ def correction_rounds(figures: list[Figure], options, threshold: float, tuned_it
                     train_s = 0.0
                     if not done:
                         bundle, train_s = train_bundle([source, added], bundle, opts,
-                                                       f"{fig.train[0]} {name} ")
+                                                       f"{fig.train[0]} {name} ", weights)
                 preds, predict_s = predict_all(bundle, rest, options.device, threshold, auto_scale=True)
                 into.preds.extend(preds)
                 into.gts.extend(rest)
@@ -546,7 +549,7 @@ HEADER = (f"{'scenario':15} {'method':17} {'P':>6} {'R':>6} {'F1':>6} {'size':>6
 
 def table_row(scenario: str, method: str, s: dict, run: Scored | None, iterations: int | None) -> str:
     extra = "" if run is None else (
-        f" {run.labels:6d} {iterations:6d} {run.train_s / 60 / max(run.models, 1):9.1f} "
+        f" {run.labels:6d} {iterations or 'segbot':>6} {run.train_s / 60 / max(run.models, 1):9.1f} "
         f"{run.predict_s / max(run.megapixels, 1e-9):6.1f}")
     return (f"{scenario:15} {method:17} {fmt(s['precision'])} {fmt(s['recall'])} {fmt(s['f1'])} "
             f"{fmt(s['size_acc'])} {fmt(s['mean_d_acc'])} {fmt(s['d_bias_px'], 2):>6} {fmt(s['mask_ap'])} "
@@ -694,7 +697,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--quick", action="store_true", help="2 same-image models, 1 series, 5 other images")
-    parser.add_argument("--iterations", type=int, default=None, help="default 300 (--quick: 150)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="default 300 (--quick: 150); 0: segbot's own budget (fewer from a pretrained "
+                             "start: segmodel.options.resolve_iterations)")
     parser.add_argument("--arch", default="tiny")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--inits", default="random", help="comma list: random, base (SEGBOT_BASE_MODEL)")
@@ -746,12 +751,14 @@ def main(argv: list[str] | None = None) -> None:
 
     from segmodel.options import TrainOptions
 
-    iterations = args.iterations or (150 if args.quick else 300)
+    # None = segbot's own budget (the trainer decides per model)
+    iterations = (args.iterations or None) if args.iterations is not None else (150 if args.quick else 300)
     n_same, n_groups, limit = (2, 1, 5) if args.quick else (6, 2, 20)
     stems = sorted(p.stem for p in (args.data / "images").glob("*.png"))
     print("bench_scenarios: same image / same series / other materials, model vs Otsu + watershed")
     print(f"hardware : {hardware()}")
-    print(f"budget   : arch {args.arch}, {iterations} iterations per model, threshold {args.threshold}, "
+    print(f"budget   : arch {args.arch}, {iterations or 'segbot'} iterations per model, "
+          f"threshold {args.threshold}, "
           f"copy-paste {args.copy_paste} (piles {args.pile}), holdout {args.holdout}, "
           f"{'quick' if args.quick else 'full'}")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -803,8 +810,9 @@ def main(argv: list[str] | None = None) -> None:
                                                   results[(scenario, init)]))
             print(f"  {scenario} ({init}) done in {(time.perf_counter() - t0) / 60:.1f} min")
     if args.correction:
+        # v1 starts from the first of --inits (the correction's v2 arms fine-tune v1 or start afresh)
         options = TrainOptions(arch=args.arch, iterations=iterations, device=args.device, holdout=False,
-                               init="random", copy_paste=args.copy_paste)
+                               init=args.inits.split(",")[0].strip(), copy_paste=args.copy_paste)
         figures = figure_series(args.data, args.figures)[:args.correction]
         rounds = correction_rounds(figures, options, args.threshold, args.tuned_iterations or iterations,
                                    [a.strip() for a in args.arms.split(",") if a.strip()], args.random_seeds,

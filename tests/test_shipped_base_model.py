@@ -97,3 +97,29 @@ def test_segbot_train_on_a_fresh_clone_starts_from_the_shipped_model(tmp_path, s
     assert init["init"] == "base" and Path(init["path"]).parent == SHIPPED_BASE_MODEL
     assert init["skipped"] <= 4  # at most the RPN's anchor-count-dependent convs differ
     get_settings.cache_clear()
+
+
+def test_a_fresh_clone_trains_a_third_as_long_from_the_shipped_model():
+    """The trainer's plan: one class fits the shipped model, so training starts from it and its budget
+    comes from the labels (200 for 24); a second class starts from random weights with the full 600."""
+    import numpy as np
+
+    from annotations.model import AnnotatedImage, Crop, Instance
+    from segmodel.options import TrainOptions
+    from trainer.init_weights import WeightPaths
+    from trainer.train import _plan
+
+    def square(x: float, y: float, label: str) -> Instance:
+        return Instance(label, np.array([[x, y], [x + 12, y], [x + 12, y + 12], [x, y + 12]], float))
+
+    image = np.full((200, 200, 3), 40, np.uint8)
+    one = [square(10 + 30 * (k % 6), 10 + 30 * (k // 6), "particle") for k in range(24)]
+    weights = WeightPaths(base_model=SHIPPED_BASE_MODEL)
+    plan = _plan([AnnotatedImage("a.png", image, one, crops=[Crop(0, 0, 200, 200)])], TrainOptions(), weights)
+    assert (plan.init, plan.total) == ("base", 200)
+    two = [*one[:-1], square(190 - 12, 190 - 12, "pit")]
+    plan = _plan([AnnotatedImage("a.png", image, two, crops=[Crop(0, 0, 200, 200)])], TrainOptions(), weights)
+    assert (plan.init, plan.total) == ("random", 600)
+    plan = _plan([AnnotatedImage("a.png", image, one, crops=[Crop(0, 0, 200, 200)])], TrainOptions(),
+                 WeightPaths())
+    assert (plan.init, plan.total) == ("random", 600)

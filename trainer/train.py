@@ -198,10 +198,11 @@ def train_model(
     report = progress or (lambda p: None)
     cancelled = should_cancel or (lambda: False)
 
-    plan = _plan(sources, options)
+    weights = weights or WeightPaths()
+    plan = _plan(sources, options, weights)
     report(TrainProgress(0, plan.total, 0, None, None, "preparing"))
     governor = _seed_and_check_device(options, threads)
-    net = _build_net(options, plan, weights or WeightPaths())
+    net = _build_net(options, plan, weights)
     run = _new_run(options, plan, net, report, started, governor)
     _resume(run, checkpoint, resume_from)
     loop_s = _train_loop(run, cancelled, checkpoint)
@@ -227,6 +228,7 @@ class _Plan:
     holdout: int | None  # the held-out crop's index in `regions`
     ipe: int  # iterations per epoch
     total: int  # iterations
+    init: str  # the resolved start: 'random', 'base', 'coco' or a path
 
     @property
     def holdout_at(self) -> int | None:
@@ -234,9 +236,10 @@ class _Plan:
         return int(self.total * HOLDOUT_AT) if self.holdout is not None else None
 
 
-def _plan(sources: Sequence[AnnotatedImage], options: TrainOptions) -> _Plan:
-    """The classes, the scale, the crops (one held out when there are enough) and the iterations;
-    NotEnoughLabels when nothing labelled lies where training looks."""
+def _plan(sources: Sequence[AnnotatedImage], options: TrainOptions, weights: WeightPaths) -> _Plan:
+    """The classes, the scale, the crops (one held out when there are enough), the start and the
+    iterations (fewer from pretrained weights); NotEnoughLabels when nothing labelled lies where
+    training looks."""
     from trainer.dataset import build_regions, iterations_per_epoch, label_stats
 
     classes = _classes(sources)
@@ -253,7 +256,9 @@ def _plan(sources: Sequence[AnnotatedImage], options: TrainOptions) -> _Plan:
                               "label objects inside the crops")
     holdout = _pick_holdout(regions, options)
     ipe = iterations_per_epoch(regions, options.crop_size, options.batch_size)
-    return _Plan(classes, stats, rescale, tile_size, regions, holdout, ipe, resolve_iterations(options, ipe))
+    init = resolve_init(options.init, options.arch, weights, len(classes))
+    total = resolve_iterations(options, ipe, pretrained=init != "random", n_labels=stats.n_objects)
+    return _Plan(classes, stats, rescale, tile_size, regions, holdout, ipe, total, init)
 
 
 def _seed_and_check_device(options: TrainOptions, threads: ThreadPlan | None) -> ThreadGovernor | None:
@@ -294,7 +299,7 @@ def _build_net(options: TrainOptions, plan: _Plan, weights: WeightPaths) -> _Net
     from segmodel import fast_ops
     from segmodel.config import build_model_config, default_lr
 
-    init = resolve_init(options.init, options.arch, weights, len(plan.classes))
+    init = plan.init
     pretrained = init != "random"
     model_cfg = build_model_config(options.arch, len(plan.classes), plan.stats, plan.rescale,
                                    options.crop_size, pretrained_backbone=init == "coco",
