@@ -127,7 +127,7 @@ def model_figures(lang: str, metrics: dict[str, Any], short: bool = False) -> li
         per_class = ", ".join(f"{k} {v}" for k, v in counts.items())
         lines.append(t(lang, pre + "fig_learned", n_objects=int(data.get("n_objects", 0)),
                        n_crops=int(data.get("n_crops", 0)), counts=per_class))
-    start = fine_tune_figure(lang, metrics.get("fine_tune"), pre)
+    start = fine_tune_figure(lang, metrics.get("fine_tune"), pre) or base_start_figure(lang, metrics, pre)
     if start:
         lines.append(start)
     hold = metrics.get("holdout")
@@ -149,6 +149,16 @@ def model_figures(lang: str, metrics: dict[str, Any], short: bool = False) -> li
     if few:
         lines.append(t(lang, pre + "fig_few", classes=", ".join(few), enough=FEW_LABELS))
     return lines
+
+
+def base_start_figure(lang: str, metrics: dict[str, Any], pre: str = "") -> str | None:
+    """A training that started from the base model (trainer/train.py metrics["start"]): why it was
+    shorter than one from scratch."""
+    start = metrics.get("start")
+    if not isinstance(start, dict) or start.get("from") != "base":
+        return None
+    return t(lang, pre + "fig_from_base", iterations=start.get("iterations", "?"),
+             from_scratch=start.get("from_scratch", "?"))
 
 
 def fine_tune_figure(lang: str, note: Any, pre: str = "") -> str | None:

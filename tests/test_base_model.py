@@ -120,8 +120,11 @@ def test_cli_builds_a_base_model_that_user_training_starts_from(tmp_path, settin
     run = CliRunner().invoke(main, ["train", str(src), "--out", str(tmp_path / "m"), "--iterations", "2"])
     assert run.exit_code == 0, run.output
     assert "starting from base weights" in run.output
-    init = json.loads((tmp_path / "m" / "bundle.json").read_text())["init"]
+    meta = json.loads((tmp_path / "m" / "bundle.json").read_text())
+    init = meta["init"]
     assert init["init"] == "base" and init["loaded"] > 100
+    # the chat's "started from the base model" line reads this
+    assert meta["metrics"]["start"] == {"from": "base", "iterations": 2, "from_scratch": 600}
     assert init["skipped"] <= 4  # at most the RPN's anchor-count-dependent convs differ
 
 

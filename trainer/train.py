@@ -18,6 +18,7 @@ import numpy as np
 
 from annotations.model import AnnotatedImage, AnnotationError
 from segmodel.options import (
+    DEFAULT_ITERATIONS,
     DEFAULT_SCORE_THRESHOLD,
     HOLDOUT_MIN_OBJECTS,
     LabelStats,
@@ -454,6 +455,10 @@ def _record_metrics(run: _Run, n_images: int, loop_s: float) -> float:
     seconds = run.earlier_s + time.monotonic() - run.started
     metrics.update(trained_on=trained_on(plan.regions, plan.classes, n_images),
                    train_seconds=round(seconds, 1), **device_info(run.options.device))
+    # where the weights started and how long it ran (the chat's "started from the base model" line);
+    # a fine-tuned version's path stays out of what users see
+    metrics["start"] = {"from": plan.init if plan.init in ("random", "base", "coco") else "bundle",
+                        "iterations": plan.total, "from_scratch": DEFAULT_ITERATIONS[run.options.arch]}
     # Measured speed of this run (jobqueue/estimates.py learns the bot's estimates from it); the
     # setup (reading, building, saving) is what the iterations do not explain.
     ran = plan.total - run.start
