@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -54,14 +53,9 @@ TOLERANCE = 0.05
 
 
 def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from core.machine import cpu_name
+
+    cpu = cpu_name()
     return f"{cpu}, {os.cpu_count()} cores (load {os.getloadavg()[0]:.1f})"
 
 

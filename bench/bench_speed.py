@@ -31,22 +31,10 @@ OBJECT_SIZE = 20.0  # largest typical particle diameter in the scenes below, px 
 
 
 def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        for line in open("/proc/meminfo", encoding="utf-8"):
-            if line.startswith("MemTotal"):
-                mem = f", {int(line.split()[1]) / 2**20:.0f} GiB"
-                break
-    except OSError:
-        pass
+    from core.machine import cpu_name, memory_gib
+
+    cpu, gib = cpu_name(), memory_gib()
+    mem = f", {gib:.0f} GiB" if gib else ""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{cpu}, {os.cpu_count()} logical CPUs{mem}, load average {load:.1f}, "
             f"Python {platform.python_version()}")

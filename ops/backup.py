@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from core import VERSION
+from core.digests import sha256_file
 from core.logs import redact
 from storage.files import TRANSIENT, Store, StoredFile, as_store
 
@@ -93,14 +94,6 @@ def ops_lock(data_dir: Path, what: str) -> Iterator[None]:
             handle.seek(0)
             handle.truncate()
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class _HashingReader:

@@ -9,23 +9,15 @@ check it (`segbot weights ship`, docs/model.md).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+from core.digests import sha256_file
 from segmodel.bundle import CARD, META, WEIGHTS, BundleError, load_state_dict, read_meta, write_bundle_atomic
 
 MANIFEST = "MANIFEST.json"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def half_state(state: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +54,7 @@ def ship_base_model(bundle_dir: Path, out_dir: Path, provenance: dict[str, Any])
         if (Path(bundle_dir) / CARD).is_file():
             shutil.copy(Path(bundle_dir) / CARD, tmp / CARD)
         manifest = {
-            "weights": WEIGHTS, "sha256": sha256_of(tmp / WEIGHTS), "bytes": (tmp / WEIGHTS).stat().st_size,
+            "weights": WEIGHTS, "sha256": sha256_file(tmp / WEIGHTS), "bytes": (tmp / WEIGHTS).stat().st_size,
             "dtype": "float16", "arch": meta.get("arch"), "classes": meta.get("classes"),
             "iterations": meta.get("iterations"), "final_loss": metrics.get("final_loss"),
             "train_seconds": meta.get("train_seconds"),
@@ -85,7 +77,7 @@ def verify_shipped(bundle_dir: Path) -> dict[str, Any]:
     weights = Path(bundle_dir) / manifest.get("weights", WEIGHTS)
     if not weights.is_file():
         raise BundleError(f"{bundle_dir}: {weights.name} is missing (a partial copy?)")
-    found = sha256_of(weights)
+    found = sha256_file(weights)
     if found != manifest.get("sha256"):
         expected = str(manifest.get("sha256"))[:12]
         raise BundleError(f"{weights}: sha256 {found[:12]}... is not the manifest's {expected}...")

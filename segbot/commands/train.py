@@ -244,7 +244,6 @@ BUILD = "BUILD.json"  # beside a base bundle: the command, commit and machine th
 def build_provenance(words: list[str]) -> dict:
     """What built a base model: its command line (`words` after `segbot`), the code's commit, the machine."""
     import os
-    import platform
     import shlex
     import subprocess
 
@@ -256,13 +255,9 @@ def build_provenance(words: list[str]) -> dict:
                                 text=True, timeout=10).stdout.strip() or None
     except (OSError, subprocess.TimeoutExpired):
         commit = None
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
+    from core.machine import cpu_name
+
+    cpu = cpu_name()
     return {"command": "segbot " + shlex.join(words), "commit": commit,
             "hardware": f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}"}
 
