@@ -702,7 +702,9 @@ def main(argv: list[str] | None = None) -> None:
                              "start: segmodel.options.resolve_iterations)")
     parser.add_argument("--arch", default="tiny")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--inits", default="random", help="comma list: random, base (SEGBOT_BASE_MODEL)")
+    parser.add_argument("--inits", default="random",
+                        help="comma list: random, base (SEGBOT_BASE_MODEL); init:N trains N iterations "
+                             "(0: segbot's budget), e.g. base:0,base:600,random:600")
     parser.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="default: segbot's")
     parser.add_argument("--copy-paste", type=float, default=0.0,
                         help="probability a training sample gets labelled objects pasted (0 = off)")
@@ -770,8 +772,11 @@ def main(argv: list[str] | None = None) -> None:
     low = min([args.threshold, *sweep])  # predicted once at the lowest, then filtered by score
     sweep_rows: list[str] = []
     for init in [i.strip() for i in args.inits.split(",")]:
-        options = TrainOptions(arch=args.arch, iterations=iterations, device=args.device,
-                               holdout=args.holdout, init=init, copy_paste=args.copy_paste,
+        # "base:600": an init with its own budget (0: segbot's), so budgets compare in one run
+        start, _, budget = init.partition(":")
+        budget_iterations = (int(budget) or None) if budget else iterations
+        options = TrainOptions(arch=args.arch, iterations=budget_iterations, device=args.device,
+                               holdout=args.holdout, init=start, copy_paste=args.copy_paste,
                                copy_paste_pile=args.pile)
         for scenario in wanted:
             t0 = time.perf_counter()
@@ -795,7 +800,7 @@ def main(argv: list[str] | None = None) -> None:
                                          "labels": run.labels, "train_s": run.train_s,
                                          "predict_s_per_mp": run.predict_s / max(run.megapixels, 1e-9),
                                          "n_gt": sum(len(g.instances) for g in run.gts)}
-            rows.append(table_row(scenario, f"model ({init})", model, run, iterations))
+            rows.append(table_row(scenario, f"model ({init})", model, run, budget_iterations))
             dump(run, args.out / f"{scenario.replace(' ', '-')}-{init}.pkl")
             if run.scaled:
                 scaled = score(at(run.scaled, args.threshold), run.gts)
@@ -812,7 +817,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.correction:
         # v1 starts from the first of --inits (the correction's v2 arms fine-tune v1 or start afresh)
         options = TrainOptions(arch=args.arch, iterations=iterations, device=args.device, holdout=False,
-                               init=args.inits.split(",")[0].strip(), copy_paste=args.copy_paste)
+                               init=args.inits.split(",")[0].split(":")[0].strip(),
+                               copy_paste=args.copy_paste)
         figures = figure_series(args.data, args.figures)[:args.correction]
         rounds = correction_rounds(figures, options, args.threshold, args.tuned_iterations or iterations,
                                    [a.strip() for a in args.arms.split(",") if a.strip()], args.random_seeds,
