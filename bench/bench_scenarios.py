@@ -176,9 +176,16 @@ def score(preds: list, gts: list) -> dict:
     }
 
 
-def at(preds: list, threshold: float) -> list:
-    """The predictions whose score is at least `threshold` (they were made at a lower one)."""
-    return [_named(p, [i for i in p.instances if i.score is None or i.score >= threshold]) for p in preds]
+def at(preds: list, threshold: float, merge: bool | None = None) -> list:
+    """The predictions whose score is at least `threshold` (they were made at a lower one, without the
+    fragment merge), then merged as segbot merges what it kept at that threshold (`merge`: default
+    unless --raw). Merging before the cut would let fragments under the threshold take away a whole
+    particle as a "blob" (ce41e4e56d's F1 0.800 -> 0.568 at 0.7 when predicted at 0.5)."""
+    from inference.fragments import merge_fragments
+
+    merge = not RAW if merge is None else merge
+    kept = [[i for i in p.instances if i.score is None or i.score >= threshold] for p in preds]
+    return [_named(p, merge_fragments(k)[0] if merge else k) for p, k in zip(preds, kept, strict=True)]
 
 
 def _named(ann, instances: list, suffix: str = ""):
@@ -229,11 +236,12 @@ def run_model(sources, tests, options, threshold: float, into: Scored, label: st
         bundle, train_s = train_bundle(sources, Path(tmp) / "bundle", options, label, weights)
         meta = json.loads((bundle / "bundle.json").read_text())
         into.cards.append((label.strip(), (meta.get("metrics") or {}).get("holdout")))
-        preds, predict_s = predict_all(bundle, tests, options.device, threshold, fragments=not RAW)
+        # raw: `at` cuts at each threshold, then merges fragments as segbot does
+        preds, predict_s = predict_all(bundle, tests, options.device, threshold, fragments=False)
         scaled, scaled_s = [], 0.0
         if auto_scale:
             scaled, scaled_s = predict_all(bundle, tests, options.device, threshold, auto_scale=True,
-                                           fragments=not RAW)
+                                           fragments=False)
     into.train_s += train_s
     into.predict_s += predict_s
     into.scaled_s += scaled_s
@@ -653,7 +661,7 @@ def rescore(paths: list[Path], threshold: float, figures: list[str]) -> None:
                      if not figures or any(f in g.name for f in figures)]
             if not pairs:
                 continue
-            preds, gts = at([p for p, _ in pairs], threshold), [g for _, g in pairs]
+            preds, gts = at([p for p, _ in pairs], threshold, merge=False), [g for _, g in pairs]
             for name, rules in variants.items():
                 merged, out = 0, preds
                 if rules is not None:
