@@ -140,10 +140,13 @@ RULES = (
 )
 
 
-def figure_predictions(fig, iterations: int, out: Path) -> dict[str, list[tuple[np.ndarray, float]]]:
+def figure_predictions(fig, iterations: int, out: Path,
+                       init: str = "random") -> dict[str, list[tuple[np.ndarray, float]]]:
     """{test panel stem: [(outline, score)]}: a tiny model trained on two crops (<= 50 particles) of
     the figure's richest panel recognises its other panels as segbot does (auto scale, fragment
-    merge, DEFAULT_SCORE_THRESHOLD). Cached in `out`: the taps can be scored again without training."""
+    merge, DEFAULT_SCORE_THRESHOLD). `init` 'base': from the base model (SEGBOT_BASE_MODEL, else the
+    shipped one); `iterations` 0: segbot's budget. Cached in `out`: the taps can be scored again
+    without training."""
     import pickle
     import tempfile
 
@@ -152,7 +155,8 @@ def figure_predictions(fig, iterations: int, out: Path) -> dict[str, list[tuple[
 
     from segmodel.options import DEFAULT_SCORE_THRESHOLD, TrainOptions
 
-    cache = out / f"{fig.train[0]}-{iterations}.pkl"
+    cache = out / (f"{fig.train[0]}-{iterations}.pkl" if init == "random" else
+                   f"{fig.train[0]}-{init}-{iterations or 'segbot'}.pkl")
     if cache.is_file():
         return pickle.loads(cache.read_bytes())
     train = load(*fig.train)
@@ -160,9 +164,15 @@ def figure_predictions(fig, iterations: int, out: Path) -> dict[str, list[tuple[
     if source is None:
         return {}
     tests = [load(stem, folder) for stem, folder in fig.tests]
-    options = TrainOptions(arch="tiny", iterations=iterations, device="cpu", holdout=False, init="random")
+    options = TrainOptions(arch="tiny", iterations=iterations or None, device="cpu", holdout=False, init=init)
+    weights = None
+    if init != "random":
+        from bench_scenarios import _check_unseen, _weights
+
+        weights = _weights()
+        _check_unseen(weights, [train, *tests])
     with tempfile.TemporaryDirectory() as tmp:
-        bundle, train_s = train_bundle([source], Path(tmp) / "bundle", options, f"{fig.train[0]} ")
+        bundle, train_s = train_bundle([source], Path(tmp) / "bundle", options, f"{fig.train[0]} ", weights)
         preds, predict_s = predict_all(bundle, tests, "cpu", DEFAULT_SCORE_THRESHOLD, auto_scale=True)
     print(
         f"  {fig.name}: {len(source.instances)} labels on {fig.train[0]}, trained in "
@@ -255,12 +265,12 @@ def model_figures(data: Path, n_clustered: int, n_isolated: int) -> list:
     return every[:n_clustered] + rest[:n_isolated]
 
 
-def run_model(data: Path, figures: list, iterations: int, out: Path) -> None:
+def run_model(data: Path, figures: list, iterations: int, out: Path, init: str = "random") -> None:
     """Per figure one model, every GT particle of its other panels tapped, answered without and with
     the model; then all figures pooled."""
     pooled: list[dict] = []
     for fig in figures:
-        found = figure_predictions(fig, iterations, out)
+        found = figure_predictions(fig, iterations, out, init)
         if not found:
             print(f"  {fig.name}: no two crops fit, skipped")
             continue
@@ -283,7 +293,10 @@ def main() -> int:
     parser.add_argument("--model", action="store_true", help="the figure series, without and with a model")
     parser.add_argument("--figures", type=int, default=5, help="--model: the figure series' first N")
     parser.add_argument("--isolated", type=int, default=0, help="--model: + N figures rich in isolated ones")
-    parser.add_argument("--iterations", type=int, default=200, help="--model: training iterations")
+    parser.add_argument("--iterations", type=int, default=200,
+                        help="--model: training iterations (0: segbot's budget)")
+    parser.add_argument("--init", default="random", choices=("random", "base"),
+                        help="--model: random weights, or the base model (SEGBOT_BASE_MODEL, else shipped)")
     parser.add_argument("--out", type=Path, default=Path("out/bench-label"), help="--model: prediction cache")
     parser.add_argument("--only", default="", help="--model: comma list of labelled panels (stems) to keep")
     args = parser.parse_args()
@@ -292,7 +305,7 @@ def main() -> int:
         figures = model_figures(args.data, args.figures, args.isolated)
         if args.only:
             figures = [f for f in figures if f.train[0] in args.only.split(",")]
-        run_model(args.data, figures, args.iterations, args.out)
+        run_model(args.data, figures, args.iterations, args.out, args.init)
         print(f"(load average {os.getloadavg()[0]:.1f})")
         return 0
     dev = args.data / "emps-dev"
