@@ -179,8 +179,8 @@ def score(preds: list, gts: list) -> dict:
 def at(preds: list, threshold: float, merge: bool | None = None) -> list:
     """The predictions whose score is at least `threshold` (they were made at a lower one, without the
     fragment merge), then merged as segbot merges what it kept at that threshold (`merge`: default
-    unless --raw). Merging before the cut would let fragments under the threshold take away a whole
-    particle as a "blob" (ce41e4e56d's F1 0.800 -> 0.568 at 0.7 when predicted at 0.5)."""
+    unless --raw). Merged before the cut, fragments under the threshold can take a whole particle away
+    as a "blob", which segbot, predicting at the threshold, never sees."""
     from inference.fragments import merge_fragments
 
     merge = not RAW if merge is None else merge
