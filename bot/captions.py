@@ -152,13 +152,11 @@ def model_figures(lang: str, metrics: dict[str, Any], short: bool = False) -> li
 
 
 def base_start_figure(lang: str, metrics: dict[str, Any], pre: str = "") -> str | None:
-    """A training that started from the base model (trainer/train.py metrics["start"]): why it was
-    shorter than one from scratch."""
+    """A training that started from the base model (trainer/train.py metrics["start"]), not from scratch."""
     start = metrics.get("start")
     if not isinstance(start, dict) or start.get("from") != "base":
         return None
-    return t(lang, pre + "fig_from_base", iterations=start.get("iterations", "?"),
-             from_scratch=start.get("from_scratch", "?"))
+    return t(lang, pre + "fig_from_base")
 
 
 def fine_tune_figure(lang: str, note: Any, pre: str = "") -> str | None:

@@ -40,7 +40,6 @@ from jobqueue.store import queue_position
 from jobs.params import ParamsError, PredictParams
 from storage.models import Job, JobKind, JobState, ModelStatus, Result, TrainedModel, User
 from storage.notices import NoticeKind, mark_part_sent, mark_sent, pending_notices
-from trainer.init_weights import WeightPaths
 
 log = logging.getLogger(__name__)
 BIG_SET = 4  # more results than this in one job -> one zip
@@ -296,7 +295,7 @@ class Deliverer:
 
     async def update_progress(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Start an edit for each message whose text changed (throttled); not waited for."""
-        rows = await self.services.db(_progress_rows, WeightPaths.from_settings(self.services.settings))
+        rows = await self.services.db(_progress_rows)
         throttle = self.services.throttle
         self.edits = {job: edit for job, edit in self.edits.items() if not edit[1].done()}
         for row in rows:
@@ -358,7 +357,7 @@ def _set_files(payload: dict[str, Any], job: Job | None) -> dict[str, str]:
     return {str(role): sha for role, sha in found.items() if isinstance(sha, str) and sha}
 
 
-def _progress_rows(session, weights: WeightPaths) -> list[dict[str, Any]]:
+def _progress_rows(session) -> list[dict[str, Any]]:
     recent = datetime.now(UTC) - timedelta(minutes=10)
     active = (JobState.QUEUED, JobState.RUNNING)
     stmt = (
@@ -385,11 +384,11 @@ def _progress_rows(session, weights: WeightPaths) -> list[dict[str, Any]]:
                     job,
                     lang or "en",
                     queue_position(session, job) if waiting else None,
-                    wait_ahead(session, job, rates, weights) if waiting else None,
+                    wait_ahead(session, job, rates) if waiting else None,
                     # the queue's estimate only while running without an ETA of its own (not for
                     # the finished jobs listed here for 10 min: their text has no ETA)
-                    remaining_s(session, job, rates, weights)
-                    if job.state == JobState.RUNNING and not job.eta_s else None,
+                    remaining_s(session, job, rates) if job.state == JobState.RUNNING and not job.eta_s
+                    else None,
                 ),
             }
         )

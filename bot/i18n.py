@@ -182,8 +182,7 @@ MESSAGES: dict[str, Text] = {
                             "v{version}'s ({classes})."),
     "fig_fresh": N_("Trained afresh: v{version} could not be fine-tuned."),
     "fig_from_base": N_("Started from segbot's base model, pretrained on published electron micrographs "
-                        "of particles: {iterations} training iterations instead of {from_scratch} from "
-                        "scratch."),
+                        "of particles, not from scratch."),
     "fig_few": NP_(
         "Few labels for {classes}: label about {enough} object or more of each class for a reliable "
         "model.",
@@ -201,7 +200,7 @@ MESSAGES: dict[str, Text] = {
     "short_fig_fine_tuned": N_("fine-tuned from v{version}"),
     "short_fig_fresh_classes": N_("trained afresh, classes differ from v{version}"),
     "short_fig_fresh": N_("trained afresh, not from v{version}"),
-    "short_fig_from_base": N_("from the base model, {iterations} iterations"),
+    "short_fig_from_base": N_("from the base model"),
     "short_fig_few": N_("few labels: {classes}"),
     # TRANSLATORS: a training time, in the units' short forms
     "duration_h": N_("{h} h {m} min"),

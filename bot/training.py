@@ -21,7 +21,6 @@ from jobqueue.store import QueueLimitError, queue_position, submit_job
 from jobs.params import JobParams, ParamsError, PredictParams, TrainParams
 from segmodel.options import OptionsError
 from storage.models import Dataset, Job, JobKind, JobState, TrainedModel, Upload
-from trainer.init_weights import WeightPaths
 
 ARCHES = ("tiny", "r50", "x101")
 ITERATIONS = (None, 50, 200, 1000, 3000)
@@ -49,14 +48,11 @@ def next_option(options: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def training_estimate(
-    session: Session, options: dict[str, Any], device: str, upload_ids: list[int] | None = None,
-    weights: WeightPaths | None = None,
+    session: Session, options: dict[str, Any], device: str, upload_ids: list[int] | None = None
 ) -> Estimate:
     """The estimate the options message shows: measured speed of this kind of worker and preset
-    (jobqueue/estimates.py), the iteration count the trainer will actually run (fewer from the
-    base model, `weights`)."""
-    return estimate_training(session, {**DEFAULT_TRAIN_OPTIONS, **options}, device, upload_ids,
-                             weights=weights)
+    (jobqueue/estimates.py), the iteration count the trainer will actually run."""
+    return estimate_training(session, {**DEFAULT_TRAIN_OPTIONS, **options}, device, upload_ids)
 
 
 def estimate_text(lang: str, estimate: Estimate) -> str:
@@ -185,9 +181,9 @@ def _submit(
         session.rollback()
         return Queued(error=error.text)
     session.flush()
-    rates, weights = Rates(session), WeightPaths.from_settings(services.settings)
-    return Queued(job.id, queue_position(session, job), estimate_job(session, job, rates, weights),
-                  wait_ahead(session, job, rates, weights))
+    rates = Rates(session)
+    return Queued(job.id, queue_position(session, job), estimate_job(session, job, rates),
+                  wait_ahead(session, job, rates))
 
 
 def queue_training(

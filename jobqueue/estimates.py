@@ -25,7 +25,6 @@ from jobqueue.store import fair_order
 from jobs.params import ParamsError, TrainParams
 from segmodel.options import TrainOptions, auto_rescale, resolve_iterations
 from storage.models import Job, JobKind, JobState, SpeedProbe, Upload
-from trainer.init_weights import WeightPaths, resolve_init
 
 RECENT = 5  # finished jobs the running figure is the median of
 LOOK_BACK = 50  # finished train jobs (newest first) read to find them
@@ -174,28 +173,11 @@ def iterations_per_epoch(summaries: list[dict[str, Any]], options: TrainOptions)
     return max(1, math.ceil(pixels / (options.crop_size ** 2) / max(1, options.batch_size)))
 
 
-def planned_iterations(options: TrainOptions, summaries: list[dict[str, Any]] | None = None,
-                       pretrained: bool = False) -> int:
-    """The iteration count the trainer will run (segmodel.options.resolve_iterations): from
-    pretrained weights it grows with the labelled objects of the upload `summaries`."""
-    summaries = summaries or []
-    per_epoch = iterations_per_epoch(summaries, options) \
-        if options.iterations is None and options.epochs is not None else 1
-    n_labels = sum(int(s.get("n_objects") or 0) for s in summaries)
-    return resolve_iterations(options, per_epoch, pretrained, n_labels)
-
-
-def starts_pretrained(options: TrainOptions, summaries: list[dict[str, Any]], weights: WeightPaths | None,
-                      correcting: bool = False) -> bool:
-    """Whether the trainer will start from pretrained weights (trainer.init_weights.resolve_init) as far
-    as the uploads tell: the base model when it fits their classes, and a correction with init 'auto'
-    fine-tunes the version it corrects (jobs/fine_tune.py; the estimate does not check that version's
-    classes and preset)."""
-    if options.init == "auto" and correcting:
-        return True
-    classes = {label for s in summaries for label in (s.get("counts") or {})}
-    start = resolve_init(options.init, options.arch, weights or WeightPaths(), max(1, len(classes)))
-    return start != "random"
+def planned_iterations(options: TrainOptions, summaries: list[dict[str, Any]] | None = None) -> int:
+    """The iteration count the trainer will run (segmodel.options.resolve_iterations)."""
+    if options.iterations is None and options.epochs is not None:
+        return resolve_iterations(options, iterations_per_epoch(summaries or [], options))
+    return resolve_iterations(options, 1)
 
 
 def _options(raw: Mapping[str, Any] | None) -> TrainOptions:
@@ -205,32 +187,26 @@ def _options(raw: Mapping[str, Any] | None) -> TrainOptions:
         return TrainOptions()
 
 
-def _labelled(session: Session, upload_ids: list[int]) -> list[Upload]:
-    """The label files among the uploads (their summaries hold the crops and the object counts)."""
+def _summaries(session: Session, upload_ids: list[int]) -> list[dict[str, Any]]:
     if not upload_ids:
         return []
     rows = session.scalars(select(Upload).where(Upload.id.in_(upload_ids)))
-    return [u for u in rows if u.kind in ("labelme", "correction")]
+    return [dict(u.summary or {}) for u in rows if u.kind in ("labelme", "correction")]
 
 
 def estimate_training(session: Session, options: Mapping[str, Any] | None, device: str | None = None,
-                      upload_ids: list[int] | None = None, rates: Rates | None = None,
-                      weights: WeightPaths | None = None) -> Estimate:
-    """The first estimate of a training with these (user) options on a worker of `device`;
-    `weights`: the operator's base model (None: none configured), which shortens the run."""
+                      upload_ids: list[int] | None = None, rates: Rates | None = None) -> Estimate:
+    """The first estimate of a training with these (user) options on a worker of `device`."""
     opts = _options(options)
-    labelled = _labelled(session, upload_ids or []) if opts.iterations is None else []
-    summaries = [dict(u.summary or {}) for u in labelled]
-    pretrained = starts_pretrained(opts, summaries, weights, any(u.kind == "correction" for u in labelled))
-    iterations = planned_iterations(opts, summaries, pretrained)
+    needs_summaries = opts.iterations is None and opts.epochs is not None
+    iterations = planned_iterations(opts, _summaries(session, upload_ids or []) if needs_summaries else None)
     rate = (rates or Rates(session)).rate(_key(opts, device))
     if rate is None:
         return Estimate(iterations, None, None)
     return Estimate(iterations, rate.setup_s + iterations * rate.sec_per_iter, rate)
 
 
-def estimate_job(session: Session, job: Job, rates: Rates | None = None,
-                 weights: WeightPaths | None = None) -> Estimate | None:
+def estimate_job(session: Session, job: Job, rates: Rates | None = None) -> Estimate | None:
     """A train job's estimate from its params; None for other kinds (and a row that cannot be read:
     that job fails when it starts)."""
     if job.kind != JobKind.TRAIN:
@@ -239,15 +215,14 @@ def estimate_job(session: Session, job: Job, rates: Rates | None = None,
         params = TrainParams.from_job(job)
     except ParamsError:
         return None
-    return estimate_training(session, params.options, None, list(params.upload_ids), rates, weights)
+    return estimate_training(session, params.options, None, list(params.upload_ids), rates)
 
 
-def remaining_s(session: Session, job: Job, rates: Rates | None = None,
-                weights: WeightPaths | None = None) -> float | None:
+def remaining_s(session: Session, job: Job, rates: Rates | None = None) -> float | None:
     """Seconds until the job ends: a running job's own ETA, else its estimate (minus what is done)."""
     if job.state == JobState.RUNNING.value and job.eta_s:
         return float(job.eta_s)
-    estimate = estimate_job(session, job, rates, weights)
+    estimate = estimate_job(session, job, rates)
     if estimate is None or estimate.seconds is None:
         return None
     done = float(job.progress or 0.0) if job.state == JobState.RUNNING.value else 0.0
@@ -260,8 +235,7 @@ class Wait:
     seconds: float | None  # their remaining time summed (one worker per queue); None: not measured
 
 
-def wait_ahead(session: Session, job: Job, rates: Rates | None = None,
-               weights: WeightPaths | None = None) -> Wait | None:
+def wait_ahead(session: Session, job: Job, rates: Rates | None = None) -> Wait | None:
     """What stands before a queued job; None when it is not waiting."""
     if job.state != JobState.QUEUED.value:
         return None
@@ -274,7 +248,7 @@ def wait_ahead(session: Session, job: Job, rates: Rates | None = None,
     running = [j for j in session.scalars(select(Job).where(Job.state == JobState.RUNNING.value))
                if queue_for(j.kind) == queue]
     before = running + order[:ids.index(job.id)]
-    times = [remaining_s(session, j, rates, weights) for j in before]
+    times = [remaining_s(session, j, rates) for j in before]
     known = [t for t in times if t is not None]
     seconds = float(sum(known)) if len(known) == len(times) else None
     return Wait(len(before), seconds)

@@ -16,13 +16,6 @@ ARCHES = ("tiny", "r50", "x101")
 # Per preset: iterations when neither iterations nor epochs are given, and the tile side used
 # at inference (rescaled pixels).
 DEFAULT_ITERATIONS = {"tiny": 600, "r50": 3000, "x101": 3000}
-# From pretrained weights (segbot's base model, or the version a correction fine-tunes) the default
-# budget grows with the labels: 1 % of the preset's budget per labelled object, between a third of it
-# and all of it (tiny: 6 per label, 200-600). Why (docs/benchmarks.md, "A budget from a pretrained
-# start"): from the base model 600 iterations on 20 labels forgot what it knew (F1 0.800 at 200 ->
-# 0.483 at 600), while a correction's 57 labels gained from 345 over 200 (F1 0.941 -> 0.955).
-PRETRAINED_SHARE_PER_LABEL = 0.01
-PRETRAINED_MIN_SHARE = 1 / 3
 DEFAULT_TILE = {"tiny": 512, "r50": 800, "x101": 800}
 
 # The auto rescale enlarges images so the median object is about this many pixels across.
@@ -147,17 +140,9 @@ def auto_rescale(median_d_px: float) -> float:
     return float(min(3.0, max(1.0, round(factor * 2) / 2)))
 
 
-def resolve_iterations(options: TrainOptions, iterations_per_epoch: int, pretrained: bool = False,
-                       n_labels: int = 0) -> int:
-    """The iterations a run makes: the user's count, else her epochs, else the preset's default;
-    from pretrained weights the default scales with the `n_labels` labelled objects
-    (PRETRAINED_SHARE_PER_LABEL)."""
+def resolve_iterations(options: TrainOptions, iterations_per_epoch: int) -> int:
     if options.iterations is not None:
         return int(options.iterations)
     if options.epochs is not None:
         return max(1, int(options.epochs) * max(1, iterations_per_epoch))
-    full = DEFAULT_ITERATIONS[options.arch]
-    if not pretrained:
-        return full
-    share = min(1.0, max(PRETRAINED_MIN_SHARE, PRETRAINED_SHARE_PER_LABEL * max(0, n_labels)))
-    return max(1, round(full * share))
+    return DEFAULT_ITERATIONS[options.arch]

@@ -124,7 +124,7 @@ def test_cli_builds_a_base_model_that_user_training_starts_from(tmp_path, settin
     init = meta["init"]
     assert init["init"] == "base" and init["loaded"] > 100
     # the chat's "started from the base model" line reads this
-    assert meta["metrics"]["start"] == {"from": "base", "iterations": 2, "from_scratch": 600}
+    assert meta["metrics"]["start"] == {"from": "base"}
     assert init["skipped"] <= 4  # at most the RPN's anchor-count-dependent convs differ
 
 

@@ -265,7 +265,6 @@ def test_a_preparing_job_shows_the_queues_estimate_until_it_has_its_own_eta(bs) 
     from bot.delivery import _progress_rows
     from jobqueue.estimates import estimate_job
     from jobs.params import TrainParams
-    from trainer.init_weights import WeightPaths
 
     uid = _user(bs.database_url)
     params = TrainParams(upload_ids=(), options={"arch": "tiny", "iterations": 600})
@@ -276,12 +275,12 @@ def test_a_preparing_job_shows_the_queues_estimate_until_it_has_its_own_eta(bs) 
         session.flush()
         estimate = estimate_job(session, job)
         assert estimate is not None and estimate.seconds  # the fallback table knows tiny on a CPU
-        [row] = _progress_rows(session, WeightPaths())
+        [row] = _progress_rows(session)
         seconds = int(estimate.seconds)
         assert row["text"].endswith(f"preparing 0%, ETA ~{seconds // 60}:{seconds % 60:02d}"), row["text"]
         job.stage, job.progress, job.eta_s = "training", 0.5, 75.0
         session.flush()
-        [row] = _progress_rows(session, WeightPaths())
+        [row] = _progress_rows(session)
         assert row["text"].endswith("training 50%, ETA 1:15"), row["text"]
 
 

@@ -95,37 +95,6 @@ def test_planned_iterations_are_the_trainers() -> None:
     assert planned_iterations(TrainOptions(epochs=10, rescale=2.0), [summary]) == 80
 
 
-def _labels(session, user, counts: dict[str, int], kind: str = "labelme") -> int:
-    summary = {"whole_image": False, "width": 800, "height": 600, "n_objects": sum(counts.values()),
-               "counts": counts,
-               "crops": [{"width": 400, "height": 300, "mean_d_px": 30.0, "counts": counts}]}
-    upload = Upload(user_id=user.id, kind=kind, original_name=f"{kind}.json", sha256="0" * 64, size=1,
-                    summary=summary)
-    session.add(upload)
-    session.flush()
-    return upload.id
-
-
-def test_from_the_base_model_the_estimate_counts_the_trainers_shorter_run(db) -> None:
-    """The estimate shows what the trainer runs (trainer/train.py _plan): from the base model 1 % of
-    the budget per label, from random weights (two classes, no base model) the full budget; a
-    correction fine-tunes the version it corrects, so it is shorter too."""
-    from core.settings import SHIPPED_BASE_MODEL
-    from trainer.init_weights import WeightPaths
-
-    session, user = db
-    base = WeightPaths(base_model=SHIPPED_BASE_MODEL)
-    one = _labels(session, user, {"particle": 40})
-    assert estimate_training(session, {}, "cpu", [one], weights=base).iterations == 240
-    assert estimate_training(session, {}, "cpu", [one]).iterations == 600  # no base model configured
-    assert estimate_training(session, {"init": "random"}, "cpu", [one], weights=base).iterations == 600
-    assert estimate_training(session, {"iterations": 90}, "cpu", [one], weights=base).iterations == 90
-    two = _labels(session, user, {"particle": 40, "pit": 5})
-    assert estimate_training(session, {}, "cpu", [two], weights=base).iterations == 600
-    fix = _labels(session, user, {"particle": 30, "pit": 5}, kind="correction")
-    assert estimate_training(session, {}, "cpu", [two, fix]).iterations == 480  # 80 labels, fine-tuned
-
-
 def test_epochs_read_the_uploads_summaries(db) -> None:
     session, user = db
     summary = {"whole_image": True, "width": 512, "height": 256, "crops": []}

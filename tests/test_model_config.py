@@ -53,18 +53,6 @@ def test_iterations_from_epochs_and_defaults():
     assert resolve_iterations(TrainOptions(), 10) > 100
 
 
-def test_from_pretrained_weights_the_budget_grows_with_the_labels():
-    """1 % of the preset's budget per label, a third of it at least, never more than from random weights."""
-    tiny = TrainOptions()
-    assert resolve_iterations(tiny, 10, pretrained=False, n_labels=20) == 600
-    assert resolve_iterations(tiny, 10, pretrained=True, n_labels=20) == 200
-    assert resolve_iterations(tiny, 10, pretrained=True, n_labels=57) == 342
-    assert resolve_iterations(tiny, 10, pretrained=True, n_labels=500) == 600
-    assert resolve_iterations(TrainOptions(arch="r50"), 10, pretrained=True, n_labels=20) == 1000
-    assert resolve_iterations(TrainOptions(iterations=50), 10, pretrained=True, n_labels=20) == 50
-    assert resolve_iterations(TrainOptions(epochs=2), 10, pretrained=True, n_labels=20) == 20
-
-
 @pytest.mark.parametrize(("median", "expected"), [(6.0, 3.0), (14.0, 2.0), (20.0, 1.5), (40.0, 1.0),
                                                   (400.0, 1.0), (float("nan"), 1.0)])
 def test_auto_rescale_enlarges_small_objects_1_to_3x(median, expected):

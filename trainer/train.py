@@ -18,7 +18,6 @@ import numpy as np
 
 from annotations.model import AnnotatedImage, AnnotationError
 from segmodel.options import (
-    DEFAULT_ITERATIONS,
     DEFAULT_SCORE_THRESHOLD,
     HOLDOUT_MIN_OBJECTS,
     LabelStats,
@@ -239,8 +238,7 @@ class _Plan:
 
 def _plan(sources: Sequence[AnnotatedImage], options: TrainOptions, weights: WeightPaths) -> _Plan:
     """The classes, the scale, the crops (one held out when there are enough), the start and the
-    iterations (fewer from pretrained weights); NotEnoughLabels when nothing labelled lies where
-    training looks."""
+    iterations; NotEnoughLabels when nothing labelled lies where training looks."""
     from trainer.dataset import build_regions, iterations_per_epoch, label_stats
 
     classes = _classes(sources)
@@ -258,7 +256,7 @@ def _plan(sources: Sequence[AnnotatedImage], options: TrainOptions, weights: Wei
     holdout = _pick_holdout(regions, options)
     ipe = iterations_per_epoch(regions, options.crop_size, options.batch_size)
     init = resolve_init(options.init, options.arch, weights, len(classes))
-    total = resolve_iterations(options, ipe, pretrained=init != "random", n_labels=stats.n_objects)
+    total = resolve_iterations(options, ipe)
     return _Plan(classes, stats, rescale, tile_size, regions, holdout, ipe, total, init)
 
 
@@ -455,10 +453,9 @@ def _record_metrics(run: _Run, n_images: int, loop_s: float) -> float:
     seconds = run.earlier_s + time.monotonic() - run.started
     metrics.update(trained_on=trained_on(plan.regions, plan.classes, n_images),
                    train_seconds=round(seconds, 1), **device_info(run.options.device))
-    # where the weights started and how long it ran (the chat's "started from the base model" line);
-    # a fine-tuned version's path stays out of what users see
-    metrics["start"] = {"from": plan.init if plan.init in ("random", "base", "coco") else "bundle",
-                        "iterations": plan.total, "from_scratch": DEFAULT_ITERATIONS[run.options.arch]}
+    # where the weights started (the chat's "started from the base model" line); a fine-tuned
+    # version's path stays out of what users see
+    metrics["start"] = {"from": plan.init if plan.init in ("random", "base", "coco") else "bundle"}
     # Measured speed of this run (jobqueue/estimates.py learns the bot's estimates from it); the
     # setup (reading, building, saving) is what the iterations do not explain.
     ran = plan.total - run.start

@@ -27,7 +27,6 @@ from bot.training import (
     wait_text,
 )
 from storage.models import Upload
-from trainer.init_weights import WeightPaths
 
 TRAIN_PATTERN = r"^train:(go|more|opts)\Z"
 OPTION_PATTERN = re.compile(r"^opt:(.*)", re.DOTALL)  # an unknown name redraws the keyboard unchanged
@@ -65,8 +64,7 @@ async def on_option_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     s, info = svc(context), me(context)
     options = next_option(info.train_options, context.match.group(1))
     await s.db(update_preferences, info.id, train_options=options)
-    estimate = await s.db(training_estimate, options, s.settings.device, info.pending_uploads,
-                          WeightPaths.from_settings(s.settings))
+    estimate = await s.db(training_estimate, options, s.settings.device, info.pending_uploads)
     await edit_or_send(
         context,
         update,
@@ -94,8 +92,7 @@ async def on_correction_button(update: Update, context: ContextTypes.DEFAULT_TYP
 
 async def _show_options(context: ContextTypes.DEFAULT_TYPE, chat_id: int, info: UserInfo) -> None:
     s = svc(context)
-    estimate = await s.db(training_estimate, info.train_options, s.settings.device, info.pending_uploads,
-                          WeightPaths.from_settings(s.settings))
+    estimate = await s.db(training_estimate, info.train_options, s.settings.device, info.pending_uploads)
     await context.bot.send_message(
         chat_id,
         options_text(info.train_options, info.language, estimate),
