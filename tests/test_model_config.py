@@ -54,8 +54,9 @@ def test_iterations_from_epochs_and_defaults():
 
 
 @pytest.mark.parametrize(("median", "expected"), [(6.0, 3.0), (14.0, 2.0), (20.0, 1.5), (40.0, 1.0),
-                                                  (400.0, 1.0), (float("nan"), 1.0)])
-def test_auto_rescale_enlarges_small_objects_1_to_3x(median, expected):
+                                                  (90.0, 1.0), (91.0, 0.707), (130.0, 0.5), (180.0, 0.354),
+                                                  (400.0, 0.25), (4000.0, 0.25), (float("nan"), 1.0)])
+def test_auto_rescale_enlarges_small_objects_1_to_3x_and_shrinks_large_ones(median, expected):
     assert auto_rescale(median) == expected
 
 

@@ -156,7 +156,9 @@ def build_regions(sources: Sequence[AnnotatedImage], classes: list[str], rescale
             pixels = ann.image[y0:y1, x0:x1]
             w, h = max(1, round((x1 - x0) * rescale)), max(1, round((y1 - y0) * rescale))
             if (w, h) != (x1 - x0, y1 - y0):
-                pixels = cv2.resize(pixels, (w, h), interpolation=cv2.INTER_LINEAR)
+                # area averaging when shrinking, as inference/tiling.py reads a shrunk tile
+                interp = cv2.INTER_AREA if rescale < 1 else cv2.INTER_LINEAR
+                pixels = cv2.resize(pixels, (w, h), interpolation=interp)
             masks, labels = [], []
             for inst in ann.instances:
                 if inst.label not in index:
