@@ -21,11 +21,12 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from storage.db import session_scope
 from storage.files import FileStore
 from storage.migrate import upgrade
-from storage.models import Job, Notice, Upload
+from storage.models import Job, Notice, TrainedModel, Upload, User
 from tests.botapi.fixtures import buttons, rows
 from tests.botapi.harness import BotApiStandIn, bot_settings, running_bot
 from tests.botapi.harness import User as TgUser
@@ -387,10 +388,14 @@ def _tap_and_wait(driver, x: float, y: float) -> None:
 
 @pytest.mark.slow
 def test_label_an_image_on_a_phone_then_train(stack, tmp_path) -> None:
-    """A new user's first image, labelled on the phone: two crops, nine particles by taps (one
-    tap's outline rejected), one circle by hand; Save; the chat's summary; Train now."""
+    """A new user with only a phone, from /start to a recognised image without LabelMe: her first
+    image labelled on the page (two crops, nine particles by taps, one tap's outline rejected, one
+    circle by hand); Save; the chat's summary; Train now; the model trains (a real worker's job
+    body); her next image is recognised with it."""
     from annotations.geometry import polygon_area
     from annotations.labelme import read_labelme
+    from annotations.model import Instance
+    from jobqueue.runner import drain
     from tests.webapp_helpers import scene_image, scene_instances
 
     api, bs, web = stack
@@ -399,6 +404,9 @@ def test_label_an_image_on_a_phone_then_train(stack, tmp_path) -> None:
 
     buffer = io.BytesIO()
     Image.fromarray(scene_image(instances)).save(buffer, format="PNG")
+    mark = api.mark()
+    api.send_text(ALICE, "/start")
+    api.wait_reply(ALICE.id, mark, "segbot")
     mark = api.mark()
     api.send_document(ALICE, "cells.png", buffer.getvalue(), mime_type="image/png")
     reply = api.wait_reply(ALICE.id, mark, "no model yet", timeout=20)
@@ -473,11 +481,41 @@ def test_label_an_image_on_a_phone_then_train(stack, tmp_path) -> None:
     summary = api.wait_reply(ALICE.id, mark, "Labels received", timeout=20)
     assert "2 crops" in summary.text and "10 objects" in summary.text
     assert "train:go" in buttons(summary)
+    # a CPU test affords 2 iterations: her saved training options are what the job reads
+    with session_scope(bs.database_url) as session:
+        user = session.scalar(select(User).where(User.telegram_id == ALICE.id))
+        user.preferences = {**user.preferences, "train_options": {"arch": "tiny", "iterations": 2}}
     mark = api.mark()
     api.press(ALICE, summary.result, "train:go")
     api.wait_reply(ALICE.id, mark, "Training job", timeout=20)
     (job,) = rows(bs.database_url, Job, kind="train", state="queued")
     assert job.params["upload_ids"] == [labels.id]
+
+    # the worker trains on it; the chat says the model is ready
+    assert drain(bs, "train") == 1
+    (done,) = rows(bs.database_url, Job, kind="train")
+    assert done.state == "succeeded", done.error
+    api.wait_reply(ALICE.id, mark, "Model v1 is ready", timeout=60)
+    # her next image, recognised with that model (a 2-iteration model scores low: the lowest threshold)
+    mark = api.mark()
+    api.send_text(ALICE, "/threshold 0.05")
+    api.wait_reply(ALICE.id, mark, "0.05")
+    mark = api.mark()
+    moved = [Instance(i.label, i.polygon + [14, 9], None) for i in instances]  # another field of view
+    buffer = io.BytesIO()
+    Image.fromarray(scene_image(moved)).save(buffer, format="PNG")
+    api.send_document(ALICE, "next.png", buffer.getvalue(), mime_type="image/png")
+    api.wait_reply(ALICE.id, mark, "Recognition job", timeout=20)
+    assert drain(bs, "predict") == 1
+    (recognised,) = rows(bs.database_url, Job, kind="predict")
+    assert recognised.state == "succeeded", recognised.error
+    (model,) = rows(bs.database_url, TrainedModel, job_id=done.id)
+    assert recognised.model_id == model.id  # the model her labels trained
+    photo = api.wait_reply(ALICE.id, mark, "next.png", methods=("sendPhoto",), timeout=60)
+    assert photo.files["photo"][1].startswith(b"\x89PNG")
+    markup = photo.params["reply_markup"]
+    markup = json.loads(markup) if isinstance(markup, str) else markup
+    assert "Review" in [b["text"] for row in markup["inline_keyboard"] for b in row]
 
 
 @pytest.mark.slow
