@@ -140,13 +140,15 @@ RULES = (
 )
 
 
-def figure_predictions(fig, iterations: int, out: Path,
-                       init: str = "random") -> dict[str, list[tuple[np.ndarray, float]]]:
+def figure_predictions(fig, iterations: int, out: Path, init: str = "random",
+                       bundles: Path | None = None) -> dict[str, list[tuple[np.ndarray, float]]]:
     """{test panel stem: [(outline, score)]}: a tiny model trained on two crops (<= 50 particles) of
     the figure's richest panel recognises its other panels as segbot does (auto scale, fragment
     merge, DEFAULT_SCORE_THRESHOLD). `init` 'base': from the base model (SEGBOT_BASE_MODEL, else the
     shipped one); `iterations` 0: segbot's budget. Cached in `out`: the taps can be scored again
-    without training."""
+    without training. `bundles`: a bench_scenarios --keep folder; its v1 of this figure (the same two
+    crops, trained with the same options when that run's --iterations and --inits match) is used
+    instead of training one again."""
     import pickle
     import tempfile
 
@@ -171,8 +173,14 @@ def figure_predictions(fig, iterations: int, out: Path,
 
         weights = _weights()
         _check_unseen(weights, [train, *tests])
+    kept = sorted(bundles.glob(f"{fig.train[0]}-v1-*/bundle.json")) if bundles is not None else []
     with tempfile.TemporaryDirectory() as tmp:
-        bundle, train_s = train_bundle([source], Path(tmp) / "bundle", options, f"{fig.train[0]} ", weights)
+        if kept:
+            bundle, train_s = kept[0].parent, 0.0
+            print(f"  {fig.name}: the model kept in {bundle}")
+        else:
+            bundle, train_s = train_bundle([source], Path(tmp) / "bundle", options, f"{fig.train[0]} ",
+                                           weights)
         preds, predict_s = predict_all(bundle, tests, "cpu", DEFAULT_SCORE_THRESHOLD, auto_scale=True)
     print(
         f"  {fig.name}: {len(source.instances)} labels on {fig.train[0]}, trained in "
@@ -265,12 +273,13 @@ def model_figures(data: Path, n_clustered: int, n_isolated: int) -> list:
     return every[:n_clustered] + rest[:n_isolated]
 
 
-def run_model(data: Path, figures: list, iterations: int, out: Path, init: str = "random") -> None:
+def run_model(data: Path, figures: list, iterations: int, out: Path, init: str = "random",
+              bundles: Path | None = None) -> None:
     """Per figure one model, every GT particle of its other panels tapped, answered without and with
     the model; then all figures pooled."""
     pooled: list[dict] = []
     for fig in figures:
-        found = figure_predictions(fig, iterations, out, init)
+        found = figure_predictions(fig, iterations, out, init, bundles)
         if not found:
             print(f"  {fig.name}: no two crops fit, skipped")
             continue
@@ -299,13 +308,16 @@ def main() -> int:
                         help="--model: random weights, or the base model (SEGBOT_BASE_MODEL, else shipped)")
     parser.add_argument("--out", type=Path, default=Path("out/bench-label"), help="--model: prediction cache")
     parser.add_argument("--only", default="", help="--model: comma list of labelled panels (stems) to keep")
+    parser.add_argument("--bundles", type=Path, default=None,
+                        help="--model: a bench_scenarios --keep folder whose v1 models are used (same "
+                             "--iterations and --inits there) instead of training them again")
     args = parser.parse_args()
     print(f"bench_label: tap the centre of every GT particle; {hardware()}")
     if args.model:
         figures = model_figures(args.data, args.figures, args.isolated)
         if args.only:
             figures = [f for f in figures if f.train[0] in args.only.split(",")]
-        run_model(args.data, figures, args.iterations, args.out, args.init)
+        run_model(args.data, figures, args.iterations, args.out, args.init, args.bundles)
         print(f"(load average {os.getloadavg()[0]:.1f})")
         return 0
     dev = args.data / "emps-dev"
