@@ -456,7 +456,10 @@ def correction_rounds(figures: list[Figure], options, threshold: float, tuned_it
                 if options.init == "base":
                     _check_unseen(weights, [ann, *tests])
                 v1, train_s = train_bundle([source], v1, options, f"{fig.train[0]} v1 ", weights)
-            (seen,), _ = predict_all(v1, [extra], options.device, threshold)
+            # as the product recognises it (jobs.predict: auto scale on): at 1x v1 found 24 of the 92
+            # spheres of 5fc8c5b53c's extra panel, with auto scale 84, so crops were chosen on outlines
+            # the user never sees
+            (seen,), _ = predict_all(v1, [extra], options.device, threshold, auto_scale=True)
             labelled = round_arms(extra, seen, arms, seeds, touching)
             if pictures is not None:
                 crops_picture(extra, seen, {name: [[c.x0, c.y0, c.x1, c.y1] for c in a.crops]
