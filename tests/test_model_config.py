@@ -153,6 +153,21 @@ def test_an_empty_crop_is_kept_as_labelled_background():
     assert len(regions) == 3 and regions[2].n_objects == 0 and regions[2].image.shape[:2] == (35, 30)
 
 
+def test_an_empty_crop_is_drawn_as_background():
+    """A crop she labelled with nothing in it (a suggested crop whose proposals she all rejected, a
+    patch of background) trains as background: every draw from it, zoomed or not, has no objects
+    (numpy cannot reshape its (0, h, w) masks to (0, -1): training stopped with our error)."""
+    ann = _two_crop_image()
+    ann.crops.append(Crop(60, 60, 90, 95))
+    (empty,) = [r for r in build_regions([ann], ["p", "q"], rescale=1.0) if r.n_objects == 0]
+    for augment in (True, False):
+        source = SampleSource([empty], crop_size=64, augment=augment, seed=0)
+        for _ in range(10):
+            s = source.draw()
+            assert s.masks.shape[0] == 0 and len(s.labels) == 0 and s.boxes.shape == (0, 4)
+            assert s.image.shape[:2] == s.masks.shape[1:]
+
+
 def test_regions_rescale_keeps_masks_on_their_objects():
     ann = synthetic_scene(1, (160, 160), n_particles=10, n_pits=0)
     regions = build_regions([ann], ["particle"], rescale=2.0)

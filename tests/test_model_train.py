@@ -200,6 +200,22 @@ def test_failed_run_leaves_no_half_written_model(sources, tmp_path, monkeypatch)
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_crop_of_background_trains(tmp_path):
+    """Label mode saves a crop whose proposals she all rejected as a crop with nothing in it; most
+    draws of this set come from it (it is 9x the other's area) and training runs through."""
+    from annotations.model import AnnotatedImage, Crop
+    from trainer.train import train_model
+
+    scene = synthetic_scene(5, (300, 300), n_particles=8, n_pits=0)
+    labelled = [i for i in scene.instances if i.polygon[:, 0].max() < 100]
+    assert labelled
+    ann = AnnotatedImage("bg.png", scene.image.copy(), labelled, crops=[Crop(0, 0, 100, 300)])
+    ann.image[:, 100:] = np.median(scene.image)  # nothing but background right of the first crop
+    ann.crops.append(Crop(101, 0, 300, 300))
+    out = train_model([ann], tmp_path / "m", TrainOptions(iterations=6, holdout=False, batch_size=2))
+    assert out.iterations == 6 and (out.bundle_dir / "bundle.json").is_file()
+
+
 def test_no_labels_is_a_user_error(tmp_path):
     from annotations.model import AnnotatedImage, AnnotationError
     from trainer.train import train_model

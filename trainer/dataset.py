@@ -229,7 +229,7 @@ class SampleSource:
         if zoom != 1.0:  # a full-size cut becomes exactly crop_size; a smaller region scales with it
             size = tuple(self.crop_size if n == side else max(1, round(n * zoom)) for n in (cw, ch))
             image, masks = _zoom(image, masks, size)
-        keep = masks.reshape(len(masks), -1).sum(axis=1) >= MIN_MASK_PX
+        keep = masks.sum(axis=(1, 2)) >= MIN_MASK_PX  # (0, h, w) from a crop of background works too
         masks, labels = masks[keep], region.labels[keep]
         if self.cutouts and self.rng.random() < aug.copy_paste_p:
             image, masks, labels = self._paste(image, masks, labels, aug)
