@@ -153,7 +153,7 @@ def figure_predictions(fig, iterations: int, out: Path, init: str = "random",
     import tempfile
 
     from bench_quality import load, predict_all, train_bundle
-    from bench_scenarios import MAX_LABELS, two_crops
+    from bench_scenarios import MAX_LABELS, kept, two_crops
 
     from segmodel.options import DEFAULT_SCORE_THRESHOLD, TrainOptions
 
@@ -173,10 +173,11 @@ def figure_predictions(fig, iterations: int, out: Path, init: str = "random",
 
         weights = _weights()
         _check_unseen(weights, [train, *tests])
-    kept = sorted(bundles.glob(f"{fig.train[0]}-v1-*/bundle.json")) if bundles is not None else []
     with tempfile.TemporaryDirectory() as tmp:
-        if kept:
-            bundle, train_s = kept[0].parent, 0.0
+        # the correction round's own key (figure and options): a v1 trained otherwise is not taken
+        bundle, done = kept(bundles, tmp, f"{fig.train[0]}-v1", fig.train, options)
+        if done:
+            train_s = 0.0
             print(f"  {fig.name}: the model kept in {bundle}")
         else:
             bundle, train_s = train_bundle([source], Path(tmp) / "bundle", options, f"{fig.train[0]} ",
