@@ -24,7 +24,7 @@ from outputs.lab_formats import SetEntry, write_result_set
 from storage.db import session_scope
 from storage.files import FileStore
 from storage.models import Job, Notice, Result, TrainedModel, Upload, User
-from tests.botapi.fixtures import buttons, rows, user_row
+from tests.botapi.fixtures import buttons, keyboard, rows, user_row
 from tests.botapi.harness import User as TgUser
 from tests.botapi.harness import running_bot
 from tests.fake_detector import disc_image
@@ -148,9 +148,7 @@ def test_unsure_scale_bar_is_asked_and_answered_once(bs, api) -> None:
         ask = api.wait_reply(ALICE.id, 0, "Use it?")
         (upload,) = rows(bs.database_url, Upload, kind="image")
         assert buttons(ask) == [f"sb:use:{upload.id}", f"sb:no:{upload.id}"]
-        keyboard = ask.params["reply_markup"]
-        keyboard = json.loads(keyboard) if isinstance(keyboard, str) else keyboard
-        assert [b["text"] for b in keyboard["inline_keyboard"][0]] == [f"Use {value} nm/px", "No scale"]
+        assert [b["text"] for b in keyboard(ask)[0]] == [f"Use {value} nm/px", "No scale"]
         assert f"confidence {loaded.scale_confidence:.2f}" in ask.text
         assert _predict_jobs(bs) == []  # held for the answer
         # a forged id and another user's upload change nothing

@@ -12,7 +12,7 @@ from storage.db import session_scope
 from storage.migrate import upgrade
 from storage.models import Notice
 from storage.notices import LabelsSavedNotice, add_user_notice
-from tests.botapi.fixtures import buttons
+from tests.botapi.fixtures import buttons, keyboard
 from tests.botapi.harness import User as TgUser
 from tests.botapi.harness import bot_settings, running_bot
 from tests.webapp_helpers import stored_image, stored_result
@@ -20,11 +20,6 @@ from tests.webapp_helpers import stored_image, stored_result
 ALICE = TgUser(7001, "Alice", "alice", "en")
 BOB = TgUser(7002, "Боб", "bob", "ru")
 URL = "https://segbot.example.org"
-
-
-def _markup(call) -> dict:
-    markup = call.params.get("reply_markup") or {}
-    return json.loads(markup) if isinstance(markup, str) else markup
 
 
 def _deliver_result(api, bs, scene, user):
@@ -57,10 +52,10 @@ def test_review_buttons_under_a_result_and_in_stats(settings, api, tmp_path) -> 
         mark = api.mark()
         api.send_text(BOB, "/stats")
         stats = api.wait_reply(BOB.id, mark, "13")  # the pooled count
-    assert _markup(photo)["inline_keyboard"] == [
+    assert keyboard(photo) == [
         [{"text": "Проверить", "web_app": {"url": f"{URL}/?result={scene.result_id}"}}]
     ]
-    assert _markup(stats)["inline_keyboard"] == [
+    assert keyboard(stats) == [
         [{"text": "Проверить cells.png", "web_app": {"url": f"{URL}/?result={scene.result_id}"}}]
     ]
 
@@ -88,7 +83,7 @@ def test_label_buttons_under_a_kept_image_result_and_in_label(settings, api, tmp
                 upload_id=99, image_upload_id=image_id, name="cells_labels.json", summary=summary,
                 pending_count=1))
         saved = api.wait_reply(BOB.id, mark, "cells_labels.json", timeout=20)
-    assert _markup(photo)["inline_keyboard"] == [
+    assert keyboard(photo) == [
         [
             {"text": "Проверить", "web_app": {"url": f"{URL}/?result={scene.result_id}"}},
             {"text": "Разметить", "web_app": {"url": f"{URL}/?image={image_id}"}},
@@ -96,7 +91,7 @@ def test_label_buttons_under_a_kept_image_result_and_in_label(settings, api, tmp
         [{"text": "Разметить, где модель сомневается",
           "web_app": {"url": f"{URL}/?image={image_id}&suggest=1"}}],
     ]
-    assert _markup(listed)["inline_keyboard"] == [
+    assert keyboard(listed) == [
         [{"text": "Разметить cells.png", "web_app": {"url": f"{URL}/?image={image_id}"}}]
     ]
     assert "1 кроп" in saved.text and "3 объекта" in saved.text

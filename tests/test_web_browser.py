@@ -27,7 +27,7 @@ from storage.db import session_scope
 from storage.files import FileStore
 from storage.migrate import upgrade
 from storage.models import Job, Notice, TrainedModel, Upload, User
-from tests.botapi.fixtures import buttons, rows
+from tests.botapi.fixtures import buttons, keyboard, rows
 from tests.botapi.harness import BotApiStandIn, bot_settings, running_bot
 from tests.botapi.harness import User as TgUser
 from tests.services import need_service
@@ -187,9 +187,7 @@ def _result_buttons(api, bs, scene, user: TgUser) -> list[list[dict]]:
             Notice(user_id=scene.user_id, job_id=scene.predict_job_id, kind="predict_done", payload={})
         )
     photo = api.wait_reply(user.id, mark, "cells.png", methods=("sendPhoto",), timeout=20)
-    markup = photo.params["reply_markup"]
-    markup = json.loads(markup) if isinstance(markup, str) else markup
-    return markup["inline_keyboard"]
+    return keyboard(photo)
 
 
 def _result_in_chat(api, bs, scene, user: TgUser):
@@ -410,9 +408,7 @@ def test_label_an_image_on_a_phone_then_train(stack, tmp_path) -> None:
     mark = api.mark()
     api.send_document(ALICE, "cells.png", buffer.getvalue(), mime_type="image/png")
     reply = api.wait_reply(ALICE.id, mark, "no model yet", timeout=20)
-    markup = reply.params["reply_markup"]
-    markup = json.loads(markup) if isinstance(markup, str) else markup
-    ((button,),) = markup["inline_keyboard"]
+    ((button,),) = keyboard(reply)
     (image,) = rows(bs.database_url, Upload, kind="image")
     assert button["text"] == "Label cells.png"
     assert button["web_app"]["url"] == f"{web.url}/?image={image.id}"
@@ -513,9 +509,7 @@ def test_label_an_image_on_a_phone_then_train(stack, tmp_path) -> None:
     assert recognised.model_id == model.id  # the model her labels trained
     photo = api.wait_reply(ALICE.id, mark, "next.png", methods=("sendPhoto",), timeout=60)
     assert photo.files["photo"][1].startswith(b"\x89PNG")
-    markup = photo.params["reply_markup"]
-    markup = json.loads(markup) if isinstance(markup, str) else markup
-    assert "Review" in [b["text"] for row in markup["inline_keyboard"] for b in row]
+    assert "Review" in [b["text"] for row in keyboard(photo) for b in row]
 
 
 @pytest.mark.slow

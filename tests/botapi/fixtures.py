@@ -88,9 +88,15 @@ def rows(url: str, model: type, **where: Any) -> list[Any]:
         return found
 
 
-def buttons(call: Any) -> list[str]:
-    """callback_data of every inline button of a recorded call."""
+def keyboard(call: Any) -> list[list[dict]]:
+    """The inline keyboard of a recorded call, rows of buttons (PTB sends reply_markup as a JSON string
+    in a form, as an object in a JSON body)."""
     markup = call.params.get("reply_markup") or {}
     if isinstance(markup, str):
         markup = json.loads(markup)
-    return [b.get("callback_data") for row in markup.get("inline_keyboard", []) for b in row]
+    return markup.get("inline_keyboard", [])
+
+
+def buttons(call: Any) -> list[str]:
+    """callback_data of every inline button of a recorded call."""
+    return [b.get("callback_data") for row in keyboard(call) for b in row]
