@@ -28,7 +28,7 @@ import numpy as np
 
 from annotations.model import Instance
 from segmodel.options import DEFAULT_SCORE_THRESHOLD
-from segmodel.types import TileDetector
+from segmodel.types import Detections, TileDetector
 
 if TYPE_CHECKING:
     from inference.merge import CandidateSet
@@ -64,6 +64,10 @@ class PredictOptions:
     # on the figure series (5 EMPS figures, 487 particles) F1 0.629 -> 0.683 at 1x, 0.519 -> 0.756
     # with auto scale (docs/benchmarks.md).
     fragments: bool = True
+    # Also keep the detections scored from this floor up to the threshold (None: not kept), merged on
+    # their own: where the model was unsure, for "Label where it helps most" (annotations.suggest).
+    # The kept outlines are the same with or without them.
+    unsure_floor: float | None = None
 
 
 @dataclass
@@ -73,6 +77,8 @@ class Prediction:
     tiles: int
     seconds: float
     stats: dict = field(default_factory=dict)  # candidates, merged_away, too_small, refine_failed
+    # detections under the threshold (options.unsure_floor) none centred in a kept outline
+    unsure: list[Instance] = field(default_factory=list)
 
 
 def tile_geometry(image_shape: tuple[int, ...], detector: TileDetector, options: PredictOptions):
@@ -127,7 +133,7 @@ def predict_image(
     allowed = _allowed_labels(detector.classes, options.classes)
     tiles, scale = tile_geometry(image.shape, detector, options)
 
-    candidates = _detect_tiles(image, detector, tiles, scale, options, allowed, progress)
+    candidates, below = _detect_tiles(image, detector, tiles, scale, options, allowed, progress)
     n_merged = candidates.finish()
     n_candidates = len(candidates)
     instances, too_small = _large_enough(candidates, detector.classes, options.min_area_px)
@@ -146,18 +152,22 @@ def predict_image(
         refine_failed = len(instances) - n_refined
     stats = {"candidates": n_candidates, "merged_away": n_candidates - n_merged, "too_small": too_small,
              "refine_failed": refine_failed, "scale": scale, "fragments_joined": fragments}
+    unsure = _unsure(below, detector.classes, options.min_area_px, instances) if below is not None else []
     return Prediction(instances=instances, n_refined=n_refined, tiles=len(tiles),
-                      seconds=time.perf_counter() - started, stats=stats)
+                      seconds=time.perf_counter() - started, stats=stats, unsure=unsure)
 
 
 def _detect_tiles(image: np.ndarray, detector: TileDetector, tiles: list, scale: float,
                   options: PredictOptions, allowed: np.ndarray | None,
-                  progress: Callable[[int, int], None] | None) -> CandidateSet:
+                  progress: Callable[[int, int], None] | None) -> tuple[CandidateSet, CandidateSet | None]:
     """The detector over every tile, batch by batch, its detections above the threshold collected as
-    candidates (not yet merged across tile borders); progress as (tiles done, tiles)."""
+    candidates (not yet merged across tile borders), and those from options.unsure_floor up to it in a
+    set of their own (None when not asked); progress as (tiles done, tiles)."""
     from inference.merge import CandidateSet
 
     candidates = CandidateSet(tiles)
+    floor = options.unsure_floor
+    below = CandidateSet(tiles) if floor is not None and floor < options.threshold else None
     done = 0
     if progress is not None:
         progress(0, len(tiles))
@@ -166,11 +176,38 @@ def _detect_tiles(image: np.ndarray, detector: TileDetector, tiles: list, scale:
         if len(results) != len(batch):
             raise RuntimeError(f"detector returned {len(results)} results for {len(batch)} tiles")
         _collect(candidates, batch, results, options.threshold, allowed)
+        if below is not None:
+            _collect(below, batch, [_under(det, options.threshold) for det in results], float(floor), allowed)
         done += len(batch)
         del batch, results  # full-tile masks: free them before the next batch is detected
         if progress is not None:
             progress(done, len(tiles))
-    return candidates
+    return candidates, below
+
+
+def _under(det: Detections, threshold: float) -> Detections:
+    """The detections scored under `threshold`."""
+    keep = det.scores < threshold
+    return Detections(boxes=det.boxes[keep], scores=det.scores[keep], labels=det.labels[keep],
+                      masks=det.masks[keep])
+
+
+def _unsure(below: CandidateSet, classes: list[str], min_area_px: float,
+            kept: list[Instance]) -> list[Instance]:
+    """The merged detections under the threshold whose centre no kept outline holds (a kept object's
+    weaker duplicate is no doubt about it)."""
+    import shapely
+
+    from annotations.geometry import area_centroid_perimeter, to_shapely
+
+    below.finish()
+    found, _ = _large_enough(below, classes, min_area_px)
+    if not found or not kept:
+        return found
+    centre = area_centroid_perimeter([i.polygon for i in found])[1]
+    tree = shapely.STRtree(shapely.make_valid(to_shapely([i.polygon for i in kept])))
+    inside = set(tree.query(shapely.points(centre), predicate="within")[0].tolist())
+    return [inst for k, inst in enumerate(found) if k not in inside]
 
 
 def _large_enough(candidates: CandidateSet, classes: list[str], min_area_px: float
@@ -225,17 +262,19 @@ def _predict_outside(image, detector, options: PredictOptions, progress, started
     if x1 - x0 < 1 or y1 - y0 < 1:
         raise ValueError("the excluded regions cover the whole image")
     pred = predict_image(image[y0:y1, x0:x1], detector, replace(options, exclude=[]), progress)
-    kept, dropped = [], 0
-    shifted = [inst.polygon + np.array([x0, y0], dtype=np.float64) for inst in pred.instances]
-    centres = area_centroid_perimeter(shifted)[1] if shifted else np.zeros((0, 2))
-    for inst, poly, (cx, cy) in zip(pred.instances, shifted, centres, strict=True):
-        if any(bx0 <= cx < bx1 and by0 <= cy < by1 for bx0, by0, bx1, by1 in inner):
-            dropped += 1
-            continue
-        kept.append(Instance(inst.label, poly, inst.score))
-    stats = dict(pred.stats, excluded=dropped, crop=(x0, y0, x1, y1))
+
+    def shifted(instances: list[Instance]) -> list[Instance]:
+        """In the whole image's pixels, less those centred in an inner excluded box."""
+        offset = np.array([x0, y0], dtype=np.float64)
+        moved = [Instance(i.label, i.polygon + offset, i.score) for i in instances]
+        centres = area_centroid_perimeter([i.polygon for i in moved])[1] if moved else np.zeros((0, 2))
+        return [inst for inst, (cx, cy) in zip(moved, centres, strict=True)
+                if not any(bx0 <= cx < bx1 and by0 <= cy < by1 for bx0, by0, bx1, by1 in inner)]
+
+    kept = shifted(pred.instances)
+    stats = dict(pred.stats, excluded=len(pred.instances) - len(kept), crop=(x0, y0, x1, y1))
     return Prediction(instances=kept, n_refined=pred.n_refined, tiles=pred.tiles,
-                      seconds=time.perf_counter() - started, stats=stats)
+                      seconds=time.perf_counter() - started, stats=stats, unsure=shifted(pred.unsure))
 
 
 def _predict_scaled(image, detector, options: PredictOptions, progress, started: float) -> Prediction:
@@ -300,16 +339,20 @@ def _predict_padded(image, detector, options: PredictOptions, progress, started:
     height, width = image.shape[:2]
     padded = cv2.copyMakeBorder(np.ascontiguousarray(image), pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
     pred = predict_image(padded, detector, replace(options, edge_pad=0), progress)
-    kept, reflections = [], 0
-    for inst in pred.instances:
-        polygon = _clip_to_image(inst.polygon - pad, width, height, options.min_area_px)
-        if polygon is None:
-            reflections += 1
-            continue
-        kept.append(Instance(inst.label, polygon, inst.score))
-    stats = dict(pred.stats, reflections=reflections, edge_pad=pad)
+
+    def clipped(instances: list[Instance]) -> list[Instance]:
+        """Back in the image's pixels, clipped to it, less the reflections."""
+        out = []
+        for inst in instances:
+            polygon = _clip_to_image(inst.polygon - pad, width, height, options.min_area_px)
+            if polygon is not None:
+                out.append(Instance(inst.label, polygon, inst.score))
+        return out
+
+    kept = clipped(pred.instances)
+    stats = dict(pred.stats, reflections=len(pred.instances) - len(kept), edge_pad=pad)
     return Prediction(instances=kept, n_refined=pred.n_refined, tiles=pred.tiles,
-                      seconds=time.perf_counter() - started, stats=stats)
+                      seconds=time.perf_counter() - started, stats=stats, unsure=clipped(pred.unsure))
 
 
 def _clip_to_image(polygon: np.ndarray, width: int, height: int, min_area: float) -> np.ndarray | None:

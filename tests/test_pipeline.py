@@ -331,3 +331,48 @@ def test_fragments_of_one_particle_are_joined_when_asked():
                                  strict=True):
         assert centroid(inst.polygon) == pytest.approx((cx, cy), abs=1.0)
         assert polygon_area(inst.polygon) == pytest.approx(math.pi * r * r, rel=0.1)
+
+
+class _WithWeakDuplicates:
+    """ThresholdDetector whose every detection comes back twice, the copy at half the score (a kept
+    object's weaker duplicate must not read as a doubt)."""
+
+    def __init__(self, inner: ThresholdDetector) -> None:
+        self.inner = inner
+        self.classes, self.rescale, self.tile_size = inner.classes, inner.rescale, inner.tile_size
+        self.object_size = inner.object_size
+
+    def detect(self, tiles: list[np.ndarray]) -> list[Detections]:
+        twice = np.concatenate
+        return [Detections(boxes=twice([d.boxes, d.boxes]), scores=twice([d.scores, d.scores / 2]),
+                           labels=twice([d.labels, d.labels]), masks=twice([d.masks, d.masks]))
+                for d in self.inner.detect(tiles)]
+
+
+def _centres(instances) -> np.ndarray:
+    return np.array(sorted(centroid(i.polygon) for i in instances))
+
+
+def test_detections_under_the_threshold_are_kept_apart_when_asked():
+    """options.unsure_floor: what the model found under the threshold comes back as Prediction.unsure,
+    in the image's pixels through the mirrored border and an excluded band, and the kept outlines are
+    the same as without it."""
+    bright = [(60.0, 70.0, 9.0), (130.0, 150.0, 9.0), (200.0, 90.0, 9.0)]  # 220 -> 0.86
+    # 120 -> 0.47: one inside, one cut by the image's edge, one in the band excluded below
+    dim = [(100.0, 210.0, 9.0), (3.0, 150.0, 9.0), (170.0, 20.0, 9.0)]
+    image = np.maximum(disc_image(256, 256, bright), disc_image(256, 256, dim, value=120))
+    det = _WithWeakDuplicates(ThresholdDetector(tile_size=96, object_size=18.0))
+    plain = predict_image(image, det, PredictOptions(threshold=0.6))
+    asked = predict_image(image, det, PredictOptions(threshold=0.6, unsure_floor=0.3))
+    assert plain.unsure == []
+    assert [centroid(i.polygon) for i in asked.instances] == [centroid(i.polygon) for i in plain.instances]
+    assert _centres(plain.instances) == pytest.approx(np.array(sorted((x, y) for x, y, _ in bright)), abs=0.5)
+    # the dim discs (0.47) and nothing of the bright ones' duplicates (0.43, centred in kept outlines)
+    found = _centres(asked.unsure)
+    assert len(found) == 3 and all(0.4 < i.score < 0.6 for i in asked.unsure)
+    assert found[0] == pytest.approx((4.6, 150.0), abs=1.0)  # the part on the image, not its reflection
+    assert found[1:] == pytest.approx(np.array([(100.0, 210.0), (170.0, 20.0)]), abs=0.5)
+    options = PredictOptions(threshold=0.6, unsure_floor=0.3, exclude=[(0, 0, 256, 40)])
+    bar = predict_image(image, det, options)
+    assert _centres(bar.unsure)[1:] == pytest.approx(np.array([(100.0, 210.0)]), abs=0.5)
+    assert len(bar.unsure) == 2 and len(bar.instances) == 3
