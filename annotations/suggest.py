@@ -12,10 +12,16 @@ atypical objects in a window count against it (they cost labels and teach fragme
 of a few particle diameters are placed greedily where that sum is largest, apart from each other, each
 grown to hold whole the outlines whose centres it holds. Label mode opens with them as crops, the
 model's outlines inside as proposals.
+
+The model's outlines at her threshold show only what it found; its misses, where recall is lost, leave
+no outline. Its detections under the threshold do (`unsure`: scored between the detector's floor and
+her threshold, none centred in a kept outline, inference.pipeline's Prediction.unsure): each counts as
+an object of its score's doubt where it is of the usual size and off the edge.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,6 +38,7 @@ PILED = 3.0  # an outline a third under others is not typical at all
 GAP = 0.5  # x the side: the least distance between two suggested windows
 MAX_GRID = 20_000  # grid windows at most (a large image's grid is coarser than a quarter side)
 CHUNK = 4_000_000  # window x object cells evaluated at once
+MAX_UNSURE = 5_000  # detections under the threshold stored per result
 
 
 def doubt(instances: Sequence[Instance]) -> np.ndarray:
@@ -58,22 +65,27 @@ def typicality(instances: Sequence[Instance], width: int, height: int) -> np.nda
     for k in np.unique(left[left != right]):
         others = shapely.union_all(shapes[right[(left == k) & (right != k)]])
         under[k] = shapely.intersection(shapes[k], others).area / max(float(shapely.area(shapes[k])), 1e-9)
-    box = bboxes(polygons)
-    edge = (box[:, 0] <= 1) | (box[:, 1] <= 1) | (box[:, 2] >= width - 1) | (box[:, 3] >= height - 1)
-    return np.clip(1.0 - PILED * under, 0.0, 1.0) * ~_odd(area, _usual_area(area)) * ~edge
+    usual = ~_odd(area, _usual_area(area)) & ~_on_edge(polygons, width, height)
+    return np.clip(1.0 - PILED * under, 0.0, 1.0) * usual
 
 
-def suggest_crops(instances: Sequence[Instance], width: int, height: int, n: int = 3) -> list[list[float]]:
+def suggest_crops(instances: Sequence[Instance], width: int, height: int, n: int = 3,
+                  unsure: Sequence[Instance] = ()) -> list[list[float]]:
     """Up to `n` [x0, y0, x1, y1] squares apart from each other, best first: the summed doubt of the
-    typical objects they centre, less the atypical ones (none where the model is sure of everything)."""
-    if not instances:
+    typical objects they centre, less the atypical ones (none where the model is sure of everything);
+    `unsure`: the model's detections under the threshold (module docstring)."""
+    if not instances and not unsure:
         return []
-    _, centre, _ = area_centroid_perimeter([i.polygon for i in instances])
-    side = window_side(instances, width, height)
+    side = window_side(instances or unsure, width, height)
     typical = typicality(instances, width, height)
     weight = typical * (TYPICAL_FLOOR + _score_doubt(instances)) - ATYPICAL_COST * (1.0 - typical)
     useful = ((typical > 0) & (_score_doubt(instances) > 0)).astype(float)
-    boxes = bboxes([i.polygon for i in instances])
+    if unsure:
+        below = _score_doubt(unsure) * _typical_unsure(instances, unsure, width, height)
+        weight, useful = np.concatenate([weight, below]), np.concatenate([useful, (below > 0).astype(float)])
+    everything = [*instances, *unsure]
+    _, centre, _ = area_centroid_perimeter([i.polygon for i in everything])
+    boxes = bboxes([i.polygon for i in everything])
     windows = _windows(centre, side, width, height)
     total, free = _window_sums(centre, windows, weight, useful)
     chosen: list[list[float]] = []
@@ -84,6 +96,42 @@ def suggest_crops(instances: Sequence[Instance], width: int, height: int, n: int
         chosen.append([round(v, 1) for v in _whole(best, boxes, centre, width, height)])
         free &= ~_overlap(windows, np.array(chosen[-1]), GAP * side)
     return chosen
+
+
+def _typical_unsure(instances: Sequence[Instance], unsure: Sequence[Instance], width: int,
+                    height: int) -> np.ndarray:
+    """Per detection under the threshold, 1 where it is of the usual size (the kept outlines', or its
+    own kind's without them) and off the image's edge, else 0."""
+    area, _, _ = area_centroid_perimeter([i.polygon for i in unsure])
+    kept = area_centroid_perimeter([i.polygon for i in instances])[0] if instances else area
+    usual = ~_odd(area, _usual_area(kept)) & ~_on_edge([i.polygon for i in unsure], width, height)
+    return usual.astype(float)
+
+
+def _on_edge(polygons: list[np.ndarray], width: int, height: int) -> np.ndarray:
+    """Whether each outline touches the image's edge (cut by it: not a typical example)."""
+    box = bboxes(polygons)
+    return (box[:, 0] <= 1) | (box[:, 1] <= 1) | (box[:, 2] >= width - 1) | (box[:, 3] >= height - 1)
+
+
+def unsure_json(unsure: Sequence[Instance]) -> bytes:
+    """The detections under the threshold as stored beside a result (its "unsure" file), the most
+    doubtful MAX_UNSURE of them."""
+    order = np.argsort(-_score_doubt(unsure), kind="stable")[:MAX_UNSURE] if unsure else []
+    shapes = [{"label": unsure[k].label, "score": round(float(unsure[k].score or 0.0), 4),
+               "points": np.round(unsure[k].polygon, 1).tolist()} for k in order]
+    return json.dumps({"unsure": shapes}).encode()
+
+
+def read_unsure(data: bytes | None) -> list[Instance]:
+    """unsure_json's detections back; [] for none or a file that is not one (a result from before)."""
+    try:
+        shapes = json.loads(data or b"{}").get("unsure", [])
+        found = [Instance(str(s["label"]), np.asarray(s["points"], float).reshape(-1, 2), float(s["score"]))
+                 for s in shapes]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return []
+    return [i for i in found if len(i.polygon) >= 3 and np.isfinite(i.polygon).all()]
 
 
 def _window_sums(centre: np.ndarray, windows: np.ndarray, weight: np.ndarray,

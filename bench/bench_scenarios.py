@@ -362,7 +362,8 @@ def random_crops(instances: list, like: list[list[float]], width: int, height: i
 
 
 def crops_picture(ann, pred, arms: dict[str, list], path: Path) -> None:
-    """`ann` with v1's outlines (yellow; red where it doubts most) and each arm's crops drawn, to look at."""
+    """`ann` with v1's outlines (yellow; red where it doubts most; magenta: under the threshold) and each
+    arm's crops drawn, to look at."""
     import cv2
 
     from annotations.suggest import doubt
@@ -372,6 +373,8 @@ def crops_picture(ann, pred, arms: dict[str, list], path: Path) -> None:
     for inst, w in zip(pred.instances, weight, strict=True):
         colour = (255, 0, 0) if w >= 0.5 else (255, 255, 0)
         cv2.polylines(rgb, [np.round(inst.polygon).astype(np.int32)], True, colour, 1)
+    for inst in getattr(pred, "unsure", []):  # under the threshold
+        cv2.polylines(rgb, [np.round(inst.polygon).astype(np.int32)], True, (255, 0, 255), 1)
     palette = [(0, 200, 0), (0, 120, 255), (255, 160, 0), (200, 0, 200)]
     for k, (name, crops) in enumerate(arms.items()):
         colour = palette[k % len(palette)]
@@ -382,7 +385,7 @@ def crops_picture(ann, pred, arms: dict[str, list], path: Path) -> None:
 
 
 ARMS = {"scratch": "v2 from scratch", "half": "v2 fine-tuned", "suggested": "v2 suggested",
-        "random": "v2 random"}
+        "kept": "v2 suggested-kept", "random": "v2 random"}
 
 
 @dataclass
@@ -396,7 +399,8 @@ class Rounds:
 
 
 def round_arms(extra, seen, arms: list[str], seeds: int, touching: bool) -> dict[str, tuple[object, bool]]:
-    """Per v2 name: (the labelled extra file, fine-tuned from v1?); `touching`: see `labelled_in`."""
+    """Per v2 name: (the labelled extra file, fine-tuned from v1?); `touching`: see `labelled_in`;
+    `seen`: v1's Prediction of `extra` as the predict job makes it (`recognised`)."""
     from annotations.suggest import suggest_crops
 
     out: dict[str, tuple[object, bool]] = {}
@@ -404,15 +408,32 @@ def round_arms(extra, seen, arms: list[str], seeds: int, touching: bool) -> dict
         out[ARMS["scratch"]] = corrected_half(extra, seen), False
     if "half" in arms:
         out[ARMS["half"]] = corrected_half(extra, seen), True
-    # the product's call (web/labeling.py image_view): v1's outlines at the threshold, n=3
-    suggested = suggest_crops(seen.instances, extra.width, extra.height)
+    # the product's call (web/labeling.py image_view): v1's outlines at the threshold and its
+    # detections under it, n=3
+    suggested = suggest_crops(seen.instances, extra.width, extra.height, unsure=seen.unsure)
     if "suggested" in arms:
         out[ARMS["suggested"]] = labelled_in(extra, suggested, "#suggested", touching), True
+    if "kept" in arms:  # the rule before the detections under the threshold were kept
+        kept_only = suggest_crops(seen.instances, extra.width, extra.height)
+        out[ARMS["kept"]] = labelled_in(extra, kept_only, "#kept", touching), True
     if "random" in arms:
         for seed in range(seeds):
             crops = random_crops(seen.instances, suggested, extra.width, extra.height, seed)
             out[f"{ARMS['random']} s{seed}"] = labelled_in(extra, crops, f"#random{seed}", touching), True
     return out
+
+
+def recognised(bundle: Path, ann, device: str, threshold: float):
+    """`ann` recognised as the predict job does (jobs.predict: the detector's floor, auto scale, the
+    detections under the threshold kept apart): an inference.pipeline.Prediction."""
+    from inference.pipeline import PredictOptions, predict_image
+    from jobs.predict import DETECTOR_FLOOR
+    from segmodel.detector import load_detector
+
+    det = load_detector(bundle, device=device, trusted_roots=[bundle.parent],
+                        score_thr=min(DETECTOR_FLOOR, threshold))
+    return predict_image(ann.image, det, PredictOptions(threshold=threshold, auto_scale=True,
+                                                        unsure_floor=DETECTOR_FLOOR))
 
 
 def kept(keep: Path | None, tmp: str, name: str, *key) -> tuple[Path, bool]:
@@ -459,7 +480,7 @@ def correction_rounds(figures: list[Figure], options, threshold: float, tuned_it
             # as the product recognises it (jobs.predict: auto scale on): at 1x v1 found 24 of the 92
             # spheres of 5fc8c5b53c's extra panel, with auto scale 84, so crops were chosen on outlines
             # the user never sees
-            (seen,), _ = predict_all(v1, [extra], options.device, threshold, auto_scale=True)
+            seen = recognised(v1, extra, options.device, threshold)
             labelled = round_arms(extra, seen, arms, seeds, touching)
             if pictures is not None:
                 crops_picture(extra, seen, {name: [[c.x0, c.y0, c.x1, c.y1] for c in a.crops]
@@ -734,6 +755,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arms", default="scratch,half",
                         help="correction round: the v2s, comma list of scratch (left half, from scratch), "
                              "half (left half, fine-tuned from v1), suggested (annotations.suggest's crops), "
+                             "kept (its crops from the kept outlines alone, the rule before), "
                              "random (as many crops at random); each fine-tuned except scratch")
     parser.add_argument("--centre-rule", action="store_true",
                         help="correction round: suggested/random crops hold only the particles centred in "

@@ -19,7 +19,9 @@ ROLE_SUFFIX = {  # the names outputs.files.write_outputs gives its files
     "text": "_summary.txt",
     "labels": "_labels.tif",  # the label image for Fiji, napari, cellpose
     "rois": "_rois.zip",  # the outlines for Fiji's ROI Manager
+    "unsure": "_unsure.json",  # what the model found under the threshold, for the Label page's suggestion
 }
+INTERNAL_ROLES = {"unsure"}  # kept for the pages, not sent with the results (her data export has them)
 # Sent as one album of documents under the overlay photo (Telegram takes 2..10 per album): what a
 # phone user opens first (LabelMe JSON, CSV), then the histogram, then the files for lab tools.
 DOCUMENT_ROLES = ("labelme", "csv", "histogram", "labels", "rois")
@@ -62,6 +64,8 @@ def zip_results(
                 stem += "_"
             used.add(stem)
             for role, sha in sorted(result["files"].items()):
+                if role in INTERNAL_ROLES:
+                    continue
                 data = read_stored(store, sha)
                 if data is not None:
                     archive.writestr(f"{stem}/{output_name(stem, role)}", data)

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from outputs.lab_formats import SetEntry
 
 
+DETECTOR_FLOOR = 0.25  # the score under which the model's detections are dropped (load_model)
+
+
 @dataclass
 class ImageIn:
     """One image to recognise, with the scale its results are measured in."""
@@ -97,7 +100,9 @@ def predict_options(params: PredictParams) -> PredictOptions:
     from segmodel.options import DEFAULT_SCORE_THRESHOLD
 
     threshold = DEFAULT_SCORE_THRESHOLD if params.threshold is None else params.threshold
-    return PredictOptions(threshold=float(threshold), tile=params.tile, auto_scale=params.auto_scale)
+    # what the model found under her threshold is kept apart, for "Label where it helps most"
+    return PredictOptions(threshold=float(threshold), tile=params.tile, auto_scale=params.auto_scale,
+                          unsure_floor=DETECTOR_FLOOR)
 
 
 def load_model(ctx: JobContext[PredictParams], model: TrainedModel, threshold: float) -> TileDetector:
@@ -110,7 +115,7 @@ def load_model(ctx: JobContext[PredictParams], model: TrainedModel, threshold: f
     if isinstance(detector, MMDetDetector):
         # The model drops detections below this floor before building masks: low enough for the
         # user's threshold, no lower (dense tiles at 0.05 would hold ~0.5 GB of masks).
-        detector.score_thr = min(0.25, threshold)
+        detector.score_thr = min(DETECTOR_FLOOR, threshold)
     return detector
 
 
@@ -179,6 +184,11 @@ def store_outputs(ctx: JobContext[PredictParams], out_dir: Path, upload: Upload,
                             title=upload.original_name, region_area_px=image_in.region_area_px,
                             excluded=image_in.excluded, scale_source=image_in.scale_source if scale else None,
                             metal=find_metal(ctx.params.metal))
+    if prediction.unsure:  # where the model was unsure, for the Label page's suggestion
+        from annotations.suggest import unsure_json
+
+        written["unsure"] = out_dir / f"{stem}_unsure.json"
+        written["unsure"].write_bytes(unsure_json(prediction.unsure))
     stored = {role: ctx.store.put_file(path) for role, path in written.items()}
     summary: dict[str, Any] = json.loads(Path(written["summary"]).read_text()) if "summary" in written else {}
     if prediction.stats.get("scale_factor", 1.0) != 1.0:  # the caption says so

@@ -157,3 +157,26 @@ def test_predict_job_gives_the_users_metal_dispersion_in_its_files(settings):
         from jobs.params import PredictParams
 
         PredictParams(model_id=1, metal="Xx")
+
+
+def test_the_job_keeps_what_the_model_found_under_her_threshold(settings):
+    """Detections scored under her threshold are not results (no count, no row) but are stored beside
+    them for the Label page's "where it helps most"; the results zip leaves them out."""
+    import zipfile
+
+    from annotations.suggest import read_unsure
+    from bot.result_files import zip_results
+
+    bright = [(50.0 + 70 * k, 60.0, 10.0) for k in range(4)]  # 220 -> 0.86
+    dim = [(60.0, 170.0, 10.0), (200.0, 160.0, 10.0)]  # 120 -> 0.47
+    image = np.maximum(disc_image(240, 320, bright), disc_image(240, 320, dim, value=120))
+    run = run_predict_job(settings, {"dim.png": ("image", _png(image))}, ThresholdDetector(level=60),
+                          threshold=0.6)
+    result, store = run["results"]["dim.png"], run["store"]
+    assert result.summary["n_objects"] == 4
+    unsure = read_unsure(store.read_bytes(result.files["unsure"]))
+    centres = sorted(tuple(np.round(i.polygon.mean(axis=0))) for i in unsure)
+    assert centres == [(60.0, 170.0), (200.0, 160.0)] and all(0.4 < i.score < 0.5 for i in unsure)
+    zipped = zip_results(store, [{"name": "dim.png", "files": dict(result.files)}])
+    names = zipfile.ZipFile(io.BytesIO(zipped)).namelist()
+    assert "dim/dim_objects.csv" in names and not any("unsure" in n for n in names)

@@ -199,3 +199,28 @@ def test_a_window_grows_to_hold_whole_the_outlines_it_centres():
     assert box[3] == 280.0 + side  # no outline below pushed it further
     assert grown([300.0, 300.0, 364.0, 364.0], found, 400, 400) == [300.0, 300.0, 364.0, 364.0]  # none held
     assert grown([0.0, 0.0, 390.0, 390.0], found, 400, 400)[2] <= 400  # never past the image
+
+
+def test_what_the_model_found_under_the_threshold_draws_a_suggestion():
+    """Its misses leave no outline at her threshold; its detections under it (inference.pipeline's
+    Prediction.unsure, stored beside the result) do: a crop goes there, and not to an unsure blob of
+    another size or one cut by the edge."""
+    from annotations.model import Instance
+    from annotations.suggest import read_unsure, suggest_crops, unsure_json
+    from tests.webapp_helpers import ellipse
+
+    # sure of every particle it kept, with a gap at x 340..400, y 160..220
+    sure = [Instance("particle", ellipse(40 + 60 * (k % 10), 40 + 60 * (k // 10), 10, 10), 1.0)
+            for k in range(60) if not (5 <= k % 10 <= 6 and 2 <= k // 10 <= 3)]
+    unsure = [Instance("particle", ellipse(350, 170, 10, 10), 0.45),
+              Instance("particle", ellipse(390, 215, 10, 10), 0.5),
+              Instance("particle", ellipse(100, 160, 40, 40), 0.5),  # a blob four particles wide
+              Instance("particle", ellipse(3, 300, 10, 10), 0.5)]  # cut by the edge
+    assert suggest_crops(sure, 640, 400) == []  # nothing to doubt among its outlines
+    crops = suggest_crops(sure, 640, 400, unsure=read_unsure(unsure_json(unsure)))
+    assert len(crops) == 1  # only the gap's two are of use
+    x0, y0, x1, y1 = crops[0]
+    assert x0 < 340 and x1 > 400 and y0 < 160 and y1 > 225
+    stored = read_unsure(unsure_json(unsure))
+    assert [i.score for i in stored] == [0.5, 0.5, 0.5, 0.45]  # the most doubtful first
+    assert read_unsure(b"not json") == read_unsure(None) == read_unsure(b'{"unsure": [{}]}') == []

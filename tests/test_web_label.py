@@ -252,3 +252,26 @@ def test_review_starts_with_ids_only_where_the_overlay_drew_them(labelled) -> No
     assert not ids_fit(AnnotatedImage(name="sem.png", image=image, instances=dense))
     sparse = dense[::40]
     assert ids_fit(AnnotatedImage(name="sem.png", image=image, instances=sparse))
+
+
+def test_the_suggestion_goes_where_the_model_found_something_under_her_threshold(fresh) -> None:
+    """A result's stored detections under the threshold (the predict job's "unsure" file) draw a
+    suggested crop to where the kept outlines show nothing; a result without the file still opens."""
+    from annotations.model import Instance
+    from annotations.suggest import unsure_json
+    from storage.models import Result
+    from tests.webapp_helpers import ellipse
+
+    ws, alice, image_id, _, server = fresh
+    gap = [(150.0, 168.0), (178.0, 172.0)]  # between the particles' rows and the rods
+    unsure = [Instance("particle", ellipse(x, y, 14, 14), 0.5) for x, y in gap]
+
+    def holds(view) -> bool:
+        return any(x0 <= x < x1 and y0 <= y < y1 for x0, y0, x1, y1 in view["suggested"] for x, y in gap)
+
+    with client(server) as c:
+        assert not holds(c.get(f"/api/images/{image_id}").json())
+        with session_scope(ws.database_url) as session:
+            result = session.get(Result, alice.result_id)
+            result.files = {**result.files, "unsure": FileStore(ws.files_dir).put_bytes(unsure_json(unsure))}
+        assert holds(c.get(f"/api/images/{image_id}").json())

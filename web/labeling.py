@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from annotations.labelme import read_labelme
 from annotations.model import Instance
 from annotations.proposer import propose_outline, spots, to_gray
-from annotations.suggest import suggest_crops
+from annotations.suggest import read_unsure, suggest_crops
 from core.settings import Settings
 from imaging.images import read_image
 from intake.labels import NotTheirs, keep_labels
@@ -134,7 +134,8 @@ def image_view(settings: Settings, store: FileStore, user_id: int, upload_id: in
         labels = session.get(Upload, image.labels_upload_id) if image.labels_upload_id else None
         labels_sha = labels.sha256 if labels is not None and labels.user_id == user_id else None
         result = session.get(Result, image.result_id) if image.result_id else None
-        result_sha = (result.files or {}).get("labelme") if result is not None else None
+        files = (result.files or {}) if result is not None else {}
+        result_sha, unsure_sha = files.get("labelme"), files.get("unsure")
     crops, objects = _shapes_of(store, labels_sha, image.name, settings.max_image_pixels)
     _, proposals = _shapes_of(store, result_sha, image.name, settings.max_image_pixels)
     classes = sorted({o["label"] for o in objects + proposals} | {"particle"})
@@ -147,9 +148,19 @@ def image_view(settings: Settings, store: FileStore, user_id: int, upload_id: in
         "proposals": proposals,
         "classes": classes,
         "blobs": blobs(rgb),
-        # "Label where the model is least sure": crops around the model's least certain outlines
-        "suggested": suggest_crops(model, rgb.shape[1], rgb.shape[0]),
+        # "Label where the model is least sure": crops around the model's least certain outlines and
+        # what it found under her threshold
+        "suggested": suggest_crops(model, rgb.shape[1], rgb.shape[0], unsure=_unsure(store, unsure_sha)),
     }
+
+
+def _unsure(store: FileStore, sha: str | None) -> list[Instance]:
+    """The model's detections under the threshold stored with the result ([] for a result from
+    before they were kept, or one whose file is gone)."""
+    try:
+        return read_unsure(store.read_bytes(sha)) if sha else []
+    except StoreError:
+        return []
 
 
 def blobs(rgb: np.ndarray) -> list[list[float]]:
