@@ -3,12 +3,15 @@
     .venv/bin/python bench/bench_speed.py                      # real tiny mmdet model, random init
     .venv/bin/python bench/bench_speed.py --detector fake      # thresholding fake (pipeline cost only)
     .venv/bin/python bench/bench_speed.py --bundle DIR         # a trained bundle (load_detector)
+    .venv/bin/python bench/bench_speed.py --bundle DIR --image F.png --threshold 0.7 --unsure-floor 0.25
 
 "Bare forward" = detector.detect() on the pipeline's own tiles (already cut and rescaled,
 cutting not timed), in the same batches. "Pipeline" = predict_image() end to end on the image:
 cutting + rescaling tiles, the same detect() calls, mask cropping, outlines, merging across tiles,
 filters. Goal: pipeline / bare <= 1.10. Both are timed on the same process, one after the other,
-after a warm-up call; the ratio is from one run.
+after a warm-up call; the ratio is from one run. --unsure-floor: the detector keeps detections down to
+that floor (as the predict job's does) and the pipeline is also timed keeping those under the
+threshold apart (PredictOptions.unsure_floor, as the predict job asks): its cost over the plain run.
 """
 
 from __future__ import annotations
@@ -89,13 +92,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tile", type=int, default=320)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--unsure-floor", type=float, default=None,
+                        help="also time keeping the detections from this floor to the threshold apart")
+    parser.add_argument("--image", type=Path, default=None, help="a real image instead of the drawn scene")
     args = parser.parse_args(argv)
 
     from inference.pipeline import PredictOptions, iter_tile_batches, predict_image, tile_geometry
 
     size = args.size or (2048 if args.detector == "fake" and not args.bundle else 640)
-    det, what = make_detector(args.detector, args.tile, args.threshold, args.bundle)
-    image = scene(size)
+    floor = args.threshold if args.unsure_floor is None else min(args.unsure_floor, args.threshold)
+    det, what = make_detector(args.detector, args.tile, floor, args.bundle)
+    if args.image is not None:
+        from imaging.images import read_image
+
+        image = read_image(args.image.read_bytes(), name=args.image.name).image
+    else:
+        image = scene(size)
     options = PredictOptions(threshold=args.threshold, tile=args.tile, batch_size=args.batch)
     tiles, scale = tile_geometry(image.shape, det, options)
     batches = [[px for _, px, _, _ in b] for b in iter_tile_batches(image, tiles, scale, options.batch_size)]
@@ -110,18 +122,31 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     pred = predict_image(image, det, options)
     total = time.perf_counter() - t0
+    if args.unsure_floor is not None:
+        from dataclasses import replace
+
+        t0 = time.perf_counter()
+        asked = predict_image(image, det, replace(options, unsure_floor=args.unsure_floor))
+        unsure_s = time.perf_counter() - t0
 
     print("bench_speed: prediction pipeline vs bare detector forward on the same tiles")
     print(f"hardware : {hardware()}")
     print(f"detector : {what}")
-    print(f"image    : {size} x {size} px, {len(tiles)} tiles of {args.tile} px (scale {scale}), "
+    height, width = image.shape[:2]
+    print(f"image    : {args.image.name if args.image else 'drawn scene'}, {width} x {height} px, "
+          f"{len(tiles)} tiles of {args.tile} px (scale {scale}), "
           f"batch {args.batch}")
-    print(f"objects  : {n_det} detections above {args.threshold} in the tiles -> "
+    print(f"objects  : {n_det} detections above {floor} in the tiles -> "
           f"{len(pred.instances)} after merging")
     print(f"bare     : {bare:.2f} s  ({bare / len(tiles) * 1000:.0f} ms per tile)")
     per_det = (total - bare) / max(n_det, 1) * 1e6
     print(f"pipeline : {total:.2f} s  (overhead {total - bare:+.2f} s, {per_det:.0f} us per detection)")
     print(f"ratio    : pipeline / bare = {total / bare:.3f}  (goal <= 1.10)")
+    if args.unsure_floor is not None:
+        assert len(asked.instances) == len(pred.instances)  # the kept outlines do not change
+        print(f"unsure   : {unsure_s:.2f} s keeping {len(asked.unsure)} detections from {args.unsure_floor} "
+              f"to the threshold apart; / plain pipeline = {unsure_s / total:.3f}, "
+              f"/ bare = {unsure_s / bare:.3f}")
 
 
 if __name__ == "__main__":
