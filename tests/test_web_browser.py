@@ -515,12 +515,20 @@ def test_label_an_image_on_a_phone_then_train(stack, tmp_path) -> None:
 @pytest.mark.slow
 def test_label_where_it_helps_most_on_a_desktop_in_russian(stack, tmp_path) -> None:
     """A result's image opened from "Label where the model is least sure": the suggested crops around the
-    model's least sure outlines, its outlines dashed; a click accepts one; Russian texts and plurals."""
-    from tests.webapp_helpers import stored_image
+    model's least sure outlines and its guess under the threshold, its outlines dashed, the guess dotted;
+    a click accepts one; "accept all" leaves the guess to her; Russian texts and plurals."""
+    from annotations.model import Instance
+    from annotations.suggest import suggest_crops
+    from tests.webapp_helpers import ellipse, stored_image, stored_unsure
 
     api, bs, web = stack
     scene = stored_result(bs, tmp_path, BOB.id, language="ru", username="bob")
-    image_id = stored_image(bs, scene)
+    # a particle between the others and the rods that the model scored under her threshold
+    guess = Instance("particle", ellipse(165, 168, 14, 14), 0.5)
+    image_id = stored_image(bs, scene, missed=(guess,))
+    stored_unsure(bs, scene, [guess])
+    suggested = suggest_crops(scene.instances, WIDTH, HEIGHT, unsure=[guess])
+    assert any(_holds(c, guess) for c in suggested)
     (review, label), (suggest,) = _result_buttons(api, bs, scene, BOB)
     assert suggest["text"] == "Разметить, где модель сомневается"
     driver = _browser(phone=False)
@@ -530,9 +538,10 @@ def test_label_where_it_helps_most_on_a_desktop_in_russian(stack, tmp_path) -> N
         assert 1 <= len(crops) <= 3 and crops[0] == "кроп 1: 0 объектов"
         n = len(crops)
         assert _text(driver, "status").startswith(f"{n} кроп{'' if n == 1 else 'а'}, где модель меньше всего")
-        # only the model's outlines in the crops are drawn and counted (13 in all)
+        # only the model's outlines in the crops are drawn and counted (13 in all), and its guess; the
+        # guess is not among those "accept all" would take
         waiting = _waiting_ru(driver)
-        assert 2 <= waiting < 13 and _text(driver, "accept-all").startswith(f"Принять {waiting} контур")
+        assert 4 <= waiting < 14 and _text(driver, "accept-all").startswith(f"Принять {waiting - 1} контур")
         assert _text(driver, "save") == "Сохранить разметку (0 объектов)"
         from selenium.webdriver.common.action_chains import ActionChains
         from selenium.webdriver.common.keys import Keys
@@ -557,31 +566,30 @@ def test_label_where_it_helps_most_on_a_desktop_in_russian(stack, tmp_path) -> N
         assert _text(driver, "save") == "Сохранить разметку (1 объект)"
         assert ": 1 объект\n" in _text(driver, "crop-list") + "\n"
         assert _waiting_ru(driver) == waiting - 1
-        driver.execute_script("window.scrollTo(0, 0)")
-        _keep(driver, tmp_path, "webapp-label-desktop-ru.png")
-        # on a keyboard: Delete is ✗, Enter is ✓ (two more of the suggested crops' outlines)
-        from annotations.suggest import suggest_crops
-
-        suggested = suggest_crops(scene.instances, WIDTH, HEIGHT)
+        # on a keyboard: Delete is ✗ (one more of the suggested crops' outlines), Enter is ✓ (the guess,
+        # named as one; "accept all" would have left it)
         assert any(_holds(c, doubtful) for c in suggested)
-        first, second = [i for i in scene.instances
-                         if i is not doubtful and any(_holds(c, i) for c in suggested)][:2]
+        first = next(i for i in scene.instances if i is not doubtful and any(_holds(c, i) for c in suggested))
         click_on(first)
         driver.find_element("tag name", "body").send_keys(Keys.DELETE)
         assert _waiting_ru(driver) == waiting - 2
         assert _text(driver, "save") == "Сохранить разметку (1 объект)"
-        click_on(second)
+        click_on(guess)
+        assert _text(driver, "sel-info").startswith("Догадка модели ниже вашего порога · D ")
+        driver.execute_script("window.scrollTo(0, 0)")
+        _keep(driver, tmp_path, "webapp-label-desktop-ru.png")
         driver.find_element("tag name", "body").send_keys(Keys.ENTER)
         assert _waiting_ru(driver) == waiting - 3
         assert _text(driver, "save") == "Сохранить разметку (2 объекта)"
         # the rest of the model's outlines in the crops, at once
+        n = waiting - 3
         accept = _text(driver, "accept-all")
-        n = int(accept.split()[1])
-        assert accept.startswith(f"Принять {n} контур") and accept.endswith("модели в кропах") and n >= 1
+        assert accept.startswith(f"Принять {n} контур") and accept.endswith("модели в кропах")
         _click(driver, "accept-all")
         many = "объекта" if (n + 2) % 10 in (2, 3, 4) and (n + 2) % 100 not in (12, 13, 14) else "объектов"
         assert _text(driver, "save") == f"Сохранить разметку ({n + 2} {many})"
         assert not driver.find_element("id", "accept-all").is_displayed()
+        assert "предложени" not in _text(driver, "warnings")  # nothing left waiting
         assert _browser_log(driver) == []
     finally:
         driver.quit()

@@ -258,9 +258,7 @@ def test_the_suggestion_goes_where_the_model_found_something_under_her_threshold
     """A result's stored detections under the threshold (the predict job's "unsure" file) draw a
     suggested crop to where the kept outlines show nothing; a result without the file still opens."""
     from annotations.model import Instance
-    from annotations.suggest import unsure_json
-    from storage.models import Result
-    from tests.webapp_helpers import ellipse
+    from tests.webapp_helpers import ellipse, stored_unsure
 
     ws, alice, image_id, _, server = fresh
     gap = [(150.0, 168.0), (178.0, 172.0)]  # between the particles' rows and the rods
@@ -271,7 +269,7 @@ def test_the_suggestion_goes_where_the_model_found_something_under_her_threshold
 
     with client(server) as c:
         assert not holds(c.get(f"/api/images/{image_id}").json())
-        with session_scope(ws.database_url) as session:
-            result = session.get(Result, alice.result_id)
-            result.files = {**result.files, "unsure": FileStore(ws.files_dir).put_bytes(unsure_json(unsure))}
-        assert holds(c.get(f"/api/images/{image_id}").json())
+        stored_unsure(ws, alice, unsure)
+        view = c.get(f"/api/images/{image_id}").json()
+        assert holds(view)
+        assert [(o["label"], o["score"]) for o in view["unsure"]] == [("particle", 0.5)] * 2  # for the page

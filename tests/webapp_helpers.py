@@ -130,6 +130,16 @@ def stored_result(
         return Scene(user.id, telegram_id, result.id, upload.id, model.id, predict.id, instances)
 
 
+def stored_unsure(settings: Settings, scene: Scene, guesses: list[Instance]) -> None:
+    """The result's detections under the threshold, stored as the predict job stores them."""
+    from annotations.suggest import unsure_json
+
+    with session_scope(settings.database_url) as session:
+        result = session.get(Result, scene.result_id)
+        stored = FileStore(settings.files_dir).put_bytes(unsure_json(guesses))
+        result.files = {**result.files, "unsure": stored}
+
+
 def init_data(
     token: str,
     telegram_id: int,
@@ -153,15 +163,17 @@ def init_data(
     return urlencode(fields)
 
 
-def stored_image(settings: Settings, scene: Scene, *, link_result: bool = True) -> int:
+def stored_image(settings: Settings, scene: Scene, *, link_result: bool = True,
+                 missed: tuple[Instance, ...] = ()) -> int:
     """The scene's image as the user sent it (an image upload), the image of her result when
-    `link_result`: what the Label button opens. Its id."""
+    `link_result`: what the Label button opens; `missed`: more particles on it, which the result
+    lacks. Its id."""
     import io
 
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(scene_image(scene.instances)).save(buffer, format="PNG")
+    Image.fromarray(scene_image([*scene.instances, *missed])).save(buffer, format="PNG")
     data = buffer.getvalue()
     store = FileStore(settings.files_dir)
     with session_scope(settings.database_url) as session:

@@ -36,6 +36,7 @@ from web.review import CROP_LABEL, MAX_IMAGE_SIDE, MAX_OBJECTS, EditError, Gone,
 
 MAX_CROPS = 50
 MAX_BLOBS = 5000
+MAX_UNSURE_SHOWN = 2000  # the model's guesses under her threshold sent to the page
 CACHE_IMAGES = 8  # decoded images kept for taps (a tap must answer in a fraction of a second)
 LABELS_KEY = "labels_upload_id"  # in the image upload's summary: its newest saved label set
 
@@ -141,16 +142,20 @@ def image_view(settings: Settings, store: FileStore, user_id: int, upload_id: in
     classes = sorted({o["label"] for o in objects + proposals} | {"particle"})
     rgb = _pixels(settings, store, image)
     model = [Instance(o["label"], np.asarray(o["points"], float), o["score"]) for o in proposals]
+    unsure = _unsure(store, unsure_sha)
     return {
         "image": {"id": image.upload_id, "name": image.name, "width": rgb.shape[1], "height": rgb.shape[0]},
         "crops": crops,
         "objects": objects,
         "proposals": proposals,
+        # its guesses under her threshold, offered only inside crops, the most doubtful first
+        "unsure": [{"label": i.label, "points": np.round(i.polygon, 2).tolist(), "score": i.score}
+                   for i in unsure[:MAX_UNSURE_SHOWN]],
         "classes": classes,
         "blobs": blobs(rgb),
         # "Label where the model is least sure": crops around the model's least certain outlines and
         # what it found under her threshold
-        "suggested": suggest_crops(model, rgb.shape[1], rgb.shape[0], unsure=_unsure(store, unsure_sha)),
+        "suggested": suggest_crops(model, rgb.shape[1], rgb.shape[0], unsure=unsure),
     }
 
 

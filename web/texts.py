@@ -80,6 +80,7 @@ TEXTS: dict[str, Text] = {
     ),
     "size": N_("Size"),
     "modelProposal": N_("Model's proposal"),
+    "modelUnsure": N_("Model's guess under your threshold"),
     "nothingHere": N_("✗ Nothing here"),
     "modelOutline": N_("Your model's outline. Wrong? Delete it, and a tap here outlines by contrast."),
     "otherOutline": N_("↻ Other outline"),

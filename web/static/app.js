@@ -189,7 +189,8 @@
   const visible = (o) => !o.proposal && (o.score === null || o.score >= S.minScore);
   // Proposals are drawn (offered) inside her crops, where each must be decided, or everywhere while
   // there is no crop yet (to see where to crop); the rest stay hidden until a tap lands on one.
-  const offered = (o) => o.proposal && (!S.crops.length || S.crops.some((c) => cropOf(o, c)));
+  // Its guesses under her threshold (o.unsure) only ever inside a crop: everywhere they would bury the image.
+  const offered = (o) => o.proposal && (S.crops.some((c) => cropOf(o, c)) || (!S.crops.length && !o.unsure));
   const shown = () => S.objects.filter(visible);
   const colour = (label) => PALETTE[Math.max(0, S.classes.indexOf(label)) % PALETTE.length];
   const scaled = () => Boolean(S.result && S.result.nm_per_px);
@@ -317,7 +318,9 @@
       if (sel) { ctx.fillStyle = "rgba(255,61,242,0.3)"; ctx.fill(); } // the one ✓ / ✗ would decide
       ctx.strokeStyle = sel ? "#fff" : "#ff3df2"; // magenta: no class colour, seen on grey
       ctx.lineWidth = (sel ? 3 : 2) * px;
+      if (o.unsure) ctx.setLineDash([1.5 * px, 3 * px]); // dotted: a guess under her threshold
       ctx.stroke();
+      if (o.unsure) ctx.setLineDash([4 * px, 3 * px]);
     }
     ctx.setLineDash([]);
     const boxes = S.crops.concat(S.rect ? [S.rect] : []);
@@ -563,7 +566,7 @@
     // The model's outlines become hers, in the model's class (one undoable step); Size works on them.
     const take = new Set(keys);
     commit(S.objects.map((o) => (take.has(o.key)
-      ? makeObject(Object.assign({}, o, { proposal: false, score: null, base: o.points, factor: 1 })) : o)), selected);
+      ? makeObject(Object.assign({}, o, { proposal: false, unsure: false, score: null, base: o.points, factor: 1 })) : o)), selected);
   }
   function reject(key) {
     // "Nothing here": the proposal goes (undo brings it back); a later tap there asks the server.
@@ -593,7 +596,8 @@
 
   const inCrops = (list) => list.filter((o) => S.crops.some((c) => cropOf(o, c)));
   $("accept-all").onclick = () => { // the model's outlines in her crops, as they are; ✗ drops one first
-    accept(inCrops(S.objects.filter((o) => o.proposal)).map((o) => o.key), null);
+    // (its guesses under her threshold, often no particle at all, are decided one by one)
+    accept(inCrops(S.objects.filter((o) => o.proposal && !o.unsure)).map((o) => o.key), null);
   };
   $("verdict-yes").onclick = () => { if (S.selected) accept([S.selected], S.selected); };
   $("verdict-no").onclick = () => { if (S.selected) reject(S.selected); };
@@ -673,7 +677,7 @@
     $("verdict").hidden = !(sel && sel.proposal);
     otherButton.hidden = !(sel && !sel.proposal && S.others.has(sel.key));
     if (sel) {
-      const name = sel.proposal ? t("modelProposal") : sel.id !== null ? "#" + sel.id : t("newObject") + " +" + sel.newNo;
+      const name = sel.unsure ? t("modelUnsure") : sel.proposal ? t("modelProposal") : sel.id !== null ? "#" + sel.id : t("newObject") + " +" + sel.newNo;
       $("sel-info").textContent = `${name} · D ${fmt(dOf(sel))} ${unit()}` + (sel.score !== null ? ` · ${sel.score.toFixed(2)}` : "");
       fillClassSelect($("sel-class"), sel.label);
       $("sel-size-row").hidden = !sel.base;
@@ -686,7 +690,7 @@
     $("score-value").textContent = S.minScore.toFixed(2);
     const hidden = S.objects.length - shown().length;
     $("hidden-count").textContent = hidden ? t("hidden", { n: hidden }) : "";
-    const waiting = inCrops(S.objects.filter((o) => o.proposal)).length;
+    const waiting = inCrops(S.objects.filter((o) => o.proposal && !o.unsure)).length; // what accept-all takes
     $("accept-all").hidden = !S.labelling || !waiting;
     $("accept-all").textContent = t("acceptAll", { n: waiting });
     $("save").textContent = S.saving ? t("saving") : t(S.labelling ? "saveLabels" : "save", { n: shown().length });
@@ -1007,11 +1011,12 @@
     S.newClass = view.classes.includes("particle") ? "particle" : view.classes[0];
     S.blobs = view.blobs || [];
     S.crops = view.crops.map(([x0, y0, x1, y1]) => ({ key: "c" + S.nextCrop++, x0, y0, x1, y1 }));
-    const fresh = (o, proposal) => makeObject({ key: "n" + S.nextNew, id: null, newNo: S.nextNew++, label: o.label, points: o.points, score: proposal ? o.score : null, shape: "polygon", proposal });
+    const fresh = (o, proposal, unsure = false) => makeObject({ key: "n" + S.nextNew, id: null, newNo: S.nextNew++, label: o.label, points: o.points, score: proposal ? o.score : null, shape: "polygon", proposal, unsure });
     // a saved crop is complete: every model outline in it was accepted (it is among her outlines)
     // or rejected, so only the others come back as proposals
     const open = (o) => !S.crops.some((c) => cropOf(o, c));
-    S.objects = view.objects.map((o) => fresh(o, false)).concat(view.proposals.map((o) => fresh(o, true)).filter(open));
+    S.objects = view.objects.map((o) => fresh(o, false)).concat(view.proposals.map((o) => fresh(o, true)).filter(open),
+      (view.unsure || []).map((o) => fresh(o, true, true)).filter(open));
     S.showIds = false; // new outlines have no ids worth reading; the counts are per crop
     const suggest = new URLSearchParams(location.search).get("suggest") === "1";
     if (suggest && !S.crops.length && view.suggested.length) { // "Label where the model is least sure"
