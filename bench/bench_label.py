@@ -127,9 +127,12 @@ def run_set(title: str, folder: Path, stems: list[str]) -> list[dict]:
 # proposer's): "page" is the rule it follows (annotations.tap), the others are scored for comparison.
 # "page, unless > Rx": the proposer's outline instead where the model's is over R times larger (a blob
 # over several particles); it needs the proposer on every tap. "best of both" is an upper bound, as if
-# she saw both outlines and kept the better one.
+# she saw both outlines and kept the better one. "page + guesses": the page's rule over her model's
+# outlines and its detections under the threshold (the predict job's "unsure"), as the page now has them;
+# every other rule sees the outlines at the threshold only.
 RULES = (
     "page",
+    "page + guesses",
     "holding only",
     "page, score >= 0.8",
     "page, score >= 0.9",
@@ -141,24 +144,25 @@ RULES = (
 
 
 def figure_predictions(fig, iterations: int, out: Path, init: str = "random",
-                       bundles: Path | None = None) -> dict[str, list[tuple[np.ndarray, float]]]:
-    """{test panel stem: [(outline, score)]}: a tiny model trained on two crops (<= 50 particles) of
-    the figure's richest panel recognises its other panels as segbot does (auto scale, fragment
-    merge, DEFAULT_SCORE_THRESHOLD). `init` 'base': from the base model (SEGBOT_BASE_MODEL, else the
-    shipped one); `iterations` 0: segbot's budget. Cached in `out`: the taps can be scored again
-    without training. `bundles`: a bench_scenarios --keep folder; its v1 of this figure (the same two
-    crops, trained with the same options when that run's --iterations and --inits match) is used
-    instead of training one again."""
+                       bundles: Path | None = None) -> dict[str, list[tuple[np.ndarray, float, bool]]]:
+    """{test panel stem: [(outline, score, under the threshold?)]}: a tiny model trained on two crops
+    (<= 50 particles) of the figure's richest panel recognises its other panels as segbot's predict job
+    does (auto scale, fragment merge, DEFAULT_SCORE_THRESHOLD, the detections under it kept apart).
+    `init` 'base': from the base model (SEGBOT_BASE_MODEL, else the shipped one); `iterations` 0:
+    segbot's budget. Cached in `out`: the taps can be scored again without training. `bundles`: a
+    bench_scenarios --keep folder; its v1 of this figure (the same two crops, trained with the same
+    options when that run's --iterations and --inits match) is used instead of training one again."""
     import pickle
     import tempfile
+    import time
 
-    from bench_quality import load, predict_all, train_bundle
-    from bench_scenarios import MAX_LABELS, kept, two_crops
+    from bench_quality import load, train_bundle
+    from bench_scenarios import MAX_LABELS, kept, recognised, two_crops
 
     from segmodel.options import DEFAULT_SCORE_THRESHOLD, TrainOptions
 
-    cache = out / (f"{fig.train[0]}-{iterations}.pkl" if init == "random" else
-                   f"{fig.train[0]}-{init}-{iterations or 'segbot'}.pkl")
+    cache = out / (f"{fig.train[0]}-{iterations}-guesses.pkl" if init == "random" else
+                   f"{fig.train[0]}-{init}-{iterations or 'segbot'}-guesses.pkl")
     if cache.is_file():
         return pickle.loads(cache.read_bytes())
     train = load(*fig.train)
@@ -182,14 +186,17 @@ def figure_predictions(fig, iterations: int, out: Path, init: str = "random",
         else:
             bundle, train_s = train_bundle([source], Path(tmp) / "bundle", options, f"{fig.train[0]} ",
                                            weights)
-        preds, predict_s = predict_all(bundle, tests, "cpu", DEFAULT_SCORE_THRESHOLD, auto_scale=True)
+        t0 = time.perf_counter()
+        preds = [recognised(bundle, ann, "cpu", DEFAULT_SCORE_THRESHOLD) for ann in tests]  # as the job does
+        predict_s = time.perf_counter() - t0
     print(
         f"  {fig.name}: {len(source.instances)} labels on {fig.train[0]}, trained in "
         f"{train_s / 60:.1f} min, {len(tests)} panels predicted in {predict_s:.0f} s"
     )
     # the page gets the outlines rounded to 0.01 px (web.labeling)
     found = {
-        stem: [(np.round(i.polygon, 2), 1.0 if i.score is None else float(i.score)) for i in p.instances]
+        stem: [(np.round(i.polygon, 2), 1.0 if i.score is None else float(i.score), guess)
+               for guess, group in ((False, p.instances), (True, p.unsure)) for i in group]
         for (stem, _), p in zip(fig.tests, preds, strict=True)
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -197,22 +204,26 @@ def figure_predictions(fig, iterations: int, out: Path, init: str = "random",
     return found
 
 
-def answer(rule: str, outlines: list[tuple[np.ndarray, float]], x: float, y: float) -> np.ndarray | None:
+def answer(rule: str, outlines: list[tuple[np.ndarray, float, bool]], x: float,
+           y: float) -> np.ndarray | None:
     """The model's outline that answers a tap under `rule` (the page's rule for "page, unless" and
     "best of both", which then weigh it against the proposer's)."""
-    polygons = [p for p, _ in outlines]
+    if rule != "page + guesses":
+        outlines = [o for o in outlines if not o[2]]
+    polygons = [p for p, _, _ in outlines]
     if rule == "holding only":
         k = outline_holding(polygons, x, y)
     elif rule.startswith("page, score >= "):  # the page's rule on her model's surer outlines only
         floor = float(rule.rsplit(" ", 1)[1])
-        polygons = [p for p, s in outlines if s >= floor]
+        polygons = [p for p, s, _ in outlines if s >= floor]
         k = outline_at(polygons, x, y)
     else:
         k = outline_at(polygons, x, y)
     return None if k is None else polygons[k]
 
 
-def tap_with_model(gray: np.ndarray, seg: np.ndarray, outlines: list[tuple[np.ndarray, float]]) -> list[dict]:
+def tap_with_model(gray: np.ndarray, seg: np.ndarray,
+                   outlines: list[tuple[np.ndarray, float, bool]]) -> list[dict]:
     """One row per particle: the proposer's (IoU, size) and each rule's (IoU, size, answered by the model)."""
     from annotations.geometry import polygon_area
 
