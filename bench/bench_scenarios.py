@@ -375,7 +375,8 @@ def crops_picture(ann, pred, arms: dict[str, list], path: Path) -> None:
         cv2.polylines(rgb, [np.round(inst.polygon).astype(np.int32)], True, colour, 1)
     for inst in getattr(pred, "unsure", []):  # under the threshold
         cv2.polylines(rgb, [np.round(inst.polygon).astype(np.int32)], True, (255, 0, 255), 1)
-    palette = [(0, 200, 0), (0, 120, 255), (255, 160, 0), (200, 0, 200)]
+    palette = [(0, 200, 0), (0, 120, 255), (255, 160, 0), (200, 0, 200), (0, 220, 220), (255, 255, 255),
+               (140, 90, 40), (255, 80, 80)]  # one colour per arm (up to 8)
     for k, (name, crops) in enumerate(arms.items()):
         colour = palette[k % len(palette)]
         for x0, y0, x1, y1 in crops:
