@@ -96,9 +96,13 @@ class CandidateSet:
         sy: float,
         threshold: float,
         allowed: np.ndarray | None,
+        ceiling: float | None = None,
     ) -> int:
-        """Take one tile's detections (in rescaled tile px); returns how many were kept."""
+        """Take one tile's detections (in rescaled tile px) scored from `threshold` (up to `ceiling`,
+        excluded, when given); returns how many were kept."""
         keep = det.scores >= threshold
+        if ceiling is not None:
+            keep &= det.scores < ceiling
         if allowed is not None:
             keep &= np.isin(det.labels, allowed)
         if not keep.any():

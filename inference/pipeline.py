@@ -28,7 +28,7 @@ import numpy as np
 
 from annotations.model import Instance
 from segmodel.options import DEFAULT_SCORE_THRESHOLD
-from segmodel.types import Detections, TileDetector
+from segmodel.types import TileDetector
 
 if TYPE_CHECKING:
     from inference.merge import CandidateSet
@@ -177,19 +177,12 @@ def _detect_tiles(image: np.ndarray, detector: TileDetector, tiles: list, scale:
             raise RuntimeError(f"detector returned {len(results)} results for {len(batch)} tiles")
         _collect(candidates, batch, results, options.threshold, allowed)
         if below is not None:
-            _collect(below, batch, [_under(det, options.threshold) for det in results], float(floor), allowed)
+            _collect(below, batch, results, float(floor), allowed, ceiling=options.threshold)
         done += len(batch)
         del batch, results  # full-tile masks: free them before the next batch is detected
         if progress is not None:
             progress(done, len(tiles))
     return candidates, below
-
-
-def _under(det: Detections, threshold: float) -> Detections:
-    """The detections scored under `threshold`."""
-    keep = det.scores < threshold
-    return Detections(boxes=det.boxes[keep], scores=det.scores[keep], labels=det.labels[keep],
-                      masks=det.masks[keep])
 
 
 def _unsure(below: CandidateSet, classes: list[str], min_area_px: float,
@@ -296,10 +289,10 @@ def _predict_scaled(image, detector, options: PredictOptions, progress, started:
     return pred
 
 
-def _collect(candidates, batch, results, threshold: float, allowed) -> None:
+def _collect(candidates, batch, results, threshold: float, allowed, ceiling: float | None = None) -> None:
     # a function of its own so no loop variable keeps the last tile's masks alive
     for (tile, _, sx, sy), det in zip(batch, results, strict=True):
-        candidates.add(tile, det, sx, sy, threshold, allowed)
+        candidates.add(tile, det, sx, sy, threshold, allowed, ceiling)
 
 
 def _allowed_labels(classes: list[str], wanted: set[str] | None) -> np.ndarray | None:
