@@ -595,10 +595,10 @@
   $("sel-size").onchange = () => { if (S.sliding) commit(S.objects); };
 
   const inCrops = (list) => list.filter((o) => S.crops.some((c) => cropOf(o, c)));
-  $("accept-all").onclick = () => { // the model's outlines in her crops, as they are; ✗ drops one first
-    // (its guesses under her threshold, often no particle at all, are decided one by one)
-    accept(inCrops(S.objects.filter((o) => o.proposal && !o.unsure)).map((o) => o.key), null);
-  };
+  // What "accept all" takes: the model's outlines in her crops, as they are (✗ drops one first); its
+  // guesses under her threshold, often no particle at all, are decided one by one.
+  const acceptable = () => inCrops(S.objects.filter((o) => o.proposal && !o.unsure));
+  $("accept-all").onclick = () => { accept(acceptable().map((o) => o.key), null); };
   $("verdict-yes").onclick = () => { if (S.selected) accept([S.selected], S.selected); };
   $("verdict-no").onclick = () => { if (S.selected) reject(S.selected); };
   function cropOf(o, c) { return o.c[0] >= c.x0 && o.c[0] <= c.x1 && o.c[1] >= c.y0 && o.c[1] <= c.y1; }
@@ -690,7 +690,7 @@
     $("score-value").textContent = S.minScore.toFixed(2);
     const hidden = S.objects.length - shown().length;
     $("hidden-count").textContent = hidden ? t("hidden", { n: hidden }) : "";
-    const waiting = inCrops(S.objects.filter((o) => o.proposal && !o.unsure)).length; // what accept-all takes
+    const waiting = acceptable().length;
     $("accept-all").hidden = !S.labelling || !waiting;
     $("accept-all").textContent = t("acceptAll", { n: waiting });
     $("save").textContent = S.saving ? t("saving") : t(S.labelling ? "saveLabels" : "save", { n: shown().length });
