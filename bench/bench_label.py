@@ -187,7 +187,7 @@ def figure_predictions(fig, iterations: int, out: Path, init: str = "random",
             bundle, train_s = train_bundle([source], Path(tmp) / "bundle", options, f"{fig.train[0]} ",
                                            weights)
         t0 = time.perf_counter()
-        preds = [recognised(bundle, ann, "cpu", DEFAULT_SCORE_THRESHOLD) for ann in tests]  # as the job does
+        preds = recognised(bundle, tests, "cpu", DEFAULT_SCORE_THRESHOLD)  # as the job does
         predict_s = time.perf_counter() - t0
     print(
         f"  {fig.name}: {len(source.instances)} labels on {fig.train[0]}, trained in "

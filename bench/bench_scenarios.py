@@ -424,17 +424,18 @@ def round_arms(extra, seen, arms: list[str], seeds: int, touching: bool) -> dict
     return out
 
 
-def recognised(bundle: Path, ann, device: str, threshold: float):
-    """`ann` recognised as the predict job does (jobs.predict: the detector's floor, auto scale, the
-    detections under the threshold kept apart): an inference.pipeline.Prediction."""
+def recognised(bundle: Path, anns: list, device: str, threshold: float) -> list:
+    """Each of `anns` recognised as the predict job does (jobs.predict: the detector's floor, auto
+    scale, the detections under the threshold kept apart), the model loaded once: a list of
+    inference.pipeline.Prediction."""
     from inference.pipeline import PredictOptions, predict_image
     from jobs.predict import DETECTOR_FLOOR
     from segmodel.detector import load_detector
 
     det = load_detector(bundle, device=device, trusted_roots=[bundle.parent],
                         score_thr=min(DETECTOR_FLOOR, threshold))
-    return predict_image(ann.image, det, PredictOptions(threshold=threshold, auto_scale=True,
-                                                        unsure_floor=DETECTOR_FLOOR))
+    options = PredictOptions(threshold=threshold, auto_scale=True, unsure_floor=DETECTOR_FLOOR)
+    return [predict_image(ann.image, det, options) for ann in anns]
 
 
 def kept(keep: Path | None, tmp: str, name: str, *key) -> tuple[Path, bool]:
@@ -481,7 +482,7 @@ def correction_rounds(figures: list[Figure], options, threshold: float, tuned_it
             # as the product recognises it (jobs.predict: auto scale on): at 1x v1 found 24 of the 92
             # spheres of 5fc8c5b53c's extra panel, with auto scale 84, so crops were chosen on outlines
             # the user never sees
-            seen = recognised(v1, extra, options.device, threshold)
+            (seen,) = recognised(v1, [extra], options.device, threshold)
             labelled = round_arms(extra, seen, arms, seeds, touching)
             if pictures is not None:
                 crops_picture(extra, seen, {name: [[c.x0, c.y0, c.x1, c.y1] for c in a.crops]
